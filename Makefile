@@ -1,0 +1,39 @@
+# make demo: set up and run the whole pipeline on a built-in sample clip.
+# make test: set up (Debian packages too) and run the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLIP ?=
+DEMO_DIR ?= demo-output
+
+.PHONY: demo test venv debs bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@
+
+debs:
+	bash deploy/install-debian-packages.sh
+
+demo: venv
+	@mkdir -p $(DEMO_DIR)
+	@clip="$(CLIP)"; if [ -z "$$clip" ]; then clip=$(DEMO_DIR)/sample.mp4; \
+	  [ -f $$clip ] || $(VENV)/bin/camwire sample-clip $$clip; fi; \
+	rm -f $(DEMO_DIR)/events.jsonl; \
+	CAMWIRE_LOG_FORMAT=console $(VENV)/bin/camwire run --camera demo=$$clip --detector motion+covered \
+	  --workers 2 --once --events $(DEMO_DIR)/events.jsonl --data-dir $(DEMO_DIR) \
+	  --stats $(DEMO_DIR)/stats.json
+	@echo "events: $(DEMO_DIR)/events.jsonl  snapshots: $(DEMO_DIR)/snapshots  counters: $(DEMO_DIR)/stats.json"
+
+test: venv debs
+	$(PY) -m pytest -q
+
+bench: venv
+	$(PY) bench/transport.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from camwire.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The classifier pool: the ventilator that shares out frames, the workers, and the sink."""

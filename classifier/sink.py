@@ -1,0 +1,144 @@
+"""``camwire sink``: turns workers' results into events, snapshots and camera status.
+
+Sockets, owned by the main thread:
+  - PULL (bound): ``result`` maps from workers, each with an optional JPEG of its frame, and the
+    extractors' ``status`` and ``eos`` maps, relayed by the ventilator through the workers;
+  - PUB (bound, ``--publish``): every event as a one-part msgpack map of kind ``event``.
+Events are also appended to ``--events`` as JSON lines; a snapshot is ``--data-dir``/snapshots/
+<camera>/<date>/<event id>.jpg with the event's JSON beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+import zmq
+
+from classifier.events import Events
+from common import wire
+from common.counters import write_stats
+from common.lifecycle import StopFlag
+from common.logs import configure
+from common.sockets import make_socket
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bind", required=True, metavar="ADDR", help="workers push results here")
+    p.add_argument("--events", required=True, metavar="PATH", help="append events here as JSON lines")
+    p.add_argument("--publish", metavar="ADDR", help="bind a PUB socket of events")
+    p.add_argument("--data-dir", metavar="DIR", help="save snapshots here")
+    p.add_argument("--cooldown", type=float, default=1.0, metavar="S",
+                   help="at most one detection/motion event per camera and type in this much capture time")
+    p.add_argument("--exit-when-drained", metavar="CAMERAS",
+                   help="comma-separated cameras: exit once each has ended and all its results are in")
+    p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
+
+
+class Sink:
+    def __init__(self, pull: zmq.Socket, pub: zmq.Socket | None, events_file: TextIO,
+                 data_dir: Path | None, events: Events, log) -> None:
+        self.pull, self.pub, self.events_file, self.data_dir = pull, pub, events_file, data_dir
+        self.events = events
+        self.log = log
+
+    def run(self, stop: StopFlag, until_drained: set[str] | None) -> None:
+        while not stop.is_set():
+            if until_drained and all(self.events.drained(c) for c in until_drained):
+                self.log.info("all cameras drained", cameras=sorted(until_drained))
+                return
+            if not self.pull.poll(250):
+                continue
+            for _ in range(1000):
+                try:
+                    parts = self.pull.recv_multipart(flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self.handle(parts)
+
+    def handle(self, parts: list[bytes]) -> None:
+        try:
+            msg = wire.unpack(parts[0])
+            kind = msg["kind"]
+            if kind == "result":
+                if len(parts) > 2:
+                    raise wire.MalformedMessage("bad_part_count", f"{len(parts)} parts")
+                _check_result(msg)
+                for event in self.events.on_result(msg):
+                    self.emit(event, parts[1] if len(parts) == 2 else None)
+            elif kind == "status":
+                if not isinstance(msg.get("camera"), str):
+                    raise wire.MalformedMessage("bad_header", "status without camera")
+                for event in self.events.on_status(msg):
+                    self.emit(event, None)
+            elif kind == "eos":
+                if not isinstance(msg.get("camera"), str):
+                    raise wire.MalformedMessage("bad_header", "eos without camera")
+                self.events.on_eos(msg)
+                self.log.info("camera ended", camera=msg["camera"], results=msg.get("results"))
+            else:
+                raise wire.MalformedMessage("unexpected_kind", kind)
+        except wire.MalformedMessage as exc:
+            self.events.counters.add("malformed", exc.reason)
+            self.log.warning("malformed message dropped", reason=exc.reason, detail=str(exc))
+
+    def emit(self, event: dict[str, Any], jpeg: bytes | None) -> None:
+        if jpeg is not None and self.data_dir is not None:
+            event["snapshot"] = str(self._save_snapshot(event, jpeg))
+        line = json.dumps(event, separators=(",", ":"))
+        self.events_file.write(line + "\n")
+        self.events_file.flush()
+        if self.pub is not None:
+            self.pub.send(wire.pack("event", event))
+        self.log.info("event", type=event["type"], camera=event["camera"], seq=event["seq"],
+                      detections=len(event["detections"]), snapshot=event["snapshot"])
+
+    def _save_snapshot(self, event: dict[str, Any], jpeg: bytes) -> Path:
+        day = datetime.fromtimestamp(event["ts"], timezone.utc).strftime("%Y-%m-%d")
+        folder = self.data_dir / "snapshots" / _safe(event["camera"]) / day
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{_safe(event['id'])}.jpg"
+        path.write_bytes(jpeg)
+        path.with_suffix(".json").write_text(json.dumps({**event, "snapshot": str(path)}, indent=1))
+        return path
+
+
+def _check_result(msg: dict[str, Any]) -> None:
+    for key, types in (("camera", str), ("seq", int), ("ts_ns", int), ("detections", list)):
+        if not isinstance(msg.get(key), types):
+            raise wire.MalformedMessage("bad_header", f"result {key}={msg.get(key)!r}")
+
+
+def _safe(name: str) -> str:
+    """A camera name or event id as a file name: no path separators, nothing hidden."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".") or "_"
+
+
+def main(args: argparse.Namespace) -> int:
+    log = configure("sink")
+    stop = StopFlag().install()
+    events = Events(cooldown_s=args.cooldown)
+    until = set(filter(None, args.exit_when_drained.split(","))) if args.exit_when_drained else None
+    Path(args.events).parent.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    started = time.monotonic()
+    with zmq.Context() as ctx, open(args.events, "a", encoding="utf-8") as events_file:
+        pull = make_socket(ctx, zmq.PULL, bind=args.bind, linger=0)
+        pub = make_socket(ctx, zmq.PUB, bind=args.publish, linger=1000) if args.publish else None
+        log.info("sink started", bind=args.bind, events=args.events, publish=args.publish)
+        try:
+            Sink(pull, pub, events_file, data_dir, events, log).run(stop, until)
+        finally:
+            pull.close()
+            if pub is not None:
+                pub.close()
+    stats = {**events.counters.snapshot(), "uptime_s": round(time.monotonic() - started, 3),
+             "cameras": {name: {"online": c.online, "covered": c.covered, "results": c.results}
+                         for name, c in events.cameras.items()}}
+    write_stats(args.stats, stats)
+    log.info("sink stopped", stats=stats)
+    return 0

@@ -1,0 +1,1 @@
+"""What two camwire daemons share: the wire format, logging, sockets, counters, lifecycle."""

@@ -1,0 +1,64 @@
+"""Counters that tell the truth about what a daemon did and dropped, and the stats file they end in."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+class Counters:
+    """Nested counts: ``counters.add("dropped", camera, "hwm")`` -> ``{"dropped": {cam: {"hwm": 1}}}``.
+
+    The last key holds an int; everything above it is a dict. Only the owning thread touches it.
+    """
+
+    def __init__(self) -> None:
+        self._tree: dict[str, Any] = {}
+
+    def add(self, *path: str, n: int = 1) -> None:
+        node = self._tree
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = node.get(path[-1], 0) + n
+
+    def get(self, *path: str) -> int:
+        node: Any = self._tree
+        for key in path:
+            if not isinstance(node, dict) or key not in node:
+                return 0
+            node = node[key]
+        return node if isinstance(node, int) else 0
+
+    def set(self, *path: str, value: Any) -> None:
+        node = self._tree
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+
+    def snapshot(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self._tree))
+
+
+def write_stats(path: str | os.PathLike[str] | None, stats: dict[str, Any]) -> None:
+    """Write a daemon's stats JSON atomically (a reader never sees half a file)."""
+    if not path:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(stats, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+def merge(dst: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
+    """Add ``src``'s counts into ``dst`` (for a daemon restarted under ``camwire run``)."""
+    for key, value in src.items():
+        if isinstance(value, dict):
+            merge(dst.setdefault(key, {}), value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(dst.get(key, 0), (int, float)):
+            dst[key] = dst.get(key, 0) + value
+        else:
+            dst[key] = value
+    return dst

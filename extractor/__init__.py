@@ -1,0 +1,1 @@
+"""The extractor: decodes camera sources and sends stamped frames into the pipeline."""

@@ -1,0 +1,193 @@
+"""One camera's thread: connect, decode, stamp, send; reconnect with backoff; report its status.
+
+What it sends on its PUSH socket to the ventilator (see common.wire):
+  - frames chosen by the sampling, as ``[header, pixels]``;
+  - ``status`` maps (``state``: online | offline, with ``reason``) when the camera changes state;
+  - one ``eos`` map when a file source has been read to its end (``sent``: frames it sent).
+Every decoded frame also goes to the process's publish relay when ``--publish`` is on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+import structlog
+import zmq
+
+from common import wire
+from common.counters import Counters
+from common.lifecycle import StopFlag
+from common.logs import redact_url
+from common.sockets import make_socket
+from extractor.sampling import Sampler, Sampling
+from extractor.source import OPEN_TIMEOUT_S, READ_TIMEOUT_S, is_file, open_source, read_frames
+
+PUSH_HWM = 2  # frames queued towards the ventilator before we drop: latency stays bounded
+BACKOFF_FIRST_S = 0.5
+BACKOFF_CAP_S = 30.0
+CONTROL_SEND_TIMEOUT_MS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSpec:
+    """A camera as the extractor knows it: a name, its sources in order of preference, sampling."""
+
+    name: str
+    sources: tuple[str, ...]
+    sampling: Sampling = field(default_factory=Sampling)
+    realtime: bool = False
+    enc: str = "raw"
+    open_timeout: float = OPEN_TIMEOUT_S
+    read_timeout: float = READ_TIMEOUT_S
+
+
+def backoff_delay(failures: int, first: float = BACKOFF_FIRST_S, cap: float = BACKOFF_CAP_S) -> float:
+    """Capped exponential backoff: 0.5, 1, 2, 4 ... 30 s after 1, 2, 3, 4 ... failed rounds."""
+    return min(cap, first * 2 ** max(0, failures - 1))
+
+
+class CameraLoop(threading.Thread):
+    """Reads one camera until stopped (or, for a file, until its end), never exiting on failure."""
+
+    def __init__(self, ctx: zmq.Context, spec: CameraSpec, push_addr: str, relay_addr: str | None,
+                 publish_enc: str, stop: StopFlag) -> None:
+        super().__init__(name=f"camera-{spec.name}", daemon=True)
+        self.ctx, self.spec, self.push_addr, self.relay_addr = ctx, spec, push_addr, relay_addr
+        self.publish_enc = publish_enc
+        self.stop = stop
+        self.counters = Counters()
+        self.log = structlog.get_logger().bind(camera=spec.name)
+        self._seq = 0
+        self._online = False
+        self._offline_reported = False
+
+    def run(self) -> None:
+        push = make_socket(self.ctx, zmq.PUSH, connect=self.push_addr, sndhwm=PUSH_HWM, linger=5000)
+        relay = make_socket(self.ctx, zmq.PUSH, connect=self.relay_addr, sndhwm=4) if self.relay_addr else None
+        try:
+            self._loop(push, relay)
+        except Exception:
+            self.log.exception("camera loop crashed")
+            raise
+        finally:
+            push.close()
+            if relay is not None:
+                relay.close()
+
+    # -- connection management ---------------------------------------------------------------
+
+    def _loop(self, push: zmq.Socket, relay: zmq.Socket | None) -> None:
+        failures = 0  # failed rounds over all sources since the last frame
+        index = 0
+        while not self.stop.is_set():
+            url = self.spec.sources[index]
+            self.log.info("connecting", source=redact_url(url), attempt=failures + 1)
+            try:
+                with open_source(url, self.spec.open_timeout, self.spec.read_timeout) as container:
+                    got_frames = self._stream(container, url, push, relay)
+                if is_file(url) and not self.stop.is_set():
+                    self._send_control(push, "eos", {"camera": self.spec.name,
+                                                     "sent": self.counters.get("sent"),
+                                                     "last_seq": self._seq - 1})
+                    self.log.info("end of file", frames=self._seq)
+                    return
+                reason = "stream ended"
+            except (av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
+                # IndexError: a source with no video stream
+                got_frames = False
+                reason = f"{type(exc).__name__}: {exc}"
+            if self.stop.is_set():
+                return
+            self._report_offline(push, reason, url)
+            if got_frames:
+                failures, index = 0, 0
+            index = (index + 1) % len(self.spec.sources)
+            if index == 0:  # every source tried once: wait before the next round
+                failures += 1
+                self.counters.add("reconnects")
+                self.stop.wait(backoff_delay(failures))
+            else:
+                self.log.warning("trying fallback source", source=redact_url(self.spec.sources[index]))
+
+    def _report_offline(self, push: zmq.Socket, reason: str, url: str) -> None:
+        self.counters.add("errors", reason.split(":")[0])
+        if self._online or not self._offline_reported:
+            self.log.warning("camera offline", reason=redact_url(reason), source=redact_url(url))
+            self._send_control(push, "status", {"camera": self.spec.name, "state": "offline",
+                                                "reason": redact_url(reason), "ts_ns": time.time_ns()})
+            self._offline_reported = True
+        self._online = False
+
+    def _send_control(self, push: zmq.Socket, kind: str, body: dict) -> None:
+        """Status and end-of-stream are small and rare: wait a little for room rather than drop."""
+        if push.poll(CONTROL_SEND_TIMEOUT_MS, zmq.POLLOUT):
+            push.send(wire.pack(kind, body))
+        else:
+            self.counters.add("dropped", "control")
+            self.log.warning("could not send control message", kind=kind)
+
+    # -- frames ------------------------------------------------------------------------------
+
+    def _stream(self, container, url: str, push: zmq.Socket, relay: zmq.Socket | None) -> bool:
+        """Decode until the source ends; returns whether any frame came."""
+        file = is_file(url)
+        live = not file or self.spec.realtime
+        sampler = Sampler(self.spec.sampling)
+        opened_ns, opened_mono = time.time_ns(), time.monotonic()
+        seq_base, got = self._seq, False
+        for sf in read_frames(container, self.spec.sampling.keyframes):
+            if self.stop.is_set():
+                break
+            if not got:
+                got = True
+                self._online = True
+                self._offline_reported = False
+                self.log.info("camera online", source=redact_url(url))
+                self._send_control(push, "status", {"camera": self.spec.name, "state": "online",
+                                                    "ts_ns": time.time_ns()})
+            self._seq = seq_base + sf.index + 1
+            self.counters.add("decoded")
+            t = sf.t if sf.t is not None else time.monotonic() - opened_mono
+            if file:
+                if self.spec.realtime:
+                    self.stop.wait(max(0.0, opened_mono + t - time.monotonic()))
+                ts_ns = opened_ns + int(t * 1e9)
+            else:
+                ts_ns = time.time_ns()
+            take = sampler.take(t)
+            if not take and relay is None:
+                continue  # skipped before colour conversion: the cheapest a skip can be
+            image = sf.frame.to_ndarray(format="bgr24")
+            header = wire.FrameHeader(camera=self.spec.name, seq=seq_base + sf.index, ts_ns=ts_ns, pts=sf.t,
+                                      width=image.shape[1], height=image.shape[0], enc=self.spec.enc,
+                                      live=live, key=sf.key)
+            if relay is not None:
+                self._publish(relay, header, image)
+            if take:
+                self._send_frame(push, header, image, block=not live)
+        return got
+
+    def _send_frame(self, push: zmq.Socket, header: wire.FrameHeader, image: np.ndarray, block: bool) -> None:
+        parts = wire.encode_frame(header, image)
+        if block:
+            # a file not paced in real time: waiting is what "as fast as the pipeline takes it" means
+            while not push.poll(200, zmq.POLLOUT):
+                if self.stop.is_set():
+                    return
+        try:
+            push.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+            self.counters.add("sent")
+        except zmq.Again:
+            self.counters.add("dropped", "hwm")
+
+    def _publish(self, relay: zmq.Socket, header: wire.FrameHeader, image: np.ndarray) -> None:
+        try:
+            relay.send_multipart(wire.encode_frame(header.with_enc(self.publish_enc), image),
+                                 flags=zmq.NOBLOCK, copy=False)
+            self.counters.add("published")
+        except zmq.Again:
+            self.counters.add("dropped", "publish")

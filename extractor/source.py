@@ -1,0 +1,79 @@
+"""Opening a camera source with PyAV and reading its video frames.
+
+Files, RTSP (over TCP), HTTP(S) and HLS all go through FFmpeg's demuxers; what differs is only
+whether the source ends (a file) or is expected to go on (anything with a network scheme).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+from urllib.parse import urlsplit
+
+import av
+import av.container
+
+OPEN_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 10.0
+
+
+def is_file(url: str) -> bool:
+    """A local path or ``file://`` URL: it ends, and it has its own timeline."""
+    return "://" not in url or urlsplit(url).scheme == "file"
+
+
+def open_source(url: str, open_timeout: float = OPEN_TIMEOUT_S, read_timeout: float = READ_TIMEOUT_S) -> av.container.InputContainer:
+    """Open a source; raises ``av.error.FFmpegError`` (or ``OSError``) when it cannot be reached."""
+    options: dict[str, str] = {}
+    scheme = urlsplit(url).scheme
+    if scheme in ("rtsp", "rtsps"):
+        # TCP: UDP loses packets on busy networks and smears frames; FFmpeg's default is UDP
+        options["rtsp_transport"] = "tcp"
+    elif scheme in ("http", "https"):
+        options["reconnect"] = "0"  # camwire reconnects itself, with backoff and a status report
+    if scheme == "file":
+        url = urlsplit(url).path
+    return av.open(url, options=options, timeout=(open_timeout, read_timeout))
+
+
+@dataclass(slots=True)
+class SourceFrame:
+    """A decoded frame and where it stands in the source: ``index`` counts every source frame."""
+
+    index: int
+    frame: av.VideoFrame
+    t: float | None  # seconds in the source's timeline, from its first frame
+    key: bool
+
+
+def read_frames(container: av.container.InputContainer, keyframes_only: bool) -> Iterator[SourceFrame]:
+    """Yield the video frames of the first video stream.
+
+    With ``keyframes_only`` only key-frame packets reach the decoder: every other packet is
+    counted (so ``index`` still counts source frames) and thrown away undecoded.
+    """
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    base = stream.start_time or 0
+    tb = stream.time_base
+    index = 0
+    if keyframes_only:
+        stream.codec_context.skip_frame = "NONKEY"
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the flush packet at the end
+                continue
+            index += 1
+            if not packet.is_keyframe:
+                continue
+            for frame in packet.decode():
+                yield SourceFrame(index - 1, frame, _seconds(frame.pts, base, tb), True)
+        return
+    for frame in container.decode(stream):
+        yield SourceFrame(index, frame, _seconds(frame.pts, base, tb), frame.key_frame)
+        index += 1
+
+
+def _seconds(pts: int | None, base: int, time_base) -> float | None:
+    if pts is None or time_base is None:
+        return None
+    return float((pts - base) * time_base)

@@ -1,0 +1,1 @@
+"""The recorder: a ring buffer of fixed-duration video files per camera (see issue 3; not built yet)."""
