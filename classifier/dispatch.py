@@ -59,11 +59,11 @@ class Dispatcher:
         camera = header.camera
         self.counters.add("received", camera)
         queue = self._queues.setdefault(camera, deque())
-        if header.live and queue:
+        if not queue:
+            self._ready_cameras.append(camera)  # a camera is in the turn order once, while it waits
+        elif header.live:
             self.counters.add("dropped", camera, "superseded", n=len(queue))
             queue.clear()
-        if not queue:
-            self._ready_cameras.append(camera)
         queue.append(Pending(header, parts))
 
     def backlog(self) -> int:

@@ -1,0 +1,173 @@
+"""Fixtures: real daemons as separate processes on loopback, generated clips, the shared samples."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import zmq
+
+from camwire.sample import make_sample_clip
+from common import wire
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_MEDIA = ROOT.parent / "shared" / "media"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tcp() -> str:
+    return f"tcp://127.0.0.1:{free_port()}"
+
+
+def shared_clip(name: str) -> Path:
+    path = SHARED_MEDIA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the shared sample clips are not part of the project)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 s at 25 fps, 640x360: moving shapes, and the lens covered from 5 s to 8 s."""
+    path = tmp_path_factory.mktemp("clips") / "sample.mp4"
+    make_sample_clip(path)
+    return path
+
+
+class Daemons:
+    """Starts ``camwire`` daemons as child processes; every one is stopped at teardown."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, *argv: str) -> subprocess.Popen:
+        log = open(self.tmp / f"{name}.log", "wb")
+        env = {**os.environ, "CAMWIRE_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen([sys.executable, "-m", "camwire", *argv, "--stats", str(self.stats_path(name))],
+                                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        self.procs[name] = proc
+        return proc
+
+    def stats_path(self, name: str) -> Path:
+        return self.tmp / f"{name}.stats.json"
+
+    def stats(self, name: str) -> dict[str, Any]:
+        return json.loads(self.stats_path(name).read_text())
+
+    def log(self, name: str) -> list[dict[str, Any]]:
+        lines = (self.tmp / f"{name}.log").read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def wait(self, name: str, timeout: float = 60.0) -> int:
+        return self.procs[name].wait(timeout=timeout)
+
+    def stop(self, name: str, timeout: float = 15.0) -> int:
+        proc = self.procs[name]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=timeout)
+
+    def stop_all(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def daemons(tmp_path: Path):
+    d = Daemons(tmp_path)
+    yield d
+    d.stop_all()
+
+
+class EventStream:
+    """A SUB socket on the sink's ``--publish``: events are awaited with a timeout, never slept for."""
+
+    def __init__(self, ctx: zmq.Context, addr: str) -> None:
+        self.sock = ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.connect(addr)
+        self.seen: list[dict[str, Any]] = []
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0,
+                 since: int = 0) -> dict[str, Any]:
+        """The first event matching ``predicate`` among those received from index ``since`` on."""
+        for event in self.seen[since:]:
+            if predicate(event):
+                return event
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if self.sock.poll(int(left * 1000)):
+                event = wire.unpack(self.sock.recv())
+                self.seen.append(event)
+                if predicate(event):
+                    return event
+        raise AssertionError(f"no matching event within {timeout}s; saw {[e['type'] for e in self.seen]}")
+
+    def wait_type(self, etype: str, timeout: float = 60.0, since: int = 0) -> dict[str, Any]:
+        return self.wait_for(lambda e: e["type"] == etype, timeout, since)
+
+
+@pytest.fixture
+def zctx():
+    ctx = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)
+
+
+class Pipeline:
+    """Addresses for one ventilator + sink on TCP loopback, and the commands to start the rest."""
+
+    def __init__(self, daemons: Daemons, zctx: zmq.Context, tmp: Path, cooldown: float = 1.0,
+                 until: str | None = None, heartbeat_timeout: float = 2.0) -> None:
+        self.d = daemons
+        self.frontend, self.backend, self.results, self.events_pub = tcp(), tcp(), tcp(), tcp()
+        self.events_file = tmp / "events.jsonl"
+        self.data_dir = tmp / "data"
+        sink = ["sink", "--bind", self.results, "--events", str(self.events_file), "--publish", self.events_pub,
+                "--data-dir", str(self.data_dir), "--cooldown", str(cooldown)]
+        if until:
+            sink += ["--exit-when-drained", until]
+        daemons.start("sink", *sink)
+        self.events = EventStream(zctx, self.events_pub)
+        daemons.start("ventilator", "ventilator", "--frontend", self.frontend, "--backend", self.backend,
+                      "--heartbeat-timeout", str(heartbeat_timeout))
+
+    def worker(self, name: str, detector: str = "motion+covered", *extra: str) -> subprocess.Popen:
+        return self.d.start(name, "classifier", "--connect", self.backend, "--sink", self.results,
+                            "--detector", detector, "--name", name, *extra)
+
+    def extractor(self, camera: str, *sources: str, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+        argv = ["extractor", "--camera", camera, "--push", self.frontend]
+        for s in sources:
+            argv += ["--source", s]
+        return self.d.start(f"extractor-{camera}", *argv, *extra)
+
+    def events_written(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.events_file.read_text().splitlines()]
+
+
+@pytest.fixture
+def pipeline_factory(daemons: Daemons, zctx: zmq.Context, tmp_path: Path):
+    return lambda **kw: Pipeline(daemons, zctx, tmp_path, **kw)

@@ -1,0 +1,95 @@
+"""The built-in detectors on synthetic pictures with known content."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from camwire.sample import background, sample_frame
+from classifier.detectors import make_detector
+from classifier.detectors.covered import judge
+from common.wire import FrameHeader
+
+W, H = 640, 360
+
+
+def hdr(seq: int = 0, camera: str = "c") -> FrameHeader:
+    return FrameHeader(camera=camera, seq=seq, ts_ns=0, pts=None, width=W, height=H)
+
+
+def gray(img: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+
+
+def noisy(img: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    noise = np.random.default_rng(seed).normal(0, sigma, img.shape)
+    return np.clip(img + noise, 0, 255).astype(np.uint8)
+
+
+SCENE = background(W, H)
+
+
+@pytest.mark.parametrize("name, picture, state", [
+    ("street", SCENE, "clear"),
+    ("covered lens", sample_frame(130, 25, W, H, SCENE, (5, 8)), "covered"),
+    ("night", noisy(SCENE // 12, 2, 1), "dark"),
+    ("blown out", noisy(SCENE // 10 + 228, 2, 2), "bright"),
+    ("dead stream", np.full((H, W, 3), (0, 135, 0), np.uint8), "uniform"),
+])
+def test_covered_tells_tampering_from_night_and_dead_streams(name, picture, state) -> None:
+    assert judge(cv2.resize(gray(picture), (320, 180), interpolation=cv2.INTER_AREA))["scene"] == state, name
+
+
+def test_covered_detector_flags_carry_its_n() -> None:
+    det = make_detector("covered:frames=7")
+    [res] = det.detect([(hdr(), sample_frame(130, 25, W, H, SCENE, (5, 8)))])
+    assert res.flags["covered"] is True and res.flags["covered_after"] == 7
+
+
+def run_motion(frames: list[np.ndarray]) -> list[list]:
+    det = make_detector("motion")
+    return [det.detect([(hdr(i), f)])[0].detections for i, f in enumerate(frames)]
+
+
+def test_motion_finds_a_moving_object_in_source_pixels() -> None:
+    frames = [sample_frame(i, 25, W, H, SCENE, None) for i in range(0, 40, 4)]
+    found = run_motion(frames)
+    assert not found[0]  # the first frame only seeds the background
+    assert all(found[1:])
+    box = max(found[-1], key=lambda d: d.confidence).box
+    assert 0 <= box[0] < box[2] <= W and 0 <= box[1] < box[3] <= H
+
+
+def test_motion_ignores_noise_flicker_and_vibration() -> None:
+    frames = []
+    for i in range(30):
+        img = noisy(SCENE, 4, i)  # sensor noise
+        img = cv2.convertScaleAbs(img, alpha=1.0, beta=25 * (i % 2))  # flickering light
+        shift = np.float32([[1, 0, (i % 3) - 1], [0, 1, (i % 2)]])  # a camera shaking by a pixel
+        frames.append(cv2.warpAffine(img, shift, (W, H), borderMode=cv2.BORDER_REFLECT))
+    assert not any(run_motion(frames))
+
+
+def test_detectors_combine_and_keep_per_camera_state() -> None:
+    det = make_detector("motion+covered")
+    still = sample_frame(0, 25, W, H, SCENE, None)
+    moved = sample_frame(40, 25, W, H, SCENE, None)
+    det.detect([(hdr(0, "a"), still), (hdr(0, "b"), moved)])
+    res_a, res_b = det.detect([(hdr(1, "a"), moved), (hdr(1, "b"), moved)])
+    assert res_a.detections and not res_b.detections
+    assert res_a.flags["scene"] == "clear"
+
+
+def test_hog_runs_and_maps_to_source_pixels() -> None:
+    det = make_detector("hog")
+    [res] = det.detect([(hdr(), SCENE)])
+    for d in res.detections:
+        assert d.label == "person" and 0 <= d.box[0] <= W
+
+
+def test_unknown_detector_and_bad_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown detector"):
+        make_detector("yolo9000")
+    with pytest.raises(ValueError, match="key=value"):
+        make_detector("covered:7")

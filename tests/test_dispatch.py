@@ -1,0 +1,107 @@
+"""The ventilator's decisions, without sockets."""
+
+from __future__ import annotations
+
+from classifier.dispatch import Dispatcher
+from common.wire import FrameHeader
+
+
+def frame(camera: str, seq: int, live: bool = True) -> FrameHeader:
+    return FrameHeader(camera=camera, seq=seq, ts_ns=seq, pts=None, width=2, height=2, live=live)
+
+
+def drain(d: Dispatcher) -> list[tuple[bytes, str, int]]:
+    out = []
+    while (item := d.next_dispatch()) is not None:
+        out.append((item[0], item[1].header.camera, item[1].header.seq))
+    return out
+
+
+def test_live_camera_keeps_only_its_newest_frame() -> None:
+    d = Dispatcher()
+    for seq in range(5):
+        d.offer(frame("a", seq), [])
+    d.ready(b"w1", "w1", 1, [], now=0)
+    assert drain(d) == [(b"w1", "a", 4)]
+    assert d.counters.get("dropped", "a", "superseded") == 4
+
+
+def test_superseding_keeps_one_turn_per_camera() -> None:
+    d = Dispatcher()
+    d.offer(frame("a", 0), [])
+    d.offer(frame("a", 1), [])
+    d.ready(b"w1", "w1", 2, [], now=0)
+    assert drain(d) == [(b"w1", "a", 1)]
+    d.offer(frame("a", 2), [])
+    assert drain(d) == [(b"w1", "a", 2)]
+
+
+def test_file_frames_queue_and_pause_the_frontend() -> None:
+    d = Dispatcher(max_backlog=3)
+    for seq in range(3):
+        d.offer(frame("f", seq, live=False), [])
+    assert not d.accepting()
+    d.ready(b"w1", "w1", 3, [], now=0)
+    assert [s for _, _, s in drain(d)] == [0, 1, 2]
+    assert d.accepting()
+
+
+def test_free_worker_gets_work_busy_one_none() -> None:
+    d = Dispatcher()
+    d.ready(b"w1", "w1", 1, [], now=0)
+    d.ready(b"w2", "w2", 1, [], now=0)
+    for seq in range(2):
+        d.offer(frame("a", seq, live=False), [])
+    assert [w for w, _, _ in drain(d)] == [b"w1", b"w2"]
+    d.offer(frame("a", 2, live=False), [])
+    assert drain(d) == []  # nobody has a credit
+    d.ready(b"w2", "w2", 1, [["a", 1]], now=1)
+    assert drain(d) == [(b"w2", "a", 2)]
+
+
+def test_cameras_take_turns() -> None:
+    d = Dispatcher()
+    for seq in range(3):
+        d.offer(frame("a", seq, live=False), [])
+        d.offer(frame("b", seq, live=False), [])
+    d.ready(b"w", "w", 6, [], now=0)
+    assert [c for _, c, _ in drain(d)] == ["a", "b", "a", "b", "a", "b"]
+
+
+def test_lost_worker_costs_exactly_its_in_flight_frames() -> None:
+    d = Dispatcher()
+    d.ready(b"w1", "w1", 2, [], now=0)
+    d.offer(frame("a", 0, live=False), [])
+    d.offer(frame("a", 1, live=False), [])
+    assert len(drain(d)) == 2
+    d.ready(b"w1", "w1", 1, [["a", 0]], now=1)
+    assert d.forget(b"w1", "heartbeat") == [("a", 1)]
+    assert d.counters.get("dropped", "a", "worker_lost") == 1
+    d.offer(frame("a", 2, live=False), [])
+    assert drain(d) == []  # its credits went with it
+
+
+def test_silent_worker_expires() -> None:
+    d = Dispatcher()
+    d.ready(b"w1", "w1", 1, [], now=0)
+    d.ready(b"w2", "w2", 1, [], now=4)
+    assert d.expired(now=5.5, timeout=5) == [b"w1"]
+
+
+def test_eos_waits_for_in_flight_frames() -> None:
+    d = Dispatcher()
+    d.ready(b"w", "w", 1, [], now=0)
+    d.offer(frame("f", 0, live=False), [])
+    drain(d)
+    d.end_of_stream("f", {"camera": "f", "sent": 1})
+    assert d.drained() == []
+    d.ready(b"w", "w", 1, [["f", 0]], now=1)
+    assert d.drained() == [{"camera": "f", "sent": 1, "results": 1}]
+
+
+def test_leaving_worker_gets_nothing_more() -> None:
+    d = Dispatcher()
+    d.ready(b"w1", "w1", 3, [], now=0)
+    d.leaving(b"w1")
+    d.offer(frame("a", 0), [])
+    assert drain(d) == []

@@ -1,0 +1,132 @@
+"""The pipeline end to end: every daemon a separate process, joined over TCP loopback."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import zmq
+
+from conftest import shared_clip
+from common import wire
+
+
+def push_garbage(zctx: zmq.Context, addr: str) -> None:
+    """Malformed messages a broken or hostile sender could push; each must be counted and dropped."""
+    sock = zctx.socket(zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, 2000)
+    sock.connect(addr)
+    good_head = wire.encode_frame(wire.FrameHeader("x", 0, 0, None, 4, 4), np.zeros((4, 4, 3), np.uint8))[0]
+    sock.send(b"\xc1not msgpack")
+    sock.send_multipart([msgpack.packb({"v": 42, "kind": "frame"}), b""])
+    sock.send_multipart([good_head, b"short"])
+    sock.send_multipart([good_head])
+    sock.close()
+
+
+def test_generated_clip_gives_motion_and_covered_events(pipeline_factory, daemons, zctx, sample_clip: Path) -> None:
+    p = pipeline_factory(until="gen")
+    p.worker("worker-1")
+    p.worker("worker-2")
+    push_garbage(zctx, p.frontend)
+    p.extractor("gen", str(sample_clip))
+    assert daemons.wait("sink", timeout=120) == 0  # it exits once every result of "gen" is in
+    assert daemons.wait("extractor-gen") == 0
+    for name in ("worker-1", "worker-2", "ventilator"):
+        assert daemons.stop(name) == 0
+
+    extractor = daemons.stats("extractor-gen")["gen"]
+    vent, sink = daemons.stats("ventilator"), daemons.stats("sink")
+    assert extractor["decoded"] == extractor["sent"] == 300  # a file is never dropped: it waits
+    assert sink["results"]["gen"] == 300
+    assert vent["malformed"] == {"bad_msgpack": 1, "bad_version": 1, "bad_size": 1, "bad_part_count": 1}
+    # two workers both received work
+    assert daemons.stats("worker-1")["processed"]["gen"] > 0
+    assert daemons.stats("worker-2")["processed"]["gen"] > 0
+
+    events = p.events_written()
+    kinds = [e["type"] for e in events]
+    assert kinds.count("camera_covered") == 1 and kinds.count("camera_uncovered") == 1
+    assert kinds.count("camera_online") == 1 and kinds.count("motion") >= 5
+    # a file keeps its own timeline: capture time = time opened + pts, for every frame
+    assert len({round(e["ts"] - e["seq"] / 25, 3) for e in events if e["seq"] is not None}) == 1
+    covered = next(e for e in events if e["type"] == "camera_covered")
+    uncovered = next(e for e in events if e["type"] == "camera_uncovered")
+    assert 5.0 <= covered["seq"] / 25 <= 6.0 and 8.0 <= uncovered["seq"] / 25 <= 9.0  # covered 5 s to 8 s
+    motion = next(e for e in events if e["type"] == "motion")
+    assert Path(motion["snapshot"]).is_file()
+    beside = json.loads(Path(motion["snapshot"]).with_suffix(".json").read_text())
+    assert beside["detections"] == motion["detections"]
+    for det in motion["detections"]:
+        x1, y1, x2, y2 = det["box"]
+        assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 360 and det["label"] == "motion"
+
+
+def test_real_clip_gives_motion_events(pipeline_factory, daemons) -> None:
+    clip = shared_clip("car-detection.mp4")
+    p = pipeline_factory(until="street")
+    p.worker("worker-1", "motion")
+    p.extractor("street", str(clip), extra=("--every", "2"))
+    assert daemons.wait("sink", timeout=120) == 0
+    extractor = daemons.stats("extractor-street")["street"]
+    assert extractor["decoded"] == 377 and extractor["sent"] == 189
+    assert daemons.stats("sink")["results"]["street"] == 189
+    motion = [e for e in p.events_written() if e["type"] == "motion"]
+    assert len(motion) >= 5  # cars pass all through the clip
+    assert all(0 <= d["box"][2] <= 768 and 0 <= d["box"][3] <= 432 for e in motion for d in e["detections"])
+
+
+def test_workers_join_mid_run_and_a_killed_worker_costs_only_its_in_flight_frame(
+        pipeline_factory, daemons, sample_clip: Path) -> None:
+    p = pipeline_factory(until="live", cooldown=0.0)
+    p.worker("worker-1")
+    p.worker("worker-2")
+    p.extractor("live", str(sample_clip), extra=("--realtime",))  # paced like a camera: 12 s
+    p.events.wait_type("motion")
+
+    p.worker("worker-3")  # started mid-run: it gets work as soon as it asks
+    p.events.wait_for(lambda e: e.get("worker") == "worker-3")
+
+    daemons.procs["worker-1"].send_signal(signal.SIGKILL)
+    daemons.wait("worker-1")
+    since = len(p.events.seen)
+    after = p.events.wait_for(lambda e: e["type"] == "motion", since=since)  # the rest carry on
+    assert after["worker"] in ("worker-2", "worker-3")
+
+    assert daemons.wait("sink", timeout=120) == 0
+    for name in ("worker-2", "worker-3", "ventilator"):
+        assert daemons.stop(name) == 0
+    sent = daemons.stats("extractor-live")["live"]["sent"]
+    vent, sink = daemons.stats("ventilator"), daemons.stats("sink")
+    lost = vent.get("dropped", {}).get("live", {}).get("worker_lost", 0)
+    superseded = vent.get("dropped", {}).get("live", {}).get("superseded", 0)
+    assert lost <= 1  # --batch 1: a worker holds one frame at a time
+    assert vent["received"]["live"] == sent
+    assert vent["dispatched"]["live"] == vent["completed"]["live"] + lost
+    assert sent == vent["dispatched"]["live"] + superseded
+    assert sink["results"]["live"] == vent["completed"]["live"]
+    assert vent["workers_forgotten"]["unreachable"] + vent["workers_forgotten"].get("heartbeat", 0) >= 1
+    assert daemons.stats("worker-3")["processed"]["live"] > 0
+
+
+def test_camwire_run_once_with_stats(tmp_path: Path, sample_clip: Path) -> None:
+    import subprocess
+    import sys
+
+    stats = tmp_path / "stats.json"
+    events = tmp_path / "events.jsonl"
+    out = subprocess.run([sys.executable, "-m", "camwire", "run", "--camera", f"a={sample_clip}",
+                          "--camera", f"b={sample_clip}", "--detector", "motion+covered", "--workers", "2",
+                          "--every", "2", "--once", "--events", str(events), "--stats", str(stats)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    data = json.loads(stats.read_text())
+    for cam in ("a", "b"):
+        assert data["extractor"][cam]["decoded"] == 300 and data["extractor"][cam]["sent"] == 150
+        assert data["sink"]["results"][cam] == 150
+    assert sum(sum(w["processed"].values()) for w in data["workers"].values()) == 300
+    assert data["sink"]["events"]["camera_covered"] == 2
+    assert "camwire run summary" in out.stdout
