@@ -6,6 +6,7 @@ whether the source ends (a file) or is expected to go on (anything with a networ
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Iterator
 from urllib.parse import urlsplit
@@ -53,24 +54,26 @@ def read_frames(container: av.container.InputContainer, keyframes_only: bool) ->
     counted (so ``index`` still counts source frames) and thrown away undecoded.
     """
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
     base = stream.start_time or 0
     tb = stream.time_base
+    if not keyframes_only:
+        stream.thread_type = "AUTO"
+        for index, frame in enumerate(container.decode(stream)):
+            yield SourceFrame(index, frame, _seconds(frame.pts, base, tb), frame.key_frame)
+        return
+    # slice threading: frame threading would hold each key frame back until the next arrives
+    stream.thread_type = "SLICE"
+    stream.codec_context.skip_frame = "NONKEY"
+    fed: deque[int] = deque()  # source index of each key frame given to the decoder, in order
     index = 0
-    if keyframes_only:
-        stream.codec_context.skip_frame = "NONKEY"
-        for packet in container.demux(stream):
-            if packet.size == 0:  # the flush packet at the end
-                continue
+    for packet in container.demux(stream):
+        if packet.size:  # the empty packet at the end flushes the decoder
             index += 1
             if not packet.is_keyframe:
                 continue
-            for frame in packet.decode():
-                yield SourceFrame(index - 1, frame, _seconds(frame.pts, base, tb), True)
-        return
-    for frame in container.decode(stream):
-        yield SourceFrame(index, frame, _seconds(frame.pts, base, tb), frame.key_frame)
-        index += 1
+            fed.append(index - 1)
+        for frame in packet.decode():
+            yield SourceFrame(fed.popleft() if fed else index - 1, frame, _seconds(frame.pts, base, tb), True)
 
 
 def _seconds(pts: int | None, base: int, time_base) -> float | None:

@@ -71,6 +71,7 @@ def test_real_clip_gives_motion_events(pipeline_factory, daemons) -> None:
     p.worker("worker-1", "motion")
     p.extractor("street", str(clip), extra=("--every", "2"))
     assert daemons.wait("sink", timeout=120) == 0
+    assert daemons.wait("extractor-street") == 0
     extractor = daemons.stats("extractor-street")["street"]
     assert extractor["decoded"] == 377 and extractor["sent"] == 189
     assert daemons.stats("sink")["results"]["street"] == 189
@@ -97,6 +98,7 @@ def test_workers_join_mid_run_and_a_killed_worker_costs_only_its_in_flight_frame
     assert after["worker"] in ("worker-2", "worker-3")
 
     assert daemons.wait("sink", timeout=120) == 0
+    assert daemons.wait("extractor-live") == 0
     for name in ("worker-2", "worker-3", "ventilator"):
         assert daemons.stop(name) == 0
     sent = daemons.stats("extractor-live")["live"]["sent"]
@@ -130,3 +132,45 @@ def test_camwire_run_once_with_stats(tmp_path: Path, sample_clip: Path) -> None:
     assert sum(sum(w["processed"].values()) for w in data["workers"].values()) == 300
     assert data["sink"]["events"]["camera_covered"] == 2
     assert "camwire run summary" in out.stdout
+
+
+def test_fallback_source_is_used_when_the_first_fails(pipeline_factory, daemons, sample_clip: Path) -> None:
+    from conftest import free_port
+
+    p = pipeline_factory(until="lobby")
+    p.worker("worker-1", "motion")
+    dead = f"rtsp://user:secret@127.0.0.1:{free_port()}/nothing-here"
+    p.extractor("lobby", dead, str(sample_clip), extra=("--open-timeout", "2", "--every", "5"))
+    offline = p.events.wait_type("camera_offline")
+    assert "secret" not in json.dumps(offline)  # a password never reaches an event ...
+    assert daemons.wait("sink", timeout=120) == 0
+    assert daemons.wait("extractor-lobby") == 0
+    assert daemons.stats("extractor-lobby")["lobby"]["sent"] == 60
+    log = (daemons.tmp / "extractor-lobby.log").read_text()
+    assert "trying fallback source" in log and "secret" not in log  # ... or a log line
+
+
+def test_extractor_drops_and_counts_instead_of_blocking(daemons, tmp_path: Path, zctx) -> None:
+    """Nobody reads the push socket: a live source keeps decoding and counts every drop."""
+    from camwire.sample import make_sample_clip
+    from conftest import tcp
+
+    clip = tmp_path / "short.mp4"
+    make_sample_clip(clip, seconds=2, covered=None)
+    publish = tcp()
+    sub = zctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect(publish)
+    daemons.start("extractor", "extractor", "--camera", "c", "--source", str(clip), "--push", tcp(),
+                  "--realtime", "--publish", publish)
+    seqs = []
+    while sub.poll(20_000) and len(seqs) < 10:
+        header, image = wire.decode_frame(sub.recv_multipart())
+        assert header.enc == "lz4" and image.shape == (360, 640, 3)
+        seqs.append(header.seq)
+    assert seqs == list(range(seqs[0], seqs[0] + 10))  # every decoded frame is published, in order
+    assert daemons.wait("extractor", timeout=60) == 0
+    stats = daemons.stats("extractor")["c"]
+    assert stats["decoded"] == 50
+    assert stats["sent"] + stats["dropped"]["hwm"] == 50 and stats["dropped"]["hwm"] > 0

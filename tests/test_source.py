@@ -1,0 +1,62 @@
+"""Reading a real H.264 file with PyAV: every frame, or key frames only with nothing else decoded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from extractor.source import is_file, open_source, read_frames
+
+
+def test_full_decode_yields_every_frame_in_order(sample_clip: Path) -> None:
+    with open_source(str(sample_clip)) as c:
+        frames = list(read_frames(c, keyframes_only=False))
+    assert [f.index for f in frames] == list(range(300))
+    assert abs(frames[-1].t - 299 / 25) < 1e-6
+    assert [f.index for f in frames if f.key] == list(range(0, 300, 50))
+
+
+def test_keyframes_decodes_key_frames_only(sample_clip: Path) -> None:
+    with open_source(str(sample_clip)) as c:
+        frames = [(f.index, round(f.t, 3), f.key) for f in read_frames(c, keyframes_only=True)]
+    assert frames == [(i, i / 25, True) for i in range(0, 300, 50)]
+
+
+def test_file_or_live() -> None:
+    assert is_file("/data/a.mp4") and is_file("file:///data/a.mp4")
+    assert not is_file("rtsp://cam/1") and not is_file("https://host/live.m3u8")
+
+
+def test_http_and_hls_sources(tmp_path: Path, sample_clip: Path) -> None:
+    """The same decoder path reads a clip over HTTP, and as HLS (playlist + segments) over HTTP."""
+    import functools
+    import http.server
+    import threading
+
+    # HTTP cameras stream (MPEG-TS, MJPEG): nothing to seek, unlike an MP4 with its index at the end
+    remux(sample_clip, tmp_path / "clip.ts", "mpegts", {})
+    remux(sample_clip, tmp_path / "live.m3u8", "hls", {"hls_time": "2", "hls_list_size": "0"})
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        try:
+            for url in (f"{base}/clip.ts", f"{base}/live.m3u8"):
+                with open_source(url) as c:
+                    frames = list(read_frames(c, keyframes_only=False))
+                assert len(frames) == 300, url
+                assert frames[0].frame.width == 640
+        finally:
+            server.shutdown()
+
+
+def remux(src_path: Path, out_path: Path, fmt: str, options: dict[str, str]) -> None:
+    import av
+
+    with av.open(str(src_path)) as src, av.open(str(out_path), "w", format=fmt, options=options) as out:
+        in_stream = src.streams.video[0]
+        out_stream = out.add_stream_from_template(in_stream)
+        for packet in src.demux(in_stream):
+            if packet.dts is not None:
+                packet.stream = out_stream
+                out.mux(packet)

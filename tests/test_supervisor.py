@@ -1,0 +1,44 @@
+"""``camwire run`` restarts a child that dies, says so in its log, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_dead_child_is_restarted_and_logged(tmp_path: Path, sample_clip: Path) -> None:
+    stats = tmp_path / "stats.json"
+    env = {**os.environ, "CAMWIRE_LOG_FORMAT": "json"}
+    run = subprocess.Popen([sys.executable, "-m", "camwire", "run", "--camera", f"cam={sample_clip}",
+                            "--detector", "motion", "--workers", "2", "--realtime",
+                            "--events", str(tmp_path / "events.jsonl"), "--stats", str(stats)],
+                           stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        victim = None
+        for line in run.stderr:
+            if not line.startswith("{"):
+                continue
+            rec = json.loads(line)
+            if rec.get("daemon") != "run":
+                continue
+            if rec["event"] == "started" and rec["child"] == "classifier-1":
+                victim = rec["pid"]
+            if rec["event"] == "started" and rec["child"].startswith("extractor"):
+                os.kill(victim, signal.SIGKILL)
+            if rec["event"] == "restarted":
+                assert rec["child"] == "classifier-1" and rec["pid"] != victim
+                break
+        else:
+            raise AssertionError("the run ended without restarting the killed worker")
+        run.send_signal(signal.SIGTERM)
+        out, _ = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0
+    assert json.loads(stats.read_text())["run"]["restarts"] == {"classifier-1": 1}
+    assert "camwire run summary" in out
