@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import pytest
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from camwire.sample import make_sample_clip
 from common import wire
@@ -107,7 +108,14 @@ class EventStream:
         self.sock = ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        monitor = self.sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         self.sock.connect(addr)
+        # PUB/SUB's slow joiner: await the handshake (our subscription goes out with it), so the
+        # first event published after this returns is not missed
+        assert monitor.poll(30_000), f"could not connect to the sink's PUB at {addr}"
+        assert recv_monitor_message(monitor)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
+        self.sock.disable_monitor()
+        monitor.close()
         self.seen: list[dict[str, Any]] = []
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0,
