@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 debs:
 	bash deploy/install-debian-packages.sh
 
-demo: venv
+demo: venv debs
 	@mkdir -p $(DEMO_DIR)
 	@clip="$(CLIP)"; if [ -z "$$clip" ]; then clip=$(DEMO_DIR)/sample.mp4; \
 	  [ -f $$clip ] || $(VENV)/bin/camwire sample-clip $$clip; fi; \
