@@ -31,12 +31,6 @@ class Counters:
             node = node[key]
         return node if isinstance(node, int) else 0
 
-    def set(self, *path: str, value: Any) -> None:
-        node = self._tree
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-
     def snapshot(self) -> dict[str, Any]:
         return json.loads(json.dumps(self._tree))
 
