@@ -19,7 +19,6 @@ import argparse
 import base64
 import json
 import multiprocessing as mp
-import pickle
 import platform
 import sys
 import tempfile
@@ -76,8 +75,7 @@ def sender(method: str, addr: str, seconds: float) -> None:
             header = wire.FrameHeader("cam", i, time.time_ns(), None, W, H)
             sock.send_multipart(wire.encode_frame(header, frame), copy=False)
         elif method == "jpeg_base64":
-            ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            sock.send_string(base64.b64encode(buf).decode("ascii"))
+            sock.send_string(base64.b64encode(wire.encode_jpeg(frame, 90)).decode("ascii"))
         else:
             sock.send_pyobj({"camera": "cam", "seq": i, "frame": frame})
         i += 1

@@ -69,10 +69,6 @@ class Daemons:
     def stats(self, name: str) -> dict[str, Any]:
         return json.loads(self.stats_path(name).read_text())
 
-    def log(self, name: str) -> list[dict[str, Any]]:
-        lines = (self.tmp / f"{name}.log").read_text().splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
-
     def wait(self, name: str, timeout: float = 60.0) -> int:
         return self.procs[name].wait(timeout=timeout)
 

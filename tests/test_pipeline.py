@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import msgpack
 import numpy as np
 import zmq
 
-from conftest import shared_clip
+from camwire.sample import make_sample_clip
 from common import wire
+from conftest import free_port, shared_clip, tcp
 
 
 def push_garbage(zctx: zmq.Context, addr: str) -> None:
@@ -115,9 +118,6 @@ def test_workers_join_mid_run_and_a_killed_worker_costs_only_its_in_flight_frame
 
 
 def test_camwire_run_once_with_stats(tmp_path: Path, sample_clip: Path) -> None:
-    import subprocess
-    import sys
-
     stats = tmp_path / "stats.json"
     events = tmp_path / "events.jsonl"
     out = subprocess.run([sys.executable, "-m", "camwire", "run", "--camera", f"a={sample_clip}",
@@ -135,8 +135,6 @@ def test_camwire_run_once_with_stats(tmp_path: Path, sample_clip: Path) -> None:
 
 
 def test_fallback_source_is_used_when_the_first_fails(pipeline_factory, daemons, sample_clip: Path) -> None:
-    from conftest import free_port
-
     p = pipeline_factory(until="lobby")
     p.worker("worker-1", "motion")
     dead = f"rtsp://user:secret@127.0.0.1:{free_port()}/nothing-here"
@@ -152,9 +150,6 @@ def test_fallback_source_is_used_when_the_first_fails(pipeline_factory, daemons,
 
 def test_extractor_drops_and_counts_instead_of_blocking(daemons, tmp_path: Path, zctx) -> None:
     """Nobody reads the push socket: a live source keeps decoding and counts every drop."""
-    from camwire.sample import make_sample_clip
-    from conftest import tcp
-
     clip = tmp_path / "short.mp4"
     make_sample_clip(clip, seconds=2, covered=None)
     publish = tcp()

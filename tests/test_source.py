@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
+import threading
 from pathlib import Path
+
+import av
 
 from extractor.source import is_file, open_source, read_frames
 
@@ -28,10 +33,6 @@ def test_file_or_live() -> None:
 
 def test_http_and_hls_sources(tmp_path: Path, sample_clip: Path) -> None:
     """The same decoder path reads a clip over HTTP, and as HLS (playlist + segments) over HTTP."""
-    import functools
-    import http.server
-    import threading
-
     # HTTP cameras stream (MPEG-TS, MJPEG): nothing to seek, unlike an MP4 with its index at the end
     remux(sample_clip, tmp_path / "clip.ts", "mpegts", {})
     remux(sample_clip, tmp_path / "live.m3u8", "hls", {"hls_time": "2", "hls_list_size": "0"})
@@ -51,8 +52,6 @@ def test_http_and_hls_sources(tmp_path: Path, sample_clip: Path) -> None:
 
 
 def remux(src_path: Path, out_path: Path, fmt: str, options: dict[str, str]) -> None:
-    import av
-
     with av.open(str(src_path)) as src, av.open(str(out_path), "w", format=fmt, options=options) as out:
         in_stream = src.streams.video[0]
         out_stream = out.add_stream_from_template(in_stream)
