@@ -23,17 +23,20 @@ demo: venv debs
 	@mkdir -p $(DEMO_DIR)
 	@clip="$(CLIP)"; if [ -z "$$clip" ]; then clip=$(DEMO_DIR)/sample.mp4; \
 	  [ -f $$clip ] || $(VENV)/bin/camwire sample-clip $$clip; fi; \
-	rm -f $(DEMO_DIR)/events.jsonl; \
+	rm -rf $(DEMO_DIR)/events.jsonl $(DEMO_DIR)/recordings; \
 	CAMWIRE_LOG_FORMAT=console $(VENV)/bin/camwire run --camera demo=$$clip --detector motion+covered \
 	  --workers 2 --once --events $(DEMO_DIR)/events.jsonl --data-dir $(DEMO_DIR) \
+	  --record $(DEMO_DIR)/recordings --segment 4 --pre 2 --post 2 --keep-types camera_covered \
 	  --stats $(DEMO_DIR)/stats.json
 	@echo "events: $(DEMO_DIR)/events.jsonl  snapshots: $(DEMO_DIR)/snapshots  counters: $(DEMO_DIR)/stats.json"
+	@echo "recordings: $(DEMO_DIR)/recordings (kept event clips under kept/; camwire clip cuts any range)"
 
 test: venv debs
 	$(PY) -m pytest -q
 
 bench: venv
 	$(PY) bench/transport.py
+	$(PY) bench/recorder.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -12,6 +12,8 @@ COMMANDS = {
     "ventilator": ("classifier.ventilator", "share frames out to classifier workers"),
     "classifier": ("classifier.worker", "run a detector on frames from the ventilator"),
     "sink": ("classifier.sink", "turn results into events, snapshots and camera status"),
+    "recorder": ("recorder.daemon", "record cameras into a ring of files; keep the files around events"),
+    "clip": ("recorder.clip", "write one file for a camera and a time range from the recorder's ring"),
     "run": ("camwire.supervisor", "start and supervise the whole pipeline on this host"),
     "sample-clip": ("camwire.sample", "write the built-in sample clip (H.264) for demos and tests"),
 }

@@ -20,11 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from classifier.rules import load_rules
 from classifier.worker import add_detector_arguments, detector_argv
 from common.counters import merge, write_stats
 from common.lifecycle import StopFlag
 from common.logs import configure, redact_url
+from extractor.camera import PASSTHROUGH
 from extractor.daemon import add_sampling_arguments
+from recorder.daemon import add_recording_arguments, recording_argv
 from extractor.source import is_file
 
 STOP_TIMEOUT_S = 10.0
@@ -42,6 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--once", action="store_true", help="exit 0 when every file source has been fully processed")
     p.add_argument("--stats", metavar="PATH", help="write every component's counters here at exit")
     p.add_argument("--cooldown", type=float, default=1.0, metavar="S", help="see camwire sink --cooldown")
+    p.add_argument("--rules", metavar="FILE", help="see camwire sink --rules")
+    rec = p.add_argument_group("recording (see camwire recorder)")
+    rec.add_argument("--record", metavar="DIR", help="record every camera into a ring here and keep clips of events")
+    rec.add_argument("--record-enc", default=PASSTHROUGH, choices=(PASSTHROUGH, "lz4"),
+                     help="what the extractors publish to the recorder: the source's packets, or LZ4 frames to re-encode")
+    add_recording_arguments(rec)
 
 
 @dataclass
@@ -81,11 +90,17 @@ def plan(args: argparse.Namespace, run_dir: Path) -> list[Child]:
     names = [n for n, _ in cameras]
     if len(set(names)) != len(names):
         raise ValueError("camera names must be unique")
+    if args.rules:
+        load_rules(args.rules)  # refuse a bad file here, not in a sink restarted over and over
     if args.once and not all(is_file(u) for _, urls in cameras for u in urls):
         raise ValueError("--once needs every source to be a file")
-    addr = {k: f"ipc://{run_dir}/{k}" for k in ("frontend", "backend", "results")}
+    addr = {k: f"ipc://{run_dir}/{k}" for k in ("frontend", "backend", "results", "events")}
     stats_dir = run_dir / "stats"
     sink = ["sink", "--bind", addr["results"], "--events", args.events, "--cooldown", str(args.cooldown)]
+    if args.rules:
+        sink += ["--rules", args.rules]
+    if args.record:
+        sink += ["--publish", addr["events"]]
     if args.data_dir:
         sink += ["--data-dir", args.data_dir]
     if args.once:
@@ -99,11 +114,21 @@ def plan(args: argparse.Namespace, run_dir: Path) -> list[Child]:
                                "--name", f"worker-{i}", *detector_argv(args)], stats_dir))
     sampling = (["--keyframes"] if args.keyframes else ["--fps", str(args.fps)] if args.fps
                 else ["--every", str(args.every)])
+    publish = {name: f"ipc://{run_dir}/publish-{i}" for i, (name, _) in enumerate(cameras)}
+    if args.record:
+        argv = ["recorder", "--dir", args.record, "--events", addr["events"], *recording_argv(args)]
+        argv += [a for name in names for a in ("--subscribe", publish[name])]
+        if args.once:
+            argv += ["--exit-when-ended", ",".join(names)]
+        children.append(Child("recorder", "recorder", argv, stats_dir))
     for name, urls in cameras:
         argv = ["extractor", "--camera", name, "--push", addr["frontend"], *sampling]
         argv += [a for u in urls for a in ("--source", u)]
         if args.realtime:
             argv.append("--realtime")
+        if args.record:
+            # a file waits for the recorder, so it is recorded from its first frame
+            argv += ["--publish", publish[name], "--publish-enc", args.record_enc, "--publish-wait", "10"]
         children.append(Child(f"extractor-{name}", "extractor", argv, stats_dir))
     return children
 
@@ -136,7 +161,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def supervise(children: list[Child], stop: StopFlag, once: bool, log) -> None:
-    sink = next(c for c in children if c.role == "sink")
+    # with --once, the run is over when these have exited 0 on their own
+    last = [c for c in children if c.role in ("sink", "recorder")]
     while not stop.is_set():
         now = time.monotonic()
         for child in children:
@@ -154,13 +180,13 @@ def supervise(children: list[Child], stop: StopFlag, once: bool, log) -> None:
             if rc == 0 and child.role == "extractor":
                 child.finished = True
                 log.info("source finished", child=child.name)
-            elif rc == 0 and child is sink and once:
+            elif rc == 0 and child in last and once:
                 child.finished = True
             else:
                 delay = min(30.0, 0.5 * 2 ** child.recent_restarts(now))
                 child.restart_at = now + delay
                 log.error("child died", child=child.name, returncode=rc, restart_in_s=delay)
-        if once and sink.finished:
+        if once and all(c.finished for c in last):
             log.info("every source processed; stopping")
             return
         stop.wait(0.2)
@@ -171,7 +197,7 @@ def shutdown(children: list[Child], log) -> None:
 
     Workers go before the ventilator: a leaving worker tells it so and finishes what it holds.
     """
-    for role in ("extractor", "classifier", "ventilator", "sink"):
+    for role in ("extractor", "classifier", "ventilator", "recorder", "sink"):
         group = [c for c in children if c.role == role and c.proc is not None and c.proc.poll() is None]
         for child in group:
             child.proc.send_signal(signal.SIGTERM)
@@ -187,7 +213,7 @@ def shutdown(children: list[Child], log) -> None:
 
 def collect_stats(children: list[Child]) -> dict[str, Any]:
     """Every stats file each child wrote (one per start), summed per component."""
-    out: dict[str, Any] = {"extractor": {}, "ventilator": {}, "workers": {}, "sink": {}}
+    out: dict[str, Any] = {"extractor": {}, "ventilator": {}, "workers": {}, "sink": {}, "recorder": {}}
     for child in children:
         for path in sorted(child.stats_dir.glob(f"{child.name}.*.json")):
             data = json.loads(path.read_text())
@@ -216,7 +242,12 @@ def summary(stats: dict[str, Any]) -> str:
         lines.append("workers: " + ", ".join(f"{w}={sum(v.get('processed', {}).values())}" for w, v in sorted(workers.items())))
     events = stats.get("sink", {}).get("events", {})
     lines.append("events: " + (", ".join(f"{k}={v}" for k, v in sorted(events.items())) or "none"))
-    malformed = {k: stats[k].get("malformed") for k in ("ventilator", "sink") if stats.get(k, {}).get("malformed")}
+    recorder = stats.get("recorder", {})
+    if recorder.get("written"):
+        lines.append(f"recorded: {sum(recorder['written'].values())} frames in {sum(recorder.get('segments', {}).values())}"
+                     f" segments; gaps {sum(recorder.get('gaps', {}).values())}; events kept "
+                     f"{sum(recorder.get('events_kept', {}).values())}")
+    malformed = {k: stats[k].get("malformed") for k in ("ventilator", "sink", "recorder") if stats.get(k, {}).get("malformed")}
     if malformed:
         lines.append(f"malformed messages: {malformed}")
     return "\n".join(lines)

@@ -7,6 +7,10 @@ Event (a JSON line, and a msgpack map on the sink's PUB socket)::
 
 - ``detection`` / ``motion``: a result with detections (label ``motion`` -> ``motion``), at most
   one per camera and type per ``cooldown`` seconds of capture time; the rest are counted.
+  The camera's rule (classifier.rules) decides first: detections of other labels or below its
+  confidence are ignored, a label must be seen in ``min_frames`` consecutive results, and
+  outside its active windows no detection or motion event is emitted (counted as
+  ``outside_schedule``). Covered and online/offline events are never held back.
 - ``camera_covered`` after ``covered_after`` consecutive covered frames (the detector says how
   many), one ``camera_uncovered`` after as many clear ones: one event each way, never a stream.
 - ``camera_offline`` / ``camera_online`` when an extractor reports a change of state.
@@ -19,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from classifier.rules import Rules
 from common.counters import Counters
 
 
@@ -28,14 +33,16 @@ class CameraState:
     covered: bool = False
     run: int = 0  # consecutive frames disagreeing with ``covered``
     online: bool | None = None
+    streak: int = 0  # consecutive results with a detection the camera's rule wants
     last_emitted: dict[str, float] = field(default_factory=dict)
     results: int = 0
     expected: int | None = None  # set by eos: results the sink will get in all
 
 
 class Events:
-    def __init__(self, cooldown_s: float = 1.0) -> None:
+    def __init__(self, cooldown_s: float = 1.0, rules: Rules | None = None) -> None:
         self.cooldown_s = cooldown_s
+        self.rules = rules or Rules()
         self.cameras: dict[str, CameraState] = {}
         self.counters = Counters()
 
@@ -62,10 +69,21 @@ class Events:
                                               extra={"scene": flags.get("scene")}))
             else:
                 cam.run = 0
+        rule = self.rules.for_camera(r["camera"])
         by_type: dict[str, list] = {}
         for det in r.get("detections") or []:
             by_type.setdefault("motion" if det["label"] == "motion" else "detection", []).append(det)
+        wanted = rule.wanted(by_type.pop("detection", []))
+        cam.streak = cam.streak + 1 if wanted else 0
+        if wanted:
+            if cam.streak < rule.min_frames:
+                self.counters.add("suppressed", r["camera"], "min_frames")
+            else:
+                by_type["detection"] = wanted
         for etype, dets in by_type.items():
+            if not rule.active_at(ts):
+                self.counters.add("suppressed", r["camera"], "outside_schedule")
+                continue
             last = cam.last_emitted.get(etype)
             if last is not None and abs(ts - last) < self.cooldown_s:
                 self.counters.add("suppressed", r["camera"], etype)

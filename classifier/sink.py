@@ -13,17 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
 import zmq
 
 from classifier.events import Events
+from classifier.rules import load_rules
 from common import wire
 from common.counters import write_stats
 from common.lifecycle import StopFlag
 from common.logs import configure
+from common.paths import safe_name, utc_day
 from common.sockets import make_socket
 
 
@@ -34,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="save snapshots here")
     p.add_argument("--cooldown", type=float, default=1.0, metavar="S",
                    help="at most one detection/motion event per camera and type in this much capture time")
+    p.add_argument("--rules", metavar="FILE", help="per-camera event rules and schedules (TOML; see classifier.rules)")
     p.add_argument("--exit-when-drained", metavar="CAMERAS",
                    help="comma-separated cameras: exit once each has ended and all its results are in")
     p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
@@ -98,10 +100,9 @@ class Sink:
                       detections=len(event["detections"]), snapshot=event["snapshot"])
 
     def _save_snapshot(self, event: dict[str, Any], jpeg: bytes) -> Path:
-        day = datetime.fromtimestamp(event["ts"], timezone.utc).strftime("%Y-%m-%d")
-        folder = self.data_dir / "snapshots" / _safe(event["camera"]) / day
+        folder = self.data_dir / "snapshots" / safe_name(event["camera"]) / utc_day(event["ts"])
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{_safe(event['id'])}.jpg"
+        path = folder / f"{safe_name(event['id'])}.jpg"
         path.write_bytes(jpeg)
         path.with_suffix(".json").write_text(json.dumps({**event, "snapshot": str(path)}, indent=1))
         return path
@@ -113,15 +114,10 @@ def _check_result(msg: dict[str, Any]) -> None:
             raise wire.MalformedMessage("bad_header", f"result {key}={msg.get(key)!r}")
 
 
-def _safe(name: str) -> str:
-    """A camera name or event id as a file name: no path separators, nothing hidden."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".") or "_"
-
-
 def main(args: argparse.Namespace) -> int:
     log = configure("sink")
     stop = StopFlag().install()
-    events = Events(cooldown_s=args.cooldown)
+    events = Events(cooldown_s=args.cooldown, rules=load_rules(args.rules) if args.rules else None)
     until = set(filter(None, args.exit_when_drained.split(","))) if args.exit_when_drained else None
     Path(args.events).parent.mkdir(parents=True, exist_ok=True)
     data_dir = Path(args.data_dir) if args.data_dir else None

@@ -46,17 +46,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
 
 
+# detector options that ``camwire run`` hands to its workers: (flag, type, default, help)
+DETECTOR_OPTIONS: list[tuple[str, type, Any, str]] = [
+    ("--batch", int, 1, "frames per detector call (the worker's credits)"),
+    ("--batch-wait", float, 20.0, "longest wait in ms for a batch to fill once its first frame is in"),
+    ("--confidence", float, 0.25, "onnx/roboflow: lowest confidence kept"),
+    ("--iou", float, 0.45, "onnx/roboflow: NMS overlap threshold"),
+    ("--classes", str, None, "onnx/roboflow: comma-separated labels to keep (default: all)"),
+    ("--labels", str, None, "onnx: a file of class names, one per line (default: the model's metadata)"),
+    ("--api-url", str, "http://localhost:9001", "roboflow: the Inference server"),
+    ("--infer-timeout", float, 10.0, "roboflow: seconds before a call to the server counts as failed"),
+    ("--concurrency", int, 4, "roboflow: requests kept in flight per worker"),
+]
+
+
 def add_detector_arguments(p: argparse.ArgumentParser) -> None:
     """Options that ``camwire run`` hands to its workers unchanged."""
     p.add_argument("--detector", required=True, metavar="SPEC",
-                   help="motion | hog | covered[:frames=N] | onnx:PATH | roboflow:MODEL; join with +")
-    p.add_argument("--batch", type=int, default=1, metavar="N", help="frames per detector call (credits)")
-    p.add_argument("--batch-wait", type=float, default=20.0, metavar="MS",
-                   help="longest wait for a batch to fill once its first frame is in")
+                   help="motion | hog | covered[:frames=N] | onnx:PATH | roboflow:MODEL_ID; join with +")
+    for flag, kind, default, help_text in DETECTOR_OPTIONS:
+        p.add_argument(flag, type=kind, default=default, help=help_text)
 
 
 def detector_argv(args: argparse.Namespace) -> list[str]:
-    return ["--detector", args.detector, "--batch", str(args.batch), "--batch-wait", str(args.batch_wait)]
+    argv = ["--detector", args.detector]
+    for flag, _, _, _ in DETECTOR_OPTIONS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
 
 
 class Detection(threading.Thread):

@@ -9,12 +9,18 @@ A **frame** (extractor -> ventilator -> worker, extractor PUB -> recorder) is tw
     [msgpack header, pixel buffer]
 
     header keys: camera (str), seq (int, per camera, from 0), ts_ns (capture time, wall clock,
-    ns since the epoch), pts (seconds in the source's timeline, or None), width, height,
-    dtype ("uint8"), channels (3 for bgr24, 1 for gray), enc ("raw" | "lz4" | "jpeg"),
-    live (False for a file read as fast as the pipeline takes it), key (key frame).
+    ns since the epoch), pts and dts (seconds in the source's timeline, or None), width, height,
+    dtype ("uint8"), channels (3 for bgr24, 1 for gray), enc ("raw" | "lz4" | "jpeg" | "h264" |
+    "hevc"), live (False for a file read as fast as the pipeline takes it), key (key frame),
+    extradata (bytes or None).
 
     The buffer is sent with ``copy=False``; for ``raw`` it is exactly width*height*channels
     bytes, for ``lz4`` an LZ4 block of those bytes, for ``jpeg`` a JPEG file.
+
+    ``h264`` and ``hevc`` (the extractor's ``--publish-enc passthrough``) carry the source's own
+    compressed packet instead of pixels, in Annex B form with the parameter sets in band before
+    each key frame; key packets also carry the codec's ``extradata``. Nothing is decoded to make
+    them, and a recorder remuxes them as they are.
 
 A **result** (worker -> sink) is one part, or two when a JPEG snapshot of the frame rides along.
 Control messages (ready, heartbeat, reset, status, eos) are one part.
@@ -35,7 +41,9 @@ import msgpack
 import numpy as np
 
 PROTOCOL_VERSION = 1
-ENCODINGS = ("raw", "lz4", "jpeg")
+ENCODINGS = ("raw", "lz4", "jpeg")  # pixels
+PACKET_ENCODINGS = ("h264", "hevc")  # compressed packets, passed through from the source
+MAX_HEADER_BIN = 65536  # extradata is tens of bytes; a header never needs more than this
 DTYPES = {"uint8": np.uint8, "uint16": np.uint16}
 CONTROL_KINDS = ("ready", "heartbeat", "reset", "bye", "status", "eos", "result", "event")
 MAX_SIDE = 16384  # larger than any camera; stops a forged header from asking for terabytes
@@ -66,6 +74,12 @@ class FrameHeader:
     enc: str = "raw"
     live: bool = True
     key: bool = False
+    dts: float | None = None
+    extradata: bytes | None = None
+
+    @property
+    def is_packet(self) -> bool:
+        return self.enc in PACKET_ENCODINGS
 
     @property
     def raw_size(self) -> int:
@@ -89,7 +103,7 @@ def pack(kind: str, body: dict[str, Any]) -> bytes:
 def unpack(part: Buffer) -> dict[str, Any]:
     """Parse part 0 of any message and check its version and kind."""
     try:
-        obj = msgpack.unpackb(part, raw=False, strict_map_key=True, max_bin_len=0, max_ext_len=0)
+        obj = msgpack.unpackb(part, raw=False, strict_map_key=True, max_bin_len=MAX_HEADER_BIN, max_ext_len=0)
     except Exception as exc:  # msgpack raises a handful of unrelated types for bad input
         raise MalformedMessage("bad_msgpack", str(exc)) from None
     if not isinstance(obj, dict):
@@ -130,6 +144,8 @@ def header_from_map(obj: dict[str, Any]) -> FrameHeader:
         enc=_field(obj, "enc", str),
         live=bool(obj.get("live", True)),
         key=bool(obj.get("key", False)),
+        dts=obj.get("dts") if isinstance(obj.get("dts"), (int, float)) else None,
+        extradata=obj.get("extradata") if isinstance(obj.get("extradata"), bytes) else None,
     )
     if not header.camera or header.seq < 0:
         raise MalformedMessage("bad_header", "empty camera or negative seq")
@@ -137,7 +153,7 @@ def header_from_map(obj: dict[str, Any]) -> FrameHeader:
         raise MalformedMessage("bad_header", f"size {header.width}x{header.height}")
     if header.channels not in (1, 3, 4) or header.dtype not in DTYPES:
         raise MalformedMessage("bad_header", f"{header.channels} channels of {header.dtype}")
-    if header.enc not in ENCODINGS:
+    if header.enc not in ENCODINGS and header.enc not in PACKET_ENCODINGS:
         raise MalformedMessage("bad_encoding", header.enc)
     return header
 
@@ -169,9 +185,19 @@ def encode_frame(header: FrameHeader, image: np.ndarray, jpeg_quality: int = 90)
     return [head, payload]
 
 
+def encode_packet(header: FrameHeader, data: Buffer) -> list[Buffer]:
+    """Build the two parts of a passed-through compressed packet (``header.enc`` h264 or hevc)."""
+    if not header.is_packet:
+        raise ValueError(f"{header.enc!r} is not a packet encoding")
+    head = msgpack.packb({"v": PROTOCOL_VERSION, "kind": "frame", **asdict(header)}, use_bin_type=True)
+    return [head, data]
+
+
 def decode_frame(parts: Sequence[Buffer]) -> tuple[FrameHeader, np.ndarray]:
     """Rebuild a frame; ``raw`` payloads become a read-only array over the received buffer."""
     header = peek_frame(parts)
+    if header.is_packet:
+        raise MalformedMessage("not_pixels", f"{header.enc} packet where pixels were expected")
     payload = parts[1]
     dtype = DTYPES[header.dtype]
     if header.enc == "raw":

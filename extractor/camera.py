@@ -4,7 +4,9 @@ What it sends on its PUSH socket to the ventilator (see common.wire):
   - frames chosen by the sampling, as ``[header, pixels]``;
   - ``status`` maps (``state``: online | offline, with ``reason``) when the camera changes state;
   - one ``eos`` map when a file source has been read to its end (``sent``: frames it sent).
-Every decoded frame also goes to the process's publish relay when ``--publish`` is on.
+When ``--publish`` is on, the process's publish relay gets every decoded frame (LZ4 by default)
+or, with ``passthrough``, every compressed packet of an H.264/HEVC source, undecoded; the status
+and eos maps go there too, so a recorder knows when a camera ended.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import av
+from av.bitstream import BitStreamFilterContext
 import numpy as np
 import structlog
 import zmq
@@ -24,8 +28,11 @@ from common.lifecycle import StopFlag
 from common.logs import redact_url
 from common.sockets import make_socket
 from extractor.sampling import Sampler, Sampling
-from extractor.source import OPEN_TIMEOUT_S, READ_TIMEOUT_S, is_file, open_source, read_frames
+from extractor.source import OPEN_TIMEOUT_S, READ_TIMEOUT_S, is_file, open_source, read_frames, to_seconds
 
+PASSTHROUGH = "passthrough"
+
+RELAY_HWM = 32  # frames or packets on their way to the PUB thread (inproc: references, not copies)
 PUSH_HWM = 2  # frames queued towards the ventilator before we drop: latency stays bounded
 BACKOFF_FIRST_S = 0.5
 BACKOFF_CAP_S = 30.0
@@ -62,12 +69,14 @@ class CameraLoop(threading.Thread):
         self.counters = Counters()
         self.log = structlog.get_logger().bind(camera=spec.name)
         self._seq = 0
+        self._relay: zmq.Socket | None = None
         self._online = False
         self._offline_reported = False
 
     def run(self) -> None:
         push = make_socket(self.ctx, zmq.PUSH, connect=self.push_addr, sndhwm=PUSH_HWM, linger=5000)
-        relay = make_socket(self.ctx, zmq.PUSH, connect=self.relay_addr, sndhwm=4) if self.relay_addr else None
+        relay = make_socket(self.ctx, zmq.PUSH, connect=self.relay_addr, sndhwm=RELAY_HWM) if self.relay_addr else None
+        self._relay = relay
         try:
             self._loop(push, relay)
         except Exception:
@@ -124,11 +133,14 @@ class CameraLoop(threading.Thread):
 
     def _send_control(self, push: zmq.Socket, kind: str, body: dict) -> None:
         """Status and end-of-stream are small and rare: wait a little for room rather than drop."""
+        message = wire.pack(kind, body)
         if push.poll(CONTROL_SEND_TIMEOUT_MS, zmq.POLLOUT):
-            push.send(wire.pack(kind, body))
+            push.send(message)
         else:
             self.counters.add("dropped", "control")
             self.log.warning("could not send control message", kind=kind)
+        if self._relay is not None and self._relay.poll(CONTROL_SEND_TIMEOUT_MS, zmq.POLLOUT):
+            self._relay.send(message)
 
     # -- frames ------------------------------------------------------------------------------
 
@@ -139,7 +151,12 @@ class CameraLoop(threading.Thread):
         sampler = Sampler(self.spec.sampling)
         opened_ns, opened_mono = time.time_ns(), time.monotonic()
         seq_base, got = self._seq, False
-        for sf in read_frames(container, self.spec.sampling.keyframes):
+        pace = self._pacer(opened_mono) if file and self.spec.realtime else None
+        on_packet = None
+        if relay is not None and self.publish_enc == PASSTHROUGH:
+            on_packet = self._packet_publisher(container, relay, seq_base, opened_ns if file else None, live, pace)
+        publish_frames = relay is not None and on_packet is None
+        for sf in read_frames(container, self.spec.sampling.keyframes, on_packet):
             if self.stop.is_set():
                 break
             if not got:
@@ -149,27 +166,72 @@ class CameraLoop(threading.Thread):
                 self.log.info("camera online", source=redact_url(url))
                 self._send_control(push, "status", {"camera": self.spec.name, "state": "online",
                                                     "ts_ns": time.time_ns()})
-            self._seq = seq_base + sf.index + 1
+            self._seq = max(self._seq, seq_base + sf.index + 1)
             self.counters.add("decoded")
             t = sf.t if sf.t is not None else time.monotonic() - opened_mono
             if file:
-                if self.spec.realtime:
-                    self.stop.wait(max(0.0, opened_mono + t - time.monotonic()))
+                if pace is not None:
+                    pace(t)
                 ts_ns = opened_ns + int(t * 1e9)
             else:
                 ts_ns = time.time_ns()
             take = sampler.take(t)
-            if not take and relay is None:
+            if not take and not publish_frames:
                 continue  # skipped before colour conversion: the cheapest a skip can be
             image = sf.frame.to_ndarray(format="bgr24")
             header = wire.FrameHeader(camera=self.spec.name, seq=seq_base + sf.index, ts_ns=ts_ns, pts=sf.t,
                                       width=image.shape[1], height=image.shape[0], enc=self.spec.enc,
                                       live=live, key=sf.key)
-            if relay is not None:
-                self._publish(relay, header, image)
+            if publish_frames:
+                self._publish(relay, wire.encode_frame(header.with_enc(self.publish_enc), image))
             if take:
                 self._send_frame(push, header, image, block=not live)
         return got
+
+    def _pacer(self, opened_mono: float) -> Callable[[float], None]:
+        """For a file read in real time: wait until ``t`` seconds of its timeline have passed."""
+        def pace(t: float) -> None:
+            self.stop.wait(max(0.0, opened_mono + t - time.monotonic()))
+        return pace
+
+    def _packet_publisher(self, container, relay: zmq.Socket, seq_base: int, file_start_ns: int | None,
+                          live: bool, pace: Callable[[float], None] | None):
+        """A callback that publishes each compressed packet as it is, or None (and a warning)
+        when the source's codec cannot be passed through, in which case frames go out as LZ4."""
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        codec = ctx.name
+        if codec not in wire.PACKET_ENCODINGS:
+            self.log.warning("passthrough needs H.264 or HEVC; publishing LZ4 frames", codec=codec)
+            self.publish_enc = "lz4"
+            return None
+        # MP4 and MKV sources hold length-prefixed NAL units: the filter makes them Annex B and
+        # repeats the parameter sets before every key frame, so each key packet stands alone.
+        # Sources already in Annex B (RTSP, MPEG-TS) go through it unchanged.
+        bsf = BitStreamFilterContext(f"{codec}_mp4toannexb", in_stream=stream)
+        extradata = ctx.extradata
+        base, tb = stream.start_time or 0, stream.time_base
+        index = seq_base
+
+        def publish(packet: av.Packet) -> None:
+            nonlocal index
+            for out in bsf.filter(packet):
+                pts = to_seconds(out.pts, base, tb)
+                dts = to_seconds(out.dts, base, tb)
+                if pace is not None and dts is not None:
+                    pace(dts)  # packets too go out at the camera's pace, not in bursts between key frames
+                if file_start_ns is not None and pts is not None:
+                    ts_ns = file_start_ns + int(pts * 1e9)
+                else:
+                    ts_ns = time.time_ns()
+                header = wire.FrameHeader(camera=self.spec.name, seq=index, ts_ns=ts_ns, pts=pts, dts=dts,
+                                          width=ctx.width, height=ctx.height, enc=codec, live=live,
+                                          key=out.is_keyframe, extradata=extradata if out.is_keyframe else None)
+                index += 1
+                self._seq = max(self._seq, index)
+                self._publish(relay, wire.encode_packet(header, bytes(out)))
+
+        return publish
 
     def _send_frame(self, push: zmq.Socket, header: wire.FrameHeader, image: np.ndarray, block: bool) -> None:
         parts = wire.encode_frame(header, image)
@@ -184,10 +246,10 @@ class CameraLoop(threading.Thread):
         except zmq.Again:
             self.counters.add("dropped", "hwm")
 
-    def _publish(self, relay: zmq.Socket, header: wire.FrameHeader, image: np.ndarray) -> None:
+    def _publish(self, relay: zmq.Socket, parts: list) -> None:
         try:
-            relay.send_multipart(wire.encode_frame(header.with_enc(self.publish_enc), image),
-                                 flags=zmq.NOBLOCK, copy=False)
+            relay.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
             self.counters.add("published")
         except zmq.Again:
             self.counters.add("dropped", "publish")
+

@@ -1,7 +1,8 @@
 """``camwire extractor``: the process around the camera threads.
 
-The main thread owns the PUB socket (``--publish``): camera threads hand it every decoded frame
-over an inproc PUSH, and it forwards them without blocking. Each camera thread owns its own
+The main thread owns the publish socket (``--publish``, an XPUB so it can tell when a subscriber
+is there): camera threads hand it every decoded frame, or every compressed packet with
+``--publish-enc passthrough``, over an inproc PUSH, and it forwards them without blocking. Each camera thread owns its own
 PUSH socket to the ventilator, so one slow or dead camera never holds up another.
 """
 
@@ -16,7 +17,7 @@ from common.counters import write_stats
 from common.lifecycle import StopFlag
 from common.logs import configure
 from common.sockets import make_socket
-from extractor.camera import CameraLoop, CameraSpec
+from extractor.camera import PASSTHROUGH, RELAY_HWM, CameraLoop, CameraSpec
 from extractor.sampling import Sampling
 
 RELAY_ADDR = "inproc://publish-relay"
@@ -30,7 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--push", required=True, metavar="ADDR", help="ventilator frontend, e.g. tcp://host:5555")
     add_sampling_arguments(p)
     p.add_argument("--publish", metavar="ADDR", help="bind a PUB socket of every decoded frame (for the recorder)")
-    p.add_argument("--publish-enc", default="lz4", choices=wire.ENCODINGS, help="encoding on --publish")
+    p.add_argument("--publish-enc", default="lz4", choices=(*wire.ENCODINGS, PASSTHROUGH),
+                   help="encoding on --publish; passthrough sends the source's H.264/HEVC packets undecoded")
+    p.add_argument("--publish-wait", type=float, default=0.0, metavar="S",
+                   help="before reading, wait up to S seconds for a subscriber (a file recorded from its first frame)")
     p.add_argument("--enc", default="raw", choices=wire.ENCODINGS, help="encoding towards the ventilator")
     p.add_argument("--open-timeout", type=float, default=10.0, metavar="S")
     p.add_argument("--read-timeout", type=float, default=10.0, metavar="S")
@@ -56,34 +60,50 @@ def main(args: argparse.Namespace) -> int:
                       read_timeout=args.read_timeout)
     stop = StopFlag().install()
     with zmq.Context() as ctx:
-        stats = run_cameras(ctx, [spec], args.push, args.publish, args.publish_enc, stop, log)
+        stats = run_cameras(ctx, [spec], args.push, args.publish, args.publish_enc, stop, log,
+                            publish_wait=args.publish_wait)
     write_stats(args.stats, stats)
     return 0
 
 
 def run_cameras(ctx: zmq.Context, specs: list[CameraSpec], push: str, publish: str | None,
-                publish_enc: str, stop: StopFlag, log) -> dict:
+                publish_enc: str, stop: StopFlag, log, publish_wait: float = 0.0) -> dict:
     """Run camera threads until all end (files) or a stop is asked; returns their counters."""
     pub = relay = None
     if publish:
-        pub = make_socket(ctx, zmq.PUB, bind=publish, sndhwm=PUB_HWM, linger=0)
-        relay = make_socket(ctx, zmq.PULL, bind=RELAY_ADDR, rcvhwm=4, linger=0)
+        pub = make_socket(ctx, zmq.XPUB, bind=publish, sndhwm=PUB_HWM, linger=1000)
+        relay = make_socket(ctx, zmq.PULL, bind=RELAY_ADDR, rcvhwm=RELAY_HWM, linger=0)
+        if publish_wait > 0:
+            subscribed = pub.poll(int(publish_wait * 1000))
+            log.info("subscriber present" if subscribed else "no subscriber yet; going on", publish=publish)
+    if publish and publish_enc != PASSTHROUGH and any(s.sampling.keyframes for s in specs):
+        log.warning("with --keyframes, --publish carries key frames only; "
+                    "--publish-enc passthrough records every frame without decoding")
     cameras = [CameraLoop(ctx, spec, push, RELAY_ADDR if publish else None, publish_enc, stop) for spec in specs]
     log.info("extractor started", cameras=[s.name for s in specs], push=push, publish=publish,
              sampling={s.name: s.sampling.describe() for s in specs})
     for cam in cameras:
         cam.start()
+    poller = zmq.Poller()
+    if relay is not None:
+        poller.register(relay, zmq.POLLIN)
+        poller.register(pub, zmq.POLLIN)
     try:
         while any(cam.is_alive() for cam in cameras) and not stop.is_set():
             if relay is None:
                 stop.wait(0.2)
-            elif relay.poll(200):
-                _forward(relay, pub)
+                continue
+            for sock, _ in poller.poll(200):
+                if sock is relay:
+                    _forward(relay, pub)
+                else:
+                    pub.recv_multipart()  # a (un)subscription: nothing to do with it
     finally:
         stop.set()
         for cam in cameras:
             cam.join(timeout=5.0)
         if relay is not None:
+            _forward(relay, pub)  # what the cameras handed over last (a file's final frames, its eos)
             relay.close()
             pub.close()
     stats = {cam.spec.name: cam.counters.snapshot() for cam in cameras}

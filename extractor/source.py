@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 import av
@@ -47,36 +47,43 @@ class SourceFrame:
     key: bool
 
 
-def read_frames(container: av.container.InputContainer, keyframes_only: bool) -> Iterator[SourceFrame]:
+def read_frames(container: av.container.InputContainer, keyframes_only: bool,
+                on_packet: Callable[[av.Packet], None] | None = None) -> Iterator[SourceFrame]:
     """Yield the video frames of the first video stream.
 
     With ``keyframes_only`` only key-frame packets reach the decoder: every other packet is
     counted (so ``index`` still counts source frames) and thrown away undecoded.
+    ``on_packet`` sees every compressed packet (in demux order) after the decoder has had it,
+    so a consumer may take the packet's data over (a bitstream filter does).
     """
     stream = container.streams.video[0]
     base = stream.start_time or 0
     tb = stream.time_base
-    if not keyframes_only:
-        stream.thread_type = "AUTO"
-        for index, frame in enumerate(container.decode(stream)):
-            yield SourceFrame(index, frame, _seconds(frame.pts, base, tb), frame.key_frame)
-        return
-    # slice threading: frame threading would hold each key frame back until the next arrives
-    stream.thread_type = "SLICE"
-    stream.codec_context.skip_frame = "NONKEY"
-    fed: deque[int] = deque()  # source index of each key frame given to the decoder, in order
+    # slice threading in key-frame mode: frame threading would hold each key frame back until
+    # the next one arrives
+    stream.thread_type = "SLICE" if keyframes_only else "AUTO"
+    if keyframes_only:
+        stream.codec_context.skip_frame = "NONKEY"
+    fed: deque[int] = deque()  # source index of each packet given to the decoder, in order
     index = 0
     for packet in container.demux(stream):
+        frames: list[av.VideoFrame] = []
         if packet.size:  # the empty packet at the end flushes the decoder
             index += 1
-            if not packet.is_keyframe:
-                continue
-            fed.append(index - 1)
-        for frame in packet.decode():
-            yield SourceFrame(fed.popleft() if fed else index - 1, frame, _seconds(frame.pts, base, tb), True)
+            if not keyframes_only or packet.is_keyframe:
+                fed.append(index - 1)
+                frames = packet.decode()
+            if on_packet is not None:
+                on_packet(packet)
+        else:
+            frames = packet.decode()
+        for frame in frames:
+            # a frame the decoder drops leaves its index queued: take the oldest not yet past
+            i = fed.popleft() if fed else index - 1
+            yield SourceFrame(i, frame, to_seconds(frame.pts, base, tb), frame.key_frame or keyframes_only)
 
 
-def _seconds(pts: int | None, base: int, time_base) -> float | None:
+def to_seconds(pts: int | None, base: int, time_base) -> float | None:
     if pts is None or time_base is None:
         return None
     return float((pts - base) * time_base)

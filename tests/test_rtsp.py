@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 from pathlib import Path
 
+import av
 import pytest
 
-from conftest import free_port
+from conftest import free_port, tcp
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's interpreter has gi; a venv's has not
 SERVER = Path(__file__).with_name("rtsp_server.py")
@@ -51,11 +53,15 @@ def rtsp(sample_clip):
     server.stop()
 
 
-def test_rtsp_camera_goes_offline_and_comes_back(pipeline_factory, daemons, rtsp) -> None:
+def test_rtsp_camera_goes_offline_and_comes_back(pipeline_factory, daemons, rtsp, tmp_path: Path) -> None:
     rtsp.start()
     p = pipeline_factory(cooldown=0.0)
     p.worker("worker-1")
-    p.extractor("door", rtsp.url, extra=("--read-timeout", "3", "--open-timeout", "3"))
+    # the recorder gets the camera's own H.264 packets (Annex B over RTSP), never decoded
+    publish, ring = tcp(), tmp_path / "ring"
+    daemons.start("recorder", "recorder", "--subscribe", publish, "--dir", str(ring), "--segment", "2")
+    p.extractor("door", rtsp.url, extra=("--read-timeout", "3", "--open-timeout", "3", "--publish", publish,
+                                         "--publish-enc", "passthrough", "--publish-wait", "30"))
 
     p.events.wait_type("camera_online")
     first = p.events.wait_type("motion")  # frames decoded from RTSP reach the detector
@@ -75,3 +81,13 @@ def test_rtsp_camera_goes_offline_and_comes_back(pipeline_factory, daemons, rtsp
     assert daemons.stop("extractor-door") == 0
     stats = daemons.stats("extractor-door")["door"]
     assert stats["reconnects"] >= 1 and stats["sent"] > 0
+
+    assert daemons.stop("recorder") == 0
+    written = daemons.stats("recorder")["written"]["door"]
+    with sqlite3.connect(ring / "index.db") as db:
+        segs = db.execute("SELECT path, frames, closed, enc FROM segments ORDER BY start_ns").fetchall()
+    assert len(segs) >= 2 and all(closed and enc == "h264" for _, _, closed, enc in segs)
+    assert sum(frames for _, frames, _, _ in segs) == written > 0
+    for path, frames, _, _ in segs:  # the outage closed one file; the reconnect started the next
+        with av.open(str(ring / path)) as c:
+            assert len(list(c.decode(video=0))) == frames

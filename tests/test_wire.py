@@ -37,6 +37,24 @@ def test_jpeg_round_trip_is_close() -> None:
     assert got.shape == img.shape and np.abs(got.astype(int) - 120).max() <= 3
 
 
+def test_passthrough_packet_round_trip() -> None:
+    h = header(enc="h264", key=True, dts=0.2, extradata=b"\x00\x00\x00\x01\x67\x64")
+    parts = wire.encode_packet(h, b"\x00\x00\x00\x01\x65packet")
+    assert wire.peek_frame(parts) == h and bytes(parts[1]) == b"\x00\x00\x00\x01\x65packet"
+    # a packet is not pixels: a worker that gets one counts it instead of crashing
+    with pytest.raises(wire.MalformedMessage) as exc:
+        wire.decode_frame(parts)
+    assert exc.value.reason == "not_pixels"
+    with pytest.raises(ValueError):
+        wire.encode_packet(header(enc="lz4"), b"x")
+
+
+def test_oversized_binary_in_a_header_is_refused() -> None:
+    head = msgpack.packb({"v": wire.PROTOCOL_VERSION, "kind": "frame", "extradata": b"x" * (wire.MAX_HEADER_BIN + 1)})
+    with pytest.raises(wire.MalformedMessage):
+        wire.unpack(head)
+
+
 def test_raw_payload_is_not_copied() -> None:
     img = image()
     parts = wire.encode_frame(header(), img)

@@ -11,6 +11,7 @@ Specs joined with ``+`` run side by side on the same frames (``motion+covered``)
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
@@ -91,7 +92,14 @@ def _registry() -> dict[str, Callable[[str, dict[str, Any]], Detector]]:
     from classifier.detectors.motion import MotionDetector
 
     return {"motion": _builtin(MotionDetector), "hog": _builtin(HogPeopleDetector),
-            "covered": _builtin(CoveredDetector)}
+            "covered": _builtin(CoveredDetector), "onnx": _lazy("onnx_yolo"), "roboflow": _lazy("roboflow")}
+
+
+def _lazy(module: str) -> Callable[[str, dict[str, Any]], Detector]:
+    """A model runtime is imported only by the worker that uses it (onnxruntime, inference-sdk)."""
+    def build(arg: str, extra: dict[str, Any]) -> Detector:
+        return importlib.import_module(f"classifier.detectors.{module}").build(arg, extra)
+    return build
 
 
 def make_detector(spec: str, extra: dict[str, Any] | None = None) -> Detector:

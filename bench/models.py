@@ -1,0 +1,111 @@
+"""Frames per second of the ONNX detector (letterbox, ONNX Runtime, decode + NMS) at batch 1, 4
+and 16, on one model, side by side in one run.
+
+No pretrained weights can be downloaded here, so the model is built in this script: a YOLO-shaped
+convolutional network with random weights (640x640 input, a stride-2 stem and five stride-2
+stages to 512 channels, a v8-style head giving ``[N, 84, 8400]``: 80 classes over the P3/P4/P5
+grids). Its compute (about 11 GFLOPs per image) is of the order of YOLOv8n/s, and the output is
+the real layout, so the detector's post-processing runs on real sizes.
+
+Run: ``.venv/bin/python bench/models.py [--seconds S] [--out FILE]``; on a GPU machine with
+onnxruntime-gpu the detector uses CUDA (the provider is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from classifier.detectors.onnx_yolo import OnnxDetector  # noqa: E402
+from common.wire import FrameHeader  # noqa: E402
+
+CLASSES = 80
+
+
+def build_yolo_like(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+
+    def conv(x: str, cin: int, cout: int, k: int, stride: int, name: str, act: bool = True) -> str:
+        w = (rng.standard_normal((cout, cin, k, k)) * (2 / (cin * k * k)) ** 0.5).astype(np.float32)
+        inits.extend([numpy_helper.from_array(w, f"{name}.w"), numpy_helper.from_array(np.zeros(cout, np.float32), f"{name}.b")])
+        nodes.append(helper.make_node("Conv", [x, f"{name}.w", f"{name}.b"], [f"{name}.c"], kernel_shape=[k, k],
+                                      strides=[stride, stride], pads=[k // 2] * 4))
+        if not act:
+            return f"{name}.c"
+        nodes.append(helper.make_node("Relu", [f"{name}.c"], [f"{name}.o"]))
+        return f"{name}.o"
+
+    x = conv("images", 3, 32, 3, 2, "stem")          # 320
+    x = conv(x, 32, 64, 3, 2, "s1")                   # 160
+    x = conv(x, 64, 64, 3, 1, "s1b")
+    x = conv(x, 64, 128, 3, 2, "s2")                  # 80  (P3)
+    p3 = conv(x, 128, 128, 3, 1, "s2b")
+    x = conv(p3, 128, 256, 3, 2, "s3")                # 40  (P4)
+    p4 = conv(x, 256, 256, 3, 1, "s3b")
+    x = conv(p4, 256, 512, 3, 2, "s4")                # 20  (P5)
+    p5 = conv(x, 512, 512, 3, 1, "s4b")
+    heads = []
+    for name, feat, ch, cells in (("h3", p3, 128, 6400), ("h4", p4, 256, 1600), ("h5", p5, 512, 400)):
+        h = conv(feat, ch, 4 + CLASSES, 1, 1, name, act=False)
+        inits.append(numpy_helper.from_array(np.array([0, 4 + CLASSES, cells], np.int64), f"{name}.shape"))
+        nodes.append(helper.make_node("Reshape", [h, f"{name}.shape"], [f"{name}.r"]))
+        heads.append(f"{name}.r")
+    nodes.append(helper.make_node("Concat", heads, ["cat"], axis=2))
+    nodes.append(helper.make_node("Sigmoid", ["cat"], ["output0"]))
+    graph = helper.make_graph(nodes, "yolo-like", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 640, 640])],
+                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 4 + CLASSES, 8400])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "names", repr({i: f"class{i}" for i in range(CLASSES)})
+    onnx.save(model, str(path))
+    return path
+
+
+def measure(det: OnnxDetector, batch: int, seconds: float) -> float:
+    rng = np.random.default_rng(1)
+    frames = [(FrameHeader(camera=f"cam{i}", seq=i, ts_ns=0, pts=None, width=1280, height=720),
+               rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8)) for i in range(batch)]
+    det.detect(frames)  # warm-up: allocations, kernels
+    n, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        det.detect(frames)
+        n += batch
+    return n / (time.perf_counter() - started)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=10.0, help="measuring time per batch size")
+    ap.add_argument("--out", help="write the results as JSON here too")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        # a threshold that random weights rarely pass keeps NMS from dominating the timing
+        det = OnnxDetector(str(build_yolo_like(Path(tmp) / "yolo-like.onnx")))
+        results = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+                   "provider": det.provider, "fps": {}}
+        for batch in (1, 4, 16):
+            results["fps"][batch] = round(measure(det, batch, args.seconds), 2)
+            print(json.dumps({"batch": batch, "fps": results["fps"][batch], "provider": det.provider}), flush=True)
+    base = results["fps"][1]
+    results["speedup_vs_batch1"] = {b: round(v / base, 2) for b, v in results["fps"].items()}
+    print(json.dumps(results))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

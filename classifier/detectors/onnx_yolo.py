@@ -1,0 +1,127 @@
+"""``onnx:PATH``: a YOLO-family detection model run in the worker with ONNX Runtime.
+
+CUDA when onnxruntime-gpu and a GPU are there (the worker logs which provider it got), else CPU.
+Input size and class names come from the model's metadata (Ultralytics writes ``imgsz`` and
+``names``) or ``--labels FILE`` (one name per line). A batch of frames, from any cameras, is
+letterboxed and run as one ``[N, 3, H, W]`` tensor when the model's batch dimension is dynamic;
+a model exported for a fixed batch gets batches of exactly that size (the last one padded).
+Spec options: ``onnx:PATH`` or ``onnx:path=PATH,layout=v8|v5|nms|nms7`` (the layout is
+otherwise read from the output's shape).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import onnxruntime as ort
+import structlog
+
+from classifier.detectors import Detection, Frame, FrameResult
+from classifier.detectors.yolo import LAYOUTS, Thresholds, decode, guess_layout, letterbox
+
+DEFAULT_SIZE = 640
+
+
+def providers() -> list[str]:
+    """CUDA first when this onnxruntime build has it (onnxruntime-gpu), CPU always as the fallback."""
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+class OnnxDetector:
+    def __init__(self, path: str, labels: list[str] | None = None, thresholds: Thresholds = Thresholds(),
+                 layout: str | None = None, allowed: Sequence[str] | None = None) -> None:
+        if not Path(path).is_file():
+            raise ValueError(f"onnx: no model file at {path}")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(path, options, providers=providers())
+        except Exception as exc:  # onnxruntime's own error types: a bad file is a bad option here
+            raise ValueError(f"onnx: cannot load {path}: {exc}") from None
+        self.provider = self.session.get_providers()[0]
+        meta = self.session.get_modelmeta().custom_metadata_map
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.size = _input_size(inp.shape, meta)
+        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self.labels = labels or _names(meta)
+        out_shape = tuple(self.session.get_outputs()[0].shape)
+        self.layout = layout or guess_layout(out_shape, len(self.labels) if self.labels else None)
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"onnx: layout {self.layout!r} is not one of {', '.join(LAYOUTS)}")
+        if allowed:
+            unknown = [a for a in allowed if a not in self.labels]
+            if unknown:
+                raise ValueError(f"onnx: --classes {unknown} are not among the model's labels")
+            thresholds = Thresholds(thresholds.confidence, thresholds.iou, thresholds.max_detections,
+                                    frozenset(self.labels.index(a) for a in allowed))
+        self.thresholds = thresholds
+        self.name = f"onnx:{Path(path).name}"
+        structlog.get_logger().info("onnx model loaded", model=path, provider=self.provider,
+                                    input=f"{self.size[0]}x{self.size[1]}", batch=self.fixed_batch or "dynamic",
+                                    layout=self.layout, classes=len(self.labels))
+
+    def detect(self, frames: Sequence[Frame]) -> list[FrameResult]:
+        tensors, boxes = [], []
+        for _, image in frames:
+            tensor, lb = letterbox(image, self.size)
+            tensors.append(tensor)
+            boxes.append(lb)
+        results: list[FrameResult] = []
+        step = self.fixed_batch or len(tensors)
+        for start in range(0, len(tensors), step):
+            chunk = tensors[start:start + step]
+            batch = np.stack(chunk + [chunk[-1]] * (step - len(chunk)))  # pad a fixed-size batch
+            output = self.session.run(None, {self.input_name: batch})[0]
+            for (b, s, c), lb in zip(decode(output, self.layout, self.thresholds)[: len(chunk)],
+                                     boxes[start:start + len(chunk)]):
+                results.append(FrameResult([Detection(self._label(int(k)), float(v), tuple(map(float, box)))
+                                            for box, v, k in zip(lb.to_source(b), s, c)]))
+            # an end-to-end model reports no rows for an image with nothing in it
+            results.extend(FrameResult() for _ in range(start + len(chunk) - len(results)))
+        return results
+
+    def _label(self, class_id: int) -> str:
+        return self.labels[class_id] if 0 <= class_id < len(self.labels) else str(class_id)
+
+
+def _input_size(shape: list[Any], meta: dict[str, str]) -> tuple[int, int]:
+    """(W, H) from a static input shape, else the metadata's ``imgsz``, else 640x640."""
+    if isinstance(shape[2], int) and isinstance(shape[3], int):
+        return shape[3], shape[2]
+    if "imgsz" in meta:
+        h, w = ast.literal_eval(meta["imgsz"])
+        return int(w), int(h)
+    return DEFAULT_SIZE, DEFAULT_SIZE
+
+
+def _names(meta: dict[str, str]) -> list[str]:
+    """Ultralytics stores ``names`` as the text of a dict {0: 'person', ...}; literal_eval reads
+    data only, never code."""
+    if "names" not in meta:
+        return []
+    names = ast.literal_eval(meta["names"])
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names)]
+    return [str(n) for n in names]
+
+
+def read_labels(path: str) -> list[str]:
+    lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    return [line for line in lines if line]
+
+
+def build(arg: str, extra: dict[str, Any]) -> OnnxDetector:
+    """``onnx:PATH`` or ``onnx:path=PATH,layout=...``, with thresholds from the command line."""
+    options = {"path": arg} if "=" not in arg else dict(item.split("=", 1) for item in arg.split(","))
+    if not options.get("path"):
+        raise ValueError("onnx needs a model path: --detector onnx:model.onnx")
+    labels = read_labels(extra["labels"]) if extra.get("labels") else None
+    allowed = [c.strip() for c in extra["classes"].split(",") if c.strip()] if extra.get("classes") else None
+    thresholds = Thresholds(confidence=float(extra.get("confidence") or 0.25), iou=float(extra.get("iou") or 0.45),
+                            max_detections=int(extra.get("max_detections") or 300))
+    return OnnxDetector(options["path"], labels, thresholds, options.get("layout"), allowed)

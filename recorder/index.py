@@ -1,0 +1,161 @@
+"""The recorder's SQLite index: every ring segment and every kept event clip, so a time range is
+found with one query instead of a walk over folders.
+
+``DIR/index.db`` (WAL, so ``camwire clip`` reads while the recorder writes). Paths are relative
+to DIR. A segment row is written when its file is opened (``closed = 0``) and completed when the
+file is finalised; a row still open at start-up is a file the recorder was killed in, and
+:meth:`Index.open_segments` hands those back to be recovered.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+INDEX_NAME = "index.db"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS segments (
+    id       INTEGER PRIMARY KEY,
+    camera   TEXT    NOT NULL,
+    start_ns INTEGER NOT NULL,          -- capture time of the first frame
+    end_ns   INTEGER,                   -- capture time just past the last frame
+    path     TEXT    NOT NULL UNIQUE,
+    enc      TEXT    NOT NULL,          -- what the file holds came from: h264/hevc passthrough, or lz4/raw/jpeg frames
+    bytes    INTEGER NOT NULL DEFAULT 0,
+    frames   INTEGER NOT NULL DEFAULT 0,
+    gaps     INTEGER NOT NULL DEFAULT 0,  -- frames lost before the recorder (seq holes) inside this segment
+    closed   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS segments_by_camera ON segments (camera, start_ns);
+CREATE TABLE IF NOT EXISTS keeps (
+    event_id TEXT    PRIMARY KEY,
+    camera   TEXT    NOT NULL,
+    from_ns  INTEGER NOT NULL,
+    to_ns    INTEGER NOT NULL,
+    dir      TEXT    NOT NULL,
+    complete INTEGER NOT NULL DEFAULT 0,
+    event    TEXT    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kept (
+    event_id   TEXT    NOT NULL,
+    segment_id INTEGER NOT NULL,
+    path       TEXT    NOT NULL,
+    PRIMARY KEY (event_id, segment_id)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    id: int
+    camera: str
+    start_ns: int
+    end_ns: int | None
+    path: str
+    enc: str
+    bytes: int
+    frames: int
+    gaps: int
+    closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Keep:
+    event_id: str
+    camera: str
+    from_ns: int
+    to_ns: int
+    dir: str
+    complete: bool
+    event: dict[str, Any]
+
+
+_SEGMENT_COLUMNS = "id, camera, start_ns, end_ns, path, enc, bytes, frames, gaps, closed"
+
+
+class Index:
+    """One connection, used by one thread."""
+
+    def __init__(self, root: Path, readonly: bool = False) -> None:
+        path = root / INDEX_NAME
+        if readonly:
+            if not path.exists():
+                raise FileNotFoundError(f"no recording index at {path}")
+            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, isolation_level=None)  # autocommit: every row lands at once
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- segments -------------------------------------------------------------------------------
+
+    def open_segment(self, camera: str, start_ns: int, path: str, enc: str) -> int:
+        cur = self.db.execute("INSERT INTO segments (camera, start_ns, path, enc) VALUES (?, ?, ?, ?)",
+                              (camera, start_ns, path, enc))
+        return int(cur.lastrowid)
+
+    def close_segment(self, seg_id: int, end_ns: int, size: int, frames: int, gaps: int) -> None:
+        self.db.execute("UPDATE segments SET end_ns = ?, bytes = ?, frames = ?, gaps = ?, closed = 1 WHERE id = ?",
+                        (end_ns, size, frames, gaps, seg_id))
+
+    def delete_segment(self, seg_id: int) -> None:
+        self.db.execute("DELETE FROM segments WHERE id = ?", (seg_id,))
+
+    def overlapping(self, camera: str, from_ns: int, to_ns: int) -> list[Segment]:
+        """Closed segments of ``camera`` with any part in [from_ns, to_ns), oldest first."""
+        return self._segments("WHERE camera = ? AND closed = 1 AND start_ns < ? AND end_ns > ? ORDER BY start_ns",
+                              (camera, to_ns, from_ns))
+
+    def open_segments(self) -> list[Segment]:
+        return self._segments("WHERE closed = 0 ORDER BY start_ns", ())
+
+    def expired(self, before_ns: int) -> list[Segment]:
+        """Closed segments that ended before ``before_ns``."""
+        return self._segments("WHERE closed = 1 AND end_ns < ? ORDER BY start_ns", (before_ns,))
+
+    def over_budget(self, max_bytes: int) -> list[Segment]:
+        """The oldest closed segments whose removal brings the ring's total to ``max_bytes`` or less."""
+        total = self.db.execute("SELECT COALESCE(SUM(bytes), 0) FROM segments WHERE closed = 1").fetchone()[0]
+        out: list[Segment] = []
+        for seg in self._segments("WHERE closed = 1 ORDER BY end_ns", ()):
+            if total <= max_bytes:
+                break
+            out.append(seg)
+            total -= seg.bytes
+        return out
+
+    def _segments(self, where: str, params: tuple) -> list[Segment]:
+        rows = self.db.execute(f"SELECT {_SEGMENT_COLUMNS} FROM segments {where}", params).fetchall()
+        return [Segment(*row[:9], bool(row[9])) for row in rows]
+
+    # -- kept event clips ---------------------------------------------------------------------
+
+    def add_keep(self, keep: Keep) -> bool:
+        """Record an event to keep; False when it is already known (the same event seen twice)."""
+        cur = self.db.execute("INSERT OR IGNORE INTO keeps VALUES (?, ?, ?, ?, ?, 0, ?)",
+                              (keep.event_id, keep.camera, keep.from_ns, keep.to_ns, keep.dir,
+                               json.dumps(keep.event)))
+        return cur.rowcount == 1
+
+    def pending_keeps(self, camera: str | None = None) -> list[Keep]:
+        sql = "SELECT event_id, camera, from_ns, to_ns, dir, complete, event FROM keeps WHERE complete = 0"
+        rows = self.db.execute(sql + (" AND camera = ?" if camera else ""), (camera,) if camera else ()).fetchall()
+        return [Keep(r[0], r[1], r[2], r[3], r[4], bool(r[5]), json.loads(r[6])) for r in rows]
+
+    def kept_segment_ids(self, event_id: str) -> set[int]:
+        return {r[0] for r in self.db.execute("SELECT segment_id FROM kept WHERE event_id = ?", (event_id,))}
+
+    def mark_kept(self, event_id: str, segment_id: int, path: str) -> None:
+        self.db.execute("INSERT OR IGNORE INTO kept VALUES (?, ?, ?)", (event_id, segment_id, path))
+
+    def complete_keep(self, event_id: str) -> None:
+        self.db.execute("UPDATE keeps SET complete = 1 WHERE event_id = ?", (event_id,))
