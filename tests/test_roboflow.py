@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camwire.supervisor import plan
 from camwire.cli import build_parser
+from camwire.supervisor import plan
 from classifier.detectors import make_detector
 from common.wire import FrameHeader
 from conftest import free_port
