@@ -36,7 +36,10 @@ def gop25_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def rows(root: Path) -> list[dict]:
     with sqlite3.connect(root / "index.db") as db:
         db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute("SELECT * FROM segments ORDER BY start_ns")]
+        try:
+            return [dict(r) for r in db.execute("SELECT * FROM segments ORDER BY start_ns")]
+        except sqlite3.OperationalError:  # polled while the recorder is still creating its tables
+            return []
 
 
 def decoded(path: Path) -> list[av.VideoFrame]:
