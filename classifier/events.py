@@ -80,10 +80,10 @@ class Events:
                 self.counters.add("suppressed", r["camera"], "min_frames")
             else:
                 by_type["detection"] = wanted
+        if by_type and not rule.active_at(ts):
+            self.counters.add("suppressed", r["camera"], "outside_schedule", n=len(by_type))
+            by_type = {}
         for etype, dets in by_type.items():
-            if not rule.active_at(ts):
-                self.counters.add("suppressed", r["camera"], "outside_schedule")
-                continue
             last = cam.last_emitted.get(etype)
             if last is not None and abs(ts - last) < self.cooldown_s:
                 self.counters.add("suppressed", r["camera"], etype)

@@ -24,7 +24,7 @@ from common import wire
 from common.counters import write_stats
 from common.lifecycle import StopFlag
 from common.logs import configure
-from common.paths import safe_name, utc_day
+from common.paths import name_list, safe_name, utc_day
 from common.sockets import make_socket
 
 
@@ -118,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
     log = configure("sink")
     stop = StopFlag().install()
     events = Events(cooldown_s=args.cooldown, rules=load_rules(args.rules) if args.rules else None)
-    until = set(filter(None, args.exit_when_drained.split(","))) if args.exit_when_drained else None
+    until = set(name_list(args.exit_when_drained)) or None
     Path(args.events).parent.mkdir(parents=True, exist_ok=True)
     data_dir = Path(args.data_dir) if args.data_dir else None
     started = time.monotonic()

@@ -10,6 +10,11 @@ def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".") or "_"
 
 
+def name_list(text: str | None) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``: the one reading of a comma-separated option."""
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
 def utc_stamp(ts_ns: int) -> str:
     """``20261121T051900.123Z``: sortable as text, the same order as in time."""
     dt = datetime.fromtimestamp(ts_ns / 1e9, timezone.utc)

@@ -12,14 +12,12 @@ import argparse
 import sys
 from datetime import datetime, timezone
 from contextlib import ExitStack
-from fractions import Fraction
 from pathlib import Path
 
 import av
 
 from recorder.index import Index, Segment
-
-MS = Fraction(1, 1000)
+from recorder.segment import MS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -22,6 +22,7 @@ from common import wire
 from common.counters import Counters, write_stats
 from common.lifecycle import StopFlag
 from common.logs import configure
+from common.paths import name_list
 from common.sockets import make_socket
 from recorder.index import Index
 from recorder.keep import DEFAULT_KEEP_TYPES, Keeper
@@ -84,7 +85,7 @@ def main(args: argparse.Namespace) -> int:
     counters = Counters()
     stop = StopFlag().install()
     index = Index(root)
-    keeper = Keeper(root, index, args.pre, args.post, tuple(filter(None, args.keep_types.split(","))), counters, log)
+    keeper = Keeper(root, index, args.pre, args.post, tuple(name_list(args.keep_types)), counters, log)
     ring = Ring(root, index, keeper, args.segment, args.retain, args.max_bytes,
                 Encoding(preset=args.preset, crf=args.crf), counters, log)
     ring.recover()
@@ -98,7 +99,7 @@ def main(args: argparse.Namespace) -> int:
         log.info("recorder started", subscribe=args.subscribe, dir=str(root), events=args.events,
                  segment_s=args.segment, retain_s=args.retain, max_bytes=args.max_bytes)
         try:
-            until = set(filter(None, args.exit_when_ended.split(","))) if args.exit_when_ended else None
+            until = set(name_list(args.exit_when_ended)) or None
             run(ring, frames, events, stop, counters, log, until)
         finally:
             ring.close_all()

@@ -19,8 +19,9 @@ import numpy as np
 import onnxruntime as ort
 import structlog
 
-from classifier.detectors import Detection, Frame, FrameResult
+from classifier.detectors import Detection, Frame, FrameResult, parse_options
 from classifier.detectors.yolo import LAYOUTS, Thresholds, decode, guess_layout, letterbox
+from common.paths import name_list
 
 DEFAULT_SIZE = 640
 
@@ -117,11 +118,11 @@ def read_labels(path: str) -> list[str]:
 
 def build(arg: str, extra: dict[str, Any]) -> OnnxDetector:
     """``onnx:PATH`` or ``onnx:path=PATH,layout=...``, with thresholds from the command line."""
-    options = {"path": arg} if "=" not in arg else dict(item.split("=", 1) for item in arg.split(","))
+    options = {"path": arg} if "=" not in arg else parse_options(arg)
     if not options.get("path"):
         raise ValueError("onnx needs a model path: --detector onnx:model.onnx")
     labels = read_labels(extra["labels"]) if extra.get("labels") else None
-    allowed = [c.strip() for c in extra["classes"].split(",") if c.strip()] if extra.get("classes") else None
+    allowed = name_list(extra.get("classes")) or None
     thresholds = Thresholds(confidence=float(extra.get("confidence") or 0.25), iou=float(extra.get("iou") or 0.45),
                             max_detections=int(extra.get("max_detections") or 300))
     return OnnxDetector(options["path"], labels, thresholds, options.get("layout"), allowed)

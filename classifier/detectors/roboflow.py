@@ -26,6 +26,7 @@ from inference_sdk import InferenceConfiguration, InferenceHTTPClient
 
 from classifier.detectors import Detection, Frame, FrameResult
 from common.env import secret
+from common.paths import name_list
 
 DEFAULT_API_URL = "http://localhost:9001"
 CALLERS = 2  # threads that may be waiting on the server at once (one in use, one spare)
@@ -77,7 +78,7 @@ class RoboflowDetector:
 
 
 def build(arg: str, extra: dict[str, Any]) -> RoboflowDetector:
-    allowed = [c.strip() for c in extra["classes"].split(",") if c.strip()] if extra.get("classes") else None
+    allowed = name_list(extra.get("classes")) or None
     return RoboflowDetector(arg, api_url=extra.get("api_url") or DEFAULT_API_URL,
                             api_key=secret("ROBOFLOW_API_KEY"),
                             confidence=float(extra.get("confidence") or 0.25), iou=float(extra.get("iou") or 0.45),

@@ -94,9 +94,8 @@ def decode(output: np.ndarray, layout: str, thresholds: Thresholds) -> list[tupl
     """One model output -> per image ``(boxes [K, 4] xyxy in model pixels, scores [K], class ids [K])``."""
     if layout == "nms7":
         images = int(output[:, 0].max()) + 1 if len(output) else 0
-        return [_keep(output[output[:, 0] == i][:, 1:5], output[output[:, 0] == i][:, 6],
-                      output[output[:, 0] == i][:, 5].astype(np.int64), thresholds, nms=False)
-                for i in range(images)]
+        rows = [output[output[:, 0] == i] for i in range(images)]
+        return [_keep(r[:, 1:5], r[:, 6], r[:, 5].astype(np.int64), thresholds, nms=False) for r in rows]
     out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for pred in output:
         if layout == "nms":
