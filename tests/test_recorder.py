@@ -154,6 +154,7 @@ def test_gaps_are_counted_and_indexed(pipeline_factory, daemons, zctx, sample_cl
     relay.start()
     record(p, daemons, sample_clip, root, "lz4", "--segment", "3", publish=publish, subscribe=relayed)
     assert daemons.wait("recorder") == 0
+    assert daemons.wait("extractor-cam") == 0  # its stats file is written as it exits
     published = daemons.stats("extractor-cam")["cam"]["published"]
     stats = daemons.stats("recorder")
     assert published == 300
