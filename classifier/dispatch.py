@@ -180,6 +180,15 @@ class Dispatcher:
             out.append({**body, "results": self._completed.get(camera, 0)})
         return out
 
+    def load(self) -> dict[str, Any]:
+        """Who holds what now: ``workers`` (name, credits, in_flight, dispatched, completed,
+        leaving) and ``backlog`` (frames waiting, per camera)."""
+        return {"workers": [{"name": w.name, "credits": w.credits, "in_flight": len(w.in_flight),
+                             "dispatched": self.counters.get("workers", w.name, "dispatched"),
+                             "completed": self.counters.get("workers", w.name, "completed"),
+                             "leaving": w.leaving} for w in self.workers.values()],
+                "backlog": {camera: len(q) for camera, q in self._queues.items()}}
+
     def stats(self) -> dict[str, Any]:
         snap = self.counters.snapshot()
         snap["backlog"] = self.backlog()

@@ -94,6 +94,8 @@ class Events:
 
     def on_status(self, s: dict[str, Any]) -> list[dict[str, Any]]:
         cam = self.camera(s["camera"])
+        if s.get("state") == "connecting":
+            return []  # not yet known either way
         online = s.get("state") == "online"
         if cam.online == online:
             return []

@@ -5,7 +5,9 @@ Sockets (both bound, both owned by the main thread):
   - backend ROUTER: workers (DEALER) send ``ready`` (credits and frames done) and ``heartbeat``;
     the ventilator sends them frames, ``heartbeat``, ``reset`` (to a worker it does not know,
     after a restart of either side) and ``bye`` (when a leaving worker will get nothing more).
-    ``status`` and ``eos`` ride to the sink through any worker.
+    ``status`` and ``eos`` ride to the sink through any worker, and so does a ``workers`` map
+    every WORKERS_EVERY_S (each worker's credits, frames in flight and done; the backlog per
+    camera), which the sink keeps for ``camwire status``.
 The decisions live in classifier.dispatch; this module is sockets and time.
 """
 
@@ -23,10 +25,15 @@ from common import wire
 from common.counters import write_stats
 from common.lifecycle import StopFlag
 from common.logs import configure
+from common.metrics import register_stats
 from common.sockets import make_socket
 
 HEARTBEAT_S = 1.0
 OUTBOX_MAX = 10_000  # status messages held while no worker is there to carry them
+WORKERS_EVERY_S = 2.0
+METRIC_LABELS = {"received": ("camera",), "dispatched": ("camera",), "completed": ("camera",),
+                 "dropped": ("camera", "reason"), "workers": ("worker", "what"), "malformed": ("reason",),
+                 "workers_forgotten": ("reason",)}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,6 +54,8 @@ class Ventilator:
         self.log = log
         self.outbox: deque[bytes] = deque(maxlen=OUTBOX_MAX)
         self._next_heartbeat = 0.0
+        self._next_workers = 0.0
+        self.load: dict = self.d.load()  # refreshed every tick; what a metrics scrape reads
 
     def run(self, stop: StopFlag) -> None:
         poller = zmq.Poller()
@@ -166,12 +175,24 @@ class Ventilator:
         for ident in self.d.finished_leavers():
             self.log.info("worker left", worker=self.d.workers[ident].name)
             self.d.forget(ident, "left")
+        self.load = self.d.load()
+        if now >= self._next_workers and self.d.any_worker() is not None:
+            self._next_workers = now + WORKERS_EVERY_S
+            self.outbox.append(wire.pack("workers", {**self.load, "ts_ns": time.time_ns()}))
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + HEARTBEAT_S
             beat = wire.pack("heartbeat", {})
             for ident in list(self.d.workers):
                 if not self._send(ident, beat):
                     self._forget(ident, "unreachable")
+
+
+def _gauges(load: dict) -> dict:
+    workers = load["workers"]
+    return {"backlog": ("frames waiting for a worker", ("camera",), {(c,): n for c, n in load["backlog"].items()}),
+            "worker_in_flight": ("frames a worker holds", ("worker",), {(w["name"],): w["in_flight"] for w in workers}),
+            "worker_credits": ("frames a worker can take now", ("worker",), {(w["name"],): w["credits"] for w in workers}),
+            "workers": ("workers known", (), {(): len(workers)})}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -182,8 +203,10 @@ def main(args: argparse.Namespace) -> int:
         frontend = make_socket(ctx, zmq.PULL, bind=args.frontend, rcvhwm=8, linger=0)
         backend = make_socket(ctx, zmq.ROUTER, bind=args.backend, linger=1000)
         log.info("ventilator started", frontend=args.frontend, backend=args.backend)
+        vent = Ventilator(frontend, backend, dispatcher, args.heartbeat_timeout, log)
+        register_stats("ventilator", dispatcher.counters.snapshot, METRIC_LABELS, lambda: _gauges(vent.load))
         try:
-            Ventilator(frontend, backend, dispatcher, args.heartbeat_timeout, log).run(stop)
+            vent.run(stop)
         finally:
             frontend.close()
             backend.close()

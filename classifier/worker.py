@@ -2,10 +2,10 @@
 
 Sockets, all owned by the main thread:
   - DEALER to the ventilator: sends ``ready`` (credits, frames done, ``leaving`` at shutdown) and
-    ``heartbeat``; receives frames, ``heartbeat``, ``reset``, ``bye``, and ``status``/``eos``
-    for the sink;
+    ``heartbeat``; receives frames, ``heartbeat``, ``reset``, ``bye``, and ``status``/``eos``/
+    ``workers`` for the sink;
   - PUSH to the sink: one ``result`` per frame taken, always, even when decoding or the detector
-    failed (``error`` says why), plus the ``status``/``eos`` maps passed on unchanged;
+    failed (``error`` says why), plus the ``status``/``eos``/``workers`` maps passed on unchanged;
   - PAIR (inproc) from the detection thread, which sends each result as it is made.
 The detector runs in its own thread, so heartbeats and status keep flowing during a slow batch.
 """
@@ -28,12 +28,14 @@ from common import wire
 from common.counters import Counters, write_stats
 from common.lifecycle import StopFlag
 from common.logs import configure
+from common.metrics import INFERENCE_SECONDS, register_stats
 from common.sockets import make_socket
 
 HEARTBEAT_S = 1.0
 LEAVE_TIMEOUT_S = 4.0  # longest a stopping worker spends finishing frames it already took
 BYE_WAIT_S = 1.0
 SINK_HWM = 1000
+METRIC_LABELS = {"processed": ("camera",), "malformed": ("reason",), "errors": ("error",), "dropped": ("reason",)}
 
 Batch = list[tuple[wire.FrameHeader, list[zmq.Frame]]]
 
@@ -42,7 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connect", required=True, metavar="ADDR", help="the ventilator's backend")
     p.add_argument("--sink", required=True, metavar="ADDR", help="the sink's bind address")
     add_detector_arguments(p)
-    p.add_argument("--name", help="worker name in logs and stats (default: host-pid)")
+    p.add_argument("--name", help="worker name in logs and stats (default: host-pid, or classifier-N)")
+    p.add_argument("--instance", type=int, metavar="N", help="systemd's %%i: names the worker classifier-N "
+                   "and serves metrics on --metrics-port + N, so one config serves a pool")
     p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
 
 
@@ -116,6 +120,7 @@ class Detection(threading.Thread):
         elapsed = time.perf_counter() - started
         self.counters.add("batches")
         self.busy_s += elapsed
+        INFERENCE_SECONDS.labels(self.detector.name).observe(elapsed)
         for (header, image), result in zip(decoded, results, strict=True):
             self.counters.add("processed", header.camera)
             out.append(self._result(header, result, image, error=error,
@@ -197,7 +202,7 @@ class Worker:
                     if not self.pending:
                         self.first_pending_at = time.monotonic()
                     self.pending.append((header, parts))
-                elif kind in ("status", "eos"):
+                elif kind in ("status", "eos", "workers"):
                     self._to_sink([parts[0].bytes])
                 elif kind == "reset":  # the ventilator restarted and lost our credits
                     self._send_ready(max(0, self.batch - self.held()), [])
@@ -247,7 +252,8 @@ class Worker:
 
 
 def main(args: argparse.Namespace) -> int:
-    name = args.name or f"{socket.gethostname()}-{os.getpid()}"
+    name = args.name or (f"classifier-{args.instance}" if args.instance is not None
+                         else f"{socket.gethostname()}-{os.getpid()}")
     log = configure("classifier").bind(worker=name)
     if args.batch < 1:
         log.error("--batch must be at least 1")
@@ -262,6 +268,8 @@ def main(args: argparse.Namespace) -> int:
         detection = Detection(ctx, detector, pipe_addr, name)
         detection.start()
         worker = Worker(dealer, sink, pipe, detection, args.batch, args.batch_wait / 1000.0, name, log)
+        register_stats("worker", lambda: {**worker.counters.snapshot(), **detection.counters.snapshot(),
+                                          "busy_seconds": round(detection.busy_s, 3)}, METRIC_LABELS)
         log.info("classifier started", detector=detector.name, batch=args.batch, connect=args.connect)
         try:
             worker.run(stop)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +12,20 @@ from typing import Any
 class Counters:
     """Nested counts: ``counters.add("dropped", camera, "hwm")`` -> ``{"dropped": {cam: {"hwm": 1}}}``.
 
-    The last key holds an int; everything above it is a dict. Only the owning thread touches it.
+    The last key holds an int; everything above it is a dict. The owning thread counts; a
+    metrics scrape may take a snapshot from another thread at any time, hence the lock.
     """
 
     def __init__(self) -> None:
         self._tree: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     def add(self, *path: str, n: int = 1) -> None:
-        node = self._tree
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = node.get(path[-1], 0) + n
+        with self._lock:
+            node = self._tree
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = node.get(path[-1], 0) + n
 
     def get(self, *path: str) -> int:
         node: Any = self._tree
@@ -32,7 +36,8 @@ class Counters:
         return node if isinstance(node, int) else 0
 
     def snapshot(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self._tree))
+        with self._lock:
+            return json.loads(json.dumps(self._tree))
 
 
 def write_stats(path: str | os.PathLike[str] | None, stats: dict[str, Any]) -> None:

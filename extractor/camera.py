@@ -2,7 +2,9 @@
 
 What it sends on its PUSH socket to the ventilator (see common.wire):
   - frames chosen by the sampling, as ``[header, pixels]``;
-  - ``status`` maps (``state``: online | offline, with ``reason``) when the camera changes state;
+  - ``status`` maps (``state``: connecting | online | offline, with ``reason``) when the camera
+    changes state, and again every STATUS_EVERY_S while it streams; each carries ``fps_in``
+    (frames decoded a second), ``reconnects`` and ``last_error`` for the sink's status table;
   - one ``eos`` map when a file source has been read to its end (``sent``: frames it sent).
 When ``--publish`` is on, the process's publish relay gets every decoded frame (LZ4 by default)
 or, with ``passthrough``, every compressed packet of an H.264/HEVC source, undecoded; the status
@@ -37,6 +39,7 @@ PUSH_HWM = 2  # frames queued towards the ventilator before we drop: latency sta
 BACKOFF_FIRST_S = 0.5
 BACKOFF_CAP_S = 30.0
 CONTROL_SEND_TIMEOUT_MS = 2000
+STATUS_EVERY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,7 @@ class CameraSpec:
     enc: str = "raw"
     open_timeout: float = OPEN_TIMEOUT_S
     read_timeout: float = READ_TIMEOUT_S
+    publish: bool = True  # to the recorder, when the process publishes at all
 
 
 def backoff_delay(failures: int, first: float = BACKOFF_FIRST_S, cap: float = BACKOFF_CAP_S) -> float:
@@ -61,14 +65,17 @@ class CameraLoop(threading.Thread):
     """Reads one camera until stopped (or, for a file, until its end), never exiting on failure."""
 
     def __init__(self, ctx: zmq.Context, spec: CameraSpec, push_addr: str, relay_addr: str | None,
-                 publish_enc: str, stop: StopFlag) -> None:
+                 publish_enc: str, stop: StopFlag, seq_start: int = 0) -> None:
         super().__init__(name=f"camera-{spec.name}", daemon=True)
         self.ctx, self.spec, self.push_addr, self.relay_addr = ctx, spec, push_addr, relay_addr
         self.publish_enc = publish_enc
         self.stop = stop
         self.counters = Counters()
         self.log = structlog.get_logger().bind(camera=spec.name)
-        self._seq = 0
+        self._seq = seq_start
+        self.fps_in = 0.0
+        self._last_error: str | None = None
+        self.stop_reason: str | None = None  # set before ``stop`` when the camera is taken away
         self._relay: zmq.Socket | None = None
         self._online = False
         self._offline_reported = False
@@ -79,6 +86,9 @@ class CameraLoop(threading.Thread):
         self._relay = relay
         try:
             self._loop(push, relay)
+            if self.stop_reason is not None:
+                self.log.info("camera stopped", reason=self.stop_reason)
+                self._send_status(push, "offline", reason=self.stop_reason)
         except Exception:
             self.log.exception("camera loop crashed")
             raise
@@ -87,11 +97,17 @@ class CameraLoop(threading.Thread):
             if relay is not None:
                 relay.close()
 
+    @property
+    def next_seq(self) -> int:
+        """The seq the next frame gets (a restarted camera thread goes on from here)."""
+        return self._seq
+
     # -- connection management ---------------------------------------------------------------
 
     def _loop(self, push: zmq.Socket, relay: zmq.Socket | None) -> None:
         failures = 0  # failed rounds over all sources since the last frame
         index = 0
+        self._send_status(push, "connecting")
         while not self.stop.is_set():
             url = self.spec.sources[index]
             self.log.info("connecting", source=redact_url(url), attempt=failures + 1)
@@ -124,12 +140,24 @@ class CameraLoop(threading.Thread):
 
     def _report_offline(self, push: zmq.Socket, reason: str, url: str) -> None:
         self.counters.add("errors", reason.split(":")[0])
+        self._last_error = redact_url(reason)
+        self.fps_in = 0.0
         if self._online or not self._offline_reported:
-            self.log.warning("camera offline", reason=redact_url(reason), source=redact_url(url))
-            self._send_control(push, "status", {"camera": self.spec.name, "state": "offline",
-                                                "reason": redact_url(reason), "ts_ns": time.time_ns()})
+            self.log.warning("camera offline", reason=self._last_error, source=redact_url(url))
+            self._send_status(push, "offline", reason=self._last_error)
             self._offline_reported = True
         self._online = False
+
+    def _send_status(self, push: zmq.Socket, state: str, heartbeat: bool = False, **extra) -> None:
+        body = {"camera": self.spec.name, "state": state, "ts_ns": time.time_ns(), "fps_in": round(self.fps_in, 2),
+                "reconnects": self.counters.get("reconnects"), "last_error": self._last_error, **extra}
+        if not heartbeat:
+            self._send_control(push, "status", body)
+            return
+        try:  # a heartbeat never waits: the next one is only seconds away
+            push.send(wire.pack("status", body), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.counters.add("dropped", "status")
 
     def _send_control(self, push: zmq.Socket, kind: str, body: dict) -> None:
         """Status and end-of-stream are small and rare: wait a little for room rather than drop."""
@@ -151,6 +179,7 @@ class CameraLoop(threading.Thread):
         sampler = Sampler(self.spec.sampling)
         opened_ns, opened_mono = time.time_ns(), time.monotonic()
         seq_base, got = self._seq, False
+        beat_mono, beat_count = opened_mono, 0
         pace = self._pacer(opened_mono) if file and self.spec.realtime else None
         on_packet = None
         if relay is not None and self.publish_enc == PASSTHROUGH:
@@ -164,10 +193,15 @@ class CameraLoop(threading.Thread):
                 self._online = True
                 self._offline_reported = False
                 self.log.info("camera online", source=redact_url(url))
-                self._send_control(push, "status", {"camera": self.spec.name, "state": "online",
-                                                    "ts_ns": time.time_ns()})
+                self._send_status(push, "online")
+                beat_mono, beat_count = time.monotonic(), 0  # fps_in is measured from the first frame
             self._seq = max(self._seq, seq_base + sf.index + 1)
             self.counters.add("decoded")
+            beat_count += 1
+            if (elapsed := time.monotonic() - beat_mono) >= STATUS_EVERY_S:
+                self.fps_in = beat_count / elapsed
+                self._send_status(push, "online", heartbeat=True)
+                beat_mono, beat_count = time.monotonic(), 0
             t = sf.t if sf.t is not None else time.monotonic() - opened_mono
             if file:
                 if pace is not None:

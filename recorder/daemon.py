@@ -22,6 +22,7 @@ from common import wire
 from common.counters import Counters, write_stats
 from common.lifecycle import StopFlag
 from common.logs import configure
+from common.metrics import register_stats
 from common.paths import name_list
 from common.sockets import make_socket
 from recorder.index import Index
@@ -30,6 +31,11 @@ from recorder.ring import Encoding, Ring
 
 SUB_HWM = 1000  # frames waiting in the recorder; beyond this the publisher drops (and we see the hole)
 RETENTION_EVERY_S = 5.0
+
+
+METRIC_LABELS = {"written": ("camera",), "segments": ("camera",), "gaps": ("camera",), "restarts": ("camera",),
+                 "dropped": ("camera", "reason"), "deleted": ("reason",), "malformed": ("reason",),
+                 "events_kept": ("type",), "errors": ("error",)}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -83,6 +89,7 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError("--segment must be more than 0 seconds")
     root = Path(args.dir)
     counters = Counters()
+    register_stats("recorder", counters.snapshot, METRIC_LABELS)
     stop = StopFlag().install()
     index = Index(root)
     keeper = Keeper(root, index, args.pre, args.post, tuple(name_list(args.keep_types)), counters, log)

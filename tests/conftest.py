@@ -175,3 +175,74 @@ class Pipeline:
 @pytest.fixture
 def pipeline_factory(daemons: Daemons, zctx: zmq.Context, tmp_path: Path):
     return lambda **kw: Pipeline(daemons, zctx, tmp_path, **kw)
+
+
+def subscribe(ctx: zmq.Context, addr: str) -> zmq.Socket:
+    """A SUB socket on ``addr``, returned once its subscription has reached the publisher."""
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    sock.connect(addr)
+    assert monitor.poll(30_000), f"could not connect to {addr}"
+    assert recv_monitor_message(monitor)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
+    sock.disable_monitor()
+    monitor.close()
+    return sock
+
+
+class FrameTap:
+    """Every frame or packet an extractor publishes (``--publish``), as (camera, seq, t): ``t`` is
+    the decode time of a packet (in stream order, unlike its pts), the pts of a frame."""
+
+    def __init__(self, ctx: zmq.Context, addr: str) -> None:
+        self.sock = subscribe(ctx, addr)
+        self.seen: list[tuple[str, int, float | None]] = []
+        self.controls: list[dict[str, Any]] = []
+
+    def until(self, predicate: Callable[["FrameTap"], bool], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.sock.poll(int(left * 1000)):
+                raise AssertionError(f"not seen within {timeout}s; cameras so far: {self.counts()}")
+            parts = self.sock.recv_multipart()
+            head = wire.unpack(parts[0])
+            if head["kind"] == "frame":
+                h = wire.peek_frame(parts)
+                self.seen.append((h.camera, h.seq, h.dts if h.dts is not None else h.pts))
+            else:
+                self.controls.append(head)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for camera, _, _ in self.seen:
+            out[camera] = out.get(camera, 0) + 1
+        return out
+
+    def of(self, camera: str, since: int = 0) -> list[tuple[int, float | None]]:
+        return [(seq, pts) for cam, seq, pts in self.seen[since:] if cam == camera]
+
+
+def wait_log(path: Path, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0,
+             proc: subprocess.Popen | None = None) -> dict[str, Any]:
+    """The first JSON log record in ``path`` matching ``predicate``; the file is read as it grows."""
+    deadline = time.monotonic() + timeout
+    offset, buf = 0, ""
+    while time.monotonic() < deadline:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            f.seek(offset)
+            buf += f.read()
+            offset = f.tell()
+        *lines, buf = buf.split("\n")
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and predicate(rec):
+                return rec
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{path.name}: the process exited ({proc.returncode}) before the log line")
+        time.sleep(0.05)  # a file has no event to await: poll it, briefly
+    raise AssertionError(f"no matching log line in {path} within {timeout}s")

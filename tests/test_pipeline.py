@@ -168,4 +168,5 @@ def test_extractor_drops_and_counts_instead_of_blocking(daemons, tmp_path: Path,
     assert daemons.wait("extractor", timeout=60) == 0
     stats = daemons.stats("extractor")["c"]
     assert stats["decoded"] == 50
-    assert stats["sent"] + stats["dropped"]["hwm"] == 50 and stats["dropped"]["hwm"] > 0
+    # (status messages may take the two queue places before any frame: then none is sent)
+    assert stats.get("sent", 0) + stats["dropped"]["hwm"] == 50 and stats["dropped"]["hwm"] > 0

@@ -1,0 +1,138 @@
+"""Where the sink sends events besides its JSON lines and PUB socket: MQTT and an HTTP webhook.
+
+- MQTT (paho-mqtt): each event as JSON on ``<prefix>/<camera>/<event type>`` (QoS 1), and the
+  camera's state, retained, on ``<prefix>/<camera>/state`` (``online``, ``offline``, ``covered``),
+  as Home Assistant and NVR users expect; ``<prefix>/available`` is ``online`` while the sink
+  runs and ``offline`` (the broker's last will) when it is gone.
+- Webhook: each event POSTed as JSON from a background thread; a failed delivery (connection
+  error, 5xx, 429) is retried with backoff, ``retries`` times, then counted as failed. A 4xx is
+  not retried. At shutdown what is queued is still sent, for up to ``drain_s`` seconds.
+Neither ever holds up the sink: each has its own thread and a bounded queue (counted when full).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+
+from common.counters import Counters
+from common.logs import redact_url
+
+QUEUE_MAX = 10_000
+STATE_OF = {"camera_online": "online", "camera_offline": "offline", "camera_covered": "covered",
+            "camera_uncovered": "online"}
+
+
+class MqttOutput:
+    """Publishes events to a broker given as ``mqtt://[user:password@]host[:port][/prefix]``."""
+
+    def __init__(self, url: str, counters: Counters, log, client_id: str = "camwire-sink") -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+            raise ValueError(f"--mqtt: an address like mqtt://host:1883/camwire, not {redact_url(url)}")
+        self.prefix = parts.path.strip("/") or "camwire"
+        self.counters, self.log = counters, log.bind(mqtt=redact_url(url))
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        if parts.username:
+            self.client.username_pw_set(unquote(parts.username), unquote(parts.password or "") or None)
+        self.client.max_queued_messages_set(QUEUE_MAX)
+        self.client.will_set(f"{self.prefix}/available", "offline", qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.connect_async(parts.hostname, parts.port or 1883)
+        self.client.loop_start()  # paho's network thread: reconnects, and queues while disconnected
+        self._last: mqtt.MQTTMessageInfo | None = None
+
+    def _on_connect(self, client: mqtt.Client, _userdata, _flags, reason, _props) -> None:
+        if reason.is_failure:
+            self.log.warning("mqtt connect refused", reason=str(reason))
+            return
+        self.log.info("mqtt connected")
+        client.publish(f"{self.prefix}/available", "online", qos=1, retain=True)
+
+    def send(self, event: dict[str, Any]) -> None:
+        payload = json.dumps(event, separators=(",", ":"))
+        self._publish(f"{self.prefix}/{event['camera']}/{event['type']}", payload, retain=False)
+        if (state := STATE_OF.get(event["type"])) is not None:
+            self._publish(f"{self.prefix}/{event['camera']}/state", state, retain=True)
+
+    def _publish(self, topic: str, payload: str, retain: bool) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            self.counters.add("outputs", "mqtt", "dropped")
+        else:
+            self.counters.add("outputs", "mqtt", "published")
+            self._last = info
+
+    def close(self, drain_s: float = 2.0) -> None:
+        """Wait (a little) for what is queued to reach the broker, then say goodbye."""
+        deadline = time.monotonic() + drain_s
+        if self._last is not None and self.client.is_connected():
+            try:
+                self._last.wait_for_publish(timeout=max(0.0, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):
+                pass  # not sent: counted as published, lost with the connection
+        if self.client.is_connected():
+            self.client.publish(f"{self.prefix}/available", "offline", qos=1, retain=True).wait_for_publish(
+                timeout=max(0.1, deadline - time.monotonic()))
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class WebhookOutput(threading.Thread):
+    """POSTs each event as JSON to ``url``, retrying failures with backoff."""
+
+    def __init__(self, url: str, counters: Counters, log, retries: int = 5, timeout_s: float = 5.0,
+                 backoff_s: float = 0.5, drain_s: float = 3.0) -> None:
+        super().__init__(name="webhook", daemon=True)
+        self.url, self.counters, self.log = url, counters, log.bind(webhook=redact_url(url))
+        self.retries, self.timeout_s, self.backoff_s, self.drain_s = retries, timeout_s, backoff_s, drain_s
+        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=QUEUE_MAX)
+        self._deadline: float | None = None  # set at close: give up retrying after it
+        self.start()
+
+    def send(self, event: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except queue.Full:
+            self.counters.add("outputs", "webhook", "dropped")
+
+    def run(self) -> None:
+        while (event := self.queue.get()) is not None:
+            self._deliver(json.dumps(event, separators=(",", ":")).encode())
+
+    def _deliver(self, body: bytes) -> None:
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.counters.add("outputs", "webhook", "retried")
+                delay = self.backoff_s * 2 ** (attempt - 1)
+                if self._deadline is not None and time.monotonic() + delay > self._deadline:
+                    break
+                time.sleep(delay)  # this thread's only job is this delivery; nothing waits on it
+            request = urllib.request.Request(self.url, data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s):
+                    self.counters.add("outputs", "webhook", "delivered")
+                    return
+            except urllib.error.HTTPError as exc:
+                if 400 <= exc.code < 500 and exc.code != 429:
+                    self.log.warning("webhook refused the event; not retried", status=exc.code)
+                    break
+                reason = f"HTTP {exc.code}"
+            except (urllib.error.URLError, OSError) as exc:
+                reason = str(getattr(exc, "reason", exc))
+            self.log.warning("webhook delivery failed", attempt=attempt + 1, reason=reason)
+        self.counters.add("outputs", "webhook", "failed")
+
+    def close(self) -> None:
+        self._deadline = time.monotonic() + self.drain_s
+        self.queue.put(None)
+        self.join(timeout=self.drain_s + self.timeout_s)

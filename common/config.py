@@ -1,0 +1,250 @@
+"""``camwire.toml``: the cameras and every daemon's settings in one file each daemon reads.
+
+::
+
+    [sockets]                 # where the daemons meet; each address fills the flags named
+    frontend = "tcp://127.0.0.1:5555"   # extractor --push, ventilator --frontend
+    backend  = "tcp://127.0.0.1:5556"   # ventilator --backend, classifier --connect
+    results  = "tcp://127.0.0.1:5557"   # classifier --sink, sink --bind
+    events   = "tcp://127.0.0.1:5558"   # sink --publish, recorder --events
+    frames   = "tcp://127.0.0.1:5559"   # extractor --publish, recorder --subscribe
+
+    [sink]                    # a daemon's own flags, spelled as in its --help (- or _)
+    data_dir = "/var/lib/camwire"
+
+    [cameras.front]
+    url = "rtsp://admin:${FRONT_PASSWORD}@10.0.0.5/stream1"
+    fallback = ["rtsp://admin:${FRONT_PASSWORD}@10.0.0.5/stream2"]
+    fps = 5                   # or every = N, or keyframes = true; default: every frame
+    record = true             # published to the recorder (default true)
+    [cameras.front.rules]     # see classifier.rules
+    labels = ["person"]
+
+``${VAR}`` in any string comes from the environment, or else from a ``.env`` beside the file;
+a file naming a variable that is set nowhere is refused. Every error names the file and line.
+Flags given on a daemon's command line override the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from classifier.rules import Rules, rules_from_config
+from common.logs import redact_url
+from extractor.sampling import Sampling
+
+DAEMONS = ("extractor", "ventilator", "classifier", "sink", "recorder")
+# [sockets] name -> {daemon: the flag (argparse dest) it fills}
+SOCKETS: dict[str, dict[str, str]] = {
+    "frontend": {"extractor": "push", "ventilator": "frontend"},
+    "backend": {"ventilator": "backend", "classifier": "connect"},
+    "results": {"classifier": "sink", "sink": "bind"},
+    "events": {"sink": "publish", "recorder": "events"},
+    "frames": {"extractor": "publish", "recorder": "subscribe"},
+}
+CAMERA_KEYS = {"url": str, "fallback": list, "every": int, "fps": (int, float), "keyframes": bool,
+               "realtime": bool, "record": bool, "rules": dict}
+VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MASK = "***"
+
+
+class ConfigError(ValueError):
+    """A file refused: ``str()`` is ``FILE:LINE: reason`` (or ``FILE: reason`` with no line)."""
+
+    def __init__(self, path: Path, line: int | None, reason: str) -> None:
+        self.path, self.line, self.reason = path, line, reason
+        super().__init__(f"{path}:{line}: {reason}" if line else f"{path}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class CameraConfig:
+    """One camera as the file says, secrets resolved; ``shown`` is its URLs as safe to print."""
+
+    name: str
+    sources: tuple[str, ...]
+    shown: tuple[str, ...]
+    sampling: Sampling
+    realtime: bool = False
+    record: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    digest: str  # of the file's bytes: a reload with the same digest changes nothing
+    cameras: dict[str, CameraConfig]
+    rules: Rules
+    sockets: dict[str, str]
+    sections: dict[str, dict[str, Any]]  # daemon -> {dest: value}, from its section
+    text: str
+
+    def daemon_defaults(self, daemon: str) -> dict[str, Any]:
+        """Values for a daemon's flags (argparse dests): its sockets, then its own section."""
+        values = {flags[daemon]: addr for name, addr in self.sockets.items()
+                  if (flags := SOCKETS[name]).get(daemon)}
+        values.update(self.sections.get(daemon, {}))
+        return values
+
+    def error(self, where: str, reason: str) -> ConfigError:
+        """An error about the dotted key ``where`` (``cameras.yard.fps``), at its line."""
+        return ConfigError(self.path, line_of(self.text, where), reason)
+
+    def describe(self) -> dict[str, Any]:
+        """What ``check-config`` prints: cameras with secrets masked, sockets, daemons' settings."""
+        return {"file": str(self.path),
+                "cameras": {c.name: {"sources": list(c.shown), "sampling": c.sampling.describe(),
+                                     "realtime": c.realtime, "record": c.record} for c in self.cameras.values()},
+                "sockets": self.sockets,
+                "daemons": {d: {k: _shown(v) for k, v in self.daemon_defaults(d).items()} for d in DAEMONS}}
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, resolve and validate ``path``; raises ConfigError naming the line at fault."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, None, f"cannot read: {exc.strerror}") from None
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib says "... (at line 7, column 3)": keep its reason, and the line in our form
+        m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        raise ConfigError(path, int(m.group(1)) if m else None, str(exc)) from None
+    env = {**{k: v for k, v in dotenv_values(path.parent / ".env").items() if v is not None}, **os.environ}
+    cfg = Config(path, hashlib.sha256(raw).hexdigest(), {}, Rules(), {}, {}, text)
+    unknown = set(data) - {"sockets", "cameras", "rules", *DAEMONS}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise cfg.error(key, f"unknown section [{key}]; known: sockets, cameras, rules, {', '.join(DAEMONS)}")
+    sockets = data.get("sockets", {})
+    for name, addr in sockets.items():
+        if name not in SOCKETS:
+            raise cfg.error(f"sockets.{name}", f"unknown socket {name!r}; known: {', '.join(SOCKETS)}")
+        if not isinstance(addr, str) or "://" not in addr:
+            raise cfg.error(f"sockets.{name}", f"sockets.{name}: an address like tcp://host:port, not {addr!r}")
+    sections = {}
+    for daemon in DAEMONS:
+        table = data.get(daemon, {})
+        if not isinstance(table, dict):
+            raise cfg.error(daemon, f"[{daemon}] must be a table of its flags")
+        sections[daemon] = {key.replace("-", "_"): _resolve(value, env, cfg, f"{daemon}.{key}")[0]
+                            for key, value in table.items()}
+    cameras = {name: _camera(name, table, env, cfg) for name, table in (data.get("cameras") or {}).items()}
+    try:
+        rules = rules_from_config(data)
+    except ValueError as exc:  # "cameras.yard.rules.min_frames: ..." names the key
+        raise cfg.error(str(exc).split(":")[0].split(" ")[0], str(exc)) from None
+    return Config(path, cfg.digest, cameras, rules, dict(sockets), sections, text)
+
+
+def _camera(name: str, table: Any, env: dict[str, str], cfg: Config) -> CameraConfig:
+    where = f"cameras.{name}"
+    if not isinstance(table, dict):
+        raise cfg.error(where, f"[{where}] must be a table")
+    for key, value in table.items():
+        if key not in CAMERA_KEYS:
+            raise cfg.error(f"{where}.{key}", f"{where}: unknown key {key!r}; known: {', '.join(CAMERA_KEYS)}")
+        if not isinstance(value, CAMERA_KEYS[key]) or (isinstance(value, bool) and CAMERA_KEYS[key] is not bool):
+            raise cfg.error(f"{where}.{key}", f"{where}.{key}: wrong type {type(value).__name__}")
+    if not table.get("url"):
+        raise cfg.error(where, f"{where}: a camera needs a url")
+    urls = [table["url"], *table.get("fallback", [])]
+    if not all(isinstance(u, str) and u for u in urls):
+        raise cfg.error(f"{where}.fallback", f"{where}.fallback: a list of URLs")
+    resolved = [_resolve(u, env, cfg, f"{where}.url") for u in urls]
+    try:
+        sampling = Sampling(every=table.get("every", 1), fps=table.get("fps"), keyframes=table.get("keyframes", False))
+    except ValueError as exc:
+        raise cfg.error(where, f"{where}: {str(exc).replace('--', '')}") from None
+    return CameraConfig(name, tuple(r[0] for r in resolved), tuple(redact_url(r[1]) for r in resolved), sampling,
+                        table.get("realtime", False), table.get("record", True))
+
+
+def _resolve(value: Any, env: dict[str, str], cfg: Config, where: str) -> tuple[Any, Any]:
+    """``value`` with ``${VAR}`` filled in, and the same with each filled-in part masked."""
+    if isinstance(value, list):
+        pairs = [_resolve(v, env, cfg, where) for v in value]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+    if not isinstance(value, str):
+        return value, value
+    missing = [m.group(1) for m in VAR.finditer(value) if m.group(1) not in env]
+    if missing:
+        raise cfg.error(where, f"{where}: ${{{missing[0]}}} is set neither in the environment nor in "
+                               f"{cfg.path.parent / '.env'}")
+    return VAR.sub(lambda m: env[m.group(1)], value), VAR.sub(MASK, value)
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_url(value)
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    return value
+
+
+def line_of(text: str, where: str) -> int | None:
+    """The line that sets the dotted key ``where``: the key under its table header, or the
+    header itself; for a key that is not in the file, its nearest table that is."""
+    parts = where.split(".")
+    lines = text.splitlines()
+    for cut in range(len(parts), 0, -1):
+        header = _header_line(lines, parts[:cut])
+        if header is not None:
+            return header + 1
+        table, key = parts[:cut - 1], parts[cut - 1]
+        start = _header_line(lines, table) if table else -1
+        if start is None:
+            continue
+        for i in range(start + 1, len(lines)):
+            stripped = lines[i].strip()
+            if stripped.startswith("["):
+                break
+            if re.match(rf'["\']?{re.escape(key)}["\']?\s*=', stripped):
+                return i + 1
+    return None
+
+
+def _header_line(lines: list[str], table: list[str]) -> int | None:
+    pattern = re.compile(r"\[\s*" + r"\s*\.\s*".join(rf'["\']?{re.escape(t)}["\']?' for t in table) + r"\s*\]")
+    for i, line in enumerate(lines):
+        if pattern.fullmatch(line.split("#")[0].strip()):
+            return i
+    return None
+
+
+class ConfigWatcher:
+    """Notices when the file changes (its inode, size or mtime); ``poll`` then loads it again."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.path, self.digest = cfg.path, cfg.digest
+        self._stamp = self._now()
+
+    def _now(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None  # mid-replace, or removed: the running config stays
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    def poll(self) -> Config | None:
+        """A changed, valid config; None when nothing changed. A changed file that does not
+        load raises ConfigError once (not again until the file changes once more)."""
+        stamp = self._now()
+        if stamp is None or stamp == self._stamp:
+            return None
+        self._stamp = stamp
+        cfg = load_config(self.path)
+        if cfg.digest == self.digest:
+            return None
+        self.digest = cfg.digest
+        return cfg
