@@ -2,7 +2,7 @@
 
 Every message is multipart. Part 0 is always a msgpack map with two fixed keys:
 
-    {"v": PROTOCOL_VERSION, "kind": "<frame|result|ready|heartbeat|reset|status|eos>", ...}
+    {"v": PROTOCOL_VERSION, "kind": "<frame|result|ready|heartbeat|reset|status|eos|workers|...>", ...}
 
 A **frame** (extractor -> ventilator -> worker, extractor PUB -> recorder) is two parts:
 
@@ -23,7 +23,9 @@ A **frame** (extractor -> ventilator -> worker, extractor PUB -> recorder) is tw
     them, and a recorder remuxes them as they are.
 
 A **result** (worker -> sink) is one part, or two when a JPEG snapshot of the frame rides along.
-Control messages (ready, heartbeat, reset, status, eos) are one part.
+Control messages (ready, heartbeat, reset, bye, status, eos, workers, event) are one part:
+``status`` is a camera's state from its extractor (see extractor.camera), ``workers`` the
+ventilator's view of its workers (see classifier.ventilator), ``event`` what the sink publishes.
 
 Anything that does not fit raises :class:`MalformedMessage` with a short ``reason`` that daemons
 use as a counter label. Nothing here ever unpickles: msgpack is built with ``raw=False`` and no
@@ -45,7 +47,7 @@ ENCODINGS = ("raw", "lz4", "jpeg")  # pixels
 PACKET_ENCODINGS = ("h264", "hevc")  # compressed packets, passed through from the source
 MAX_HEADER_BIN = 65536  # extradata is tens of bytes; a header never needs more than this
 DTYPES = {"uint8": np.uint8, "uint16": np.uint16}
-CONTROL_KINDS = ("ready", "heartbeat", "reset", "bye", "status", "eos", "result", "event")
+CONTROL_KINDS = ("ready", "heartbeat", "reset", "bye", "status", "eos", "workers", "result", "event")
 MAX_SIDE = 16384  # larger than any camera; stops a forged header from asking for terabytes
 
 Buffer = bytes | memoryview

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any, Callable
 
 import av
 import pytest
 
+from classifier.camera_status import read_status
 from conftest import free_port, tcp
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's interpreter has gi; a venv's has not
@@ -46,6 +50,22 @@ class RtspServer:
             self.proc.wait()
 
 
+def wait_status(path: Path, camera: str, predicate: Callable[[dict[str, Any]], bool],
+                timeout: float = 60.0) -> dict[str, Any]:
+    """The camera's row in the sink's status.db once it matches (the sink rewrites it each second)."""
+    deadline = time.monotonic() + timeout
+    row = None
+    while time.monotonic() < deadline:
+        try:
+            row = next((r for r in read_status(path)[0] if r["camera"] == camera), None)
+        except sqlite3.Error:
+            row = None  # not created yet
+        if row is not None and predicate(row):
+            return row
+        time.sleep(0.1)  # SQLite has no change notification to await
+    raise AssertionError(f"status of {camera} never matched; last: {row}")
+
+
 @pytest.fixture
 def rtsp(sample_clip):
     server = RtspServer(free_port(), sample_clip)
@@ -67,16 +87,31 @@ def test_rtsp_camera_goes_offline_and_comes_back(pipeline_factory, daemons, rtsp
     first = p.events.wait_type("motion")  # frames decoded from RTSP reach the detector
     assert first["camera"] == "door"
 
+    status = p.data_dir / "status.db"
+    row = wait_status(status, "door", lambda r: r["state"] == "online" and r["fps_in"] > 0 and r["fps_used"] > 0)
+    assert row["last_frame_ts"] and row["reconnects"] == 0
+
     rtsp.stop()
     mark = len(p.events.seen)
     offline = p.events.wait_type("camera_offline", since=mark)
     assert offline["camera"] == "door" and offline["reason"]
+    row = wait_status(status, "door", lambda r: r["state"] == "offline")
+    assert row["reason"] == offline["reason"] and row["last_error"]
+    last_frame = row["last_frame_ts"]
 
     rtsp.start()  # same port: the extractor's reconnect loop finds it again
     mark = len(p.events.seen)
     p.events.wait_type("camera_online", since=mark)
     again = p.events.wait_type("motion", since=mark)
     assert again["seq"] > first["seq"]  # seq runs on across the reconnect
+    row = wait_status(status, "door", lambda r: r["state"] == "online" and r["last_frame_ts"] > last_frame)
+    assert row["reconnects"] >= 1 and row["reason"] is None and row["last_error"]  # the last error stays on record
+
+    shown = subprocess.run([sys.executable, "-m", "camwire", "status", "--dir", str(p.data_dir)],
+                           capture_output=True, text=True, check=True).stdout
+    door = next(line for line in shown.splitlines() if line.startswith("door "))
+    assert door.split()[1] in ("online", "covered") and "never" not in door
+    assert any(line.startswith("worker-1 ") for line in shown.splitlines())  # as the ventilator reports it
 
     assert daemons.stop("extractor-door") == 0
     stats = daemons.stats("extractor-door")["door"]
