@@ -279,7 +279,7 @@ def main(args: argparse.Namespace) -> int:
             for sock in (dealer, sink, pipe):
                 sock.close()
     stats = {**worker.counters.snapshot(), **detection.counters.snapshot(), "name": name,
-             "busy_s": round(detection.busy_s, 3)}
+             "busy_seconds": round(detection.busy_s, 3)}
     write_stats(args.stats, stats)
     log.info("classifier stopped", stats=stats)
     return 0

@@ -144,7 +144,7 @@ class Pipeline:
     """Addresses for one ventilator + sink on TCP loopback, and the commands to start the rest."""
 
     def __init__(self, daemons: Daemons, zctx: zmq.Context, tmp: Path, cooldown: float = 1.0,
-                 until: str | None = None, heartbeat_timeout: float = 2.0) -> None:
+                 until: str | None = None, heartbeat_timeout: float = 2.0, sink_args: tuple[str, ...] = ()) -> None:
         self.d = daemons
         self.frontend, self.backend, self.results, self.events_pub = tcp(), tcp(), tcp(), tcp()
         self.events_file = tmp / "events.jsonl"
@@ -153,7 +153,7 @@ class Pipeline:
                 "--data-dir", str(self.data_dir), "--cooldown", str(cooldown)]
         if until:
             sink += ["--exit-when-drained", until]
-        daemons.start("sink", *sink)
+        daemons.start("sink", *sink, *sink_args)
         self.events = EventStream(zctx, self.events_pub)
         daemons.start("ventilator", "ventilator", "--frontend", self.frontend, "--backend", self.backend,
                       "--heartbeat-timeout", str(heartbeat_timeout))
