@@ -23,13 +23,14 @@ demo: venv debs
 	@mkdir -p $(DEMO_DIR)
 	@clip="$(CLIP)"; if [ -z "$$clip" ]; then clip=$(DEMO_DIR)/sample.mp4; \
 	  [ -f $$clip ] || $(VENV)/bin/camwire sample-clip $$clip; fi; \
-	rm -rf $(DEMO_DIR)/events.jsonl $(DEMO_DIR)/recordings; \
+	rm -rf $(DEMO_DIR)/events.jsonl $(DEMO_DIR)/recordings $(DEMO_DIR)/status.db*; \
 	CAMWIRE_LOG_FORMAT=console $(VENV)/bin/camwire run --camera demo=$$clip --detector motion+covered \
 	  --workers 2 --once --events $(DEMO_DIR)/events.jsonl --data-dir $(DEMO_DIR) \
 	  --record $(DEMO_DIR)/recordings --segment 4 --pre 2 --post 2 --keep-types camera_covered \
 	  --stats $(DEMO_DIR)/stats.json
 	@echo "events: $(DEMO_DIR)/events.jsonl  snapshots: $(DEMO_DIR)/snapshots  counters: $(DEMO_DIR)/stats.json"
 	@echo "recordings: $(DEMO_DIR)/recordings (kept event clips under kept/; camwire clip cuts any range)"
+	@echo; $(VENV)/bin/camwire status --dir $(DEMO_DIR)
 
 test: venv debs
 	$(PY) -m pytest -q

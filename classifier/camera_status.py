@@ -3,7 +3,7 @@
 SQLite in WAL mode, so a reader never blocks the sink. Rows are rewritten at most once every
 FLUSH_S (never per frame). Tables:
 
-- ``cameras``: ``state`` (connecting | online | offline), ``reason`` (why offline), ``covered``,
+- ``cameras``: ``state`` (connecting | online | offline | ended, for a file read to its end), ``reason`` (why offline), ``covered``,
   ``last_frame_ts`` (capture time of the newest result, s), ``last_status_ts``, ``last_error``,
   ``reconnects``, ``fps_in`` (frames the extractor decodes a second), ``fps_used`` (results the
   sink gets a second), ``results``, ``updated_ts``;
@@ -80,6 +80,20 @@ class StatusBook:
         row.reconnects = int(msg.get("reconnects", row.reconnects) or 0)
         row.fps_in = float(msg.get("fps_in", row.fps_in) or 0.0)
 
+    def on_eos(self, msg: dict[str, Any]) -> None:
+        row = self.row(msg["camera"])
+        row.state, row.reason = "ended", None
+        row.fps_in = float(msg.get("fps_in") or row.fps_in)
+        self._rate(msg["camera"], time.monotonic(), partial=True)
+
+    def _rate(self, camera: str, now: float, partial: bool = False) -> None:
+        """fps_used over the window; at the end of a stream, over what there is of it."""
+        start, n = self._window[camera]
+        if now - start >= FPS_WINDOW_S or (partial and n and now - start >= 0.5):
+            self.cameras[camera].fps_used = round(n / (now - start), 2)
+            self._window[camera] = (now, 0)
+            self._dirty.add(camera)
+
     def on_result(self, camera: str, ts_ns: int, covered: bool) -> None:
         row = self.row(camera)
         row.results += 1
@@ -97,11 +111,8 @@ class StatusBook:
         if not force and now < self._next_flush:
             return
         self._next_flush = now + FLUSH_S
-        for camera, (start, n) in self._window.items():
-            if now - start >= FPS_WINDOW_S:
-                self.cameras[camera].fps_used = round(n / (now - start), 2)
-                self._window[camera] = (now, 0)
-                self._dirty.add(camera)
+        for camera in self._window:
+            self._rate(camera, now)
         if not self._dirty and not self._workers_dirty:
             return
         wall = time.time()

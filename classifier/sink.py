@@ -115,6 +115,8 @@ class Sink:
                 if not isinstance(msg.get("camera"), str):
                     raise wire.MalformedMessage("bad_header", "eos without camera")
                 self.events.on_eos(msg)
+                if self.book is not None:
+                    self.book.on_eos(msg)
                 self.log.info("camera ended", camera=msg["camera"], results=msg.get("results"))
             else:
                 raise wire.MalformedMessage("unexpected_kind", kind)

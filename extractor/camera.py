@@ -117,7 +117,7 @@ class CameraLoop(threading.Thread):
                 if is_file(url) and not self.stop.is_set():
                     self._send_control(push, "eos", {"camera": self.spec.name,
                                                      "sent": self.counters.get("sent"),
-                                                     "last_seq": self._seq - 1})
+                                                     "last_seq": self._seq - 1, "fps_in": round(self.fps_in, 2)})
                     self.log.info("end of file", frames=self._seq)
                     return
                 reason = "stream ended"
@@ -220,6 +220,8 @@ class CameraLoop(threading.Thread):
                 self._publish(relay, wire.encode_frame(header.with_enc(self.publish_enc), image))
             if take:
                 self._send_frame(push, header, image, block=not live)
+        if beat_count and (elapsed := time.monotonic() - beat_mono) >= 0.5 and not self.fps_in:
+            self.fps_in = beat_count / elapsed  # a short stream's rate, measured over all of it
         return got
 
     def _pacer(self, opened_mono: float) -> Callable[[float], None]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camwire.cli import build_parser
+from camwire.cli import parse
 from camwire.supervisor import plan
 from classifier.detectors import make_detector
 from common.wire import FrameHeader
@@ -132,10 +132,10 @@ def test_worker_process_survives_an_outage(pipeline_factory, daemons, server, sa
 
 
 def test_run_hands_every_detector_option_to_its_workers(tmp_path: Path) -> None:
-    args = build_parser().parse_args(["run", "--camera", "c=x.mp4", "--detector", "roboflow:people/2",
-                                      "--api-url", "http://gpu:9001", "--batch", "8", "--batch-wait", "5",
-                                      "--confidence", "0.6", "--iou", "0.3", "--classes", "person,car",
-                                      "--labels", "l.txt", "--infer-timeout", "2", "--concurrency", "3"])
+    args = parse(["run", "--camera", "c=x.mp4", "--detector", "roboflow:people/2",
+                  "--api-url", "http://gpu:9001", "--batch", "8", "--batch-wait", "5",
+                  "--confidence", "0.6", "--iou", "0.3", "--classes", "person,car",
+                  "--labels", "l.txt", "--infer-timeout", "2", "--concurrency", "3"])
     worker = next(c for c in plan(args, tmp_path) if c.role == "classifier")
     argv = worker.argv
     for flag, value in [("--api-url", "http://gpu:9001"), ("--batch", "8"), ("--batch-wait", "5.0"),
