@@ -97,7 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else list(argv))
     try:
         if getattr(args, "metrics_port", None) is not None:
-            serve_metrics(args.metrics_port + (getattr(args, "instance", None) or 0))
+            port = args.metrics_port + (getattr(args, "instance", None) or 0)
+            try:
+                serve_metrics(port)
+            except OSError as exc:  # most often: another daemon has the port
+                raise ValueError(f"--metrics-port {port}: {exc.strerror}") from None
         return args.main(args)
     except ValueError as exc:  # bad options found after parsing (a detector spec, sampling)
         print(f"camwire {args.command}: error: {exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ result; ``--stats`` then holds each component's counters, summed over restarts.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import shutil
 import signal
@@ -32,6 +33,7 @@ from extractor.source import is_file
 
 STOP_TIMEOUT_S = 10.0
 RESTART_WINDOW_S = 60.0
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,10 +73,18 @@ class Child:
 
     def start(self) -> None:
         self.starts.append(time.monotonic())
-        self.proc = subprocess.Popen([sys.executable, "-m", "camwire", *self.argv, "--stats", str(self.stats_path())])
+        self.proc = subprocess.Popen([sys.executable, "-m", "camwire", *self.argv, "--stats", str(self.stats_path())],
+                                     preexec_fn=_stop_with_parent)
 
     def recent_restarts(self, now: float) -> int:
         return sum(1 for t in self.starts[1:] if now - t < RESTART_WINDOW_S)
+
+
+def _stop_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when ``camwire run`` dies, even by SIGKILL, so no
+    daemon outlives its supervisor holding sockets and cameras (Linux's PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def parse_camera(text: str) -> tuple[str, list[str]]:

@@ -26,6 +26,7 @@ from classifier.events import Events
 from classifier.outputs import MqttOutput, WebhookOutput
 from classifier.rules import load_rules
 from common import wire
+from common.config import ConfigWatcher
 from common.counters import write_stats
 from common.lifecycle import StopFlag
 from common.logs import configure
@@ -63,6 +64,7 @@ class Sink:
         self.log = log
         self.book = book
         self.outputs = outputs or []
+        self.watcher: ConfigWatcher | None = None  # set: the rules follow --config's file as it changes
 
     def run(self, stop: StopFlag, until_drained: set[str] | None) -> None:
         while not stop.is_set():
@@ -71,6 +73,9 @@ class Sink:
                 return
             if self.book is not None:
                 self.book.flush()
+            if self.watcher is not None and (cfg := self.watcher.changed()) is not None:
+                self.events.rules = cfg.rules
+                self.log.info("rules reloaded", file=str(cfg.path), cameras=sorted(cfg.rules.cameras or {}))
             if not self.pull.poll(250):
                 continue
             self.drain()
@@ -174,6 +179,8 @@ def main(args: argparse.Namespace) -> int:
         log.info("sink started", bind=args.bind, events=args.events, publish=args.publish,
                  mqtt=args.mqtt, webhook=args.webhook, status=str(data_dir / "status.db") if data_dir else None)
         sink = Sink(pull, pub, events_file, data_dir, events, log, book, outputs)
+        if args.config is not None and not args.rules:
+            sink.watcher = ConfigWatcher(args.config, log)
         try:
             sink.run(stop, until)
             sink.drain()  # results already queued here were accepted: they become events too

@@ -30,10 +30,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from dotenv import dotenv_values
 
@@ -225,9 +226,24 @@ def _header_line(lines: list[str], table: list[str]) -> int | None:
 class ConfigWatcher:
     """Notices when the file changes (its inode, size or mtime); ``poll`` then loads it again."""
 
-    def __init__(self, cfg: Config) -> None:
-        self.path, self.digest = cfg.path, cfg.digest
+    def __init__(self, cfg: Config, log, every_s: float = 1.0) -> None:
+        self.path, self.digest, self.log, self.every_s = cfg.path, cfg.digest, log, every_s
         self._stamp = self._now()
+        self._next = time.monotonic() + every_s
+
+    def changed(self, check: Callable[[Config], Any] = lambda cfg: cfg) -> Any:
+        """At most every ``every_s``: ``check(new config)`` when the file changed and loads, and
+        ``check`` does not raise ConfigError; else None. A refusal is logged with file, line, reason."""
+        if time.monotonic() < self._next:
+            return None
+        self._next = time.monotonic() + self.every_s
+        try:
+            cfg = self.poll()
+            return None if cfg is None else check(cfg)
+        except ConfigError as exc:
+            self.log.error("config refused; the running config stays", file=str(exc.path), line=exc.line,
+                           reason=exc.reason)
+            return None
 
     def _now(self) -> tuple[int, int, int] | None:
         try:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import threading
-import time
+from functools import partial
 from typing import Callable
 
 import zmq
 
 from common import wire
-from common.config import Config, ConfigError, ConfigWatcher
+from common.config import Config, ConfigWatcher
 from common.counters import merge, write_stats
 from common.lifecycle import StopFlag
 from common.logs import configure
@@ -77,21 +77,13 @@ def specs_from_config(cfg: Config, args: argparse.Namespace) -> list[CameraSpec]
 
 def main(args: argparse.Namespace) -> int:
     log = configure("extractor")
-    reload = None
+    reload: Callable[[], list[CameraSpec] | None] | None = None
     if args.config is not None:
         if args.camera or args.source:
             raise ValueError("--camera/--source and --config: the cameras come from one or the other")
         specs = specs_from_config(args.config, args)
-        watcher = ConfigWatcher(args.config)
-
-        def reload() -> list[CameraSpec] | None:
-            try:
-                cfg = watcher.poll()
-                return None if cfg is None else specs_from_config(cfg, args)
-            except ConfigError as exc:
-                log.error("config refused; the running config stays", file=str(exc.path), line=exc.line,
-                          reason=exc.reason)
-                return None
+        watcher = ConfigWatcher(args.config, log, every_s=RELOAD_POLL_S)
+        reload = partial(watcher.changed, lambda cfg: specs_from_config(cfg, args))
     elif args.camera and args.source:
         specs = [CameraSpec(name=args.camera, sources=tuple(args.source), sampling=sampling_from_args(args),
                             realtime=args.realtime, enc=args.enc, open_timeout=args.open_timeout,
@@ -175,7 +167,7 @@ def run_cameras(ctx: zmq.Context, specs: list[CameraSpec], push: str, publish: s
                 publish_enc: str, stop: StopFlag, log, publish_wait: float = 0.0,
                 reload: Callable[[], list[CameraSpec] | None] | None = None) -> dict:
     """Run camera threads until a stop is asked or, without ``reload``, until all end (files);
-    ``reload`` is asked every second for a new camera list. Returns the cameras' counters."""
+    ``reload`` is asked each turn for a new camera list (None: no change). Returns the cameras' counters."""
     pub = relay = None
     if publish:
         pub = make_socket(ctx, zmq.XPUB, bind=publish, sndhwm=PUB_HWM, linger=1000)
@@ -196,7 +188,6 @@ def run_cameras(ctx: zmq.Context, specs: list[CameraSpec], push: str, publish: s
     if relay is not None:
         poller.register(relay, zmq.POLLIN)
         poller.register(pub, zmq.POLLIN)
-    next_reload = time.monotonic() + RELOAD_POLL_S
     try:
         while (reload is not None or cameras.any_alive()) and not stop.is_set():
             if relay is None:
@@ -207,10 +198,8 @@ def run_cameras(ctx: zmq.Context, specs: list[CameraSpec], push: str, publish: s
                         _forward(relay, pub)
                     else:
                         pub.recv_multipart()  # a (un)subscription: nothing to do with it
-            if reload is not None and time.monotonic() >= next_reload:
-                next_reload = time.monotonic() + RELOAD_POLL_S
-                if (new_specs := reload()) is not None:
-                    cameras.apply(new_specs)
+            if reload is not None and (new_specs := reload()) is not None:
+                cameras.apply(new_specs)
     finally:
         stop.set()
         cameras.stop_all()

@@ -9,11 +9,13 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 import zmq
+from prometheus_client.parser import text_string_to_metric_families
 from zmq.utils.monitor import recv_monitor_message
 
 from camwire.sample import make_sample_clip
@@ -246,3 +248,18 @@ def wait_log(path: Path, predicate: Callable[[dict[str, Any]], bool], timeout: f
             raise AssertionError(f"{path.name}: the process exited ({proc.returncode}) before the log line")
         time.sleep(0.05)  # a file has no event to await: poll it, briefly
     raise AssertionError(f"no matching log line in {path} within {timeout}s")
+
+
+def scrape(port: int) -> dict[str, list]:
+    """``{family name: [(labels, value)]}`` from ``http://127.0.0.1:port/metrics``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return out
+
+
+def value(metrics: dict[str, list], name: str, **labels: str) -> float:
+    return sum(v for got, v in metrics.get(name, []) if all(got.get(k) == x for k, x in labels.items()))

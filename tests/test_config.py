@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from camwire.cli import parse
 from camwire.sample import make_sample_clip
 from common.config import ConfigError, load_config
-from conftest import ROOT, FrameTap, tcp, wait_log
+from conftest import ROOT, FrameTap, free_port, scrape, tcp, value, wait_log
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +179,24 @@ def test_a_broken_file_is_refused_and_the_cameras_run_on(pipeline_factory, daemo
     write(path, good + camera("yard", long_clip, realtime=True))  # fixed: now it is taken
     tap.until(lambda t: len(t.of("yard")) >= 10)
     assert daemons.stop("extractor") == 0
+
+
+def test_the_sink_follows_rule_changes_in_the_file(pipeline_factory, daemons, long_clip: Path, tmp_path: Path) -> None:
+    later = datetime.now(timezone.utc) + timedelta(hours=12)  # a window that is not now
+    window = f"{later:%H:%M}-{later + timedelta(minutes=1):%H:%M}"
+    path = tmp_path / "camwire.toml"
+    write(path, camera("porch", long_clip) + f'[cameras.porch.rules]\nactive = ["{window}"]\n')
+    port = free_port()
+    p = pipeline_factory(cooldown=0.0, sink_args=("--config", str(path), "--metrics-port", str(port)))
+    p.worker("worker-1", "motion")
+    p.extractor("porch", str(long_clip), extra=("--realtime", "--every", "5"))
+    p.events.wait_type("camera_online")
+    deadline = time.monotonic() + 60
+    while value(scrape(port), "camwire_sink_suppressed_total", camera="porch", reason="outside_schedule") < 5:
+        assert time.monotonic() < deadline, "motion was never held back by the schedule"
+        time.sleep(0.2)  # a counter has no change notification: scrape again
+    assert not [e for e in p.events.seen if e["type"] == "motion"]
+
+    write(path, camera("porch", long_clip))  # the rule is gone: every motion counts
+    wait_log(daemons.tmp / "sink.log", lambda r: r["event"] == "rules reloaded")
+    assert p.events.wait_type("motion")["camera"] == "porch"

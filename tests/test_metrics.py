@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from conftest import free_port, tcp, wait_log
+from conftest import free_port, scrape, tcp, value, wait_log
 from extractor.daemon import by_counter
 
 DAEMONS = ("extractor", "ventilator", "worker", "sink", "recorder")
-
-
-def scrape(port: int) -> dict[str, list]:
-    """``{family name: [(labels, value)]}`` from ``http://127.0.0.1:port/metrics``."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    out: dict[str, list] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return out
-
-
-def value(metrics: dict[str, list], name: str, **labels: str) -> float:
-    return sum(v for got, v in metrics.get(name, []) if all(got.get(k) == x for k, x in labels.items()))
 
 
 def leaves(node: Any) -> float:
