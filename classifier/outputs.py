@@ -31,6 +31,13 @@ STATE_OF = {"camera_online": "online", "camera_offline": "offline", "camera_cove
             "camera_uncovered": "online"}
 
 
+def origin(url: str) -> str:
+    """``https://hooks.example.com/T0/B0/secret`` -> ``https://hooks.example.com/…``: a webhook's
+    path is often its secret, so only where it goes is ever logged."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}/…"
+
+
 class MqttOutput:
     """Publishes events to a broker given as ``mqtt://[user:password@]host[:port][/prefix]``."""
 
@@ -92,7 +99,7 @@ class WebhookOutput(threading.Thread):
     def __init__(self, url: str, counters: Counters, log, retries: int = 5, timeout_s: float = 5.0,
                  backoff_s: float = 0.5, drain_s: float = 3.0) -> None:
         super().__init__(name="webhook", daemon=True)
-        self.url, self.counters, self.log = url, counters, log.bind(webhook=redact_url(url))
+        self.url, self.counters, self.log = url, counters, log.bind(webhook=origin(url))
         self.retries, self.timeout_s, self.backoff_s, self.drain_s = retries, timeout_s, backoff_s, drain_s
         self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=QUEUE_MAX)
         self._deadline: float | None = None  # set at close: give up retrying after it

@@ -23,7 +23,7 @@ import zmq
 
 from classifier.camera_status import StatusBook
 from classifier.events import Events
-from classifier.outputs import MqttOutput, WebhookOutput
+from classifier.outputs import MqttOutput, WebhookOutput, origin
 from classifier.rules import load_rules
 from common import wire
 from common.config import ConfigWatcher
@@ -177,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
         pull = make_socket(ctx, zmq.PULL, bind=args.bind, linger=0)
         pub = make_socket(ctx, zmq.PUB, bind=args.publish, linger=1000) if args.publish else None
         log.info("sink started", bind=args.bind, events=args.events, publish=args.publish,
-                 mqtt=args.mqtt, webhook=args.webhook, status=str(data_dir / "status.db") if data_dir else None)
+                 mqtt=args.mqtt, webhook=origin(args.webhook) if args.webhook else None, status=str(data_dir / "status.db") if data_dir else None)
         sink = Sink(pull, pub, events_file, data_dir, events, log, book, outputs)
         if args.config is not None and not args.rules:
             sink.watcher = ConfigWatcher(args.config, log)

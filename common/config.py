@@ -86,6 +86,7 @@ class Config:
     sockets: dict[str, str]
     sections: dict[str, dict[str, Any]]  # daemon -> {dest: value}, from its section
     text: str
+    shown_sections: dict[str, dict[str, Any]] | None = None  # the same with each ${VAR} masked
 
     def daemon_defaults(self, daemon: str) -> dict[str, Any]:
         """Values for a daemon's flags (argparse dests): its sockets, then its own section."""
@@ -104,7 +105,8 @@ class Config:
                 "cameras": {c.name: {"sources": list(c.shown), "sampling": c.sampling.describe(),
                                      "realtime": c.realtime, "record": c.record} for c in self.cameras.values()},
                 "sockets": self.sockets,
-                "daemons": {d: {k: _shown(v) for k, v in self.daemon_defaults(d).items()} for d in DAEMONS}}
+                "daemons": {d: {k: _shown((self.shown_sections or {}).get(d, {}).get(k, v))
+                                for k, v in self.daemon_defaults(d).items()} for d in DAEMONS}}
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -133,19 +135,20 @@ def load_config(path: str | os.PathLike[str]) -> Config:
             raise cfg.error(f"sockets.{name}", f"unknown socket {name!r}; known: {', '.join(SOCKETS)}")
         if not isinstance(addr, str) or "://" not in addr:
             raise cfg.error(f"sockets.{name}", f"sockets.{name}: an address like tcp://host:port, not {addr!r}")
-    sections = {}
+    sections, shown = {}, {}
     for daemon in DAEMONS:
         table = data.get(daemon, {})
         if not isinstance(table, dict):
             raise cfg.error(daemon, f"[{daemon}] must be a table of its flags")
-        sections[daemon] = {key.replace("-", "_"): _resolve(value, env, cfg, f"{daemon}.{key}")[0]
-                            for key, value in table.items()}
+        pairs = {key.replace("-", "_"): _resolve(value, env, cfg, f"{daemon}.{key}") for key, value in table.items()}
+        sections[daemon] = {key: pair[0] for key, pair in pairs.items()}
+        shown[daemon] = {key: pair[1] for key, pair in pairs.items()}
     cameras = {name: _camera(name, table, env, cfg) for name, table in (data.get("cameras") or {}).items()}
     try:
         rules = rules_from_config(data)
     except ValueError as exc:  # "cameras.yard.rules.min_frames: ..." names the key
         raise cfg.error(str(exc).split(":")[0].split(" ")[0], str(exc)) from None
-    return Config(path, cfg.digest, cameras, rules, dict(sockets), sections, text)
+    return Config(path, cfg.digest, cameras, rules, dict(sockets), sections, text, shown)
 
 
 def _camera(name: str, table: Any, env: dict[str, str], cfg: Config) -> CameraConfig:

@@ -75,9 +75,10 @@ def test_a_flag_the_daemon_does_not_have_is_refused_by_check_config(tmp_path: Pa
 
 
 def test_secrets_come_from_env_and_dotenv_and_are_masked(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("GATE_PASSWORD=from-dotenv-s3cret\nMQTT_PASSWORD=dotenv-mqtt\n")
+    (tmp_path / ".env").write_text("GATE_PASSWORD=from-dotenv-s3cret\nMQTT_PASSWORD=dotenv-mqtt\nHOOK_TOKEN=T0-B0-tok\n")
     path = tmp_path / "camwire.toml"
-    path.write_text('[sink]\nmqtt = "mqtt://cam:${MQTT_PASSWORD}@127.0.0.1:1883"\n\n'
+    path.write_text('[sink]\nmqtt = "mqtt://cam:${MQTT_PASSWORD}@127.0.0.1:1883"\n'
+                    'webhook = "https://hooks.example.com/services/${HOOK_TOKEN}"\n\n'
                     + camera("gate", "rtsp://admin:${GATE_PASSWORD}@10.0.0.9/live", fps=2))
     cfg = load_config(path)
     assert cfg.cameras["gate"].sources == ("rtsp://admin:from-dotenv-s3cret@10.0.0.9/live",)
@@ -87,7 +88,10 @@ def test_secrets_come_from_env_and_dotenv_and_are_masked(tmp_path: Path) -> None
     shown = json.loads(done.stdout)
     assert shown["cameras"]["gate"] == {"sources": ["rtsp://admin:***@10.0.0.9/live"], "sampling": "fps=2",
                                         "realtime": False, "record": True}
-    assert "s3cret" not in done.stdout and "from-env-wins" not in done.stdout and "dotenv-mqtt" not in done.stdout
+    assert shown["daemons"]["sink"]["webhook"] == "https://hooks.example.com/services/***"
+    assert cfg.daemon_defaults("sink")["webhook"] == "https://hooks.example.com/services/T0-B0-tok"
+    for secret in ("s3cret", "from-env-wins", "dotenv-mqtt", "T0-B0-tok"):
+        assert secret not in done.stdout
 
 
 def test_flags_on_the_command_line_override_the_file(tmp_path: Path) -> None:
