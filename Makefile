@@ -38,6 +38,7 @@ test: venv debs
 bench: venv
 	$(PY) bench/transport.py
 	$(PY) bench/recorder.py
+	$(PY) bench/cameras.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
