@@ -52,9 +52,10 @@ def main(args: argparse.Namespace) -> int:
                 [[c["camera"], state(c), ago(c["last_frame_ts"], now), f"{c['fps_in'] or 0:.1f}",
                   f"{c['fps_used'] or 0:.1f}", c["reconnects"], c["last_error"] or ""] for c in cameras]))
     print()
-    print(table(["WORKER", "CREDITS", "IN FLIGHT", "DISPATCHED", "COMPLETED", "SEEN"],
-                [[w["name"] + (" (leaving)" if w["leaving"] else ""), w["credits"], w["in_flight"],
-                  w["dispatched"], w["completed"], ago(w["updated_ts"], now)] for w in workers]))
+    print(table(["WORKER", "RESULTS", "CREDITS", "IN FLIGHT", "DISPATCHED", "COMPLETED", "REPORTED"],
+                [[w["name"] + (" (leaving)" if w["leaving"] else ""), w["results"], *(
+                  "-" if w[k] is None else w[k] for k in ("credits", "in_flight", "dispatched", "completed")),
+                  ago(w["updated_ts"], now)] for w in workers]))
     return 0
 
 

@@ -7,8 +7,9 @@ FLUSH_S (never per frame). Tables:
   ``last_frame_ts`` (capture time of the newest result, s), ``last_status_ts``, ``last_error``,
   ``reconnects``, ``fps_in`` (frames the extractor decodes a second), ``fps_used`` (results the
   sink gets a second), ``results``, ``updated_ts``;
-- ``workers``: as the ventilator last reported them: ``credits``, ``in_flight``, ``dispatched``,
-  ``completed``, ``leaving``, ``updated_ts``.
+- ``workers``: as the ventilator last reported them (``credits``, ``in_flight``, ``dispatched``,
+  ``completed``, ``leaving``, ``updated_ts``), and ``results``, the sink's own count of the
+  results each worker sent (a worker the ventilator has not reported yet has only this).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ CREATE TABLE IF NOT EXISTS cameras (
     results INTEGER, updated_ts REAL);
 CREATE TABLE IF NOT EXISTS workers (
     name TEXT PRIMARY KEY, credits INTEGER, in_flight INTEGER, dispatched INTEGER, completed INTEGER,
-    leaving INTEGER, updated_ts REAL);
+    leaving INTEGER, updated_ts REAL, results INTEGER);
 """
 
 
@@ -58,7 +59,8 @@ class StatusBook:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
         self.cameras: dict[str, CameraRow] = {}
-        self.workers: list[dict[str, Any]] = []
+        self.workers: dict[str, dict[str, Any]] = {}  # name -> as the ventilator reported it
+        self.worker_results: dict[str, int] = {}
         self._dirty: set[str] = set()
         self._workers_dirty = False
         self._window: dict[str, tuple[float, int]] = {}  # camera -> (window start, results since)
@@ -94,7 +96,10 @@ class StatusBook:
             self._window[camera] = (now, 0)
             self._dirty.add(camera)
 
-    def on_result(self, camera: str, ts_ns: int, covered: bool) -> None:
+    def on_result(self, camera: str, ts_ns: int, covered: bool, worker: str | None = None) -> None:
+        if worker is not None:
+            self.worker_results[worker] = self.worker_results.get(worker, 0) + 1
+            self._workers_dirty = True
         row = self.row(camera)
         row.results += 1
         row.covered = int(covered)
@@ -103,7 +108,10 @@ class StatusBook:
         self._window[camera] = (start, n + 1)
 
     def on_workers(self, msg: dict[str, Any]) -> None:
-        self.workers = [w for w in msg.get("workers", []) if isinstance(w, dict) and "name" in w]
+        for w in msg.get("workers", []):
+            if isinstance(w, dict):
+                w["ts_ns"] = msg.get("ts_ns", time.time_ns())  # when the ventilator said so
+        self.workers = {str(w["name"]): w for w in msg.get("workers", []) if isinstance(w, dict) and "name" in w}
         self._workers_dirty = True
 
     def flush(self, force: bool = False) -> None:
@@ -125,10 +133,11 @@ class StatusBook:
                                 f"VALUES ({', '.join('?' * len(values))})", list(values.values()))
             if self._workers_dirty:
                 self.db.execute("DELETE FROM workers")
-                self.db.executemany(
-                    "INSERT INTO workers VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(str(w["name"]), w.get("credits"), w.get("in_flight"), w.get("dispatched"),
-                      w.get("completed"), int(bool(w.get("leaving"))), wall) for w in self.workers])
+                names = sorted({*self.workers, *self.worker_results})
+                rows = [(name, w.get("credits"), w.get("in_flight"), w.get("dispatched"), w.get("completed"),
+                         int(bool(w.get("leaving"))), w.get("ts_ns", 0) / 1e9 or None, self.worker_results.get(name, 0))
+                        for name, w in ((n, self.workers.get(n, {})) for n in names)]
+                self.db.executemany("INSERT INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self._dirty.clear()
         self._workers_dirty = False
 

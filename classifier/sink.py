@@ -103,7 +103,8 @@ class Sink:
                     EVENT_LATENCY.labels(event["camera"], event["type"]).observe(max(0.0, now - event["ts"]))
                     self.emit(event, parts[1] if len(parts) == 2 else None)
                 if self.book is not None:
-                    self.book.on_result(msg["camera"], msg["ts_ns"], self.events.camera(msg["camera"]).covered)
+                    self.book.on_result(msg["camera"], msg["ts_ns"], self.events.camera(msg["camera"]).covered,
+                                        msg.get("worker") if isinstance(msg.get("worker"), str) else None)
             elif kind == "status":
                 if not isinstance(msg.get("camera"), str):
                     raise wire.MalformedMessage("bad_header", "status without camera")

@@ -131,6 +131,7 @@ class Ventilator:
         self.d.ready(ident, name, int(msg.get("credits", 0)), msg.get("done") or [], now)
         if not known:
             self.log.info("worker joined", worker=name, credits=msg.get("credits"))
+            self._next_workers = 0.0  # the sink's table learns of it at the next tick
         if msg.get("leaving") and not self.d.workers[ident].leaving:
             self.d.leaving(ident)
             self._send(ident, wire.pack("bye", {}))
@@ -168,6 +169,7 @@ class Ventilator:
         name = self.d.workers[ident].name if ident in self.d.workers else ident.hex()
         lost = self.d.forget(ident, reason)
         self.log.warning("worker forgotten", worker=name, reason=reason, frames_lost=len(lost))
+        self._next_workers = 0.0
 
     def _tick(self, now: float) -> None:
         for ident in self.d.expired(now, self.heartbeat_timeout):
@@ -175,6 +177,7 @@ class Ventilator:
         for ident in self.d.finished_leavers():
             self.log.info("worker left", worker=self.d.workers[ident].name)
             self.d.forget(ident, "left")
+            self._next_workers = 0.0
         self.load = self.d.load()
         if now >= self._next_workers and self.d.any_worker() is not None:
             self._next_workers = now + WORKERS_EVERY_S

@@ -269,7 +269,8 @@ def main(args: argparse.Namespace) -> int:
         detection.start()
         worker = Worker(dealer, sink, pipe, detection, args.batch, args.batch_wait / 1000.0, name, log)
         register_stats("worker", lambda: {**worker.counters.snapshot(), **detection.counters.snapshot(),
-                                          "busy_seconds": round(detection.busy_s, 3)}, METRIC_LABELS)
+                                          "busy_seconds": round(detection.busy_s, 3)}, METRIC_LABELS,
+                       lambda: {"held": ("frames taken and not yet done", (), {(): worker.held()})})
         log.info("classifier started", detector=detector.name, batch=args.batch, connect=args.connect)
         try:
             worker.run(stop)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -111,7 +112,11 @@ def test_rtsp_camera_goes_offline_and_comes_back(pipeline_factory, daemons, rtsp
                            capture_output=True, text=True, check=True).stdout
     door = next(line for line in shown.splitlines() if line.startswith("door "))
     assert door.split()[1] in ("online", "covered") and "never" not in door
-    assert any(line.startswith("worker-1 ") for line in shown.splitlines())  # as the ventilator reports it
+    assert any(line.startswith("worker-1 ") for line in shown.splitlines())
+    as_json = json.loads(subprocess.run([sys.executable, "-m", "camwire", "status", "--dir", str(p.data_dir),
+                                         "--json"], capture_output=True, text=True, check=True).stdout)
+    (worker,) = as_json["workers"]
+    assert worker["name"] == "worker-1" and worker["results"] > 0 and worker["credits"] is not None  # both views
 
     assert daemons.stop("extractor-door") == 0
     stats = daemons.stats("extractor-door")["door"]
