@@ -103,17 +103,7 @@ class EventStream:
     """A SUB socket on the sink's ``--publish``: events are awaited with a timeout, never slept for."""
 
     def __init__(self, ctx: zmq.Context, addr: str) -> None:
-        self.sock = ctx.socket(zmq.SUB)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
-        monitor = self.sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-        self.sock.connect(addr)
-        # PUB/SUB's slow joiner: await the handshake (our subscription goes out with it), so the
-        # first event published after this returns is not missed
-        assert monitor.poll(30_000), f"could not connect to the sink's PUB at {addr}"
-        assert recv_monitor_message(monitor)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
-        self.sock.disable_monitor()
-        monitor.close()
+        self.sock = subscribe(ctx, addr)
         self.seen: list[dict[str, Any]] = []
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0,
@@ -180,7 +170,10 @@ def pipeline_factory(daemons: Daemons, zctx: zmq.Context, tmp_path: Path):
 
 
 def subscribe(ctx: zmq.Context, addr: str) -> zmq.Socket:
-    """A SUB socket on ``addr``, returned once its subscription has reached the publisher."""
+    """A SUB socket on ``addr``, returned once its subscription has reached the publisher.
+
+    PUB/SUB's slow joiner: the handshake is awaited (the subscription goes out with it), so the
+    first message published after this returns is not missed."""
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
