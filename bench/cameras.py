@@ -107,7 +107,8 @@ def main() -> None:
                 results["runs"].append(r)
                 print(json.dumps(r), flush=True)
             one, each = pair
-            print(f"{n} cameras, process per camera / one process: CPU {each['cpu_s_per_camera_min'] / one['cpu_s_per_camera_min']:.2f}x, "
+            cpu = each["cpu_s_per_camera_min"] / one["cpu_s_per_camera_min"]
+            print(f"{n} cameras, process per camera / one process: CPU {cpu:.2f}x, "
                   f"memory {each['rss_mb'] / one['rss_mb']:.1f}x", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))

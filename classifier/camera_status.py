@@ -3,10 +3,10 @@
 SQLite in WAL mode, so a reader never blocks the sink. Rows are rewritten at most once every
 FLUSH_S (never per frame). Tables:
 
-- ``cameras``: ``state`` (connecting | online | offline | ended, for a file read to its end), ``reason`` (why offline), ``covered``,
-  ``last_frame_ts`` (capture time of the newest result, s), ``last_status_ts``, ``last_error``,
-  ``reconnects``, ``fps_in`` (frames the extractor decodes a second), ``fps_used`` (results the
-  sink gets a second), ``results``, ``updated_ts``;
+- ``cameras``: ``state`` (connecting | online | offline | ended, for a file read to its end),
+  ``reason`` (why offline), ``covered``, ``last_frame_ts`` (capture time of the newest result,
+  s), ``last_status_ts``, ``last_error``, ``reconnects``, ``fps_in`` (frames the extractor
+  decodes a second), ``fps_used`` (results the sink gets a second), ``results``, ``updated_ts``;
 - ``workers``: as the ventilator last reported them (``credits``, ``in_flight``, ``dispatched``,
   ``completed``, ``leaving``, ``updated_ts``), and ``results``, the sink's own count of the
   results each worker sent (a worker the ventilator has not reported yet has only this).
@@ -60,6 +60,7 @@ class StatusBook:
         self.db.executescript(SCHEMA)
         self.cameras: dict[str, CameraRow] = {}
         self.workers: dict[str, dict[str, Any]] = {}  # name -> as the ventilator reported it
+        self.workers_ts: float | None = None  # when it did
         self.worker_results: dict[str, int] = {}
         self._dirty: set[str] = set()
         self._workers_dirty = False
@@ -108,9 +109,7 @@ class StatusBook:
         self._window[camera] = (start, n + 1)
 
     def on_workers(self, msg: dict[str, Any]) -> None:
-        for w in msg.get("workers", []):
-            if isinstance(w, dict):
-                w["ts_ns"] = msg.get("ts_ns", time.time_ns())  # when the ventilator said so
+        self.workers_ts = msg.get("ts_ns", time.time_ns()) / 1e9
         self.workers = {str(w["name"]): w for w in msg.get("workers", []) if isinstance(w, dict) and "name" in w}
         self._workers_dirty = True
 
@@ -135,7 +134,7 @@ class StatusBook:
                 self.db.execute("DELETE FROM workers")
                 names = sorted({*self.workers, *self.worker_results})
                 rows = [(name, w.get("credits"), w.get("in_flight"), w.get("dispatched"), w.get("completed"),
-                         int(bool(w.get("leaving"))), w.get("ts_ns", 0) / 1e9 or None, self.worker_results.get(name, 0))
+                         int(bool(w.get("leaving"))), self.workers_ts if w else None, self.worker_results.get(name, 0))
                         for name, w in ((n, self.workers.get(n, {})) for n in names)]
                 self.db.executemany("INSERT INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self._dirty.clear()

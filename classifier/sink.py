@@ -43,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cooldown", type=float, default=1.0, metavar="S",
                    help="at most one detection/motion event per camera and type in this much capture time")
     p.add_argument("--rules", metavar="FILE", help="per-camera event rules and schedules (TOML; see classifier.rules)")
-    p.add_argument("--mqtt", metavar="URL", help="publish events to this broker: mqtt://[user:pass@]host[:port][/prefix]")
+    p.add_argument("--mqtt", metavar="URL",
+                   help="publish events to this broker: mqtt://[user:pass@]host[:port][/prefix]")
     p.add_argument("--webhook", metavar="URL", help="POST each event as JSON here (retried with backoff)")
     p.add_argument("--webhook-retries", type=int, default=5, metavar="N")
     p.add_argument("--exit-when-drained", metavar="CAMERAS",
@@ -177,8 +178,9 @@ def main(args: argparse.Namespace) -> int:
     with zmq.Context() as ctx, open(args.events, "a", encoding="utf-8") as events_file:
         pull = make_socket(ctx, zmq.PULL, bind=args.bind, linger=0)
         pub = make_socket(ctx, zmq.PUB, bind=args.publish, linger=1000) if args.publish else None
-        log.info("sink started", bind=args.bind, events=args.events, publish=args.publish,
-                 mqtt=args.mqtt, webhook=origin(args.webhook) if args.webhook else None, status=str(data_dir / "status.db") if data_dir else None)
+        log.info("sink started", bind=args.bind, events=args.events, publish=args.publish, mqtt=args.mqtt,
+                 webhook=origin(args.webhook) if args.webhook else None,
+                 status=str(data_dir / "status.db") if data_dir else None)
         sink = Sink(pull, pub, events_file, data_dir, events, log, book, outputs)
         if args.config is not None and not args.rules:
             sink.watcher = ConfigWatcher(args.config, log)

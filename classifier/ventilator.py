@@ -194,7 +194,8 @@ def _gauges(load: dict) -> dict:
     workers = load["workers"]
     return {"backlog": ("frames waiting for a worker", ("camera",), {(c,): n for c, n in load["backlog"].items()}),
             "worker_in_flight": ("frames a worker holds", ("worker",), {(w["name"],): w["in_flight"] for w in workers}),
-            "worker_credits": ("frames a worker can take now", ("worker",), {(w["name"],): w["credits"] for w in workers}),
+            "worker_credits": ("frames a worker can take now", ("worker",),
+                               {(w["name"],): w["credits"] for w in workers}),
             "workers": ("workers known", (), {(): len(workers)})}
 
 

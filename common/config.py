@@ -32,7 +32,7 @@ import os
 import re
 import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -86,7 +86,7 @@ class Config:
     sockets: dict[str, str]
     sections: dict[str, dict[str, Any]]  # daemon -> {dest: value}, from its section
     text: str
-    shown_sections: dict[str, dict[str, Any]] | None = None  # the same with each ${VAR} masked
+    shown_sections: dict[str, dict[str, Any]] = field(default_factory=dict)  # each ${VAR} masked
 
     def daemon_defaults(self, daemon: str) -> dict[str, Any]:
         """Values for a daemon's flags (argparse dests): its sockets, then its own section."""
@@ -105,7 +105,7 @@ class Config:
                 "cameras": {c.name: {"sources": list(c.shown), "sampling": c.sampling.describe(),
                                      "realtime": c.realtime, "record": c.record} for c in self.cameras.values()},
                 "sockets": self.sockets,
-                "daemons": {d: {k: _shown((self.shown_sections or {}).get(d, {}).get(k, v))
+                "daemons": {d: {k: _shown(self.shown_sections.get(d, {}).get(k, v))
                                 for k, v in self.daemon_defaults(d).items()} for d in DAEMONS}}
 
 

@@ -27,6 +27,7 @@ EVENT_LATENCY = Histogram("camwire_event_latency_seconds", "capture time to even
 
 
 _registered: dict[str, Collector] = {}
+Gauge = tuple[str, tuple[str, ...], dict[tuple, float]]  # help, label names, {label values: value}
 
 
 class StatsCollector(Collector):
@@ -38,7 +39,7 @@ class StatsCollector(Collector):
     """
 
     def __init__(self, daemon: str, snapshot: Callable[[], dict[str, Any]], labels: dict[str, tuple[str, ...]],
-                 gauges: Callable[[], dict[str, tuple[str, tuple[str, ...], dict[tuple, float]]]] | None = None) -> None:
+                 gauges: Callable[[], dict[str, Gauge]] | None = None) -> None:
         self.daemon, self.snapshot, self.labels, self.gauges = daemon, snapshot, labels, gauges
 
     def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:

@@ -2,8 +2,9 @@
 
 The main thread owns the publish socket (``--publish``, an XPUB so it can tell when a subscriber
 is there): camera threads hand it every decoded frame, or every compressed packet with
-``--publish-enc passthrough``, over an inproc PUSH, and it forwards them without blocking. Each camera thread owns its own
-PUSH socket to the ventilator, so one slow or dead camera never holds up another.
+``--publish-enc passthrough``, over an inproc PUSH, and it forwards them without blocking. Each
+camera thread owns its own PUSH socket to the ventilator, so one slow or dead camera never holds
+up another.
 """
 
 from __future__ import annotations
