@@ -45,9 +45,9 @@ def collect(addr: str, cameras: int, ended: threading.Event, counts: dict) -> No
             break
         parts = pull.recv_multipart()
         head = wire.unpack(parts[0])
-        if head["kind"] == "frame":
-            counts[head["camera"]] = counts.get(head["camera"], 0) + 1
-        elif head["kind"] == "eos":
+        if isinstance(head, wire.FrameHeader):
+            counts[head.camera] = counts.get(head.camera, 0) + 1
+        elif isinstance(head, wire.Eos):
             eos += 1
     pull.close()
     ended.set()

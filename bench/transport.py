@@ -9,6 +9,11 @@
    ``--keyframes`` against full decode (``--every 1``), with ``--every 50`` beside them (it
    sends as many frames as ``--keyframes`` but must decode them all).
 
+3. The per-frame framing cost, before and after typed messages: building a frame header and
+   checking it as a relay does (the ventilator's ``peek_frame``), with the msgpack map and
+   hand-written field checks camwire used before (reproduced below as the baseline) against the
+   msgspec Structs of common.wire, which validate while they decode.
+
 Run: ``.venv/bin/python bench/transport.py [--seconds S] [--out FILE]`` (``make bench``).
 Pickle appears here only as the thing to compare against; camwire never pickles.
 """
@@ -27,6 +32,7 @@ import time
 from pathlib import Path
 
 import cv2
+import msgpack
 import numpy as np
 import zmq
 
@@ -34,10 +40,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from camwire.sample import make_sample_clip  # noqa: E402
-from common import wire  # noqa: E402
-from common.lifecycle import StopFlag  # noqa: E402
-from extractor.camera import CameraLoop, CameraSpec  # noqa: E402
-from extractor.sampling import Sampling  # noqa: E402
+from common import pixels, wire  # noqa: E402
+from common.counters import Counters  # noqa: E402
+from common.sampling import Sampling  # noqa: E402
+from extractor.camera import CameraCounters, CameraLoop, CameraSpec  # noqa: E402
 
 W, H = 1920, 1080
 METHODS = ("camwire", "imagezmq", "jpeg_base64", "pickle")
@@ -72,10 +78,10 @@ def sender(method: str, addr: str, seconds: float) -> None:
     while time.monotonic() < deadline:
         frame = frames[i % 4]
         if method == "camwire":
-            header = wire.FrameHeader("cam", i, time.time_ns(), None, W, H)
-            sock.send_multipart(wire.encode_frame(header, frame), copy=False)
+            header = wire.FrameHeader(camera="cam", seq=i, ts_ns=time.time_ns(), width=W, height=H)
+            sock.send_multipart(pixels.encode_frame(header, frame), copy=False)
         elif method == "jpeg_base64":
-            sock.send_string(base64.b64encode(wire.encode_jpeg(frame, 90)).decode("ascii"))
+            sock.send_string(base64.b64encode(pixels.encode_jpeg(frame, 90)).decode("ascii"))
         else:
             sock.send_pyobj({"camera": "cam", "seq": i, "frame": frame})
         i += 1
@@ -104,7 +110,7 @@ def receive(method: str, addr: str, seconds: float) -> float:
         after = lambda: None  # noqa: E731
         closer = lambda: (sock.close(), ctx.term())  # noqa: E731
         if method == "camwire":
-            recv = lambda: wire.decode_frame(sock.recv_multipart(copy=False))[1]  # noqa: E731
+            recv = lambda: pixels.decode_frame(sock.recv_multipart(copy=False))[1]  # noqa: E731
         elif method == "jpeg_base64":
             recv = lambda: cv2.imdecode(np.frombuffer(base64.b64decode(sock.recv_string()), np.uint8),  # noqa: E731
                                         cv2.IMREAD_COLOR)
@@ -154,7 +160,9 @@ def extractor_run(clip: Path, sampling: Sampling) -> tuple[float, int, int]:
 
     t = threading.Thread(target=drain)
     t.start()
-    loop = CameraLoop(ctx, CameraSpec("bench", (str(clip),), sampling), addr, None, "lz4", StopFlag())
+    counters = Counters()
+    loop = CameraLoop(ctx, CameraSpec("bench", (str(clip),), sampling), addr, None, "lz4",
+                      CameraCounters(counters, "bench"))
     started = time.perf_counter()
     loop.run()  # in this thread: returns at the end of the file
     elapsed = time.perf_counter() - started
@@ -162,8 +170,56 @@ def extractor_run(clip: Path, sampling: Sampling) -> tuple[float, int, int]:
     t.join()
     pull.close(linger=0)
     ctx.term()
-    stats = loop.counters.snapshot()
-    return elapsed, stats.get("decoded", 0), stats.get("sent", 0)
+    return elapsed, counters.get("decoded", "bench"), counters.get("sent", "bench")
+
+
+# -- framing cost, before and after typed messages ---------------------------------------------
+
+def _v0_pack(h: dict) -> bytes:
+    """The header as camwire built it before common.wire's Structs: a msgpack map of a dataclass."""
+    return msgpack.packb({"v": 1, "kind": "frame", **h}, use_bin_type=True)
+
+
+def _v0_peek(parts: list) -> tuple:
+    """The checks camwire's relays made before, field by field (the baseline, kept only here)."""
+    obj = msgpack.unpackb(parts[0], raw=False, strict_map_key=True, max_bin_len=65536, max_ext_len=0)
+    if not isinstance(obj, dict) or obj.get("v") != 1 or obj.get("kind") != "frame":
+        raise ValueError("bad header")
+    for name, types in (("camera", str), ("seq", int), ("ts_ns", int), ("width", int), ("height", int),
+                        ("channels", int), ("dtype", str), ("enc", str)):
+        value = obj.get(name)
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise ValueError(name)
+    pts = obj.get("pts") if isinstance(obj.get("pts"), (int, float)) else None
+    header = (obj["camera"], obj["seq"], obj["ts_ns"], pts, obj["width"], obj["height"], obj["channels"],
+              obj["dtype"], obj["enc"], bool(obj.get("live", True)), bool(obj.get("key", False)))
+    if not obj["camera"] or obj["seq"] < 0 or not (0 < obj["width"] <= 16384 and 0 < obj["height"] <= 16384):
+        raise ValueError("values")
+    if obj["channels"] not in (1, 3, 4) or obj["dtype"] not in ("uint8", "uint16") or obj["enc"] not in ("raw", "lz4"):
+        raise ValueError("values")
+    if obj["enc"] == "raw" and len(parts[1]) != obj["width"] * obj["height"] * obj["channels"]:
+        raise ValueError("size")
+    return header
+
+
+def framing_cost(n: int = 200_000) -> dict[str, float]:
+    """Microseconds per frame to build a header and check it as a relay does, old and new, side by side."""
+    payload = b"\0" * (64 * 48 * 3)
+    out = {}
+    for label in ("before: msgpack map + checks", "after: msgspec Structs"):
+        started = time.perf_counter()
+        for i in range(n):
+            ts = 1_700_000_000_000_000_000 + i
+            if label.startswith("before"):
+                head = _v0_pack({"camera": "door", "seq": i, "ts_ns": ts, "pts": i / 25, "width": 64, "height": 48,
+                                 "channels": 3, "dtype": "uint8", "enc": "raw", "live": True, "key": False,
+                                 "dts": None, "extradata": None})
+                _v0_peek([head, payload])
+            else:
+                head = wire.pack(wire.FrameHeader(camera="door", seq=i, ts_ns=ts, pts=i / 25, width=64, height=48))
+                wire.peek_frame([head, payload])
+        out[label] = round((time.perf_counter() - started) / n * 1e6, 3)
+    return out
 
 
 def main() -> None:
@@ -174,6 +230,9 @@ def main() -> None:
     args = ap.parse_args()
     results: dict = {"machine": f"{platform.processor() or platform.machine()}, {mp.cpu_count()} cores",
                      "transport_fps": {}, "decode": {}}
+    results["framing_us"] = framing_cost()
+    for label, us in results["framing_us"].items():
+        print(f"framing {label:30} {us:7.3f} us/frame", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for transport in ("tcp", "ipc"):
             for method in METHODS:
@@ -202,6 +261,8 @@ def main() -> None:
         "tcp camwire / jpeg_base64": round(tcp["camwire"] / tcp["jpeg_base64"], 2),
         "tcp camwire / pickle": round(tcp["camwire"] / tcp["pickle"], 2),
         "tcp camwire / imagezmq": round(tcp["camwire"] / tcp["imagezmq"], 2),
+        "framing before / after": round(results["framing_us"]["before: msgpack map + checks"]
+                                        / results["framing_us"]["after: msgspec Structs"], 2),
         "keyframes / full decode": round(dec["keyframes"]["source_fps"] / dec["every 1 (full decode)"]["source_fps"], 2),
     }
     for k, v in results["ratios"].items():

@@ -1,7 +1,10 @@
 """``camwire status``: the cameras and workers as the sink last wrote them (``DATA_DIR/status.db``).
 
 The sink keeps the table (classifier.camera_status); this only reads it, so it works while the
-pipeline runs, after it stopped, and from another user with read access to the folder.
+pipeline runs, after it stopped, and from another user with read access to the folder. It says
+first whether what follows is current: the sink rewrites its own row every second, so a row
+older than a few seconds means the sink has stopped (cleanly or not) or cannot write, and the
+tables below are what it last saw. Failed writes (a full disk) are shown beside it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from classifier.camera_status import read_status
+from classifier.camera_status import read_sink, read_status
 from common.config import ConfigError, load_config
 
 
@@ -40,17 +43,21 @@ def main(args: argparse.Namespace) -> int:
     path = Path(data_dir) / "status.db"
     try:
         cameras, workers = read_status(path)
+        sink = read_sink(path)
     except sqlite3.Error as exc:
         print(f"camwire status: error: cannot read {path}: {exc} (is the sink running with --data-dir?)",
               file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps({"cameras": cameras, "workers": workers}, indent=1))
+        print(json.dumps({"sink": sink, "cameras": cameras, "workers": workers}, indent=1))
         return 0
     now = time.time()
-    print(table(["CAMERA", "STATE", "LAST FRAME", "FPS IN", "FPS USED", "RECONNECTS", "LAST ERROR"],
+    print(sink_line(sink, cameras, now))
+    print()
+    print(table(["CAMERA", "STATE", "LAST FRAME", "FPS IN", "FPS USED", "RECONNECTS", "ATTEMPTS", "LAST ERROR"],
                 [[c["camera"], state(c), ago(c["last_frame_ts"], now), f"{c['fps_in'] or 0:.1f}",
-                  f"{c['fps_used'] or 0:.1f}", c["reconnects"], c["last_error"] or ""] for c in cameras]))
+                  f"{c['fps_used'] or 0:.1f}", c["reconnects"], c.get("attempts") or 0, c["last_error"] or ""]
+                 for c in cameras]))
     print()
     print(table(["WORKER", "RESULTS", "CREDITS", "IN FLIGHT", "DISPATCHED", "COMPLETED", "REPORTED"],
                 [[w["name"] + (" (leaving)" if w["leaving"] else ""), w["results"], *(
@@ -59,9 +66,27 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def sink_line(sink: dict[str, Any] | None, cameras: list[dict[str, Any]], now: float) -> str:
+    """Whether the tables are current, in words; and the sink's failed writes, if any."""
+    if sink is None:  # a status.db from an older sink: judge by its newest row
+        newest = max((c["updated_ts"] or 0.0 for c in cameras), default=0.0)
+        return f"sink: last wrote {ago(newest or None, now)} (no sink row: an older sink wrote this)"
+    if sink["stopped_ts"]:
+        line = f"STALE: the sink stopped {ago(sink['stopped_ts'], now)}; this is what it last saw"
+    elif sink["stale"]:
+        line = (f"STALE: the sink has not written for {sink['age_s']:.0f}s (is it running? is its disk full?); "
+                f"this is what it last saw")
+    else:
+        line = f"sink: running (pid {sink['pid']}), last wrote {ago(sink['updated_ts'], now)}"
+    if sink["write_errors"]:
+        counts = ", ".join(f"{what} {n}" for what, n in sorted(sink["write_errors"].items()))
+        line += f"\nwrite errors: {counts}; last {ago(sink['last_write_error_ts'], now)}: {sink['last_write_error']}"
+    return line
+
+
 def state(c: dict[str, Any]) -> str:
-    if c["state"] == "offline":
-        return f"offline: {c['reason']}" if c["reason"] else "offline"
+    if c["state"] in ("offline", "failed", "degraded"):
+        return f"{c['state']}: {c['reason']}" if c["reason"] else c["state"]
     return "covered" if c["state"] == "online" and c["covered"] else c["state"]
 
 

@@ -1,9 +1,21 @@
 """``camwire run``: the whole pipeline on one host, each daemon a supervised child process.
 
-Children talk over ipc sockets in a private run folder. A child that dies is restarted (with a
-capped backoff) and the restart logged; an extractor of a file that reached its end exits 0 and
-stays down. With ``--once`` the run ends when every file has been read and the sink has every
-result; ``--stats`` then holds each component's counters, summed over restarts.
+Two ways to say what runs: ``--config camwire.toml`` (the file's cameras and each daemon's
+settings: MQTT, webhook, metrics ports, the recorder if its section names a ``dir``), or
+``--camera NAME=URL`` flags. With a file every child gets ``--config FILE`` (so no secret is
+ever on a child's command line) and only the overrides it needs: ipc addresses in a private run
+folder for the sockets the file's ``[sockets]`` does not name, ``--instance N`` for worker N,
+and the flags given to ``run`` itself, which still override the file. ``[run]`` holds run's own
+flags (``workers = 4``).
+
+Extractors: cameras with their own ``publish`` or ``metrics_port`` get an extractor each (as
+``camwire-extractor@NAME`` would run them); the others share one (as ``camwire-extractor``).
+
+A child that dies is restarted (with a capped backoff) and the restart logged. An extractor that
+exits 0 (its files all read to the end) or 3 (EXIT_SOURCE_FAILED: a file camera can never work)
+has finished and stays down. With ``--once`` (every source a file) the run ends when every
+camera has ended or failed and the sink has every result; it exits 1 if any camera failed, else
+0. ``--stats`` then holds each component's counters, summed over restarts.
 """
 
 from __future__ import annotations
@@ -23,30 +35,48 @@ from typing import Any
 
 from classifier.rules import load_rules
 from classifier.worker import add_detector_arguments, detector_argv
+from common.config import Config
 from common.counters import merge, write_stats
 from common.lifecycle import StopFlag
 from common.logs import configure, redact_url
+from common.paths import camera_name
+from common.units import duration
 from extractor.camera import PASSTHROUGH
 from extractor.daemon import add_sampling_arguments
-from recorder.daemon import add_recording_arguments, recording_argv
 from extractor.source import is_file
+from recorder.daemon import add_recording_arguments, recording_argv
 
 STOP_TIMEOUT_S = 10.0
 RESTART_WINDOW_S = 60.0
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
+EXIT_SOURCE_FAILED = 3  # an extractor's: a file camera failed for good (extractor.daemon)
+FINISHED = (0, EXIT_SOURCE_FAILED)  # an extractor that exits so is done: never restarted
+SOCKET_NAMES = ("frontend", "backend", "results", "events")
+
+
+def parse_camera(text: str) -> tuple[str, list[str]]:
+    """argparse type of ``--camera NAME=URL[|FALLBACK...]``; the name as the wire allows it."""
+    name, sep, urls = text.partition("=")
+    if not sep or not name or not urls:
+        raise argparse.ArgumentTypeError(f"{redact_url(text)!r} is not NAME=URL")
+    return camera_name(name), [u for u in urls.split("|") if u]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--camera", action="append", required=True, metavar="NAME=URL",
-                   help="a camera; repeat for more; URL may be 'primary|fallback'")
+    p.add_argument("--camera", action="append", type=parse_camera, metavar="NAME=URL",
+                   help="a camera (without --config); repeat for more; URL may be 'primary|fallback'")
     add_detector_arguments(p)
+    for action in p._actions:
+        if action.dest == "detector":  # with --config, the file's [classifier] names it
+            action.required = False
     p.add_argument("--workers", type=int, default=2, metavar="N", help="classifier processes")
-    p.add_argument("--events", default="events.jsonl", metavar="PATH")
-    p.add_argument("--data-dir", metavar="DIR", help="snapshots go here")
+    p.add_argument("--events", default="events.jsonl", metavar="PATH", help="see camwire sink --events")
+    p.add_argument("--data-dir", metavar="DIR", help="snapshots and status.db go here")
     add_sampling_arguments(p)
-    p.add_argument("--once", action="store_true", help="exit 0 when every file source has been fully processed")
+    p.add_argument("--once", action="store_true",
+                   help="every source a file: exit when each has been processed (1 if any camera failed)")
     p.add_argument("--stats", metavar="PATH", help="write every component's counters here at exit")
-    p.add_argument("--cooldown", type=float, default=1.0, metavar="S", help="see camwire sink --cooldown")
+    p.add_argument("--cooldown", type=duration, default=1.0, metavar="S", help="see camwire sink --cooldown")
     p.add_argument("--rules", metavar="FILE", help="see camwire sink --rules")
     rec = p.add_argument_group("recording (see camwire recorder)")
     rec.add_argument("--record", metavar="DIR", help="record every camera into a ring here and keep clips of events")
@@ -66,6 +96,7 @@ class Child:
     proc: subprocess.Popen | None = None
     starts: list[float] = field(default_factory=list)
     finished: bool = False  # ended on purpose (file read to its end, sink drained)
+    failed: bool = False  # an extractor that finished with EXIT_SOURCE_FAILED
     restart_at: float | None = None
 
     def stats_path(self) -> Path:
@@ -87,16 +118,21 @@ def _stop_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def parse_camera(text: str) -> tuple[str, list[str]]:
-    name, sep, urls = text.partition("=")
-    if not sep or not name or not urls:
-        raise ValueError(f"--camera {redact_url(text)!r} is not NAME=URL")
-    return name, [u for u in urls.split("|") if u]
-
-
 def plan(args: argparse.Namespace, run_dir: Path) -> list[Child]:
-    """The children of a run, in start order: sink, ventilator, workers, extractors."""
-    cameras = [parse_camera(c) for c in args.camera]
+    """The children of a run, in start order: sink, ventilator, workers, recorder, extractors."""
+    if isinstance(getattr(args, "config", None), Config):
+        if args.camera:
+            raise ValueError("--camera and --config: the cameras come from one or the other")
+        return plan_from_config(args, args.config, run_dir)
+    if not args.camera:
+        raise ValueError("give --config FILE or at least one --camera NAME=URL")
+    if not args.detector:
+        raise ValueError("--detector is needed without --config")
+    return plan_from_flags(args, run_dir)
+
+
+def plan_from_flags(args: argparse.Namespace, run_dir: Path) -> list[Child]:
+    cameras = args.camera
     names = [n for n, _ in cameras]
     if len(set(names)) != len(names):
         raise ValueError("camera names must be unique")
@@ -104,7 +140,7 @@ def plan(args: argparse.Namespace, run_dir: Path) -> list[Child]:
         load_rules(args.rules)  # refuse a bad file here, not in a sink restarted over and over
     if args.once and not all(is_file(u) for _, urls in cameras for u in urls):
         raise ValueError("--once needs every source to be a file")
-    addr = {k: f"ipc://{run_dir}/{k}" for k in ("frontend", "backend", "results", "events")}
+    addr = {k: f"ipc://{run_dir}/{k}" for k in SOCKET_NAMES}
     stats_dir = run_dir / "stats"
     sink = ["sink", "--bind", addr["results"], "--events", args.events, "--cooldown", str(args.cooldown)]
     if args.rules:
@@ -124,7 +160,7 @@ def plan(args: argparse.Namespace, run_dir: Path) -> list[Child]:
                                "--name", f"worker-{i}", *detector_argv(args)], stats_dir))
     sampling = (["--keyframes"] if args.keyframes else ["--fps", str(args.fps)] if args.fps
                 else ["--every", str(args.every)])
-    publish = {name: f"ipc://{run_dir}/publish-{i}" for i, (name, _) in enumerate(cameras)}
+    publish = {name: f"ipc://{run_dir}/publish-{name}" for name in names}
     if args.record:
         argv = ["recorder", "--dir", args.record, "--events", addr["events"], *recording_argv(args)]
         argv += [a for name in names for a in ("--subscribe", publish[name])]
@@ -143,36 +179,137 @@ def plan(args: argparse.Namespace, run_dir: Path) -> list[Child]:
     return children
 
 
+def _given(pairs: list[str], given: set[str]) -> list[str]:
+    """Of ``[--flag, value, ...]``, the pairs whose flag was given to ``run`` itself."""
+    return [w for i in range(0, len(pairs), 2) if pairs[i][2:].replace("-", "_") in given
+            for w in pairs[i:i + 2]]
+
+
+def _flag_words(section: dict[str, Any], skip: set[str]) -> list[str]:
+    """A file section's values as flags (for a child that cannot take --config): no secrets here."""
+    words: list[str] = []
+    for key, value in section.items():
+        if key in skip:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            words.append(flag)
+        elif value is not False:
+            words += [w for v in (value if isinstance(value, list) else [value]) for w in (flag, str(v))]
+    return words
+
+
+def plan_from_config(args: argparse.Namespace, cfg: Config, run_dir: Path) -> list[Child]:
+    """A run of the whole file: every child reads it (--config) and gets only what it must."""
+    given: set[str] = getattr(args, "given", set())
+    if not cfg.cameras:
+        raise ValueError(f"{cfg.path}: no [cameras.NAME] to run")
+    names = list(cfg.cameras)
+    if args.once and not all(is_file(u) for c in cfg.cameras.values() for u in c.sources):
+        raise ValueError("--once needs every camera's sources to be files")
+    if args.rules:
+        load_rules(args.rules)
+    cfg_argv = ["--config", str(cfg.path)]
+    own = {k: f"ipc://{run_dir}/{k}" for k in SOCKET_NAMES if k not in cfg.sockets}  # the file names none
+
+    def over(name: str, flag: str) -> list[str]:
+        return [flag, own[name]] if name in own else []
+
+    stats_dir = run_dir / "stats"
+    record_dir = args.record if "record" in given else cfg.sections["recorder"].get("dir")
+    sink = ["sink", *cfg_argv, *over("results", "--bind")]
+    if "events" in given or "events" not in cfg.sections["sink"]:
+        sink += ["--events", args.events]
+    sink += _given(["--data-dir", str(args.data_dir), "--cooldown", str(args.cooldown),
+                    "--rules", str(args.rules)], given)
+    if record_dir:
+        sink += over("events", "--publish")
+    if args.once:
+        sink += ["--exit-when-drained", ",".join(names)]
+    children = [Child("sink", "sink", sink, stats_dir),
+                Child("ventilator", "ventilator",
+                      ["ventilator", *cfg_argv, *over("frontend", "--frontend"), *over("backend", "--backend")],
+                      stats_dir)]
+    for i in range(1, args.workers + 1):
+        children.append(Child(f"classifier-{i}", "classifier",
+                              ["classifier", *cfg_argv, "--instance", str(i), *over("backend", "--connect"),
+                               *over("results", "--sink"), *_given(detector_argv(args), given)], stats_dir))
+    # extractors: a camera with its own publish/metrics port alone, the others together; with
+    # --once each alone, and given its camera as flags: an extractor with --config never exits on
+    # its own (a service), and with --once every source is a file (no secret on a command line)
+    alone = names if args.once else [c.name for c in cfg.cameras.values() if c.publish or c.metrics_port]
+    shared = [n for n in names if n not in alone]
+    groups = [(f"extractor-{n}", [n]) for n in alone] + ([("extractor", shared)] if shared else [])
+    publish = {n: cfg.cameras[n].publish or f"ipc://{run_dir}/publish-{n}" for n in alone}
+    for n in shared:
+        publish[n] = cfg.sockets.get("frames") or f"ipc://{run_dir}/publish-shared"
+    if record_dir:
+        recorded = [n for n in names if cfg.cameras[n].record]
+        argv = ["recorder", *cfg_argv, *over("events", "--events"), *_given(recording_argv(args), given)]
+        if "record" in given:
+            argv += ["--dir", record_dir]
+        argv += [a for addr in dict.fromkeys(publish[n] for n in recorded) for a in ("--subscribe", addr)]
+        if args.once:
+            argv += ["--exit-when-ended", ",".join(recorded)]
+        children.append(Child("recorder", "recorder", argv, stats_dir))
+    enc = (["--publish-enc", args.record_enc] if "record_enc" in given
+           or "publish_enc" not in cfg.sections["extractor"] else [])
+    for child_name, group in groups:
+        argv = ["extractor", "--publish", publish[group[0]]]
+        if record_dir:
+            argv += [*enc, "--publish-wait", "10"]  # a file waits for the recorder: recorded from frame 0
+        if "realtime" in given:
+            argv.append("--realtime")
+        if not args.once:
+            argv += [*cfg_argv, *over("frontend", "--push"), "--cameras", ",".join(group)]
+        else:
+            cam = cfg.cameras[group[0]]
+            s = cam.sampling
+            argv += ["--camera", cam.name, *(w for u in cam.sources for w in ("--source", u)),
+                     "--push", own.get("frontend") or cfg.sockets["frontend"],
+                     *(["--keyframes"] if s.keyframes else ["--fps", str(s.fps)] if s.fps
+                       else ["--every", str(s.every)]),
+                     *(["--realtime"] if cam.realtime and "realtime" not in given else []),
+                     *(["--metrics-port", str(cam.metrics_port)] if cam.metrics_port else []),
+                     *_flag_words(cfg.sections["extractor"], {"cameras", "metrics_port", "publish", "push",
+                                                              *({"publish_enc"} if enc else set())})]
+        children.append(Child(child_name, "extractor", argv, stats_dir))
+    return children
+
+
 def main(args: argparse.Namespace) -> int:
     log = configure("run")
     run_dir = Path(tempfile.mkdtemp(prefix="camwire-run-"))
     try:
         children = plan(args, run_dir)
     except ValueError as exc:
-        log.error("cannot start", error=str(exc))
         shutil.rmtree(run_dir, ignore_errors=True)
-        return 2
+        raise ValueError(f"cannot start: {exc}") from None  # camwire.cli: one line, exit 2
     stop = StopFlag().install()
     started = time.monotonic()
     for child in children:
         child.start()
         log.info("started", child=child.name, pid=child.proc.pid)
     try:
-        supervise(children, stop, args.once, log)
+        code = supervise(children, stop, args.once, log)
     finally:
         shutdown(children, log)
         stats = collect_stats(children)
         stats["run"] = {"wall_s": round(time.monotonic() - started, 3),
-                        "restarts": {c.name: len(c.starts) - 1 for c in children if len(c.starts) > 1}}
+                        "restarts": {c.name: len(c.starts) - 1 for c in children if len(c.starts) > 1},
+                        "failed": sorted(c.name for c in children if c.failed)}
         write_stats(args.stats, stats)
         print(summary(stats), flush=True)
         shutil.rmtree(run_dir, ignore_errors=True)
-    return 0
+    return code
 
 
-def supervise(children: list[Child], stop: StopFlag, once: bool, log) -> None:
+def supervise(children: list[Child], stop: StopFlag, once: bool, log) -> int:
+    """Restart what dies until stopped (or, with ``once``, until every camera is done); the
+    run's exit code: 1 if a camera failed, 2 if a child refused its options, else 0."""
     # with --once, the run is over when these have exited 0 on their own
     last = [c for c in children if c.role in ("sink", "recorder")]
+    extractors = [c for c in children if c.role == "extractor"]
     while not stop.is_set():
         now = time.monotonic()
         for child in children:
@@ -187,19 +324,26 @@ def supervise(children: list[Child], stop: StopFlag, once: bool, log) -> None:
             rc = child.proc.poll()
             if rc is None:
                 continue
-            if rc == 0 and child.role == "extractor":
-                child.finished = True
-                log.info("source finished", child=child.name)
+            if child.role == "extractor" and rc in FINISHED:
+                child.finished, child.failed = True, rc == EXIT_SOURCE_FAILED
+                if child.failed:
+                    log.error("camera failed; not restarted", child=child.name, returncode=rc)
+                else:
+                    log.info("source finished", child=child.name)
             elif rc == 0 and child in last and once:
                 child.finished = True
+            elif rc == 2:  # bad options or an address in use: a restart would only say so again
+                log.error("child refused its options; stopping the run", child=child.name, returncode=rc)
+                return 2
             else:
                 delay = min(30.0, 0.5 * 2 ** child.recent_restarts(now))
                 child.restart_at = now + delay
                 log.error("child died", child=child.name, returncode=rc, restart_in_s=delay)
-        if once and all(c.finished for c in last):
-            log.info("every source processed; stopping")
-            return
+        if once and all(c.finished for c in last) and all(c.finished for c in extractors):
+            log.info("every source processed; stopping", failed=[c.name for c in extractors if c.failed])
+            break
         stop.wait(0.2)
+    return 1 if any(c.failed for c in extractors) else 0
 
 
 def shutdown(children: list[Child], log) -> None:

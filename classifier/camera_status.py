@@ -1,36 +1,62 @@
-"""The sink's record of each camera and worker: ``DIR/status.db``, which ``camwire status`` reads.
+"""The sink's record of each camera and worker, and of itself: ``DIR/status.db``, which ``camwire status`` reads.
 
-SQLite in WAL mode, so a reader never blocks the sink. Rows are rewritten at most once every
-FLUSH_S (never per frame). Tables:
+SQLite in WAL mode, so a reader never blocks the sink; the WAL is checkpointed after each write
+so it stays a few pages long and is reused in place (a full disk does not stop status updates
+that need no new pages). Written every FLUSH_S (never per frame). Tables:
 
-- ``cameras``: ``state`` (connecting | online | offline | ended, for a file read to its end),
-  ``reason`` (why offline), ``covered``, ``last_frame_ts`` (capture time of the newest result,
-  s), ``last_status_ts``, ``last_error``, ``reconnects``, ``fps_in`` (frames the extractor
-  decodes a second), ``fps_used`` (results the sink gets a second), ``results``, ``updated_ts``;
+- ``cameras``: ``state``, ``reason``, ``covered``, ``last_frame_ts`` (capture time of the newest
+  result, s), ``last_status_ts``, ``last_error`` (the extractor's latest), ``reconnects``,
+  ``attempts`` (failed rounds since the last frame), ``fps_in`` (frames the extractor decodes a
+  second), ``fps_used`` (results the sink gets a second), ``results``, ``updated_ts``. ``state``:
+
+  - ``connecting``, ``online``, ``offline`` (``reason`` why), ``failed`` (the source cannot work as
+    configured; ``reason`` says why), ``ended`` (a file read to its end), as the extractor says;
+  - ``offline`` with reason ``extractor silent``: an online camera whose extractor sent nothing
+    (no result, no status) for the sink's ``--silent-after`` (classifier.events);
+  - ``degraded``: online, but every result of the last FPS_WINDOW_S carried an ``error``
+    (``reason`` is the newest: a detector or model failing on every frame).
 - ``workers``: as the ventilator last reported them (``credits``, ``in_flight``, ``dispatched``,
   ``completed``, ``leaving``, ``updated_ts``), and ``results``, the sink's own count of the
   results each worker sent (a worker the ventilator has not reported yet has only this).
+- ``sink``: one row, rewritten at every flush: ``updated_ts`` (so a reader can tell a dead sink's
+  stale data), ``started_ts``, ``stopped_ts`` (set at a clean exit), ``pid``, ``write_errors``
+  (JSON: failed writes by what, classifier.disk) and the latest one.
+A write that fails (sqlite3.Error: a full disk) is counted under ``write_errors/status_db`` and
+tried again at the next flush with everything still pending.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from classifier.disk import WriteErrors
+from classifier.events import SILENT
+from common import wire
+
 FLUSH_S = 1.0
 FPS_WINDOW_S = 5.0
+MAX_WORKERS = 4096  # as many as a ventilator reports; names beyond are not counted per worker
+STALE_AFTER_S = 5 * FLUSH_S  # a sink row older than this: the sink is not writing (camwire status)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cameras (
     camera TEXT PRIMARY KEY, state TEXT, reason TEXT, covered INTEGER, last_frame_ts REAL,
     last_status_ts REAL, last_error TEXT, reconnects INTEGER, fps_in REAL, fps_used REAL,
-    results INTEGER, updated_ts REAL);
+    results INTEGER, updated_ts REAL, attempts INTEGER);
 CREATE TABLE IF NOT EXISTS workers (
     name TEXT PRIMARY KEY, credits INTEGER, in_flight INTEGER, dispatched INTEGER, completed INTEGER,
     leaving INTEGER, updated_ts REAL, results INTEGER);
+CREATE TABLE IF NOT EXISTS sink (
+    name TEXT PRIMARY KEY, pid INTEGER, started_ts REAL, updated_ts REAL, stopped_ts REAL,
+    write_errors TEXT, last_write_error TEXT, last_write_error_ts REAL);
 """
 
 
@@ -44,105 +70,209 @@ class CameraRow:
     last_status_ts: float | None = None
     last_error: str | None = None
     reconnects: int = 0
+    attempts: int = 0
     fps_in: float = 0.0
     fps_used: float = 0.0
     results: int = 0
     updated_ts: float = 0.0
 
 
-class StatusBook:
-    """Kept in memory as messages come, written to ``path`` by ``flush``."""
+@dataclass(slots=True)
+class _Window:
+    """Results of one camera since ``start`` (monotonic): for fps_used and ``degraded``."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
+    start: float
+    n: int = 0
+    errors: int = 0
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class _Source:
+    """What the camera's extractor last said, before silence and result errors are applied."""
+
+    state: str = "connecting"
+    reason: str | None = None
+    silent: bool = False
+    degraded: str | None = None  # the error every recent result carried
+
+
+class StatusBook:
+    """Kept in memory as messages come, written to ``path`` (None: memory only) by ``flush``."""
+
+    def __init__(self, path: Path | None, errors: WriteErrors | None = None) -> None:
+        self.path, self.errors = path, errors
+        self.db: sqlite3.Connection | None = None
         self.cameras: dict[str, CameraRow] = {}
         self.workers: dict[str, dict[str, Any]] = {}  # name -> as the ventilator reported it
         self.workers_ts: float | None = None  # when it did
         self.worker_results: dict[str, int] = {}
+        self.started_ts = time.time()
+        self._source: dict[str, _Source] = {}
+        self._window: dict[str, _Window] = {}
         self._dirty: set[str] = set()
         self._workers_dirty = False
-        self._window: dict[str, tuple[float, int]] = {}  # camera -> (window start, results since)
         self._next_flush = 0.0
+        if path is not None:
+            self._connect()
+
+    def _connect(self) -> bool:
+        assert self.path is not None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; no fsync per flush
+                db.executescript(SCHEMA)
+                have = {r[1] for r in db.execute("PRAGMA table_info(cameras)")}
+                for f in fields(CameraRow):  # a status.db from an older sink gains the new columns
+                    if f.name not in have:
+                        db.execute(f"ALTER TABLE cameras ADD COLUMN {f.name}")
+            except sqlite3.Error:
+                db.close()
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            self._failed(exc)
+            return False
+        self.db = db
+        return True
+
+    def _failed(self, exc: BaseException) -> None:
+        if self.errors is not None:
+            self.errors("status_db", exc)
+
+    # -- what comes in ------------------------------------------------------------------------
 
     def row(self, camera: str) -> CameraRow:
         if camera not in self.cameras:
             self.cameras[camera] = CameraRow(camera)
-            self._window[camera] = (time.monotonic(), 0)
+            self._source[camera] = _Source()
+            self._window[camera] = _Window(time.monotonic())
         self._dirty.add(camera)
         return self.cameras[camera]
 
-    def on_status(self, msg: dict[str, Any]) -> None:
-        row = self.row(msg["camera"])
-        row.state = str(msg.get("state", "offline"))
-        row.reason = msg.get("reason") if row.state == "offline" else None
-        row.last_status_ts = msg.get("ts_ns", time.time_ns()) / 1e9
-        row.last_error = msg.get("last_error", row.last_error)
-        row.reconnects = int(msg.get("reconnects", row.reconnects) or 0)
-        row.fps_in = float(msg.get("fps_in", row.fps_in) or 0.0)
+    def on_status(self, msg: wire.Status) -> None:
+        row = self.row(msg.camera)
+        src = self._source[msg.camera]
+        src.state, src.silent = msg.state, False
+        src.reason = (msg.reason or msg.last_error) if msg.state in ("offline", "failed") else None
+        row.last_status_ts = msg.ts_ns / 1e9
+        row.last_error = msg.last_error or row.last_error
+        row.reconnects, row.attempts = msg.reconnects, msg.attempts
+        row.fps_in = msg.fps_in
+        self._derive(msg.camera)
 
-    def on_eos(self, msg: dict[str, Any]) -> None:
-        row = self.row(msg["camera"])
-        row.state, row.reason = "ended", None
-        row.fps_in = float(msg.get("fps_in") or row.fps_in)
-        self._rate(msg["camera"], time.monotonic(), partial=True)
+    def on_eos(self, msg: wire.Eos) -> None:
+        row = self.row(msg.camera)
+        src = self._source[msg.camera]
+        if src.state != "failed":  # a failed source keeps saying why
+            src.state, src.reason = "ended", None
+        row.fps_in = msg.fps_in or row.fps_in
+        self._rate(msg.camera, time.monotonic(), partial=True)
+        self._derive(msg.camera)
 
-    def _rate(self, camera: str, now: float, partial: bool = False) -> None:
-        """fps_used over the window; at the end of a stream, over what there is of it."""
-        start, n = self._window[camera]
-        if now - start >= FPS_WINDOW_S or (partial and n and now - start >= 0.5):
-            self.cameras[camera].fps_used = round(n / (now - start), 2)
-            self._window[camera] = (now, 0)
-            self._dirty.add(camera)
-
-    def on_result(self, camera: str, ts_ns: int, covered: bool, worker: str | None = None) -> None:
-        if worker is not None:
-            self.worker_results[worker] = self.worker_results.get(worker, 0) + 1
+    def on_result(self, r: wire.Result, covered: bool) -> None:
+        if r.worker is not None and (r.worker in self.worker_results or len(self.worker_results) < MAX_WORKERS):
+            self.worker_results[r.worker] = self.worker_results.get(r.worker, 0) + 1
             self._workers_dirty = True
-        row = self.row(camera)
+        row = self.row(r.camera)
         row.results += 1
         row.covered = int(covered)
-        row.last_frame_ts = max(row.last_frame_ts or 0.0, ts_ns / 1e9)
-        start, n = self._window[camera]
-        self._window[camera] = (start, n + 1)
+        row.last_frame_ts = max(row.last_frame_ts or 0.0, r.ts_ns / 1e9)
+        w = self._window[r.camera]
+        w.n += 1
+        if r.error:
+            w.errors, w.error = w.errors + 1, r.error
+        src = self._source[r.camera]
+        if src.silent:  # its extractor is back
+            src.silent = False
+            if src.state in ("connecting", "offline"):
+                src.state, src.reason = "online", None
+            self._derive(r.camera)
 
-    def on_workers(self, msg: dict[str, Any]) -> None:
-        self.workers_ts = msg.get("ts_ns", time.time_ns()) / 1e9
-        self.workers = {str(w["name"]): w for w in msg.get("workers", []) if isinstance(w, dict) and "name" in w}
+    def on_silent(self, camera: str) -> None:
+        self.row(camera)
+        self._source[camera].silent = True
+        self._derive(camera)
+
+    def on_workers(self, msg: wire.Workers) -> None:
+        self.workers_ts = msg.ts_ns / 1e9
+        self.workers = {w.name: msgspec.structs.asdict(w) for w in msg.workers}
         self._workers_dirty = True
 
-    def flush(self, force: bool = False) -> None:
+    def _derive(self, camera: str) -> None:
+        """The state shown: silence first, then result errors, then what the extractor said."""
+        row, src = self.cameras[camera], self._source[camera]
+        if src.silent:
+            row.state, row.reason = "offline", SILENT
+        elif src.state == "online" and src.degraded:
+            row.state, row.reason = "degraded", src.degraded
+        else:
+            row.state, row.reason = src.state, src.reason
+        self._dirty.add(camera)
+
+    def _rate(self, camera: str, now: float, partial: bool = False) -> None:
+        """fps_used and ``degraded`` over the window; at the end of a stream, over what there is of it."""
+        w = self._window[camera]
+        if now - w.start >= FPS_WINDOW_S or (partial and w.n and now - w.start >= 0.5):
+            src = self._source[camera]
+            self.cameras[camera].fps_used = round(w.n / (now - w.start), 2)
+            if w.n:  # a window with no results says nothing either way
+                src.degraded = w.error if w.errors == w.n else None
+            self._window[camera] = _Window(now)
+            self._derive(camera)
+
+    def up(self) -> dict[str, int]:
+        """1 for each camera online (covered or not), 0 for every other state."""
+        return {name: int(row.state == "online") for name, row in self.cameras.items()}
+
+    # -- what goes out ------------------------------------------------------------------------
+
+    def flush(self, force: bool = False, stopping: bool = False) -> None:
         now = time.monotonic()
         if not force and now < self._next_flush:
             return
         self._next_flush = now + FLUSH_S
         for camera in self._window:
             self._rate(camera, now)
-        if not self._dirty and not self._workers_dirty:
+        if self.path is None or (self.db is None and not self._connect()):
             return
+        assert self.db is not None
         wall = time.time()
-        with self.db:
-            for camera in self._dirty:
-                row = self.cameras[camera]
-                row.updated_ts = wall
-                values = asdict(row)
-                self.db.execute(f"INSERT OR REPLACE INTO cameras ({', '.join(values)}) "
-                                f"VALUES ({', '.join('?' * len(values))})", list(values.values()))
-            if self._workers_dirty:
-                self.db.execute("DELETE FROM workers")
-                names = sorted({*self.workers, *self.worker_results})
-                rows = [(name, w.get("credits"), w.get("in_flight"), w.get("dispatched"), w.get("completed"),
-                         int(bool(w.get("leaving"))), self.workers_ts if w else None, self.worker_results.get(name, 0))
-                        for name, w in ((n, self.workers.get(n, {})) for n in names)]
-                self.db.executemany("INSERT INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        try:
+            with self.db:
+                for camera in self._dirty:
+                    row = self.cameras[camera]
+                    row.updated_ts = wall
+                    values = asdict(row)
+                    self.db.execute(f"INSERT OR REPLACE INTO cameras ({', '.join(values)}) "
+                                    f"VALUES ({', '.join('?' * len(values))})", list(values.values()))
+                if self._workers_dirty:
+                    self.db.execute("DELETE FROM workers")
+                    names = sorted({*self.workers, *self.worker_results})
+                    rows = [(name, w.get("credits"), w.get("in_flight"), w.get("dispatched"), w.get("completed"),
+                             int(bool(w.get("leaving"))), self.workers_ts if w else None,
+                             self.worker_results.get(name, 0))
+                            for name, w in ((n, self.workers.get(n, {})) for n in names)]
+                    self.db.executemany("INSERT INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                errors = self.errors
+                self.db.execute("INSERT OR REPLACE INTO sink VALUES ('sink', ?, ?, ?, ?, ?, ?, ?)",
+                                (os.getpid(), self.started_ts, wall, wall if stopping else None,
+                                 json.dumps(errors.totals() if errors else {}, sort_keys=True),
+                                 errors.last if errors else None, errors.last_ts if errors else None))
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # keep the WAL short, reused in place
+        except sqlite3.Error as exc:
+            self._failed(exc)  # everything stays dirty: written at the next flush that works
+            return
         self._dirty.clear()
         self._workers_dirty = False
 
     def close(self) -> None:
-        self.flush(force=True)
-        self.db.close()
+        self.flush(force=True, stopping=True)
+        if self.db is not None:
+            self.db.close()
+            self.db = None
 
 
 def read_status(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -155,3 +285,23 @@ def read_status(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
     finally:
         db.close()
     return cameras, workers
+
+
+def read_sink(path: Path, now: float | None = None) -> dict[str, Any] | None:
+    """The sink's own row (None from a status.db written before it had one), with ``age_s`` (since
+    its last write) and ``stale`` (older than STALE_AFTER_S: the sink is not running, or cannot write)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    try:
+        row = db.execute("SELECT * FROM sink WHERE name = 'sink'").fetchone()
+    except sqlite3.OperationalError:
+        row = None  # no such table
+    finally:
+        db.close()
+    if row is None:
+        return None
+    out = dict(row)
+    out["write_errors"] = json.loads(out["write_errors"] or "{}")
+    out["age_s"] = round(max(0.0, (time.time() if now is None else now) - (out["updated_ts"] or 0.0)), 1)
+    out["stale"] = out["age_s"] > STALE_AFTER_S
+    return out

@@ -1,10 +1,14 @@
-"""What results and camera status become: events. Pure logic, no sockets or files.
+"""What results and camera status become: events (common.wire.Event). Pure logic, no sockets or files.
 
-Event (a JSON line, and a msgpack map on the sink's PUB socket)::
+In: the typed messages the sink receives (wire.Result, wire.Status, wire.Eos). Out: wire.Event,
+which the sink writes as a JSON line and publishes as it is (``wire.pack``)::
 
-    {"id", "type", "camera", "ts" (capture time, s since the epoch), "seq",
-     "detections": [{"label", "confidence", "box": [x1, y1, x2, y2]}], "snapshot": path | None, ...}
+    Event(id, type, camera, ts (capture time, s since the epoch), seq,
+          detections=[Detection(label, confidence, box=(x1, y1, x2, y2))], snapshot, worker,
+          detector, reason, scene)
 
+- ``id`` is unique forever (common.ids.event_id: capture time in ns, camera, type), so a restart
+  never reuses one, and a snapshot named after it is never overwritten.
 - ``detection`` / ``motion``: a result with detections (label ``motion`` -> ``motion``), at most
   one per camera and type per ``cooldown`` seconds of capture time; the rest are counted.
   The camera's rule (classifier.rules) decides first: detections of other labels or below its
@@ -13,23 +17,34 @@ Event (a JSON line, and a msgpack map on the sink's PUB socket)::
   ``outside_schedule``). Covered and online/offline events are never held back.
 - ``camera_covered`` after ``covered_after`` consecutive covered frames (the detector says how
   many), one ``camera_uncovered`` after as many clear ones: one event each way, never a stream.
-- ``camera_offline`` / ``camera_online`` when an extractor reports a change of state.
+- ``camera_offline`` / ``camera_online`` when an extractor reports a change of state (``failed``
+  is offline too, with its reason), and ``camera_offline`` with reason ``extractor silent`` when
+  an online camera's extractor has sent nothing (no result, no status) for ``silent_after_s``:
+  a dead extractor cannot report itself. The next result or status brings it back online.
 Results of one camera may arrive out of order from different workers; a result older than one
-already seen does not move the covered state back.
+already seen (by capture time, which, unlike seq, an extractor restart does not send
+back to 0) does not move the covered state back.
+
+At most ``max_cameras`` cameras are remembered: messages about more are counted
+(``unknown_cameras``) and ignored, so a sender inventing names cannot grow the sink's memory.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from classifier.rules import Rules
+from common import wire
 from common.counters import Counters
+from common.ids import event_id
+
+SILENT = "extractor silent"
 
 
 @dataclass(slots=True)
 class CameraState:
-    last_seq: int = -1
+    last_ts_ns: int = -1  # capture time of the newest result: unlike seq, it never goes back on a restart
     covered: bool = False
     run: int = 0  # consecutive frames disagreeing with ``covered``
     online: bool | None = None
@@ -37,88 +52,135 @@ class CameraState:
     last_emitted: dict[str, float] = field(default_factory=dict)
     results: int = 0
     expected: int | None = None  # set by eos: results the sink will get in all
+    failed: bool = False  # the extractor said the source cannot work as configured
+    ended: bool = False  # eos came: silence is expected from now on
+    heard: float = 0.0  # monotonic time of the last result or status
+    silent: bool = False  # taken offline by silence_check, not by its extractor
 
 
 class Events:
-    def __init__(self, cooldown_s: float = 1.0, rules: Rules | None = None) -> None:
+    def __init__(self, cooldown_s: float = 1.0, rules: Rules | None = None, counters: Counters | None = None,
+                 max_cameras: int = 1000, silent_after_s: float = 15.0) -> None:
         self.cooldown_s = cooldown_s
         self.rules = rules or Rules()
+        self.counters = counters if counters is not None else Counters()
+        self.max_cameras = max_cameras
+        self.silent_after_s = silent_after_s
         self.cameras: dict[str, CameraState] = {}
-        self.counters = Counters()
+        self._ids: dict[tuple[str, str], tuple[int, int]] = {}  # (camera, type) -> (ts_ns, n) of the last id
+
+    def admit(self, name: str) -> bool:
+        """True for a camera already known or one there is room for; the rest are counted."""
+        if name in self.cameras:
+            return True
+        if len(self.cameras) >= self.max_cameras:
+            self.counters.add("unknown_cameras")
+            return False
+        self.cameras[name] = CameraState(heard=time.monotonic())
+        return True
 
     def camera(self, name: str) -> CameraState:
-        return self.cameras.setdefault(name, CameraState())
+        if name not in self.cameras:
+            self.admit(name)
+        return self.cameras.get(name) or CameraState()
 
-    def on_result(self, r: dict[str, Any]) -> list[dict[str, Any]]:
-        cam = self.camera(r["camera"])
+    def on_result(self, r: wire.Result, now: float | None = None) -> list[wire.Event]:
+        cam = self.camera(r.camera)
+        cam.heard = time.monotonic() if now is None else now
         cam.results += 1
-        self.counters.add("results", r["camera"])
-        if r.get("error"):
-            self.counters.add("result_errors", r["camera"])
-        ts = r["ts_ns"] / 1e9
-        events = []
-        fresh = r["seq"] > cam.last_seq
-        cam.last_seq = max(cam.last_seq, r["seq"])
-        flags = r.get("flags") or {}
-        if "covered" in flags and fresh:
-            if bool(flags["covered"]) != cam.covered:
+        self.counters.add("results", r.camera)
+        if r.error:
+            self.counters.add("result_errors", r.camera)
+        events: list[wire.Event] = []
+        if cam.silent:  # its extractor speaks again
+            cam.silent = False
+            if cam.online is False:
+                cam.online = True
+                events.append(self._event("camera_online", r.camera, r.ts_ns))
+        ts = r.ts_ns / 1e9
+        # newer than any result yet? capture time, not seq: a restarted extractor starts at seq 0 again
+        fresh = r.ts_ns > cam.last_ts_ns
+        cam.last_ts_ns = max(cam.last_ts_ns, r.ts_ns)
+        flags = r.flags
+        if flags.covered is not None and fresh:
+            if flags.covered != cam.covered:
                 cam.run += 1
-                if cam.run >= int(flags.get("covered_after", 1)):
+                if cam.run >= flags.covered_after:
                     cam.covered, cam.run = not cam.covered, 0
-                    events.append(self._event("camera_covered" if cam.covered else "camera_uncovered", r,
-                                              extra={"scene": flags.get("scene")}))
+                    events.append(self._event("camera_covered" if cam.covered else "camera_uncovered", r.camera,
+                                              r.ts_ns, r, scene=flags.scene))
             else:
                 cam.run = 0
-        rule = self.rules.for_camera(r["camera"])
-        by_type: dict[str, list] = {}
-        for det in r.get("detections") or []:
-            by_type.setdefault("motion" if det["label"] == "motion" else "detection", []).append(det)
+        rule = self.rules.for_camera(r.camera)
+        by_type: dict[str, list[wire.Detection]] = {}
+        for det in r.detections:
+            by_type.setdefault("motion" if det.label == "motion" else "detection", []).append(det)
         wanted = rule.wanted(by_type.pop("detection", []))
         cam.streak = cam.streak + 1 if wanted else 0
         if wanted:
             if cam.streak < rule.min_frames:
-                self.counters.add("suppressed", r["camera"], "min_frames")
+                self.counters.add("suppressed", r.camera, "min_frames")
             else:
                 by_type["detection"] = wanted
         if by_type and not rule.active_at(ts):
-            self.counters.add("suppressed", r["camera"], "outside_schedule", n=len(by_type))
+            self.counters.add("suppressed", r.camera, "outside_schedule", n=len(by_type))
             by_type = {}
         for etype, dets in by_type.items():
             last = cam.last_emitted.get(etype)
             if last is not None and abs(ts - last) < self.cooldown_s:
-                self.counters.add("suppressed", r["camera"], etype)
+                self.counters.add("suppressed", r.camera, etype)
                 continue
             cam.last_emitted[etype] = ts
-            events.append(self._event(etype, r, detections=dets))
+            events.append(self._event(etype, r.camera, r.ts_ns, r, detections=dets))
         return events
 
-    def on_status(self, s: dict[str, Any]) -> list[dict[str, Any]]:
-        cam = self.camera(s["camera"])
-        if s.get("state") == "connecting":
+    def on_status(self, s: wire.Status, now: float | None = None) -> list[wire.Event]:
+        cam = self.camera(s.camera)
+        cam.heard = time.monotonic() if now is None else now
+        cam.silent = False
+        cam.failed = s.state == "failed"
+        if s.state == "connecting":
             return []  # not yet known either way
-        online = s.get("state") == "online"
+        online = s.state == "online"
         if cam.online == online:
             return []
         cam.online = online
-        event = {"id": f"{s['camera']}-{s.get('ts_ns', 0)}-{'online' if online else 'offline'}",
-                 "type": "camera_online" if online else "camera_offline", "camera": s["camera"],
-                 "ts": s.get("ts_ns", 0) / 1e9, "seq": None, "detections": [], "snapshot": None}
-        if not online:
-            event["reason"] = s.get("reason")
-        self.counters.add("events", event["type"])
-        return [event]
+        if online:
+            return [self._event("camera_online", s.camera, s.ts_ns)]
+        reason = s.reason or s.last_error or s.state
+        return [self._event("camera_offline", s.camera, s.ts_ns, reason=reason)]
 
-    def on_eos(self, body: dict[str, Any]) -> None:
-        self.camera(body["camera"]).expected = int(body.get("results", 0))
+    def on_eos(self, e: wire.Eos) -> None:
+        cam = self.camera(e.camera)
+        cam.ended = True
+        cam.expected = e.results if e.results is not None else e.sent
+
+    def silence_check(self, now: float | None = None) -> list[wire.Event]:
+        """``camera_offline`` (reason ``extractor silent``) for each online camera not heard from
+        for ``silent_after_s``; ``now`` is monotonic."""
+        now = time.monotonic() if now is None else now
+        out = []
+        for name, cam in self.cameras.items():
+            if cam.online and not cam.ended and not cam.silent and now - cam.heard >= self.silent_after_s:
+                cam.silent, cam.online = True, False
+                out.append(self._event("camera_offline", name, time.time_ns(), reason=SILENT))
+        return out
 
     def drained(self, camera: str) -> bool:
+        """Every result of an ended camera is in, or its source failed and it ended."""
         cam = self.cameras.get(camera)
-        return cam is not None and cam.expected is not None and cam.results >= cam.expected
+        if cam is None or not cam.ended:
+            return False
+        return cam.failed or cam.expected is None or cam.results >= cam.expected
 
-    def _event(self, etype: str, r: dict[str, Any], detections: list | None = None,
-               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _event(self, etype: str, camera: str, ts_ns: int, r: wire.Result | None = None,
+               detections: list[wire.Detection] | None = None, reason: str | None = None,
+               scene: str | None = None) -> wire.Event:
         self.counters.add("events", etype)
-        return {"id": f"{r['camera']}-{r['seq']}-{etype}", "type": etype, "camera": r["camera"],
-                "ts": r["ts_ns"] / 1e9, "seq": r["seq"], "detections": detections or [],
-                "snapshot": None, "worker": r.get("worker"), "detector": r.get("detector"),
-                **(extra or {})}
+        last_ts, last_n = self._ids.get((camera, etype), (-1, 0))
+        n = last_n + 1 if last_ts == ts_ns else 0  # two of a kind in one nanosecond: still two ids
+        self._ids[(camera, etype)] = (ts_ns, n)
+        return wire.Event(id=event_id(ts_ns, camera, etype, n), type=etype, camera=camera, ts=ts_ns / 1e9,
+                          seq=r.seq if r is not None else None, detections=list(detections or []),
+                          worker=r.worker if r is not None else None, detector=r.detector if r is not None else None,
+                          reason=reason, scene=scene)

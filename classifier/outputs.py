@@ -1,5 +1,8 @@
 """Where the sink sends events besides its JSON lines and PUB socket: MQTT and an HTTP webhook.
 
+Both get an event as a common.wire.Event and the JSON the sink wrote for it (``body``: the
+same bytes as its ``--events`` line), so every output says exactly the same thing.
+
 - MQTT (paho-mqtt): each event as JSON on ``<prefix>/<camera>/<event type>`` (QoS 1), and the
   camera's state, retained, on ``<prefix>/<camera>/state`` (``online``, ``offline``, ``covered``),
   as Home Assistant and NVR users expect; ``<prefix>/available`` is ``online`` while the sink
@@ -12,19 +15,18 @@ Neither ever holds up the sink: each has its own thread and a bounded queue (cou
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
+from common import wire
 from common.counters import Counters
-from common.logs import redact_url
+from common.logs import RepeatLimiter, redact_url
 
 QUEUE_MAX = 10_000
 STATE_OF = {"camera_online": "online", "camera_offline": "offline", "camera_covered": "covered",
@@ -64,13 +66,12 @@ class MqttOutput:
         self.log.info("mqtt connected")
         client.publish(f"{self.prefix}/available", "online", qos=1, retain=True)
 
-    def send(self, event: dict[str, Any]) -> None:
-        payload = json.dumps(event, separators=(",", ":"))
-        self._publish(f"{self.prefix}/{event['camera']}/{event['type']}", payload, retain=False)
-        if (state := STATE_OF.get(event["type"])) is not None:
-            self._publish(f"{self.prefix}/{event['camera']}/state", state, retain=True)
+    def send(self, event: wire.Event, body: bytes) -> None:
+        self._publish(f"{self.prefix}/{event.camera}/{event.type}", body, retain=False)
+        if (state := STATE_OF.get(event.type)) is not None:
+            self._publish(f"{self.prefix}/{event.camera}/state", state, retain=True)
 
-    def _publish(self, topic: str, payload: str, retain: bool) -> None:
+    def _publish(self, topic: str, payload: str | bytes, retain: bool) -> None:
         info = self.client.publish(topic, payload, qos=1, retain=retain)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
             self.counters.add("outputs", "mqtt", "dropped")
@@ -101,19 +102,20 @@ class WebhookOutput(threading.Thread):
         super().__init__(name="webhook", daemon=True)
         self.url, self.counters, self.log = url, counters, log.bind(webhook=origin(url))
         self.retries, self.timeout_s, self.backoff_s, self.drain_s = retries, timeout_s, backoff_s, drain_s
-        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=QUEUE_MAX)
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUE_MAX)
         self._deadline: float | None = None  # set at close: give up retrying after it
+        self.repeats = RepeatLimiter(self.log)  # a dead hook: one line a minute, with a count
         self.start()
 
-    def send(self, event: dict[str, Any]) -> None:
+    def send(self, event: wire.Event, body: bytes) -> None:
         try:
-            self.queue.put_nowait(event)
+            self.queue.put_nowait(body)
         except queue.Full:
             self.counters.add("outputs", "webhook", "dropped")
 
     def run(self) -> None:
-        while (event := self.queue.get()) is not None:
-            self._deliver(json.dumps(event, separators=(",", ":")).encode())
+        while (body := self.queue.get()) is not None:
+            self._deliver(body)
 
     def _deliver(self, body: bytes) -> None:
         for attempt in range(self.retries + 1):
@@ -136,7 +138,7 @@ class WebhookOutput(threading.Thread):
                 reason = f"HTTP {exc.code}"
             except (urllib.error.URLError, OSError) as exc:
                 reason = str(getattr(exc, "reason", exc))
-            self.log.warning("webhook delivery failed", attempt=attempt + 1, reason=reason)
+            self.repeats(f"webhook:{reason}", "webhook delivery failed", attempt=attempt + 1, reason=reason)
         self.counters.add("outputs", "webhook", "failed")
 
     def close(self) -> None:

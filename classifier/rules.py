@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from common.wire import Detection
+
 KEYS = {"labels", "min_confidence", "min_frames", "timezone", "active"}
 
 
@@ -38,9 +40,9 @@ class Rule:
     timezone: ZoneInfo = ZoneInfo("UTC")
     active: tuple[tuple[time, time], ...] = ()  # empty: always
 
-    def wanted(self, detections: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def wanted(self, detections: list[Detection]) -> list[Detection]:
         return [d for d in detections
-                if (self.labels is None or d["label"] in self.labels) and d["confidence"] >= self.min_confidence]
+                if (self.labels is None or d.label in self.labels) and d.confidence >= self.min_confidence]
 
     def active_at(self, ts: float) -> bool:
         if not self.active:

@@ -1,46 +1,70 @@
 """``camwire sink``: turns workers' results into events, snapshots and camera status.
 
-Sockets, owned by the main thread:
-  - PULL (bound): ``result`` maps from workers, each with an optional JPEG of its frame, the
-    extractors' ``status`` and ``eos`` maps and the ventilator's ``workers`` map, relayed by the
-    ventilator through the workers;
-  - PUB (bound, ``--publish``): every event as a one-part msgpack map of kind ``event``.
-Events are also appended to ``--events`` as JSON lines, and sent to ``--mqtt`` and ``--webhook``
-(classifier.outputs); a snapshot is ``--data-dir``/snapshots/<camera>/<date>/<event id>.jpg with
-the event's JSON beside it, and ``--data-dir``/status.db holds each camera's and worker's status
-(classifier.camera_status).
+Sockets (common.daemon owns the loop):
+  - PULL (bound, ``--bind``): common.wire ``Result`` from workers (one part, or two with a JPEG of
+    the frame), and relayed through the workers the extractors' ``Status`` and ``Eos`` and the
+    ventilator's ``Workers``. Anything else is counted under ``malformed/<reason>`` and dropped.
+  - PUB (bound, ``--publish``): every ``Event``, one part, ``wire.pack(event)``.
+Each event is also a JSON line in ``--events`` (classifier.eventlog), sent to ``--mqtt`` and
+``--webhook`` (classifier.outputs), and with a JPEG, a snapshot under ``--data-dir``
+(classifier.snapshots); ``--data-dir``/status.db holds each camera's, each worker's and the
+sink's own status (classifier.camera_status).
+
+A full or failing disk never stops events: failed writes are counted (``write_errors/<what>``),
+logged once per interval, shown in status.db and the metrics, and the sink goes on delivering
+on PUB, MQTT and the webhook; it also starts on a full disk. Everything it keeps is bounded:
+snapshots by age and bytes, ``--events`` by size (rotated; SIGHUP reopens it for logrotate),
+cameras by ``--max-cameras``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
+import msgspec
 import zmq
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
 
-from classifier.camera_status import StatusBook
+from classifier.camera_status import FLUSH_S, StatusBook
+from classifier.disk import WriteErrors
+from classifier.eventlog import EventLog
 from classifier.events import Events
 from classifier.outputs import MqttOutput, WebhookOutput, origin
 from classifier.rules import load_rules
+from classifier.snapshots import SnapshotStore
 from common import wire
-from common.config import ConfigWatcher
-from common.counters import write_stats
-from common.lifecycle import StopFlag
-from common.logs import configure
-from common.metrics import EVENT_LATENCY, RESULT_LATENCY, register_stats
-from common.paths import name_list, safe_name, utc_day
-from common.sockets import make_socket
+from common.config import Config
+from common.daemon import Daemon
+from common.metrics import EVENT_LATENCY, RESULT_LATENCY
+from common.paths import name_list
+from common.units import duration, percent, positive, size
+
+PRUNE_EVERY_S = 60.0
+EVENTS_KEEP = 3  # rotated --events files kept beside the live one
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bind", required=True, metavar="ADDR", help="workers push results here")
     p.add_argument("--events", required=True, metavar="PATH", help="append events here as JSON lines")
+    p.add_argument("--events-max-bytes", type=positive(size), default="100M", metavar="SIZE",
+                   help=f"rotate --events past this size (PATH.1 ... PATH.{EVENTS_KEEP} kept; default 100M)")
     p.add_argument("--publish", metavar="ADDR", help="bind a PUB socket of events")
-    p.add_argument("--data-dir", metavar="DIR", help="save snapshots here")
-    p.add_argument("--cooldown", type=float, default=1.0, metavar="S",
+    p.add_argument("--data-dir", metavar="DIR", help="save snapshots and status.db here")
+    p.add_argument("--snapshot-retain", type=positive(duration), default="7d", metavar="AGE",
+                   help="delete snapshots older than this (default 7d)")
+    p.add_argument("--snapshot-max-bytes", type=size, default="1G", metavar="SIZE",
+                   help="keep at most this much of snapshots, the oldest deleted first (default 1G)")
+    p.add_argument("--min-free", type=percent, default="5%", metavar="PCT",
+                   help="write no snapshot while less than this share of the disk is free (default 5%%)")
+    p.add_argument("--max-cameras", type=positive(int), default=1000, metavar="N",
+                   help="remember at most this many cameras; messages about more are counted and dropped")
+    p.add_argument("--silent-after", type=positive(duration), default="15s", metavar="S",
+                   help="an online camera whose extractor sends nothing this long is offline (default 15s)")
+    p.add_argument("--cooldown", type=duration, default=1.0, metavar="S",
                    help="at most one detection/motion event per camera and type in this much capture time")
     p.add_argument("--rules", metavar="FILE", help="per-camera event rules and schedules (TOML; see classifier.rules)")
     p.add_argument("--mqtt", metavar="URL",
@@ -52,152 +76,191 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
 
 
-METRIC_LABELS = {"results": ("camera",), "result_errors": ("camera",), "suppressed": ("camera", "reason"),
-                 "events": ("type",), "malformed": ("reason",), "outputs": ("output", "outcome")}
+LABELS = {"results": ("camera",), "result_errors": ("camera",), "suppressed": ("camera", "reason"),
+          "events": ("type",), "outputs": ("output", "outcome"), "write_errors": ("what",),
+          "snapshots": ("outcome",), "unknown_cameras": ()}
+
+_json = msgspec.json.Encoder()
 
 
 class Sink:
-    def __init__(self, pull: zmq.Socket, pub: zmq.Socket | None, events_file: TextIO,
-                 data_dir: Path | None, events: Events, log, book: StatusBook | None = None,
-                 outputs: list | None = None) -> None:
-        self.pull, self.pub, self.events_file, self.data_dir = pull, pub, events_file, data_dir
-        self.events = events
-        self.log = log
-        self.book = book
-        self.outputs = outputs or []
-        self.watcher: ConfigWatcher | None = None  # set: the rules follow --config's file as it changes
+    """Everything the sink knows and writes; ``handle`` takes one message off the PULL socket."""
 
-    def run(self, stop: StopFlag, until_drained: set[str] | None) -> None:
-        while not stop.is_set():
-            if until_drained and all(self.events.drained(c) for c in until_drained):
-                self.log.info("all cameras drained", cameras=sorted(until_drained))
-                return
-            if self.book is not None:
-                self.book.flush()
-            if self.watcher is not None and (cfg := self.watcher.changed()) is not None:
-                self.events.rules = cfg.rules
-                self.log.info("rules reloaded", file=str(cfg.path), cameras=sorted(cfg.rules.cameras or {}))
-            if not self.pull.poll(250):
-                continue
-            self.drain()
+    def __init__(self, d: Daemon, args: argparse.Namespace, rules: Any) -> None:
+        self.d, self.args, self.log = d, args, d.log
+        self.errors = WriteErrors(d.counters, d.repeats)
+        self.events = Events(cooldown_s=args.cooldown, rules=rules, counters=d.counters,
+                             max_cameras=args.max_cameras, silent_after_s=args.silent_after)
+        self.eventlog = EventLog(Path(args.events), self.errors, args.events_max_bytes, EVENTS_KEEP)
+        data_dir = Path(args.data_dir) if args.data_dir else None
+        self.book = StatusBook(data_dir / "status.db" if data_dir else None, self.errors)
+        self.snapshots = (SnapshotStore(data_dir / "snapshots", d.counters, self.errors, args.snapshot_retain,
+                                        args.snapshot_max_bytes, args.min_free) if data_dir else None)
+        self.outputs: list[Any] = []
+        if args.mqtt:
+            self.outputs.append(MqttOutput(args.mqtt, d.counters, self.log))
+        if args.webhook:
+            self.outputs.append(WebhookOutput(args.webhook, d.counters, self.log, retries=args.webhook_retries))
+        self.pull = d.socket(zmq.PULL, bind=args.bind, linger=0)
+        self.pub = d.socket(zmq.PUB, bind=args.publish) if args.publish else None
+        self.until = set(name_list(args.exit_when_drained))
+        self.started = time.monotonic()
 
-    def drain(self) -> None:
-        """Handle what is waiting now, in bounded rounds."""
-        for _ in range(1000):
-            try:
-                parts = self.pull.recv_multipart(flags=zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            self.handle(parts)
+    # -- messages in ------------------------------------------------------------------------------
 
-    def handle(self, parts: list[bytes]) -> None:
-        try:
-            msg = wire.unpack(parts[0])
-            kind = msg["kind"]
-            if kind == "result":
-                if len(parts) > 2:
-                    raise wire.MalformedMessage("bad_part_count", f"{len(parts)} parts")
-                _check_result(msg)
-                now = time.time()
-                RESULT_LATENCY.labels(msg["camera"]).observe(max(0.0, now - msg["ts_ns"] / 1e9))
-                for event in self.events.on_result(msg):
-                    EVENT_LATENCY.labels(event["camera"], event["type"]).observe(max(0.0, now - event["ts"]))
-                    self.emit(event, parts[1] if len(parts) == 2 else None)
-                if self.book is not None:
-                    self.book.on_result(msg["camera"], msg["ts_ns"], self.events.camera(msg["camera"]).covered,
-                                        msg.get("worker") if isinstance(msg.get("worker"), str) else None)
-            elif kind == "status":
-                if not isinstance(msg.get("camera"), str):
-                    raise wire.MalformedMessage("bad_header", "status without camera")
-                for event in self.events.on_status(msg):
-                    self.emit(event, None)
-                if self.book is not None:
-                    self.book.on_status(msg)
-            elif kind == "workers":
-                if not isinstance(msg.get("workers"), list):
-                    raise wire.MalformedMessage("bad_header", "workers without a list")
-                if self.book is not None:
-                    self.book.on_workers(msg)
-            elif kind == "eos":
-                if not isinstance(msg.get("camera"), str):
-                    raise wire.MalformedMessage("bad_header", "eos without camera")
-                self.events.on_eos(msg)
-                if self.book is not None:
-                    self.book.on_eos(msg)
-                self.log.info("camera ended", camera=msg["camera"], results=msg.get("results"))
-            else:
-                raise wire.MalformedMessage("unexpected_kind", kind)
-        except wire.MalformedMessage as exc:
-            self.events.counters.add("malformed", exc.reason)
-            self.log.warning("malformed message dropped", reason=exc.reason, detail=str(exc))
+    def handle(self, parts: list[Any]) -> None:
+        if not 1 <= len(parts) <= 2:
+            raise wire.MalformedMessage("bad_part_count", f"{len(parts)} parts")
+        msg = wire.unpack(_buffer(parts[0]))
+        wire.expect(msg, wire.Result, wire.Status, wire.Eos, wire.Workers)
+        if len(parts) == 2 and not isinstance(msg, wire.Result):
+            raise wire.MalformedMessage("bad_part_count", f"{type(msg).__name__} with 2 parts")
+        if isinstance(msg, wire.Workers):
+            self.book.on_workers(msg)
+            return
+        if not self.events.admit(msg.camera):
+            self.d.repeats("unknown_cameras", "camera dropped: --max-cameras are known already", camera=msg.camera,
+                           max_cameras=self.args.max_cameras)
+            return
+        if isinstance(msg, wire.Result):
+            self.on_result(msg, _bytes(parts[1]) if len(parts) == 2 else None)
+        elif isinstance(msg, wire.Status):
+            for event in self.events.on_status(msg):
+                self.emit(event, None)
+            self.book.on_status(msg)
+        else:
+            self.events.on_eos(msg)
+            self.book.on_eos(msg)
+            self.log.info("camera ended", camera=msg.camera, results=msg.results)
 
-    def emit(self, event: dict[str, Any], jpeg: bytes | None) -> None:
-        if jpeg is not None and self.data_dir is not None:
-            event["snapshot"] = str(self._save_snapshot(event, jpeg))
-        line = json.dumps(event, separators=(",", ":"))
-        self.events_file.write(line + "\n")
-        self.events_file.flush()
+    def on_result(self, r: wire.Result, jpeg: bytes | None) -> None:
+        now = time.time()
+        RESULT_LATENCY.labels(r.camera).observe(max(0.0, now - r.ts_ns / 1e9))
+        if r.error:
+            self.d.repeats(f"result_error:{r.camera}", "results carry an error", camera=r.camera, worker=r.worker,
+                           error=r.error)
+        for event in self.events.on_result(r):
+            EVENT_LATENCY.labels(event.camera, event.type).observe(max(0.0, now - event.ts))
+            self.emit(event, jpeg if event.seq is not None else None)
+        self.book.on_result(r, self.events.camera(r.camera).covered)
+
+    # -- events out -------------------------------------------------------------------------------
+
+    def emit(self, event: wire.Event, jpeg: bytes | None) -> None:
+        """Snapshot, JSON line, PUB, MQTT, webhook: a failure in one never holds back the others."""
+        if jpeg is not None and self.snapshots is not None:
+            path = self.snapshots.save(event, jpeg)
+            if path is not None:
+                event = msgspec.structs.replace(event, snapshot=path)
+        body = _json.encode(event)
+        self.eventlog.write(body + b"\n")
         if self.pub is not None:
-            self.pub.send(wire.pack("event", event))
+            self.pub.send(wire.pack(event))
         for output in self.outputs:
-            output.send(event)
-        self.log.info("event", type=event["type"], camera=event["camera"], seq=event["seq"],
-                      detections=len(event["detections"]), snapshot=event["snapshot"])
+            output.send(event, body)
+        self.log.info("event", type=event.type, camera=event.camera, seq=event.seq, id=event.id,
+                      detections=len(event.detections), snapshot=event.snapshot, reason=event.reason)
 
-    def _save_snapshot(self, event: dict[str, Any], jpeg: bytes) -> Path:
-        folder = self.data_dir / "snapshots" / safe_name(event["camera"]) / utc_day(event["ts"])
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{safe_name(event['id'])}.jpg"
-        path.write_bytes(jpeg)
-        path.with_suffix(".json").write_text(json.dumps({**event, "snapshot": str(path)}, indent=1))
-        return path
+    # -- timers -----------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Every FLUSH_S: cameras gone silent, then status.db."""
+        for event in self.events.silence_check():
+            self.book.on_silent(event.camera)
+            self.emit(event, None)
+        self.book.flush(force=True)
+
+    def prune(self) -> None:
+        if self.snapshots is not None:
+            self.snapshots.prune()
+
+    def reload(self, cfg: Config | None) -> None:
+        """SIGHUP or a changed --config: reopen --events (logrotate), take the rules again."""
+        self.eventlog.reopen()
+        if self.args.rules:
+            try:
+                self.events.rules = load_rules(self.args.rules)
+            except ValueError as exc:
+                self.log.error("rules refused; the running rules stay", reason=str(exc))
+                return
+            self.log.info("rules reloaded", file=self.args.rules)
+        elif cfg is not None:
+            self.events.rules = cfg.rules
+            self.log.info("rules reloaded", file=str(cfg.path), cameras=sorted(cfg.rules.cameras or {}))
+
+    def drained(self) -> bool:
+        if self.until and all(self.events.drained(c) for c in self.until):
+            self.log.info("all cameras drained", cameras=sorted(self.until))
+            return True
+        return False
+
+    def close(self) -> None:
+        """Results already queued here were accepted: they become events too. Then close the files."""
+        try:
+            while True:
+                try:
+                    parts = self.pull.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                try:
+                    self.handle(parts)
+                except wire.MalformedMessage as exc:
+                    self.d.malformed(exc)
+        finally:
+            for output in self.outputs:
+                output.close()
+            self.book.close()
+            self.eventlog.close()
+
+    # -- what the metrics and --stats say ---------------------------------------------------------
+
+    def gauges(self) -> dict:
+        snap = self.snapshots
+        return {"cameras": ("cameras the sink knows", (), {(): len(self.events.cameras)}),
+                "snapshot_bytes": ("bytes of snapshots kept", (), {(): snap.bytes if snap else 0})}
+
+    def stats_extra(self) -> dict[str, Any]:
+        return {"uptime_s": round(time.monotonic() - self.started, 3),
+                "cameras": {name: {"online": c.online, "covered": c.covered, "results": c.results,
+                                   "state": self.book.cameras[name].state if name in self.book.cameras else None}
+                            for name, c in self.events.cameras.items()}}
 
 
-def _check_result(msg: dict[str, Any]) -> None:
-    for key, types in (("camera", str), ("seq", int), ("ts_ns", int), ("detections", list)):
-        if not isinstance(msg.get(key), types):
-            raise wire.MalformedMessage("bad_header", f"result {key}={msg.get(key)!r}")
+class CameraUp:
+    """``camwire_camera_up{camera}``: 1 while a camera is online (covered or not), else 0."""
+
+    def __init__(self, book: StatusBook) -> None:
+        self.book = book
+
+    def collect(self):
+        family = GaugeMetricFamily("camwire_camera_up", "1 while the camera is online, as the sink sees it",
+                                   labels=["camera"])
+        for camera, up in sorted(self.book.up().items()):
+            family.add_metric([camera], up)
+        yield family
+
+
+def _buffer(frame: Any) -> Any:
+    return frame.buffer if isinstance(frame, zmq.Frame) else frame
+
+
+def _bytes(frame: Any) -> bytes:
+    return frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)
 
 
 def main(args: argparse.Namespace) -> int:
-    log = configure("sink")
-    stop = StopFlag().install()
     rules = load_rules(args.rules) if args.rules else args.config.rules if args.config else None
-    events = Events(cooldown_s=args.cooldown, rules=rules)
-    until = set(name_list(args.exit_when_drained)) or None
-    Path(args.events).parent.mkdir(parents=True, exist_ok=True)
-    data_dir = Path(args.data_dir) if args.data_dir else None
-    started = time.monotonic()
-    book = StatusBook(data_dir / "status.db") if data_dir is not None else None
-    outputs: list = []
-    if args.mqtt:
-        outputs.append(MqttOutput(args.mqtt, events.counters, log))
-    if args.webhook:
-        outputs.append(WebhookOutput(args.webhook, events.counters, log, retries=args.webhook_retries))
-    register_stats("sink", events.counters.snapshot, METRIC_LABELS)
-    with zmq.Context() as ctx, open(args.events, "a", encoding="utf-8") as events_file:
-        pull = make_socket(ctx, zmq.PULL, bind=args.bind, linger=0)
-        pub = make_socket(ctx, zmq.PUB, bind=args.publish, linger=1000) if args.publish else None
-        log.info("sink started", bind=args.bind, events=args.events, publish=args.publish, mqtt=args.mqtt,
-                 webhook=origin(args.webhook) if args.webhook else None,
-                 status=str(data_dir / "status.db") if data_dir else None)
-        sink = Sink(pull, pub, events_file, data_dir, events, log, book, outputs)
-        if args.config is not None and not args.rules:
-            sink.watcher = ConfigWatcher(args.config, log)
-        try:
-            sink.run(stop, until)
-            sink.drain()  # results already queued here were accepted: they become events too
-        finally:
-            pull.close()
-            if pub is not None:
-                pub.close()
-            for output in outputs:
-                output.close()
-            if book is not None:
-                book.close()
-    stats = {**events.counters.snapshot(), "uptime_s": round(time.monotonic() - started, 3),
-             "cameras": {name: {"online": c.online, "covered": c.covered, "results": c.results}
-                         for name, c in events.cameras.items()}}
-    write_stats(args.stats, stats)
-    log.info("sink stopped", stats=stats)
-    return 0
+    d = Daemon("sink", args, LABELS)
+    sink = Sink(d, args, rules)
+    d.on(sink.pull, sink.handle)
+    d.every(FLUSH_S, sink.tick)
+    d.every(PRUNE_EVERY_S, sink.prune, now=True)
+    d.on_reload(sink.reload)
+    d.gauges(sink.gauges)
+    d.stats_extra(sink.stats_extra)
+    REGISTRY.register(CameraUp(sink.book))
+    d.log.info("sink started", bind=args.bind, events=args.events, publish=args.publish, mqtt=args.mqtt,
+               webhook=origin(args.webhook) if args.webhook else None, data_dir=args.data_dir)
+    code = d.run(until=sink.drained, cleanup=sink.close)
+    d.log.info("sink stopped", stats=d.stats())
+    return code

@@ -1,13 +1,21 @@
 """``camwire classifier``: a worker that asks the ventilator for frames and runs a detector on them.
 
-Sockets, all owned by the main thread:
-  - DEALER to the ventilator: sends ``ready`` (credits, frames done, ``leaving`` at shutdown) and
+Sockets, all owned by the main thread (run by common.daemon):
+  - DEALER to the ventilator: sends ``ready`` (credits, frames done, ``leaving``) and
     ``heartbeat``; receives frames, ``heartbeat``, ``reset``, ``bye``, and ``status``/``eos``/
     ``workers`` for the sink;
-  - PUSH to the sink: one ``result`` per frame taken, always, even when decoding or the detector
-    failed (``error`` says why), plus the ``status``/``eos``/``workers`` maps passed on unchanged;
-  - PAIR (inproc) from the detection thread, which sends each result as it is made.
+  - PUSH to the sink: one ``result`` per frame taken, always, even when the frame was malformed
+    or too large, or the detector or its thread failed (``error`` says why), plus the
+    ``status``/``eos``/``workers`` messages passed on unchanged;
+  - PULL (inproc) from the detection thread, which pushes each result as it is made.
+Every send is non-blocking: a ventilator or sink that is away for hours costs counted drops,
+never a worker stuck in a send. A wrong ``--connect`` or ``--sink`` is warned about with the
+address (common.sockets.PeerWatch).
+
 The detector runs in its own thread, so heartbeats and status keep flowing during a slow batch.
+That thread is watched: if it dies, the frames it held get results with an error, the worker
+stops heartbeating and tells the ventilator it is out (``leaving``) until the thread is started
+again, then asks for work anew. A worker never heartbeats with nothing behind it.
 """
 
 from __future__ import annotations
@@ -20,23 +28,29 @@ import threading
 import time
 from typing import Any
 
-import structlog
 import zmq
 
 from classifier.detectors import Detector, FrameResult, make_detector
-from common import wire
-from common.counters import Counters, write_stats
-from common.lifecycle import StopFlag
-from common.logs import configure
-from common.metrics import INFERENCE_SECONDS, register_stats
-from common.sockets import make_socket
+from common import pixels, wire
+from common.config import Config
+from common.counters import Counters
+from common.daemon import Daemon
+from common.logs import RepeatLimiter, configure
+from common.metrics import INFERENCE_SECONDS
+from common.sockets import PeerWatch, make_socket, send_nowait
+from common.units import duration, positive, size
 
 HEARTBEAT_S = 1.0
+TICK_S = 0.25  # how soon a dead detection thread is noticed
 LEAVE_TIMEOUT_S = 4.0  # longest a stopping worker spends finishing frames it already took
 BYE_WAIT_S = 1.0
 SINK_HWM = 1000
-METRIC_LABELS = {"processed": ("camera",), "malformed": ("reason",), "errors": ("error",), "dropped": ("reason",)}
+DEALER_HWM = 100  # ready/heartbeat queued while the ventilator is away; past it they are dropped
+PIPE_SEND_WAIT_MS = 500
+LABELS = {"processed": ("camera",), "dropped": ("reason",), "detector_errors": ("error",),
+          "failed": ("reason",), "late": ("reason",)}
 
+Key = tuple[str, int]
 Batch = list[tuple[wire.FrameHeader, list[zmq.Frame]]]
 
 
@@ -47,19 +61,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="worker name in logs and stats (default: host-pid, or classifier-N)")
     p.add_argument("--instance", type=int, metavar="N", help="systemd's %%i: names the worker classifier-N "
                    "and serves metrics on --metrics-port + N, so one config serves a pool")
+    p.add_argument("--max-frame-bytes", type=positive(size), default=wire.DEFAULT_MAX_FRAME_BYTES, metavar="SIZE",
+                   help="largest frame decoded (its pixels); a larger one gets a result with an error")
     p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
 
 
 # detector options that ``camwire run`` hands to its workers: (flag, type, default, help)
 DETECTOR_OPTIONS: list[tuple[str, type, Any, str]] = [
     ("--batch", int, 1, "frames per detector call (the worker's credits)"),
-    ("--batch-wait", float, 20.0, "longest wait in ms for a batch to fill once its first frame is in"),
+    ("--batch-wait", duration, 0.02, "longest wait for a batch to fill once its first frame is in"),
     ("--confidence", float, 0.25, "onnx/roboflow: lowest confidence kept"),
     ("--iou", float, 0.45, "onnx/roboflow: NMS overlap threshold"),
     ("--classes", str, None, "onnx/roboflow: comma-separated labels to keep (default: all)"),
     ("--labels", str, None, "onnx: a file of class names, one per line (default: the model's metadata)"),
     ("--api-url", str, "http://localhost:9001", "roboflow: the Inference server"),
-    ("--infer-timeout", float, 10.0, "roboflow: seconds before a call to the server counts as failed"),
+    ("--infer-timeout", duration, 10.0, "roboflow: how long before a call to the server counts as failed"),
     ("--concurrency", int, 4, "roboflow: requests kept in flight per worker"),
 ]
 
@@ -81,23 +97,50 @@ def detector_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
-class Detection(threading.Thread):
-    """Runs the detector over batches from a queue; results go back over an inproc PAIR."""
+def result_parts(header: wire.FrameHeader, worker: str, detector: str, result: FrameResult | None = None,
+                 image: Any = None, error: str | None = None, infer_ms: float = 0.0) -> list[bytes]:
+    """A frame's ``result`` (and its JPEG snapshot when something was found or the lens is covered).
 
-    def __init__(self, ctx: zmq.Context, detector: Detector, pipe_addr: str, worker: str) -> None:
+    The detector's own result is converted and validated here, once; one the sink could not
+    decode (a NaN box) becomes a result with the error instead."""
+    detections: list[wire.Detection] = []
+    flags = wire.Flags()
+    if result is not None:
+        try:
+            detections, flags = result.to_wire()
+        except (ValueError, TypeError) as exc:  # msgspec.ValidationError is a ValueError
+            error = error or f"detector gave an invalid result: {exc}"
+    body = wire.Result(camera=header.camera, seq=header.seq, ts_ns=header.ts_ns, width=header.width,
+                       height=header.height, pts=header.pts, worker=worker, detector=detector, detections=detections,
+                       flags=flags, error=error[:1000] if error else None, infer_ms=min(infer_ms, 1e6))
+    parts = [wire.pack(body)]
+    if image is not None and error is None and (detections or flags.covered):
+        parts.append(pixels.encode_jpeg(image))  # the sink saves it as the event's snapshot
+    return parts
+
+
+class Detection(threading.Thread):
+    """Runs the detector over batches from a queue; results go back over an inproc PUSH."""
+
+    def __init__(self, ctx: zmq.Context, detector: Detector, pipe_addr: str, worker: str,
+                 batches: queue.Queue[Batch | None], counters: Counters, max_frame_bytes: int, log: Any) -> None:
         super().__init__(name="detection", daemon=True)
         self.ctx, self.detector, self.pipe_addr, self.worker = ctx, detector, pipe_addr, worker
-        self.batches: queue.Queue[Batch | None] = queue.Queue()
-        self.counters = Counters()
+        self.batches, self.counters, self.max_frame_bytes = batches, counters, max_frame_bytes
+        self.log = log
+        self.repeats = RepeatLimiter(log)  # this thread's own: a failing detector logs once a minute
         self.busy_s = 0.0
-        self.log = structlog.get_logger().bind(worker=worker)
+        self.finished = False  # set on a clean stop, so the watcher does not restart it
 
     def run(self) -> None:
-        pipe = make_socket(self.ctx, zmq.PAIR, connect=self.pipe_addr)
+        pipe = make_socket(self.ctx, zmq.PUSH, connect=self.pipe_addr)
         try:
             while (batch := self.batches.get()) is not None:
                 for parts in self.process(batch):
-                    pipe.send_multipart(parts)
+                    # the main thread always reads; the bounded wait only guards a stopping worker
+                    while not send_nowait(pipe, parts, PIPE_SEND_WAIT_MS):
+                        pass
+            self.finished = True
         finally:
             pipe.close()
 
@@ -105,150 +148,227 @@ class Detection(threading.Thread):
         decoded, out = [], []
         for header, parts in batch:
             try:
-                decoded.append(wire.decode_frame([p.buffer for p in parts]))
+                decoded.append(pixels.decode_frame([p.buffer for p in parts], self.max_frame_bytes))
             except wire.MalformedMessage as exc:
                 self.counters.add("malformed", exc.reason)
-                out.append(self._result(header, FrameResult(), None, error=f"malformed: {exc.reason}"))
+                out.append(result_parts(header, self.worker, self.detector.name, error=f"malformed: {exc}"))
         started = time.perf_counter()
+        error = None
         try:
             results = self.detector.detect(decoded) if decoded else []
-            error = None
-        except Exception as exc:  # a model failing on one batch must not take the worker down
-            self.log.exception("detector failed", batch=len(decoded))
-            self.counters.add("errors", type(exc).__name__)
-            results, error = [FrameResult() for _ in decoded], f"{type(exc).__name__}: {exc}"
+            if len(results) != len(decoded):
+                raise RuntimeError(f"{len(results)} results for {len(decoded)} frames")
+        except Exception as exc:  # noqa: BLE001 - a model failing on a batch must not take the worker down
+            kind = type(exc).__name__
+            error = f"{kind}: {exc}"
+            self.counters.add("detector_errors", kind)
+            self.repeats(f"detector:{error}", "detector failed; its frames get results with the error",
+                         level="error", exc_info=True, error=error[:500], batch=len(decoded))
+            results = [FrameResult() for _ in decoded]
         elapsed = time.perf_counter() - started
         self.counters.add("batches")
         self.busy_s += elapsed
         INFERENCE_SECONDS.labels(self.detector.name).observe(elapsed)
-        for (header, image), result in zip(decoded, results, strict=True):
+        for (header, image), result in zip(decoded, results):
             self.counters.add("processed", header.camera)
-            out.append(self._result(header, result, image, error=error,
+            out.append(result_parts(header, self.worker, self.detector.name, result, image, error=error,
                                     infer_ms=round(1000 * elapsed / len(decoded), 3)))
         return out
 
-    def _result(self, header: wire.FrameHeader, result: FrameResult, image, error: str | None,
-                infer_ms: float = 0.0) -> list[bytes]:
-        body: dict[str, Any] = {
-            "camera": header.camera, "seq": header.seq, "ts_ns": header.ts_ns, "pts": header.pts,
-            "width": header.width, "height": header.height, "worker": self.worker,
-            "detector": self.detector.name, "detections": [d.to_map() for d in result.detections],
-            "flags": result.flags, "error": error, "infer_ms": infer_ms,
-        }
-        parts = [wire.pack("result", body)]
-        if image is not None and (result.detections or result.flags.get("covered")):
-            parts.append(wire.encode_jpeg(image))  # the sink saves it as the event's snapshot
-        return parts
-
 
 class Worker:
-    def __init__(self, dealer: zmq.Socket, sink: zmq.Socket, pipe: zmq.Socket, detection: Detection,
-                 batch: int, batch_wait_s: float, name: str, log) -> None:
-        self.dealer, self.sink, self.pipe, self.detection = dealer, sink, pipe, detection
-        self.batch, self.batch_wait_s, self.name, self.log = batch, batch_wait_s, name, log
-        self.counters = Counters()
-        self.pending: Batch = []
+    """The dealer's and the detection pipe's handlers, batching, and the detection thread's care."""
+
+    def __init__(self, daemon: Daemon, dealer: zmq.Socket, sink: zmq.Socket, pipe: zmq.Socket, pipe_addr: str,
+                 detector: Detector, batch: int, batch_wait_s: float, max_frame_bytes: int, name: str) -> None:
+        self.daemon, self.dealer, self.sink, self.pipe, self.pipe_addr = daemon, dealer, sink, pipe, pipe_addr
+        self.detector, self.batch, self.batch_wait_s = detector, batch, batch_wait_s
+        self.max_frame_bytes, self.name = max_frame_bytes, name
+        self.log, self.counters = daemon.log, daemon.counters
+        self.batches: queue.Queue[Batch | None] = queue.Queue()
+        self.detection: Detection | None = None
+        self.pending: Batch = []  # taken, waiting to be handed to the detection thread
         self.first_pending_at = 0.0
-        self.in_detection = 0  # frames handed to the detection thread and not yet back
+        self.in_detection: dict[Key, wire.FrameHeader] = {}  # handed over, result not yet back
+        self.down = False  # the detection thread died; we are out until it is started again
+        self.bye = False
+        self.leaving = False
+        self._last_reset = -HEARTBEAT_S
+        self.busy_s = 0.0  # of detection threads that have died
 
     def held(self) -> int:
-        return len(self.pending) + self.in_detection
+        return len(self.pending) + len(self.in_detection)
 
-    def run(self, stop: StopFlag) -> None:
-        poller = zmq.Poller()
-        poller.register(self.dealer, zmq.POLLIN)
-        poller.register(self.pipe, zmq.POLLIN)
-        self._send_ready(self.batch, [])
-        next_beat = time.monotonic() + HEARTBEAT_S
-        leave_started, leave_deadline = 0.0, None
-        bye = False
-        while True:
-            now = time.monotonic()
-            if stop.is_set() and leave_deadline is None:
-                leave_started, leave_deadline = now, now + LEAVE_TIMEOUT_S
-                self._send_ready(0, [], leaving=True)
-                self.log.info("leaving: finishing the frames already taken", held=self.held())
-            # done leaving: nothing held and the ventilator said bye (or is gone: no bye in BYE_WAIT_S)
-            if leave_deadline is not None and ((self.held() == 0 and (bye or now > leave_started + BYE_WAIT_S))
-                                               or now > leave_deadline):
-                if self.held():
-                    self.log.warning("left with frames unfinished", frames=self.held())
-                return
-            timeout = next_beat - now
-            if self.pending:
-                timeout = min(timeout, self.first_pending_at + self.batch_wait_s - now)
-            events = dict(poller.poll(timeout=max(0, int(timeout * 1000)) + 1))
-            if self.pipe in events:
-                self._collect_results()
-            if self.dealer in events:
-                bye = self._drain_dealer() or bye
-            self._maybe_start_batch(time.monotonic(), flush=leave_deadline is not None)
-            if time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + HEARTBEAT_S
-                self.dealer.send(wire.pack("heartbeat", {"worker": self.name}))
+    # -- the detection thread --------------------------------------------------------------------
 
-    def _drain_dealer(self) -> bool:
-        bye = False
-        while True:
-            try:
-                parts = self.dealer.recv_multipart(flags=zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return bye
-            try:
-                msg = wire.unpack(parts[0].buffer)
-                kind = msg["kind"]
-                if kind == "frame":
-                    header = wire.peek_frame([p.buffer for p in parts])
-                    if not self.pending:
-                        self.first_pending_at = time.monotonic()
-                    self.pending.append((header, parts))
-                elif kind in ("status", "eos", "workers"):
-                    self._to_sink([parts[0].bytes])
-                elif kind == "reset":  # the ventilator restarted and lost our credits
-                    self._send_ready(max(0, self.batch - self.held()), [])
-                elif kind == "bye":
-                    bye = True
-                elif kind != "heartbeat":
-                    raise wire.MalformedMessage("unexpected_kind", kind)
-            except wire.MalformedMessage as exc:
-                self.counters.add("malformed", exc.reason)
-                self.log.warning("malformed message dropped", reason=exc.reason, detail=str(exc))
-                if len(parts) == 2:  # it came as a frame and used a credit; give it back
-                    self._send_ready(1, [])
+    def new_detection(self) -> Detection:
+        """The watcher's factory: at start, and again after the thread died."""
+        if self.detection is not None:
+            self.check_detection()  # its frames are answered before a new thread starts
+            self.busy_s += self.detection.busy_s
+        self.detection = Detection(self.daemon.ctx, self.detector, self.pipe_addr, self.name, self.batches,
+                                   self.counters, self.max_frame_bytes, self.log)
+        if self.down:
+            self.down, self.bye = False, False  # the bye our "leaving" brought is not the last one
+            self.log.info("detection thread back; asking for work again")
+            self._send_ready(max(0, self.batch - self.held()), [])
+        return self.detection
 
-    def _maybe_start_batch(self, now: float, flush: bool) -> None:
-        if self.in_detection or not self.pending:
+    def check_detection(self) -> None:
+        """A dead detection thread's frames get results with an error; then we are out (no heartbeat,
+        no credits) until the watcher starts a new one."""
+        thread = self.detection
+        if self.down or thread is None or thread.is_alive() or thread.finished or not thread.ident:
             return
+        self.down = True
+        self._drain(self.pipe, self.on_pipe)  # results it made before dying are real ones
+        while True:
+            try:
+                if self.batches.get_nowait() is None:
+                    self.batches.put(None)  # a stop asked for meanwhile stays asked for
+                    break
+            except queue.Empty:
+                break
+        lost = list(self.in_detection.values()) + [h for h, _ in self.pending]
+        self.in_detection.clear()
+        self.pending = []
+        self.log.error("detection thread died; its frames get results with an error", frames=len(lost))
+        self._fail(lost, "detection_died", "the detection thread died", credits=0)
+        self._send_ready(0, [], leaving=True)  # no more work until the thread is back
+
+    # -- input -----------------------------------------------------------------------------------
+
+    def on_dealer(self, parts: list[zmq.Frame]) -> None:
+        """A frame, or a control message, from the ventilator."""
+        if len(parts) == 2:
+            self._frame(parts)
+            return
+        msg = wire.unpack(parts[0].buffer)
+        wire.expect(msg, wire.Heartbeat, wire.Reset, wire.Bye, wire.Status, wire.Eos, wire.Workers)
+        if len(parts) != 1:
+            raise wire.MalformedMessage("bad_part_count", f"{type(msg).__name__} in {len(parts)} parts")
+        if isinstance(msg, (wire.Status, wire.Eos, wire.Workers)):
+            self._to_sink([parts[0].bytes])
+        elif isinstance(msg, wire.Reset):
+            # the ventilator does not know us (it restarted): our credits again, once per beat
+            # however many resets a backlog of heartbeats brings back
+            now = time.monotonic()
+            if not self.down and not self.leaving and now - self._last_reset >= HEARTBEAT_S:
+                self._last_reset = now
+                self._send_ready(max(0, self.batch - self.held()), [])
+        elif isinstance(msg, wire.Bye):
+            self.bye = True
+
+    def _frame(self, parts: list[zmq.Frame]) -> None:
+        try:
+            header = wire.peek_frame([p.buffer for p in parts], self.max_frame_bytes)
+        except wire.MalformedMessage as exc:
+            self.daemon.malformed(exc)
+            try:
+                header = wire.unpack(parts[0].buffer)
+            except wire.MalformedMessage:
+                header = None
+            if isinstance(header, wire.FrameHeader):  # answered, so the ventilator completes it
+                self._fail([header], f"malformed_{exc.reason}", f"malformed: {exc}", credits=1)
+            else:  # nothing names it: its credit back, the ventilator's deadline settles it
+                self._send_ready(1, [])
+            return
+        if self.down:
+            self._fail([header], "detection_down", "the detection thread is down", credits=0)
+            return
+        if not self.pending:
+            self.first_pending_at = time.monotonic()
+        self.pending.append((header, parts))
+        self.start_batch()
+
+    def on_pipe(self, parts: list[zmq.Frame]) -> None:
+        """A result from the detection thread: to the sink, and the frame done to the ventilator."""
+        result = wire.unpack(parts[0].buffer)
+        wire.expect(result, wire.Result)
+        key = (result.camera, result.seq)
+        if self.in_detection.pop(key, None) is None:
+            self.counters.add("late", "unknown_result")  # already answered with an error
+            return
+        self.counters.add("results")
+        self._to_sink([p.bytes for p in parts])
+        self._send_ready(1, [key])
+        self.start_batch()
+
+    # -- output ----------------------------------------------------------------------------------
+
+    def start_batch(self, flush: bool = False) -> None:
+        """Hand the next batch over when the thread is free and the batch full or waited long enough."""
+        if self.in_detection or not self.pending or self.down:
+            return
+        now = time.monotonic()
         if len(self.pending) >= self.batch or now >= self.first_pending_at + self.batch_wait_s or flush:
             batch, self.pending = self.pending[: self.batch], self.pending[self.batch:]
             self.first_pending_at = now
-            self.in_detection = len(batch)
-            self.detection.batches.put(batch)
+            self.in_detection = {(h.camera, h.seq): h for h, _ in batch}
+            self.batches.put(batch)
 
-    def _collect_results(self) -> None:
-        done = []
-        while True:
-            try:
-                parts = self.pipe.recv_multipart(flags=zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            body = wire.unpack(parts[0])
-            done.append([body["camera"], body["seq"]])
-            self._to_sink(parts)
-        self.in_detection -= len(done)
-        self.counters.add("results", n=len(done))
-        if done:
-            self._send_ready(len(done), done)
+    def _fail(self, headers: list[wire.FrameHeader], reason: str, error: str, credits: int) -> None:
+        """Results with ``error`` for frames that will not be processed, and them done."""
+        if not headers:
+            return
+        for header in headers:
+            self.counters.add("failed", reason)
+            self._to_sink(result_parts(header, self.name, self.detector.name, error=error))
+        self._send_ready(credits * len(headers), [(h.camera, h.seq) for h in headers])
 
     def _to_sink(self, parts: list[bytes]) -> None:
-        try:
-            self.sink.send_multipart(parts, flags=zmq.NOBLOCK)
-        except zmq.Again:
+        if not send_nowait(self.sink, parts):
             self.counters.add("dropped", "sink_full")
 
-    def _send_ready(self, credits: int, done: list, leaving: bool = False) -> None:
-        self.dealer.send(wire.pack("ready", {"worker": self.name, "credits": credits, "done": done,
-                                             "leaving": leaving}))
+    def _send_ready(self, credits: int, done: list[Key], leaving: bool = False) -> None:
+        msg = wire.Ready(worker=self.name, credits=min(credits, 4096), done=done, leaving=leaving)
+        if not send_nowait(self.dealer, [wire.pack(msg)]):
+            self.counters.add("dropped", "ready_unsent")
+
+    def heartbeat(self) -> None:
+        """Only while the detection thread is alive: a worker that cannot work does not say it can."""
+        thread = self.detection
+        if not self.down and thread is not None and thread.is_alive():
+            if not send_nowait(self.dealer, [wire.pack(wire.Heartbeat(worker=self.name))]):
+                self.counters.add("dropped", "heartbeat_unsent")
+
+    # -- stopping ----------------------------------------------------------------------------------
+
+    def _drain(self, sock: zmq.Socket, handler) -> None:
+        while sock.poll(0):
+            parts = sock.recv_multipart(copy=False)
+            try:
+                handler(parts)
+            except wire.MalformedMessage as exc:
+                self.daemon.malformed(exc)
+
+    def leave(self) -> None:
+        """Tell the ventilator we are leaving, finish what we hold (bounded), then stop the thread."""
+        self.leaving = True
+        started = time.monotonic()
+        self._send_ready(0, [], leaving=True)
+        self.log.info("leaving: finishing the frames already taken", held=self.held())
+        poller = zmq.Poller()
+        poller.register(self.dealer, zmq.POLLIN)
+        poller.register(self.pipe, zmq.POLLIN)
+        while True:
+            now = time.monotonic()
+            if (self.held() == 0 and (self.bye or now > started + BYE_WAIT_S)) or now > started + LEAVE_TIMEOUT_S:
+                break
+            poller.poll(50)
+            self._drain(self.pipe, self.on_pipe)
+            self._drain(self.dealer, self.on_dealer)
+            self.check_detection()
+            self.start_batch(flush=True)
+        if self.held():
+            self.log.warning("left with frames unfinished", frames=self.held())
+        self.batches.put(None)
+        if self.detection is not None:
+            self.detection.join(timeout=5.0)
+
+    def stats_extra(self) -> dict[str, Any]:
+        busy = self.busy_s + (self.detection.busy_s if self.detection else 0.0)
+        return {"name": self.name, "busy_seconds": round(busy, 3)}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -259,28 +379,39 @@ def main(args: argparse.Namespace) -> int:
         log.error("--batch must be at least 1")
         return 2
     detector = make_detector(args.detector, vars(args))
-    stop = StopFlag().install()
+    daemon = Daemon("worker", args, LABELS, log=log)  # metrics: camwire_worker_*
     pipe_addr = f"inproc://results-{os.getpid()}"
-    with zmq.Context() as ctx:
-        pipe = make_socket(ctx, zmq.PAIR, bind=pipe_addr, linger=0)
-        dealer = make_socket(ctx, zmq.DEALER, connect=args.connect, identity=name.encode())
-        sink = make_socket(ctx, zmq.PUSH, connect=args.sink, sndhwm=SINK_HWM, linger=5000)
-        detection = Detection(ctx, detector, pipe_addr, name)
-        detection.start()
-        worker = Worker(dealer, sink, pipe, detection, args.batch, args.batch_wait / 1000.0, name, log)
-        register_stats("worker", lambda: {**worker.counters.snapshot(), **detection.counters.snapshot(),
-                                          "busy_seconds": round(detection.busy_s, 3)}, METRIC_LABELS,
-                       lambda: {"held": ("frames taken and not yet done", (), {(): worker.held()})})
-        log.info("classifier started", detector=detector.name, batch=args.batch, connect=args.connect)
+    pipe = daemon.socket(zmq.PULL, bind=pipe_addr, linger=0)
+    dealer = daemon.socket(zmq.DEALER, connect=args.connect, identity=name.encode(), sndhwm=DEALER_HWM)
+    sink = daemon.socket(zmq.PUSH, connect=args.sink, sndhwm=SINK_HWM, linger=5000)
+    peers = [PeerWatch(dealer, args.connect, log), PeerWatch(sink, args.sink, log)]
+    worker = Worker(daemon, dealer, sink, pipe, pipe_addr, detector, args.batch, args.batch_wait,
+                    args.max_frame_bytes, name)
+    daemon.on(dealer, worker.on_dealer)
+    daemon.on(pipe, worker.on_pipe)
+    daemon.watch("detection", worker.new_detection)
+    daemon.every(HEARTBEAT_S, worker.heartbeat)
+    daemon.every(TICK_S, worker.check_detection)
+    if args.batch > 1:  # a batch of one starts as its frame comes; a bigger one may need its wait ended
+        daemon.every(max(0.005, args.batch_wait / 2), worker.start_batch)
+    daemon.every(1.0, lambda: [p.check() for p in peers])
+    daemon.stats_extra(worker.stats_extra)
+    daemon.gauges(lambda: {"held": ("frames taken and not yet done", (), {(): worker.held()})})
+
+    def reloaded(_cfg: Config | None) -> None:  # the detector is built once; a new one needs a restart
+        log.info("reload: nothing to change", detector=detector.name, held=worker.held())
+
+    daemon.on_reload(reloaded)
+
+    def cleanup() -> None:
         try:
-            worker.run(stop)
+            worker.leave()
         finally:
-            detection.batches.put(None)
-            detection.join(timeout=5.0)
-            for sock in (dealer, sink, pipe):
-                sock.close()
-    stats = {**worker.counters.snapshot(), **detection.counters.snapshot(), "name": name,
-             "busy_seconds": round(detection.busy_s, 3)}
-    write_stats(args.stats, stats)
-    log.info("classifier stopped", stats=stats)
-    return 0
+            for p in peers:
+                p.close()
+
+    worker._send_ready(args.batch, [])
+    log.info("classifier started", detector=detector.name, batch=args.batch, connect=args.connect)
+    code = daemon.run(cleanup=cleanup)
+    log.info("classifier stopped", stats=daemon.stats())
+    return code

@@ -12,17 +12,26 @@
     [sink]                    # a daemon's own flags, spelled as in its --help (- or _)
     data_dir = "/var/lib/camwire"
 
-    [cameras.front]
+    [run]                     # camwire run's own flags (workers = 4)
+
+    [cameras.front]           # a name is ^[A-Za-z0-9_-]{1,64}$
     url = "rtsp://admin:${FRONT_PASSWORD}@10.0.0.5/stream1"
     fallback = ["rtsp://admin:${FRONT_PASSWORD}@10.0.0.5/stream2"]
     fps = 5                   # or every = N, or keyframes = true; default: every frame
     record = true             # published to the recorder (default true)
+    publish = "tcp://127.0.0.1:5561"    # an extractor serving this camera alone binds here
+    metrics_port = 9121                 # ... and serves its metrics here
     [cameras.front.rules]     # see classifier.rules
     labels = ["person"]
 
 ``${VAR}`` in any string comes from the environment, or else from a ``.env`` beside the file;
 a file naming a variable that is set nowhere is refused. Every error names the file and line.
 Flags given on a daemon's command line override the file.
+
+This module checks the file's shape and what common/ knows (sockets, cameras, sampling). The
+parts whose types live elsewhere (the sink's rules) are parsed by functions registered with
+:func:`register_part` (camwire.cli does), and each daemon's section is judged by that daemon's own
+flags (camwire.cli's config loader): common/ imports only common/.
 """
 
 from __future__ import annotations
@@ -38,11 +47,13 @@ from typing import Any, Callable
 
 from dotenv import dotenv_values
 
-from classifier.rules import Rules, rules_from_config
 from common.logs import redact_url
-from extractor.sampling import Sampling
+from common.sampling import Sampling
+from common.sockets import TRANSPORTS
+from common.wire import CAMERA_NAME_PATTERN
 
 DAEMONS = ("extractor", "ventilator", "classifier", "sink", "recorder")
+SECTIONS = (*DAEMONS, "run")  # tables of flags: each daemon's, and camwire run's
 # [sockets] name -> {daemon: the flag (argparse dest) it fills}
 SOCKETS: dict[str, dict[str, str]] = {
     "frontend": {"extractor": "push", "ventilator": "frontend"},
@@ -52,9 +63,20 @@ SOCKETS: dict[str, dict[str, str]] = {
     "frames": {"extractor": "publish", "recorder": "subscribe"},
 }
 CAMERA_KEYS = {"url": str, "fallback": list, "every": int, "fps": (int, float), "keyframes": bool,
-               "realtime": bool, "record": bool, "rules": dict}
+               "realtime": bool, "record": bool, "rules": dict, "publish": str, "metrics_port": int}
+CAMERA_NAME = re.compile(CAMERA_NAME_PATTERN)
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MASK = "***"
+
+# name -> parser of the whole file's data (a dict), returning that part's typed value or raising
+# ValueError that starts with the dotted key at fault ("cameras.yard.rules.min_frames: ...")
+PartParser = Callable[[dict[str, Any]], Any]
+PARTS: dict[str, PartParser] = {}
+
+
+def register_part(name: str, parse: PartParser) -> None:
+    """Have every later load parse (and so validate) a part of the file: ``Config.parts[name]``."""
+    PARTS[name] = parse
 
 
 class ConfigError(ValueError):
@@ -67,7 +89,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class CameraConfig:
-    """One camera as the file says, secrets resolved; ``shown`` is its URLs as safe to print."""
+    """One camera as the file says, secrets resolved; ``shown`` is its URLs as safe to print.
+    ``rules`` is its rules table as written (validated at load by the registered parser)."""
 
     name: str
     sources: tuple[str, ...]
@@ -75,6 +98,9 @@ class CameraConfig:
     sampling: Sampling
     realtime: bool = False
     record: bool = True
+    publish: str | None = None  # an extractor serving this camera alone binds its PUB here
+    metrics_port: int | None = None  # ... and serves its metrics here
+    rules: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,16 +108,28 @@ class Config:
     path: Path
     digest: str  # of the file's bytes: a reload with the same digest changes nothing
     cameras: dict[str, CameraConfig]
-    rules: Rules
     sockets: dict[str, str]
-    sections: dict[str, dict[str, Any]]  # daemon -> {dest: value}, from its section
+    sections: dict[str, dict[str, Any]]  # section -> {dest: value}, as written (secrets resolved)
     text: str
     shown_sections: dict[str, dict[str, Any]] = field(default_factory=dict)  # each ${VAR} masked
+    default_rules: dict[str, Any] | None = None  # the [rules] table as written
+    parts: dict[str, Any] = field(default_factory=dict)  # from the registered parsers
+
+    @property
+    def rules(self) -> Any:
+        """The rules as classifier.rules parsed them at load (registered by camwire.cli)."""
+        return self.parts.get("rules")
 
     def daemon_defaults(self, daemon: str) -> dict[str, Any]:
-        """Values for a daemon's flags (argparse dests): its sockets, then its own section."""
-        values = {flags[daemon]: addr for name, addr in self.sockets.items()
-                  if (flags := SOCKETS[name]).get(daemon)}
+        """Values for a daemon's flags (argparse dests): its sockets, then its own section. The
+        recorder subscribes to [sockets] frames and to every recorded camera's own ``publish``."""
+        values: dict[str, Any] = {flags[daemon]: addr for name, addr in self.sockets.items()
+                                  if (flags := SOCKETS[name]).get(daemon)}
+        if daemon == "recorder":
+            own = [c.publish for c in self.cameras.values() if c.publish and c.record]
+            subscribe = ([values["subscribe"]] if "subscribe" in values else []) + own
+            if subscribe:
+                values["subscribe"] = list(dict.fromkeys(subscribe))
         values.update(self.sections.get(daemon, {}))
         return values
 
@@ -103,10 +141,12 @@ class Config:
         """What ``check-config`` prints: cameras with secrets masked, sockets, daemons' settings."""
         return {"file": str(self.path),
                 "cameras": {c.name: {"sources": list(c.shown), "sampling": c.sampling.describe(),
-                                     "realtime": c.realtime, "record": c.record} for c in self.cameras.values()},
+                                     "realtime": c.realtime, "record": c.record, "publish": c.publish,
+                                     "metrics_port": c.metrics_port}
+                            for c in self.cameras.values()},
                 "sockets": self.sockets,
                 "daemons": {d: {k: _shown(self.shown_sections.get(d, {}).get(k, v))
-                                for k, v in self.daemon_defaults(d).items()} for d in DAEMONS}}
+                                for k, v in self.daemon_defaults(d).items()} for d in SECTIONS}}
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -124,35 +164,48 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         raise ConfigError(path, int(m.group(1)) if m else None, str(exc)) from None
     env = {**{k: v for k, v in dotenv_values(path.parent / ".env").items() if v is not None}, **os.environ}
-    cfg = Config(path, hashlib.sha256(raw).hexdigest(), {}, Rules(), {}, {}, text)
-    unknown = set(data) - {"sockets", "cameras", "rules", *DAEMONS}
+    cfg = Config(path, hashlib.sha256(raw).hexdigest(), {}, {}, {}, text)
+    unknown = set(data) - {"sockets", "cameras", "rules", *SECTIONS}
     if unknown:
         key = sorted(unknown)[0]
-        raise cfg.error(key, f"unknown section [{key}]; known: sockets, cameras, rules, {', '.join(DAEMONS)}")
+        raise cfg.error(key, f"unknown section [{key}]; known: sockets, cameras, rules, {', '.join(SECTIONS)}")
     sockets = data.get("sockets", {})
+    if not isinstance(sockets, dict):
+        raise cfg.error("sockets", "[sockets] must be a table of addresses")
     for name, addr in sockets.items():
         if name not in SOCKETS:
             raise cfg.error(f"sockets.{name}", f"unknown socket {name!r}; known: {', '.join(SOCKETS)}")
-        if not isinstance(addr, str) or "://" not in addr:
+        if not isinstance(addr, str) or not addr.startswith(TRANSPORTS):
             raise cfg.error(f"sockets.{name}", f"sockets.{name}: an address like tcp://host:port, not {addr!r}")
     sections, shown = {}, {}
-    for daemon in DAEMONS:
-        table = data.get(daemon, {})
+    for section in SECTIONS:
+        table = data.get(section, {})
         if not isinstance(table, dict):
-            raise cfg.error(daemon, f"[{daemon}] must be a table of its flags")
-        pairs = {key.replace("-", "_"): _resolve(value, env, cfg, f"{daemon}.{key}") for key, value in table.items()}
-        sections[daemon] = {key: pair[0] for key, pair in pairs.items()}
-        shown[daemon] = {key: pair[1] for key, pair in pairs.items()}
-    cameras = {name: _camera(name, table, env, cfg) for name, table in (data.get("cameras") or {}).items()}
-    try:
-        rules = rules_from_config(data)
-    except ValueError as exc:  # "cameras.yard.rules.min_frames: ..." names the key
-        raise cfg.error(str(exc).split(":")[0].split(" ")[0], str(exc)) from None
-    return Config(path, cfg.digest, cameras, rules, dict(sockets), sections, text, shown)
+            raise cfg.error(section, f"[{section}] must be a table of its flags")
+        pairs = {key.replace("-", "_"): _resolve(value, env, cfg, f"{section}.{key}") for key, value in table.items()}
+        sections[section] = {key: pair[0] for key, pair in pairs.items()}
+        shown[section] = {key: pair[1] for key, pair in pairs.items()}
+    cameras_table = data.get("cameras") or {}
+    if not isinstance(cameras_table, dict):
+        raise cfg.error("cameras", "cameras: a table of [cameras.NAME] tables")
+    cameras = {name: _camera(name, table, env, cfg) for name, table in cameras_table.items()}
+    default_rules = data.get("rules")
+    if default_rules is not None and not isinstance(default_rules, dict):
+        raise cfg.error("rules", "[rules] must be a table")
+    parts = {}
+    for name, parse in PARTS.items():
+        try:
+            parts[name] = parse(data)
+        except ValueError as exc:  # "cameras.yard.rules.min_frames: ..." names the key
+            raise cfg.error(str(exc).split(":")[0].split(" ")[0], str(exc)) from None
+    return Config(path, cfg.digest, cameras, dict(sockets), sections, text, shown, default_rules, parts)
 
 
 def _camera(name: str, table: Any, env: dict[str, str], cfg: Config) -> CameraConfig:
     where = f"cameras.{name}"
+    if not CAMERA_NAME.fullmatch(name):
+        raise ConfigError(cfg.path, line_of(cfg.text, ("cameras", name)),
+                          f"cameras.{name!r}: a camera name is 1 to 64 of A-Z a-z 0-9 _ - (no renaming is done)")
     if not isinstance(table, dict):
         raise cfg.error(where, f"[{where}] must be a table")
     for key, value in table.items():
@@ -169,9 +222,18 @@ def _camera(name: str, table: Any, env: dict[str, str], cfg: Config) -> CameraCo
     try:
         sampling = Sampling(every=table.get("every", 1), fps=table.get("fps"), keyframes=table.get("keyframes", False))
     except ValueError as exc:
-        raise cfg.error(where, f"{where}: {str(exc).replace('--', '')}") from None
+        # "--fps must be positive" is about one key; "choose one of ..." about the camera
+        flags = re.findall(r"--(\w+)", str(exc))
+        key = f"{where}.{flags[0]}" if len(flags) == 1 else where
+        raise cfg.error(key, f"{where}: {str(exc).replace('--', '')}") from None
+    publish = table.get("publish")
+    if publish is not None and not publish.startswith(TRANSPORTS):
+        raise cfg.error(f"{where}.publish", f"{where}.publish: an address like tcp://host:port, not {publish!r}")
+    port = table.get("metrics_port")
+    if port is not None and not 0 < port < 65536:
+        raise cfg.error(f"{where}.metrics_port", f"{where}.metrics_port: a port from 1 to 65535, not {port}")
     return CameraConfig(name, tuple(r[0] for r in resolved), tuple(redact_url(r[1]) for r in resolved), sampling,
-                        table.get("realtime", False), table.get("record", True))
+                        table.get("realtime", False), table.get("record", True), publish, port, table.get("rules"))
 
 
 def _resolve(value: Any, env: dict[str, str], cfg: Config, where: str) -> tuple[Any, Any]:
@@ -196,10 +258,11 @@ def _shown(value: Any) -> Any:
     return value
 
 
-def line_of(text: str, where: str) -> int | None:
-    """The line that sets the dotted key ``where``: the key under its table header, or the
-    header itself; for a key that is not in the file, its nearest table that is."""
-    parts = where.split(".")
+def line_of(text: str, where: str | tuple[str, ...]) -> int | None:
+    """The line that sets the dotted key ``where`` (or its parts, for a key with a dot in it):
+    the key under its table header, or the header itself; for a key that is not in the file,
+    its nearest table that is."""
+    parts = where.split(".") if isinstance(where, str) else list(where)
     lines = text.splitlines()
     for cut in range(len(parts), 0, -1):
         header = _header_line(lines, parts[:cut])
@@ -213,7 +276,8 @@ def line_of(text: str, where: str) -> int | None:
             stripped = lines[i].strip()
             if stripped.startswith("["):
                 break
-            if re.match(rf'["\']?{re.escape(key)}["\']?\s*=', stripped):
+            # a flag's key may be spelled max_bytes or max-bytes
+            if re.match(rf'["\']?{re.escape(key).replace("_", "[-_]")}["\']?\s*=', stripped):
                 return i + 1
     return None
 
@@ -254,6 +318,19 @@ class ConfigWatcher:
         except OSError:
             return None  # mid-replace, or removed: the running config stays
         return st.st_ino, st.st_size, st.st_mtime_ns
+
+    def poll_now(self, force: bool = False) -> Config | None:
+        """For the daemon skeleton: at most every ``every_s``, the file again if it changed (or
+        at once, changed or not, when ``force``: SIGHUP). Raises ConfigError for a bad file."""
+        if force:
+            self._stamp = self._now()
+            cfg = load_config(self.path)
+            self.digest = cfg.digest
+            return cfg
+        if time.monotonic() < self._next:
+            return None
+        self._next = time.monotonic() + self.every_s
+        return self.poll()
 
     def poll(self) -> Config | None:
         """A changed, valid config; None when nothing changed. A changed file that does not

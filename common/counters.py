@@ -14,11 +14,16 @@ class Counters:
 
     The last key holds an int; everything above it is a dict. The owning thread counts; a
     metrics scrape may take a snapshot from another thread at any time, hence the lock.
+
+    ``labels`` declares, once, the names of the levels under each top-level key (``{"dropped":
+    ("camera", "reason")}``): the ``--stats`` file and the Prometheus metrics (common.metrics)
+    both come from this one tree and this one declaration.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, labels: dict[str, tuple[str, ...]] | None = None) -> None:
         self._tree: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self.labels: dict[str, tuple[str, ...]] = dict(labels or {})
 
     def add(self, *path: str, n: int = 1) -> None:
         with self._lock:

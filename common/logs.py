@@ -72,3 +72,32 @@ def configure(daemon: str, level: str | None = None, json: bool | None = None) -
         cache_logger_on_first_use=True,
     )
     return structlog.get_logger().bind(daemon=daemon)
+
+
+class RepeatLimiter:
+    """Logs a repeated error once per ``interval_s`` per distinct key, with how often it came.
+
+    A detector failing on every frame, or a peer sending garbage, gives one line a minute with a
+    count (and a traceback only the first time), not a line per message.
+    """
+
+    def __init__(self, log: Any, interval_s: float = 60.0, max_keys: int = 1000) -> None:
+        self.log, self.interval_s, self.max_keys = log, interval_s, max_keys
+        self._seen: dict[str, tuple[float, int]] = {}  # key -> (last logged, repeats since)
+
+    def __call__(self, key: str, event: str, level: str = "warning", exc_info: bool = False, **kw: Any) -> bool:
+        """Log ``event`` unless ``key`` was logged less than ``interval_s`` ago; True when logged."""
+        import time
+
+        now = time.monotonic()
+        last = self._seen.get(key)
+        if last is not None and now - last[0] < self.interval_s:
+            self._seen[key] = (last[0], last[1] + 1)
+            return False
+        if last is None and len(self._seen) >= self.max_keys:
+            self._seen.clear()  # bounded: hostile input cannot grow this
+        repeats = last[1] if last else 0
+        getattr(self.log, level)(event, **kw, **({"repeated": repeats, "over_s": self.interval_s} if repeats else {}),
+                                 **({"exc_info": True} if exc_info and last is None else {}))
+        self._seen[key] = (now, 0)
+        return True

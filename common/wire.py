@@ -1,56 +1,62 @@
-"""camwire's wire format: what goes over every ZeroMQ socket between two daemons.
+"""camwire's wire format: every message that crosses a ZeroMQ socket, one typed definition each.
 
-Every message is multipart. Part 0 is always a msgpack map with two fixed keys:
+Every message is multipart. Part 0 is always a msgpack map with ``v`` (PROTOCOL_VERSION) and
+``kind``; the kind names one of the Structs below, and decoding part 0 *is* validation (msgspec):
+a field of the wrong type, out of range (negative sizes, NaN or infinite boxes and times, seq or
+ts_ns past 2**62), too long (a camera name is ``^[A-Za-z0-9_-]{1,64}$``), or a kind nobody sends
+raises :class:`MalformedMessage` with a short ``reason`` that daemons use as a counter label.
 
-    {"v": PROTOCOL_VERSION, "kind": "<frame|result|ready|heartbeat|reset|status|eos|workers|...>", ...}
+What goes where:
 
-A **frame** (extractor -> ventilator -> worker, extractor PUB -> recorder) is two parts:
+- ``frame`` (extractor -> ventilator -> worker; extractor PUB -> recorder): ``[FrameHeader,
+  payload]``. The payload is pixels (``raw``: exactly width*height*channels*itemsize bytes,
+  ``lz4``: an LZ4 block of those, ``jpeg``: a JPEG file) or, with the extractor's
+  ``--publish-enc passthrough``, the source's own H.264/HEVC packet in Annex B form (key packets
+  also carry the codec's ``extradata``). Pixel codecs live in common.pixels, so a relay such as
+  the ventilator never loads OpenCV: it checks a frame with :func:`peek_frame` alone.
+- ``result`` (worker -> sink): one part, or two when a JPEG snapshot of the frame rides along.
+- ``ready`` / ``heartbeat`` (worker -> ventilator), ``heartbeat`` / ``reset`` / ``bye``
+  (ventilator -> worker): credits and liveness, see classifier.ventilator.
+- ``status`` / ``eos`` (extractor -> ventilator -> worker -> sink, and extractor PUB ->
+  recorder): a camera's state and its end; ``workers`` (ventilator -> sink): the pool's load.
+- ``event`` (sink PUB -> recorder and anyone): what happened.
 
-    [msgpack header, pixel buffer]
-
-    header keys: camera (str), seq (int, per camera, from 0), ts_ns (capture time, wall clock,
-    ns since the epoch), pts and dts (seconds in the source's timeline, or None), width, height,
-    dtype ("uint8"), channels (3 for bgr24, 1 for gray), enc ("raw" | "lz4" | "jpeg" | "h264" |
-    "hevc"), live (False for a file read as fast as the pipeline takes it), key (key frame),
-    extradata (bytes or None).
-
-    The buffer is sent with ``copy=False``; for ``raw`` it is exactly width*height*channels
-    bytes, for ``lz4`` an LZ4 block of those bytes, for ``jpeg`` a JPEG file.
-
-    ``h264`` and ``hevc`` (the extractor's ``--publish-enc passthrough``) carry the source's own
-    compressed packet instead of pixels, in Annex B form with the parameter sets in band before
-    each key frame; key packets also carry the codec's ``extradata``. Nothing is decoded to make
-    them, and a recorder remuxes them as they are.
-
-A **result** (worker -> sink) is one part, or two when a JPEG snapshot of the frame rides along.
-Control messages (ready, heartbeat, reset, bye, status, eos, workers, event) are one part:
-``status`` is a camera's state from its extractor (see extractor.camera), ``workers`` the
-ventilator's view of its workers (see classifier.ventilator), ``event`` what the sink publishes.
-
-Anything that does not fit raises :class:`MalformedMessage` with a short ``reason`` that daemons
-use as a counter label. Nothing here ever unpickles: msgpack is built with ``raw=False`` and no
-ext hooks, so a message can carry data and nothing else.
+Nothing here ever unpickles: msgpack carries data and nothing else (no ext types).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Annotated, Literal, Sequence, Union
 
-import cv2
-import lz4.block
-import msgpack
+import msgspec
 import numpy as np
 
 PROTOCOL_VERSION = 1
+CAMERA_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 ENCODINGS = ("raw", "lz4", "jpeg")  # pixels
 PACKET_ENCODINGS = ("h264", "hevc")  # compressed packets, passed through from the source
-MAX_HEADER_BIN = 65536  # extradata is tens of bytes; a header never needs more than this
 DTYPES = {"uint8": np.uint8, "uint16": np.uint16}
-CONTROL_KINDS = ("ready", "heartbeat", "reset", "bye", "status", "eos", "workers", "result", "event")
 MAX_SIDE = 16384  # larger than any camera; stops a forged header from asking for terabytes
+MAX_HEADER_BIN = 65536  # extradata is tens of bytes; a header never needs more than this
+# the largest frame a daemon decodes unless told otherwise (8K RGBA); a header claiming more is
+# dropped and counted before a byte is allocated for it
+DEFAULT_MAX_FRAME_BYTES = 7680 * 4320 * 4
+MAX_SEQ = 2**62
+MAX_NS = 2**62  # year 2116: far past any capture time, far below int64's end
+LIMIT = 1e12  # any float on the wire: finite and within this
 
 Buffer = bytes | memoryview
+
+CameraName = Annotated[str, msgspec.Meta(pattern=CAMERA_NAME_PATTERN)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]  # workers, detectors, labels
+Text = Annotated[str, msgspec.Meta(max_length=4096)]  # reasons and errors
+Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
+Nanos = Annotated[int, msgspec.Meta(ge=0, le=MAX_NS)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
+Real = Annotated[float, msgspec.Meta(ge=-LIMIT, le=LIMIT)]  # never NaN, never infinite
+Rate = Annotated[float, msgspec.Meta(ge=0, le=1e6)]
+Side = Annotated[int, msgspec.Meta(gt=0, le=MAX_SIDE)]
+Credits = Annotated[int, msgspec.Meta(ge=0, le=4096)]
 
 
 class MalformedMessage(ValueError):
@@ -61,23 +67,37 @@ class MalformedMessage(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class FrameHeader:
-    """What a frame says about itself; the pixels travel in the next part."""
+class Message(msgspec.Struct, tag_field="kind", kw_only=True, frozen=True):
+    """Every message: ``v`` and, from the subclass's tag, ``kind``."""
 
-    camera: str
-    seq: int
-    ts_ns: int
-    pts: float | None
-    width: int
-    height: int
-    channels: int = 3
-    dtype: str = "uint8"
-    enc: str = "raw"
+    v: Literal[1] = PROTOCOL_VERSION
+
+
+class OfFrame(Message):
+    """The fields that name one frame of one camera: a frame's header and its result share them."""
+
+    camera: CameraName
+    seq: Seq
+    ts_ns: Nanos
+    width: Side
+    height: Side
+    pts: Real | None = None
+
+
+class FrameHeader(OfFrame, tag="frame"):
+    """What a frame says about itself; the pixels (or the packet) travel in the next part.
+
+    ``ts_ns`` is the capture time (wall clock, ns since the epoch); ``pts``/``dts`` are seconds
+    in the source's timeline; ``live`` is False for a file read as fast as the pipeline takes it.
+    """
+
+    dts: Real | None = None
+    channels: Literal[1, 3, 4] = 3
+    dtype: Literal["uint8", "uint16"] = "uint8"
+    enc: Literal["raw", "lz4", "jpeg", "h264", "hevc"] = "raw"
     live: bool = True
     key: bool = False
-    dts: float | None = None
-    extradata: bytes | None = None
+    extradata: Annotated[bytes, msgspec.Meta(max_length=MAX_HEADER_BIN)] | None = None
 
     @property
     def is_packet(self) -> bool:
@@ -94,138 +114,176 @@ class FrameHeader:
         return (self.height, self.width, self.channels)
 
     def with_enc(self, enc: str) -> "FrameHeader":
-        return FrameHeader(**{**asdict(self), "enc": enc})
+        return msgspec.structs.replace(self, enc=enc)
 
 
-def pack(kind: str, body: dict[str, Any]) -> bytes:
-    """Serialise one control or result map; the version and kind are added here, nowhere else."""
-    return msgpack.packb({"v": PROTOCOL_VERSION, "kind": kind, **body}, use_bin_type=True)
+class Detection(msgspec.Struct, frozen=True):
+    """One thing found in a frame; ``box`` is ``[x1, y1, x2, y2]`` in source pixels."""
+
+    label: Name
+    confidence: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    box: tuple[Real, Real, Real, Real]
 
 
-def unpack(part: Buffer) -> dict[str, Any]:
-    """Parse part 0 of any message and check its version and kind."""
+class Flags(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What a detector says of a whole frame (classifier.detectors.covered)."""
+
+    covered: bool | None = None
+    covered_after: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1
+    scene: Literal["uniform", "dark", "bright", "covered", "clear"] | None = None
+    edge_fraction: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+
+
+class Result(OfFrame, tag="result"):
+    """One per frame a worker took, always: ``error`` says why when decoding or the detector failed."""
+
+    worker: Name | None = None
+    detector: Name | None = None
+    detections: Annotated[list[Detection], msgspec.Meta(max_length=10_000)] = []
+    flags: Flags = Flags()
+    error: Text | None = None
+    infer_ms: Rate = 0.0
+
+
+class Ready(Message, tag="ready"):
+    """A worker's credits (frames it can take now) and the frames it has finished."""
+
+    worker: Name
+    credits: Credits = 0
+    done: Annotated[list[tuple[CameraName, Seq]], msgspec.Meta(max_length=4096)] = []
+    leaving: bool = False
+
+
+class Heartbeat(Message, tag="heartbeat"):
+    worker: Name | None = None
+
+
+class Reset(Message, tag="reset"):
+    """To a worker the ventilator does not know (either side restarted): send your credits again."""
+
+
+class Bye(Message, tag="bye"):
+    """To a leaving worker: nothing more will come."""
+
+
+CameraState = Literal["connecting", "online", "offline", "failed"]
+
+
+class Status(Message, tag="status"):
+    """A camera's state from its extractor, on every change and every few seconds while it runs.
+
+    ``failed``: the source cannot work as configured (no such file, unknown protocol, 401/403/404,
+    not a video); it is retried on a long backoff. ``attempts``: failed rounds since the last frame.
+    """
+
+    camera: CameraName
+    state: CameraState
+    ts_ns: Nanos
+    reason: Text | None = None
+    fps_in: Rate = 0.0
+    reconnects: Count = 0
+    attempts: Count = 0
+    last_error: Text | None = None
+
+
+class Eos(Message, tag="eos"):
+    """A file camera read to its end; the ventilator adds ``results``, what the sink will get."""
+
+    camera: CameraName
+    sent: Count = 0
+    last_seq: Annotated[int, msgspec.Meta(ge=-1, le=MAX_SEQ)] = -1
+    fps_in: Rate = 0.0
+    results: Count | None = None
+
+
+class WorkerLoad(msgspec.Struct, frozen=True):
+    name: Name
+    credits: Credits = 0
+    in_flight: Count = 0
+    dispatched: Count = 0
+    completed: Count = 0
+    lost: Count = 0
+    leaving: bool = False
+
+
+class Workers(Message, tag="workers"):
+    """The ventilator's view of its pool, every few seconds and on every join or departure."""
+
+    ts_ns: Nanos
+    workers: Annotated[list[WorkerLoad], msgspec.Meta(max_length=4096)] = []
+    backlog: dict[CameraName, Count] = {}
+
+
+class Event(Message, tag="event"):
+    """What the sink publishes (and writes as a JSON line): something that happened on a camera.
+
+    ``id`` is unique forever: capture time in ns, camera and type (common.ids).
+    """
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=160)]
+    type: Name
+    camera: CameraName
+    ts: Annotated[float, msgspec.Meta(ge=0, le=MAX_NS / 1e9)]
+    seq: Seq | None = None
+    detections: list[Detection] = []
+    snapshot: Text | None = None
+    worker: Name | None = None
+    detector: Name | None = None
+    reason: Text | None = None
+    scene: Name | None = None
+
+
+AnyMessage = Union[FrameHeader, Result, Ready, Heartbeat, Reset, Bye, Status, Eos, Workers, Event]
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(AnyMessage)
+
+
+def pack(message: Message) -> bytes:
+    """Serialise one message's part 0."""
+    return _encoder.encode(message)
+
+
+def unpack(part: Buffer) -> AnyMessage:
+    """Decode and validate part 0 of any message."""
     try:
-        obj = msgpack.unpackb(part, raw=False, strict_map_key=True, max_bin_len=MAX_HEADER_BIN, max_ext_len=0)
-    except Exception as exc:  # msgpack raises a handful of unrelated types for bad input
+        return _decoder.decode(part)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        if text.endswith("`$.v`"):
+            raise MalformedMessage("bad_version", text) from None
+        if text.startswith("Expected `object`") and " - at " not in text:
+            raise MalformedMessage("bad_header", text) from None
+        if text.endswith("`$.kind`") or "missing required field `kind`" in text:
+            raise MalformedMessage("bad_kind", text) from None
+        raise MalformedMessage("bad_field", text) from None
+    except msgspec.DecodeError as exc:
         raise MalformedMessage("bad_msgpack", str(exc)) from None
-    if not isinstance(obj, dict):
-        raise MalformedMessage("bad_header", "header is not a map")
-    if obj.get("v") != PROTOCOL_VERSION:
-        raise MalformedMessage("bad_version", repr(obj.get("v")))
-    kind = obj.get("kind")
-    if kind != "frame" and kind not in CONTROL_KINDS:
-        raise MalformedMessage("bad_kind", repr(kind))
-    return obj
 
 
-def _field(obj: dict[str, Any], name: str, types: type | tuple[type, ...]) -> Any:
-    value = obj.get(name)
-    # bool is an int in Python; a header saying width=True is still wrong
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
-        raise MalformedMessage("bad_header", f"{name}={value!r}")
-    return value
+def expect(message: AnyMessage, *kinds: type[Message]) -> None:
+    """Raise ``unexpected_kind`` unless ``message`` is one of ``kinds``."""
+    if not isinstance(message, kinds):
+        raise MalformedMessage("unexpected_kind", type(message).__name__)
 
 
-def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
-    return types if isinstance(types, tuple) else (types,)
-
-
-def header_from_map(obj: dict[str, Any]) -> FrameHeader:
-    """Validate a frame header map (already version-checked by :func:`unpack`)."""
-    if obj.get("kind") != "frame":
-        raise MalformedMessage("bad_kind", f"expected frame, got {obj.get('kind')!r}")
-    header = FrameHeader(
-        camera=_field(obj, "camera", str),
-        seq=_field(obj, "seq", int),
-        ts_ns=_field(obj, "ts_ns", int),
-        pts=obj.get("pts") if isinstance(obj.get("pts"), (int, float)) else None,
-        width=_field(obj, "width", int),
-        height=_field(obj, "height", int),
-        channels=_field(obj, "channels", int),
-        dtype=_field(obj, "dtype", str),
-        enc=_field(obj, "enc", str),
-        live=bool(obj.get("live", True)),
-        key=bool(obj.get("key", False)),
-        dts=obj.get("dts") if isinstance(obj.get("dts"), (int, float)) else None,
-        extradata=obj.get("extradata") if isinstance(obj.get("extradata"), bytes) else None,
-    )
-    if not header.camera or header.seq < 0:
-        raise MalformedMessage("bad_header", "empty camera or negative seq")
-    if not (0 < header.width <= MAX_SIDE and 0 < header.height <= MAX_SIDE):
-        raise MalformedMessage("bad_header", f"size {header.width}x{header.height}")
-    if header.channels not in (1, 3, 4) or header.dtype not in DTYPES:
-        raise MalformedMessage("bad_header", f"{header.channels} channels of {header.dtype}")
-    if header.enc not in ENCODINGS and header.enc not in PACKET_ENCODINGS:
-        raise MalformedMessage("bad_encoding", header.enc)
-    return header
-
-
-def peek_frame(parts: Sequence[Buffer]) -> FrameHeader:
-    """Check a frame's header and part count without touching the pixels (for relays)."""
+def peek_frame(parts: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> FrameHeader:
+    """Check a frame's header, part count and size without touching the pixels (for relays)."""
     if len(parts) != 2:
         raise MalformedMessage("bad_part_count", f"{len(parts)} parts")
-    header = header_from_map(unpack(parts[0]))
+    header = unpack(parts[0])
+    if not isinstance(header, FrameHeader):
+        raise MalformedMessage("unexpected_kind", f"{type(header).__name__} where a frame was expected")
+    if not header.is_packet and header.raw_size > max_bytes:
+        raise MalformedMessage("too_large", f"{header.width}x{header.height}x{header.channels} {header.dtype} "
+                                            f"is {header.raw_size} bytes, the limit {max_bytes}")
+    if len(parts[1]) > max_bytes:
+        raise MalformedMessage("too_large", f"payload of {len(parts[1])} bytes, the limit {max_bytes}")
     if header.enc == "raw" and len(parts[1]) != header.raw_size:
         raise MalformedMessage("bad_size", f"{len(parts[1])} bytes, header says {header.raw_size}")
     return header
 
 
-def encode_frame(header: FrameHeader, image: np.ndarray, jpeg_quality: int = 90) -> list[Buffer]:
-    """Build the two parts of a frame; ``header.enc`` chooses the payload's encoding."""
-    image = np.ascontiguousarray(image)
-    if image.shape != header.shape or image.dtype != np.dtype(header.dtype):
-        raise ValueError(f"image {image.shape} {image.dtype} does not match header {header.shape}")
-    head = msgpack.packb({"v": PROTOCOL_VERSION, "kind": "frame", **asdict(header)}, use_bin_type=True)
-    if header.enc == "raw":
-        payload: Buffer = memoryview(image).cast("B")
-    elif header.enc == "lz4":
-        payload = lz4.block.compress(image, store_size=False)
-    elif header.enc == "jpeg":
-        payload = encode_jpeg(image, jpeg_quality)
-    else:
-        raise ValueError(f"unknown encoding {header.enc!r}")
-    return [head, payload]
-
-
-def encode_packet(header: FrameHeader, data: Buffer) -> list[Buffer]:
-    """Build the two parts of a passed-through compressed packet (``header.enc`` h264 or hevc)."""
-    if not header.is_packet:
-        raise ValueError(f"{header.enc!r} is not a packet encoding")
-    head = msgpack.packb({"v": PROTOCOL_VERSION, "kind": "frame", **asdict(header)}, use_bin_type=True)
-    return [head, data]
-
-
-def decode_frame(parts: Sequence[Buffer]) -> tuple[FrameHeader, np.ndarray]:
-    """Rebuild a frame; ``raw`` payloads become a read-only array over the received buffer."""
-    header = peek_frame(parts)
-    if header.is_packet:
-        raise MalformedMessage("not_pixels", f"{header.enc} packet where pixels were expected")
-    payload = parts[1]
-    dtype = DTYPES[header.dtype]
-    if header.enc == "raw":
-        image = np.frombuffer(payload, dtype=dtype)
-    elif header.enc == "lz4":
-        try:
-            data = lz4.block.decompress(payload, uncompressed_size=header.raw_size)
-        except lz4.block.LZ4BlockError as exc:
-            raise MalformedMessage("bad_payload", f"lz4: {exc}") from None
-        if len(data) != header.raw_size:
-            raise MalformedMessage("bad_size", f"lz4 gave {len(data)} bytes")
-        image = np.frombuffer(data, dtype=dtype)
-    else:
-        flag = cv2.IMREAD_GRAYSCALE if header.channels == 1 else cv2.IMREAD_COLOR
-        image = cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), flag)
-        if image is None:
-            raise MalformedMessage("bad_payload", "JPEG does not decode")
-        if image.shape != header.shape:
-            raise MalformedMessage("bad_size", f"JPEG is {image.shape}, header says {header.shape}")
-        return header, image
-    return header, image.reshape(header.shape)
-
-
-def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
-    """One JPEG encoder for snapshots and ``jpeg`` frames alike."""
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return buf.tobytes()
+def frame_parts(header: FrameHeader, payload: Buffer) -> list[Buffer]:
+    """The two parts of a frame whose payload is already encoded (pixels or a packet)."""
+    return [_encoder.encode(header), payload]

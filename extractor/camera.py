@@ -1,14 +1,23 @@
 """One camera's thread: connect, decode, stamp, send; reconnect with backoff; report its status.
 
-What it sends on its PUSH socket to the ventilator (see common.wire):
-  - frames chosen by the sampling, as ``[header, pixels]``;
-  - ``status`` maps (``state``: connecting | online | offline, with ``reason``) when the camera
-    changes state, and again every STATUS_EVERY_S while it streams; each carries ``fps_in``
-    (frames decoded a second), ``reconnects`` and ``last_error`` for the sink's status table;
-  - one ``eos`` map when a file source has been read to its end (``sent``: frames it sent).
+What it sends on its PUSH socket to the ventilator (common.wire):
+  - frames chosen by the sampling, as ``[FrameHeader, pixels]`` (common.pixels);
+  - ``Status`` when the camera changes state (connecting | online | offline | failed, with a
+    readable ``reason``), after every failed round (``attempts``: failed rounds since the last
+    frame) and again every STATUS_EVERY_S while it streams or waits to retry; each carries
+    ``fps_in``, ``reconnects`` and ``last_error`` for the sink's status table;
+  - one ``Eos`` when a file camera is done: read to its end, ended early by a corrupt stretch
+    (counted under ``ended_early``), or, in a process without ``--config``, failed for good
+    (after its ``Status(failed)``), so the sink and the recorder drain it either way.
 When ``--publish`` is on, the process's publish relay gets every decoded frame (LZ4 by default)
-or, with ``passthrough``, every compressed packet of an H.264/HEVC source, undecoded; the status
-and eos maps go there too, so a recorder knows when a camera ended.
+or, with ``passthrough``, every compressed packet of an H.264/HEVC source, undecoded; Status and
+Eos go there too, so a recorder knows when a camera ended.
+
+Failures (extractor.source.classify): a transient one (timeout, refused, stream ended) leaves the
+camera ``offline`` and retried with capped backoff; a permanent one (no such file, unknown
+protocol, HTTP 401/403/404, not a video) in every source makes it ``failed``, retried on the long
+``failed_retry``. A file never loops back to its start. Anything else raised is a bug: the
+thread dies, and the daemon skeleton starts a new one whose seq runs on (``seq_start``).
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import av
 from av.bitstream import BitStreamFilterContext
@@ -28,9 +37,11 @@ from common import wire
 from common.counters import Counters
 from common.lifecycle import StopFlag
 from common.logs import redact_url
-from common.sockets import make_socket
+from common.pixels import encode_frame, encode_packet
+from common.sockets import PeerWatch, make_socket, send_nowait
 from extractor.sampling import Sampler, Sampling
-from extractor.source import OPEN_TIMEOUT_S, READ_TIMEOUT_S, is_file, open_source, read_frames, to_seconds
+from extractor.source import (OPEN_TIMEOUT_S, READ_TIMEOUT_S, SOURCE_ERRORS, Failure, classify, is_file, open_source,
+                              read_frames, to_seconds)
 
 PASSTHROUGH = "passthrough"
 
@@ -38,8 +49,10 @@ RELAY_HWM = 32  # frames or packets on their way to the PUB thread (inproc: refe
 PUSH_HWM = 2  # frames queued towards the ventilator before we drop: latency stays bounded
 BACKOFF_FIRST_S = 0.5
 BACKOFF_CAP_S = 30.0
+FAILED_RETRY_S = 300.0  # a source that cannot work is tried again this rarely (--failed-retry)
 CONTROL_SEND_TIMEOUT_MS = 2000
 STATUS_EVERY_S = 5.0
+PEER_CHECK_S = 1.0  # how often the PUSH socket's peer is looked for (common.sockets.PeerWatch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +68,24 @@ class CameraSpec:
     read_timeout: float = READ_TIMEOUT_S
     publish: bool = True  # to the recorder, when the process publishes at all
 
+    @property
+    def files_only(self) -> bool:
+        return all(is_file(url) for url in self.sources)
+
+
+class CameraCounters:
+    """One camera's view of the daemon's counters: ``add("dropped", "hwm")`` counts
+    ``dropped/<camera>/hwm``. They outlive the camera's threads, so a restart loses no count."""
+
+    def __init__(self, counters: Counters, camera: str) -> None:
+        self.counters, self.camera = counters, camera
+
+    def add(self, key: str, *path: str, n: int = 1) -> None:
+        self.counters.add(key, self.camera, *path, n=n)
+
+    def get(self, key: str, *path: str) -> int:
+        return self.counters.get(key, self.camera, *path)
+
 
 def backoff_delay(failures: int, first: float = BACKOFF_FIRST_S, cap: float = BACKOFF_CAP_S) -> float:
     """Capped exponential backoff: 0.5, 1, 2, 4 ... 30 s after 1, 2, 3, 4 ... failed rounds."""
@@ -62,37 +93,47 @@ def backoff_delay(failures: int, first: float = BACKOFF_FIRST_S, cap: float = BA
 
 
 class CameraLoop(threading.Thread):
-    """Reads one camera until stopped (or, for a file, until its end), never exiting on failure."""
+    """Reads one camera until stopped, or (a file) until it is done; ``finished`` then tells the
+    daemon skeleton not to start it again, and ``outcome`` says how it ended (ended | failed).
+
+    ``finish_failed``: a camera of files only whose every source failed for good sends
+    ``Status(failed)`` and ``Eos`` and finishes (a process without ``--config``); otherwise it is
+    retried every ``failed_retry`` seconds."""
 
     def __init__(self, ctx: zmq.Context, spec: CameraSpec, push_addr: str, relay_addr: str | None,
-                 publish_enc: str, stop: StopFlag, seq_start: int = 0) -> None:
+                 publish_enc: str, counters: CameraCounters, seq_start: int = 0,
+                 failed_retry: float = FAILED_RETRY_S, finish_failed: bool = False, log: Any = None) -> None:
         super().__init__(name=f"camera-{spec.name}", daemon=True)
         self.ctx, self.spec, self.push_addr, self.relay_addr = ctx, spec, push_addr, relay_addr
         self.publish_enc = publish_enc
-        self.stop = stop
-        self.counters = Counters()
-        self.log = structlog.get_logger().bind(camera=spec.name)
+        self.failed_retry, self.finish_failed = failed_retry, finish_failed
+        self.stop = StopFlag()
+        self.counters = counters
+        self.log = log if log is not None else structlog.get_logger().bind(camera=spec.name)
         self._seq = seq_start
         self.fps_in = 0.0
-        self._last_error: str | None = None
+        self.finished = False  # read by common.daemon: a thread that ended on purpose is not restarted
+        self.outcome: str | None = None
         self.stop_reason: str | None = None  # set before ``stop`` when the camera is taken away
         self._relay: zmq.Socket | None = None
-        self._online = False
-        self._offline_reported = False
+        self._peer: PeerWatch | None = None
+        self._peer_checked = 0.0
+        self._state, self._reason, self._attempts = "connecting", None, 0
+        self._last_error: str | None = None
+        self._streamed = False  # a frame came from the source now open
 
     def run(self) -> None:
         push = make_socket(self.ctx, zmq.PUSH, connect=self.push_addr, sndhwm=PUSH_HWM, linger=5000)
+        self._peer = PeerWatch(push, self.push_addr, self.log)
         relay = make_socket(self.ctx, zmq.PUSH, connect=self.relay_addr, sndhwm=RELAY_HWM) if self.relay_addr else None
         self._relay = relay
         try:
             self._loop(push, relay)
             if self.stop_reason is not None:
                 self.log.info("camera stopped", reason=self.stop_reason)
-                self._send_status(push, "offline", reason=self.stop_reason)
-        except Exception:
-            self.log.exception("camera loop crashed")
-            raise
-        finally:
+                self._set_state(push, "offline", self.stop_reason, fresh=True)
+        finally:  # anything raised is a bug: the skeleton logs it and starts a new thread
+            self._peer.close()
             push.close()
             if relay is not None:
                 relay.close()
@@ -105,80 +146,131 @@ class CameraLoop(threading.Thread):
     # -- connection management ---------------------------------------------------------------
 
     def _loop(self, push: zmq.Socket, relay: zmq.Socket | None) -> None:
-        failures = 0  # failed rounds over all sources since the last frame
         index = 0
-        self._send_status(push, "connecting")
+        round_permanent = True  # every source tried in this round failed for good
+        failure: Failure | None = None
+        self._set_state(push, "connecting")
         while not self.stop.is_set():
             url = self.spec.sources[index]
-            self.log.info("connecting", source=redact_url(url), attempt=failures + 1)
+            file = is_file(url)
+            self.log.info("connecting", source=redact_url(url), attempt=self._attempts + 1)
+            self._streamed, opened = False, False
             try:
                 with open_source(url, self.spec.open_timeout, self.spec.read_timeout) as container:
-                    got_frames = self._stream(container, url, push, relay)
-                if is_file(url) and not self.stop.is_set():
-                    self._send_control(push, "eos", {"camera": self.spec.name,
-                                                     "sent": self.counters.get("sent"),
-                                                     "last_seq": self._seq - 1, "fps_in": round(self.fps_in, 2)})
-                    self.log.info("end of file", frames=self._seq)
-                    return
-                reason = "stream ended"
-            except (av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
-                # IndexError: a source with no video stream
-                got_frames = False
-                reason = f"{type(exc).__name__}: {exc}"
+                    opened = True
+                    self._stream(container, url, push, relay)
+                failure = None if file else Failure(permanent=False, reason="stream ended", kind="ended")
+            except SOURCE_ERRORS as exc:
+                failure = classify(exc, opened=opened, file=file)
             if self.stop.is_set():
                 return
-            self._report_offline(push, reason, url)
-            if got_frames:
-                failures, index = 0, 0
+            if file and (failure is None or self._streamed):
+                self._end_file(push, failure)
+                return
+            assert failure is not None
+            self._note_failure(push, failure, url, fallback_next=index + 1 < len(self.spec.sources))
+            if self._streamed:  # it worked until now: a fresh round, from the first source
+                self._attempts, index, round_permanent = 0, 0, True
+            round_permanent = round_permanent and failure.permanent
             index = (index + 1) % len(self.spec.sources)
-            if index == 0:  # every source tried once: wait before the next round
-                failures += 1
-                self.counters.add("reconnects")
-                self.stop.wait(backoff_delay(failures))
-            else:
+            if index != 0:
                 self.log.warning("trying fallback source", source=redact_url(self.spec.sources[index]))
+                continue
+            # every source tried once: report the round, then wait before the next
+            self._attempts += 1
+            self.counters.add("reconnects")
+            if round_permanent:
+                self._set_state(push, "failed", failure.reason, level="error")
+                if self.finish_failed and self.spec.files_only:
+                    self._finish(push, "failed")
+                    return
+                self._wait(push, self.failed_retry)
+            else:
+                self._set_state(push, "offline", failure.reason)
+                self._wait(push, backoff_delay(self._attempts))
+            round_permanent = True
 
-    def _report_offline(self, push: zmq.Socket, reason: str, url: str) -> None:
-        self.counters.add("errors", reason.split(":")[0])
-        self._last_error = redact_url(reason)
+    def _note_failure(self, push: zmq.Socket, failure: Failure, url: str, fallback_next: bool) -> None:
+        self.counters.add("source_errors", failure.kind)
+        self._last_error = f"{failure.reason} ({redact_url(url)})"
         self.fps_in = 0.0
-        if self._online or not self._offline_reported:
-            self.log.warning("camera offline", reason=self._last_error, source=redact_url(url))
-            self._send_status(push, "offline", reason=self._last_error)
-            self._offline_reported = True
-        self._online = False
+        self.log.warning("source failed", reason=failure.reason, permanent=failure.permanent, source=redact_url(url),
+                         error=failure.kind)
+        if fallback_next and self._state in ("connecting", "online"):
+            self._set_state(push, "offline", failure.reason)  # said at once, before the fallbacks are tried
 
-    def _send_status(self, push: zmq.Socket, state: str, heartbeat: bool = False, **extra) -> None:
-        body = {"camera": self.spec.name, "state": state, "ts_ns": time.time_ns(), "fps_in": round(self.fps_in, 2),
-                "reconnects": self.counters.get("reconnects"), "last_error": self._last_error, **extra}
+    def _end_file(self, push: zmq.Socket, failure: Failure | None) -> None:
+        if failure is not None:  # a corrupt stretch: the rest of the file is not read, nor the start again
+            self.counters.add("ended_early", failure.kind)
+            self._last_error = failure.reason
+            self.log.warning("file ends early: it cannot be read past here", reason=failure.reason, frames=self._seq)
+        else:
+            self.log.info("end of file", frames=self._seq)
+        self._finish(push, "ended")
+
+    def _finish(self, push: zmq.Socket, outcome: str) -> None:
+        self._send_control(push, wire.Eos(camera=self.spec.name, sent=self.counters.get("sent"),
+                                          last_seq=self._seq - 1, fps_in=round(self.fps_in, 2)))
+        self.outcome = outcome
+        self.finished = True
+
+    def _wait(self, push: zmq.Socket, seconds: float) -> None:
+        """Sleep before the next round, still heartbeating and watching the PUSH socket's peer."""
+        deadline = time.monotonic() + seconds
+        beat = time.monotonic()
+        while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            self.stop.wait(min(left, PEER_CHECK_S))
+            self._check_peer()
+            if time.monotonic() - beat >= STATUS_EVERY_S:
+                self._send_status(push, heartbeat=True)
+                beat = time.monotonic()
+
+    def _check_peer(self) -> None:
+        if self._peer is not None and time.monotonic() - self._peer_checked >= PEER_CHECK_S:
+            self._peer_checked = time.monotonic()
+            self._peer.check()
+
+    # -- status --------------------------------------------------------------------------------
+
+    def _set_state(self, push: zmq.Socket, state: str, reason: str | None = None, level: str = "warning",
+                   fresh: bool = False) -> None:
+        """Change state and say so; ``reason`` stays the one the state began with (why the camera
+        went offline), while ``last_error`` follows every failed attempt. ``fresh``: a new reason
+        even in the same state (a camera taken away while offline)."""
+        if state != self._state or fresh:
+            if state in ("offline", "failed"):
+                getattr(self.log, level)(f"camera {state}", reason=reason, attempts=self._attempts)
+            self._state, self._reason = state, reason
+        self._send_status(push)
+
+    def _send_status(self, push: zmq.Socket, heartbeat: bool = False) -> None:
+        status = wire.Status(camera=self.spec.name, state=self._state, ts_ns=time.time_ns(), reason=self._reason,
+                             fps_in=round(self.fps_in, 2), reconnects=self.counters.get("reconnects"),
+                             attempts=self._attempts, last_error=self._last_error)
         if not heartbeat:
-            self._send_control(push, "status", body)
-            return
-        try:  # a heartbeat never waits: the next one is only seconds away
-            push.send(wire.pack("status", body), flags=zmq.NOBLOCK)
-        except zmq.Again:
+            self._send_control(push, status)
+        elif not send_nowait(push, [wire.pack(status)]):  # a heartbeat never waits: the next is seconds away
             self.counters.add("dropped", "status")
 
-    def _send_control(self, push: zmq.Socket, kind: str, body: dict) -> None:
+    def _send_control(self, push: zmq.Socket, message: wire.Message) -> None:
         """Status and end-of-stream are small and rare: wait a little for room rather than drop."""
-        message = wire.pack(kind, body)
-        if push.poll(CONTROL_SEND_TIMEOUT_MS, zmq.POLLOUT):
-            push.send(message)
-        else:
+        data = wire.pack(message)
+        if not send_nowait(push, [data], CONTROL_SEND_TIMEOUT_MS):
             self.counters.add("dropped", "control")
-            self.log.warning("could not send control message", kind=kind)
-        if self._relay is not None and self._relay.poll(CONTROL_SEND_TIMEOUT_MS, zmq.POLLOUT):
-            self._relay.send(message)
+            self._check_peer()
+            self.log.warning("could not send control message", kind=type(message).__name__)
+        if self._relay is not None:
+            send_nowait(self._relay, [data], CONTROL_SEND_TIMEOUT_MS)
 
     # -- frames ------------------------------------------------------------------------------
 
-    def _stream(self, container, url: str, push: zmq.Socket, relay: zmq.Socket | None) -> bool:
-        """Decode until the source ends; returns whether any frame came."""
+    def _stream(self, container, url: str, push: zmq.Socket, relay: zmq.Socket | None) -> None:
+        """Decode until the source ends (``_streamed`` says whether any frame came)."""
         file = is_file(url)
         live = not file or self.spec.realtime
         sampler = Sampler(self.spec.sampling)
         opened_ns, opened_mono = time.time_ns(), time.monotonic()
-        seq_base, got = self._seq, False
+        seq_base = self._seq
         beat_mono, beat_count = opened_mono, 0
         pace = self._pacer(opened_mono) if file and self.spec.realtime else None
         on_packet = None
@@ -188,20 +280,19 @@ class CameraLoop(threading.Thread):
         for sf in read_frames(container, self.spec.sampling.keyframes, on_packet):
             if self.stop.is_set():
                 break
-            if not got:
-                got = True
-                self._online = True
-                self._offline_reported = False
+            if not self._streamed:
+                self._streamed, self._attempts = True, 0
                 self.log.info("camera online", source=redact_url(url))
-                self._send_status(push, "online")
+                self._set_state(push, "online")
                 beat_mono, beat_count = time.monotonic(), 0  # fps_in is measured from the first frame
             self._seq = max(self._seq, seq_base + sf.index + 1)
             self.counters.add("decoded")
             beat_count += 1
             if (elapsed := time.monotonic() - beat_mono) >= STATUS_EVERY_S:
                 self.fps_in = beat_count / elapsed
-                self._send_status(push, "online", heartbeat=True)
+                self._send_status(push, heartbeat=True)
                 beat_mono, beat_count = time.monotonic(), 0
+            self._check_peer()
             t = sf.t if sf.t is not None else time.monotonic() - opened_mono
             if file:
                 if pace is not None:
@@ -217,12 +308,11 @@ class CameraLoop(threading.Thread):
                                       width=image.shape[1], height=image.shape[0], enc=self.spec.enc,
                                       live=live, key=sf.key)
             if publish_frames:
-                self._publish(relay, wire.encode_frame(header.with_enc(self.publish_enc), image))
+                self._publish(relay, encode_frame(header.with_enc(self.publish_enc), image))
             if take:
                 self._send_frame(push, header, image, block=not live)
         if beat_count and (elapsed := time.monotonic() - beat_mono) >= 0.5 and not self.fps_in:
             self.fps_in = beat_count / elapsed  # a short stream's rate, measured over all of it
-        return got
 
     def _pacer(self, opened_mono: float) -> Callable[[float], None]:
         """For a file read in real time: wait until ``t`` seconds of its timeline have passed."""
@@ -265,15 +355,16 @@ class CameraLoop(threading.Thread):
                                           key=out.is_keyframe, extradata=extradata if out.is_keyframe else None)
                 index += 1
                 self._seq = max(self._seq, index)
-                self._publish(relay, wire.encode_packet(header, bytes(out)))
+                self._publish(relay, encode_packet(header, bytes(out)))
 
         return publish
 
     def _send_frame(self, push: zmq.Socket, header: wire.FrameHeader, image: np.ndarray, block: bool) -> None:
-        parts = wire.encode_frame(header, image)
+        parts = encode_frame(header, image)
         if block:
             # a file not paced in real time: waiting is what "as fast as the pipeline takes it" means
             while not push.poll(200, zmq.POLLOUT):
+                self._check_peer()  # a wrong --push address would otherwise wait here without a word
                 if self.stop.is_set():
                     return
         try:

@@ -1,38 +1,50 @@
-"""``camwire extractor``: the process around the camera threads.
+"""``camwire extractor``: the process around the camera threads, on the common.daemon skeleton.
 
 The main thread owns the publish socket (``--publish``, an XPUB so it can tell when a subscriber
 is there): camera threads hand it every decoded frame, or every compressed packet with
-``--publish-enc passthrough``, over an inproc PUSH, and it forwards them without blocking. Each
-camera thread owns its own PUSH socket to the ventilator, so one slow or dead camera never holds
-up another.
+``--publish-enc passthrough``, over an inproc PUSH, and a handler forwards them without blocking.
+Each camera thread owns its own PUSH socket to the ventilator, so one slow or dead camera never
+holds up another. Every camera thread is watched: one that crashes is started again (capped
+backoff, counted under ``thread_restarts``) with its seq running on.
+
+Exit codes (the supervisor's contract):
+  0  stopped by SIGTERM/SIGINT, or (without ``--config``) every file camera read to its end;
+  1  a crash outside a camera thread (or a failure the skeleton cannot go on from);
+  2  bad options or addresses (camwire.cli);
+  3  EXIT_SOURCE_FAILED: without ``--config``, a file camera's sources can never work (no such
+     file, not a video, ...): it sent ``Status(failed)`` and ``Eos``, and there is nothing to retry.
+With ``--config`` (a service) nothing makes it exit on its own: a failed camera is retried every
+``--failed-retry``, a file read to its end stays ended, and SIGHUP (or a changed file) reloads the
+camera list.
+
+The ``--stats`` file is per camera (``{camera: {decoded, sent, ..., thread_restarts}}``); the
+metrics are the same counters labelled by camera.
 """
 
 from __future__ import annotations
 
 import argparse
 import threading
-from functools import partial
-from typing import Callable
+from typing import Any, Callable
 
 import zmq
 
 from common import wire
-from common.config import Config, ConfigWatcher
-from common.counters import merge, write_stats
-from common.lifecycle import StopFlag
-from common.logs import configure
-from common.metrics import register_stats
+from common.config import Config, ConfigError
+from common.daemon import Daemon
 from common.paths import name_list
-from common.sockets import make_socket
-from extractor.camera import PASSTHROUGH, RELAY_HWM, CameraLoop, CameraSpec
+from common.units import duration
+from extractor.camera import FAILED_RETRY_S, PASSTHROUGH, RELAY_HWM, CameraCounters, CameraLoop, CameraSpec
 from extractor.sampling import Sampling
 
+EXIT_SOURCE_FAILED = 3
 RELAY_ADDR = "inproc://publish-relay"
 PUB_HWM = 50  # frames per subscriber; a slow recorder loses frames (it sees the seq gap), we never wait
-RELOAD_POLL_S = 1.0  # how often --config's file is checked for changes
-# the levels under each counter of a camera, for Prometheus labels (the camera comes first)
-METRIC_LABELS = {key: ("camera",) for key in ("decoded", "sent", "published", "reconnects")} | {
-    "dropped": ("camera", "reason"), "errors": ("camera", "error")}
+STOP_JOIN_S = 5.0
+# per camera: the label names under each counter (the camera first), for the metrics
+CAMERA_LABELS = {key: ("camera",) for key in ("decoded", "sent", "published", "reconnects")} | {
+    "dropped": ("camera", "reason"), "source_errors": ("camera", "error"), "ended_early": ("camera", "error")}
+THREAD_PREFIX = "camera-"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,11 +57,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--publish", metavar="ADDR", help="bind a PUB socket of every decoded frame (for the recorder)")
     p.add_argument("--publish-enc", default="lz4", choices=(*wire.ENCODINGS, PASSTHROUGH),
                    help="encoding on --publish; passthrough sends the source's H.264/HEVC packets undecoded")
-    p.add_argument("--publish-wait", type=float, default=0.0, metavar="S",
-                   help="before reading, wait up to S seconds for a subscriber (a file recorded from its first frame)")
+    p.add_argument("--publish-wait", type=duration, default=0.0, metavar="DURATION",
+                   help="before reading, wait up to this long for a subscriber (a file recorded from its first frame)")
     p.add_argument("--enc", default="raw", choices=wire.ENCODINGS, help="encoding towards the ventilator")
-    p.add_argument("--open-timeout", type=float, default=10.0, metavar="S")
-    p.add_argument("--read-timeout", type=float, default=10.0, metavar="S")
+    p.add_argument("--open-timeout", type=duration, default=10.0, metavar="DURATION")
+    p.add_argument("--read-timeout", type=duration, default=10.0, metavar="DURATION")
+    p.add_argument("--failed-retry", type=duration, default=FAILED_RETRY_S, metavar="DURATION",
+                   help="how often a source that cannot work (no such file, 404, not a video) is tried again "
+                        "(default 5m)")
     p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
 
 
@@ -76,141 +91,27 @@ def specs_from_config(cfg: Config, args: argparse.Namespace) -> list[CameraSpec]
                        publish=c.record) for c in (cfg.cameras[name] for name in chosen)]
 
 
-def main(args: argparse.Namespace) -> int:
-    log = configure("extractor")
-    reload: Callable[[], list[CameraSpec] | None] | None = None
-    if args.config is not None:
-        if args.camera or args.source:
-            raise ValueError("--camera/--source and --config: the cameras come from one or the other")
-        specs = specs_from_config(args.config, args)
-        watcher = ConfigWatcher(args.config, log, every_s=RELOAD_POLL_S)
-        reload = partial(watcher.changed, lambda cfg: specs_from_config(cfg, args))
-    elif args.camera and args.source:
-        specs = [CameraSpec(name=args.camera, sources=tuple(args.source), sampling=sampling_from_args(args),
-                            realtime=args.realtime, enc=args.enc, open_timeout=args.open_timeout,
-                            read_timeout=args.read_timeout)]
-    else:
-        raise ValueError("give --camera and --source, or --config")
-    stop = StopFlag().install()
-    with zmq.Context() as ctx:
-        stats = run_cameras(ctx, specs, args.push, args.publish, args.publish_enc, stop, log,
-                            publish_wait=args.publish_wait, reload=reload)
-    write_stats(args.stats, stats)
-    return 0
+class Extractor(Daemon):
+    """The skeleton, with the ``--stats`` file kept per camera as the supervisor and tools read it."""
+
+    def stats(self) -> dict[str, Any]:
+        return per_camera(self.counters.snapshot())
 
 
-class Cameras:
-    """The running camera threads, started, stopped and restarted as the config says."""
-
-    def __init__(self, ctx: zmq.Context, push: str, relay: str | None, publish_enc: str, log) -> None:
-        self.ctx, self.push, self.relay, self.publish_enc, self.log = ctx, push, relay, publish_enc, log
-        self.loops: dict[str, CameraLoop] = {}
-        self.retired: dict[str, dict] = {}  # counters of threads stopped by a reload, per camera
-        self._lock = threading.Lock()  # a metrics scrape reads ``loops`` from its own thread
-
-    def start(self, spec: CameraSpec, seq_start: int = 0) -> None:
-        loop = CameraLoop(self.ctx, spec, self.push, self.relay if spec.publish else None, self.publish_enc,
-                          StopFlag(), seq_start=seq_start)
-        with self._lock:
-            self.loops[spec.name] = loop
-        loop.start()
-
-    def stop(self, name: str, reason: str) -> CameraLoop:
-        with self._lock:
-            loop = self.loops.pop(name)
-        loop.stop_reason = reason
-        loop.stop.set()
-        loop.join(timeout=10.0)
-        merge(self.retired.setdefault(name, {}), loop.counters.snapshot())
-        return loop
-
-    def apply(self, specs: list[CameraSpec], reloaded: bool = True) -> None:
-        """Start new cameras, stop removed ones, restart changed ones; the rest run on untouched."""
-        wanted = {s.name: s for s in specs}
-        removed = [n for n in self.loops if n not in wanted]
-        changed = [n for n, s in wanted.items() if n in self.loops and self.loops[n].spec != s]
-        added = [n for n in wanted if n not in self.loops]
-        for name in removed:
-            self.stop(name, "removed from the config")
-        for name in changed:
-            old = self.stop(name, "restarting with a changed config")
-            self.start(wanted[name], seq_start=old.next_seq)  # seq runs on: the recorder sees no step back
-        for name in added:
-            self.start(wanted[name])
-        if reloaded:
-            self.log.info("config applied", added=added, removed=removed, changed=changed,
-                          untouched=sorted(set(wanted) - set(added) - set(changed)))
-
-    def any_alive(self) -> bool:
-        with self._lock:
-            return any(loop.is_alive() for loop in self.loops.values())
-
-    def stop_all(self) -> None:
-        with self._lock:
-            loops = list(self.loops.values())
-        for loop in loops:
-            loop.stop.set()
-        for loop in loops:
-            loop.join(timeout=5.0)
-
-    def stats(self) -> dict:
-        with self._lock:
-            live = {name: loop.counters.snapshot() for name, loop in self.loops.items()}
-        return {name: merge(merge({}, self.retired.get(name, {})), live.get(name, {}))
-                for name in {*self.retired, *live}}
-
-    def decode_fps(self) -> dict[tuple, float]:
-        with self._lock:
-            return {(name,): loop.fps_in for name, loop in self.loops.items()}
-
-
-def run_cameras(ctx: zmq.Context, specs: list[CameraSpec], push: str, publish: str | None,
-                publish_enc: str, stop: StopFlag, log, publish_wait: float = 0.0,
-                reload: Callable[[], list[CameraSpec] | None] | None = None) -> dict:
-    """Run camera threads until a stop is asked or, without ``reload``, until all end (files);
-    ``reload`` is asked each turn for a new camera list (None: no change). Returns the cameras' counters."""
-    pub = relay = None
-    if publish:
-        pub = make_socket(ctx, zmq.XPUB, bind=publish, sndhwm=PUB_HWM, linger=1000)
-        relay = make_socket(ctx, zmq.PULL, bind=RELAY_ADDR, rcvhwm=RELAY_HWM, linger=0)
-        if publish_wait > 0:
-            subscribed = pub.poll(int(publish_wait * 1000))
-            log.info("subscriber present" if subscribed else "no subscriber yet; going on", publish=publish)
-    if publish and publish_enc != PASSTHROUGH and any(s.sampling.keyframes for s in specs):
-        log.warning("with --keyframes, --publish carries key frames only; "
-                    "--publish-enc passthrough records every frame without decoding")
-    cameras = Cameras(ctx, push, RELAY_ADDR if publish else None, publish_enc, log)
-    register_stats("extractor", lambda: by_counter(cameras.stats()), METRIC_LABELS, lambda: {
-        "decode_fps": ("frames decoded a second, over the last few seconds", ("camera",), cameras.decode_fps())})
-    log.info("extractor started", cameras=[s.name for s in specs], push=push, publish=publish,
-             sampling={s.name: s.sampling.describe() for s in specs})
-    cameras.apply(specs, reloaded=False)
-    poller = zmq.Poller()
-    if relay is not None:
-        poller.register(relay, zmq.POLLIN)
-        poller.register(pub, zmq.POLLIN)
-    try:
-        while (reload is not None or cameras.any_alive()) and not stop.is_set():
-            if relay is None:
-                stop.wait(0.2)
-            else:
-                for sock, _ in poller.poll(200):
-                    if sock is relay:
-                        _forward(relay, pub)
-                    else:
-                        pub.recv_multipart()  # a (un)subscription: nothing to do with it
-            if reload is not None and (new_specs := reload()) is not None:
-                cameras.apply(new_specs)
-    finally:
-        stop.set()
-        cameras.stop_all()
-        if relay is not None:
-            _forward(relay, pub)  # what the cameras handed over last (a file's final frames, its eos)
-            relay.close()
-            pub.close()
-    stats = cameras.stats()
-    log.info("extractor stopped", stats=stats)
-    return stats
+def per_camera(snapshot: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{counter: {camera: ...}}`` -> ``{camera: {counter: ...}}``; a camera thread's restarts
+    (``thread_restarts/camera-<name>``) go under its camera. Counters of the process as a whole
+    (reloads, malformed, handler errors) are in the metrics and the exit log line."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, tree in snapshot.items():
+        if key in CAMERA_LABELS:
+            for camera, value in tree.items():
+                out.setdefault(camera, {})[key] = value
+        elif key == "thread_restarts":
+            for thread, n in tree.items():
+                if thread.startswith(THREAD_PREFIX):
+                    out.setdefault(thread[len(THREAD_PREFIX):], {})[key] = n
+    return out
 
 
 def by_counter(stats: dict[str, dict]) -> dict[str, dict]:
@@ -222,11 +123,143 @@ def by_counter(stats: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
-def _forward(relay: zmq.Socket, pub: zmq.Socket) -> None:
-    """Move every frame waiting on the relay to the PUB socket (PUB never blocks; it drops at HWM)."""
-    while True:
-        try:
-            parts = relay.recv_multipart(flags=zmq.NOBLOCK, copy=False)
-        except zmq.Again:
+def main(args: argparse.Namespace) -> int:
+    config: Config | None = args.config
+    if config is not None:
+        if args.camera or args.source:
+            raise ValueError("--camera/--source and --config: the cameras come from one or the other")
+        specs = specs_from_config(config, args)
+    elif args.camera and args.source:
+        specs = [CameraSpec(name=args.camera, sources=tuple(args.source), sampling=sampling_from_args(args),
+                            realtime=args.realtime, enc=args.enc, open_timeout=args.open_timeout,
+                            read_timeout=args.read_timeout)]
+    else:
+        raise ValueError("give --camera and --source, or --config")
+    d = Extractor("extractor", args, labels=CAMERA_LABELS)
+    relay = None
+    if args.publish:
+        pub = d.socket(zmq.XPUB, bind=args.publish, sndhwm=PUB_HWM, linger=1000)
+        relay = d.socket(zmq.PULL, bind=RELAY_ADDR, rcvhwm=RELAY_HWM, linger=0)
+        d.on(relay, lambda parts: pub.send_multipart(parts, copy=False))  # PUB never blocks: it drops at HWM
+        d.on(pub, lambda parts: None)  # a (un)subscription: nothing to do with it
+        if args.publish_wait > 0:
+            subscribed = pub.poll(int(args.publish_wait * 1000))
+            d.log.info("subscriber present" if subscribed else "no subscriber yet; going on", publish=args.publish)
+        if args.publish_enc != PASSTHROUGH and any(s.sampling.keyframes for s in specs):
+            d.log.warning("with --keyframes, --publish carries key frames only; "
+                          "--publish-enc passthrough records every frame without decoding")
+    def flush() -> None:
+        """Forward everything the camera threads have handed over (a stopped one's last frames)."""
+        while relay is not None and relay.poll(0):
+            pub.send_multipart(relay.recv_multipart(copy=False), copy=False)
+
+    cameras = Cameras(d, RELAY_ADDR if relay is not None else None, services=config is not None, flush=flush)
+    d.gauges(lambda: {"decode_fps": ("frames decoded a second, over the last few seconds", ("camera",),
+                                     cameras.decode_fps())})
+
+    def reload(cfg: Config | None) -> None:
+        if cfg is None:
+            d.log.info("nothing to reload: the camera comes from --camera/--source")
             return
-        pub.send_multipart(parts, copy=False)
+        try:
+            cameras.apply(specs_from_config(cfg, args))
+        except ConfigError as exc:  # --cameras names one the new file lacks: the running cameras stay
+            d.log.error("config refused; the running config stays", file=str(exc.path), line=exc.line,
+                        reason=exc.reason)
+
+    d.on_reload(reload)
+    d.log.info("extractor started", cameras=[s.name for s in specs], push=args.push, publish=args.publish,
+               sampling={s.name: s.sampling.describe() for s in specs})
+    cameras.apply(specs, reloaded=False)
+
+    def cleanup() -> None:
+        cameras.stop_all()
+        flush()  # what the cameras handed over last (a file's final frames, its eos)
+
+    code = d.run(until=None if config is not None else cameras.all_finished, cleanup=cleanup)
+    d.log.info("extractor stopped", stats=d.stats(),
+               process={k: v for k, v in d.counters.snapshot().items() if k not in CAMERA_LABELS})
+    if code == 0 and cameras.any_failed():
+        return EXIT_SOURCE_FAILED
+    return code
+
+
+class Cameras:
+    """The running camera threads, each watched by the skeleton; started, stopped and restarted as
+    the config says. A camera's seq runs on across its threads (restart or reload) in a process."""
+
+    def __init__(self, d: Daemon, relay: str | None, services: bool, flush: Callable[[], None]) -> None:
+        self.d, self.relay, self.services, self.flush = d, relay, services, flush
+        self.specs: dict[str, CameraSpec] = {}
+        self.loops: dict[str, CameraLoop] = {}  # the newest thread of each camera
+        self._lock = threading.Lock()  # a metrics scrape reads ``loops`` from its own thread
+
+    def _thread(self, name: str) -> CameraLoop:
+        """The factory the skeleton calls, at the start and after a crash."""
+        before = self.loops.get(name)
+        loop = CameraLoop(self.d.ctx, self.specs[name], self.d.args.push,
+                          self.relay if self.specs[name].publish else None, self.d.args.publish_enc,
+                          CameraCounters(self.d.counters, name), seq_start=before.next_seq if before else 0,
+                          failed_retry=self.d.args.failed_retry, finish_failed=not self.services,
+                          log=self.d.log.bind(camera=name))
+        with self._lock:
+            self.loops[name] = loop
+        return loop
+
+    def start(self, spec: CameraSpec) -> None:
+        self.specs[spec.name] = spec
+        self.d.watch(f"{THREAD_PREFIX}{spec.name}", lambda: self._thread(spec.name))
+
+    def stop(self, name: str, reason: str) -> None:
+        self.d.unwatch(f"{THREAD_PREFIX}{name}")
+        loop = self.loops[name]
+        loop.stop_reason = reason
+        loop.stop.set()
+        loop.join(timeout=10.0)
+        # its last frames go out before a successor's first: the recorder sees seq only go up
+        self.flush()
+
+    def apply(self, specs: list[CameraSpec], reloaded: bool = True) -> None:
+        """Start new cameras, stop removed ones, restart changed ones; the rest run on untouched."""
+        wanted = {s.name: s for s in specs}
+        removed = [n for n in self.specs if n not in wanted]
+        changed = [n for n, s in wanted.items() if n in self.specs and self.specs[n] != s]
+        added = [n for n in wanted if n not in self.specs]
+        for name in removed:
+            self.stop(name, "removed from the config")
+            del self.specs[name]
+            with self._lock:
+                self.loops.pop(name)
+        for name in changed:
+            self.stop(name, "restarting with a changed config")
+            self.start(wanted[name])  # the old thread stays in ``loops`` until then: seq runs on
+        for name in added:
+            self.start(wanted[name])
+        if reloaded:
+            self.d.log.info("config applied", added=added, removed=removed, changed=changed,
+                            untouched=sorted(set(wanted) - set(added) - set(changed)))
+
+    def all_finished(self) -> bool:
+        with self._lock:
+            return all(loop.finished and not loop.is_alive() for loop in self.loops.values())
+
+    def any_failed(self) -> bool:
+        with self._lock:
+            return any(loop.outcome == "failed" for loop in self.loops.values())
+
+    def stop_all(self) -> None:
+        with self._lock:
+            loops = list(self.loops.values())
+        for loop in loops:
+            loop.stop.set()
+        for loop in loops:
+            loop.join(timeout=STOP_JOIN_S)
+
+    def decode_fps(self) -> dict[tuple, float]:
+        with self._lock:
+            return {(name,): loop.fps_in for name, loop in self.loops.items()}
+
+
+def check(args: argparse.Namespace) -> None:
+    """What camwire.cli and check-config judge before the daemon starts (ValueError: one line)."""
+    sampling_from_args(args)

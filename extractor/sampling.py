@@ -2,31 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from common.sampling import Sampling
 
-
-@dataclass(frozen=True, slots=True)
-class Sampling:
-    """How to thin a source: every N-th frame, a target rate, key frames only, or everything."""
-
-    every: int = 1
-    fps: float | None = None
-    keyframes: bool = False
-
-    def __post_init__(self) -> None:
-        if self.every < 1:
-            raise ValueError("--every must be at least 1")
-        if self.fps is not None and self.fps <= 0:
-            raise ValueError("--fps must be positive")
-        if sum((self.every > 1, self.fps is not None, self.keyframes)) > 1:
-            raise ValueError("choose one of --every, --fps, --keyframes")
-
-    def describe(self) -> str:
-        if self.keyframes:
-            return "keyframes"
-        if self.fps is not None:
-            return f"fps={self.fps:g}"
-        return f"every={self.every}"
+__all__ = ["Sampler", "Sampling"]
 
 
 class Sampler:

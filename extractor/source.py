@@ -2,6 +2,11 @@
 
 Files, RTSP (over TCP), HTTP(S) and HLS all go through FFmpeg's demuxers; what differs is only
 whether the source ends (a file) or is expected to go on (anything with a network scheme).
+
+An error is classified (:func:`classify`): a source that can never work as configured (no such
+file, an unknown protocol such as ``rstp://``, HTTP 401/403/404, not a video at all) is
+*permanent*; a timeout, a refused connection or a stream that ended is *transient*. Either way
+the reason is FFmpeg's own message ("Server returned 404 Not Found"), never its errno number.
 """
 
 from __future__ import annotations
@@ -18,13 +23,46 @@ OPEN_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 10.0
 
 
+class NoVideoStream(ValueError):
+    """The source opened, but holds no video (an audio file, a data stream)."""
+
+
+# what no retry can mend: the operator has to change the source (or its server its content)
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,  # av.error's subclass these
+    av.error.ProtocolNotFoundError, av.error.DemuxerNotFoundError, av.error.DecoderNotFoundError,
+    av.error.HTTPBadRequestError, av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError,
+    av.error.HTTPNotFoundError, av.error.HTTPOtherClientError, av.error.InvalidDataError, NoVideoStream,
+)
+# what reading a source may raise; anything else is a bug and crashes the camera's thread
+SOURCE_ERRORS: tuple[type[BaseException], ...] = (av.error.FFmpegError, OSError, ValueError)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a source could not be read: ``reason`` is for people, ``kind`` a counter label."""
+
+    permanent: bool
+    reason: str
+    kind: str
+
+
+def classify(exc: BaseException, opened: bool = False, file: bool = True) -> Failure:
+    """Permanent or transient, with a readable reason. An error from a live source that had
+    opened is transient whatever its type (a camera's stream can glitch and come back); from a
+    file, or at opening, its type decides."""
+    message = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    permanent = isinstance(exc, PERMANENT_ERRORS) and (file or not opened)
+    return Failure(permanent=permanent, reason=message, kind=type(exc).__name__)
+
+
 def is_file(url: str) -> bool:
     """A local path or ``file://`` URL: it ends, and it has its own timeline."""
     return "://" not in url or urlsplit(url).scheme == "file"
 
 
 def open_source(url: str, open_timeout: float = OPEN_TIMEOUT_S, read_timeout: float = READ_TIMEOUT_S) -> av.container.InputContainer:
-    """Open a source; raises ``av.error.FFmpegError`` (or ``OSError``) when it cannot be reached."""
+    """Open a source; raises one of SOURCE_ERRORS (see :func:`classify`) when it cannot be read."""
     options: dict[str, str] = {}
     scheme = urlsplit(url).scheme
     if scheme in ("rtsp", "rtsps"):
@@ -34,7 +72,11 @@ def open_source(url: str, open_timeout: float = OPEN_TIMEOUT_S, read_timeout: fl
         options["reconnect"] = "0"  # camwire reconnects itself, with backoff and a status report
     if scheme == "file":
         url = urlsplit(url).path
-    return av.open(url, options=options, timeout=(open_timeout, read_timeout))
+    container = av.open(url, options=options, timeout=(open_timeout, read_timeout))
+    if not container.streams.video:
+        container.close()
+        raise NoVideoStream("no video stream")
+    return container
 
 
 @dataclass(slots=True)

@@ -1,41 +1,44 @@
 """``camwire recorder``: every camera recorded into a ring of fixed-duration files, clips kept
 around events.
 
-Sockets, owned by the main thread (one Poller over both):
-  - SUB, connected to every ``--subscribe`` address (extractors' ``--publish``): frames
-    (``lz4``/``raw``/``jpeg``, encoded here with libx264) or passed-through ``h264``/``hevc``
-    packets (remuxed, never decoded), plus each camera's ``status`` and ``eos`` maps;
-  - SUB, connected to ``--events`` (the sink's ``--publish``): ``event`` maps; each one of the
-    ``--keep-types`` keeps the segments around it (see recorder.keep).
-Files: ``DIR/<camera>/<UTC start>.mkv``, indexed in ``DIR/index.db`` (see recorder.index).
+Sockets, owned by the main thread (common.daemon's loop):
+  - SUB, connected to every ``--subscribe`` address (extractors' ``--publish``): ``frame``
+    messages, ``[FrameHeader, payload]`` with pixels (``lz4``/``raw``/``jpeg``, encoded here with
+    libx264) or passed-through ``h264``/``hevc`` packets (remuxed, never decoded), plus each
+    camera's ``Status`` and ``Eos`` (one part each);
+  - SUB, connected to ``--events`` (the sink's ``--publish``): ``Event`` messages; each one of
+    the ``--keep-types`` keeps the segments around it (see recorder.keep).
+Anything else, or anything that does not decode, is counted under ``malformed/<reason>`` and
+dropped. Files: ``DIR/<camera>/<UTC start>.mkv``, indexed in ``DIR/index.db`` (recorder.index).
+
+Bounded on a fresh install: the ring by age (``--retain``, 7 days) and size (``--max-bytes``), the
+volume's free share (``--min-free``, 5 %), kept clips by their own age (``--keep-retain``, 30
+days) and size (``--keep-max-bytes``), the cameras recorded (``--max-cameras``).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import zmq
 
-from common import wire
-from common.counters import Counters, write_stats
-from common.lifecycle import StopFlag
-from common.logs import configure
-from common.metrics import register_stats
+from common import units, wire
+from common.daemon import Daemon
 from common.paths import name_list
-from common.sockets import make_socket
+from common.sockets import OperatorError, check_address
 from recorder.index import Index
 from recorder.keep import DEFAULT_KEEP_TYPES, Keeper
-from recorder.ring import Encoding, Ring
+from recorder.retention import (DEFAULT_KEEP_RETAIN_S, DEFAULT_MAX_SKEW_S, DEFAULT_MIN_FREE, DEFAULT_RETAIN_S,
+                                Limits, Retention)
+from recorder.ring import DEFAULT_MAX_CAMERAS, Encoding, Ring
 
 SUB_HWM = 1000  # frames waiting in the recorder; beyond this the publisher drops (and we see the hole)
 RETENTION_EVERY_S = 5.0
 
-
 METRIC_LABELS = {"written": ("camera",), "segments": ("camera",), "gaps": ("camera",), "restarts": ("camera",),
-                 "dropped": ("camera", "reason"), "deleted": ("reason",), "malformed": ("reason",),
-                 "events_kept": ("type",), "errors": ("error",)}
+                 "dropped": ("camera", "reason"), "deleted": ("reason",), "events_kept": ("type",),
+                 "keeps_refused": ("reason",), "clock_skew": ("camera",), "recover_failed": ("error",)}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,13 +54,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_recording_arguments(p: argparse.ArgumentParser) -> None:
     """The options ``camwire run --record`` shares with ``camwire recorder``."""
-    p.add_argument("--segment", type=float, default=60.0, metavar="S", help="seconds of video per file")
-    p.add_argument("--retain", type=float, metavar="S", help="delete files older than this")
-    p.add_argument("--max-bytes", type=_size, metavar="N", help="keep the ring under this size (k/M/G suffixes)")
-    p.add_argument("--pre", type=float, default=10.0, metavar="S", help="keep this much before an event")
-    p.add_argument("--post", type=float, default=10.0, metavar="S", help="keep this much after an event")
+    duration, size = units.positive(units.duration), units.positive(units.size)
+    p.add_argument("--segment", type=duration, default=60.0, metavar="DURATION", help="video per file (60s)")
+    p.add_argument("--retain", type=duration, default=DEFAULT_RETAIN_S, metavar="DURATION",
+                   help="delete ring files older than this (default 7d)")
+    p.add_argument("--max-bytes", type=size, metavar="SIZE", help="keep the ring under this size (500M, 200G)")
+    p.add_argument("--min-free", type=units.percent, default=DEFAULT_MIN_FREE, metavar="PERCENT",
+                   help="keep this share of the volume free, deleting the oldest ring files (default 5%%)")
+    p.add_argument("--keep-retain", type=duration, default=DEFAULT_KEEP_RETAIN_S, metavar="DURATION",
+                   help="delete kept clips older than this (default 30d)")
+    p.add_argument("--keep-max-bytes", type=size, metavar="SIZE", help="keep all kept clips under this size")
+    p.add_argument("--max-cameras", type=units.positive(int), default=DEFAULT_MAX_CAMERAS, metavar="N",
+                   help="record at most this many cameras; frames of more are counted, not recorded")
+    p.add_argument("--max-clock-skew", type=duration, default=DEFAULT_MAX_SKEW_S, metavar="DURATION",
+                   help="a capture time further than this from the wall clock is counted and replaced by it")
+    p.add_argument("--pre", type=units.duration, default=10.0, metavar="DURATION",
+                   help="keep this much before an event")
+    p.add_argument("--post", type=units.duration, default=10.0, metavar="DURATION",
+                   help="keep this much after an event")
     p.add_argument("--keep-types", default=",".join(DEFAULT_KEEP_TYPES), metavar="TYPES",
-                   help="comma-separated event types that keep a clip")
+                   help="comma-separated event types that keep a clip (default: detection,camera_covered)")
     p.add_argument("--preset", default="veryfast", help="x264 preset for frames that must be encoded")
     p.add_argument("--crf", type=int, default=23, help="x264 quality for frames that must be encoded")
 
@@ -65,108 +81,93 @@ def add_recording_arguments(p: argparse.ArgumentParser) -> None:
 def recording_argv(args: argparse.Namespace) -> list[str]:
     """The recording options of ``args`` as command-line words (what ``camwire run`` passes on)."""
     argv = ["--segment", str(args.segment), "--pre", str(args.pre), "--post", str(args.post),
-            "--keep-types", args.keep_types, "--preset", args.preset, "--crf", str(args.crf)]
-    if args.retain is not None:
-        argv += ["--retain", str(args.retain)]
-    if args.max_bytes is not None:
-        argv += ["--max-bytes", str(args.max_bytes)]
+            "--keep-types", args.keep_types, "--preset", args.preset, "--crf", str(args.crf),
+            "--retain", str(args.retain), "--min-free", str(args.min_free), "--keep-retain", str(args.keep_retain),
+            "--max-cameras", str(args.max_cameras), "--max-clock-skew", str(args.max_clock_skew)]
+    for flag, value in (("--max-bytes", args.max_bytes), ("--keep-max-bytes", args.keep_max_bytes)):
+        if value is not None:
+            argv += [flag, str(value)]
     return argv
 
 
-def _size(text: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    text = text.strip().lower().removesuffix("b")
-    scale = units.get(text[-1:], 1)
+def check(args: argparse.Namespace) -> None:
+    """The options judged without touching the disk or a socket (camwire check-config, a reload)."""
     try:
-        return int(float(text[:-1] if text[-1:] in units else text) * scale)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+        for addr in args.subscribe or []:
+            check_address(addr, "--subscribe")
+        if args.events:
+            check_address(args.events, "--events")
+    except OperatorError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def main(args: argparse.Namespace) -> int:
-    log = configure("recorder")
-    if args.segment <= 0:
-        raise ValueError("--segment must be more than 0 seconds")
+    d = Daemon("recorder", args, METRIC_LABELS)
     root = Path(args.dir)
-    counters = Counters()
-    register_stats("recorder", counters.snapshot, METRIC_LABELS)
-    stop = StopFlag().install()
-    index = Index(root)
-    keeper = Keeper(root, index, args.pre, args.post, tuple(name_list(args.keep_types)), counters, log)
-    ring = Ring(root, index, keeper, args.segment, args.retain, args.max_bytes,
-                Encoding(preset=args.preset, crf=args.crf), counters, log)
-    ring.recover()
-    with zmq.Context() as ctx:
-        frames = make_socket(ctx, zmq.SUB, connect=args.subscribe, rcvhwm=SUB_HWM, linger=0)
-        frames.setsockopt(zmq.SUBSCRIBE, b"")
-        events = None
-        if args.events:
-            events = make_socket(ctx, zmq.SUB, connect=args.events, linger=0)
-            events.setsockopt(zmq.SUBSCRIBE, b"")
-        log.info("recorder started", subscribe=args.subscribe, dir=str(root), events=args.events,
-                 segment_s=args.segment, retain_s=args.retain, max_bytes=args.max_bytes)
+    index = Index(root)  # on a full disk it opens later (Index.prepare): the recorder starts anyway
+    keeper = Keeper(root, index, args.pre, args.post, tuple(name_list(args.keep_types)), d.counters, d.log,
+                    d.repeats, args.max_clock_skew, args.keep_retain, args.keep_max_bytes)
+    retention = Retention(root, index, Limits(args.retain, args.max_bytes, args.min_free), d.counters, d.log,
+                          d.repeats)
+    ring = Ring(root, index, keeper, retention, args.segment, Encoding(preset=args.preset, crf=args.crf),
+                d.counters, d.log, d.repeats, args.max_cameras, args.max_clock_skew)
+    ring.tick()  # recovers what a killed recorder left open
+
+    frames = d.socket(zmq.SUB, connect=args.subscribe, rcvhwm=SUB_HWM, linger=0)
+    frames.setsockopt(zmq.SUBSCRIBE, b"")
+    d.on(frames, lambda parts: on_frames(ring, parts))
+    if args.events:
+        events = d.socket(zmq.SUB, connect=args.events, linger=0)
+        events.setsockopt(zmq.SUBSCRIBE, b"")
+        d.on(events, lambda parts: on_event(ring, parts))
+
+    def housekeeping() -> None:
+        ring.close_idle(max(2 * ring.segment_s, 10.0))
+        ring.tick()
+        ring.enforce_retention()
+
+    d.every(RETENTION_EVERY_S, housekeeping, now=True)
+    d.stats_extra(lambda: {"cameras": sorted(ring.cameras)})
+    until = set(name_list(args.exit_when_ended))
+
+    def ended() -> bool:
+        if until and until <= ring.ended:
+            d.log.info("all cameras ended", cameras=sorted(until))
+            return True
+        return False
+
+    def cleanup() -> None:
         try:
-            until = set(name_list(args.exit_when_ended)) or None
-            run(ring, frames, events, stop, counters, log, until)
-        finally:
             ring.close_all()
-            frames.close()
-            if events is not None:
-                events.close()
+        finally:
             index.close()
-    stats = {**counters.snapshot(), "cameras": sorted(ring.cameras)}
-    write_stats(args.stats, stats)
-    log.info("recorder stopped", stats=stats)
-    return 0
+
+    d.log.info("recorder started", subscribe=args.subscribe, dir=str(root), events=args.events,
+               segment_s=args.segment, retain_s=args.retain, max_bytes=args.max_bytes, min_free=args.min_free,
+               keep_retain_s=args.keep_retain, keep_max_bytes=args.keep_max_bytes, max_cameras=args.max_cameras)
+    code = d.run(until=ended, cleanup=cleanup)
+    d.log.info("recorder stopped", stats=d.stats())
+    return code
 
 
-def run(ring: Ring, frames: zmq.Socket, events: zmq.Socket | None, stop: StopFlag, counters: Counters, log,
-        until_ended: set[str] | None = None) -> None:
-    poller = zmq.Poller()
-    poller.register(frames, zmq.POLLIN)
-    if events is not None:
-        poller.register(events, zmq.POLLIN)
-    next_retention = time.monotonic()
-    while not stop.is_set():
-        if until_ended and until_ended <= ring.ended:
-            log.info("all cameras ended", cameras=sorted(until_ended))
-            return
-        ready = dict(poller.poll(250))
-        if frames in ready:
-            for _ in range(500):  # bounded, so events and retention get their turn
-                try:
-                    parts = frames.recv_multipart(flags=zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
-                _handle(ring, [p.buffer for p in parts], counters, log)
-        if events is not None and events in ready:
-            while True:
-                try:
-                    part = events.recv(flags=zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                try:
-                    msg = wire.unpack(part)
-                    if msg["kind"] != "event":
-                        raise wire.MalformedMessage("unexpected_kind", msg["kind"])
-                    ring.on_event(msg)
-                except wire.MalformedMessage as exc:
-                    counters.add("malformed", exc.reason)
-        if time.monotonic() >= next_retention:
-            next_retention = time.monotonic() + RETENTION_EVERY_S
-            ring.close_idle(max(2 * ring.segment_s, 10.0))
-            ring.enforce_retention()
+def on_frames(ring: Ring, parts: list[zmq.Frame]) -> None:
+    """One message of the frames SUB: a frame, or a camera's Status or Eos."""
+    buffers = [p.buffer for p in parts]
+    msg = wire.unpack(buffers[0])
+    if isinstance(msg, wire.FrameHeader):
+        ring.on_frame(buffers)
+    elif isinstance(msg, (wire.Status, wire.Eos)):
+        if len(buffers) != 1:
+            raise wire.MalformedMessage("bad_part_count", f"{len(buffers)} parts")
+        ring.on_control(msg)
+    else:
+        wire.expect(msg, wire.FrameHeader, wire.Status, wire.Eos)
 
 
-def _handle(ring: Ring, parts: list, counters: Counters, log) -> None:
-    try:
-        msg = wire.unpack(parts[0])
-        if msg["kind"] == "frame":
-            ring.on_frame(parts)
-        elif msg["kind"] in ("status", "eos"):
-            ring.on_control(msg)
-        else:
-            raise wire.MalformedMessage("unexpected_kind", msg["kind"])
-    except wire.MalformedMessage as exc:
-        counters.add("malformed", exc.reason)
-        log.warning("malformed message dropped", reason=exc.reason, detail=str(exc))
+def on_event(ring: Ring, parts: list[zmq.Frame]) -> None:
+    """One message of the events SUB: an Event."""
+    if len(parts) != 1:
+        raise wire.MalformedMessage("bad_part_count", f"{len(parts)} parts")
+    msg = wire.unpack(parts[0].buffer)
+    wire.expect(msg, wire.Event)
+    ring.on_event(msg)

@@ -5,6 +5,11 @@ found with one query instead of a walk over folders.
 to DIR. A segment row is written when its file is opened (``closed = 0``) and completed when the
 file is finalised; a row still open at start-up is a file the recorder was killed in, and
 :meth:`Index.open_segments` hands those back to be recovered.
+
+A full disk makes any write here raise ``sqlite3.OperationalError`` (opening the index too: WAL
+needs its ``-shm`` file). The connection stays usable and works again once there is space, so
+the ring catches the error, counts what it lost and tries again later; :meth:`Index.prepare` is
+retried until the tables are there.
 """
 
 from __future__ import annotations
@@ -89,9 +94,24 @@ class Index:
         else:
             root.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, isolation_level=None)  # autocommit: every row lands at once
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
+        self.ready = readonly
+        self.prepare()
+
+    def prepare(self) -> bool:
+        """WAL mode and the tables, once; False while the disk refuses them (try again later)."""
+        if not self.ready:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(SCHEMA)
+            except sqlite3.OperationalError:
+                return False
+            self.ready = True
+        return True
+
+    def _check(self) -> None:
+        if not self.prepare():
+            raise sqlite3.OperationalError("the index cannot be opened for writing (is the disk full?)")
 
     def close(self) -> None:
         self.db.close()
@@ -99,6 +119,7 @@ class Index:
     # -- segments -------------------------------------------------------------------------------
 
     def open_segment(self, camera: str, start_ns: int, path: str, enc: str) -> int:
+        self._check()
         cur = self.db.execute("INSERT INTO segments (camera, start_ns, path, enc) VALUES (?, ?, ?, ?)",
                               (camera, start_ns, path, enc))
         return int(cur.lastrowid)
@@ -116,6 +137,7 @@ class Index:
                               (camera, to_ns, from_ns))
 
     def open_segments(self) -> list[Segment]:
+        self._check()
         return self._segments("WHERE closed = 0 ORDER BY start_ns", ())
 
     def expired(self, before_ns: int) -> list[Segment]:
@@ -133,7 +155,12 @@ class Index:
             total -= seg.bytes
         return out
 
+    def oldest(self) -> list[Segment]:
+        """Every closed segment, the oldest first (the order the free-space floor deletes in)."""
+        return self._segments("WHERE closed = 1 ORDER BY end_ns", ())
+
     def _segments(self, where: str, params: tuple) -> list[Segment]:
+        self._check()
         rows = self.db.execute(f"SELECT {_SEGMENT_COLUMNS} FROM segments {where}", params).fetchall()
         return [Segment(*row[:9], bool(row[9])) for row in rows]
 
@@ -141,12 +168,14 @@ class Index:
 
     def add_keep(self, keep: Keep) -> bool:
         """Record an event to keep; False when it is already known (the same event seen twice)."""
+        self._check()
         cur = self.db.execute("INSERT OR IGNORE INTO keeps VALUES (?, ?, ?, ?, ?, 0, ?)",
                               (keep.event_id, keep.camera, keep.from_ns, keep.to_ns, keep.dir,
                                json.dumps(keep.event)))
         return cur.rowcount == 1
 
     def pending_keeps(self, camera: str | None = None) -> list[Keep]:
+        self._check()
         sql = "SELECT event_id, camera, from_ns, to_ns, dir, complete, event FROM keeps WHERE complete = 0"
         rows = self.db.execute(sql + (" AND camera = ?" if camera else ""), (camera,) if camera else ()).fetchall()
         return [Keep(r[0], r[1], r[2], r[3], r[4], bool(r[5]), json.loads(r[6])) for r in rows]
@@ -159,3 +188,21 @@ class Index:
 
     def complete_keep(self, event_id: str) -> None:
         self.db.execute("UPDATE keeps SET complete = 1 WHERE event_id = ?", (event_id,))
+
+    def keeps(self, complete: bool, before_ns: int | None = None) -> list[Keep]:
+        """Kept clips whose window is on disk (``complete``), or all of them, whose window ended
+        before ``before_ns`` if given, the oldest event first."""
+        self._check()
+        where = ["complete = 1"] if complete else []
+        params: tuple = ()
+        if before_ns is not None:
+            where.append("to_ns < ?")
+            params = (before_ns,)
+        rows = self.db.execute("SELECT event_id, camera, from_ns, to_ns, dir, complete, event FROM keeps "
+                               + (f"WHERE {' AND '.join(where)} " if where else "") + "ORDER BY to_ns",
+                               params).fetchall()
+        return [Keep(r[0], r[1], r[2], r[3], r[4], bool(r[5]), json.loads(r[6])) for r in rows]
+
+    def delete_keep(self, event_id: str) -> None:
+        self.db.execute("DELETE FROM kept WHERE event_id = ?", (event_id,))
+        self.db.execute("DELETE FROM keeps WHERE event_id = ?", (event_id,))

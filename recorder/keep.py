@@ -2,10 +2,15 @@
 
 An event at capture time ``t`` keeps every segment of its camera that overlaps
 ``[t - pre, t + post]``: each is hard-linked there (no copy; a copy only where the file system
-cannot link) with ``event.json`` beside them. Retention deletes ring paths only, so a kept file
-lives on under ``kept/`` until the user removes it. An event that arrives before its post window
-has been recorded stays pending (in the index, so a restart does not forget it) and is completed
-as later segments close, or when its camera ends.
+cannot link) with ``event.json`` beside them. Ring retention deletes ring paths only, so a kept
+file lives on under ``kept/``, within the kept clips' own budget (``--keep-retain`` by event time,
+``--keep-max-bytes`` in all, the oldest event going first). An event that arrives before its post
+window has been recorded stays pending (in the index, so a restart does not forget it) and is
+completed as later segments close, or when its camera ends.
+
+An event the keeper refuses is logged and counted under ``keeps_refused/<reason>``: ``duplicate``
+(an event id it already keeps: the sink's PUB seen twice, or a replay), ``clock_skew`` (a time
+far from the wall clock, whose window would never be recorded), ``index_error`` (a full disk).
 """
 
 from __future__ import annotations
@@ -13,60 +18,113 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from common import wire
 from common.counters import Counters
+from common.logs import RepeatLimiter
 from common.paths import safe_name, utc_day
 from recorder.index import Index, Keep
 
 KEPT_DIR = "kept"
-DEFAULT_KEEP_TYPES = ("detection", "motion", "camera_covered")
+# motion alone is too common to keep by default: a tree in the wind would fill the disk
+DEFAULT_KEEP_TYPES = ("detection", "camera_covered")
 
 
 class Keeper:
     def __init__(self, root: Path, index: Index, pre_s: float, post_s: float, types: tuple[str, ...],
-                 counters: Counters, log) -> None:
+                 counters: Counters, log, repeats: RepeatLimiter, max_skew_s: float = 86400.0,
+                 retain_s: float | None = None, max_bytes: int | None = None) -> None:
         self.root, self.index = root, index
         self.pre_ns, self.post_ns = int(pre_s * 1e9), int(post_s * 1e9)
         self.types = set(types)
-        self.counters = counters
-        self.log = log
+        self.counters, self.log, self.repeats = counters, log, repeats
+        self.max_skew_ns = int(max_skew_s * 1e9)
+        self.retain_s, self.max_bytes = retain_s, max_bytes
+        self._sizes: dict[str, int] = {}  # event id -> bytes of its complete folder
 
-    def on_event(self, event: dict[str, Any]) -> str | None:
-        """Start keeping for an event map from the sink; returns the camera, or None if ignored."""
-        etype, camera, ts, event_id = (event.get(k) for k in ("type", "camera", "ts", "id"))
-        if etype not in self.types:
+    def on_event(self, event: wire.Event) -> str | None:
+        """Start keeping for an event from the sink; returns the camera, or None if not kept."""
+        if event.type not in self.types:
             return None
-        if not (isinstance(camera, str) and isinstance(event_id, str) and isinstance(ts, (int, float))):
-            self.counters.add("malformed", "bad_event")
-            return None
-        t_ns = int(ts * 1e9)
-        folder = Path(KEPT_DIR) / utc_day(ts) / safe_name(event_id)
-        event = {k: v for k, v in event.items() if k not in ("v", "kind")}
-        keep = Keep(event_id, camera, t_ns - self.pre_ns, t_ns + self.post_ns, str(folder), False, event)
-        if not self.index.add_keep(keep):
-            return None
-        (self.root / folder).mkdir(parents=True, exist_ok=True)
-        self._write_json(keep, [], complete=False)
-        self.counters.add("events_kept", etype)
-        self.log.info("keeping event", event_id=event_id, camera=camera, type=etype)
-        return camera
+        t_ns = int(event.ts * 1e9)
+        if abs(t_ns - time.time_ns()) > self.max_skew_ns:
+            return self._refuse(event, "clock_skew")
+        folder = Path(KEPT_DIR) / utc_day(event.ts) / safe_name(event.id)
+        body = {k: v for k, v in msgspec.to_builtins(event).items() if k not in ("v", "kind")}
+        keep = Keep(event.id, event.camera, t_ns - self.pre_ns, t_ns + self.post_ns, str(folder), False, body)
+        try:
+            if not self.index.add_keep(keep):
+                return self._refuse(event, "duplicate")
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+            self._write_json(keep, [], complete=False)
+        except sqlite3.OperationalError as exc:
+            return self._refuse(event, "index_error", error=str(exc))
+        except OSError as exc:  # the row is there: the folder and its JSON are made again when it completes
+            self.repeats("keep:write", "kept clip folder not written yet", level="error", error=str(exc))
+        self.counters.add("events_kept", event.type)
+        self.log.info("keeping event", event_id=event.id, camera=event.camera, type=event.type)
+        return event.camera
+
+    def _refuse(self, event: wire.Event, reason: str, **kw: Any) -> None:
+        self.counters.add("keeps_refused", reason)
+        self.repeats(f"keep-refused:{reason}", "event not kept", reason=reason, event_id=event.id,
+                     camera=event.camera, **kw)
+        return None
 
     def update(self, camera: str, recorded_to_ns: int, open_start_ns: int | None, ended: bool) -> None:
         """Link what has been recorded for ``camera``'s pending events; complete those whose window
         is fully on disk (recorded past its end, and not in the file still being written)."""
+        completed = False
         for keep in self.index.pending_keeps(camera):
             files = self._link(keep)
             past_window = recorded_to_ns >= keep.to_ns and (open_start_ns is None or open_start_ns >= keep.to_ns)
             if ended or past_window:
-                self.index.complete_keep(keep.event_id)
                 self._write_json(keep, files, complete=True)
+                self.index.complete_keep(keep.event_id)
+                completed = True
                 self.log.info("event clip kept", event_id=keep.event_id, camera=camera, files=len(files))
+        if completed:
+            self.enforce()
+
+    def enforce(self) -> None:
+        """Delete kept clips older than ``retain_s`` (by event time, against the wall clock; pending
+        ones too, for a camera that never recorded their window), then the oldest complete ones
+        until all of them together are within ``max_bytes``."""
+        if self.retain_s is not None:
+            before_ns = time.time_ns() - int(self.retain_s * 1e9)
+            for keep in self.index.keeps(complete=False, before_ns=before_ns):
+                self._delete(keep, "keep_age")
+        if self.max_bytes is not None:
+            keeps = self.index.keeps(complete=True)
+            # a complete clip's files no longer change: each folder is measured once
+            for k in keeps:
+                if k.event_id not in self._sizes:
+                    self._sizes[k.event_id] = _folder_bytes(self.root / k.dir)
+            sizes = [self._sizes[k.event_id] for k in keeps]
+            total = sum(sizes)
+            for keep, size in zip(keeps, sizes):
+                if total <= self.max_bytes:
+                    break
+                self._delete(keep, "keep_bytes")
+                total -= size
+
+    def _delete(self, keep: Keep, reason: str) -> None:
+        self.index.delete_keep(keep.event_id)  # first: a folder left half-deleted is not in the index
+        self._sizes.pop(keep.event_id, None)
+        shutil.rmtree(self.root / keep.dir, ignore_errors=True)
+        self.counters.add("deleted", reason)
+        self.log.info("kept clip deleted", event_id=keep.event_id, camera=keep.camera, reason=reason)
 
     def _link(self, keep: Keep) -> list[str]:
         done = self.index.kept_segment_ids(keep.event_id)
         folder = self.root / keep.dir
+        folder.mkdir(parents=True, exist_ok=True)
         for seg in self.index.overlapping(keep.camera, keep.from_ns, keep.to_ns):
             if seg.id in done:
                 continue
@@ -89,3 +147,9 @@ class Keeper:
         tmp.write_text(json.dumps(body, indent=1))
         tmp.replace(path)
 
+
+def _folder_bytes(folder: Path) -> int:
+    try:
+        return sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
+    except FileNotFoundError:
+        return 0

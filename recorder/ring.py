@@ -1,30 +1,47 @@
-"""The ring: per camera, frames into fixed-duration segment files; old files out by age and size.
+"""The ring: per camera, frames into fixed-duration segment files (recorder.retention takes old
+files out).
 
-Frames come from the extractors' publish streams (see common.wire). For each camera the ring
+Frames come from the extractors' publish streams (common.wire). For each camera the ring
 - checks the header's seq: a hole is frames lost before the recorder, counted and written into
   the index row of the segment it falls in (``gaps``), never hidden; a seq that goes back means
   the extractor restarted, which starts a new segment;
+- takes the capture time as it comes unless it is more than ``max_skew_s`` from the wall clock:
+  then it is counted (``clock_skew/<camera>``) and the wall clock used instead;
 - cuts a new segment when ``segment_s`` of capture time has passed since the segment's first
   frame (for passed-through packets, at the next key frame, since a file must start with one);
 - after a hole in a packet stream, drops packets up to the next key frame (nothing before it
   can be decoded) and counts them as ``dropped/await_key``.
+
+A write that fails (a full disk: the file, or the index) closes the segment; that frame and every
+frame for the next ``WRITE_RETRY_S`` are counted as ``dropped/<camera>/write_error`` and as gaps
+(in the next segment's row), the error is logged once per interval, and a new segment is tried
+after that, so recording resumes by itself when space comes back. At most ``max_cameras`` cameras
+are recorded; frames of any beyond them are counted under ``dropped/*/max_cameras``.
 """
 
 from __future__ import annotations
 
-import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
+import msgspec
 
-from common import wire
+from common import pixels, wire
 from common.counters import Counters
+from common.logs import RepeatLimiter
 from common.paths import safe_name, utc_stamp
-from recorder.index import Index, Segment
+from recorder.index import Index
 from recorder.keep import Keeper
+from recorder.retention import DEFAULT_MAX_SKEW_S, Retention, capture_time
 from recorder.segment import FrameSegment, PacketSegment, SegmentFile
+
+WRITE_RETRY_S = 1.0  # after a failed write, how long a camera's frames are dropped before a new file is tried
+DEFAULT_MAX_CAMERAS = 256
+OVER_LIMIT = "*"  # the camera label for frames of cameras beyond --max-cameras (no real camera has it)
+WRITE_ERRORS = (av.error.FFmpegError, OSError, sqlite3.OperationalError)
 
 
 @dataclass
@@ -46,44 +63,107 @@ class CameraRecording:
     await_key: bool = False
     last_ts_ns: int = 0
     last_seen: float = field(default_factory=time.monotonic)
+    blocked_until: float = 0.0  # after a failed write: no new file before this (monotonic)
+
+
+@dataclass
+class _Unfinished:
+    """A closed file whose index row could not be completed yet (a full disk)."""
+
+    seg_id: int
+    end_ns: int
+    size: int
+    frames: int
+    gaps: int
 
 
 class Ring:
-    def __init__(self, root: Path, index: Index, keeper: Keeper, segment_s: float, retain_s: float | None,
-                 max_bytes: int | None, encoding: Encoding, counters: Counters, log) -> None:
-        self.root, self.index, self.keeper = root, index, keeper
-        self.segment_s, self.retain_s, self.max_bytes = segment_s, retain_s, max_bytes
+    def __init__(self, root: Path, index: Index, keeper: Keeper, retention: Retention, segment_s: float,
+                 encoding: Encoding, counters: Counters, log, repeats: RepeatLimiter,
+                 max_cameras: int = DEFAULT_MAX_CAMERAS, max_skew_s: float = DEFAULT_MAX_SKEW_S) -> None:
+        self.root, self.index, self.keeper, self.retention = root, index, keeper, retention
+        self.segment_s = segment_s
         self.encoding = encoding
-        self.counters = counters
-        self.log = log
+        self.counters, self.log, self.repeats = counters, log, repeats
+        self.max_cameras = max_cameras
+        self.max_skew_ns = int(max_skew_s * 1e9)
         self.cameras: dict[str, CameraRecording] = {}
         self.ended: set[str] = set()  # cameras whose source reached its end
-        self.latest_ts_ns = 0
+        self._unfinished: list[_Unfinished] = []
+        self._recovered = False
 
     # -- frames -------------------------------------------------------------------------------
 
     def on_frame(self, parts: list) -> None:
         header = wire.peek_frame(parts)  # raises MalformedMessage before anything is touched
-        cam = self.cameras.setdefault(header.camera, CameraRecording(header.camera))
+        cam = self._camera(header.camera)
+        if cam is None:
+            return
         cam.last_seen = time.monotonic()
         self.ended.discard(header.camera)
+        ts_ns, skewed = capture_time(header.ts_ns, time.time_ns(), self.max_skew_ns)
+        if skewed:
+            self.counters.add("clock_skew", header.camera)
+            self.repeats(f"skew:{header.camera}", "capture time far from the wall clock; the wall clock is used",
+                         camera=header.camera, ts_ns=header.ts_ns, max_skew_s=self.max_skew_ns / 1e9)
+            header = msgspec.structs.replace(header, ts_ns=ts_ns)
         self._account_seq(cam, header)
-        self.latest_ts_ns = max(self.latest_ts_ns, header.ts_ns)
+        if cam.blocked_until > cam.last_seen:
+            self._lost(cam, "write_error")
+            return
         try:
             if not self._write(cam, header, parts):
                 self.counters.add("dropped", header.camera, "await_key")
                 return
-        except (av.error.FFmpegError, OSError) as exc:
-            # a full disk or a packet the muxer refuses: this file ends here, the next starts clean
-            self.counters.add("dropped", header.camera, "write_error")
-            self.log.error("write failed; segment closed", camera=cam.name, error=str(exc))
-            self.close_segment(cam)
-            cam.await_key = header.is_packet
+        except WRITE_ERRORS as exc:
+            self._write_failed(cam, header, exc)
             return
         cam.segment.gaps += cam.pending_gaps
         cam.pending_gaps = 0
         cam.last_ts_ns = max(cam.last_ts_ns, header.ts_ns)
         self.counters.add("written", header.camera)
+
+    def _camera(self, name: str) -> CameraRecording | None:
+        """The camera's state, made on its first message; None beyond ``max_cameras`` (counted)."""
+        cam = self.cameras.get(name)
+        if cam is None:
+            if len(self.cameras) >= self.max_cameras and not self._forget_one():
+                self.counters.add("dropped", OVER_LIMIT, "max_cameras")
+                self.repeats("max-cameras", "more cameras than --max-cameras; this one is not recorded",
+                             camera=name, max_cameras=self.max_cameras)
+                return None
+            cam = self.cameras[name] = CameraRecording(name)
+        return cam
+
+    def _forget_one(self) -> bool:
+        """Make room by forgetting the camera idle longest, if one has no open file and has been
+        idle for several segments (a camera renamed or removed long ago)."""
+        idle = [c for c in self.cameras.values() if c.segment is None]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda c: c.last_seen)
+        if time.monotonic() - oldest.last_seen < max(10 * self.segment_s, 60.0):
+            return False
+        del self.cameras[oldest.name]
+        self.ended.discard(oldest.name)
+        return True
+
+    def _lost(self, cam: CameraRecording, reason: str) -> None:
+        """A frame that reached the recorder and could not be recorded: dropped, and a gap."""
+        self.counters.add("dropped", cam.name, reason)
+        self.counters.add("gaps", cam.name)
+        cam.pending_gaps += 1
+
+    def _write_failed(self, cam: CameraRecording, header: wire.FrameHeader, exc: Exception) -> None:
+        self._lost(cam, "write_error")
+        self.repeats(f"write:{cam.name}:{type(exc).__name__}", "write failed; segment closed, retrying",
+                     level="error", camera=cam.name, error=f"{type(exc).__name__}: {exc}"[:300],
+                     retry_in_s=WRITE_RETRY_S)
+        self.close_segment(cam)
+        cam.await_key = cam.await_key or header.is_packet
+        if isinstance(exc, (OSError, sqlite3.OperationalError)):  # the disk, not a packet the muxer refused
+            cam.blocked_until = time.monotonic() + WRITE_RETRY_S
+            self.enforce_retention()  # the free-space floor may make room at once
 
     def _write(self, cam: CameraRecording, header: wire.FrameHeader, parts: list) -> bool:
         if header.is_packet:
@@ -91,7 +171,7 @@ class Ring:
                 return False
             cam.segment.write(header, parts[1])
             return True
-        header, image = wire.decode_frame(parts)
+        _, image = pixels.decode_frame(parts)
         seg = cam.segment
         if seg is None or not isinstance(seg, FrameSegment) or not seg.continues(header) \
                 or seg.elapsed_s(header.ts_ns) >= self.segment_s:
@@ -105,8 +185,8 @@ class Ring:
             self.counters.add("gaps", header.camera, n=lost)
             cam.pending_gaps += lost
             cam.await_key = header.is_packet  # a packet stream cannot be decoded across a hole
-            self.log.warning("frames lost before the recorder", camera=header.camera, lost=lost,
-                             expected=cam.expect, got=header.seq)
+            self.repeats(f"lost:{header.camera}", "frames lost before the recorder", camera=header.camera,
+                         lost=lost, expected=cam.expect, got=header.seq)
         elif cam.expect is not None and header.seq < cam.expect:
             self.counters.add("restarts", header.camera)
             self.log.info("camera stream restarted", camera=header.camera, seq=header.seq)
@@ -133,11 +213,20 @@ class Ring:
         n = 1
         while path.exists():  # the same millisecond after a restart
             path, n = folder / f"{utc_stamp(first.ts_ns)}-{n}.mkv", n + 1
-        if first.is_packet:
-            cam.segment = PacketSegment(path, first)
-        else:
-            cam.segment = FrameSegment(path, first, self.encoding.preset, self.encoding.crf, self.encoding.gop)
-        cam.seg_id = self.index.open_segment(cam.name, first.ts_ns, str(path.relative_to(self.root)), first.enc)
+        try:
+            if first.is_packet:
+                seg: SegmentFile = PacketSegment(path, first)
+            else:
+                seg = FrameSegment(path, first, self.encoding.preset, self.encoding.crf, self.encoding.gop)
+        except WRITE_ERRORS:
+            path.unlink(missing_ok=True)
+            raise
+        try:
+            cam.seg_id = self.index.open_segment(cam.name, first.ts_ns, str(path.relative_to(self.root)), first.enc)
+        except sqlite3.OperationalError:
+            _discard(seg)
+            raise
+        cam.segment = seg
         self.log.info("segment started", camera=cam.name, path=str(path.relative_to(self.root)))
 
     def close_segment(self, cam: CameraRecording) -> None:
@@ -147,43 +236,55 @@ class Ring:
             return
         try:
             size = seg.close()
-        except (av.error.FFmpegError, OSError) as exc:
+        except WRITE_ERRORS as exc:
             self.counters.add("errors", "close")
-            self.log.error("segment did not close cleanly", camera=cam.name, error=str(exc))
+            self.repeats(f"close:{type(exc).__name__}", "segment did not close cleanly", level="error",
+                         camera=cam.name, error=str(exc)[:300])
             size = seg.path.stat().st_size if seg.path.exists() else 0
-        self.index.close_segment(cam.seg_id, seg.end_ns, size, seg.frames, seg.gaps)
+        if seg.frames == 0:  # nothing reached the file (its first write failed): neither file nor row stays
+            seg.path.unlink(missing_ok=True)
+            self._index_write(self.index.delete_segment, cam.seg_id)
+            return
+        self._unfinished.append(_Unfinished(cam.seg_id, seg.end_ns, size, seg.frames, seg.gaps))
         self.counters.add("segments", cam.name)
-        self.keeper.update(cam.name, cam.last_ts_ns, None, ended=False)
+        self.tick()
+        self._keep(cam.name, cam.last_ts_ns, None, ended=False)
         self.enforce_retention()
 
     # -- control messages -----------------------------------------------------------------------
 
-    def on_control(self, msg: dict) -> None:
-        camera = msg.get("camera")
-        if not isinstance(camera, str):
-            raise wire.MalformedMessage("bad_header", f"{msg['kind']} without camera")
-        cam = self.cameras.setdefault(camera, CameraRecording(camera))
-        if msg["kind"] == "eos":
-            last = msg.get("last_seq")
-            if isinstance(last, int) and cam.expect is not None and last >= cam.expect:
-                lost = last - cam.expect + 1  # the tail of the stream never arrived
-                self.counters.add("gaps", camera, n=lost)
+    def on_control(self, msg: wire.Status | wire.Eos) -> None:
+        if isinstance(msg, wire.Status):
+            cam = self.cameras.get(msg.camera)  # a status alone makes no camera state
+            if cam is not None and msg.state == "offline":
+                self.close_segment(cam)
+            return
+        cam = self._camera(msg.camera)
+        if cam is not None:
+            if cam.expect is not None and msg.last_seq >= cam.expect:
+                lost = msg.last_seq - cam.expect + 1  # the tail of the stream never arrived
+                self.counters.add("gaps", msg.camera, n=lost)
                 if cam.segment is not None:
                     cam.segment.gaps += lost
             self.close_segment(cam)
             cam.expect = None  # a file extractor started again begins at seq 0
-            self.keeper.update(camera, cam.last_ts_ns, None, ended=True)
-            self.ended.add(camera)
-            self.log.info("camera ended", camera=camera)
-        elif msg["kind"] == "status" and msg.get("state") == "offline":
-            self.close_segment(cam)
+            self._keep(msg.camera, cam.last_ts_ns, None, ended=True)
+            self.ended.add(msg.camera)
+            self.log.info("camera ended", camera=msg.camera)
 
-    def on_event(self, event: dict) -> None:
+    def on_event(self, event: wire.Event) -> None:
         camera = self.keeper.on_event(event)
         if camera is not None:
             cam = self.cameras.get(camera)
             open_start = cam.segment.start_ns if cam and cam.segment else None
-            self.keeper.update(camera, cam.last_ts_ns if cam else 0, open_start, ended=False)
+            self._keep(camera, cam.last_ts_ns if cam else 0, open_start, ended=False)
+
+    def _keep(self, camera: str, recorded_to_ns: int, open_start_ns: int | None, ended: bool) -> None:
+        try:
+            self.keeper.update(camera, recorded_to_ns, open_start_ns, ended)
+        except WRITE_ERRORS as exc:  # still pending in the index: done when a later segment closes
+            self.repeats(f"keep:{type(exc).__name__}", "kept clip not updated; tried again later", level="error",
+                         camera=camera, error=str(exc)[:300])
 
     def close_idle(self, idle_s: float) -> None:
         """Finalise the files of cameras that have sent nothing for ``idle_s`` (a stalled source)."""
@@ -196,36 +297,66 @@ class Ring:
     def close_all(self) -> None:
         for cam in self.cameras.values():
             self.close_segment(cam)
+        self.tick()
 
-    # -- retention and recovery -----------------------------------------------------------------
+    # -- the index, retention and recovery ----------------------------------------------------------
+
+    def tick(self) -> None:
+        """Complete the index rows a full disk held back; recover, once the index opens."""
+        while self._unfinished:
+            u = self._unfinished[0]
+            if not self._index_write(self.index.close_segment, u.seg_id, u.end_ns, u.size, u.frames, u.gaps):
+                return
+            self._unfinished.pop(0)
+        if not self._recovered:
+            self.recover()
 
     def enforce_retention(self) -> None:
-        """Delete ring files older than ``retain_s``, then the oldest until under ``max_bytes``.
-
-        "Now" is the later of the wall clock and the newest capture time seen, so a file read
-        faster than real time ages its segments by its own clock."""
-        if self.retain_s is not None:
-            now_ns = max(time.time_ns(), self.latest_ts_ns)
-            for seg in self.index.expired(now_ns - int(self.retain_s * 1e9)):
-                self._delete(seg, "age")
-        if self.max_bytes is not None:
-            for seg in self.index.over_budget(self.max_bytes):
-                self._delete(seg, "bytes")
-
-    def _delete(self, seg: Segment, reason: str) -> None:
         try:
-            os.unlink(self.root / seg.path)
-        except FileNotFoundError:
-            pass
-        self.index.delete_segment(seg.id)
-        self.counters.add("deleted", reason)
-        self.log.info("segment deleted", camera=seg.camera, path=seg.path, reason=reason)
+            self.retention.enforce()
+            self.keeper.enforce()
+        except WRITE_ERRORS as exc:
+            self.repeats(f"retention:{type(exc).__name__}", "retention round failed; tried again later",
+                         level="error", error=str(exc)[:300])
+
+    def _index_write(self, fn, *args) -> bool:
+        try:
+            fn(*args)
+        except sqlite3.OperationalError as exc:
+            self.counters.add("errors", "index")
+            self.repeats("index", "index not written; tried again later", level="error", error=str(exc))
+            return False
+        return True
 
     def recover(self) -> None:
-        """Complete the index rows of files a killed recorder left open, from the files themselves."""
+        """Complete the index rows of files a killed recorder left open, from the files themselves.
+
+        A file is deleted only when it reads and holds no frame (the recorder died before its
+        first cluster); one that cannot be read keeps its row, and is logged and counted."""
+        try:
+            self._recover()
+        except sqlite3.OperationalError as exc:
+            self.repeats("recover", "index not writable yet; recovery waits", level="error", error=str(exc))
+            return
+        self._recovered = True
+
+    def _recover(self) -> None:
+        ours = {c.seg_id for c in self.cameras.values() if c.segment is not None} | \
+            {u.seg_id for u in self._unfinished}  # this run's files, when the index opened late
         for seg in self.index.open_segments():
+            if seg.id in ours:
+                continue
             path = self.root / seg.path
-            frames, last_ms = _probe(path)
+            try:
+                frames, last_ms = _probe(path)
+                size = path.stat().st_size
+            except FileNotFoundError:
+                frames, last_ms, size = 0, 0, 0
+            except OSError as exc:
+                self.counters.add("recover_failed", type(exc).__name__)
+                self.repeats(f"probe:{seg.path}", "segment from an earlier run not readable; its row kept",
+                             level="error", path=seg.path, error=str(exc))
+                continue
             if frames == 0:
                 path.unlink(missing_ok=True)
                 self.index.delete_segment(seg.id)
@@ -233,13 +364,17 @@ class Ring:
                 continue
             step_ms = last_ms / max(1, frames - 1)
             end_ns = seg.start_ns + int((last_ms + step_ms) * 1e6)
-            self.index.close_segment(seg.id, end_ns, path.stat().st_size, frames, seg.gaps)
+            self.index.close_segment(seg.id, end_ns, size, frames, seg.gaps)
             self.counters.add("recovered")
             self.log.info("segment recovered", path=seg.path, frames=frames)
 
 
 def _probe(path: Path) -> tuple[int, int]:
-    """Packets in a (possibly truncated) segment file, and its last timestamp in ms."""
+    """Packets in a (possibly truncated) segment file, and its last timestamp in ms.
+
+    A file cut off mid-cluster reads up to the cut; one that is not Matroska at all (a header
+    never written) holds no frame. An OSError (unreadable, an I/O error) is raised: such a file
+    is not known to be empty."""
     frames, last = 0, 0
     try:
         with av.open(str(path)) as container:
@@ -248,6 +383,17 @@ def _probe(path: Path) -> tuple[int, int]:
                 if packet.size and packet.pts is not None:
                     frames += 1
                     last = max(last, int(packet.pts * packet.time_base * 1000))
-    except (av.error.FFmpegError, OSError, IndexError):
-        pass  # a file cut off mid-cluster reads up to the cut
+    except av.error.FFmpegError as exc:
+        if isinstance(exc, OSError):
+            raise
+    except IndexError:
+        pass  # no video stream: the header was cut off
     return frames, last
+
+
+def _discard(seg: SegmentFile) -> None:
+    try:
+        seg.container.close()
+    except WRITE_ERRORS:
+        pass
+    seg.path.unlink(missing_ok=True)

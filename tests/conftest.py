@@ -19,6 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from zmq.utils.monitor import recv_monitor_message
 
 from camwire.sample import make_sample_clip
+from mqtt import run_broker
+import msgspec
+
 from common import wire
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +118,7 @@ class EventStream:
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             if self.sock.poll(int(left * 1000)):
-                event = wire.unpack(self.sock.recv())
+                event = msgspec.msgpack.decode(self.sock.recv())  # as sent, every key kept
                 self.seen.append(event)
                 if predicate(event):
                     return event
@@ -136,7 +139,8 @@ class Pipeline:
     """Addresses for one ventilator + sink on TCP loopback, and the commands to start the rest."""
 
     def __init__(self, daemons: Daemons, zctx: zmq.Context, tmp: Path, cooldown: float = 1.0,
-                 until: str | None = None, heartbeat_timeout: float = 2.0, sink_args: tuple[str, ...] = ()) -> None:
+                 until: str | None = None, heartbeat_timeout: float = 2.0, sink_args: tuple[str, ...] = (),
+                 vent_args: tuple[str, ...] = ()) -> None:
         self.d = daemons
         self.frontend, self.backend, self.results, self.events_pub = tcp(), tcp(), tcp(), tcp()
         self.events_file = tmp / "events.jsonl"
@@ -148,7 +152,7 @@ class Pipeline:
         daemons.start("sink", *sink, *sink_args)
         self.events = EventStream(zctx, self.events_pub)
         daemons.start("ventilator", "ventilator", "--frontend", self.frontend, "--backend", self.backend,
-                      "--heartbeat-timeout", str(heartbeat_timeout))
+                      "--heartbeat-timeout", str(heartbeat_timeout), *vent_args)
 
     def worker(self, name: str, detector: str = "motion+covered", *extra: str) -> subprocess.Popen:
         return self.d.start(name, "classifier", "--connect", self.backend, "--sink", self.results,
@@ -202,7 +206,7 @@ class FrameTap:
             if left <= 0 or not self.sock.poll(int(left * 1000)):
                 raise AssertionError(f"not seen within {timeout}s; cameras so far: {self.counts()}")
             parts = self.sock.recv_multipart()
-            head = wire.unpack(parts[0])
+            head = msgspec.msgpack.decode(parts[0])
             if head["kind"] == "frame":
                 h = wire.peek_frame(parts)
                 self.seen.append((h.camera, h.seq, h.dts if h.dts is not None else h.pts))
@@ -241,6 +245,50 @@ def wait_log(path: Path, predicate: Callable[[dict[str, Any]], bool], timeout: f
             raise AssertionError(f"{path.name}: the process exited ({proc.returncode}) before the log line")
         time.sleep(0.05)  # a file has no event to await: poll it, briefly
     raise AssertionError(f"no matching log line in {path} within {timeout}s")
+
+
+@pytest.fixture
+def broker():
+    """A real Mosquitto on a free port; yields the port (skips where Mosquitto is not installed)."""
+    yield from run_broker(free_port())
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A factory of small tmpfs volumes (``small_disk("3m")``), unmounted at teardown; skips with
+    the reason where mounting is refused (not root, no CAP_SYS_ADMIN)."""
+    mounts: list[Path] = []
+
+    def make(size: str = "3m") -> Path:
+        path = tmp_path / f"disk{len(mounts)}"
+        path.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip() or done.returncode}")
+        mounts.append(path)
+        return path
+
+    yield make
+    for path in mounts:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill(path: Path, leave: int = 0) -> Path:
+    """Fill the volume holding ``path`` until ``leave`` bytes or fewer are free; returns the filler
+    file (delete it to give the space back)."""
+    filler = path / "filler.bin"
+    with open(filler, "ab") as f:
+        while True:
+            free = os.statvfs(path).f_bavail * os.statvfs(path).f_frsize
+            if free <= leave:
+                break
+            try:
+                f.write(b"\0" * min(1 << 20, max(4096, free - leave)))
+                f.flush()
+            except OSError:
+                break
+    return filler
 
 
 def scrape(port: int) -> dict[str, list]:

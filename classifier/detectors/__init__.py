@@ -12,11 +12,14 @@ Specs joined with ``+`` run side by side on the same frames (``motion+covered``)
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
+import msgspec
 import numpy as np
 
+from common import wire
 from common.wire import FrameHeader
 
 Frame = tuple[FrameHeader, np.ndarray]
@@ -31,8 +34,10 @@ class Detection:
     box: tuple[float, float, float, float]
 
     def to_map(self) -> dict[str, Any]:
-        return {"label": self.label, "confidence": round(float(self.confidence), 4),
-                "box": [round(float(v), 1) for v in self.box]}
+        confidence = float(self.confidence)
+        if math.isfinite(confidence):  # a float32 score a hair past 1 is 1; a NaN stays NaN and is refused
+            confidence = min(1.0, max(0.0, confidence))
+        return {"label": self.label, "confidence": round(confidence, 4), "box": [round(float(v), 1) for v in self.box]}
 
 
 @dataclass(slots=True)
@@ -41,6 +46,12 @@ class FrameResult:
 
     detections: list[Detection] = field(default_factory=list)
     flags: dict[str, Any] = field(default_factory=dict)
+
+    def to_wire(self) -> tuple[list[wire.Detection], wire.Flags]:
+        """The result's wire form, validated as the sink will decode it (a NaN box, a confidence
+        past 1, an unknown scene raise ``msgspec.ValidationError``: the caller reports it)."""
+        detections = msgspec.convert([d.to_map() for d in self.detections], list[wire.Detection])
+        return detections, msgspec.convert(self.flags, wire.Flags)
 
 
 class Detector(Protocol):

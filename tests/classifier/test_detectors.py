@@ -93,3 +93,23 @@ def test_unknown_detector_and_bad_options_are_refused() -> None:
         make_detector("yolo9000")
     with pytest.raises(ValueError, match="key=value"):
         make_detector("covered:7")
+
+
+def test_a_result_becomes_its_wire_form_or_is_refused() -> None:
+    import math
+
+    import msgspec
+
+    from classifier.detectors import Detection, FrameResult
+    from common import wire
+
+    ok = FrameResult([Detection("car", 1.0000004, (1.04, 2, 3, 4))], {"covered": False, "scene": "clear",
+                                                                      "edge_fraction": 0.01, "covered_after": 5})
+    detections, flags = ok.to_wire()
+    assert detections == [wire.Detection("car", 1.0, (1.0, 2.0, 3.0, 4.0))]
+    assert flags == wire.Flags(covered=False, covered_after=5, scene="clear", edge_fraction=0.01)
+    for bad in (FrameResult([Detection("car", 0.5, (math.nan, 0, 1, 1))]),
+                FrameResult([Detection("car", math.nan, (0, 0, 1, 1))]),
+                FrameResult(flags={"scene": "foggy"})):
+        with pytest.raises(msgspec.ValidationError):
+            bad.to_wire()

@@ -13,7 +13,7 @@ import numpy as np
 import zmq
 
 from camwire.sample import make_sample_clip
-from common import wire
+from common import pixels, wire
 from conftest import free_port, shared_clip, tcp
 
 
@@ -22,7 +22,8 @@ def push_garbage(zctx: zmq.Context, addr: str) -> None:
     sock = zctx.socket(zmq.PUSH)
     sock.setsockopt(zmq.LINGER, 2000)
     sock.connect(addr)
-    good_head = wire.encode_frame(wire.FrameHeader("x", 0, 0, None, 4, 4), np.zeros((4, 4, 3), np.uint8))[0]
+    good_head = pixels.encode_frame(wire.FrameHeader(camera="x", seq=0, ts_ns=0, width=4, height=4),
+                                   np.zeros((4, 4, 3), np.uint8))[0]
     sock.send(b"\xc1not msgpack")
     sock.send_multipart([msgpack.packb({"v": 42, "kind": "frame"}), b""])
     sock.send_multipart([good_head, b"short"])
@@ -162,9 +163,9 @@ def test_extractor_drops_and_counts_instead_of_blocking(daemons, tmp_path: Path,
     seqs = []
     while sub.poll(20_000) and len(seqs) < 10:
         parts = sub.recv_multipart()
-        if wire.unpack(parts[0])["kind"] != "frame":
+        if not isinstance(wire.unpack(parts[0]), wire.FrameHeader):
             continue  # the camera's status messages go to the recorder too
-        header, image = wire.decode_frame(parts)
+        header, image = pixels.decode_frame(parts)
         assert header.enc == "lz4" and image.shape == (360, 640, 3)
         seqs.append(header.seq)
     assert seqs == list(range(seqs[0], seqs[0] + 10))  # every decoded frame is published, in order

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from classifier.dispatch import Dispatcher
-from common.wire import FrameHeader
+from common.wire import Eos, FrameHeader
 
 
 def frame(camera: str, seq: int, live: bool = True) -> FrameHeader:
@@ -55,7 +55,7 @@ def test_free_worker_gets_work_busy_one_none() -> None:
     assert [w for w, _, _ in drain(d)] == [b"w1", b"w2"]
     d.offer(frame("a", 2, live=False), [])
     assert drain(d) == []  # nobody has a credit
-    d.ready(b"w2", "w2", 1, [["a", 1]], now=1)
+    d.ready(b"w2", "w2", 1, [("a", 1)], now=1)
     assert drain(d) == [(b"w2", "a", 2)]
 
 
@@ -74,7 +74,7 @@ def test_lost_worker_costs_exactly_its_in_flight_frames() -> None:
     d.offer(frame("a", 0, live=False), [])
     d.offer(frame("a", 1, live=False), [])
     assert len(drain(d)) == 2
-    d.ready(b"w1", "w1", 1, [["a", 0]], now=1)
+    d.ready(b"w1", "w1", 1, [("a", 0)], now=1)
     assert d.forget(b"w1", "heartbeat") == [("a", 1)]
     assert d.counters.get("dropped", "a", "worker_lost") == 1
     d.offer(frame("a", 2, live=False), [])
@@ -93,10 +93,10 @@ def test_eos_waits_for_in_flight_frames() -> None:
     d.ready(b"w", "w", 1, [], now=0)
     d.offer(frame("f", 0, live=False), [])
     drain(d)
-    d.end_of_stream("f", {"camera": "f", "sent": 1})
+    d.end_of_stream(Eos(camera="f", sent=1))
     assert d.drained() == []
-    d.ready(b"w", "w", 1, [["f", 0]], now=1)
-    assert d.drained() == [{"camera": "f", "sent": 1, "results": 1}]
+    d.ready(b"w", "w", 1, [("f", 0)], now=1)
+    assert d.drained() == [Eos(camera="f", sent=1, results=1)]
 
 
 def test_leaving_worker_gets_nothing_more() -> None:
@@ -105,3 +105,49 @@ def test_leaving_worker_gets_nothing_more() -> None:
     d.leaving(b"w1")
     d.offer(frame("a", 0), [])
     assert drain(d) == []
+
+
+def test_a_workers_credits_are_capped() -> None:
+    d = Dispatcher(max_credits=8)
+    d.ready(b"w1", "w1", 4096, [], now=0)
+    assert d.workers[b"w1"].credits == 8
+    assert d.counters.get("refused", "credits") == 4096 - 8
+    for seq in range(3):
+        d.offer(frame("f", seq, live=False), [])
+    assert len(drain(d)) == 3
+    d.ready(b"w1", "w1", 100, [], now=1)  # 5 credits and 3 in flight: the cap counts both
+    assert d.workers[b"w1"].credits == 5
+
+
+def test_frames_held_past_the_deadline_are_lost_and_taken_back() -> None:
+    d = Dispatcher(frame_deadline=30)
+    d.ready(b"w1", "w1", 2, [], now=0)
+    d.offer(frame("a", 0, live=False), [])
+    d.offer(frame("a", 1, live=False), [])
+    assert len(d.next_dispatch(now=0)) == 2 and len(d.next_dispatch(now=20)) == 2
+    assert d.overdue(now=29) == []
+    assert [key for _, key in d.overdue(now=31)] == [("a", 0)]
+    assert d.counters.get("dropped", "a", "deadline") == 1
+    d.end_of_stream(Eos(camera="a", sent=2))
+    assert [key for _, key in d.overdue(now=51)] == [("a", 1)]
+    assert d.drained() == [Eos(camera="a", sent=2, results=0)]  # nothing held: the eos goes on
+    d.ready(b"w1", "w1", 1, [("a", 0)], now=52)  # a late answer is not counted twice
+    assert d.counters.get("completed", "a") == 0 and d.counters.get("late", "unknown_done") == 1
+    (load,), _ = d.load()
+    assert load.lost == 2 and load.in_flight == 0
+
+
+def test_cameras_past_the_limit_are_counted_not_remembered() -> None:
+    d = Dispatcher(max_cameras=2)
+    assert d.offer(frame("a", 0), []) and d.offer(frame("b", 0), [])
+    assert not d.offer(frame("c", 0), [])
+    assert not d.end_of_stream(Eos(camera="d"))
+    assert d.cameras == {"a", "b"} and d.counters.get("refused", "max_cameras") == 2
+    assert d.offer(frame("a", 1), [])  # a known camera goes on
+
+
+def test_the_pool_is_bounded() -> None:
+    d = Dispatcher(max_workers=1)
+    d.ready(b"w1", "w1", 1, [], now=0)
+    assert d.ready(b"w2", "w2", 1, [], now=0) is None
+    assert list(d.workers) == [b"w1"] and d.counters.get("refused", "max_workers") == 1

@@ -3,67 +3,11 @@
 from __future__ import annotations
 
 import json
-import queue
-import shutil
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-import pytest
-
-from conftest import free_port
-
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-@pytest.fixture
-def broker():
-    if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed: run `make debs`")
-    port = free_port()
-    proc = subprocess.Popen([MOSQUITTO, "-p", str(port), "-v"], stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:  # it says when its listener is open
-        if " running" in line:
-            break
-    else:
-        raise AssertionError(f"mosquitto did not start (exit {proc.wait()})")
-    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # keep its pipe drained
-    yield port
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
-class Subscriber:
-    """A paho client on ``topic``; messages land in a queue as (topic, payload, retained)."""
-
-    def __init__(self, port: int, topic: str) -> None:
-        self.messages: queue.Queue[tuple[str, str, bool]] = queue.Queue()
-        subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
-        self.client.on_subscribe = lambda *_: subscribed.set()
-        self.client.on_message = lambda _c, _u, m: self.messages.put((m.topic, m.payload.decode(), m.retain))
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        assert subscribed.wait(30), "could not subscribe"
-
-    def take(self, n: int | None = None, timeout: float = 30.0) -> list[tuple[str, str, bool]]:
-        """``n`` messages (waiting for each), or what has come so far when ``n`` is None."""
-        out = []
-        while n is None or len(out) < n:
-            try:
-                out.append(self.messages.get(timeout=timeout if n is not None else 0.5))
-            except queue.Empty:
-                if n is not None:
-                    raise AssertionError(f"{len(out)} of {n} MQTT messages within {timeout}s: {out}") from None
-                break
-        return out
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+from mqtt import Subscriber
 
 
 def test_events_reach_a_real_mosquitto(pipeline_factory, daemons, broker: int, sample_clip: Path) -> None:
@@ -72,14 +16,15 @@ def test_events_reach_a_real_mosquitto(pipeline_factory, daemons, broker: int, s
     p.worker("worker-1", "motion+covered")
     p.extractor("gate", str(sample_clip), extra=("--every", "5"))
     assert daemons.wait("sink", timeout=120) == 0
-    events = p.events_written()
+    lines = p.events_file.read_text().splitlines()
+    events = [json.loads(line) for line in lines]
     assert {"camera_online", "motion", "camera_covered", "camera_uncovered"} <= {e["type"] for e in events}
     states = {"camera_online": "online", "camera_covered": "covered", "camera_uncovered": "online"}
     expected = 2 + len(events) + sum(e["type"] in states for e in events)  # available online/offline, states
     got = live.take(expected)
     live.close()
     by_topic = [(t, body) for t, body, _ in got if t.startswith("camwire/gate/") and not t.endswith("/state")]
-    assert by_topic == [(f"camwire/gate/{e['type']}", json.dumps(e, separators=(",", ":"))) for e in events]
+    assert by_topic == [(f"camwire/gate/{e['type']}", line) for e, line in zip(events, lines)]  # the same bytes
     assert [body for t, body, _ in got if t == "camwire/gate/state"] == [states[e["type"]] for e in events
                                                                         if e["type"] in states]
     assert [body for t, body, _ in got if t == "camwire/available"] == ["online", "offline"]

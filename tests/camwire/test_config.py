@@ -87,7 +87,8 @@ def test_secrets_come_from_env_and_dotenv_and_are_masked(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
     assert shown["cameras"]["gate"] == {"sources": ["rtsp://admin:***@10.0.0.9/live"], "sampling": "fps=2",
-                                        "realtime": False, "record": True}
+                                        "realtime": False, "record": True, "publish": None,
+                                        "metrics_port": None}
     assert shown["daemons"]["sink"]["webhook"] == "https://hooks.example.com/services/***"
     assert cfg.daemon_defaults("sink")["webhook"] == "https://hooks.example.com/services/T0-B0-tok"
     for secret in ("s3cret", "from-env-wins", "dotenv-mqtt", "T0-B0-tok"):
@@ -179,7 +180,7 @@ def test_a_broken_file_is_refused_and_the_cameras_run_on(pipeline_factory, daemo
     write(path, good + camera("yard", long_clip, every=0))
     refused = wait_log(daemons.tmp / "extractor.log",
                        lambda r: r["event"].startswith("config refused") and r["line"] != bad_line, proc=proc)
-    assert refused["line"] == len(good.splitlines()) + 1 and "every" in refused["reason"]  # [cameras.yard]
+    assert refused["line"] == len(good.splitlines()) + 3 and "every" in refused["reason"]  # every = 0
     write(path, good + camera("yard", long_clip, realtime=True))  # fixed: now it is taken
     tap.until(lambda t: len(t.of("yard")) >= 10)
     assert daemons.stop("extractor") == 0

@@ -12,6 +12,7 @@ import pytest
 
 from classifier.events import Events
 from classifier.rules import load_rules
+from common import wire
 from conftest import ROOT, tcp
 
 RULES = """
@@ -31,9 +32,9 @@ def at(hh: int, mm: int, tz: str = "Europe/Paris") -> float:
     return datetime(2026, 11, 21, hh, mm, tzinfo=ZoneInfo(tz)).timestamp()
 
 
-def result(camera: str, seq: int, ts: float, *dets: tuple[str, float]) -> dict:
-    return {"camera": camera, "seq": seq, "ts_ns": int(ts * 1e9),
-            "detections": [{"label": lab, "confidence": c, "box": [0, 0, 1, 1]} for lab, c in dets], "flags": {}}
+def result(camera: str, seq: int, ts: float, *dets: tuple[str, float]) -> wire.Result:
+    return wire.Result(camera=camera, seq=seq, ts_ns=int(ts * 1e9), width=4, height=4,
+                       detections=[wire.Detection(lab, c, (0, 0, 1, 1)) for lab, c in dets])
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def test_labels_confidence_and_consecutive_frames(events: Events) -> None:
         [("car", 0.6)], [("person", 0.7)], [("person", 0.9), ("dog", 0.9)],  # third in a row: event
         [("car", 0.9)],
     ])]
-    fired = [(i, [d["label"] for d in e["detections"]]) for i, evs in enumerate(out) for e in evs]
+    fired = [(i, [d.label for d in e.detections]) for i, evs in enumerate(out) for e in evs]
     assert fired == [(7, ["person"]), (8, ["car"])]
     assert events.counters.get("suppressed", "yard", "min_frames") == 5
 
@@ -73,7 +74,7 @@ def test_schedule_in_the_cameras_time_zone(events: Events) -> None:
 def test_default_rule_and_cameras_without_rules(tmp_path: Path, events: Events) -> None:
     assert events.on_result(result("door", 0, at(12, 0), ("cat", 0.31)))  # the default: 0.3, any label
     assert not events.on_result(result("door", 1, at(12, 0) + 5, ("cat", 0.29)))
-    assert Events(cooldown_s=0.0).on_result(result("door", 0, 0.0, ("cat", 0.01)))  # no rules at all
+    assert Events(cooldown_s=0.0).on_result(result("door", 0, 1.0, ("cat", 0.01)))  # no rules at all
 
 
 def test_bad_rules_are_refused_with_the_line(tmp_path: Path) -> None:

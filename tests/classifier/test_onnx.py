@@ -144,7 +144,7 @@ def test_worker_batches_frames_from_several_cameras(pipeline_factory, daemons, s
     rows = v8_rows((320, 320, 100, 50, 1, 0.9), classes=3)
     model = build_model(tmp_path / "m.onnx", rows, names=NAMES)
     p = pipeline_factory(until="a,b", cooldown=0.0)
-    p.worker("worker-1", f"onnx:{model}", "--batch", "4", "--batch-wait", "200")
+    p.worker("worker-1", f"onnx:{model}", "--batch", "4", "--batch-wait", "200ms")
     p.extractor("a", str(sample_clip))
     p.extractor("b", str(sample_clip))
     assert daemons.wait("sink", timeout=180) == 0

@@ -133,10 +133,10 @@ class LossyRelay(threading.Thread):
             while True:
                 parts = sub.recv_multipart()
                 msg = wire.unpack(parts[0])
-                if msg["kind"] == "frame" and msg["seq"] in self.drop:
+                if isinstance(msg, wire.FrameHeader) and msg.seq in self.drop:
                     continue
                 pub.send_multipart(parts)
-                if msg["kind"] == "eos":
+                if isinstance(msg, wire.Eos):
                     return
         finally:
             sub.close()
@@ -190,12 +190,13 @@ def test_retention_by_age_alone(pipeline_factory, daemons, gop25_clip: Path, tmp
     p = pipeline_factory()
     p.worker("worker-1", "motion")
     root = tmp_path / "ring"
-    record(p, daemons, gop25_clip, root, "passthrough", "--segment", "1", "--retain", "4")
+    # paced like a camera: retention's "now" is the wall clock, never a capture time
+    record(p, daemons, gop25_clip, root, "passthrough", "--segment", "1", "--retain", "4s", realtime=True)
     assert daemons.wait("recorder") == 0
     stats = daemons.stats("recorder")
     segs = rows(root)
-    # "now" is at least the newest capture time, so every file that ended more than 4 s before
-    # the clip's last frame is gone, oldest first, and the newest file is still there
+    # every file that ended more than 4 s before the end (the wall clock, at the clip's last
+    # frame) is gone, oldest first, and the newest file is still there
     assert stats["deleted"] == {"age": 12 - len(segs)} and 12 - len(segs) >= 7
     assert segs, "every file was deleted"
     assert segs[-1]["end_ns"] - segs[0]["end_ns"] <= 4e9 + 1e8  # within 4 s of the newest, plus its last frame
@@ -305,7 +306,7 @@ def test_run_with_record(tmp_path: Path, sample_clip: Path) -> None:
 def test_bad_arguments_are_refused(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "camwire", "recorder", "--subscribe", tcp(), "--dir",
                            str(tmp_path), "--max-bytes", "lots"], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 2 and "not a size" in done.stderr
+    assert done.returncode == 2 and "a size like 500M" in done.stderr
     done = subprocess.run([sys.executable, "-m", "camwire", "clip", "--dir", str(tmp_path), "--camera", "x",
                            "--start", "yesterday", "--end", "now", "--out", "x.mp4"], cwd=ROOT,
                           capture_output=True, text=True)

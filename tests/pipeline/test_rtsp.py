@@ -17,7 +17,7 @@ from classifier.camera_status import read_status
 from conftest import free_port, tcp
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's interpreter has gi; a venv's has not
-SERVER = Path(__file__).with_name("rtsp_server.py")
+SERVER = Path(__file__).parent.parent / "rtsp_server.py"
 
 
 def have_gst_rtsp() -> bool:

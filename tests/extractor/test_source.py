@@ -8,8 +8,10 @@ import threading
 from pathlib import Path
 
 import av
+import pytest
 
-from extractor.source import is_file, open_source, read_frames
+from conftest import free_port
+from extractor.source import SOURCE_ERRORS, classify, is_file, open_source, read_frames
 
 
 def test_full_decode_yields_every_frame_in_order(sample_clip: Path) -> None:
@@ -59,3 +61,26 @@ def remux(src_path: Path, out_path: Path, fmt: str, options: dict[str, str]) -> 
             if packet.dts is not None:
                 packet.stream = out_stream
                 out.mux(packet)
+
+
+def test_errors_are_classified_in_ffmpeg_s_words(tmp_path: Path) -> None:
+    """Permanent or transient, and a reason a person can read: never an errno number."""
+    audio = tmp_path / "audio.wav"
+    with av.open(str(audio), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame(format="s16", layout="mono", samples=800)
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    cases = {str(tmp_path / "none.mp4"): (True, "No such file or directory"),
+             "rstp://cam/stream1": (True, "Protocol not found"),
+             str(audio): (True, "no video stream"),
+             f"rtsp://127.0.0.1:{free_port()}/x": (False, "Connection refused")}
+    for url, (permanent, reason) in cases.items():
+        with pytest.raises(SOURCE_ERRORS) as caught:
+            open_source(url, open_timeout=2)
+        failure = classify(caught.value, opened=False, file=is_file(url))
+        assert (failure.permanent, failure.reason) == (permanent, reason), url
+    # from a live source that had opened, any error may pass: a camera's stream can glitch
+    assert not classify(av.error.InvalidDataError(1094995529, "Invalid data"), opened=True, file=False).permanent
+    assert classify(av.error.InvalidDataError(1094995529, "Invalid data"), opened=True, file=True).permanent

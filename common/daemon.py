@@ -1,0 +1,325 @@
+"""One daemon skeleton for all five: start-up, a Poller loop, reload, threads watched, a bounded stop.
+
+A daemon's module builds a :class:`Daemon`, makes its sockets through it, says what handles each
+socket (``on``), what runs on a timer (``every``), what a reload does (``on_reload``) and which
+threads it depends on (``watch``), then calls ``run``. The skeleton owns the rest, the same way
+everywhere:
+
+- SIGTERM/SIGINT set the stop flag; the loop finishes its turn, then the daemon's own ``finally``
+  code and the sockets' close (linger set) run, and ``--stats`` is written.
+- SIGHUP reloads: ``--config``'s file is read again and validated whole (every section, as
+  check-config does); refused, it is logged with file, line and reason and nothing changes;
+  accepted, each ``on_reload`` hook gets the new Config. Hooks that need no file (reopen a log
+  for logrotate) get the running one. A changed file is noticed without SIGHUP too.
+- Each socket's messages are drained in bounded rounds (no socket starves another). A message
+  that does not decode (common.wire.MalformedMessage) is counted under ``malformed/<reason>`` and
+  dropped; a handler that raises anything else is logged (once per interval, common.logs) and
+  counted under ``errors/<type>``, and the loop goes on: no message can kill a daemon.
+- A watched thread that dies is started again with capped backoff and counted under
+  ``thread_restarts/<name>``; one that is ``fatal`` makes the daemon exit 1 instead. A daemon
+  never exits 0 after a failure, and never heartbeats with a dead thread behind it.
+- Counters are declared once with their label names: the ``--stats`` file and the metrics are
+  read from the same tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Callable
+
+import zmq
+
+from common import wire
+from common.config import Config, ConfigError, ConfigWatcher
+from common.counters import Counters, write_stats
+from common.lifecycle import StopFlag
+from common.logs import RepeatLimiter, configure
+from common.metrics import register_stats
+from common.sockets import make_socket
+
+TICK_MS = 250  # the longest the loop sleeps: timers and the stop flag are checked at least this often
+DRAIN_MAX = 256  # messages taken from one socket in one turn before the next socket gets its turn
+RESTART_FIRST_S = 0.5
+RESTART_CAP_S = 30.0
+
+Handler = Callable[[list[zmq.Frame]], None]
+
+
+@dataclass
+class _Timer:
+    every_s: float
+    fn: Callable[[], None]
+    due: float = 0.0
+
+
+@dataclass
+class _Watched:
+    name: str
+    factory: Callable[[], threading.Thread]
+    fatal: bool
+    thread: threading.Thread | None = None
+    failures: int = 0
+    restart_at: float | None = None
+    started: list[float] = field(default_factory=list)
+
+
+class Daemon:
+    """The life of one camwire daemon; ``name`` is its command (extractor, sink, ...)."""
+
+    def __init__(self, name: str, args: argparse.Namespace, labels: dict[str, tuple[str, ...]] | None = None,
+                 log: Any = None) -> None:
+        self.name, self.args = name, args
+        self.log = log if log is not None else configure(name)
+        self.counters = Counters({"malformed": ("reason",), "errors": ("error",), "thread_restarts": ("thread",),
+                                  "reloads": ("outcome",),
+                                  **(labels or {})})
+        self.repeats = RepeatLimiter(self.log)
+        self.stop = StopFlag()
+        self.ctx = zmq.Context()
+        self.config: Config | None = args.config if isinstance(getattr(args, "config", None), Config) else None
+        self._sockets: list[zmq.Socket] = []
+        self._handlers: dict[zmq.Socket, Handler] = {}
+        self._paused: set[zmq.Socket] = set()
+        self._timers: list[_Timer] = []
+        self._reloads: list[Callable[[Config | None], None]] = []
+        self._watched: dict[str, _Watched] = {}
+        self._hup = threading.Event()
+        self._stats_extra: Callable[[], dict[str, Any]] | None = None
+        self._gauges: Callable[[], dict] | None = None
+        self.exit_code = 0
+        # the CLI hands over its full check (every daemon's section) so a reload is refused whole
+        self._load: Callable[[Path], Config] | None = getattr(args, "config_loader", None)
+        self._watcher = ConfigWatcher(self.config, self.log) if self.config is not None else None
+        self._previous_handlers = self._install_signals()  # now: a SIGHUP during start-up must not kill us
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    def socket(self, kind: int, **options: Any) -> zmq.Socket:
+        """A socket owned by the main thread, closed by the skeleton at exit (common.sockets)."""
+        sock = make_socket(self.ctx, kind, **options)
+        self._sockets.append(sock)
+        return sock
+
+    def on(self, sock: zmq.Socket, handler: Handler) -> None:
+        """Call ``handler(parts)`` for each message on ``sock`` (parts are zmq.Frames, not copied)."""
+        self._handlers[sock] = handler
+
+    def pause(self, sock: zmq.Socket, paused: bool) -> None:
+        """Stop (or resume) reading ``sock``: back-pressure towards its peers."""
+        (self._paused.add if paused else self._paused.discard)(sock)
+
+    def every(self, seconds: float, fn: Callable[[], None], now: bool = False) -> None:
+        """Run ``fn`` from the loop every ``seconds`` (first at once if ``now``)."""
+        self._timers.append(_Timer(seconds, fn, 0.0 if now else time.monotonic() + seconds))
+
+    def on_reload(self, fn: Callable[[Config | None], None]) -> None:
+        """``fn(config)`` on SIGHUP or a changed ``--config`` file (None when there is no file)."""
+        self._reloads.append(fn)
+
+    def watch(self, name: str, factory: Callable[[], threading.Thread], fatal: bool = False) -> None:
+        """Start ``factory()``'s thread now and again whenever it dies (``fatal``: exit 1 instead)."""
+        w = self._watched[name] = _Watched(name, factory, fatal)
+        self._start(w)
+
+    def unwatch(self, name: str) -> threading.Thread | None:
+        """Stop watching ``name`` (a camera taken out of the config); its thread is the caller's."""
+        w = self._watched.pop(name, None)
+        return w.thread if w else None
+
+    def stats_extra(self, fn: Callable[[], dict[str, Any]]) -> None:
+        """More for the ``--stats`` file than the counters (names, gauges at exit)."""
+        self._stats_extra = fn
+
+    def gauges(self, fn: Callable[[], dict]) -> None:
+        """Gauges for the metrics: ``{name: (help, label names, {label values: value})}``."""
+        self._gauges = fn
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.counters.snapshot(), **(self._stats_extra() if self._stats_extra else {})}
+
+    def malformed(self, exc: wire.MalformedMessage, **kw: Any) -> None:
+        """Count and (once per interval per reason) log a message dropped for its form."""
+        self.counters.add("malformed", exc.reason)
+        self.repeats(f"malformed:{exc.reason}", "malformed message dropped", reason=exc.reason, detail=str(exc)[:300],
+                     **kw)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self, until: Callable[[], bool] | None = None, cleanup: Callable[[], None] | None = None) -> int:
+        """Loop until stopped (or ``until()``), then clean up; returns the exit code."""
+        register_stats(self.name, self.counters.snapshot, self.counters.labels, self._gauges)
+        poller = zmq.Poller()
+        polled: set[zmq.Socket] = set()
+        try:
+            while not self.stop.is_set():
+                if until is not None and until():
+                    break
+                for sock in self._handlers:
+                    want = sock not in self._paused
+                    if want and sock not in polled:
+                        poller.register(sock, zmq.POLLIN)
+                        polled.add(sock)
+                    elif not want and sock in polled:
+                        poller.unregister(sock)
+                        polled.discard(sock)
+                ready = dict(poller.poll(self._timeout_ms())) if polled else self._sleep()
+                for sock in list(ready):
+                    self._drain(sock)
+                self._run_timers()
+                self._check_threads()
+                self._maybe_reload()
+        finally:
+            self.stop.set()
+            try:
+                if cleanup is not None:
+                    cleanup()
+            finally:
+                for sock in self._sockets:
+                    sock.close()
+                self.ctx.term()
+                try:
+                    write_stats(getattr(self.args, "stats", None), self.stats())
+                except OSError as exc:  # a full disk at exit: say so, the exit code stays what it was
+                    self.log.error("could not write the stats file", path=str(self.args.stats), error=exc.strerror)
+                for signum, handler in self._previous_handlers.items():
+                    signal.signal(signum, handler)
+        return self.exit_code
+
+    def fail(self, reason: str, **kw: Any) -> None:
+        """Stop with exit code 1: something this daemon cannot go on without has failed."""
+        self.log.error("stopping on failure", reason=reason, **kw)
+        self.exit_code = 1
+        self.stop.set()
+
+    def _timeout_ms(self) -> int:
+        due = min((t.due for t in self._timers), default=time.monotonic() + TICK_MS / 1000)
+        return max(0, min(TICK_MS, int((due - time.monotonic()) * 1000) + 1))
+
+    def _sleep(self) -> dict:
+        self.stop.wait(self._timeout_ms() / 1000)
+        return {}
+
+    def _drain(self, sock: zmq.Socket) -> None:
+        handler = self._handlers[sock]
+        for _ in range(DRAIN_MAX):
+            if sock in self._paused:
+                return
+            try:
+                parts = sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                handler(parts)
+            except wire.MalformedMessage as exc:
+                self.malformed(exc)
+            except Exception as exc:  # noqa: BLE001 - counted and logged; one message never kills a daemon
+                kind = type(exc).__name__
+                self.counters.add("errors", kind)
+                self.repeats(f"handler:{kind}:{exc}", "message handling failed; message dropped", level="error",
+                             exc_info=True, error=f"{kind}: {exc}"[:500])
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        for timer in self._timers:
+            if now >= timer.due:
+                timer.due = now + timer.every_s
+                try:
+                    timer.fn()
+                except Exception as exc:  # noqa: BLE001 - same rule as a handler
+                    kind = type(exc).__name__
+                    self.counters.add("errors", kind)
+                    self.repeats(f"timer:{kind}:{exc}", "periodic task failed", level="error", exc_info=True,
+                                 error=f"{kind}: {exc}"[:500])
+
+    # -- threads ---------------------------------------------------------------------------------
+
+    def _start(self, w: _Watched) -> None:
+        w.thread = w.factory()
+        w.started.append(time.monotonic())
+        w.thread.start()
+
+    def _check_threads(self) -> None:
+        now = time.monotonic()
+        for w in list(self._watched.values()):
+            if w.restart_at is not None:
+                if now >= w.restart_at:
+                    w.restart_at = None
+                    self._start(w)
+                    self.log.warning("thread restarted", thread=w.name, restarts=w.failures)
+                continue
+            if w.thread is None or w.thread.is_alive() or getattr(w.thread, "finished", False):
+                continue
+            if w.fatal:
+                self.fail("a thread died", thread=w.name)
+                return
+            # a thread that ran a good while before dying starts again quickly
+            if len(w.started) and now - w.started[-1] > 5 * RESTART_CAP_S:
+                w.failures = 0
+            w.failures += 1
+            self.counters.add("thread_restarts", w.name)
+            delay = min(RESTART_CAP_S, RESTART_FIRST_S * 2 ** (w.failures - 1))
+            w.restart_at = now + delay
+            self.log.error("thread died; restarting", thread=w.name, restart_in_s=delay, failures=w.failures)
+
+    # -- signals and reload -------------------------------------------------------------------------
+
+    def _install_signals(self) -> dict[int, Any]:
+        def on_thread_crash(hook: threading.ExceptHookArgs) -> None:
+            # the traceback goes to the daemon's own log (JSON in the journal), then the watch restarts it
+            self.log.error("thread crashed", thread=hook.thread.name if hook.thread else None,
+                           exc_info=(hook.exc_type, hook.exc_value, hook.exc_traceback))
+
+        threading.excepthook = on_thread_crash
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
+            self.stop.signal = signum
+            self.stop.set()
+
+        def on_hup(_signum: int, _frame: FrameType | None) -> None:
+            self._hup.set()
+
+        return {signal.SIGTERM: signal.signal(signal.SIGTERM, on_stop),
+                signal.SIGINT: signal.signal(signal.SIGINT, on_stop),
+                signal.SIGHUP: signal.signal(signal.SIGHUP, on_hup)}
+
+    def request_reload(self) -> None:
+        """What SIGHUP does (and the web console's POST /api/reload will)."""
+        self._hup.set()
+
+    def _maybe_reload(self) -> None:
+        forced = self._hup.is_set()
+        self._hup.clear()
+        cfg: Config | None = None
+        if self.config is not None:
+            try:
+                cfg = self._reload_config(forced)
+            except ConfigError as exc:
+                self.counters.add("reloads", "refused")
+                self.log.error("config refused; the running config stays", file=str(exc.path), line=exc.line,
+                               reason=exc.reason)
+                return
+            if cfg is None and not forced:
+                return
+        elif not forced:
+            return
+        if cfg is not None:
+            self.config = cfg
+        self.counters.add("reloads", "applied")
+        self.log.info("reloading", file=str(self.config.path) if self.config else None, signal=forced)
+        for fn in self._reloads:
+            fn(self.config)
+
+    def _reload_config(self, forced: bool) -> Config | None:
+        """The file again, if it changed (or SIGHUP came); validated whole before anything applies."""
+        assert self._watcher is not None
+        changed = self._watcher.poll_now(force=forced)
+        if changed is None:
+            return None
+        if self._load is not None:
+            changed = self._load(changed.path)
+        return changed

@@ -1,0 +1,17 @@
+"""Event ids: unique forever, and sorted as text in the order the events happened.
+
+``<capture time, UTC, ns>-<camera>-<type>[-<n>]``, e.g. ``20261121T051900.123456789Z-door-detection``.
+An extractor restarted mid-run starts its seq at 0 again, but never its capture clock, so ids
+never repeat across restarts; ``n`` tells apart two events of one camera and type at the same
+nanosecond (tracked objects, issue 11).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+
+def event_id(ts_ns: int, camera: str, etype: str, n: int = 0) -> str:
+    seconds, nanos = divmod(ts_ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}.{nanos:09d}Z-{camera}-{etype}" + (f"-{n}" if n else "")

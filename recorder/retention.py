@@ -1,0 +1,96 @@
+"""What the ring may hold: files out by age (``--retain``), by total size (``--max-bytes``) and to
+keep a share of the volume free (``--min-free``), the oldest first.
+
+"Now" is the recorder's wall clock, never a capture time: one frame stamped days ahead (a camera
+host whose clock jumped) must not age the whole ring at once. Capture times far from the wall
+clock are clamped where they come in (:func:`capture_time`, used by the ring).
+
+A delete unlinks the file first (that frees the space, even on a disk too full for SQLite to
+write) and then its index row; a row that cannot be deleted yet stays, and the next round, which
+finds its file gone, deletes it then. Kept clips are hard links, so deleting their ring path
+frees nothing: the floor goes on to the next file.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.counters import Counters
+from common.logs import RepeatLimiter
+from recorder.index import Index, Segment
+
+DAY_S = 86400.0
+DEFAULT_RETAIN_S = 7 * DAY_S
+DEFAULT_KEEP_RETAIN_S = 30 * DAY_S
+DEFAULT_MIN_FREE = 0.05
+DEFAULT_MAX_SKEW_S = DAY_S
+
+
+@dataclass(frozen=True)
+class Limits:
+    retain_s: float | None = DEFAULT_RETAIN_S
+    max_bytes: int | None = None
+    min_free: float = DEFAULT_MIN_FREE  # a share of the volume's size
+
+
+def capture_time(ts_ns: int, wall_ns: int, max_skew_ns: int) -> tuple[int, bool]:
+    """The capture time to record a frame under: its own, or the wall clock when the two are more
+    than ``max_skew_ns`` apart (then True: the frame's clock is not to be trusted)."""
+    if abs(ts_ns - wall_ns) > max_skew_ns:
+        return wall_ns, True
+    return ts_ns, False
+
+
+def bytes_to_free(size: int, free: int, min_free: float) -> int:
+    """How many bytes must go for ``free`` of a volume of ``size`` to reach ``min_free`` of it."""
+    return max(0, int(size * min_free) - free)
+
+
+class Retention:
+    def __init__(self, root: Path, index: Index, limits: Limits, counters: Counters, log,
+                 repeats: RepeatLimiter) -> None:
+        self.root, self.index, self.limits = root, index, limits
+        self.counters, self.log, self.repeats = counters, log, repeats
+
+    def enforce(self) -> None:
+        """One round: age, then size, then the free-space floor."""
+        if self.limits.retain_s is not None:
+            before_ns = time.time_ns() - int(self.limits.retain_s * 1e9)
+            for seg in self.index.expired(before_ns):
+                self._delete(seg, "age")
+        if self.limits.max_bytes is not None:
+            for seg in self.index.over_budget(self.limits.max_bytes):
+                self._delete(seg, "bytes")
+        if self.limits.min_free > 0:
+            self._floor()
+
+    def _need(self) -> int:
+        st = os.statvfs(self.root)
+        return bytes_to_free(st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize, self.limits.min_free)
+
+    def _floor(self) -> None:
+        if self._need() <= 0:
+            return
+        for seg in self.index.oldest():
+            self._delete(seg, "min_free")
+            if self._need() <= 0:
+                return
+        self.repeats("floor", "free space below --min-free and no ring file left to delete", level="error",
+                     dir=str(self.root), min_free=self.limits.min_free)
+
+    def _delete(self, seg: Segment, reason: str) -> None:
+        try:
+            os.unlink(self.root / seg.path)
+        except FileNotFoundError:
+            pass
+        try:
+            self.index.delete_segment(seg.id)
+        except sqlite3.OperationalError as exc:  # the file is gone; the row goes next round
+            self.repeats("delete-row", "index row not deleted yet", level="error", error=str(exc))
+            return
+        self.counters.add("deleted", reason)
+        self.log.info("segment deleted", camera=seg.camera, path=seg.path, reason=reason)

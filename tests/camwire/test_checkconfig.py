@@ -1,0 +1,203 @@
+"""One config model: check-config refuses exactly what a daemon would, each mistake with FILE:LINE,
+and the daemon started with that file refuses to start with the same line and exit 2."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from camwire import __version__
+from camwire.cli import parse
+from camwire.supervisor import plan
+from common.config import ConfigError
+from common.paths import safe_name
+from conftest import ROOT, free_port
+
+SOCKETS = '[sockets]\nresults = "tcp://127.0.0.1:5557"\nframes = "tcp://127.0.0.1:5559"\n\n'
+
+
+def camwire(*argv: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "camwire", *argv], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+# (the daemon the mistake belongs to, the file, the text on the line at fault, words of the reason)
+FALSE_OKS = [
+    ("recorder", '[recorder]\ndir = "ring"\nretain = "7d"\nmax_bytes = "lots"\n', 'max_bytes = "lots"', "a size"),
+    ("recorder", '[recorder]\ndir = "ring"\nretian = "7d"\n', "retian", "no flag --retian"),
+    ("recorder", '[recorder]\ndir = "ring"\nsegment = "soon"\n', "segment", "a duration"),
+    ("classifier", '[classifier]\ndetector = "yolo"\n', 'detector = "yolo"', "unknown detector 'yolo'"),
+    ("classifier", '[classifier]\ndetector = "motion"\nbatch = 2.5\n', "batch = 2.5", "batch"),
+    ("sink", '[sink]\nevents = "e.jsonl"\ncooldown = "often"\n', "cooldown", "a duration"),
+    ("sink", '[sink]\nevents = "e.jsonl"\nmqtt = true\n', "mqtt = true", "one value"),
+    ("extractor", '[extractor]\npublish_enc = "h265"\n[cameras.a]\nurl = "a.mp4"\n', "publish_enc", "one of"),
+    ("extractor", '[cameras.front]\nurl = "a.mp4"\n\nfps = 0\n', "fps = 0", "fps must be positive"),
+    ("extractor", '[cameras."a/b"]\nurl = "a.mp4"\n', '[cameras."a/b"]', "camera name"),
+    ("extractor", '[cameras.a]\nurl = "a.mp4"\npublish = "127.0.0.1:5561"\n', "publish =", "tcp://"),
+    ("sink", '[cameras.a]\nurl = "a.mp4"\n[cameras.a.rules]\nmin_frames = 0\n', "min_frames", "min_frames"),
+]
+
+
+@pytest.mark.parametrize("daemon, text, at, words", FALSE_OKS)
+def test_check_config_and_the_daemon_refuse_the_same_line(tmp_path: Path, daemon: str, text: str, at: str,
+                                                          words: str) -> None:
+    path = tmp_path / "camwire.toml"
+    path.write_text(SOCKETS + text)
+    where = f"{path}:{line_of(SOCKETS + text, at)}:"
+    checked = camwire("check-config", str(path))
+    assert checked.returncode == 2 and where in checked.stderr and words in checked.stderr, checked.stderr
+    refused = camwire(daemon, "--config", str(path))
+    assert refused.returncode == 2, refused.stderr
+    assert where in refused.stderr and words in refused.stderr and "Traceback" not in refused.stderr
+    # the same one line: what check-config says after its own name is what the daemon says
+    assert refused.stderr.strip().split(": error: ", 1)[1] == checked.stderr.strip().split(": error: ", 1)[1]
+
+
+def test_values_with_units_and_dashes_are_read_as_their_flags_would(tmp_path: Path) -> None:
+    path = tmp_path / "camwire.toml"
+    path.write_text(SOCKETS + '[sink]\nevents = "e.jsonl"\ncooldown = "5s"\n\n'
+                    '[recorder]\ndir = "ring"\nretain = "7d"\nmax-bytes = "2G"\nsegment = 30\n')
+    assert camwire("check-config", str(path)).returncode == 0
+    assert parse(["sink", "--config", str(path)]).cooldown == 5.0
+    args = parse(["recorder", "--config", str(path)])
+    assert (args.retain, args.max_bytes, args.segment) == (7 * 86400, 2 << 30, 30.0)
+
+
+def test_a_reload_is_judged_whole_by_the_config_loader(tmp_path: Path) -> None:
+    """A daemon's ``config_loader`` (what common.daemon reloads through) refuses a mistake in any
+    section, not just its own: the running config stays whole."""
+    good = tmp_path / "camwire.toml"
+    good.write_text(SOCKETS + '[sink]\nevents = "e.jsonl"\n')
+    args = parse(["sink", "--config", str(good)])
+    assert args.config_loader(good).sections["sink"]["events"] == "e.jsonl"
+    good.write_text(SOCKETS + '[sink]\nevents = "e.jsonl"\n\n[recorder]\ndir = "ring"\nmax_bytes = "lots"\n')
+    with pytest.raises(ConfigError) as err:
+        args.config_loader(good)
+    assert err.value.line == 10 and "max_bytes" in err.value.reason
+
+
+def test_common_imports_only_common() -> None:
+    """common/ is the spine: it may not import a daemon's package (nor camwire)."""
+    outside = {"camwire", "classifier", "extractor", "recorder", "bench", "tests"}
+    for path in sorted((ROOT / "common").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            for name in names:
+                assert name.split(".")[0] not in outside, f"{path.name} imports {name}"
+    # and importing all of it loads none of them
+    code = ("import importlib, pkgutil, sys, common\n"
+            "for m in pkgutil.iter_modules(common.__path__): importlib.import_module('common.' + m.name)\n"
+            f"print(sorted(n for n in sys.modules if n.split('.')[0] in {sorted(outside)!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_two_names_never_share_a_folder() -> None:
+    names = ["door", "a/b", "a_b", "a%2Fb", "..", ".x", "", "_", "%", "20261121T051900.123Z-door-motion"]
+    assert len({safe_name(n) for n in names}) == len(names)
+    assert safe_name("front_door-2") == "front_door-2"  # a camera name is already safe: never renamed
+    assert all("/" not in safe_name(n) and not safe_name(n).startswith(".") for n in names)
+
+
+@pytest.mark.parametrize("argv", [["extractor", "--camera", "a/b", "--source", "x.mp4", "--push", "tcp://127.0.0.1:9"],
+                                  ["run", "--camera", "a/b=x.mp4", "--detector", "motion"]])
+def test_a_camera_name_flag_the_wire_would_refuse_is_refused(argv: list[str]) -> None:
+    done = camwire(*argv)
+    assert done.returncode == 2 and "camera name" in done.stderr and "Traceback" not in done.stderr
+
+
+# -- operator mistakes: one line, exit 2 --------------------------------------------------------
+
+def one_line_error(done: subprocess.CompletedProcess, *words: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and all(w in errors[0] for w in words), done.stderr
+
+
+def test_an_address_in_use_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        addr = f"tcp://127.0.0.1:{busy.getsockname()[1]}"
+        done = camwire("ventilator", "--frontend", addr, "--backend", f"tcp://127.0.0.1:{free_port()}")
+    one_line_error(done, addr, "in use")
+
+
+def test_an_address_without_a_transport_is_one_line(tmp_path: Path) -> None:
+    done = camwire("sink", "--bind", "127.0.0.1:5557", "--events", str(tmp_path / "e.jsonl"))
+    one_line_error(done, "127.0.0.1:5557", "tcp://")
+
+
+def test_an_unwritable_data_dir_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a folder cannot be made under a file, even by root
+    done = camwire("sink", "--bind", f"tcp://127.0.0.1:{free_port()}", "--events", str(tmp_path / "e.jsonl"),
+                   "--data-dir", str(blocker / "data"))
+    one_line_error(done, "--data-dir", str(blocker / "data"))
+    done = camwire("sink", "--bind", f"tcp://127.0.0.1:{free_port()}", "--events", str(blocker / "e.jsonl"))
+    one_line_error(done, "--events", str(blocker / "e.jsonl"))
+
+
+def test_version_and_help() -> None:
+    assert camwire("--version").stdout.strip() == f"camwire {__version__}"
+    text = " ".join(camwire("recorder", "--help").stdout.split())  # as one line: help wraps
+    assert "a duration: 30s" in text and "a size: 500M" in text and "(default: veryfast)" in text
+    top = camwire("--help").stdout
+    assert "cameras" in top and "PUSH" not in top and "PULL" not in top
+
+
+# -- the shipped file --------------------------------------------------------------------------
+
+SECRETS = {"FRONT_DOOR_PASSWORD": "pw-front", "CAR_PARK_PASSWORD": "pw-car"}
+
+
+def test_the_shipped_file_runs_as_camwire_run_without_a_secret_on_a_command_line(tmp_path: Path,
+                                                                                monkeypatch) -> None:
+    for key, value in SECRETS.items():
+        monkeypatch.setenv(key, value)
+    shipped = str(ROOT / "deploy" / "camwire.toml")
+    assert camwire("check-config", shipped, env=SECRETS).returncode == 0
+    args = parse(["run", "--config", shipped])
+    children = plan(args, tmp_path)
+    roles = [c.role for c in children]
+    assert roles.count("classifier") == 2 and roles.count("extractor") == 2 and "recorder" in roles
+    ports, publish = set(), set()
+    for child in children:
+        assert "--config" in child.argv and not any(s in " ".join(child.argv) for s in SECRETS.values())
+        got = parse(child.argv)  # every child's command line is one its daemon takes
+        port = got.metrics_port + (getattr(got, "instance", None) or 0)
+        assert port not in ports, child.argv
+        ports.add(port)
+        if child.role == "extractor":
+            publish.add(got.publish)
+    recorder = parse(next(c for c in children if c.role == "recorder").argv)
+    assert len(publish) == 2 and publish <= set(recorder.subscribe)
+
+
+def test_the_shipped_file_runs_one_extractor_unit_per_camera(monkeypatch) -> None:
+    for key, value in SECRETS.items():
+        monkeypatch.setenv(key, value)
+    shipped = str(ROOT / "deploy" / "camwire.toml")
+    front = parse(["extractor", "--config", shipped, "--cameras", "front_door"])
+    car = parse(["extractor", "--config", shipped, "--cameras", "car_park"])
+    everyone = parse(["extractor", "--config", shipped])
+    assert len({front.publish, car.publish, everyone.publish}) == 3
+    assert len({front.metrics_port, car.metrics_port, everyone.metrics_port}) == 3
+    recorder = parse(["recorder", "--config", shipped])
+    assert {front.publish, car.publish, everyone.publish} <= set(recorder.subscribe)
+    # a flag still wins over the camera's own
+    assert parse(["extractor", "--config", shipped, "--cameras", "car_park", "--metrics-port", "9999"]
+                 ).metrics_port == 9999

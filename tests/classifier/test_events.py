@@ -1,0 +1,97 @@
+"""What results and status become: events, debounced, with ids unique forever."""
+
+from __future__ import annotations
+
+from classifier.events import SILENT, Events
+from common import wire
+
+
+def result(seq: int, covered: bool | None = None, labels=(), ts: float | None = None, after: int = 3,
+           camera: str = "c") -> wire.Result:
+    flags = wire.Flags() if covered is None else wire.Flags(covered=covered, covered_after=after)
+    return wire.Result(camera=camera, seq=seq, ts_ns=int((ts if ts is not None else 100 + seq / 10) * 1e9),
+                       width=4, height=4, flags=flags,
+                       detections=[wire.Detection(lab, 0.9, (0, 0, 1, 1)) for lab in labels])
+
+
+def status(state: str, camera: str = "c", **kw) -> wire.Status:
+    return wire.Status(camera=camera, state=state, ts_ns=1_000_000_000, **kw)
+
+
+def types(events: Events, results) -> list[str]:
+    return [e.type for r in results for e in events.on_result(r)]
+
+
+def test_covered_fires_once_after_n_frames_and_uncovered_once() -> None:
+    seq = [False] * 3 + [True] * 10 + [False] * 10
+    assert types(Events(), [result(i, c) for i, c in enumerate(seq)]) == ["camera_covered", "camera_uncovered"]
+
+
+def test_short_covered_blip_is_ignored() -> None:
+    seq = [False, True, True, False, True, False]
+    assert types(Events(), [result(i, c) for i, c in enumerate(seq)]) == []
+
+
+def test_stale_result_does_not_move_state_back() -> None:
+    ev = Events()
+    assert types(ev, [result(i, True, after=2) for i in (1, 2)]) == ["camera_covered"]
+    assert types(ev, [result(0, False, after=1)]) == []
+
+
+def test_detection_and_motion_cooldown() -> None:
+    ev = Events(cooldown_s=1.0)
+    got = types(ev, [result(i, labels=("motion", "person"), ts=100 + i * 0.3) for i in range(8)])
+    assert got == ["motion", "detection"] * 2  # at 0 s and 1.2 s; 2.1 s is within 1 s of 1.2 s
+    assert ev.counters.get("suppressed", "c", "motion") == 6
+
+
+def test_status_changes_only_and_failed_is_offline_with_its_reason() -> None:
+    ev = Events()
+    out = [(e.type, e.reason) for s in ("online", "online", "offline", "offline", "online", "failed")
+           for e in ev.on_status(status(s, reason="x" if s == "offline" else "HTTP 404" if s == "failed" else None))]
+    assert out == [("camera_online", None), ("camera_offline", "x"), ("camera_online", None),
+                   ("camera_offline", "HTTP 404")]
+
+
+def test_ids_are_unique_even_for_the_same_instant_and_across_restarts() -> None:
+    first = Events(cooldown_s=0.0)
+    a = [e.id for r in (result(0, labels=("person",), ts=100.0), result(1, labels=("person",), ts=100.0))
+         for e in first.on_result(r)]
+    assert len(set(a)) == 2  # one camera, one type, one nanosecond: still two ids
+    restarted = Events(cooldown_s=0.0)  # seq starts again at 0, the capture clock does not
+    b = [e.id for e in restarted.on_result(result(0, labels=("person",), ts=160.0))]
+    assert not set(a) & set(b)
+    assert a[0].startswith("19700101T000140.000000000Z-c-detection")
+
+
+def test_silent_extractor_goes_offline_once_and_comes_back() -> None:
+    ev = Events(silent_after_s=15.0)
+    ev.on_status(status("online"), now=0.0)
+    assert ev.silence_check(now=14.0) == []
+    (off,) = ev.silence_check(now=15.0)
+    assert (off.type, off.camera, off.reason) == ("camera_offline", "c", SILENT)
+    assert ev.silence_check(now=100.0) == []  # said once
+    assert [e.type for e in ev.on_result(result(5), now=101.0)] == ["camera_online"]
+    # an ended camera is silent on purpose
+    ev.on_eos(wire.Eos(camera="c", results=1))
+    assert ev.silence_check(now=1000.0) == []
+
+
+def test_cameras_beyond_the_bound_are_counted_not_remembered() -> None:
+    ev = Events(max_cameras=2)
+    assert ev.admit("a") and ev.admit("b") and ev.admit("a")
+    assert not ev.admit("c") and not ev.admit("d")
+    assert set(ev.cameras) == {"a", "b"} and ev.counters.get("unknown_cameras") == 2
+
+
+def test_drained_when_all_expected_results_are_in_or_the_source_failed() -> None:
+    ev = Events()
+    ev.on_result(result(0))
+    ev.on_eos(wire.Eos(camera="c", results=2))
+    assert not ev.drained("c")
+    ev.on_result(result(1))
+    assert ev.drained("c")
+    ev.on_status(status("failed", camera="f", reason="no such file"))
+    assert not ev.drained("f")
+    ev.on_eos(wire.Eos(camera="f", results=3))  # frames that never came: nothing more will
+    assert ev.drained("f")

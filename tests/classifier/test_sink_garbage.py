@@ -1,0 +1,76 @@
+"""Whatever reaches the sink's PULL socket, garbage or well formed but wrong, is counted and
+dropped, and the running sink still turns a real clip into events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgpack
+import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from common import wire
+
+KEYS = ["v", "kind", "camera", "seq", "ts_ns", "width", "height", "state", "detections", "flags", "error",
+        "results", "workers", "label", "confidence", "box"]
+values = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(allow_nan=True),
+                   st.text(max_size=80), st.binary(max_size=16),
+                   st.sampled_from(["result", "status", "eos", "workers", "frame", "ready", "event", "online"]),
+                   st.lists(st.integers(-2**63, 2**63 - 1), max_size=3))
+maps = st.dictionaries(st.sampled_from(KEYS), values, max_size=8).map(lambda d: msgpack.packb(d, use_bin_type=True))
+# well formed, but not for the sink: another daemon's kinds, bad names, NaN, a result with three parts
+ok_result = wire.Result(camera="elsewhere", seq=1, ts_ns=1, width=2, height=2)
+wrong = st.sampled_from([
+    [wire.pack(wire.Ready(worker="w", credits=1))],
+    [wire.pack(wire.Heartbeat())],
+    [wire.pack(wire.Event(id="x", type="motion", camera="c", ts=1.0))],
+    [wire.pack(ok_result), b"\xff\xd8", b"third part"],
+    [wire.pack(wire.Status(camera="c", state="online", ts_ns=1)), b"a status has one part"],
+    [msgpack.packb({"v": 1, "kind": "result", "camera": "no spaces allowed", "seq": 1, "ts_ns": 1,
+                    "width": 2, "height": 2})],
+    [msgpack.packb({"v": 1, "kind": "result", "camera": "c", "seq": 1, "ts_ns": 1, "width": 2, "height": 2,
+                    "detections": [{"label": "x", "confidence": 0.5, "box": [0, 0, float("nan"), 1]}]})],
+    [msgpack.packb({"v": 1, "kind": "status", "camera": "c", "state": "online", "ts_ns": 2**63})],
+    [msgpack.packb({"v": 2, "kind": "result"})],
+])
+messages = st.one_of(st.lists(st.one_of(st.binary(max_size=64), maps), min_size=1, max_size=3), wrong)
+
+
+def accepted(parts: list[bytes]) -> bool:
+    """What the sink takes, by the wire format's own definition."""
+    if not 1 <= len(parts) <= 2:
+        return False
+    try:
+        msg = wire.unpack(parts[0])
+    except wire.MalformedMessage:
+        return False
+    return isinstance(msg, (wire.Result, wire.Status, wire.Eos, wire.Workers)) and (
+        len(parts) == 1 or isinstance(msg, wire.Result))
+
+
+def test_garbage_is_counted_and_dropped_then_a_clip_becomes_events(pipeline_factory, daemons, zctx,
+                                                                   sample_clip: Path) -> None:
+    p = pipeline_factory(until="real")
+    push = zctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 5000)
+    push.connect(p.results)
+    sent = {"bad": 0, "taken": 0}
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(messages)
+    def throw(parts: list[bytes]) -> None:
+        push.send_multipart(parts)
+        sent["taken" if accepted(parts) else "bad"] += 1
+
+    throw()
+    assert sent["bad"] > 250
+    p.worker("worker-1")
+    p.extractor("real", str(sample_clip), extra=("--every", "3"))
+    p.events.wait_for(lambda e: e["camera"] == "real" and e["type"] == "camera_covered")
+    assert daemons.wait("sink", timeout=120) == 0
+    push.close()
+    stats = daemons.stats("sink")
+    assert sum(stats["malformed"].values()) == sent["bad"]  # each one counted, once
+    assert stats["results"]["real"] == 100
+    assert {"camera_online", "motion", "camera_covered", "camera_uncovered"} <= set(stats["events"])

@@ -1,0 +1,137 @@
+"""The ventilator as a process over TCP: what it refuses, what it counts, and that a real clip
+still passes whole afterwards."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from common import wire
+from conftest import ROOT
+from garbage import noise, spoiled, wrong_kind
+
+EVERY = ("--every", "5")  # 60 of the clip's 300 frames: quick, and still the whole clip
+HUGE = wire.FrameHeader(camera="big", seq=0, ts_ns=1, width=16384, height=16384, channels=4, dtype="uint16",
+                        enc="lz4", live=False)  # 2 GiB of pixels claimed by a few bytes
+
+
+def push(zctx: zmq.Context, addr: str, messages: list[list[bytes]]) -> None:
+    sock = zctx.socket(zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, 5000)
+    sock.connect(addr)
+    for parts in messages:
+        sock.send_multipart(parts)
+    sock.close()  # lingers until all is delivered
+
+
+def clip_passes_whole(p, daemons, camera: str = "gen") -> int:
+    """Wait for the sink to drain ``camera`` (it exits then); returns the frames sent."""
+    assert daemons.wait("sink", timeout=120) == 0
+    assert daemons.wait(f"extractor-{camera}") == 0
+    sent = daemons.stats(f"extractor-{camera}")[camera]["sent"]
+    assert daemons.stats("sink")["results"][camera] == sent
+    return sent
+
+
+def test_the_ventilator_never_loads_opencv() -> None:
+    code = "import sys, classifier.ventilator; assert 'cv2' not in sys.modules, 'cv2 imported'"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_2gib_frame_is_dropped_and_counted_and_the_clip_after_it_passes_whole(
+        pipeline_factory, daemons, zctx, sample_clip: Path) -> None:
+    p = pipeline_factory(until="gen")
+    p.worker("worker-1", "motion")
+    push(zctx, p.frontend, [wire.frame_parts(HUGE, b"\0" * 64)])
+    p.extractor("gen", str(sample_clip), extra=EVERY)
+    sent = clip_passes_whole(p, daemons)
+    assert daemons.stop("ventilator") == 0 and daemons.stop("worker-1") == 0
+    vent = daemons.stats("ventilator")
+    assert vent["malformed"] == {"too_large": 1}
+    assert vent["received"] == {"gen": sent} and vent["completed"] == {"gen": sent}
+    assert "big" not in vent.get("dropped", {})
+
+
+def test_a_worker_that_takes_frames_and_never_answers_costs_only_counted_losses(
+        pipeline_factory, daemons, zctx, sample_clip: Path) -> None:
+    p = pipeline_factory(until="gen", vent_args=("--frame-deadline", "1s"))
+    p.worker("worker-1", "motion")
+    fake = zctx.socket(zmq.DEALER)
+    fake.setsockopt(zmq.LINGER, 0)
+    fake.setsockopt(zmq.IDENTITY, b"fake")
+    fake.connect(p.backend)
+    # credits no worker can have: refused by the type, so counted as malformed
+    fake.send(msgspec.msgpack.encode({"v": 1, "kind": "ready", "worker": "fake", "credits": 2**62}))
+    p.extractor("gen", str(sample_clip), extra=EVERY)
+    taken: set[tuple[str, int]] = set()
+    next_ask = 0.0
+    while daemons.procs["sink"].poll() is None:  # the sink exits once every answered frame is in
+        if time.monotonic() >= next_ask:  # alive (heartbeats) and greedy (more credits), never answering
+            next_ask = time.monotonic() + 0.5
+            fake.send(wire.pack(wire.Heartbeat(worker="fake")))
+            fake.send(wire.pack(wire.Ready(worker="fake", credits=1)))
+        if fake.poll(100):
+            parts = fake.recv_multipart()
+            if len(parts) == 2:
+                header = wire.peek_frame(parts)
+                taken.add((header.camera, header.seq))
+    assert daemons.wait("sink") == 0 and daemons.wait("extractor-gen") == 0
+    for name in ("worker-1", "ventilator"):
+        assert daemons.stop(name) == 0
+    sent = daemons.stats("extractor-gen")["gen"]["sent"]
+    vent, sink, worker = daemons.stats("ventilator"), daemons.stats("sink"), daemons.stats("worker-1")
+
+    assert taken, "the fake worker was given no frame"
+    assert vent["malformed"] == {"bad_field": 1}
+    assert vent["dropped"] == {"gen": {"deadline": len(taken)}}  # each frame it took: lost, counted
+    assert vent["workers"]["fake"]["lost"] == len(taken)
+    # every other frame was processed by the real worker, and its result reached the sink
+    assert worker["processed"]["gen"] == vent["completed"]["gen"] == sent - len(taken)
+    assert sink["results"]["gen"] == sent - len(taken)
+
+
+def test_garbage_into_the_frontend_and_backend_is_counted_and_dropped(
+        pipeline_factory, daemons, zctx, sample_clip: Path) -> None:
+    p = pipeline_factory(until="gen")
+    front = zctx.socket(zmq.PUSH)
+    front.setsockopt(zmq.LINGER, 5000)
+    front.connect(p.frontend)
+    back = zctx.socket(zmq.DEALER)
+    back.setsockopt(zmq.LINGER, 5000)
+    back.connect(p.backend)
+    sent = {"front": 0, "back": 0}
+
+    front_messages = st.one_of(noise(), spoiled(("frame", "status", "eos")),
+                               wrong_kind(("ready", "heartbeat", "reset", "frame")))
+    back_messages = st.one_of(noise(), spoiled(("ready", "heartbeat")), wrong_kind(("status", "eos", "reset", "frame")))
+
+    @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(front_messages, max_size=6), st.lists(back_messages, max_size=6))
+    def send(to_front: list[list[bytes]], to_back: list[list[bytes]]) -> None:
+        for parts in to_front:
+            front.send_multipart(parts)
+        for parts in to_back:
+            back.send_multipart(parts)
+        sent["front"] += len(to_front)
+        sent["back"] += len(to_back)
+
+    send()
+    assert sent["front"] and sent["back"]
+    front.close()
+    back.close()
+    p.worker("worker-1", "motion")
+    p.extractor("gen", str(sample_clip), extra=EVERY)
+    frames = clip_passes_whole(p, daemons)
+    assert daemons.stop("ventilator") == 0 and daemons.stop("worker-1") == 0
+    vent = daemons.stats("ventilator")
+    assert sum(vent["malformed"].values()) == sent["front"] + sent["back"]
+    assert "errors" not in vent  # every one refused for its form, none by a handler that broke
+    assert vent["received"] == vent["completed"] == {"gen": frames}  # nothing of the garbage got in

@@ -1,0 +1,98 @@
+"""The daemon skeleton every daemon runs on: threads watched, bad messages counted, SIGHUP, stats.
+
+These run the skeleton in this process (its loop in the main thread, as in a daemon) over real
+ZeroMQ sockets; each daemon's own tests run it as a real process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from common import wire
+from common.daemon import Daemon
+
+
+def make(tmp_path: Path) -> Daemon:
+    return Daemon("testd", argparse.Namespace(config=None, stats=str(tmp_path / "stats.json")))
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dead_thread_is_restarted_and_counted(tmp_path: Path) -> None:
+    d = make(tmp_path)
+    runs: list[int] = []
+
+    def crashing() -> threading.Thread:
+        def body() -> None:
+            runs.append(1)
+            if len(runs) < 3:
+                raise RuntimeError("boom")  # dies twice, then runs until told to stop
+            d.stop.wait(30)
+        return threading.Thread(target=body, daemon=True)
+
+    d.watch("crasher", crashing)
+    assert d.run(until=lambda: len(runs) >= 3) == 0
+    assert d.counters.get("thread_restarts", "crasher") == 2
+    assert json.loads((tmp_path / "stats.json").read_text())["thread_restarts"] == {"crasher": 2}
+
+
+def test_a_fatal_thread_makes_the_daemon_exit_1(tmp_path: Path) -> None:
+    d = make(tmp_path)
+    d.watch("essential", lambda: threading.Thread(target=lambda: None, daemon=True), fatal=True)
+    assert d.run() == 1
+
+
+def test_a_thread_that_finished_on_purpose_is_left_alone(tmp_path: Path) -> None:
+    d = make(tmp_path)
+
+    class Done(threading.Thread):
+        def run(self) -> None:
+            self.finished = True
+
+    ticks: list[int] = []
+    d.every(0.01, lambda: ticks.append(1))
+    d.watch("file", Done)
+    assert d.run(until=lambda: len(ticks) >= 20) == 0
+    assert d.counters.get("thread_restarts", "file") == 0
+
+
+def test_bad_messages_are_counted_and_the_loop_goes_on(tmp_path: Path) -> None:
+    d = make(tmp_path)
+    pull = d.socket(zmq.PULL, bind="inproc://in")
+    seen: list[wire.AnyMessage] = []
+
+    def handle(parts) -> None:
+        message = wire.unpack(parts[0].buffer)
+        if isinstance(message, wire.Reset):
+            raise KeyError("a bug in a handler")
+        seen.append(message)
+
+    d.on(pull, handle)
+    push = d.ctx.socket(zmq.PUSH)
+    push.connect("inproc://in")
+    for part in (b"\xc1", wire.pack(wire.Reset()), b"\x80", wire.pack(wire.Bye())):
+        push.send(part)
+    assert d.run(until=lambda: bool(seen), cleanup=lambda: push.close(linger=0)) == 0
+    assert seen == [wire.Bye()]
+    assert d.counters.get("malformed", "bad_msgpack") == 1 and d.counters.get("malformed", "bad_kind") == 1
+    assert d.counters.get("errors", "KeyError") == 1
+
+
+def test_sighup_reloads_and_sigterm_stops(tmp_path: Path) -> None:
+    d = make(tmp_path)
+    reloads: list[object] = []
+    d.on_reload(reloads.append)
+    d.every(0.05, lambda: os.kill(os.getpid(), signal.SIGHUP) if not reloads else None)
+    d.every(0.05, lambda: os.kill(os.getpid(), signal.SIGTERM) if reloads else None)
+    started = time.monotonic()
+    assert d.run(until=lambda: time.monotonic() - started > 60) == 0
+    assert reloads == [None] and d.stop.signal == signal.SIGTERM
+    assert d.counters.get("reloads", "applied") == 1
+    assert signal.getsignal(signal.SIGTERM) is not None and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
