@@ -35,6 +35,81 @@ COMMANDS = {
     "check-config": ("camwire.checkconfig", "validate a camwire.toml as the daemons would, secrets masked"),
     "sample-clip": ("camwire.sample", "write the built-in sample clip (H.264) for demos and tests"),
 }
+# what ``camwire COMMAND --help`` says: for the person running it (what it does, what to point it
+# at, where its files go); the modules' docstrings are notes for the people who work on them
+DESCRIPTIONS = {
+    "extractor": """\
+Read cameras and send their frames on: to the ventilator for detection (--push) and, with
+--publish, to the recorder.
+
+Which cameras: --config camwire.toml (its [cameras.NAME] tables; --cameras to serve only some of
+them), or one camera as --camera NAME --source URL (a file, rtsp://, http(s)://, an HLS .m3u8;
+repeat --source for fallbacks). A camera that drops is reconnected; one whose source can never
+work (no such file, 404, not a video) is reported failed, with the reason, in camwire status and
+tried again every --failed-retry. It writes nothing to disk but --stats.
+
+Exit status: 0 stopped, or every file read to its end; 1 crashed; 2 a mistake in the options or
+the file; 3 a file camera failed for good (without --config).""",
+    "ventilator": """\
+Share the cameras' frames out among the classifier workers: each worker gets frames as it asks
+for them, so a slow or busy worker never holds up the others. Run one per pipeline.
+
+Extractors send to --frontend; workers connect to --backend. When files are read faster than the
+workers keep up, reading pauses (--max-backlog); a frame a worker holds past --frame-deadline, or
+held by a worker gone silent, is counted lost. It keeps nothing on disk.""",
+    "classifier": """\
+A worker: run a detector on the cameras' frames and send what it finds to the sink.
+
+--detector picks it: motion, covered (a lens covered or blinded), hog (people), onnx:MODEL.onnx
+(a YOLO model, on the GPU when there is one), roboflow:MODEL_ID; join several with +. Point
+--connect at the ventilator's --backend and --sink at the sink's --bind. Start as many workers as
+the detector needs; --instance N names each one and gives it its own metrics port. A frame that
+cannot be read, or a detector error, reaches the sink as a result with the error (camwire status
+shows the camera degraded). It keeps nothing on disk.""",
+    "sink": """\
+Turn what the workers found into events (motion, a detection, a camera covered or gone
+offline, with the reason) and keep each camera's status.
+
+Workers send to --bind. Each event is appended to --events (JSON lines, rotated past
+--events-max-bytes), saved with a snapshot under --data-dir/snapshots (bounded by age and size),
+sent to --mqtt and --webhook, and published on --publish for the recorder. --data-dir/status.db
+holds the cameras' and workers' status that camwire status prints. --rules sets per-camera rules
+and schedules. A full disk never stops events reaching MQTT and the webhook. SIGHUP reopens
+--events (for logrotate) and reads the rules again.""",
+    "recorder": """\
+Record every camera into a ring of video files, and keep the video around events.
+
+Point --subscribe at each extractor's --publish and --events at the sink's --publish. Files go
+under --dir: DIR/CAMERA/<UTC start>.mkv, indexed in DIR/index.db, and clips kept around events
+under DIR/kept. The ring is bounded by age (--retain), size (--max-bytes) and the free space left
+on its disk (--min-free); kept clips by their own age and size (--keep-retain, --keep-max-bytes).
+A full disk pauses recording (the gap is counted) until space returns. Cut a clip out with
+camwire clip.""",
+    "clip": """\
+Write one video file of a camera between two times, cut from the recorder's files (--dir: the
+recorder's --dir). The video is copied, never re-encoded; the container follows --out's name
+(.mkv, .mp4).""",
+    "run": """\
+Run every daemon on this host, supervised: cameras in, detection, events, and recording.
+
+Give --config camwire.toml (its cameras and every daemon's settings: MQTT, webhook, metrics
+ports, the recorder when [recorder] names a dir), or cameras as --camera NAME=URL with
+--detector. Flags given here override the file. Events go to --events and the file's outputs;
+snapshots and status.db (for camwire status) to --data-dir; video to --record DIR. A daemon that
+dies is restarted; SIGHUP makes every daemon reload; SIGTERM or Ctrl-C stops them all in order.
+With --once (every source a file) it ends when every camera is done: exit 1 if a camera failed.""",
+    "status": """\
+Print each camera's state (online, offline, failed, degraded, covered) with its latest error, and
+each worker's load, as the sink last wrote them (DATA_DIR/status.db); first, whether that is
+current or the sink has stopped reporting. Works while the pipeline runs and after it stopped.""",
+    "check-config": """\
+Check a camwire.toml as every daemon would read it, and print the cameras, sockets and settings
+it comes to, secrets masked. Exit 0 when every daemon would take it; else exit 2 with
+FILE:LINE: what to fix (the line the daemon itself would refuse to start with).""",
+    "sample-clip": """\
+Write the built-in sample clip (H.264: shapes moving across a street-like scene, the lens covered
+for a while in the middle), to try camwire without a camera.""",
+}
 CONFIGURED = SECTIONS  # the commands that take --config and a section of the file
 # path flags checked before a daemon starts: dest -> (flag, a file or a folder)
 PATH_FLAGS = {"events": ("--events", "file"), "stats": ("--stats", "file"), "data_dir": ("--data-dir", "dir"),
@@ -65,8 +140,26 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             text += " (a size: 500M, 200G, 1.5T)"
         if ("default" not in text and action.option_strings and action.default not in (None, False)
                 and action.default is not argparse.SUPPRESS):
-            text += " (default: %(default)s)"
+            text += f" (default: {_in_units(action.default, kind)})"
         return text
+
+
+def _in_units(default: Any, kind: str) -> str:
+    """A numeric default as it would be written: 86400.0 seconds as ``1d``, 1073741824 bytes as
+    ``1G``; anything else as argparse shows it."""
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and default > 0:
+        if "duration" in kind:
+            for unit, seconds in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1), ("ms", 0.001)):
+                n = default / seconds
+                if n >= 1 and abs(n - round(n)) < 1e-9:
+                    return f"{round(n)}{unit}"
+        elif "size" in kind:
+            for unit, scale in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("k", 1 << 10)):
+                if default >= scale and default % scale == 0 and (unit != "k" or default < 1 << 20):
+                    return f"{default // scale}{unit}"
+            if default >= 1 << 20:
+                return f"{default} bytes, about {default / (1 << 20):.0f}M"
+    return "%(default)s"
 
 
 def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -80,13 +173,13 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
             sub.add_parser(name, help=help_text)
             continue
         module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=help_text, description=module.__doc__, formatter_class=HelpFormatter)
+        p = sub.add_parser(name, help=help_text, description=DESCRIPTIONS[name], formatter_class=HelpFormatter)
         module.add_arguments(p)
         if name in CONFIGURED:
             p.add_argument("--config", metavar="FILE", help="camwire.toml: cameras, sockets and this daemon's "
                            "settings; flags given here override it")
         if name in DAEMONS:
-            p.add_argument("--metrics-port", type=int, metavar="PORT",
+            p.add_argument("--metrics-port", type=port, metavar="PORT",
                            help="serve Prometheus metrics on http://0.0.0.0:PORT/metrics")
         p.set_defaults(main=module.main)
         subs[name] = p
@@ -143,17 +236,15 @@ def convert_section(sub: argparse.ArgumentParser, section: str, cfg: Config) -> 
 
 
 def run_check(section: str, args: argparse.Namespace) -> None:
-    """The command's own ``check(args)`` hook, if its module has one (a detector spec judged
-    without loading a model), else camwire.checkconfig's stand-in. Raises ValueError."""
+    """The command's own ``check(args)`` hook, if its module has one: what the daemon would refuse
+    (an address without a transport, a rules file, a detector spec), judged before it starts,
+    without opening a socket or loading a model. Raises ValueError naming the flag."""
     module = importlib.import_module(COMMANDS[section][0])
     check: Callable[[argparse.Namespace], None] | None = getattr(module, "check", None)
-    if check is None:
-        from camwire.checkconfig import FALLBACK_CHECKS
-        check = FALLBACK_CHECKS.get(section)
     if check is not None:
         try:
             check(args)
-        except argparse.ArgumentTypeError as exc:
+        except (argparse.ArgumentTypeError, OperatorError) as exc:
             raise ValueError(str(exc)) from None
 
 
@@ -195,6 +286,18 @@ def _key_named(message: str, section: str, cfg: Config) -> str:
         if flag.replace("-", "_") in cfg.sections.get(section, {}):
             return f"{section}.{flag.replace('-', '_')}"
     return section
+
+
+def args_from_config(args: argparse.Namespace, cfg: Config) -> argparse.Namespace:
+    """What a configured daemon started as ``args`` would have been started with under ``cfg``:
+    its flags' defaults, ``cfg``'s values for them over those, and the flags given on its own
+    command line (``args.given``) over both. For a daemon's reload hook. Raises ConfigError."""
+    sub = _all_parsers()[args.command]
+    ns = _namespace(sub, convert_section(sub, args.command, cfg))
+    for dest in getattr(args, "given", ()):
+        setattr(ns, dest, getattr(args, dest))
+    ns.config, ns.command = cfg, args.command
+    return ns
 
 
 # -- parsing ----------------------------------------------------------------------------------
@@ -279,20 +382,40 @@ def check_paths(args: argparse.Namespace) -> None:
         (writable_dir if kind == "dir" else writable_file)(value, flag)
 
 
+def port(text: str) -> int:
+    """A TCP port: 1 to 65535."""
+    try:
+        number = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"a port number (1-65535), not {text!r}") from None
+    if not 0 < number < 65536:
+        raise argparse.ArgumentTypeError(f"a port number (1-65535), not {text!r}")
+    return number
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else list(argv))
     try:
         if args.command in CONFIGURED:
             check_paths(args)
         if getattr(args, "metrics_port", None) is not None:
-            port = args.metrics_port + (getattr(args, "instance", None) or 0)
+            number = args.metrics_port + (getattr(args, "instance", None) or 0)
+            if not 0 < number < 65536:
+                raise OperatorError(f"--metrics-port {args.metrics_port} + --instance {args.instance} is "
+                                    f"{number}, past the last port (65535)")
             try:
-                serve_metrics(port)
+                serve_metrics(number)
             except OSError as exc:  # most often: another daemon has the port
-                raise OperatorError(f"--metrics-port {port}: {exc.strerror}") from None
+                raise OperatorError(f"--metrics-port {number}: {exc.strerror}") from None
         return args.main(args)
-    except (OperatorError, ConfigError, ValueError) as exc:
-        # an operator's mistake (an address in use, a path, a value found after parsing): one line
+    except BrokenPipeError:  # `camwire status | head`: the reader had enough
+        sys.stderr.close()
+        return 0
+    except (OperatorError, ConfigError) as exc:
+        # an operator's mistake (an address in use, a path): one line, exit 2, which camwire run
+        # and systemd read as "do not restart". Options were judged before the daemon started
+        # (argparse, the file, each command's check hook); any other error from here on is a
+        # crash: it exits 1 with its traceback in the log, and is restarted.
         print(f"camwire {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -11,7 +11,10 @@ flags (``workers = 4``).
 Extractors: cameras with their own ``publish`` or ``metrics_port`` get an extractor each (as
 ``camwire-extractor@NAME`` would run them); the others share one (as ``camwire-extractor``).
 
-A child that dies is restarted (with a capped backoff) and the restart logged. An extractor that
+SIGHUP is passed on to every running child, and each reloads (common.daemon); run goes on.
+A child that exits 2 refused its options (or an address is in use): a restart would only say so
+again, so the run stops with exit 2. Any other death (a crash is exit 1, with its traceback in the
+log) is restarted with a capped backoff and the restart logged. An extractor that
 exits 0 (its files all read to the end) or 3 (EXIT_SOURCE_FAILED: a file camera can never work)
 has finished and stays down. With ``--once`` (every source a file) the run ends when every
 camera has ended or failed and the sink has every result; it exits 1 if any camera failed, else
@@ -28,18 +31,21 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from classifier.rules import load_rules
+from classifier import sink as sink_daemon
+from classifier import worker as worker_daemon
 from classifier.worker import add_detector_arguments, detector_argv
 from common.config import Config
 from common.counters import merge, write_stats
 from common.lifecycle import StopFlag
 from common.logs import configure, redact_url
 from common.paths import camera_name
+from common.sockets import OperatorError
 from common.units import duration
 from extractor.camera import PASSTHROUGH
 from extractor.daemon import add_sampling_arguments
@@ -85,6 +91,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_recording_arguments(rec)
 
 
+def check(args: argparse.Namespace) -> None:
+    """run's flags judged before anything starts, by the hooks of the daemons they go to (the
+    workers' detector flags, the sink's ``--rules``): a mistake is refused once here, never by a
+    child restarted over and over. ValueError naming the flag."""
+    if getattr(args, "workers", 1) < 1:
+        raise ValueError(f"--workers must be at least 1, not {args.workers}")
+    worker_daemon.check(args)
+    sink_daemon.check(args)
+
+
 @dataclass
 class Child:
     """One supervised process; ``argv`` is everything after ``camwire``."""
@@ -105,15 +121,18 @@ class Child:
     def start(self) -> None:
         self.starts.append(time.monotonic())
         self.proc = subprocess.Popen([sys.executable, "-m", "camwire", *self.argv, "--stats", str(self.stats_path())],
-                                     preexec_fn=_stop_with_parent)
+                                     preexec_fn=_in_child)
 
     def recent_restarts(self, now: float) -> int:
         return sum(1 for t in self.starts[1:] if now - t < RESTART_WINDOW_S)
 
 
-def _stop_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when ``camwire run`` dies, even by SIGKILL, so no
-    daemon outlives its supervisor holding sockets and cameras (Linux's PR_SET_PDEATHSIG)."""
+def _in_child() -> None:
+    """In the child, before exec: SIGHUP ignored until the daemon's skeleton handles it (an
+    ignored signal stays ignored across exec), so a reload passed on during its start-up cannot
+    kill it; and SIGTERM when ``camwire run`` dies, even by SIGKILL, so no daemon outlives its
+    supervisor holding sockets and cameras (Linux's PR_SET_PDEATHSIG)."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -136,8 +155,6 @@ def plan_from_flags(args: argparse.Namespace, run_dir: Path) -> list[Child]:
     names = [n for n, _ in cameras]
     if len(set(names)) != len(names):
         raise ValueError("camera names must be unique")
-    if args.rules:
-        load_rules(args.rules)  # refuse a bad file here, not in a sink restarted over and over
     if args.once and not all(is_file(u) for _, urls in cameras for u in urls):
         raise ValueError("--once needs every source to be a file")
     addr = {k: f"ipc://{run_dir}/{k}" for k in SOCKET_NAMES}
@@ -207,8 +224,6 @@ def plan_from_config(args: argparse.Namespace, cfg: Config, run_dir: Path) -> li
     names = list(cfg.cameras)
     if args.once and not all(is_file(u) for c in cfg.cameras.values() for u in c.sources):
         raise ValueError("--once needs every camera's sources to be files")
-    if args.rules:
-        load_rules(args.rules)
     cfg_argv = ["--config", str(cfg.path)]
     own = {k: f"ipc://{run_dir}/{k}" for k in SOCKET_NAMES if k not in cfg.sockets}  # the file names none
 
@@ -279,19 +294,22 @@ def plan_from_config(args: argparse.Namespace, cfg: Config, run_dir: Path) -> li
 
 def main(args: argparse.Namespace) -> int:
     log = configure("run")
+    # signals first: a SIGTERM or SIGHUP while the children start must not kill run and orphan them
+    stop = StopFlag().install()
+    hangup = threading.Event()
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: hangup.set())
     run_dir = Path(tempfile.mkdtemp(prefix="camwire-run-"))
     try:
         children = plan(args, run_dir)
-    except ValueError as exc:
+    except ValueError as exc:  # what was asked cannot be run: nothing has started yet
         shutil.rmtree(run_dir, ignore_errors=True)
-        raise ValueError(f"cannot start: {exc}") from None  # camwire.cli: one line, exit 2
-    stop = StopFlag().install()
+        raise OperatorError(f"cannot start: {exc}") from None  # camwire.cli: one line, exit 2
     started = time.monotonic()
     for child in children:
         child.start()
         log.info("started", child=child.name, pid=child.proc.pid)
     try:
-        code = supervise(children, stop, args.once, log)
+        code = supervise(children, stop, args.once, log, hangup)
     finally:
         shutdown(children, log)
         stats = collect_stats(children)
@@ -304,13 +322,21 @@ def main(args: argparse.Namespace) -> int:
     return code
 
 
-def supervise(children: list[Child], stop: StopFlag, once: bool, log) -> int:
-    """Restart what dies until stopped (or, with ``once``, until every camera is done); the
-    run's exit code: 1 if a camera failed, 2 if a child refused its options, else 0."""
+def supervise(children: list[Child], stop: StopFlag, once: bool, log,
+              hangup: threading.Event | None = None) -> int:
+    """Restart what dies until stopped (or, with ``once``, until every camera is done), and pass
+    a SIGHUP (``hangup`` set) on to every running child, which reloads; the run's exit code: 1
+    if a camera failed, 2 if a child refused its options, else 0."""
     # with --once, the run is over when these have exited 0 on their own
     last = [c for c in children if c.role in ("sink", "recorder")]
     extractors = [c for c in children if c.role == "extractor"]
     while not stop.is_set():
+        if hangup is not None and hangup.is_set():
+            hangup.clear()
+            running = [c for c in children if c.proc is not None and c.proc.poll() is None]
+            for child in running:
+                child.proc.send_signal(signal.SIGHUP)
+            log.info("reload: SIGHUP passed on", children=[c.name for c in running])
         now = time.monotonic()
         for child in children:
             if child.finished:

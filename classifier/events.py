@@ -17,8 +17,9 @@ which the sink writes as a JSON line and publishes as it is (``wire.pack``)::
   ``outside_schedule``). Covered and online/offline events are never held back.
 - ``camera_covered`` after ``covered_after`` consecutive covered frames (the detector says how
   many), one ``camera_uncovered`` after as many clear ones: one event each way, never a stream.
-- ``camera_offline`` / ``camera_online`` when an extractor reports a change of state (``failed``
-  is offline too, with its reason), and ``camera_offline`` with reason ``extractor silent`` when
+- ``camera_offline`` / ``camera_online`` when an extractor reports a change of state, and
+  ``camera_failed`` (with FFmpeg's reason) once when a source turns out not to work as
+  configured (retrying will not help; the extractor retries on a long backoff all the same), and ``camera_offline`` with reason ``extractor silent`` when
   an online camera's extractor has sent nothing (no result, no status) for ``silent_after_s``:
   a dead extractor cannot report itself. The next result or status brings it back online.
 Results of one camera may arrive out of order from different workers; a result older than one
@@ -138,9 +139,14 @@ class Events:
         cam = self.camera(s.camera)
         cam.heard = time.monotonic() if now is None else now
         cam.silent = False
-        cam.failed = s.state == "failed"
+        was_failed, cam.failed = cam.failed, s.state == "failed"
         if s.state == "connecting":
             return []  # not yet known either way
+        if cam.failed:  # the source cannot work as configured: said once, not at every retry
+            cam.online = False
+            if was_failed:
+                return []
+            return [self._event("camera_failed", s.camera, s.ts_ns, reason=s.reason or s.last_error or "failed")]
         online = s.state == "online"
         if cam.online == online:
             return []

@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
@@ -29,7 +29,7 @@ from common.counters import Counters
 from common.logs import RepeatLimiter, redact_url
 
 QUEUE_MAX = 10_000
-STATE_OF = {"camera_online": "online", "camera_offline": "offline", "camera_covered": "covered",
+STATE_OF = {"camera_online": "online", "camera_offline": "offline", "camera_failed": "failed", "camera_covered": "covered",
             "camera_uncovered": "online"}
 
 
@@ -40,13 +40,24 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}/…"
 
 
+def mqtt_address(url: str) -> SplitResult:
+    """``--mqtt``'s URL split, or ValueError saying the form it must have (the sink's check, so
+    check-config, refuses what MqttOutput would)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number raises here, not in the sink's thread
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+        raise ValueError(f"--mqtt: an address like mqtt://host:1883/camwire, not {redact_url(url)}")
+    return parts
+
+
 class MqttOutput:
     """Publishes events to a broker given as ``mqtt://[user:password@]host[:port][/prefix]``."""
 
     def __init__(self, url: str, counters: Counters, log, client_id: str = "camwire-sink") -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-            raise ValueError(f"--mqtt: an address like mqtt://host:1883/camwire, not {redact_url(url)}")
+        parts = mqtt_address(url)
         self.prefix = parts.path.strip("/") or "camwire"
         self.counters, self.log = counters, log.bind(mqtt=redact_url(url))
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)

@@ -23,6 +23,7 @@ import argparse
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import zmq
@@ -44,6 +45,7 @@ from common.paths import name_list
 from common.units import duration, percent, positive, size
 
 PRUNE_EVERY_S = 60.0
+CLOSE_DRAIN_ROUNDS = 100  # of the skeleton's bounded drains, at exit
 EVENTS_KEEP = 3  # rotated --events files kept beside the live one
 
 
@@ -52,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", required=True, metavar="PATH", help="append events here as JSON lines")
     p.add_argument("--events-max-bytes", type=positive(size), default="100M", metavar="SIZE",
                    help=f"rotate --events past this size (PATH.1 ... PATH.{EVENTS_KEEP} kept; default 100M)")
-    p.add_argument("--publish", metavar="ADDR", help="bind a PUB socket of events")
+    p.add_argument("--publish", metavar="ADDR", help="publish every event here for the recorder and other listeners (tcp://*:5558)")
     p.add_argument("--data-dir", metavar="DIR", help="save snapshots and status.db here")
     p.add_argument("--snapshot-retain", type=positive(duration), default="7d", metavar="AGE",
                    help="delete snapshots older than this (default 7d)")
@@ -70,10 +72,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mqtt", metavar="URL",
                    help="publish events to this broker: mqtt://[user:pass@]host[:port][/prefix]")
     p.add_argument("--webhook", metavar="URL", help="POST each event as JSON here (retried with backoff)")
-    p.add_argument("--webhook-retries", type=int, default=5, metavar="N")
+    p.add_argument("--webhook-retries", type=int, default=5, metavar="N",
+                   help="attempts after the first for an event the webhook did not take (5xx, 429, no answer)")
     p.add_argument("--exit-when-drained", metavar="CAMERAS",
                    help="comma-separated cameras: exit once each has ended and all its results are in")
     p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
+
+
+def check(args: argparse.Namespace) -> None:
+    """What the sink would refuse, judged before it starts (camwire.cli, check-config, a reload):
+    an address without a transport, a ``--rules`` file that does not load, an ``--mqtt`` URL
+    of another form. ValueError naming the flag; reads the rules file, opens no socket.
+    ``camwire run`` passes its own flags too: only those set are judged."""
+    from classifier.outputs import mqtt_address
+    from common.sockets import OperatorError, check_address
+
+    try:
+        for flag in ("bind", "publish"):
+            if getattr(args, flag, None):
+                check_address(getattr(args, flag), f"--{flag}")
+    except OperatorError as exc:
+        raise ValueError(str(exc)) from None
+    if getattr(args, "rules", None):
+        try:
+            load_rules(args.rules)
+        except OSError as exc:
+            raise ValueError(f"--rules {args.rules}: cannot read: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ValueError(f"--rules {exc}") from None
+    if getattr(args, "mqtt", None):
+        mqtt_address(args.mqtt)
+    if getattr(args, "webhook", None) and urlsplit(args.webhook).scheme not in ("http", "https"):
+        raise ValueError(f"--webhook: an http:// or https:// URL, not {origin(args.webhook)}")
 
 
 LABELS = {"results": ("camera",), "result_errors": ("camera",), "suppressed": ("camera", "reason"),
@@ -141,15 +171,15 @@ class Sink:
                            error=r.error)
         for event in self.events.on_result(r):
             EVENT_LATENCY.labels(event.camera, event.type).observe(max(0.0, now - event.ts))
-            self.emit(event, jpeg if event.seq is not None else None)
+            self.emit(event, jpeg if event.seq is not None else None, (r.width, r.height))
         self.book.on_result(r, self.events.camera(r.camera).covered)
 
     # -- events out -------------------------------------------------------------------------------
 
-    def emit(self, event: wire.Event, jpeg: bytes | None) -> None:
+    def emit(self, event: wire.Event, jpeg: bytes | None, size: tuple[int, int] = (0, 0)) -> None:
         """Snapshot, JSON line, PUB, MQTT, webhook: a failure in one never holds back the others."""
         if jpeg is not None and self.snapshots is not None:
-            path = self.snapshots.save(event, jpeg)
+            path = self.snapshots.save(event, jpeg, size)
             if path is not None:
                 event = msgspec.structs.replace(event, snapshot=path)
         body = _json.encode(event)
@@ -197,15 +227,10 @@ class Sink:
     def close(self) -> None:
         """Results already queued here were accepted: they become events too. Then close the files."""
         try:
-            while True:
-                try:
-                    parts = self.pull.recv_multipart(flags=zmq.NOBLOCK, copy=False)
-                except zmq.Again:
+            for _ in range(CLOSE_DRAIN_ROUNDS):  # bounded: senders that go on sending cannot hold the exit
+                if not self.pull.poll(0):
                     break
-                try:
-                    self.handle(parts)
-                except wire.MalformedMessage as exc:
-                    self.d.malformed(exc)
+                self.d.drain(self.pull)
         finally:
             for output in self.outputs:
                 output.close()

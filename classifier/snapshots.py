@@ -48,9 +48,11 @@ class SnapshotStore:
         self._kept.extend(found)
         self.bytes = sum(n for _, _, n in found)
 
-    def save(self, event: wire.Event, jpeg: bytes) -> str | None:
-        """Write ``jpeg`` and the event (with its snapshot path); the path, or None when not written."""
-        if decode_jpeg(jpeg) is None:
+    def save(self, event: wire.Event, jpeg: bytes, size: tuple[int, int]) -> str | None:
+        """Write ``jpeg`` and the event (with its snapshot path); the path, or None when not written.
+        ``size``: the frame's (width, height), which the JPEG must declare and decode to."""
+        image = decode_jpeg(jpeg, size=size)
+        if image is None or image.shape[1::-1] != size:
             self.counters.add("snapshots", "not_jpeg")
             return None
         free = free_fraction(self.root if self.root.exists() else self.root.parent)

@@ -52,6 +52,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
 
 
+def check(args: argparse.Namespace) -> None:
+    """What the ventilator would refuse, judged before it starts (camwire.cli, check-config, a
+    reload): an address without a transport, a limit below 1. ValueError naming the flag."""
+    from common.sockets import OperatorError, check_address
+
+    try:
+        for flag in ("frontend", "backend"):
+            if getattr(args, flag, None):
+                check_address(getattr(args, flag), f"--{flag}")
+    except OperatorError as exc:
+        raise ValueError(str(exc)) from None
+    for dest in ("max_backlog", "max_cameras"):
+        value = getattr(args, dest, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{dest.replace('_', '-')} must be at least 1, not {value}")
+
+
 class Ventilator:
     """The frontend's and backend's handlers and the periodic checks, over one Dispatcher."""
 

@@ -80,6 +80,55 @@ DETECTOR_OPTIONS: list[tuple[str, type, Any, str]] = [
 ]
 
 
+def check(args: argparse.Namespace) -> None:
+    """What a worker would refuse, judged before it starts and without loading a model (camwire.cli,
+    check-config, a reload; ``camwire run`` for its detector flags): an address without a transport,
+    ``--batch``/``--concurrency`` below 1, a ``--detector`` spec naming an unknown detector, with
+    options a built-in one refuses, or an ``onnx:PATH`` (or ``--labels``) with no file there.
+    ValueError naming the flag."""
+    from pathlib import Path
+
+    from classifier.detectors import _registry, parse_options
+    from common.sockets import OperatorError, check_address
+
+    try:
+        for flag in ("connect", "sink"):
+            if getattr(args, flag, None):
+                check_address(getattr(args, flag), f"--{flag}")
+    except OperatorError as exc:
+        raise ValueError(str(exc)) from None
+    for dest in ("batch", "concurrency"):
+        value = getattr(args, dest, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{dest} must be at least 1, not {value}")
+    for dest in ("confidence", "iou"):
+        value = getattr(args, dest, None)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"--{dest} is a share from 0 to 1, not {value}")
+    if getattr(args, "labels", None) and not Path(args.labels).is_file():
+        raise ValueError(f"--labels {args.labels}: no such file")
+    spec = getattr(args, "detector", None)
+    if not spec:
+        return
+    registry = _registry()
+    for item in str(spec).split("+"):
+        name, _, arg = item.strip().partition(":")
+        try:
+            if name not in registry:
+                raise ValueError(f"unknown detector {name!r}; known: {', '.join(sorted(registry))}")
+            if name == "onnx":  # the model is loaded only by the worker itself: here, that it is there
+                path = ({"path": arg} if "=" not in arg else parse_options(arg)).get("path")
+                if not path or not Path(path).is_file():
+                    raise ValueError(f"no model file at {path}" if path else "onnx needs a model path: onnx:model.onnx")
+            elif name == "roboflow":
+                if not arg:
+                    raise ValueError("roboflow needs a model id: roboflow:MODEL_ID")
+            else:  # a built-in detector is cheap to build: built, its options are judged as the worker will
+                registry[name](arg, vars(args))
+        except ValueError as exc:
+            raise ValueError(f"--detector {spec!r}: {exc}") from None
+
+
 def add_detector_arguments(p: argparse.ArgumentParser) -> None:
     """Options that ``camwire run`` hands to its workers unchanged."""
     p.add_argument("--detector", required=True, metavar="SPEC",
@@ -131,6 +180,7 @@ class Detection(threading.Thread):
         self.repeats = RepeatLimiter(log)  # this thread's own: a failing detector logs once a minute
         self.busy_s = 0.0
         self.finished = False  # set on a clean stop, so the watcher does not restart it
+        self.stopping = threading.Event()  # the worker no longer reads results
 
     def run(self) -> None:
         pipe = make_socket(self.ctx, zmq.PUSH, connect=self.pipe_addr)
@@ -139,7 +189,9 @@ class Detection(threading.Thread):
                 for parts in self.process(batch):
                     # the main thread always reads; the bounded wait only guards a stopping worker
                     while not send_nowait(pipe, parts, PIPE_SEND_WAIT_MS):
-                        pass
+                        if self.stopping.is_set():  # the worker has stopped reading: say so, never spin
+                            self.counters.add("dropped", "result_unsent")
+                            break
             self.finished = True
         finally:
             pipe.close()
@@ -221,7 +273,7 @@ class Worker:
         if self.down or thread is None or thread.is_alive() or thread.finished or not thread.ident:
             return
         self.down = True
-        self._drain(self.pipe, self.on_pipe)  # results it made before dying are real ones
+        self.daemon.drain(self.pipe)  # results it made before dying are real ones
         while True:
             try:
                 if self.batches.get_nowait() is None:
@@ -334,14 +386,6 @@ class Worker:
 
     # -- stopping ----------------------------------------------------------------------------------
 
-    def _drain(self, sock: zmq.Socket, handler) -> None:
-        while sock.poll(0):
-            parts = sock.recv_multipart(copy=False)
-            try:
-                handler(parts)
-            except wire.MalformedMessage as exc:
-                self.daemon.malformed(exc)
-
     def leave(self) -> None:
         """Tell the ventilator we are leaving, finish what we hold (bounded), then stop the thread."""
         self.leaving = True
@@ -356,14 +400,15 @@ class Worker:
             if (self.held() == 0 and (self.bye or now > started + BYE_WAIT_S)) or now > started + LEAVE_TIMEOUT_S:
                 break
             poller.poll(50)
-            self._drain(self.pipe, self.on_pipe)
-            self._drain(self.dealer, self.on_dealer)
+            self.daemon.drain(self.pipe)
+            self.daemon.drain(self.dealer)
             self.check_detection()
             self.start_batch(flush=True)
         if self.held():
             self.log.warning("left with frames unfinished", frames=self.held())
         self.batches.put(None)
         if self.detection is not None:
+            self.detection.stopping.set()
             self.detection.join(timeout=5.0)
 
     def stats_extra(self) -> dict[str, Any]:
@@ -375,16 +420,13 @@ def main(args: argparse.Namespace) -> int:
     name = args.name or (f"classifier-{args.instance}" if args.instance is not None
                          else f"{socket.gethostname()}-{os.getpid()}")
     log = configure("classifier").bind(worker=name)
-    if args.batch < 1:
-        log.error("--batch must be at least 1")
-        return 2
-    detector = make_detector(args.detector, vars(args))
-    daemon = Daemon("worker", args, LABELS, log=log)  # metrics: camwire_worker_*
+    daemon = Daemon("worker", args, LABELS, log=log)  # metrics: camwire_worker_*; signals handled from here on
+    detector = make_detector(args.detector, vars(args))  # may take a while: a model loads
     pipe_addr = f"inproc://results-{os.getpid()}"
     pipe = daemon.socket(zmq.PULL, bind=pipe_addr, linger=0)
-    dealer = daemon.socket(zmq.DEALER, connect=args.connect, identity=name.encode(), sndhwm=DEALER_HWM)
-    sink = daemon.socket(zmq.PUSH, connect=args.sink, sndhwm=SINK_HWM, linger=5000)
-    peers = [PeerWatch(dealer, args.connect, log), PeerWatch(sink, args.sink, log)]
+    dealer = daemon.socket(zmq.DEALER, identity=name.encode(), sndhwm=DEALER_HWM)
+    sink = daemon.socket(zmq.PUSH, sndhwm=SINK_HWM, linger=5000)
+    peers = [PeerWatch(dealer, args.connect, log), PeerWatch(sink, args.sink, log)]  # they connect the sockets
     worker = Worker(daemon, dealer, sink, pipe, pipe_addr, detector, args.batch, args.batch_wait,
                     args.max_frame_bytes, name)
     daemon.on(dealer, worker.on_dealer)

@@ -177,6 +177,10 @@ def load_config(path: str | os.PathLike[str]) -> Config:
             raise cfg.error(f"sockets.{name}", f"unknown socket {name!r}; known: {', '.join(SOCKETS)}")
         if not isinstance(addr, str) or not addr.startswith(TRANSPORTS):
             raise cfg.error(f"sockets.{name}", f"sockets.{name}: an address like tcp://host:port, not {addr!r}")
+        twin = next((other for other, a in sockets.items() if a == addr and other != name), None)
+        if twin is not None and list(sockets).index(twin) < list(sockets).index(name):
+            raise cfg.error(f"sockets.{name}", f"sockets.{name}: {addr} is sockets.{twin} already; "
+                                               f"each socket needs its own address")
     sections, shown = {}, {}
     for section in SECTIONS:
         table = data.get(section, {})
@@ -260,32 +264,51 @@ def _shown(value: Any) -> Any:
 
 def line_of(text: str, where: str | tuple[str, ...]) -> int | None:
     """The line that sets the dotted key ``where`` (or its parts, for a key with a dot in it):
-    the key under its table header, or the header itself; for a key that is not in the file,
-    its nearest table that is."""
+    under the deepest table header the file has for it, the rest of the key written as a plain or
+    dotted key (``c1.every = 0``); else the header itself; for a key that is not in the file, its
+    nearest table that is."""
     parts = where.split(".") if isinstance(where, str) else list(where)
-    lines = text.splitlines()
-    for cut in range(len(parts), 0, -1):
-        header = _header_line(lines, parts[:cut])
-        if header is not None:
-            return header + 1
-        table, key = parts[:cut - 1], parts[cut - 1]
+    lines = [_code(line) for line in text.splitlines()]
+    nearest = None  # the deepest table header there is: the answer when the key itself is not found
+    for cut in range(len(parts), -1, -1):
+        table, rest = parts[:cut], parts[cut:]
         start = _header_line(lines, table) if table else -1
         if start is None:
             continue
+        if not rest:
+            return start + 1
+        nearest = start + 1 if nearest is None and start >= 0 else nearest
+        key = r"\s*\.\s*".join(_name(k) for k in rest)
         for i in range(start + 1, len(lines)):
-            stripped = lines[i].strip()
-            if stripped.startswith("["):
+            if lines[i].startswith("["):
                 break
-            # a flag's key may be spelled max_bytes or max-bytes
-            if re.match(rf'["\']?{re.escape(key).replace("_", "[-_]")}["\']?\s*=', stripped):
+            if re.match(rf"{key}\s*=", lines[i]):
                 return i + 1
-    return None
+    return nearest
+
+
+def _name(key: str) -> str:
+    """A key as TOML may write it: bare, or in either quotes; a flag's key as max_bytes or max-bytes."""
+    return rf'["\']?{re.escape(key).replace("_", "[-_]")}["\']?'
+
+
+def _code(line: str) -> str:
+    """A line without its comment (a ``#`` inside quotes is not one) and outer spaces."""
+    quote = None
+    for i, c in enumerate(line):
+        if quote:
+            quote = None if c == quote else quote
+        elif c in "\"'":
+            quote = c
+        elif c == "#":
+            return line[:i].strip()
+    return line.strip()
 
 
 def _header_line(lines: list[str], table: list[str]) -> int | None:
-    pattern = re.compile(r"\[\s*" + r"\s*\.\s*".join(rf'["\']?{re.escape(t)}["\']?' for t in table) + r"\s*\]")
+    pattern = re.compile(r"\[\s*" + r"\s*\.\s*".join(_name(t) for t in table) + r"\s*\]")
     for i, line in enumerate(lines):
-        if pattern.fullmatch(line.split("#")[0].strip()):
+        if pattern.fullmatch(line):
             return i
     return None
 
@@ -293,24 +316,10 @@ def _header_line(lines: list[str], table: list[str]) -> int | None:
 class ConfigWatcher:
     """Notices when the file changes (its inode, size or mtime); ``poll`` then loads it again."""
 
-    def __init__(self, cfg: Config, log, every_s: float = 1.0) -> None:
-        self.path, self.digest, self.log, self.every_s = cfg.path, cfg.digest, log, every_s
+    def __init__(self, cfg: Config, every_s: float = 1.0) -> None:
+        self.path, self.digest, self.every_s = cfg.path, cfg.digest, every_s
         self._stamp = self._now()
         self._next = time.monotonic() + every_s
-
-    def changed(self, check: Callable[[Config], Any] = lambda cfg: cfg) -> Any:
-        """At most every ``every_s``: ``check(new config)`` when the file changed and loads, and
-        ``check`` does not raise ConfigError; else None. A refusal is logged with file, line, reason."""
-        if time.monotonic() < self._next:
-            return None
-        self._next = time.monotonic() + self.every_s
-        try:
-            cfg = self.poll()
-            return None if cfg is None else check(cfg)
-        except ConfigError as exc:
-            self.log.error("config refused; the running config stays", file=str(exc.path), line=exc.line,
-                           reason=exc.reason)
-            return None
 
     def _now(self) -> tuple[int, int, int] | None:
         try:

@@ -29,8 +29,9 @@ class Counters:
         with self._lock:
             node = self._tree
             for key in path[:-1]:
-                node = node.setdefault(key, {})
-            node[path[-1]] = node.get(path[-1], 0) + n
+                node = node.setdefault(_bounded(node, key), {})
+            key = _bounded(node, path[-1])
+            node[key] = node.get(key, 0) + n
 
     def get(self, *path: str) -> int:
         node: Any = self._tree
@@ -43,6 +44,16 @@ class Counters:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return json.loads(json.dumps(self._tree))
+
+
+MAX_KEYS = 2048  # distinct keys under one counter level; past it, new ones are counted as OTHER
+OTHER = "other"
+
+
+def _bounded(node: dict[str, Any], key: str) -> str:
+    """``key``, or OTHER once a level holds MAX_KEYS: peers inventing names (workers, cameras)
+    cannot grow a daemon's counters, its stats file or its metrics without bound."""
+    return key if key in node or len(node) < MAX_KEYS else OTHER
 
 
 def write_stats(path: str | os.PathLike[str] | None, stats: dict[str, Any]) -> None:

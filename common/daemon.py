@@ -28,7 +28,7 @@ import argparse
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, Callable
@@ -49,6 +49,7 @@ RESTART_FIRST_S = 0.5
 RESTART_CAP_S = 30.0
 
 Handler = Callable[[list[zmq.Frame]], None]
+RECEIVING = (zmq.PULL, zmq.SUB, zmq.ROUTER, zmq.DEALER)
 
 
 @dataclass
@@ -66,7 +67,7 @@ class _Watched:
     thread: threading.Thread | None = None
     failures: int = 0
     restart_at: float | None = None
-    started: list[float] = field(default_factory=list)
+    started: float = 0.0  # when its thread last started
 
 
 class Daemon:
@@ -93,15 +94,25 @@ class Daemon:
         self._stats_extra: Callable[[], dict[str, Any]] | None = None
         self._gauges: Callable[[], dict] | None = None
         self.exit_code = 0
+        # keys of this daemon's own section that its reload hooks apply; a change to any other is
+        # logged as needing a restart, so an operator is never left thinking a reload applied it
+        self.reloadable: set[str] = set()
         # the CLI hands over its full check (every daemon's section) so a reload is refused whole
         self._load: Callable[[Path], Config] | None = getattr(args, "config_loader", None)
-        self._watcher = ConfigWatcher(self.config, self.log) if self.config is not None else None
+        self._watcher = ConfigWatcher(self.config) if self.config is not None else None
         self._previous_handlers = self._install_signals()  # now: a SIGHUP during start-up must not kill us
 
     # -- set-up ---------------------------------------------------------------------------------
 
     def socket(self, kind: int, **options: Any) -> zmq.Socket:
-        """A socket owned by the main thread, closed by the skeleton at exit (common.sockets)."""
+        """A socket owned by the main thread, closed by the skeleton at exit (common.sockets).
+        One that receives from other processes takes no message part over twice the largest frame
+        (``--max-frame-bytes`` or the wire's default, whichever is larger): ZeroMQ drops a peer
+        that sends one, so no part can make a daemon allocate without bound. A frame between the
+        limit and this ceiling still arrives, and is counted and dropped as ``too_large``."""
+        if kind in RECEIVING and "maxmsgsize" not in options:
+            limit = max(getattr(self.args, "max_frame_bytes", None) or 0, wire.DEFAULT_MAX_FRAME_BYTES)
+            options["maxmsgsize"] = 2 * limit + wire.MAX_HEADER_BIN
         sock = make_socket(self.ctx, kind, **options)
         self._sockets.append(sock)
         return sock
@@ -170,7 +181,7 @@ class Daemon:
                         polled.discard(sock)
                 ready = dict(poller.poll(self._timeout_ms())) if polled else self._sleep()
                 for sock in list(ready):
-                    self._drain(sock)
+                    self.drain(sock)
                 self._run_timers()
                 self._check_threads()
                 self._maybe_reload()
@@ -205,7 +216,9 @@ class Daemon:
         self.stop.wait(self._timeout_ms() / 1000)
         return {}
 
-    def _drain(self, sock: zmq.Socket) -> None:
+    def drain(self, sock: zmq.Socket) -> None:
+        """Handle what waits on ``sock`` now, at most DRAIN_MAX messages, with the loop's rules for
+        bad messages and failing handlers (for a daemon's own shutdown drains too)."""
         handler = self._handlers[sock]
         for _ in range(DRAIN_MAX):
             if sock in self._paused:
@@ -241,7 +254,7 @@ class Daemon:
 
     def _start(self, w: _Watched) -> None:
         w.thread = w.factory()
-        w.started.append(time.monotonic())
+        w.started = time.monotonic()
         w.thread.start()
 
     def _check_threads(self) -> None:
@@ -259,7 +272,7 @@ class Daemon:
                 self.fail("a thread died", thread=w.name)
                 return
             # a thread that ran a good while before dying starts again quickly
-            if len(w.started) and now - w.started[-1] > 5 * RESTART_CAP_S:
+            if now - w.started > 5 * RESTART_CAP_S:
                 w.failures = 0
             w.failures += 1
             self.counters.add("thread_restarts", w.name)
@@ -299,20 +312,37 @@ class Daemon:
             try:
                 cfg = self._reload_config(forced)
             except ConfigError as exc:
-                self.counters.add("reloads", "refused")
-                self.log.error("config refused; the running config stays", file=str(exc.path), line=exc.line,
-                               reason=exc.reason)
+                self._refused(exc)
                 return
             if cfg is None and not forced:
                 return
         elif not forced:
             return
-        if cfg is not None:
-            self.config = cfg
-        self.counters.add("reloads", "applied")
-        self.log.info("reloading", file=str(self.config.path) if self.config else None, signal=forced)
+        new = cfg if cfg is not None else self.config
+        self.log.info("reloading", file=str(new.path) if new else None, signal=forced)
+        if self.config is not None and new is not None:
+            self._say_what_needs_a_restart(self.config, new)
         for fn in self._reloads:
-            fn(self.config)
+            try:
+                fn(new)
+            except ConfigError as exc:  # a hook found the new file unusable for this daemon
+                self._refused(exc)
+                return
+        self.config = new
+        self.counters.add("reloads", "applied")
+
+    def _say_what_needs_a_restart(self, old: Config, new: Config) -> None:
+        section = getattr(self.args, "command", self.name)
+        before, after = old.daemon_defaults(section), new.daemon_defaults(section)
+        changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k) and k not in self.reloadable)
+        if changed:
+            self.log.warning("changed settings need a restart of this daemon; the running values stay",
+                             section=section, settings=changed)
+
+    def _refused(self, exc: ConfigError) -> None:
+        self.counters.add("reloads", "refused")
+        self.log.error("config refused; the running config stays", file=str(exc.path), line=exc.line,
+                       reason=exc.reason)
 
     def _reload_config(self, forced: bool) -> Config | None:
         """The file again, if it changed (or SIGHUP came); validated whole before anything applies."""

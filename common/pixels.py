@@ -57,9 +57,9 @@ def decode_frame(parts: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_FRAME_BYT
             raise MalformedMessage("bad_size", f"lz4 gave {len(data)} bytes")
         image = np.frombuffer(data, dtype=dtype)
     else:
-        image = decode_jpeg(payload, header.channels)
+        image = decode_jpeg(payload, header.channels, size=(header.width, header.height), max_bytes=max_bytes)
         if image is None:
-            raise MalformedMessage("bad_payload", "JPEG does not decode")
+            raise MalformedMessage("bad_payload", "not a JPEG of the size its header says")
         if image.shape != header.shape:
             raise MalformedMessage("bad_size", f"JPEG is {image.shape}, header says {header.shape}")
         return header, image
@@ -74,9 +74,47 @@ def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
     return buf.tobytes()
 
 
-def decode_jpeg(data: Buffer, channels: int = 3) -> np.ndarray | None:
-    """The image a JPEG holds, or None when the bytes are not one (a snapshot is checked so)."""
-    if len(data) < 4 or bytes(data[:2]) != b"\xff\xd8":
+SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def jpeg_size(data: Buffer) -> tuple[int, int] | None:
+    """(width, height) as a JPEG's frame header declares it, read without decoding; None when
+    the bytes are not a JPEG. A 600-byte JPEG may claim 20000x20000: ask before decoding."""
+    view = bytes(data[:65536]) if len(data) > 65536 else bytes(data)
+    if view[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(view):
+        if view[i] != 0xFF:
+            return None
+        marker = view[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            i += 2
+            continue
+        length = int.from_bytes(view[i + 2:i + 4], "big")
+        if marker in SOF_MARKERS:
+            if i + 9 > len(view) or length < 8:
+                return None
+            height = int.from_bytes(view[i + 5:i + 7], "big")
+            width = int.from_bytes(view[i + 7:i + 9], "big")
+            return (width, height) if width and height else None
+        if marker == 0xDA or length < 2:  # image data before any frame header: not a usable JPEG
+            return None
+        i += 2 + length
+    return None
+
+
+def decode_jpeg(data: Buffer, channels: int = 3, size: tuple[int, int] | None = None,
+                max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> np.ndarray | None:
+    """The image a JPEG holds, or None when the bytes are not one, declare another ``size`` than
+    expected, or would decode to more than ``max_bytes``: nothing is allocated for a lie."""
+    declared = jpeg_size(data)
+    if declared is None or (size is not None and declared != size):
+        return None
+    if declared[0] * declared[1] * max(channels, 3) > max_bytes:
         return None
     flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
     return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)

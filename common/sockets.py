@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import time
+from dataclasses import dataclass
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -40,10 +41,14 @@ def make_socket(
     rcvhwm: int | None = None,
     identity: bytes | None = None,
     linger: int = LINGER_MS,
+    maxmsgsize: int | None = None,
 ) -> zmq.Socket:
-    """Create a socket, set its options, then bind and/or connect it."""
+    """Create a socket, set its options, then bind and/or connect it. ``maxmsgsize``: a peer
+    sending a larger message part is disconnected by ZeroMQ before the part is taken in."""
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, linger)
+    if maxmsgsize is not None:
+        sock.setsockopt(zmq.MAXMSGSIZE, maxmsgsize)
     if sndhwm is not None:
         sock.setsockopt(zmq.SNDHWM, sndhwm)
     if rcvhwm is not None:
@@ -100,33 +105,62 @@ def send_nowait(sock: zmq.Socket, parts: list, timeout_ms: int = 0, copy: bool =
 
 
 class PeerWatch:
-    """Tells when a connecting socket has not reached its peer: a wrong ``--push``/``--connect``
-    address would otherwise drop every frame without a word. Owned by the socket's thread;
-    call :meth:`check` from its loop. Warns once per address after ``after_s`` without a
-    handshake, and says when the peer answers at last."""
+    """Tells when a connecting socket has not reached a peer: a wrong ``--push``/``--connect``/
+    ``--subscribe`` address would otherwise drop (or never get) every frame without a word.
+    ``addrs`` is every address the socket connects to (a SUB connects to many); the socket's
+    monitor events name the endpoint, so each address is tracked apart. Owned by the socket's
+    thread; call :meth:`check` from its loop. Warns once per address that has had no handshake
+    for ``after_s`` (again after it answered and then went away), naming it, and says when it
+    answers at last.
 
-    def __init__(self, sock: zmq.Socket, addr: str, log, after_s: float = 5.0) -> None:
-        self.addr, self.log, self.after_s = addr, log, after_s
+    It connects the socket itself (make it with no ``connect``): the monitor must be on before
+    the first connect, or a handshake done in between is never seen and a right address is
+    warned about. Raises OperatorError as make_socket does, the socket closed."""
+
+    def __init__(self, sock: zmq.Socket, addrs: str | list[str], log, after_s: float = 5.0) -> None:
+        self.log, self.after_s = log, after_s
         self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
-        self.since = time.monotonic()
-        self.connected = False
-        self.warned = False
+        now = time.monotonic()
+        self.peers = {addr: _Peer(since=now) for addr in _as_list(addrs)}
+        try:
+            for addr in self.peers:
+                _attach(sock.connect, addr, "connect to")
+        except OperatorError:
+            self.close()
+            sock.close(linger=0)
+            raise
 
     def check(self) -> bool:
-        """Read the socket's events; True while the peer is reachable."""
+        """Read the socket's events and warn about silent addresses; True while every address
+        has a peer."""
         while self.monitor.poll(0):
-            event = recv_monitor_message(self.monitor)["event"]
-            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                if self.warned:
-                    self.log.info("peer answered", address=self.addr)
-                self.connected, self.warned = True, False
-            elif event == zmq.EVENT_DISCONNECTED:
-                self.connected, self.since = False, time.monotonic()
-        if not self.connected and not self.warned and time.monotonic() - self.since >= self.after_s:
-            self.log.warning("no answer from peer; is the address right and the daemon there?", address=self.addr,
-                             waited_s=round(time.monotonic() - self.since, 1))
-            self.warned = True
-        return self.connected
+            msg = recv_monitor_message(self.monitor)
+            endpoint = msg["endpoint"].decode(errors="replace")
+            peer = self.peers.get(endpoint)
+            if peer is None:  # an endpoint the socket was not given (an accepted peer): not ours to judge
+                continue
+            if msg["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                if peer.warned:
+                    self.log.info("peer answered", address=endpoint)
+                peer.connected, peer.warned = True, False
+            elif msg["event"] == zmq.EVENT_DISCONNECTED:
+                peer.connected, peer.since = False, time.monotonic()
+        now = time.monotonic()
+        for addr, peer in self.peers.items():
+            if not peer.connected and not peer.warned and now - peer.since >= self.after_s:
+                self.log.warning("no answer from peer; is the address right and the daemon there?", address=addr,
+                                 waited_s=round(now - peer.since, 1))
+                peer.warned = True
+        return all(p.connected for p in self.peers.values())
 
     def close(self) -> None:
         self.monitor.close(linger=0)
+
+
+@dataclass
+class _Peer:
+    """One address of a :class:`PeerWatch`: since when it has been without a handshake."""
+
+    since: float
+    connected: bool = False
+    warned: bool = False

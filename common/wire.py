@@ -214,6 +214,11 @@ class Workers(Message, tag="workers"):
     backlog: dict[CameraName, Count] = {}
 
 
+# what the sink makes (classifier.events); the recorder's --keep-types names some of them
+EVENT_TYPES = ("detection", "motion", "camera_covered", "camera_uncovered", "camera_online", "camera_offline",
+               "camera_failed")
+
+
 class Event(Message, tag="event"):
     """What the sink publishes (and writes as a JSON line): something that happened on a camera.
 

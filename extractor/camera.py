@@ -102,7 +102,8 @@ class CameraLoop(threading.Thread):
 
     def __init__(self, ctx: zmq.Context, spec: CameraSpec, push_addr: str, relay_addr: str | None,
                  publish_enc: str, counters: CameraCounters, seq_start: int = 0,
-                 failed_retry: float = FAILED_RETRY_S, finish_failed: bool = False, log: Any = None) -> None:
+                 failed_retry: float = FAILED_RETRY_S, finish_failed: bool = False, log: Any = None,
+                 resume: tuple[str, int, int] | None = None) -> None:
         super().__init__(name=f"camera-{spec.name}", daemon=True)
         self.ctx, self.spec, self.push_addr, self.relay_addr = ctx, spec, push_addr, relay_addr
         self.publish_enc = publish_enc
@@ -111,6 +112,11 @@ class CameraLoop(threading.Thread):
         self.counters = counters
         self.log = log if log is not None else structlog.get_logger().bind(camera=spec.name)
         self._seq = seq_start
+        # a file being read: (url, seq of its first frame, capture time of its start). A thread
+        # started after a crash mid-file takes it as ``resume`` and goes on after the last frame
+        # sent, with the same seq and capture times, instead of reading the file again from its start
+        self.file_progress: tuple[str, int, int] | None = None
+        self._resume = resume
         self.fps_in = 0.0
         self.finished = False  # read by common.daemon: a thread that ended on purpose is not restarted
         self.outcome: str | None = None
@@ -123,8 +129,8 @@ class CameraLoop(threading.Thread):
         self._streamed = False  # a frame came from the source now open
 
     def run(self) -> None:
-        push = make_socket(self.ctx, zmq.PUSH, connect=self.push_addr, sndhwm=PUSH_HWM, linger=5000)
-        self._peer = PeerWatch(push, self.push_addr, self.log)
+        push = make_socket(self.ctx, zmq.PUSH, sndhwm=PUSH_HWM, linger=5000)
+        self._peer = PeerWatch(push, self.push_addr, self.log)  # connects it, its monitor on first
         relay = make_socket(self.ctx, zmq.PUSH, connect=self.relay_addr, sndhwm=RELAY_HWM) if self.relay_addr else None
         self._relay = relay
         try:
@@ -270,16 +276,29 @@ class CameraLoop(threading.Thread):
         live = not file or self.spec.realtime
         sampler = Sampler(self.spec.sampling)
         opened_ns, opened_mono = time.time_ns(), time.monotonic()
-        seq_base = self._seq
+        seq_base, skip_below = self._seq, 0
+        if file and self._resume is not None and self._resume[0] == url:
+            _, seq_base, opened_ns = self._resume  # frames below self._seq were sent by the thread before
+            skip_below = self._seq
+            self.log.info("resuming the file after the last frame sent", seq=skip_below)
+        self._resume = None
+        self.file_progress = (url, seq_base, opened_ns) if file else None
         beat_mono, beat_count = opened_mono, 0
-        pace = self._pacer(opened_mono) if file and self.spec.realtime else None
+        origin = [opened_mono]  # where the file's timeline starts in monotonic time (moved on a resume)
+        pace = self._pacer(origin) if file and self.spec.realtime else None
         on_packet = None
         if relay is not None and self.publish_enc == PASSTHROUGH:
-            on_packet = self._packet_publisher(container, relay, seq_base, opened_ns if file else None, live, pace)
+            on_packet = self._packet_publisher(container, relay, seq_base, opened_ns if file else None, live, pace,
+                                               skip_below)
         publish_frames = relay is not None and on_packet is None
         for sf in read_frames(container, self.spec.sampling.keyframes, on_packet):
             if self.stop.is_set():
                 break
+            if seq_base + sf.index < skip_below:
+                self.counters.add("skipped", "resumed")
+                continue
+            if skip_below and sf.t is not None:
+                origin[0], skip_below = time.monotonic() - sf.t, 0  # paced from here on, not from the start
             if not self._streamed:
                 self._streamed, self._attempts = True, 0
                 self.log.info("camera online", source=redact_url(url))
@@ -313,15 +332,18 @@ class CameraLoop(threading.Thread):
                 self._send_frame(push, header, image, block=not live)
         if beat_count and (elapsed := time.monotonic() - beat_mono) >= 0.5 and not self.fps_in:
             self.fps_in = beat_count / elapsed  # a short stream's rate, measured over all of it
+        if not self.stop.is_set():
+            self.file_progress = None  # read to its end (or its corrupt stretch): nothing to resume
 
-    def _pacer(self, opened_mono: float) -> Callable[[float], None]:
-        """For a file read in real time: wait until ``t`` seconds of its timeline have passed."""
+    def _pacer(self, origin: list[float]) -> Callable[[float], None]:
+        """For a file read in real time: wait until ``t`` seconds of its timeline have passed
+        since ``origin[0]`` (monotonic)."""
         def pace(t: float) -> None:
-            self.stop.wait(max(0.0, opened_mono + t - time.monotonic()))
+            self.stop.wait(max(0.0, origin[0] + t - time.monotonic()))
         return pace
 
     def _packet_publisher(self, container, relay: zmq.Socket, seq_base: int, file_start_ns: int | None,
-                          live: bool, pace: Callable[[float], None] | None):
+                          live: bool, pace: Callable[[float], None] | None, skip_below: int = 0):
         """A callback that publishes each compressed packet as it is, or None (and a warning)
         when the source's codec cannot be passed through, in which case frames go out as LZ4."""
         stream = container.streams.video[0]
@@ -342,6 +364,9 @@ class CameraLoop(threading.Thread):
         def publish(packet: av.Packet) -> None:
             nonlocal index
             for out in bsf.filter(packet):
+                if index < skip_below:  # published by the thread before this one
+                    index += 1
+                    continue
                 pts = to_seconds(out.pts, base, tb)
                 dts = to_seconds(out.dts, base, tb)
                 if pace is not None and dts is not None:

@@ -30,9 +30,10 @@ from typing import Any, Callable
 import zmq
 
 from common import wire
-from common.config import Config, ConfigError
+from common.config import Config
 from common.daemon import Daemon
 from common.paths import name_list
+from common.sockets import OperatorError, check_address
 from common.units import duration
 from extractor.camera import FAILED_RETRY_S, PASSTHROUGH, RELAY_HWM, CameraCounters, CameraLoop, CameraSpec
 from extractor.sampling import Sampling
@@ -43,7 +44,8 @@ PUB_HWM = 50  # frames per subscriber; a slow recorder loses frames (it sees the
 STOP_JOIN_S = 5.0
 # per camera: the label names under each counter (the camera first), for the metrics
 CAMERA_LABELS = {key: ("camera",) for key in ("decoded", "sent", "published", "reconnects")} | {
-    "dropped": ("camera", "reason"), "source_errors": ("camera", "error"), "ended_early": ("camera", "error")}
+    "dropped": ("camera", "reason"), "skipped": ("camera", "reason"), "source_errors": ("camera", "error"),
+    "ended_early": ("camera", "error")}
 THREAD_PREFIX = "camera-"
 
 
@@ -54,14 +56,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cameras", metavar="NAMES", help="with --config: serve only these cameras (default: all)")
     p.add_argument("--push", required=True, metavar="ADDR", help="ventilator frontend, e.g. tcp://host:5555")
     add_sampling_arguments(p)
-    p.add_argument("--publish", metavar="ADDR", help="bind a PUB socket of every decoded frame (for the recorder)")
+    p.add_argument("--publish", metavar="ADDR", help="publish the camera's video here for the recorder (tcp://*:5559)")
     p.add_argument("--publish-enc", default="lz4", choices=(*wire.ENCODINGS, PASSTHROUGH),
                    help="encoding on --publish; passthrough sends the source's H.264/HEVC packets undecoded")
     p.add_argument("--publish-wait", type=duration, default=0.0, metavar="DURATION",
                    help="before reading, wait up to this long for a subscriber (a file recorded from its first frame)")
     p.add_argument("--enc", default="raw", choices=wire.ENCODINGS, help="encoding towards the ventilator")
-    p.add_argument("--open-timeout", type=duration, default=10.0, metavar="DURATION")
-    p.add_argument("--read-timeout", type=duration, default=10.0, metavar="DURATION")
+    p.add_argument("--open-timeout", type=duration, default=10.0, metavar="DURATION",
+                   help="give up opening a source after this long (then retried)")
+    p.add_argument("--read-timeout", type=duration, default=10.0, metavar="DURATION",
+                   help="a source that sends nothing this long is offline (then retried)")
     p.add_argument("--failed-retry", type=duration, default=FAILED_RETRY_S, metavar="DURATION",
                    help="how often a source that cannot work (no such file, 404, not a video) is tried again "
                         "(default 5m)")
@@ -127,14 +131,14 @@ def main(args: argparse.Namespace) -> int:
     config: Config | None = args.config
     if config is not None:
         if args.camera or args.source:
-            raise ValueError("--camera/--source and --config: the cameras come from one or the other")
+            raise OperatorError("--camera/--source and --config: the cameras come from one or the other")
         specs = specs_from_config(config, args)
     elif args.camera and args.source:
         specs = [CameraSpec(name=args.camera, sources=tuple(args.source), sampling=sampling_from_args(args),
                             realtime=args.realtime, enc=args.enc, open_timeout=args.open_timeout,
                             read_timeout=args.read_timeout)]
     else:
-        raise ValueError("give --camera and --source, or --config")
+        raise OperatorError("give --camera and --source, or --config")
     d = Extractor("extractor", args, labels=CAMERA_LABELS)
     relay = None
     if args.publish:
@@ -161,11 +165,8 @@ def main(args: argparse.Namespace) -> int:
         if cfg is None:
             d.log.info("nothing to reload: the camera comes from --camera/--source")
             return
-        try:
-            cameras.apply(specs_from_config(cfg, args))
-        except ConfigError as exc:  # --cameras names one the new file lacks: the running cameras stay
-            d.log.error("config refused; the running config stays", file=str(exc.path), line=exc.line,
-                        reason=exc.reason)
+        # a ConfigError (--cameras names one the new file lacks) is the skeleton's to log: the cameras stay
+        cameras.apply(specs_from_config(cfg, args))
 
     d.on_reload(reload)
     d.log.info("extractor started", cameras=[s.name for s in specs], push=args.push, publish=args.publish,
@@ -201,7 +202,8 @@ class Cameras:
                           self.relay if self.specs[name].publish else None, self.d.args.publish_enc,
                           CameraCounters(self.d.counters, name), seq_start=before.next_seq if before else 0,
                           failed_retry=self.d.args.failed_retry, finish_failed=not self.services,
-                          log=self.d.log.bind(camera=name))
+                          log=self.d.log.bind(camera=name),
+                          resume=before.file_progress if before is not None and before.spec == self.specs[name] else None)
         with self._lock:
             self.loops[name] = loop
         return loop
@@ -263,3 +265,9 @@ class Cameras:
 def check(args: argparse.Namespace) -> None:
     """What camwire.cli and check-config judge before the daemon starts (ValueError: one line)."""
     sampling_from_args(args)
+    try:  # an address a camera thread would refuse at every start: refused once, here
+        for flag in ("push", "publish"):
+            if getattr(args, flag, None):
+                check_address(getattr(args, flag), f"--{flag}")
+    except OperatorError as exc:
+        raise ValueError(str(exc)) from None

@@ -11,9 +11,18 @@ Sockets, owned by the main thread (common.daemon's loop):
 Anything else, or anything that does not decode, is counted under ``malformed/<reason>`` and
 dropped. Files: ``DIR/<camera>/<UTC start>.mkv``, indexed in ``DIR/index.db`` (recorder.index).
 
-Bounded on a fresh install: the ring by age (``--retain``, 7 days) and size (``--max-bytes``), the
-volume's free share (``--min-free``, 5 %), kept clips by their own age (``--keep-retain``, 30
-days) and size (``--keep-max-bytes``), the cameras recorded (``--max-cameras``).
+Bounded on a fresh install: the ring by age (``--retain``, 7 days) and size (``--max-bytes``), kept
+clips by their own age (``--keep-retain``, 30 days) and size (``--keep-max-bytes``), the cameras
+recorded (``--max-cameras``), and everything it writes by the volume's free share (``--min-free``,
+5 %): the oldest ring files go first, then, when only kept clips hold the space, the oldest kept
+clips (``deleted/keep_min_free``). So with no byte budget given, the disk still never fills.
+
+A subscribed address that never answers (a wrong ``--subscribe`` or ``--events``) is warned about
+by name (common.sockets.PeerWatch). SIGHUP, or a changed ``--config`` file, applies the file's new
+[recorder] settings at once (flags given on the command line still win): ``--retain``,
+``--max-bytes``, ``--min-free``, ``--keep-retain``, ``--keep-max-bytes``, ``--pre``/``--post``,
+``--keep-types``, ``--max-cameras``, ``--max-clock-skew``, ``--preset``/``--crf`` (new files).
+A changed ``--dir``, address or ``--segment`` is logged as needing a restart.
 """
 
 from __future__ import annotations
@@ -23,10 +32,12 @@ from pathlib import Path
 
 import zmq
 
+from camwire.cli import args_from_config
 from common import units, wire
+from common.config import Config
 from common.daemon import Daemon
 from common.paths import name_list
-from common.sockets import OperatorError, check_address
+from common.sockets import OperatorError, PeerWatch, check_address
 from recorder.index import Index
 from recorder.keep import DEFAULT_KEEP_TYPES, Keeper
 from recorder.retention import (DEFAULT_KEEP_RETAIN_S, DEFAULT_MAX_SKEW_S, DEFAULT_MIN_FREE, DEFAULT_RETAIN_S,
@@ -35,6 +46,10 @@ from recorder.ring import DEFAULT_MAX_CAMERAS, Encoding, Ring
 
 SUB_HWM = 1000  # frames waiting in the recorder; beyond this the publisher drops (and we see the hole)
 RETENTION_EVERY_S = 5.0
+PEER_CHECK_S = 1.0  # how often the SUB sockets' peers are looked for (common.sockets.PeerWatch)
+# what a reload applies to the running recorder; a change to any other setting needs a restart
+LIVE = ("retain", "max_bytes", "min_free", "keep_retain", "keep_max_bytes", "pre", "post", "keep_types",
+        "max_cameras", "max_clock_skew", "preset", "crf")
 
 METRIC_LABELS = {"written": ("camera",), "segments": ("camera",), "gaps": ("camera",), "restarts": ("camera",),
                  "dropped": ("camera", "reason"), "deleted": ("reason",), "events_kept": ("type",),
@@ -60,7 +75,8 @@ def add_recording_arguments(p: argparse.ArgumentParser) -> None:
                    help="delete ring files older than this (default 7d)")
     p.add_argument("--max-bytes", type=size, metavar="SIZE", help="keep the ring under this size (500M, 200G)")
     p.add_argument("--min-free", type=units.percent, default=DEFAULT_MIN_FREE, metavar="PERCENT",
-                   help="keep this share of the volume free, deleting the oldest ring files (default 5%%)")
+                   help="keep this share of the volume free, deleting the oldest ring files, then the oldest "
+                   "kept clips (default 5%%)")
     p.add_argument("--keep-retain", type=duration, default=DEFAULT_KEEP_RETAIN_S, metavar="DURATION",
                    help="delete kept clips older than this (default 30d)")
     p.add_argument("--keep-max-bytes", type=size, metavar="SIZE", help="keep all kept clips under this size")
@@ -99,6 +115,12 @@ def check(args: argparse.Namespace) -> None:
             check_address(args.events, "--events")
     except OperatorError as exc:
         raise ValueError(str(exc)) from None
+    unknown = [t for t in name_list(args.keep_types) if t not in wire.EVENT_TYPES]
+    if unknown:
+        raise ValueError(f"--keep-types: no event is of type {', '.join(unknown)}; "
+                         f"the types: {', '.join(wire.EVENT_TYPES)}")
+    if args.segment < 1:
+        raise ValueError(f"--segment: at least 1s, not {args.segment}s")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -108,18 +130,22 @@ def main(args: argparse.Namespace) -> int:
     keeper = Keeper(root, index, args.pre, args.post, tuple(name_list(args.keep_types)), d.counters, d.log,
                     d.repeats, args.max_clock_skew, args.keep_retain, args.keep_max_bytes)
     retention = Retention(root, index, Limits(args.retain, args.max_bytes, args.min_free), d.counters, d.log,
-                          d.repeats)
+                          d.repeats, keeper)
     ring = Ring(root, index, keeper, retention, args.segment, Encoding(preset=args.preset, crf=args.crf),
                 d.counters, d.log, d.repeats, args.max_cameras, args.max_clock_skew)
     ring.tick()  # recovers what a killed recorder left open
 
-    frames = d.socket(zmq.SUB, connect=args.subscribe, rcvhwm=SUB_HWM, linger=0)
+    # each SUB is connected by its PeerWatch, which names an address that never answers
+    frames = d.socket(zmq.SUB, rcvhwm=SUB_HWM, linger=0)
     frames.setsockopt(zmq.SUBSCRIBE, b"")
     d.on(frames, lambda parts: on_frames(ring, parts))
+    peers = [PeerWatch(frames, args.subscribe, d.log)]
     if args.events:
-        events = d.socket(zmq.SUB, connect=args.events, linger=0)
+        events = d.socket(zmq.SUB, linger=0)
         events.setsockopt(zmq.SUBSCRIBE, b"")
         d.on(events, lambda parts: on_event(ring, parts))
+        peers.append(PeerWatch(events, args.events, d.log))
+    d.every(PEER_CHECK_S, lambda: [p.check() for p in peers])
 
     def housekeeping() -> None:
         ring.close_idle(max(2 * ring.segment_s, 10.0))
@@ -127,6 +153,23 @@ def main(args: argparse.Namespace) -> int:
         ring.enforce_retention()
 
     d.every(RETENTION_EVERY_S, housekeeping, now=True)
+    running = args
+
+    def reload(cfg: Config | None) -> None:
+        """The file's new [recorder] settings, applied now (ConfigError: the reload is refused)."""
+        nonlocal running
+        if cfg is None:
+            d.log.info("nothing to reload: the recorder was started without --config")
+            return
+        new = args_from_config(args, cfg)  # the file was judged whole already (check-config's rules)
+        changed = {name: getattr(new, name) for name in LIVE if getattr(new, name) != getattr(running, name)}
+        apply_settings(new, keeper, retention, ring)
+        running = new
+        d.log.info("recorder settings reloaded", changed=changed)
+        ring.enforce_retention()  # new limits at once, not at the next round
+
+    d.on_reload(reload)
+    d.reloadable = set(LIVE)  # the skeleton names any other changed setting as needing a restart
     d.stats_extra(lambda: {"cameras": sorted(ring.cameras)})
     until = set(name_list(args.exit_when_ended))
 
@@ -141,6 +184,8 @@ def main(args: argparse.Namespace) -> int:
             ring.close_all()
         finally:
             index.close()
+            for p in peers:
+                p.close()
 
     d.log.info("recorder started", subscribe=args.subscribe, dir=str(root), events=args.events,
                segment_s=args.segment, retain_s=args.retain, max_bytes=args.max_bytes, min_free=args.min_free,
@@ -148,6 +193,15 @@ def main(args: argparse.Namespace) -> int:
     code = d.run(until=ended, cleanup=cleanup)
     d.log.info("recorder stopped", stats=d.stats())
     return code
+
+
+def apply_settings(args: argparse.Namespace, keeper: Keeper, retention: Retention, ring: Ring) -> None:
+    """The ``LIVE`` settings of ``args`` into the running recorder (a reload)."""
+    keeper.configure(args.pre, args.post, tuple(name_list(args.keep_types)), args.max_clock_skew, args.keep_retain,
+                     args.keep_max_bytes)
+    retention.limits = Limits(args.retain, args.max_bytes, args.min_free)
+    ring.max_cameras, ring.max_skew_ns = args.max_cameras, int(args.max_clock_skew * 1e9)
+    ring.encoding = Encoding(preset=args.preset, crf=args.crf)  # files started from now on
 
 
 def on_frames(ring: Ring, parts: list[zmq.Frame]) -> None:

@@ -159,6 +159,13 @@ class Index:
         """Every closed segment, the oldest first (the order the free-space floor deletes in)."""
         return self._segments("WHERE closed = 1 ORDER BY end_ns", ())
 
+    def segments(self, ids: set[int]) -> list[Segment]:
+        """The closed segments among ``ids``, the oldest first."""
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        return self._segments(f"WHERE closed = 1 AND id IN ({marks}) ORDER BY end_ns", tuple(ids))
+
     def _segments(self, where: str, params: tuple) -> list[Segment]:
         self._check()
         rows = self.db.execute(f"SELECT {_SEGMENT_COLUMNS} FROM segments {where}", params).fetchall()

@@ -4,9 +4,11 @@ An event at capture time ``t`` keeps every segment of its camera that overlaps
 ``[t - pre, t + post]``: each is hard-linked there (no copy; a copy only where the file system
 cannot link) with ``event.json`` beside them. Ring retention deletes ring paths only, so a kept
 file lives on under ``kept/``, within the kept clips' own budget (``--keep-retain`` by event time,
-``--keep-max-bytes`` in all, the oldest event going first). An event that arrives before its post
-window has been recorded stays pending (in the index, so a restart does not forget it) and is
-completed as later segments close, or when its camera ends.
+``--keep-max-bytes`` in all, the oldest event going first) and under the volume's free-space
+floor (``--min-free``: once no ring file is left whose deletion frees space, the oldest kept
+clips go, counted as ``deleted/keep_min_free``; see recorder.retention). An event that arrives
+before its post window has been recorded stays pending (in the index, so a restart does not
+forget it) and is completed as later segments close, or when its camera ends.
 
 An event the keeper refuses is logged and counted under ``keeps_refused/<reason>``: ``duplicate``
 (an event id it already keeps: the sink's PUB seen twice, or a replay), ``clock_skew`` (a time
@@ -41,12 +43,18 @@ class Keeper:
                  counters: Counters, log, repeats: RepeatLimiter, max_skew_s: float = 86400.0,
                  retain_s: float | None = None, max_bytes: int | None = None) -> None:
         self.root, self.index = root, index
+        self.counters, self.log, self.repeats = counters, log, repeats
+        self.configure(pre_s, post_s, types, max_skew_s, retain_s, max_bytes)
+        self._sizes: dict[str, int] = {}  # event id -> bytes of its complete folder
+
+    def configure(self, pre_s: float, post_s: float, types: tuple[str, ...], max_skew_s: float,
+                  retain_s: float | None, max_bytes: int | None) -> None:
+        """The settings (at start, and again on a reload): new events take the new window and
+        types; the budgets apply from the next round on."""
         self.pre_ns, self.post_ns = int(pre_s * 1e9), int(post_s * 1e9)
         self.types = set(types)
-        self.counters, self.log, self.repeats = counters, log, repeats
         self.max_skew_ns = int(max_skew_s * 1e9)
         self.retain_s, self.max_bytes = retain_s, max_bytes
-        self._sizes: dict[str, int] = {}  # event id -> bytes of its complete folder
 
     def on_event(self, event: wire.Event) -> str | None:
         """Start keeping for an event from the sink; returns the camera, or None if not kept."""
@@ -99,7 +107,7 @@ class Keeper:
         if self.retain_s is not None:
             before_ns = time.time_ns() - int(self.retain_s * 1e9)
             for keep in self.index.keeps(complete=False, before_ns=before_ns):
-                self._delete(keep, "keep_age")
+                self.delete(keep, "keep_age")
         if self.max_bytes is not None:
             keeps = self.index.keeps(complete=True)
             # a complete clip's files no longer change: each folder is measured once
@@ -111,15 +119,25 @@ class Keeper:
             for keep, size in zip(keeps, sizes):
                 if total <= self.max_bytes:
                     break
-                self._delete(keep, "keep_bytes")
+                self.delete(keep, "keep_bytes")
                 total -= size
 
-    def _delete(self, keep: Keep, reason: str) -> None:
-        self.index.delete_keep(keep.event_id)  # first: a folder left half-deleted is not in the index
+    def delete(self, keep: Keep, reason: str) -> set[int]:
+        """Delete a kept clip, counted under ``deleted/<reason>``; returns the ids of the ring
+        segments it held links to (their ring paths may free space now). On a disk too full for
+        the index to write, the folder still goes (that frees the space) and the error is raised:
+        the row goes in a later round."""
+        linked = self.index.kept_segment_ids(keep.event_id)
+        try:
+            self.index.delete_keep(keep.event_id)  # first: a folder left half-deleted is not in the index
+        except sqlite3.OperationalError:
+            shutil.rmtree(self.root / keep.dir, ignore_errors=True)
+            raise
         self._sizes.pop(keep.event_id, None)
         shutil.rmtree(self.root / keep.dir, ignore_errors=True)
         self.counters.add("deleted", reason)
         self.log.info("kept clip deleted", event_id=keep.event_id, camera=keep.camera, reason=reason)
+        return linked
 
     def _link(self, keep: Keep) -> list[str]:
         done = self.index.kept_segment_ids(keep.event_id)

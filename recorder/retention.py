@@ -1,14 +1,20 @@
 """What the ring may hold: files out by age (``--retain``), by total size (``--max-bytes``) and to
 keep a share of the volume free (``--min-free``), the oldest first.
 
+The free-space floor bounds everything the recorder writes on its volume, even with no byte
+budget given (``--max-bytes`` and ``--keep-max-bytes`` have none by default): first the ring files
+whose deletion frees space, the oldest first; then, when those are gone and the volume is still
+below the floor, the oldest kept clips (recorder.keep), counted as ``deleted/keep_min_free``, each
+with the ring paths of its files, which free space once the clip's links are gone.
+
 "Now" is the recorder's wall clock, never a capture time: one frame stamped days ahead (a camera
 host whose clock jumped) must not age the whole ring at once. Capture times far from the wall
 clock are clamped where they come in (:func:`capture_time`, used by the ring).
 
 A delete unlinks the file first (that frees the space, even on a disk too full for SQLite to
 write) and then its index row; a row that cannot be deleted yet stays, and the next round, which
-finds its file gone, deletes it then. Kept clips are hard links, so deleting their ring path
-frees nothing: the floor goes on to the next file.
+finds its file gone, deletes it then. Kept clips are hard links, so deleting the ring path of a
+kept file frees nothing: the floor leaves such a file in the ring and goes on to the next.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pathlib import Path
 from common.counters import Counters
 from common.logs import RepeatLimiter
 from recorder.index import Index, Segment
+from recorder.keep import Keeper
 
 DAY_S = 86400.0
 DEFAULT_RETAIN_S = 7 * DAY_S
@@ -52,8 +59,8 @@ def bytes_to_free(size: int, free: int, min_free: float) -> int:
 
 class Retention:
     def __init__(self, root: Path, index: Index, limits: Limits, counters: Counters, log,
-                 repeats: RepeatLimiter) -> None:
-        self.root, self.index, self.limits = root, index, limits
+                 repeats: RepeatLimiter, keeper: Keeper | None = None) -> None:
+        self.root, self.index, self.limits, self.keeper = root, index, limits, keeper
         self.counters, self.log, self.repeats = counters, log, repeats
 
     def enforce(self) -> None:
@@ -76,11 +83,20 @@ class Retention:
         if self._need() <= 0:
             return
         for seg in self.index.oldest():
+            if _links(self.root / seg.path) > 1:  # a kept clip's file too: its ring path frees nothing
+                continue
             self._delete(seg, "min_free")
             if self._need() <= 0:
                 return
-        self.repeats("floor", "free space below --min-free and no ring file left to delete", level="error",
-                     dir=str(self.root), min_free=self.limits.min_free)
+        for keep in self.index.keeps(complete=False) if self.keeper is not None else []:
+            linked = self.keeper.delete(keep, "keep_min_free")
+            for seg in self.index.segments(linked):
+                if _links(self.root / seg.path) <= 1:  # no other clip holds it: its ring path frees space now
+                    self._delete(seg, "min_free")
+            if self._need() <= 0:
+                return
+        self.repeats("floor", "free space below --min-free and nothing of the recorder's left to delete",
+                     level="error", dir=str(self.root), min_free=self.limits.min_free)
 
     def _delete(self, seg: Segment, reason: str) -> None:
         try:
@@ -94,3 +110,11 @@ class Retention:
             return
         self.counters.add("deleted", reason)
         self.log.info("segment deleted", camera=seg.camera, path=seg.path, reason=reason)
+
+
+def _links(path: Path) -> int:
+    """How many names the file has (a ring path and its kept clips' links); 0 when it is gone."""
+    try:
+        return os.stat(path).st_nlink
+    except FileNotFoundError:
+        return 0

@@ -44,6 +44,25 @@ FALSE_OKS = [
     ("extractor", '[cameras."a/b"]\nurl = "a.mp4"\n', '[cameras."a/b"]', "camera name"),
     ("extractor", '[cameras.a]\nurl = "a.mp4"\npublish = "127.0.0.1:5561"\n', "publish =", "tcp://"),
     ("sink", '[cameras.a]\nurl = "a.mp4"\n[cameras.a.rules]\nmin_frames = 0\n', "min_frames", "min_frames"),
+    # what a daemon's own check hook refuses: addresses, files it reads, URLs, limits
+    ("sink", '[sink]\nevents = "e.jsonl"\nbind = "localhost:5557"\n', "bind =", "tcp://host:port"),
+    ("sink", '[sink]\nevents = "e.jsonl"\nrules = "/nonexistent/rules.toml"\n', "rules =", "cannot read"),
+    ("sink", '[sink]\nevents = "e.jsonl"\nmqtt = "http://x"\n', "mqtt =", "mqtt://host:1883"),
+    ("sink", '[sink]\nevents = "e.jsonl"\nmqtt = "mqtt://broker:port"\n', "mqtt =", "mqtt://host:1883"),
+    ("classifier", '[classifier]\ndetector = "onnx:/nonexistent.onnx"\n', "detector =", "no model file"),
+    ("classifier", '[classifier]\ndetector = "motion+covered:frames=x"\n', "detector =", "'x'"),
+    ("classifier", '[classifier]\ndetector = "motion"\nbatch = 0\n', "batch = 0", "at least 1"),
+    ("classifier", '[classifier]\ndetector = "motion"\nconnect = "localhost:5558"\n', "connect =", "tcp://"),
+    ("ventilator", '[ventilator]\nfrontend = "localhost:1"\n', "frontend =", "tcp://host:port"),
+    ("ventilator", '[ventilator]\nmax_backlog = 0\n', "max_backlog", "at least 1"),
+    ("run", '[run]\nworkers = 0\n', "workers = 0", "at least 1"),
+    ("extractor", '[cameras]\nc1.url = "a.mp4"\nc1.every = 0\n', "c1.every = 0", "every must be at least 1"),
+    ("extractor", '[cameras."cam#1"]  # a comment\nurl = "a.mp4"\n', '[cameras."cam#1"]', "camera name"),
+    ("extractor", '[extractor]\npush = "127.0.0.1:17555"\n[cameras.a]\nurl = "a.mp4"\n', "push =", "tcp://"),
+    ("sink", '[sink]\nevents = "e.jsonl"\nwebhook = "htp://x"\n', "webhook =", "http://"),
+    ("sink", '[sink]\nevents = "e.jsonl"\nmetrics_port = 99999\n', "metrics_port", "a port number"),
+    ("classifier", '[classifier]\ndetector = "motion"\nconfidence = 2\n', "confidence = 2", "from 0 to 1"),
+    ("recorder", '[recorder]\ndir = "ring"\nkeep_types = "detecton"\n', "keep_types", "no event is of type"),
 ]
 
 
@@ -155,8 +174,59 @@ def test_version_and_help() -> None:
     assert camwire("--version").stdout.strip() == f"camwire {__version__}"
     text = " ".join(camwire("recorder", "--help").stdout.split())  # as one line: help wraps
     assert "a duration: 30s" in text and "a size: 500M" in text and "(default: veryfast)" in text
+    assert "(default: 1m)" in text and "(default: 1d)" in text  # --segment, --max-clock-skew: in units
     top = camwire("--help").stdout
     assert "cameras" in top and "PUSH" not in top and "PULL" not in top
+
+
+@pytest.mark.parametrize("command", ["extractor", "ventilator", "classifier", "sink", "recorder", "run"])
+def test_a_daemons_help_speaks_of_cameras_not_sockets(command: str) -> None:
+    done = camwire(command, "--help")
+    assert done.returncode == 0
+    description = done.stdout.split("\n\n")[1]  # after the usage: what the command does
+    assert "camera" in description, description
+    for word in ("ROUTER", "DEALER", "PULL", "PUSH", "XPUB", "inproc", "peek_frame", "common."):
+        assert word not in done.stdout, f"{command} --help says {word}"
+
+
+# -- exit 2 is an operator's mistake; any other error is a crash, restarted ------------------------
+
+def test_only_an_operators_mistake_exits_2(tmp_path: Path, monkeypatch) -> None:
+    """A ValueError from a bug at run time is a crash (exit 1 with its traceback, which camwire
+    run restarts), not "refused its options" (exit 2, which stops the run)."""
+    import camwire.checkconfig
+    from camwire import cli
+    from common.sockets import OperatorError
+
+    good = tmp_path / "camwire.toml"
+    good.write_text(SOCKETS)
+
+    def bug(_args):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(camwire.checkconfig, "main", bug)
+    with pytest.raises(ValueError, match="a bug"):
+        cli.main(["check-config", str(good)])
+
+    def mistake(_args):
+        raise OperatorError("cannot bind tcp://127.0.0.1:1: the address is in use")
+
+    monkeypatch.setattr(camwire.checkconfig, "main", mistake)
+    assert cli.main(["check-config", str(good)]) == 2
+
+
+def test_a_bad_option_without_a_file_is_refused_before_the_daemon_starts(tmp_path: Path) -> None:
+    """The check hooks judge flags too: one line, exit 2, no traceback, nothing started."""
+    sink = ["sink", "--bind", f"tcp://127.0.0.1:{free_port()}", "--events", str(tmp_path / "e.jsonl")]
+    one_line_error(camwire(*sink, "--rules", str(tmp_path / "missing.toml")), "--rules", "cannot read")
+    one_line_error(camwire(*sink, "--mqtt", "http://x"), "--mqtt")
+    worker = ["classifier", "--connect", f"tcp://127.0.0.1:{free_port()}", "--sink", f"tcp://127.0.0.1:{free_port()}"]
+    one_line_error(camwire(*worker, "--detector", f"onnx:{tmp_path / 'none.onnx'}"), "no model file")
+    one_line_error(camwire(*worker, "--detector", "yolo"), "unknown detector 'yolo'")
+    one_line_error(camwire("ventilator", "--frontend", "tcp://127.0.0.1:1", "--backend", "tcp://127.0.0.1:2",
+                           "--max-cameras", "0"), "--max-cameras", "at least 1")
+    one_line_error(camwire("run", "--camera", "a=x.mp4", "--detector", "motion", "--rules",
+                           str(tmp_path / "missing.toml")), "--rules", "cannot read")
 
 
 # -- the shipped file --------------------------------------------------------------------------
@@ -201,3 +271,10 @@ def test_the_shipped_file_runs_one_extractor_unit_per_camera(monkeypatch) -> Non
     # a flag still wins over the camera's own
     assert parse(["extractor", "--config", shipped, "--cameras", "car_park", "--metrics-port", "9999"]
                  ).metrics_port == 9999
+
+
+def test_two_sockets_on_one_address_are_refused_at_the_second(tmp_path: Path) -> None:
+    path = tmp_path / "camwire.toml"
+    path.write_text('[sockets]\nfrontend = "tcp://127.0.0.1:5555"\nbackend = "tcp://127.0.0.1:5555"\n')
+    checked = camwire("check-config", str(path))
+    assert checked.returncode == 2 and f"{path}:3:" in checked.stderr and "sockets.frontend already" in checked.stderr

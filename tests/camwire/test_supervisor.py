@@ -1,4 +1,5 @@
-"""``camwire run`` restarts a child that dies, says so in its log, and stops cleanly on SIGTERM."""
+"""``camwire run`` restarts a child that dies, says so in its log, passes SIGHUP on to its children
+(each reloads), and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from conftest import free_port, scrape, value
 
 
 def test_dead_child_is_restarted_and_logged(tmp_path: Path, sample_clip: Path) -> None:
@@ -83,3 +86,48 @@ def test_children_stop_when_run_is_killed(tmp_path: Path, sample_clip: Path) -> 
         for pid in pids.values():
             if not gone(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_sighup_is_passed_on_and_every_daemon_reloads(tmp_path: Path, sample_clip: Path) -> None:
+    """SIGHUP to ``camwire run`` (systemd's ExecReload) does not stop it: each child reloads
+    through its skeleton (its reloads counter, in its metrics) and none is restarted."""
+    ports = {"sink": free_port(), "ventilator": free_port(), "worker": free_port(), "extractor": free_port()}
+    cfg = tmp_path / "camwire.toml"
+    cfg.write_text(f'[sink]\nmetrics_port = {ports["sink"]}\n\n[ventilator]\nmetrics_port = {ports["ventilator"]}\n\n'
+                   f'[classifier]\ndetector = "motion"\nmetrics_port = {ports["worker"] - 1}\n\n'  # worker 1: +1
+                   f'[extractor]\nmetrics_port = {ports["extractor"]}\n\n[run]\nworkers = 1\n\n'
+                   f'[cameras.cam]\nurl = "{sample_clip}"\nrealtime = true\n')
+    stats = tmp_path / "stats.json"
+    env = {**os.environ, "CAMWIRE_LOG_FORMAT": "json"}
+    run = subprocess.Popen([sys.executable, "-m", "camwire", "run", "--config", str(cfg),
+                            "--events", str(tmp_path / "events.jsonl"), "--stats", str(stats)],
+                           stderr=open(tmp_path / "run.log", "wb"), stdout=subprocess.PIPE, text=True, env=env)
+
+    def metric(daemon: str, name: str, **labels: str) -> float:
+        try:
+            return value(scrape(ports[daemon]), f"camwire_{daemon}_{name}", **labels)
+        except OSError:
+            return 0.0  # not serving yet
+
+    def until(predicate, what: str) -> None:
+        deadline = time.monotonic() + 90
+        while not predicate():
+            assert run.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, f"{what}; run log: {(tmp_path / 'run.log').read_text()[-3000:]}"
+            time.sleep(0.2)  # another process's counters can only be polled
+
+    try:
+        # results at the sink: every daemon of the pipeline is in its loop, its SIGHUP handled
+        until(lambda: metric("sink", "results_total") > 0, "no results reached the sink")
+        run.send_signal(signal.SIGHUP)
+        for daemon in ports:
+            until(lambda: metric(daemon, "reloads_total", outcome="applied") >= 1, f"{daemon} did not reload")
+        assert run.poll() is None
+        run.send_signal(signal.SIGTERM)
+        out, _ = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, (tmp_path / "run.log").read_text()[-3000:]
+    assert json.loads(stats.read_text())["run"]["restarts"] == {}
+    assert "camwire run summary" in out

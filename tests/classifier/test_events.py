@@ -45,12 +45,13 @@ def test_detection_and_motion_cooldown() -> None:
     assert ev.counters.get("suppressed", "c", "motion") == 6
 
 
-def test_status_changes_only_and_failed_is_offline_with_its_reason() -> None:
+def test_status_changes_only_and_failed_once_with_its_reason() -> None:
     ev = Events()
-    out = [(e.type, e.reason) for s in ("online", "online", "offline", "offline", "online", "failed")
+    states = ("online", "online", "offline", "offline", "online", "failed", "failed", "offline", "failed", "online")
+    out = [(e.type, e.reason) for s in states
            for e in ev.on_status(status(s, reason="x" if s == "offline" else "HTTP 404" if s == "failed" else None))]
     assert out == [("camera_online", None), ("camera_offline", "x"), ("camera_online", None),
-                   ("camera_offline", "HTTP 404")]
+                   ("camera_failed", "HTTP 404"), ("camera_failed", "HTTP 404"), ("camera_online", None)]
 
 
 def test_ids_are_unique_even_for_the_same_instant_and_across_restarts() -> None:

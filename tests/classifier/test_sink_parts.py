@@ -43,6 +43,9 @@ def event(i: int, camera: str = "c") -> wire.Event:
 
 
 JPEG = encode_jpeg(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8))
+SIZE = (80, 60)
+# a tiny JPEG whose frame header claims 20000x20000 (1.2 GB decoded): its SOF0 patched
+BOMB = JPEG.replace(b"\x00\x3c\x00\x50", b"\x4e\x20\x4e\x20", 1)
 
 
 def test_events_file_rotates_by_size_and_keeps_a_few(tmp_path: Path) -> None:
@@ -89,10 +92,12 @@ def test_snapshots_are_jpegs_only_never_overwritten_and_bounded(tmp_path: Path) 
     root, counters = tmp_path / "snapshots", Counters()
     size = len(JPEG)
     store = SnapshotStore(root, counters, errors(), retain_s=3600, max_bytes=6 * size, min_free=0.0)
-    assert store.save(event(0), b"\xff\xd8 not really a jpeg") is None
-    assert counters.get("snapshots", "not_jpeg") == 1
-    paths = [store.save(event(i), JPEG) for i in range(1, 9)]
-    assert all(paths) and store.save(event(8), JPEG) is None  # the same id again: the first stays
+    assert store.save(event(0), b"\xff\xd8 not really a jpeg", SIZE) is None
+    assert store.save(event(0), JPEG, (640, 360)) is None  # a JPEG of another size than its frame's
+    assert store.save(event(0), BOMB, (20000, 20000)) is None  # 20000x20000 declared: never decoded
+    assert counters.get("snapshots", "not_jpeg") == 3
+    paths = [store.save(event(i), JPEG, SIZE) for i in range(1, 9)]
+    assert all(paths) and store.save(event(8), JPEG, SIZE) is None  # the same id again: the first stays
     assert counters.get("snapshots", "exists") == 1
     on_disk = sorted(root.rglob("*.jpg"))
     assert store.bytes <= 6 * size and len(on_disk) < 8
@@ -109,7 +114,7 @@ def test_snapshots_are_jpegs_only_never_overwritten_and_bounded(tmp_path: Path) 
 def test_no_snapshot_under_the_free_space_floor(tmp_path: Path) -> None:
     counters = Counters()
     store = SnapshotStore(tmp_path / "s", counters, errors(), min_free=1.0)  # never that much free
-    assert store.save(event(1), JPEG) is None and counters.get("snapshots", "low_space") == 1
+    assert store.save(event(1), JPEG, SIZE) is None and counters.get("snapshots", "low_space") == 1
 
 
 def status(state: str, **kw) -> wire.Status:

@@ -99,7 +99,7 @@ def test_a_failed_camera_counts_as_drained_and_shows_why(pipeline_factory, daemo
     p.worker("worker-1")
     p.extractor("gone", str(tmp_path / "no-such-file.mp4"))
     p.extractor("real", str(sample_clip), extra=("--every", "5"))
-    offline = p.events.wait_for(lambda e: e["camera"] == "gone" and e["type"] == "camera_offline")
+    offline = p.events.wait_for(lambda e: e["camera"] == "gone" and e["type"] == "camera_failed")
     assert offline["reason"]
     assert daemons.wait("sink", timeout=120) == 0  # "gone" will never send a frame: it is drained all the same
     (gone,) = [r for r in read_status(p.data_dir / "status.db")[0] if r["camera"] == "gone"]

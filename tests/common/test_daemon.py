@@ -86,6 +86,7 @@ def test_bad_messages_are_counted_and_the_loop_goes_on(tmp_path: Path) -> None:
 
 
 def test_sighup_reloads_and_sigterm_stops(tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGHUP)
     d = make(tmp_path)
     reloads: list[object] = []
     d.on_reload(reloads.append)
@@ -95,4 +96,16 @@ def test_sighup_reloads_and_sigterm_stops(tmp_path: Path) -> None:
     assert d.run(until=lambda: time.monotonic() - started > 60) == 0
     assert reloads == [None] and d.stop.signal == signal.SIGTERM
     assert d.counters.get("reloads", "applied") == 1
-    assert signal.getsignal(signal.SIGTERM) is not None and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) is not None and signal.getsignal(signal.SIGHUP) == before
+
+
+def test_counters_cannot_be_grown_without_bound_by_invented_names() -> None:
+    from common.counters import MAX_KEYS, OTHER, Counters
+
+    c = Counters()
+    for i in range(MAX_KEYS + 500):
+        c.add("dropped", f"camera-{i}", "hwm")
+    dropped = c.snapshot()["dropped"]
+    assert len(dropped) == MAX_KEYS + 1 and dropped[OTHER] == {"hwm": 500}
+    c.add("dropped", "camera-0", "hwm")  # a known name is still counted as itself
+    assert c.get("dropped", "camera-0", "hwm") == 2

@@ -81,6 +81,19 @@ def test_a_header_claiming_two_gigabytes_is_refused_before_any_allocation() -> N
         wire.peek_frame(pixels.encode_frame(header(), image()), max_bytes=1000)
 
 
+def test_a_jpeg_is_checked_for_its_declared_size_before_it_is_decoded() -> None:
+    img = image()
+    jpeg = pixels.encode_jpeg(img)
+    assert pixels.jpeg_size(jpeg) == (64, 48) and pixels.jpeg_size(b"\x89PNG....") is None
+    bomb = jpeg.replace(b"\x00\x30\x00\x40", b"\x4e\x20\x4e\x20", 1)  # SOF0 now says 20000x20000
+    assert pixels.jpeg_size(bomb) == (20000, 20000)
+    assert pixels.decode_jpeg(bomb) is None  # over the frame limit: not decoded at all
+    head = wire.pack(header(enc="jpeg"))
+    with pytest.raises(wire.MalformedMessage, match="bad_payload"):
+        pixels.decode_frame([head, bomb])  # the wire header says 64x48, the JPEG more
+    assert pixels.decode_frame([head, jpeg])[1].shape == (48, 64, 3)
+
+
 def frame_map(**kw) -> dict:
     return {"v": 1, "kind": "frame", "camera": "cam", "seq": 1, "ts_ns": TS, "width": 4, "height": 2, **kw}
 
