@@ -162,14 +162,18 @@ def _in_units(default: Any, kind: str) -> str:
     return "%(default)s"
 
 
-def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    """The ``camwire`` parser and its sub-parsers (all of them, or just ``only``'s)."""
+def build_parser(only: str | set[str] | None = None) -> tuple[argparse.ArgumentParser,
+                                                               dict[str, argparse.ArgumentParser]]:
+    """The ``camwire`` parser and its sub-parsers (all of them, or just ``only``'s): a command's
+    module is imported only when its parser is built."""
+    if isinstance(only, str):
+        only = {only}
     parser = argparse.ArgumentParser(prog="camwire", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"camwire {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     subs = {}
     for name, (module_name, help_text) in COMMANDS.items():
-        if only is not None and name != only:
+        if only is not None and name not in only:
             sub.add_parser(name, help=help_text)
             continue
         module = importlib.import_module(module_name)
@@ -257,13 +261,17 @@ def _namespace(sub: argparse.ArgumentParser, values: dict[str, Any]) -> argparse
 
 @functools.cache
 def _all_parsers() -> dict[str, argparse.ArgumentParser]:
-    return build_parser()[1]
+    """The parsers of every command a camwire.toml configures (not the tools'): a daemon that
+    judges the whole file imports no more than those commands' modules."""
+    return build_parser(set(SECTIONS))[1]
 
 
-def load_full(path: str | Path) -> Config:
+def load_full(path: str | Path, running: str | None = None) -> Config:
     """``path`` loaded and judged whole, as check-config does: every section by its command's own
     flags and check hook. What a daemon's ``config_loader`` is, so a reload with a mistake in any
-    section is refused whole. Raises ConfigError at the line at fault."""
+    section is refused whole. Raises ConfigError at the line at fault. ``running``: the daemon
+    that asks; one that decodes no pixels judges detector specs without building them (no OpenCV
+    for the ventilator), the classifier and check-config build them."""
     cfg = load_config(path)
     subs = _all_parsers()
     for section in SECTIONS:
@@ -272,6 +280,7 @@ def load_full(path: str | Path) -> Config:
             continue  # nothing of this command's own in the file: its hook has nothing to judge
         ns = _namespace(subs[section], values)
         ns.config, ns.command = cfg, section
+        ns.build_detectors = running in (None, "classifier", "run")
         try:
             run_check(section, ns)
         except ValueError as exc:
@@ -353,7 +362,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     cfg, after = None, {}
     if known.config:
         try:
-            cfg = load_full(known.config)
+            cfg = load_full(known.config, running=command)
             after = apply_config(subs[command], command, cfg, known.cameras)
         except ConfigError as exc:
             parser.exit(2, f"camwire {command}: error: {exc}\n")
@@ -362,7 +371,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         if getattr(args, dest) is None:
             setattr(args, dest, value)
     args.config = cfg
-    args.config_loader = load_full
+    args.config_loader = functools.partial(load_full, running=command)
     args.given = given_dests(command, rest)
     try:
         if command == "extractor" and getattr(args, "camera", None):

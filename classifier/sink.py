@@ -85,14 +85,9 @@ def check(args: argparse.Namespace) -> None:
     of another form. ValueError naming the flag; reads the rules file, opens no socket.
     ``camwire run`` passes its own flags too: only those set are judged."""
     from classifier.outputs import mqtt_address
-    from common.sockets import OperatorError, check_address
+    from common.sockets import check_addresses
 
-    try:
-        for flag in ("bind", "publish"):
-            if getattr(args, flag, None):
-                check_address(getattr(args, flag), f"--{flag}")
-    except OperatorError as exc:
-        raise ValueError(str(exc)) from None
+    check_addresses(args, "bind", "publish")
     if getattr(args, "rules", None):
         try:
             load_rules(args.rules)

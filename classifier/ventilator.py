@@ -55,14 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def check(args: argparse.Namespace) -> None:
     """What the ventilator would refuse, judged before it starts (camwire.cli, check-config, a
     reload): an address without a transport, a limit below 1. ValueError naming the flag."""
-    from common.sockets import OperatorError, check_address
+    from common.sockets import check_addresses
 
-    try:
-        for flag in ("frontend", "backend"):
-            if getattr(args, flag, None):
-                check_address(getattr(args, flag), f"--{flag}")
-    except OperatorError as exc:
-        raise ValueError(str(exc)) from None
+    check_addresses(args, "frontend", "backend")
     for dest in ("max_backlog", "max_cameras"):
         value = getattr(args, dest, None)
         if value is not None and value < 1:

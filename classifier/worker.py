@@ -88,15 +88,10 @@ def check(args: argparse.Namespace) -> None:
     ValueError naming the flag."""
     from pathlib import Path
 
-    from classifier.detectors import _registry, parse_options
-    from common.sockets import OperatorError, check_address
+    from classifier.detectors import NAMES, _registry, parse_options
+    from common.sockets import check_addresses
 
-    try:
-        for flag in ("connect", "sink"):
-            if getattr(args, flag, None):
-                check_address(getattr(args, flag), f"--{flag}")
-    except OperatorError as exc:
-        raise ValueError(str(exc)) from None
+    check_addresses(args, "connect", "sink")
     for dest in ("batch", "concurrency"):
         value = getattr(args, dest, None)
         if value is not None and value < 1:
@@ -110,12 +105,11 @@ def check(args: argparse.Namespace) -> None:
     spec = getattr(args, "detector", None)
     if not spec:
         return
-    registry = _registry()
     for item in str(spec).split("+"):
         name, _, arg = item.strip().partition(":")
         try:
-            if name not in registry:
-                raise ValueError(f"unknown detector {name!r}; known: {', '.join(sorted(registry))}")
+            if name not in NAMES:
+                raise ValueError(f"unknown detector {name!r}; known: {', '.join(sorted(NAMES))}")
             if name == "onnx":  # the model is loaded only by the worker itself: here, that it is there
                 path = ({"path": arg} if "=" not in arg else parse_options(arg)).get("path")
                 if not path or not Path(path).is_file():
@@ -123,8 +117,12 @@ def check(args: argparse.Namespace) -> None:
             elif name == "roboflow":
                 if not arg:
                     raise ValueError("roboflow needs a model id: roboflow:MODEL_ID")
-            else:  # a built-in detector is cheap to build: built, its options are judged as the worker will
-                registry[name](arg, vars(args))
+            elif getattr(args, "build_detectors", True):
+                # a built-in detector is cheap to build: built, its options are judged as the worker will
+                # (not where another daemon judges the whole file: that would load OpenCV there)
+                _registry()[name](arg, vars(args))
+            else:
+                parse_options(arg)
         except ValueError as exc:
             raise ValueError(f"--detector {spec!r}: {exc}") from None
 

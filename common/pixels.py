@@ -1,15 +1,15 @@
 """Pixel codecs for frames (common.wire carries them): raw, LZ4 and JPEG, and the JPEG snapshots.
 
-Apart from the framing so that a daemon that only relays frames (the ventilator) never loads
-OpenCV. Decoding never allocates more than the frame's checked size: the header is validated and
-held to ``max_bytes`` (common.wire.peek_frame) before a byte is decompressed.
+Apart from the framing, and OpenCV loaded only for a JPEG, so that a daemon that only relays
+frames (the ventilator) or records them never loads it. Decoding never allocates more than the
+frame's checked size: the header is validated and held to ``max_bytes``
+(common.wire.peek_frame), and a JPEG's declared size read, before a byte is decompressed.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-import cv2
 import lz4.block
 import numpy as np
 
@@ -68,6 +68,8 @@ def decode_frame(parts: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_FRAME_BYT
 
 def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
     """One JPEG encoder for snapshots and ``jpeg`` frames alike."""
+    import cv2  # here, not at the top: a daemon that never touches a JPEG never loads OpenCV
+
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("JPEG encoding failed")
@@ -116,5 +118,7 @@ def decode_jpeg(data: Buffer, channels: int = 3, size: tuple[int, int] | None = 
         return None
     if declared[0] * declared[1] * max(channels, 3) > max_bytes:
         return None
+    import cv2  # as in encode_jpeg
+
     flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
     return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)

@@ -31,6 +31,18 @@ def check_address(addr: str, flag: str = "") -> str:
     return addr
 
 
+def check_addresses(args: object, *dests: str) -> None:
+    """Each address flag of ``args`` that is set (one address or a list) has a transport; for a
+    command's ``check(args)``: ValueError naming the flag, as check-config prints it."""
+    for dest in dests:
+        value = getattr(args, dest, None)
+        for addr in [value] if isinstance(value, str) else value or []:
+            try:
+                check_address(addr, f"--{dest.replace('_', '-')}")
+            except OperatorError as exc:
+                raise ValueError(str(exc)) from None
+
+
 def make_socket(
     ctx: zmq.Context,
     kind: int,

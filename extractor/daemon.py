@@ -33,7 +33,7 @@ from common import wire
 from common.config import Config
 from common.daemon import Daemon
 from common.paths import name_list
-from common.sockets import OperatorError, check_address
+from common.sockets import OperatorError, check_addresses
 from common.units import duration
 from extractor.camera import FAILED_RETRY_S, PASSTHROUGH, RELAY_HWM, CameraCounters, CameraLoop, CameraSpec
 from extractor.sampling import Sampling
@@ -265,9 +265,4 @@ class Cameras:
 def check(args: argparse.Namespace) -> None:
     """What camwire.cli and check-config judge before the daemon starts (ValueError: one line)."""
     sampling_from_args(args)
-    try:  # an address a camera thread would refuse at every start: refused once, here
-        for flag in ("push", "publish"):
-            if getattr(args, flag, None):
-                check_address(getattr(args, flag), f"--{flag}")
-    except OperatorError as exc:
-        raise ValueError(str(exc)) from None
+    check_addresses(args, "push", "publish")  # refused once here, not by every camera thread start

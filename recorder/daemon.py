@@ -37,7 +37,7 @@ from common import units, wire
 from common.config import Config
 from common.daemon import Daemon
 from common.paths import name_list
-from common.sockets import OperatorError, PeerWatch, check_address
+from common.sockets import PeerWatch, check_addresses
 from recorder.index import Index
 from recorder.keep import DEFAULT_KEEP_TYPES, Keeper
 from recorder.retention import (DEFAULT_KEEP_RETAIN_S, DEFAULT_MAX_SKEW_S, DEFAULT_MIN_FREE, DEFAULT_RETAIN_S,
@@ -108,13 +108,7 @@ def recording_argv(args: argparse.Namespace) -> list[str]:
 
 def check(args: argparse.Namespace) -> None:
     """The options judged without touching the disk or a socket (camwire check-config, a reload)."""
-    try:
-        for addr in args.subscribe or []:
-            check_address(addr, "--subscribe")
-        if args.events:
-            check_address(args.events, "--events")
-    except OperatorError as exc:
-        raise ValueError(str(exc)) from None
+    check_addresses(args, "subscribe", "events")
     unknown = [t for t in name_list(args.keep_types) if t not in wire.EVENT_TYPES]
     if unknown:
         raise ValueError(f"--keep-types: no event is of type {', '.join(unknown)}; "

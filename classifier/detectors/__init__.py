@@ -97,6 +97,9 @@ def _builtin(factory: Callable[..., Detector]) -> Callable[[str, dict[str, Any]]
     return build
 
 
+NAMES = ("motion", "hog", "covered", "onnx", "roboflow")  # what a spec may name; _registry builds them
+
+
 def _registry() -> dict[str, Callable[[str, dict[str, Any]], Detector]]:
     from classifier.detectors.covered import CoveredDetector
     from classifier.detectors.hog import HogPeopleDetector

@@ -170,3 +170,19 @@ def test_the_relay_side_does_not_load_opencv() -> None:
 
     code = "import sys, common.wire; print('cv2' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_a_ventilator_judging_the_whole_shipped_file_does_not_load_opencv() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {**os.environ, **{k: "x" for k in ("FRONT_DOOR_PASSWORD", "CAR_PARK_PASSWORD", "MQTT_PASSWORD")}}
+    code = ("import sys; from camwire.cli import parse; "
+            "args = parse(['ventilator', '--config', 'deploy/camwire.toml']); "
+            "args.config_loader(args.config.path); print('cv2' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip() == "False"
