@@ -20,17 +20,19 @@ def _not_camera(text: str) -> bool:
     return re.fullmatch(wire.CAMERA_NAME_PATTERN, text) is None
 
 
+ANY_INT = st.integers(min_value=-(2**63), max_value=BIG)  # every int msgpack can carry
+
 BAD = {  # a field, and values it can never take
     "v": st.integers(min_value=-(2**63), max_value=BIG).filter(lambda v: v != 1) | st.text(max_size=4),
-    "kind": st.text(max_size=12).filter(lambda k: k not in KINDS) | st.integers(),
-    "camera": st.text(max_size=80).filter(_not_camera) | st.integers() | st.none(),
+    "kind": st.text(max_size=12).filter(lambda k: k not in KINDS) | ANY_INT,
+    "camera": st.text(max_size=80).filter(_not_camera) | ANY_INT | st.none(),
     "seq": st.integers(max_value=-1, min_value=-(2**63)) | st.integers(min_value=2**62 + 1, max_value=BIG)
     | st.text(max_size=4),
     "ts_ns": st.integers(max_value=-1, min_value=-(2**63)) | st.floats(allow_nan=True) | st.binary(max_size=4),
     "width": st.integers(max_value=0, min_value=-(2**63)) | st.integers(min_value=16385, max_value=BIG),
     "credits": st.integers(max_value=-1, min_value=-(2**63)) | st.integers(min_value=4097, max_value=BIG)
     | st.floats(),
-    "worker": st.just("") | st.text(min_size=129, max_size=140) | st.integers(),
+    "worker": st.just("") | st.text(min_size=129, max_size=140) | ANY_INT,
     "state": st.text(max_size=10).filter(lambda s: s not in ("connecting", "online", "offline", "failed")),
     "done": st.lists(st.tuples(st.text(max_size=70).filter(_not_camera), st.integers(0, 10)), min_size=1,
                      max_size=3),
