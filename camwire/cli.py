@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import os
 import re
 import sys
 from pathlib import Path
@@ -182,9 +183,15 @@ def build_parser(only: str | set[str] | None = None) -> tuple[argparse.ArgumentP
         if name in CONFIGURED:
             p.add_argument("--config", metavar="FILE", help="camwire.toml: cameras, sockets and this daemon's "
                            "settings; flags given here override it")
+            p.add_argument("--umask", type=umask, default=DEFAULT_UMASK, metavar="MODE",
+                           help="files camwire writes (recordings, snapshots, events, databases) are 0640 and "
+                                "folders 0750 with the default; 0022 makes them readable by every user")
         if name in DAEMONS:
             p.add_argument("--metrics-port", type=port, metavar="PORT",
-                           help="serve Prometheus metrics on http://0.0.0.0:PORT/metrics")
+                           help="serve Prometheus metrics on http://ADDR:PORT/metrics (ADDR: --metrics-bind)")
+            p.add_argument("--metrics-bind", default="127.0.0.1", metavar="ADDR",
+                           help="the address the metrics listen on: this host only by default; 0.0.0.0 (or one "
+                                "interface's address) for a Prometheus on another host")
         p.set_defaults(main=module.main)
         subs[name] = p
     return parser, subs
@@ -391,6 +398,20 @@ def check_paths(args: argparse.Namespace) -> None:
         (writable_dir if kind == "dir" else writable_file)(value, flag)
 
 
+DEFAULT_UMASK = 0o027  # files 0640, folders 0750: the camwire group may read, no one else
+
+
+def umask(text: object) -> int:
+    """A umask in octal: ``0027``, ``027``, ``0o027`` (or its value as a number from the file)."""
+    try:
+        value = text if isinstance(text, int) and not isinstance(text, bool) else int(str(text), 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a umask in octal like 0027, not {text!r}") from None
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"a umask in octal like 0027, not {text!r}")
+    return value
+
+
 def port(text: str) -> int:
     """A TCP port: 1 to 65535."""
     try:
@@ -406,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else list(argv))
     try:
         if args.command in CONFIGURED:
+            os.umask(args.umask)  # before the first file or folder is made; children of run inherit it
             check_paths(args)
         if getattr(args, "metrics_port", None) is not None:
             number = args.metrics_port + (getattr(args, "instance", None) or 0)
@@ -413,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise OperatorError(f"--metrics-port {args.metrics_port} + --instance {args.instance} is "
                                     f"{number}, past the last port (65535)")
             try:
-                serve_metrics(number)
+                serve_metrics(number, args.metrics_bind)
             except OSError as exc:  # most often: another daemon has the port
                 raise OperatorError(f"--metrics-port {number}: {exc.strerror}") from None
         return args.main(args)

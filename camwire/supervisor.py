@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -120,8 +121,10 @@ class Child:
 
     def start(self) -> None:
         self.starts.append(time.monotonic())
-        self.proc = subprocess.Popen([sys.executable, "-m", "camwire", *self.argv, "--stats", str(self.stats_path())],
-                                     preexec_fn=_in_child)
+        mask = os.umask(0)  # read it back: run's own --umask, which every child keeps
+        os.umask(mask)
+        self.proc = subprocess.Popen([sys.executable, "-m", "camwire", *self.argv, "--stats", str(self.stats_path()),
+                                      "--umask", f"{mask:04o}"], preexec_fn=_in_child)
 
     def recent_restarts(self, now: float) -> int:
         return sum(1 for t in self.starts[1:] if now - t < RESTART_WINDOW_S)

@@ -77,6 +77,6 @@ def register_stats(daemon: str, snapshot: Callable[[], dict[str, Any]], labels: 
     REGISTRY.register(_registered[daemon])
 
 
-def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:
+def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:
     """Serve ``/metrics`` from a background thread (prometheus-client's own HTTP server)."""
     start_http_server(port, addr=addr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import re
 import shlex
 import shutil
 import subprocess
@@ -62,3 +63,30 @@ def test_units_run_unprivileged_restart_and_stop_gently(tmp_path: Path, monkeypa
         argv = [str(config) if a == "/etc/camwire/camwire.toml" else a for a in argv]
         args = parse(argv)
         assert args.config is not None and args.command in path.name
+
+
+MAX_EXPOSURE = 4.0  # "OK" or better in systemd-analyze's scale, 0 (sealed) to 10 (exposed)
+
+
+def offline_security() -> str | None:
+    """Why ``systemd-analyze security --offline`` cannot judge a unit file here, or None when it can."""
+    if shutil.which("systemd-analyze") is None:
+        return "systemd-analyze is absent: run `make debs`"
+    helped = subprocess.run(["systemd-analyze", "security", "--help"], capture_output=True, text=True)
+    if "--offline" not in helped.stdout + helped.stderr:
+        return "this systemd-analyze has no `security --offline` (systemd < 250)"
+    return None
+
+
+@pytest.mark.skipif(offline_security() is not None, reason=str(offline_security()))
+def test_units_expose_little_to_systemd_analyze_security(tmp_path: Path) -> None:
+    scores = {}
+    for path in units(tmp_path):
+        if path.suffix != ".service":
+            continue
+        done = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(path)],
+                              capture_output=True, text=True)
+        found = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", done.stdout)
+        assert found, done.stdout + done.stderr
+        scores[path.name] = float(found[1])
+    assert len(scores) == 6 and all(s <= MAX_EXPOSURE for s in scores.values()), scores
