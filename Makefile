@@ -24,7 +24,7 @@ demo: venv debs
 	@clip="$(CLIP)"; if [ -z "$$clip" ]; then clip=$(DEMO_DIR)/sample.mp4; \
 	  [ -f $$clip ] || $(VENV)/bin/camwire sample-clip $$clip; fi; \
 	rm -rf $(DEMO_DIR)/events.jsonl $(DEMO_DIR)/recordings $(DEMO_DIR)/status.db*; \
-	CAMWIRE_LOG_FORMAT=console $(VENV)/bin/camwire run --camera demo=$$clip --detector motion+covered \
+	CAMWIRE_LOG_FORMAT=console $(VENV)/bin/camwire run --camera demo=$$clip --detector covered \
 	  --workers 2 --once --events $(DEMO_DIR)/events.jsonl --data-dir $(DEMO_DIR) \
 	  --record $(DEMO_DIR)/recordings --segment 4 --pre 2 --post 2 --keep-types camera_covered \
 	  --stats $(DEMO_DIR)/stats.json
@@ -39,6 +39,7 @@ bench: venv
 	$(PY) bench/transport.py
 	$(PY) bench/recorder.py
 	$(PY) bench/cameras.py
+	$(PY) bench/events.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,11 +1,14 @@
-"""Frames per second of the ONNX detector (letterbox, ONNX Runtime, decode + NMS) at batch 1, 4
-and 16, on one model, side by side in one run.
+"""Frames per second of the ONNX detector (resize, ONNX Runtime, decode + NMS) at batch 1, 4
+and 16, per model, side by side in one run.
 
-No pretrained weights can be downloaded here, so the model is built in this script: a YOLO-shaped
-convolutional network with random weights (640x640 input, a stride-2 stem and five stride-2
-stages to 512 channels, a v8-style head giving ``[N, 84, 8400]``: 80 classes over the P3/P4/P5
-grids). Its compute (about 11 GFLOPs per image) is of the order of YOLOv8n/s, and the output is
-the real layout, so the detector's post-processing runs on real sizes.
+- ``yolo-like``: built in this script, since no YOLO weights can be downloaded here: a YOLO-shaped
+  convolutional network with random weights (640x640 input, a stride-2 stem and five stride-2
+  stages to 512 channels, a v8-style head giving ``[N, 84, 8400]``: 80 classes over the P3/P4/P5
+  grids). Its compute (about 11 GFLOPs per image) is of the order of YOLOv8n/s, and the output is
+  the real layout, so the detector's post-processing runs on real sizes. Random 1280x720 frames.
+- ``coco-ssd-mobilenetv2``: the real pretrained SSDLite-MobileNetV2 (COCO) from
+  ``../shared/models/``, when it is there, on frames of ``../shared/media/people-walking.mp4``
+  (768x576, real detections) when that is there, else the same random frames.
 
 Run: ``.venv/bin/python bench/models.py [--seconds S] [--out FILE]``; on a GPU machine with
 onnxruntime-gpu the detector uses CUDA (the provider is printed).
@@ -27,8 +30,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+SSD_MODEL = ROOT.parent / "shared" / "models" / "coco-ssd-mobilenetv2.onnx"
+SSD_CLIP = ROOT.parent / "shared" / "media" / "people-walking.mp4"
 
-from classifier.detectors.onnx_yolo import OnnxDetector  # noqa: E402
+from classifier.detectors.onnx import OnnxDetector  # noqa: E402
 from common.wire import FrameHeader  # noqa: E402
 
 CLASSES = 80
@@ -75,16 +80,31 @@ def build_yolo_like(path: Path) -> Path:
     return path
 
 
-def measure(det: OnnxDetector, batch: int, seconds: float) -> float:
+def random_images(count: int) -> list[np.ndarray]:
     rng = np.random.default_rng(1)
-    frames = [(FrameHeader(camera=f"cam{i}", seq=i, ts_ns=0, pts=None, width=1280, height=720),
-               rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8)) for i in range(batch)]
+    return [rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def clip_images(path: Path, count: int) -> list[np.ndarray]:
+    """``count`` frames spread over the clip (PyAV, as the extractor decodes them)."""
+    import av
+
+    with av.open(str(path)) as container:
+        images = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    return [images[i * len(images) // count] for i in range(count)]
+
+
+def measure(det: OnnxDetector, images: list[np.ndarray], batch: int, seconds: float) -> tuple[float, float]:
+    """Frames per second, and CPU milliseconds per frame (this process, all its threads: the figure
+    that holds when other work shares the machine)."""
+    frames = [(FrameHeader(camera=f"cam{i}", seq=i, ts_ns=0, pts=None, width=img.shape[1], height=img.shape[0]), img)
+              for i, img in enumerate(images[:batch])]
     det.detect(frames)  # warm-up: allocations, kernels
-    n, started = 0, time.perf_counter()
+    n, started, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - started < seconds:
         det.detect(frames)
         n += batch
-    return n / (time.perf_counter() - started)
+    return n / (time.perf_counter() - started), (time.process_time() - cpu) * 1000 / n
 
 
 def main() -> None:
@@ -92,17 +112,30 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0, help="measuring time per batch size")
     ap.add_argument("--out", help="write the results as JSON here too")
     args = ap.parse_args()
+    results: dict = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         # default thresholds: random weights put many of the 8400 candidates over 0.25, so the
         # decode + NMS share here is a worst case, not a typical one
-        det = OnnxDetector(str(build_yolo_like(Path(tmp) / "yolo-like.onnx")))
-        results = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-                   "provider": det.provider, "fps": {}}
-        for batch in (1, 4, 16):
-            results["fps"][batch] = round(measure(det, batch, args.seconds), 2)
-            print(json.dumps({"batch": batch, "fps": results["fps"][batch], "provider": det.provider}), flush=True)
-    base = results["fps"][1]
-    results["speedup_vs_batch1"] = {b: round(v / base, 2) for b, v in results["fps"].items()}
+        models = [("yolo-like", lambda: OnnxDetector(str(build_yolo_like(Path(tmp) / "yolo-like.onnx"))),
+                   lambda: random_images(16), "random 1280x720")]
+        if SSD_MODEL.is_file():
+            clip = SSD_CLIP.is_file()
+            models.append(("coco-ssd-mobilenetv2", lambda: OnnxDetector(str(SSD_MODEL)),
+                           (lambda: clip_images(SSD_CLIP, 16)) if clip else (lambda: random_images(16)),
+                           SSD_CLIP.name if clip else "random 1280x720"))
+        else:
+            print(json.dumps({"skipped": "coco-ssd-mobilenetv2", "reason": f"{SSD_MODEL} is absent"}), flush=True)
+        for name, load, frames, source in models:
+            det, images = load(), frames()
+            entry = results["models"][name] = {"provider": det.provider, "layout": det.layout, "frames": source,
+                                               "fps": {}, "cpu_ms_per_frame": {}}
+            for batch in (1, 4, 16):
+                fps, cpu_ms = measure(det, images, batch, args.seconds)
+                entry["fps"][batch], entry["cpu_ms_per_frame"][batch] = round(fps, 2), round(cpu_ms, 1)
+                print(json.dumps({"model": name, "batch": batch, "fps": entry["fps"][batch],
+                                  "cpu_ms_per_frame": entry["cpu_ms_per_frame"][batch], "provider": det.provider}),
+                      flush=True)
+            entry["speedup_vs_batch1"] = {b: round(v / entry["fps"][1], 2) for b, v in entry["fps"].items()}
     print(json.dumps(results))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))

@@ -14,8 +14,17 @@
    hand-written field checks camwire used before (reproduced below as the baseline) against the
    msgspec Structs of common.wire, which validate while they decode.
 
-Run: ``.venv/bin/python bench/transport.py [--seconds S] [--out FILE]`` (``make bench``).
-Pickle appears here only as the thing to compare against; camwire never pickles.
+4. What ZeroMQ CURVE encryption costs camwire's links between hosts: messages and MB per second
+   from a sender process to a receiver process over TCP loopback, PUSH/PULL with camwire's real
+   framing, CURVE off and on side by side for each case: 1920x1080 and 640x360 frames sent
+   ``raw``, ``lz4`` and ``jpeg`` (quality 90), encoded by the sender and decoded by the receiver
+   per frame as the extractor and a worker do, on frames of a real clip (the shared street scene
+   when present, else the built-in sample clip; the output says which); and a worker's result
+   with 10 detections, alone and with the snapshot JPEG a result with detections carries.
+
+Run: ``.venv/bin/python bench/transport.py [--seconds S] [--only PART] [--out FILE]`` (``make
+bench`` runs every part). Pickle appears here only as the thing to compare against; camwire
+never pickles.
 """
 
 from __future__ import annotations
@@ -25,16 +34,21 @@ import base64
 import json
 import multiprocessing as mp
 import platform
+import shutil
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import cv2
 import msgpack
 import numpy as np
 import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -222,50 +236,259 @@ def framing_cost(n: int = 200_000) -> dict[str, float]:
     return out
 
 
+# -- what CURVE costs a link between hosts ---------------------------------------------------
+
+SHARED_CLIP = ROOT.parent / "shared" / "media" / "car-detection.mp4"  # a real street scene, 768x432
+CURVE_SIZES = ((1920, 1080), (640, 360))
+CURVE_ENCODINGS = ("raw", "lz4", "jpeg")
+FRAME_HWM = 4  # as in part 1
+RESULT_HWM = 1000  # the worker's towards the sink (classifier.worker.SINK_HWM)
+N_DETECTIONS = 10
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    """One run's keys, used as camwire uses them (this mirrors common/curve.py, not imported, so
+    the bench measures plain pyzmq): the binding side is the CURVE server with its own key pair
+    and a ZAP authenticator that admits only the client keys in ``authorized_dir``; the
+    connecting side has its own key pair and pins the server's public key."""
+
+    server_public: bytes
+    server_secret: bytes
+    client_secret_file: str  # the client's certificate with its secret key (zmq.auth format)
+    authorized_dir: str  # the client's public certificate only
+
+
+def make_curve_keys(tmp: Path) -> CurveKeys:
+    server_public, server_secret = zmq.curve_keypair()
+    (tmp / "client-keys").mkdir()
+    public_file, secret_file = zmq.auth.create_certificates(str(tmp / "client-keys"), "sender")
+    authorized = tmp / "authorized"
+    authorized.mkdir()
+    shutil.copy(public_file, authorized)
+    return CurveKeys(server_public, server_secret, secret_file, str(authorized))
+
+
+def realistic_frames(tmp: Path, n: int = 8) -> tuple[np.ndarray, str]:
+    """``n`` BGR frames spread over a real clip (the shared street scene when present, else the
+    built-in sample clip), at their own size, and which clip it was."""
+    if SHARED_CLIP.exists():
+        clip, what = SHARED_CLIP, f"{SHARED_CLIP.name} (shared media, real street scene)"
+    else:
+        clip = tmp / "sample-1080p.mp4"
+        make_sample_clip(clip, seconds=4, fps=25, width=1920, height=1080, covered=None)
+        what = "the built-in sample clip (camwire sample-clip: a flat synthetic scene that flatters LZ4 and JPEG)"
+    with av.open(str(clip)) as container:
+        decoded = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    step = max(1, len(decoded) // n)
+    frames = np.stack(decoded[::step][:n])
+    return frames, f"{what}, {frames.shape[2]}x{frames.shape[1]}, resized to each size"
+
+
+def result_message(i: int) -> wire.Result:
+    """A worker's result with ``N_DETECTIONS`` detections, as the sink receives it."""
+    detections = [wire.Detection(label="person" if k % 2 else "car", confidence=0.5 + k / 40,
+                                 box=(100.0 + 90 * k, 200.0, 180.0 + 90 * k, 420.5)) for k in range(N_DETECTIONS)]
+    return wire.Result(camera="cam", seq=i, ts_ns=time.time_ns(), width=W, height=H, pts=i / 25, worker="w1",
+                       detector="onnx", detections=detections, infer_ms=12.5)
+
+
+def curve_sender(case: str, size: tuple[int, int], addr: str, keys: CurveKeys | None, frames_file: str,
+                 seconds: float, progress) -> None:
+    """Send ``case`` messages to ``addr`` as fast as the link takes them, encoding each frame;
+    ``progress`` holds this process's CPU seconds and the messages sent, for the receiver."""
+    width, height = size
+    frames = np.load(frames_file) if case in CURVE_ENCODINGS else None
+    snapshot = pixels.encode_jpeg(np.load(frames_file)[0]) if case == "result+snapshot" else b""
+    every = 1 if frames is not None else 16  # how often to publish progress: cheap next to a frame
+    deadline = time.monotonic() + seconds + 2.0  # outlive the receiver's window; it ends us
+    with zmq.Context() as ctx, ctx.socket(zmq.PUSH) as sock:
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDTIMEO, 200)  # never stuck in a send once the receiver is gone
+        sock.setsockopt(zmq.SNDHWM, FRAME_HWM if frames is not None else RESULT_HWM)
+        if keys is not None:
+            public, secret = zmq.auth.load_certificate(keys.client_secret_file)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+            sock.setsockopt(zmq.CURVE_SERVERKEY, keys.server_public)
+        sock.connect(addr)
+        i = 0
+        while time.monotonic() < deadline:
+            if frames is not None:
+                header = wire.FrameHeader(camera="cam", seq=i, ts_ns=time.time_ns(), width=width, height=height,
+                                          enc=case)
+                parts = pixels.encode_frame(header, frames[i % len(frames)], jpeg_quality=90)
+            else:
+                parts = [wire.pack(result_message(i))] + ([snapshot] if snapshot else [])
+            try:
+                sock.send_multipart(parts, copy=False)
+            except zmq.Again:
+                continue
+            i += 1
+            if i % every == 0:
+                progress[0], progress[1] = time.process_time(), i
+
+
+def curve_receive(case: str, size: tuple[int, int], keys: CurveKeys | None, frames_file: str,
+                  seconds: float) -> dict[str, float]:
+    """Messages and MB per second received and decoded over ``seconds`` after 1 s of warm-up,
+    and the CPU milliseconds per message of each side (every thread: ZeroMQ's I/O threads are
+    where CURVE encrypts and decrypts)."""
+    width, height = size
+    ctx = zmq.Context()
+    auth = None
+    if keys is not None:
+        auth = ThreadAuthenticator(ctx)
+        auth.start()
+        auth.configure_curve(domain="*", location=keys.authorized_dir)
+    sock = ctx.socket(zmq.PULL)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 20_000)  # a sender that died or a refused handshake fails the run
+    sock.setsockopt(zmq.RCVHWM, FRAME_HWM if case in CURVE_ENCODINGS else RESULT_HWM)
+    if keys is not None:
+        sock.setsockopt(zmq.CURVE_SERVER, 1)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, keys.server_secret)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.server_public)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    spawn = mp.get_context("spawn")
+    progress = spawn.RawArray("d", 2)  # the sender's CPU seconds and messages sent
+    proc = spawn.Process(target=curve_sender,
+                         args=(case, size, f"tcp://127.0.0.1:{port}", keys, frames_file, seconds + 1.0, progress))
+    proc.start()
+    try:
+        try:
+            first = sock.recv_multipart(copy=False)
+        except zmq.Again:
+            raise RuntimeError(f"{case}: nothing received in 20 s (sender exit code {proc.exitcode})") from None
+        if keys is not None:  # the authenticator admitted exactly our client: CURVE is really on
+            assert sock.getsockopt(zmq.MECHANISM) == zmq.CURVE
+            assert first[0].get("User-Id") == zmq.auth.load_certificate(keys.client_secret_file)[0].decode()
+        warm_until = time.monotonic() + 1.0
+        count = nbytes = 0
+        start = None
+        while True:
+            parts = [p.buffer for p in sock.recv_multipart(copy=False)]  # as the worker reads them
+            if case in CURVE_ENCODINGS:
+                assert pixels.decode_frame(parts)[1].shape == (height, width, 3)
+            else:
+                assert len(wire.unpack(parts[0]).detections) == N_DETECTIONS
+            now = time.monotonic()
+            if now < warm_until:
+                continue
+            if start is None:  # this message only opens the window
+                start, cpu0, (sender_cpu0, sent0) = now, time.process_time(), tuple(progress)
+                continue
+            count += 1
+            nbytes += sum(p.nbytes for p in parts)
+            if now - start >= seconds:
+                sender_cpu, sent = tuple(progress)
+                return {"per_s": count / (now - start), "MB_s": nbytes / (now - start) / 1e6,
+                        "sender_cpu_ms": (sender_cpu - sender_cpu0) / max(sent - sent0, 1) * 1e3,
+                        "receiver_cpu_ms": (time.process_time() - cpu0) / count * 1e3}
+    finally:
+        proc.terminate()
+        proc.join(timeout=10)
+        sock.close()
+        if auth is not None:
+            auth.stop()
+        ctx.term()
+
+
+def curve_cost(tmp: Path, seconds: float, rounds: int) -> dict:
+    """Every case with CURVE off and on back to back, ``rounds`` times (the order swapped each
+    round); of each figure the best is kept (most messages, least CPU), the least disturbed by
+    whatever else the machine runs. The ratios on / off are what count."""
+    keys = make_curve_keys(tmp)
+    source, source_text = realistic_frames(tmp)
+    print(f"curve frames: {source_text}; CPU ms per message: sender + receiver, all threads", flush=True)
+    out: dict = {"frames": source_text, "rounds": rounds, "cases": {}}
+    cases = [(f"{w}x{h} {enc}", enc, (w, h)) for w, h in CURVE_SIZES for enc in CURVE_ENCODINGS]
+    cases += [(f"result ({N_DETECTIONS} detections)", "result", (W, H)),
+              (f"result + {W}x{H} snapshot JPEG", "result+snapshot", (W, H))]
+    for label, case, (w, h) in cases:
+        frames_file = tmp / f"frames-{w}x{h}.npy"
+        if not frames_file.exists():
+            interp = cv2.INTER_AREA if w < source.shape[2] else cv2.INTER_LINEAR
+            np.save(frames_file, np.stack([cv2.resize(f, (w, h), interpolation=interp) for f in source]))
+        runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+        for r in range(rounds):
+            for on in ((False, True) if r % 2 == 0 else (True, False)):
+                runs["on" if on else "off"].append(
+                    curve_receive(case, (w, h), keys if on else None, str(frames_file), seconds))
+        row: dict = {}
+        for side, got in runs.items():
+            row[side] = {k: round((max if k in ("per_s", "MB_s") else min)(g[k] for g in got), 3)
+                         for k in got[0]}
+        for side in ("off", "on"):
+            row[side]["cpu_ms"] = round(row[side]["sender_cpu_ms"] + row[side]["receiver_cpu_ms"], 3)
+        row["rate on/off"] = round(row["on"]["per_s"] / row["off"]["per_s"], 2)
+        row["cpu on/off"] = round(row["on"]["cpu_ms"] / row["off"]["cpu_ms"], 2)
+        out["cases"][label] = row
+        unit = "frames/s" if case in CURVE_ENCODINGS else "msgs/s"
+        print(f"curve {label:34} " + "   ".join(
+            f"{side} {row[side]['per_s']:8.0f} {unit} {row[side]['MB_s']:7.1f} MB/s {row[side]['cpu_ms']:7.3f} CPU ms"
+            for side in ("off", "on")) + f"   on/off: rate {row['rate on/off']:4.2f}x CPU {row['cpu on/off']:4.2f}x",
+            flush=True)
+    return out
+
+
+PARTS = ("framing", "transport", "decode", "curve")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=3.0, help="measuring window per transport case")
     ap.add_argument("--clip-seconds", type=float, default=20.0)
+    ap.add_argument("--only", choices=PARTS, action="append",
+                    help="run only this part (1 framing, 2 transport, 3 decode, 4 curve; repeatable); default: all")
+    ap.add_argument("--rounds", type=int, default=1, help="curve: off/on pairs per case, the best kept")
     ap.add_argument("--out", help="write the figures as JSON here too")
     args = ap.parse_args()
-    results: dict = {"machine": f"{platform.processor() or platform.machine()}, {mp.cpu_count()} cores",
-                     "transport_fps": {}, "decode": {}}
-    results["framing_us"] = framing_cost()
-    for label, us in results["framing_us"].items():
-        print(f"framing {label:30} {us:7.3f} us/frame", flush=True)
+    parts = args.only or PARTS
+    results: dict = {"machine": f"{platform.processor() or platform.machine()}, {mp.cpu_count()} cores"}
+    ratios: dict[str, float] = {}
+    if "framing" in parts:
+        results["framing_us"] = framing_cost()
+        for label, us in results["framing_us"].items():
+            print(f"framing {label:30} {us:7.3f} us/frame", flush=True)
+        ratios["framing before / after"] = round(results["framing_us"]["before: msgpack map + checks"]
+                                                 / results["framing_us"]["after: msgspec Structs"], 2)
     with tempfile.TemporaryDirectory() as tmp:
-        for transport in ("tcp", "ipc"):
-            for method in METHODS:
-                if transport == "tcp":
-                    with zmq.Context() as c, c.socket(zmq.PULL) as s:
-                        port = s.bind_to_random_port("tcp://127.0.0.1")
-                    addr = f"tcp://127.0.0.1:{port}"
-                else:
-                    addr = f"ipc://{tmp}/{method}"
-                fps = receive(method, addr, args.seconds)
-                results["transport_fps"].setdefault(transport, {})[method] = round(fps, 1)
-                print(f"{transport:4} {method:12} {fps:8.1f} frames/s", flush=True)
-        clip = Path(tmp) / "bench-1080p25.mp4"
-        make_sample_clip(clip, seconds=args.clip_seconds, fps=25, width=W, height=H, gop=50, covered=None)
-        total = None  # source frames in the clip: what full decode decodes
-        for label, sampling in (("every 1 (full decode)", Sampling()), ("every 50", Sampling(every=50)),
-                                ("keyframes", Sampling(keyframes=True))):
-            elapsed, decoded, sent = extractor_run(clip, sampling)
-            total = total or decoded
-            rate = total / elapsed
-            results["decode"][label] = {"source_fps": round(rate, 1), "decoded": decoded, "sent": sent}
-            print(f"{label:22} {rate:8.1f} source frames/s  (decoded {decoded}, sent {sent})", flush=True)
-    tcp = results["transport_fps"]["tcp"]
-    dec = results["decode"]
-    results["ratios"] = {
-        "tcp camwire / jpeg_base64": round(tcp["camwire"] / tcp["jpeg_base64"], 2),
-        "tcp camwire / pickle": round(tcp["camwire"] / tcp["pickle"], 2),
-        "tcp camwire / imagezmq": round(tcp["camwire"] / tcp["imagezmq"], 2),
-        "framing before / after": round(results["framing_us"]["before: msgpack map + checks"]
-                                        / results["framing_us"]["after: msgspec Structs"], 2),
-        "keyframes / full decode": round(dec["keyframes"]["source_fps"] / dec["every 1 (full decode)"]["source_fps"], 2),
-    }
-    for k, v in results["ratios"].items():
+        if "transport" in parts:
+            results["transport_fps"] = {}
+            for transport in ("tcp", "ipc"):
+                for method in METHODS:
+                    if transport == "tcp":
+                        with zmq.Context() as c, c.socket(zmq.PULL) as s:
+                            port = s.bind_to_random_port("tcp://127.0.0.1")
+                        addr = f"tcp://127.0.0.1:{port}"
+                    else:
+                        addr = f"ipc://{tmp}/{method}"
+                    fps = receive(method, addr, args.seconds)
+                    results["transport_fps"].setdefault(transport, {})[method] = round(fps, 1)
+                    print(f"{transport:4} {method:12} {fps:8.1f} frames/s", flush=True)
+            tcp = results["transport_fps"]["tcp"]
+            ratios["tcp camwire / jpeg_base64"] = round(tcp["camwire"] / tcp["jpeg_base64"], 2)
+            ratios["tcp camwire / pickle"] = round(tcp["camwire"] / tcp["pickle"], 2)
+            ratios["tcp camwire / imagezmq"] = round(tcp["camwire"] / tcp["imagezmq"], 2)
+        if "decode" in parts:
+            results["decode"] = dec = {}
+            clip = Path(tmp) / "bench-1080p25.mp4"
+            make_sample_clip(clip, seconds=args.clip_seconds, fps=25, width=W, height=H, gop=50, covered=None)
+            total = None  # source frames in the clip: what full decode decodes
+            for label, sampling in (("every 1 (full decode)", Sampling()), ("every 50", Sampling(every=50)),
+                                    ("keyframes", Sampling(keyframes=True))):
+                elapsed, decoded, sent = extractor_run(clip, sampling)
+                total = total or decoded
+                rate = total / elapsed
+                dec[label] = {"source_fps": round(rate, 1), "decoded": decoded, "sent": sent}
+                print(f"{label:22} {rate:8.1f} source frames/s  (decoded {decoded}, sent {sent})", flush=True)
+            ratios["keyframes / full decode"] = round(dec["keyframes"]["source_fps"]
+                                                      / dec["every 1 (full decode)"]["source_fps"], 2)
+        if "curve" in parts:
+            results["curve"] = curve_cost(Path(tmp), args.seconds, args.rounds)  # its ratios are in its rows
+    results["ratios"] = ratios
+    for k, v in ratios.items():
         print(f"{k:28} {v:6.2f}x")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from camwire import __version__
-from common.config import DAEMONS, SECTIONS, Config, ConfigError, load_config, register_part
+from common.config import DAEMONS, SECTIONS, SECURITY, Config, ConfigError, load_config, register_part
+from common.curve import Curve
 from common.metrics import serve_metrics
 from common.paths import camera_name, name_list, writable_dir, writable_file
 from common.sockets import OperatorError
@@ -35,10 +36,18 @@ COMMANDS = {
     "status": ("camwire.status", "print the cameras and workers as the sink last saw them"),
     "check-config": ("camwire.checkconfig", "validate a camwire.toml as the daemons would, secrets masked"),
     "sample-clip": ("camwire.sample", "write the built-in sample clip (H.264) for demos and tests"),
+    "keygen": ("camwire.keygen", "write a CURVE key pair for a daemon, to encrypt and authenticate its links"),
 }
 # what ``camwire COMMAND --help`` says: for the person running it (what it does, what to point it
 # at, where its files go); the modules' docstrings are notes for the people who work on them
 DESCRIPTIONS = {
+    "keygen": """\
+Write a CURVE key pair: NAME.key (the public key: copy it to the hosts that talk to this one)
+and NAME.key_secret (this daemon's secret: mode 0600, never copied). A daemon given
+--curve-key NAME.key_secret (or [security] key) encrypts every tcp:// link; a daemon that binds
+lets in only the clients whose NAME.key is in its --curve-clients folder, and a daemon that
+connects checks the server against --curve-servers (ventilator.key, sink.key, extractor.key).
+An existing key is never overwritten.""",
     "extractor": """\
 Read cameras and send their frames on: to the ventilator for detection (--push) and, with
 --publish, to the recorder.
@@ -61,15 +70,17 @@ held by a worker gone silent, is counted lost. It keeps nothing on disk.""",
     "classifier": """\
 A worker: run a detector on the cameras' frames and send what it finds to the sink.
 
---detector picks it: motion, covered (a lens covered or blinded), hog (people), onnx:MODEL.onnx
-(a YOLO model, on the GPU when there is one), roboflow:MODEL_ID; join several with +. Point
+--detector picks it: covered (a lens covered or blinded), hog (people), onnx:MODEL.onnx
+(a YOLO model, on the GPU when there is one), roboflow:MODEL_ID; join several with +. Motion
+is not found here: the extractor sees every frame and sends frames on only while there is
+motion (a camera's detect = "always" sends them all). Point
 --connect at the ventilator's --backend and --sink at the sink's --bind. Start as many workers as
 the detector needs; --instance N names each one and gives it its own metrics port. A frame that
 cannot be read, or a detector error, reaches the sink as a result with the error (camwire status
 shows the camera degraded). It keeps nothing on disk.""",
     "sink": """\
-Turn what the workers found into events (motion, a detection, a camera covered or gone
-offline, with the reason) and keep each camera's status.
+Turn what the workers found into events (motion starting and ending, an object, a camera
+covered or gone offline, with the reason) and keep each camera's status.
 
 Workers send to --bind. Each event is appended to --events (JSON lines, rotated past
 --events-max-bytes), saved with a snapshot under --data-dir/snapshots (bounded by age and size),
@@ -192,6 +203,15 @@ def build_parser(only: str | set[str] | None = None) -> tuple[argparse.ArgumentP
             p.add_argument("--metrics-bind", default="127.0.0.1", metavar="ADDR",
                            help="the address the metrics listen on: this host only by default; 0.0.0.0 (or one "
                                 "interface's address) for a Prometheus on another host")
+            p.add_argument("--curve-key", metavar="FILE",
+                           help="this daemon's secret key (camwire keygen; mode 0600): encrypt and authenticate "
+                                "every tcp:// link ([security] key)")
+            p.add_argument("--curve-clients", metavar="DIR",
+                           help="public keys (*.key) of the clients allowed to connect to what this daemon binds; "
+                                "read again on SIGHUP ([security] clients)")
+            p.add_argument("--curve-servers", metavar="DIR",
+                           help="public keys of the daemons this one connects to: ventilator.key, sink.key, "
+                                "extractor.key ([security] servers)")
         p.set_defaults(main=module.main)
         subs[name] = p
     return parser, subs
@@ -252,11 +272,13 @@ def run_check(section: str, args: argparse.Namespace) -> None:
     without opening a socket or loading a model. Raises ValueError naming the flag."""
     module = importlib.import_module(COMMANDS[section][0])
     check: Callable[[argparse.Namespace], None] | None = getattr(module, "check", None)
-    if check is not None:
-        try:
+    try:
+        if check is not None:
             check(args)
-        except (argparse.ArgumentTypeError, OperatorError) as exc:
-            raise ValueError(str(exc)) from None
+        if section in DAEMONS:
+            Curve.from_args(args)  # the key files: readable, keys, and the secret one private
+    except (argparse.ArgumentTypeError, OperatorError) as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _namespace(sub: argparse.ArgumentParser, values: dict[str, Any]) -> argparse.Namespace:
@@ -298,9 +320,13 @@ def load_full(path: str | Path, running: str | None = None) -> Config:
 def _key_named(message: str, section: str, cfg: Config) -> str:
     """The dotted key a hook's message is about: the first ``--flag`` it names that the section
     sets, else the section itself."""
+    security = {dest: key for key, dest in SECURITY.items()}  # [security] fills every daemon's --curve-*
     for flag in re.findall(r"--([a-z][a-z0-9-]*)", message):
-        if flag.replace("-", "_") in cfg.sections.get(section, {}):
-            return f"{section}.{flag.replace('-', '_')}"
+        dest = flag.replace("-", "_")
+        if dest in cfg.sections.get(section, {}):
+            return f"{section}.{dest}"
+        if dest in security and security[dest] in cfg.sections.get("security", {}):
+            return f"security.{security[dest]}"
     return section
 
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from classifier.camera_status import read_sink, read_status
+from classifier.camera_status import read_refused, read_sink, read_status
 from common.config import ConfigError, load_config
 
 
@@ -44,12 +44,13 @@ def main(args: argparse.Namespace) -> int:
     try:
         cameras, workers = read_status(path)
         sink = read_sink(path)
+        refused = read_refused(path)
     except sqlite3.Error as exc:
         print(f"camwire status: error: cannot read {path}: {exc} (is the sink running with --data-dir?)",
               file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps({"sink": sink, "cameras": cameras, "workers": workers}, indent=1))
+        print(json.dumps({"sink": sink, "cameras": cameras, "workers": workers, "refused": refused}, indent=1))
         return 0
     now = time.time()
     print(sink_line(sink, cameras, now))
@@ -59,10 +60,14 @@ def main(args: argparse.Namespace) -> int:
                   f"{c['fps_used'] or 0:.1f}", c["reconnects"], c.get("attempts") or 0, c["last_error"] or ""]
                  for c in cameras]))
     print()
-    print(table(["WORKER", "RESULTS", "CREDITS", "IN FLIGHT", "DISPATCHED", "COMPLETED", "REPORTED"],
-                [[w["name"] + (" (leaving)" if w["leaving"] else ""), w["results"], *(
+    print(table(["WORKER", "DETECTOR", "RESULTS", "CREDITS", "IN FLIGHT", "DISPATCHED", "COMPLETED", "REPORTED"],
+                [[w["name"] + (" (leaving)" if w["leaving"] else ""), w.get("detector") or "-", w["results"], *(
                   "-" if w[k] is None else w[k] for k in ("credits", "in_flight", "dispatched", "completed")),
                   ago(w["updated_ts"], now)] for w in workers]))
+    if refused:  # only where CURVE is on and someone was turned away
+        print()
+        print(table(["REFUSED BY", "SOCKET", "REASON", "HANDSHAKES", "LAST"],
+                    [[r["daemon"], r["socket"], r["reason"], r["count"], ago(r["updated_ts"], now)] for r in refused]))
     return 0
 
 
@@ -86,8 +91,12 @@ def sink_line(sink: dict[str, Any] | None, cameras: list[dict[str, Any]], now: f
 
 def state(c: dict[str, Any]) -> str:
     if c["state"] in ("offline", "failed", "degraded"):
-        return f"{c['state']}: {c['reason']}" if c["reason"] else c["state"]
-    return "covered" if c["state"] == "online" and c["covered"] else c["state"]
+        shown = f"{c['state']}: {c['reason']}" if c["reason"] else c["state"]
+    else:
+        shown = "covered" if c["state"] == "online" and c["covered"] else c["state"]
+    if c.get("unserved_detectors"):  # a detector it wants that no worker serves: never a silent starve
+        shown += f"; no worker serves {c['unserved_detectors']} ({c['unserved']} frames unserved)"
+    return shown
 
 
 def ago(ts: float | None, now: float) -> str:

@@ -115,6 +115,9 @@ class Child:
     finished: bool = False  # ended on purpose (file read to its end, sink drained)
     failed: bool = False  # an extractor that finished with EXIT_SOURCE_FAILED
     restart_at: float | None = None
+    # what the child needs but its command line must not show (``ps`` shows every user the
+    # command lines; /proc/PID/environ only the owner and root): camera URLs with passwords
+    env: dict[str, str] = field(default_factory=dict)
 
     def stats_path(self) -> Path:
         return self.stats_dir / f"{self.name}.{len(self.starts)}.json"
@@ -124,7 +127,8 @@ class Child:
         mask = os.umask(0)  # read it back: run's own --umask, which every child keeps
         os.umask(mask)
         self.proc = subprocess.Popen([sys.executable, "-m", "camwire", *self.argv, "--stats", str(self.stats_path()),
-                                      "--umask", f"{mask:04o}"], preexec_fn=_in_child)
+                                      "--umask", f"{mask:04o}"], preexec_fn=_in_child,
+                                     env={**os.environ, **self.env} if self.env else None)
 
     def recent_restarts(self, now: float) -> int:
         return sum(1 for t in self.starts[1:] if now - t < RESTART_WINDOW_S)
@@ -189,13 +193,15 @@ def plan_from_flags(args: argparse.Namespace, run_dir: Path) -> list[Child]:
         children.append(Child("recorder", "recorder", argv, stats_dir))
     for name, urls in cameras:
         argv = ["extractor", "--camera", name, "--push", addr["frontend"], *sampling]
-        argv += [a for u in urls for a in ("--source", u)]
+        # each URL through the environment: the extractor fills ${VAR} in (common.env.expand)
+        env = {f"CAMWIRE_SOURCE_{i}": u for i, u in enumerate(urls)}
+        argv += [a for var in env for a in ("--source", f"${{{var}}}")]
         if args.realtime:
             argv.append("--realtime")
         if args.record:
             # a file waits for the recorder, so it is recorded from its first frame
             argv += ["--publish", publish[name], "--publish-enc", args.record_enc, "--publish-wait", "10"]
-        children.append(Child(f"extractor-{name}", "extractor", argv, stats_dir))
+        children.append(Child(f"extractor-{name}", "extractor", argv, stats_dir, env=env))
     return children
 
 
@@ -288,6 +294,8 @@ def plan_from_config(args: argparse.Namespace, cfg: Config, run_dir: Path) -> li
                      *(["--keyframes"] if s.keyframes else ["--fps", str(s.fps)] if s.fps
                        else ["--every", str(s.every)]),
                      *(["--realtime"] if cam.realtime and "realtime" not in given else []),
+                     *(["--detect", cam.detect] if cam.detect else []),  # its motion gate and masks, as the file says
+                     *(w for m in cam.masks for w in ("--mask", json.dumps(m.to_list()))),
                      *(["--metrics-port", str(cam.metrics_port)] if cam.metrics_port else []),
                      *_flag_words(cfg.sections["extractor"], {"cameras", "metrics_port", "publish", "push",
                                                               *({"publish_enc"} if enc else set())})]

@@ -15,7 +15,11 @@ that need no new pages). Written every FLUSH_S (never per frame). Tables:
     (no result, no status) for the sink's ``--silent-after`` (classifier.events);
   - ``degraded``: online, but every result of the last FPS_WINDOW_S carried an ``error``
     (``reason`` is the newest: a detector or model failing on every frame).
-- ``workers``: as the ventilator last reported them (``credits``, ``in_flight``, ``dispatched``,
+
+  ``unserved_detectors`` (comma-separated) and ``unserved`` (frames): the detectors the camera
+  wants that no worker serves now, as the ventilator last reported (classifier.dispatch); its
+  state stays what the extractor says.
+- ``workers``: as the ventilator last reported them (``detector``, ``credits``, ``in_flight``, ``dispatched``,
   ``completed``, ``leaving``, ``updated_ts``), and ``results``, the sink's own count of the
   results each worker sent (a worker the ventilator has not reported yet has only this).
 - ``sink``: one row, rewritten at every flush: ``updated_ts`` (so a reader can tell a dead sink's
@@ -50,10 +54,12 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS cameras (
     camera TEXT PRIMARY KEY, state TEXT, reason TEXT, covered INTEGER, last_frame_ts REAL,
     last_status_ts REAL, last_error TEXT, reconnects INTEGER, fps_in REAL, fps_used REAL,
-    results INTEGER, updated_ts REAL, attempts INTEGER);
+    results INTEGER, updated_ts REAL, attempts INTEGER, unserved INTEGER, unserved_detectors TEXT);
 CREATE TABLE IF NOT EXISTS workers (
     name TEXT PRIMARY KEY, credits INTEGER, in_flight INTEGER, dispatched INTEGER, completed INTEGER,
-    leaving INTEGER, updated_ts REAL, results INTEGER);
+    leaving INTEGER, updated_ts REAL, results INTEGER, detector TEXT);
+CREATE TABLE IF NOT EXISTS refused (
+    daemon TEXT, socket TEXT, reason TEXT, count INTEGER, updated_ts REAL, PRIMARY KEY (daemon, socket, reason));
 CREATE TABLE IF NOT EXISTS sink (
     name TEXT PRIMARY KEY, pid INTEGER, started_ts REAL, updated_ts REAL, stopped_ts REAL,
     write_errors TEXT, last_write_error TEXT, last_write_error_ts REAL);
@@ -75,6 +81,8 @@ class CameraRow:
     fps_used: float = 0.0
     results: int = 0
     updated_ts: float = 0.0
+    unserved: int = 0  # frames counted while a detector it wants has no worker
+    unserved_detectors: str | None = None  # those detectors, comma-separated
 
 
 @dataclass(slots=True)
@@ -107,6 +115,9 @@ class StatusBook:
         self.workers: dict[str, dict[str, Any]] = {}  # name -> as the ventilator reported it
         self.workers_ts: float | None = None  # when it did
         self.worker_results: dict[str, int] = {}
+        # failed CURVE handshakes: (daemon, socket, reason) -> (count, when reported)
+        self.refused: dict[tuple[str, str, str], tuple[int, float]] = {}
+        self._refused_dirty = False
         self.started_ts = time.time()
         self._source: dict[str, _Source] = {}
         self._window: dict[str, _Window] = {}
@@ -129,6 +140,8 @@ class StatusBook:
                 for f in fields(CameraRow):  # a status.db from an older sink gains the new columns
                     if f.name not in have:
                         db.execute(f"ALTER TABLE cameras ADD COLUMN {f.name}")
+                if "detector" not in {r[1] for r in db.execute("PRAGMA table_info(workers)")}:
+                    db.execute("ALTER TABLE workers ADD COLUMN detector TEXT")
             except sqlite3.Error:
                 db.close()
                 raise
@@ -153,6 +166,7 @@ class StatusBook:
         return self.cameras[camera]
 
     def on_status(self, msg: wire.Status) -> None:
+        self.on_refused("extractor", msg.refused)
         row = self.row(msg.camera)
         src = self._source[msg.camera]
         src.state, src.silent = msg.state, False
@@ -196,10 +210,29 @@ class StatusBook:
         self._source[camera].silent = True
         self._derive(camera)
 
+    def on_refused(self, daemon: str, refused: list[wire.Refused]) -> None:
+        """A daemon's failed handshakes (counts since it started), as it last reported them."""
+        now = time.time()
+        for r in refused:
+            key = (daemon, r.socket, r.reason)
+            if key not in self.refused or self.refused[key][0] != r.count:
+                self.refused[key] = (r.count, now)
+                self._refused_dirty = True
+
     def on_workers(self, msg: wire.Workers) -> None:
+        self.on_refused("ventilator", msg.refused)
         self.workers_ts = msg.ts_ns / 1e9
         self.workers = {w.name: msgspec.structs.asdict(w) for w in msg.workers}
         self._workers_dirty = True
+        unserved: dict[str, dict[str, int]] = {}
+        for u in msg.unserved:
+            unserved.setdefault(u.camera, {})[u.detector] = u.frames
+        for camera, row in self.cameras.items():  # only cameras known already: the report is bounded by them
+            wanted = unserved.get(camera, {})
+            frames, names = sum(wanted.values()), ", ".join(sorted(wanted)) or None
+            if (row.unserved, row.unserved_detectors) != (frames, names):
+                row.unserved, row.unserved_detectors = frames, names
+                self._dirty.add(camera)
 
     def _derive(self, camera: str) -> None:
         """The state shown: silence first, then result errors, then what the extractor said."""
@@ -253,9 +286,14 @@ class StatusBook:
                     names = sorted({*self.workers, *self.worker_results})
                     rows = [(name, w.get("credits"), w.get("in_flight"), w.get("dispatched"), w.get("completed"),
                              int(bool(w.get("leaving"))), self.workers_ts if w else None,
-                             self.worker_results.get(name, 0))
+                             self.worker_results.get(name, 0), w.get("detector"))
                             for name, w in ((n, self.workers.get(n, {})) for n in names)]
-                    self.db.executemany("INSERT INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                    self.db.executemany("INSERT INTO workers (name, credits, in_flight, dispatched, completed, "
+                                        "leaving, updated_ts, results, detector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                        rows)
+                if self._refused_dirty:
+                    self.db.executemany("INSERT OR REPLACE INTO refused VALUES (?, ?, ?, ?, ?)",
+                                        [(*key, n, ts) for key, (n, ts) in self.refused.items()])
                 errors = self.errors
                 self.db.execute("INSERT OR REPLACE INTO sink VALUES ('sink', ?, ?, ?, ?, ?, ?, ?)",
                                 (os.getpid(), self.started_ts, wall, wall if stopping else None,
@@ -266,7 +304,7 @@ class StatusBook:
             self._failed(exc)  # everything stays dirty: written at the next flush that works
             return
         self._dirty.clear()
-        self._workers_dirty = False
+        self._workers_dirty = self._refused_dirty = False
 
     def close(self) -> None:
         self.flush(force=True, stopping=True)
@@ -285,6 +323,18 @@ def read_status(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
     finally:
         db.close()
     return cameras, workers
+
+
+def read_refused(path: Path) -> list[dict[str, Any]]:
+    """Failed handshakes per daemon and socket ([] from a status.db written before they were kept)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in db.execute("SELECT * FROM refused ORDER BY daemon, socket, reason")]
+    except sqlite3.OperationalError:
+        return []  # no such table
+    finally:
+        db.close()
 
 
 def read_sink(path: Path, now: float | None = None) -> dict[str, Any] | None:

@@ -6,6 +6,19 @@
 - What one worker can ask for is bounded: its credits plus the frames it holds never pass
   ``max_credits`` (the rest of a greedy ``ready`` is refused and counted), and the pool never
   passes ``max_workers``, so no peer can make the ventilator's tables grow without end.
+- Routing by detector: each worker serves one detector (its ``ready`` says which), and a camera
+  may name the detector(s) it wants (``routes``). A frame of such a camera waits once per
+  detector it wants, in that detector's group, and goes to one worker serving it; a camera that
+  names none goes to any worker (ANY), as do the frames of every camera to a worker that names
+  no detector. Within a group cameras take turns; a worker that may take from its own group and
+  from ANY takes the frame that has waited longer. Credits, superseding, losses and deadlines
+  work per delivery exactly as with one group, so a camera with two detectors counts each frame
+  dispatched and completed twice (and the sink gets two results for it, one per detector).
+- A frame for a detector that no connected worker serves is not queued (it would wait for ever,
+  and a file's frames would pause the frontend for every camera): it is counted
+  ``unserved/<camera>/<detector>`` and reported (:meth:`Dispatcher.unserved_now`). Frames that
+  wait when the last worker of a detector leaves are counted so too. Only while the pool is
+  empty does everything wait, as it always has: nobody serves anything yet.
 - A live camera keeps at most its newest frame while no worker is free: a newer frame replaces
   the waiting one (counted ``superseded``), so latency stays bounded under overload.
 - A file read as fast as the pipeline takes it (``live`` false) is never superseded; its frames
@@ -23,9 +36,10 @@
 
 from __future__ import annotations
 
-from collections import deque
+import itertools
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -34,13 +48,17 @@ from common.wire import Buffer, Eos, FrameHeader, WorkerLoad
 
 MAX_CREDITS = 1024  # a worker's credits plus frames held: far above any --batch, far below harm
 MAX_WORKERS = 1024  # the pool; a Workers message holds at most 4096
+ANY = ""  # the group of cameras that name no detector (and of workers that name none); no name is ""
 Key = tuple[str, int]  # (camera, seq)
+Routes = Mapping[str, Sequence[str]]  # camera -> the detectors it wants
 
 
 @dataclass(slots=True)
 class Pending:
     header: FrameHeader
     parts: Sequence[Buffer]
+    group: str = ANY  # the detector it waits for
+    order: int = 0  # when it came: a worker that may take from two groups takes the older
 
 
 @dataclass(slots=True)
@@ -48,6 +66,7 @@ class WorkerState:
     ident: bytes
     name: str
     last_seen: float
+    detector: str = ANY  # the detector it serves
     in_flight: dict[Key, float] = field(default_factory=dict)  # frame -> when it was sent
     credits: int = 0
     leaving: bool = False
@@ -58,17 +77,23 @@ class Dispatcher:
     """Queues, credits and accounting for one ventilator."""
 
     def __init__(self, max_backlog: int = 64, counters: Counters | None = None, frame_deadline: float = 30.0,
-                 max_cameras: int = 1000, max_credits: int = MAX_CREDITS, max_workers: int = MAX_WORKERS) -> None:
+                 max_cameras: int = 1000, max_credits: int = MAX_CREDITS, max_workers: int = MAX_WORKERS,
+                 routes: Routes | None = None) -> None:
         self.max_backlog, self.frame_deadline = max_backlog, frame_deadline
         self.max_cameras, self.max_credits, self.max_workers = max_cameras, max_credits, max_workers
         self.counters = counters if counters is not None else Counters()
         self.workers: dict[bytes, WorkerState] = {}
         self.cameras: set[str] = set()
-        self._queues: dict[str, deque[Pending]] = {}
-        self._ready_cameras: deque[str] = deque()  # cameras with a waiting frame, in turn order
-        self._tokens: deque[bytes] = deque()  # one entry per credit, oldest first
+        self.routes: dict[str, tuple[str, ...]] = {}
+        self.unserved: dict[tuple[str, str], int] = {}  # (camera, detector) -> frames no worker could take
+        self._queues: dict[tuple[str, str], deque[Pending]] = {}  # (group, camera) -> frames waiting
+        self._ready: dict[str, deque[str]] = {}  # group -> cameras with a waiting frame, in turn order
+        self._tokens: dict[str, deque[tuple[int, bytes]]] = {}  # group -> one (stamp, worker) per credit
+        self._stamps = itertools.count()  # credits' and frames' arrival, across groups
+        self._serving: Counter[str] = Counter()  # detector -> workers serving it (not leaving)
         self._eos: dict[str, Eos] = {}
         self._completed: dict[str, int] = {}
+        self.set_routes(routes or {})
 
     # -- cameras -------------------------------------------------------------------------------
 
@@ -82,22 +107,42 @@ class Dispatcher:
         self.cameras.add(camera)
         return True
 
+    def set_routes(self, routes: Routes) -> None:
+        """Which detectors each camera wants (at start and on reload); frames already waiting stay
+        where they are, the next ones follow the new routes."""
+        self.routes = {camera: tuple(dict.fromkeys(wanted)) for camera, wanted in routes.items() if wanted}
+        self.unserved = {k: n for k, n in self.unserved.items() if k[1] in self.routes.get(k[0], ())}
+
+    def serves(self, detector: str) -> bool:
+        """Whether a frame for ``detector`` may wait: a worker serves it, or the pool is empty."""
+        return detector == ANY or self._serving[detector] > 0 or not self._serving
+
     # -- frames in -----------------------------------------------------------------------------
 
     def offer(self, header: FrameHeader, parts: Sequence[Buffer]) -> bool:
-        """Queue a checked frame; False when its camera is one too many (counted, dropped)."""
+        """Queue a checked frame once per detector its camera wants; False when its camera is one
+        too many (counted, dropped)."""
         camera = header.camera
         if not self.admit(camera):
             return False
         self.counters.add("received", camera)
-        queue = self._queues.setdefault(camera, deque())
-        if not queue:
-            self._ready_cameras.append(camera)  # a camera is in the turn order once, while it waits
-        elif header.live:
-            self.counters.add("dropped", camera, "superseded", n=len(queue))
-            queue.clear()
-        queue.append(Pending(header, parts))
+        order = next(self._stamps)
+        for group in self.routes.get(camera, (ANY,)):
+            if not self.serves(group):
+                self._count_unserved(camera, group)
+                continue
+            queue = self._queues.setdefault((group, camera), deque())
+            if not queue:  # a camera is in its group's turn order once, while it waits
+                self._ready.setdefault(group, deque()).append(camera)
+            elif header.live:
+                self.counters.add("dropped", camera, "superseded", n=len(queue))
+                queue.clear()
+            queue.append(Pending(header, parts, group, order))
         return True
+
+    def _count_unserved(self, camera: str, detector: str, n: int = 1) -> None:
+        self.counters.add("unserved", camera, detector, n=n)
+        self.unserved[(camera, detector)] = self.unserved.get((camera, detector), 0) + n
 
     def backlog(self) -> int:
         return sum(len(q) for q in self._queues.values())
@@ -107,23 +152,31 @@ class Dispatcher:
 
     # -- workers -------------------------------------------------------------------------------
 
-    def worker_seen(self, ident: bytes, name: str, now: float) -> tuple[WorkerState | None, bool]:
+    def worker_seen(self, ident: bytes, name: str, now: float,
+                    detector: str = ANY) -> tuple[WorkerState | None, bool]:
         """Returns the worker (None when the pool is full: counted) and whether it was new to us."""
         worker = self.workers.get(ident)
         if worker is None:
             if len(self.workers) >= self.max_workers:
                 self.counters.add("refused", "max_workers")
                 return None, False
-            worker = self.workers[ident] = WorkerState(ident, name, now)
+            worker = self.workers[ident] = WorkerState(ident, name, now, detector)
+            self._pool_changed()
             return worker, True
         worker.last_seen = now
         return worker, False
 
-    def ready(self, ident: bytes, name: str, credits: int, done: Iterable[Key], now: float) -> WorkerState | None:
-        """A worker's ``ready``: frames it finished, and credits for more (capped, see above)."""
-        worker, _ = self.worker_seen(ident, name, now)
+    def ready(self, ident: bytes, name: str, credits: int, done: Iterable[Key], now: float,
+              detector: str = ANY) -> WorkerState | None:
+        """A worker's ``ready``: frames it finished, and credits for more (capped, see above).
+        ``detector``: the one it serves (ANY: none named)."""
+        worker, _ = self.worker_seen(ident, name, now, detector)
         if worker is None:
             return None
+        if worker.detector != detector:  # restarted serving another: its credits were for the old one
+            self._drop_tokens(ident)
+            worker.detector = detector
+            self._pool_changed()
         for camera, seq in done:
             key = (camera, seq)
             if key in worker.in_flight:
@@ -140,7 +193,8 @@ class Dispatcher:
                 self.counters.add("refused", "credits", n=credits - room)
                 credits = room
             worker.credits += credits
-            self._tokens.extend([ident] * credits)
+            self._tokens.setdefault(worker.detector, deque()).extend(
+                (next(self._stamps), ident) for _ in range(credits))
         return worker
 
     def leaving(self, ident: bytes) -> None:
@@ -149,13 +203,16 @@ class Dispatcher:
         if worker is not None:
             worker.leaving = True
             self._drop_tokens(ident)
+            self._pool_changed()
 
     def forget(self, ident: bytes, reason: str) -> list[Key]:
         """Drop a worker (gone or silent); its in-flight frames are counted lost per camera."""
-        worker = self.workers.pop(ident, None)
+        worker = self.workers.get(ident)
         if worker is None:
             return []
         self._drop_tokens(ident)
+        del self.workers[ident]
+        self._pool_changed()
         lost = list(worker.in_flight)
         for camera, _seq in lost:
             self.counters.add("dropped", camera, "worker_lost")
@@ -163,6 +220,15 @@ class Dispatcher:
             self.counters.add("workers", worker.name, "lost", n=len(lost))
         self.counters.add("workers_forgotten", reason)
         return lost
+
+    def _pool_changed(self) -> None:
+        """Who serves what, again; frames waiting for a detector nobody serves now are unserved."""
+        self._serving = Counter(w.detector for w in self.workers.values() if not w.leaving)
+        for (group, camera), queue in self._queues.items():
+            if queue and not self.serves(group):
+                self._count_unserved(camera, group, n=len(queue))
+                queue.clear()
+                self._ready[group].remove(camera)
 
     def expired(self, now: float, timeout: float) -> list[bytes]:
         return [w.ident for w in self.workers.values() if now - w.last_seen > timeout]
@@ -186,9 +252,13 @@ class Dispatcher:
         return [w.ident for w in self.workers.values() if w.leaving and not w.in_flight]
 
     def _drop_tokens(self, ident: bytes) -> None:
-        self._tokens = deque(t for t in self._tokens if t != ident)
-        if ident in self.workers:
-            self.workers[ident].credits = 0
+        worker = self.workers.get(ident)
+        if worker is None:
+            return
+        tokens = self._tokens.get(worker.detector)
+        if tokens:
+            self._tokens[worker.detector] = deque(t for t in tokens if t[1] != ident)
+        worker.credits = 0
 
     def requeue(self, ident: bytes, pending: Pending) -> None:
         """A send that failed: the frame goes back to the front of its camera's queue."""
@@ -197,31 +267,56 @@ class Dispatcher:
             worker.in_flight.pop((pending.header.camera, pending.header.seq), None)
             self.counters.add("workers", worker.name, "dispatched", n=-1)
         self.counters.add("dispatched", pending.header.camera, n=-1)
-        queue = self._queues.setdefault(pending.header.camera, deque())
+        queue = self._queues.setdefault((pending.group, pending.header.camera), deque())
         if not queue:
-            self._ready_cameras.appendleft(pending.header.camera)
+            self._ready.setdefault(pending.group, deque()).appendleft(pending.header.camera)
         queue.appendleft(pending)
 
     # -- frames out ----------------------------------------------------------------------------
 
     def next_dispatch(self, now: float = 0.0) -> tuple[bytes, Pending] | None:
-        """The next (worker, frame) to send, or None when nothing waits or nobody is free."""
-        while self._tokens and self._ready_cameras:
-            ident = self._tokens.popleft()
-            worker = self.workers.get(ident)
-            if worker is None or worker.leaving:
-                continue
-            camera = self._ready_cameras.popleft()
-            queue = self._queues[camera]
+        """The next (worker, frame) to send, or None when nothing waits or nobody is free to take it."""
+        while (pick := self._pick()) is not None:
+            group, source = pick
+            _, ident = self._tokens[group].popleft()
+            worker = self.workers[ident]
+            turn = self._ready[source]
+            camera = turn.popleft()
+            queue = self._queues[(source, camera)]
             pending = queue.popleft()
             if queue:
-                self._ready_cameras.append(camera)  # round-robin between cameras
+                turn.append(camera)  # round-robin between cameras
             worker.credits -= 1
             worker.in_flight[(camera, pending.header.seq)] = now
             self.counters.add("dispatched", camera)
             self.counters.add("workers", worker.name, "dispatched")
             return ident, pending
         return None
+
+    def _pick(self) -> tuple[str, str] | None:
+        """(the workers' group whose oldest credit goes next, the group of frames it takes from):
+        of the groups whose workers have a credit and a frame they may take."""
+        best: tuple[int, str, str] | None = None
+        for group, tokens in self._tokens.items():
+            while tokens and not self._usable(tokens[0][1], group):
+                tokens.popleft()  # a credit of a worker since gone or leaving
+            if not tokens:
+                continue
+            source = self._source(group)
+            if source is not None and (best is None or tokens[0][0] < best[0]):
+                best = (tokens[0][0], group, source)
+        return None if best is None else best[1:]
+
+    def _usable(self, ident: bytes, group: str) -> bool:
+        worker = self.workers.get(ident)
+        return worker is not None and not worker.leaving and worker.detector == group
+
+    def _source(self, group: str) -> str | None:
+        """Where a worker of ``group`` takes its next frame: its own group or ANY, whichever's next
+        frame has waited longer; None when neither has one."""
+        heads = [(self._queues[(g, self._ready[g][0])][0].order, g)
+                 for g in dict.fromkeys((group, ANY)) if self._ready.get(g)]
+        return min(heads)[1] if heads else None
 
     def any_worker(self) -> bytes | None:
         """A worker to carry a status message to the sink: the one that finished a frame most
@@ -239,10 +334,10 @@ class Dispatcher:
         return True
 
     def drained(self) -> list[Eos]:
-        """``eos`` messages now due: the camera's queue is empty and nothing of it is in flight."""
+        """``eos`` messages now due: the camera's queues are empty and nothing of it is in flight."""
         out = []
         for camera, eos in list(self._eos.items()):
-            if self._queues.get(camera):
+            if any(q for (_, c), q in self._queues.items() if c == camera):
                 continue
             if any(key[0] == camera for w in self.workers.values() for key in w.in_flight):
                 continue
@@ -250,17 +345,26 @@ class Dispatcher:
             out.append(msgspec.structs.replace(eos, results=self._completed.get(camera, 0)))
         return out
 
+    def unserved_now(self) -> dict[tuple[str, str], int]:
+        """(camera, detector) -> frames counted unserved, for each detector a camera wants that no
+        connected worker serves now."""
+        return {key: n for key, n in self.unserved.items()
+                if key[1] in self.routes.get(key[0], ()) and not self.serves(key[1])}
+
     def load(self) -> tuple[list[WorkerLoad], dict[str, int]]:
-        """Who holds what now (each worker's credits, frames in flight, dispatched, completed,
-        lost) and the frames waiting per camera."""
+        """Who holds what now (each worker's detector, credits, frames in flight, dispatched,
+        completed, lost) and the frames waiting per camera."""
         c = self.counters
         workers = [WorkerLoad(name=w.name, credits=w.credits, in_flight=len(w.in_flight),
                               dispatched=max(0, c.get("workers", w.name, "dispatched")),
                               completed=c.get("workers", w.name, "completed"), lost=c.get("workers", w.name, "lost"),
-                              leaving=w.leaving) for w in self.workers.values()]
-        return workers, {camera: len(q) for camera, q in self._queues.items()}
+                              leaving=w.leaving, detector=w.detector or None) for w in self.workers.values()]
+        backlog: dict[str, int] = {}
+        for (_, camera), queue in self._queues.items():
+            backlog[camera] = backlog.get(camera, 0) + len(queue)
+        return workers, backlog
 
     def stats_extra(self) -> dict:
         return {"backlog": self.backlog(),
-                "known_workers": {w.name: {"credits": w.credits, "in_flight": len(w.in_flight)}
-                                  for w in self.workers.values()}}
+                "known_workers": {w.name: {"credits": w.credits, "in_flight": len(w.in_flight),
+                                           "detector": w.detector or None} for w in self.workers.values()}}

@@ -9,12 +9,12 @@ which the sink writes as a JSON line and publishes as it is (``wire.pack``)::
 
 - ``id`` is unique forever (common.ids.event_id: capture time in ns, camera, type), so a restart
   never reuses one, and a snapshot named after it is never overwritten.
-- ``detection`` / ``motion``: a result with detections (label ``motion`` -> ``motion``), at most
-  one per camera and type per ``cooldown`` seconds of capture time; the rest are counted.
-  The camera's rule (classifier.rules) decides first: detections of other labels or below its
-  confidence are ignored, a label must be seen in ``min_frames`` consecutive results, and
-  outside its active windows no detection or motion event is emitted (counted as
-  ``outside_schedule``). Covered and online/offline events are never held back.
+- ``object``: a tracked object's start, updates and end come from classifier.tracking, not
+  from here; its ids come from the same :class:`EventIds`.
+- ``motion``: a result with ``motion`` boxes, at most one per camera per ``cooldown`` seconds
+  of capture time; the rest are counted. Outside the camera's rule's active windows
+  (classifier.rules) none is emitted (counted as ``outside_schedule``). Covered and
+  online/offline events are never held back.
 - ``camera_covered`` after ``covered_after`` consecutive covered frames (the detector says how
   many), one ``camera_uncovered`` after as many clear ones: one event each way, never a stream.
 - ``camera_offline`` / ``camera_online`` when an extractor reports a change of state, and
@@ -49,7 +49,6 @@ class CameraState:
     covered: bool = False
     run: int = 0  # consecutive frames disagreeing with ``covered``
     online: bool | None = None
-    streak: int = 0  # consecutive results with a detection the camera's rule wants
     last_emitted: dict[str, float] = field(default_factory=dict)
     results: int = 0
     expected: int | None = None  # set by eos: results the sink will get in all
@@ -57,6 +56,20 @@ class CameraState:
     ended: bool = False  # eos came: silence is expected from now on
     heard: float = 0.0  # monotonic time of the last result or status
     silent: bool = False  # taken offline by silence_check, not by its extractor
+
+
+class EventIds:
+    """``ids(ts_ns, camera, type)``: common.ids.event_id, with ``n`` telling apart two events of
+    one camera and type at the same nanosecond (a camera's events of a type come in time order)."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], tuple[int, int]] = {}  # (camera, type) -> (ts_ns, n) of the last id
+
+    def __call__(self, ts_ns: int, camera: str, etype: str) -> str:
+        last_ts, last_n = self._last.get((camera, etype), (-1, 0))
+        n = last_n + 1 if last_ts == ts_ns else 0
+        self._last[(camera, etype)] = (ts_ns, n)
+        return event_id(ts_ns, camera, etype, n)
 
 
 class Events:
@@ -68,7 +81,7 @@ class Events:
         self.max_cameras = max_cameras
         self.silent_after_s = silent_after_s
         self.cameras: dict[str, CameraState] = {}
-        self._ids: dict[tuple[str, str], tuple[int, int]] = {}  # (camera, type) -> (ts_ns, n) of the last id
+        self.ids = EventIds()
 
     def admit(self, name: str) -> bool:
         """True for a camera already known or one there is room for; the rest are counted."""
@@ -114,15 +127,9 @@ class Events:
                 cam.run = 0
         rule = self.rules.for_camera(r.camera)
         by_type: dict[str, list[wire.Detection]] = {}
-        for det in r.detections:
-            by_type.setdefault("motion" if det.label == "motion" else "detection", []).append(det)
-        wanted = rule.wanted(by_type.pop("detection", []))
-        cam.streak = cam.streak + 1 if wanted else 0
-        if wanted:
-            if cam.streak < rule.min_frames:
-                self.counters.add("suppressed", r.camera, "min_frames")
-            else:
-                by_type["detection"] = wanted
+        for det in r.detections:  # other labels are tracked objects: classifier.tracking
+            if det.label == "motion":
+                by_type.setdefault("motion", []).append(det)
         if by_type and not rule.active_at(ts):
             self.counters.add("suppressed", r.camera, "outside_schedule", n=len(by_type))
             by_type = {}
@@ -183,10 +190,7 @@ class Events:
                detections: list[wire.Detection] | None = None, reason: str | None = None,
                scene: str | None = None) -> wire.Event:
         self.counters.add("events", etype)
-        last_ts, last_n = self._ids.get((camera, etype), (-1, 0))
-        n = last_n + 1 if last_ts == ts_ns else 0  # two of a kind in one nanosecond: still two ids
-        self._ids[(camera, etype)] = (ts_ns, n)
-        return wire.Event(id=event_id(ts_ns, camera, etype, n), type=etype, camera=camera, ts=ts_ns / 1e9,
+        return wire.Event(id=self.ids(ts_ns, camera, etype), type=etype, camera=camera, ts=ts_ns / 1e9,
                           seq=r.seq if r is not None else None, detections=list(detections or []),
                           worker=r.worker if r is not None else None, detector=r.detector if r is not None else None,
                           reason=reason, scene=scene)

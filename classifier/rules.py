@@ -1,8 +1,11 @@
 """Per-camera rules: what a detection must be to become an event. Pure logic, no sockets.
 
-A rule names the labels of interest, a minimum confidence, how many consecutive frames must
-show the label, and the time windows in which the camera is watched, in the camera's own time
-zone (``active = ["22:00-06:00"]`` runs over midnight). Written in TOML, in the same shape as
+A rule applies to tracked objects (classifier.tracking): it names the labels of interest, a
+minimum confidence (less sure detections are not tracked), how many frames an object must be
+seen in before its ``start`` (``min_frames``), the camera's zones an object must have entered
+(``zones = ["driveway"]``; common.config's ``[cameras.NAME] zones``), and the time windows in
+which the camera is watched, in the camera's own time zone (``active = ["22:00-06:00"]`` runs
+over midnight). Written in TOML, in the same shape as
 ``camwire.toml``'s cameras::
 
     [rules]                      # the default for cameras without their own
@@ -29,7 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from common.wire import Detection
 
-KEYS = {"labels", "min_confidence", "min_frames", "timezone", "active"}
+KEYS = {"labels", "min_confidence", "min_frames", "timezone", "active", "zones"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,7 @@ class Rule:
     min_frames: int = 1
     timezone: ZoneInfo = ZoneInfo("UTC")
     active: tuple[tuple[time, time], ...] = ()  # empty: always
+    zones: frozenset[str] | None = None  # None: anywhere; else an object must enter one of these (camera zones)
 
     def wanted(self, detections: list[Detection]) -> list[Detection]:
         return [d for d in detections
@@ -75,8 +79,11 @@ def parse_rule(table: dict[str, Any], where: str) -> Rule:
     windows = table.get("active", [])
     if not isinstance(windows, list):
         raise ValueError(f"{where}.active: a list of \"HH:MM-HH:MM\" windows")
+    zones = table.get("zones")
+    if zones is not None and not (isinstance(zones, list) and zones and all(isinstance(x, str) for x in zones)):
+        raise ValueError(f"{where}.zones: a list of the camera's zone names, like [\"driveway\"]")
     return Rule(frozenset(labels) if labels is not None else None, float(conf), frames, zone,
-                tuple(_window(w, f"{where}.active") for w in windows))
+                tuple(_window(w, f"{where}.active") for w in windows), frozenset(zones) if zones else None)
 
 
 def _window(text: Any, where: str) -> tuple[time, time]:
@@ -101,9 +108,18 @@ class Rules:
 def rules_from_config(config: dict[str, Any]) -> Rules:
     default = parse_rule(config["rules"], "rules") if "rules" in config else ALWAYS
     cameras = {}
+    zones = {name: set(cam.get("zones") or {}) for name, cam in (config.get("cameras") or {}).items()
+             if isinstance(cam, dict) and isinstance(cam.get("zones") or {}, dict)}
     for name, cam in (config.get("cameras") or {}).items():
         if isinstance(cam, dict) and "rules" in cam:
             cameras[name] = parse_rule(cam["rules"], f"cameras.{name}.rules")
+            # a zone name that is not the camera's would hold back every object without a word
+            unknown = sorted((cameras[name].zones or set()) - zones.get(name, set()))
+            if unknown:
+                raise ValueError(f"cameras.{name}.rules.zones: {unknown[0]!r} is not one of the camera's zones "
+                                 f"({', '.join(sorted(zones.get(name, set()))) or 'it has none'})")
+    if default.zones and zones and not any(default.zones & z for z in zones.values()):
+        raise ValueError(f"rules.zones: no camera has a zone named {sorted(default.zones)[0]!r}")
     return Rules(default, cameras)
 
 

@@ -2,13 +2,17 @@
 
 Sockets (common.daemon owns the loop):
   - PULL (bound, ``--bind``): common.wire ``Result`` from workers (one part, or two with a JPEG of
-    the frame), and relayed through the workers the extractors' ``Status`` and ``Eos`` and the
-    ventilator's ``Workers``. Anything else is counted under ``malformed/<reason>`` and dropped.
+    the frame), and relayed through the workers the extractors' ``Status``, ``Eos`` and ``Motion``
+    and the ventilator's ``Workers``. Anything else is counted under ``malformed/<reason>`` and dropped.
   - PUB (bound, ``--publish``): every ``Event``, one part, ``wire.pack(event)``.
-Each event is also a JSON line in ``--events`` (classifier.eventlog), sent to ``--mqtt`` and
-``--webhook`` (classifier.outputs), and with a JPEG, a snapshot under ``--data-dir``
-(classifier.snapshots); ``--data-dir``/status.db holds each camera's, each worker's and the
-sink's own status (classifier.camera_status).
+Each result goes to classifier.events (covered, online, motion) at once, and through a
+per-camera reorder window into the object tracker (classifier.tracking: ``object`` events, a
+start, updates and an end per tracked object). Each event is also a JSON line in ``--events``
+(classifier.eventlog), sent to ``--mqtt`` (with Home Assistant's discovery, classifier.homeassistant)
+and ``--webhook`` (classifier.outputs), and with a JPEG, a snapshot under ``--data-dir``
+(classifier.snapshots; an object's with its box drawn; events name it relative to ``--data-dir``);
+``--data-dir``/status.db holds each camera's, each worker's and the sink's own status
+(classifier.camera_status).
 
 A full or failing disk never stops events: failed writes are counted (``write_errors/<what>``),
 logged once per interval, shown in status.db and the metrics, and the sink goes on delivering
@@ -34,9 +38,12 @@ from classifier.camera_status import FLUSH_S, StatusBook
 from classifier.disk import WriteErrors
 from classifier.eventlog import EventLog
 from classifier.events import Events
+from classifier.homeassistant import DEFAULT_PREFIX, discovery_prefix
+from classifier.motion_state import MotionStates
 from classifier.outputs import MqttOutput, WebhookOutput, origin
 from classifier.rules import load_rules
 from classifier.snapshots import SnapshotStore
+from classifier.tracking import Snapshot, Tracking, areas_from_config
 from common import wire
 from common.config import Config
 from common.daemon import Daemon
@@ -45,6 +52,7 @@ from common.paths import name_list
 from common.units import duration, percent, positive, size
 
 PRUNE_EVERY_S = 60.0
+RELEASE_EVERY_S = 0.25  # held results past the reorder window's time bound go on this often
 CLOSE_DRAIN_ROUNDS = 100  # of the skeleton's bounded drains, at exit
 EVENTS_KEEP = 3  # rotated --events files kept beside the live one
 
@@ -68,9 +76,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="an online camera whose extractor sends nothing this long is offline (default 15s)")
     p.add_argument("--cooldown", type=duration, default=1.0, metavar="S",
                    help="at most one detection/motion event per camera and type in this much capture time")
+    p.add_argument("--gone-after", type=positive(duration), default="5s", metavar="S",
+                   help="a tracked object not seen for this much capture time ends (default 5s)")
+    p.add_argument("--update-every", type=duration, default="5s", metavar="S",
+                   help="at most one update per tracked object in this much capture time (default 5s)")
     p.add_argument("--rules", metavar="FILE", help="per-camera event rules and schedules (TOML; see classifier.rules)")
     p.add_argument("--mqtt", metavar="URL",
                    help="publish events to this broker: mqtt://[user:pass@]host[:port][/prefix]")
+    p.add_argument("--mqtt-discovery", type=discovery_prefix, default=DEFAULT_PREFIX, metavar="PREFIX",
+                   help="with --mqtt: Home Assistant's MQTT discovery under this prefix (default homeassistant; "
+                        "\"\" for none): per camera motion, a snapshot image, per label occupancy and a count")
     p.add_argument("--webhook", metavar="URL", help="POST each event as JSON here (retried with backoff)")
     p.add_argument("--webhook-retries", type=int, default=5, metavar="N",
                    help="attempts after the first for an event the webhook did not take (5xx, 429, no answer)")
@@ -103,7 +118,9 @@ def check(args: argparse.Namespace) -> None:
 
 LABELS = {"results": ("camera",), "result_errors": ("camera",), "suppressed": ("camera", "reason"),
           "events": ("type",), "outputs": ("output", "outcome"), "write_errors": ("what",),
-          "snapshots": ("outcome",), "unknown_cameras": ()}
+          "snapshots": ("outcome",), "unknown_cameras": (), "late": ("camera",), "reordered": ("camera",),
+          "objects": ("camera", "phase"),
+          "motion_messages": ("camera", "what")}
 
 _json = msgspec.json.Encoder()
 
@@ -116,6 +133,10 @@ class Sink:
         self.errors = WriteErrors(d.counters, d.repeats)
         self.events = Events(cooldown_s=args.cooldown, rules=rules, counters=d.counters,
                              max_cameras=args.max_cameras, silent_after_s=args.silent_after)
+        self.tracking = Tracking(self.events.ids, rules, d.counters, gone_s=args.gone_after,
+                                 update_every_s=args.update_every,
+                                 areas=areas_from_config(getattr(args, "config", None)))
+        self.motion = MotionStates(self.events.ids, d.counters)
         self.eventlog = EventLog(Path(args.events), self.errors, args.events_max_bytes, EVENTS_KEEP)
         data_dir = Path(args.data_dir) if args.data_dir else None
         self.book = StatusBook(data_dir / "status.db" if data_dir else None, self.errors)
@@ -123,7 +144,9 @@ class Sink:
                                         args.snapshot_max_bytes, args.min_free) if data_dir else None)
         self.outputs: list[Any] = []
         if args.mqtt:
-            self.outputs.append(MqttOutput(args.mqtt, d.counters, self.log))
+            cfg = getattr(args, "config", None)
+            self.outputs.append(MqttOutput(args.mqtt, d.counters, self.log, discovery=args.mqtt_discovery,
+                                           cameras=list(cfg.cameras) if cfg else (), data_dir=data_dir))
         if args.webhook:
             self.outputs.append(WebhookOutput(args.webhook, d.counters, self.log, retries=args.webhook_retries))
         self.pull = d.socket(zmq.PULL, bind=args.bind, linger=0)
@@ -137,7 +160,7 @@ class Sink:
         if not 1 <= len(parts) <= 2:
             raise wire.MalformedMessage("bad_part_count", f"{len(parts)} parts")
         msg = wire.unpack(_buffer(parts[0]))
-        wire.expect(msg, wire.Result, wire.Status, wire.Eos, wire.Workers)
+        wire.expect(msg, wire.Result, wire.Status, wire.Eos, wire.Motion, wire.Workers)
         if len(parts) == 2 and not isinstance(msg, wire.Result):
             raise wire.MalformedMessage("bad_part_count", f"{type(msg).__name__} with 2 parts")
         if isinstance(msg, wire.Workers):
@@ -153,10 +176,16 @@ class Sink:
             for event in self.events.on_status(msg):
                 self.emit(event, None)
             self.book.on_status(msg)
+        elif isinstance(msg, wire.Motion):  # motion_start / motion_end (classifier.motion_state)
+            now = time.time()
+            for event in self.motion.on_motion(msg):
+                EVENT_LATENCY.labels(event.camera, event.type).observe(max(0.0, now - event.ts))
+                self.emit(event, None)
         else:
             self.events.on_eos(msg)
             self.book.on_eos(msg)
             self.log.info("camera ended", camera=msg.camera, results=msg.results)
+            self.finish_if_drained(msg.camera)
 
     def on_result(self, r: wire.Result, jpeg: bytes | None) -> None:
         now = time.time()
@@ -167,14 +196,39 @@ class Sink:
         for event in self.events.on_result(r):
             EVENT_LATENCY.labels(event.camera, event.type).observe(max(0.0, now - event.ts))
             self.emit(event, jpeg if event.seq is not None else None, (r.width, r.height))
+        self.emit_objects(self.tracking.on_result(r, jpeg, time.monotonic()))
         self.book.on_result(r, self.events.camera(r.camera).covered)
+        self.finish_if_drained(r.camera)
+
+    def finish_if_drained(self, camera: str) -> None:
+        """An ended camera whose results are all in: its held results go on, its objects end."""
+        if self.events.drained(camera):
+            self.emit_objects(self.tracking.finish(camera))
+
+    def emit_objects(self, out: list[tuple[wire.Event, Snapshot | None]]) -> None:
+        now = time.time()
+        saved: dict[str | None, str | None] = {}  # object_id -> its snapshot written in this batch
+        for event, snap in out:
+            EVENT_LATENCY.labels(event.camera, event.type).observe(max(0.0, now - event.ts))
+            if snap is None:
+                if event.object_id in saved:  # made before its snapshot was written (a start and end at once)
+                    event = msgspec.structs.replace(event, snapshot=saved[event.object_id])
+                self.emit(event, None)
+            else:
+                event = self.emit(event, snap.jpeg, snap.size, snap)
+                self.tracking.saved(event.camera, event.object_id, event.snapshot)
+                if event.snapshot is not None:
+                    saved[event.object_id] = event.snapshot
 
     # -- events out -------------------------------------------------------------------------------
 
-    def emit(self, event: wire.Event, jpeg: bytes | None, size: tuple[int, int] = (0, 0)) -> None:
-        """Snapshot, JSON line, PUB, MQTT, webhook: a failure in one never holds back the others."""
+    def emit(self, event: wire.Event, jpeg: bytes | None, size: tuple[int, int] = (0, 0),
+             drawn: Snapshot | None = None) -> wire.Event:
+        """Snapshot, JSON line, PUB, MQTT, webhook: a failure in one never holds back the others.
+        ``drawn``: an object's best frame, saved with its box drawn. Returns the event as sent."""
         if jpeg is not None and self.snapshots is not None:
-            path = self.snapshots.save(event, jpeg, size)
+            path = self.snapshots.save(event, jpeg, size, drawn.box if drawn else None,
+                                       drawn.label if drawn else None)
             if path is not None:
                 event = msgspec.structs.replace(event, snapshot=path)
         body = _json.encode(event)
@@ -184,7 +238,9 @@ class Sink:
         for output in self.outputs:
             output.send(event, body)
         self.log.info("event", type=event.type, camera=event.camera, seq=event.seq, id=event.id,
-                      detections=len(event.detections), snapshot=event.snapshot, reason=event.reason)
+                      detections=len(event.detections), snapshot=event.snapshot, reason=event.reason,
+                      phase=event.phase, object_id=event.object_id, label=event.label)
+        return event
 
     # -- timers -----------------------------------------------------------------------------------
 
@@ -193,24 +249,31 @@ class Sink:
         for event in self.events.silence_check():
             self.book.on_silent(event.camera)
             self.emit(event, None)
+        self.book.on_refused("sink", wire.refusals(self.d.counters.get_tree("handshakes_failed")))
         self.book.flush(force=True)
+
+    def release(self) -> None:
+        """Every RELEASE_EVERY_S: results held past the reorder bound, objects of quiet cameras."""
+        self.emit_objects(self.tracking.tick(time.monotonic()))
 
     def prune(self) -> None:
         if self.snapshots is not None:
             self.snapshots.prune()
 
     def reload(self, cfg: Config | None) -> None:
-        """SIGHUP or a changed --config: reopen --events (logrotate), take the rules again."""
+        """SIGHUP or a changed --config: reopen --events (logrotate), take the rules, masks and zones again."""
         self.eventlog.reopen()
+        if cfg is not None:
+            self.tracking.areas = areas_from_config(cfg)
         if self.args.rules:
             try:
-                self.events.rules = load_rules(self.args.rules)
+                self.events.rules = self.tracking.rules = load_rules(self.args.rules)
             except ValueError as exc:
                 self.log.error("rules refused; the running rules stay", reason=str(exc))
                 return
             self.log.info("rules reloaded", file=self.args.rules)
         elif cfg is not None:
-            self.events.rules = cfg.rules
+            self.events.rules = self.tracking.rules = cfg.rules
             self.log.info("rules reloaded", file=str(cfg.path), cameras=sorted(cfg.rules.cameras or {}))
 
     def drained(self) -> bool:
@@ -226,6 +289,8 @@ class Sink:
                 if not self.pull.poll(0):
                     break
                 self.d.drain(self.pull)
+            for camera in list(self.tracking.cameras):  # tracked objects end with the sink
+                self.emit_objects(self.tracking.finish(camera))
         finally:
             for output in self.outputs:
                 output.close()
@@ -274,6 +339,7 @@ def main(args: argparse.Namespace) -> int:
     sink = Sink(d, args, rules)
     d.on(sink.pull, sink.handle)
     d.every(FLUSH_S, sink.tick)
+    d.every(RELEASE_EVERY_S, sink.release)
     d.every(PRUNE_EVERY_S, sink.prune, now=True)
     d.on_reload(sink.reload)
     d.gauges(sink.gauges)

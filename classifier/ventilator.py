@@ -7,8 +7,13 @@ Sockets (both bound, both owned by the main thread, run by common.daemon):
     the ventilator sends them frames, ``heartbeat``, ``reset`` (to a worker it does not know,
     after a restart of either side) and ``bye`` (when a leaving worker will get nothing more).
     ``status`` and ``eos`` ride to the sink through any worker, and so does a ``workers`` message
-    every WORKERS_EVERY_S (each worker's credits, frames in flight, done and lost; the backlog
-    per camera), which the sink keeps for ``camwire status``.
+    every WORKERS_EVERY_S (each worker's detector, credits, frames in flight, done and lost; the
+    backlog per camera; each camera's detector that no worker serves), which the sink keeps for
+    ``camwire status``.
+Routing: a camera's ``detector`` in the file (one name or a list), or ``--route CAMERA=DETECTOR``
+(repeatable; a camera given here takes only these), sends its frames only to workers serving
+that detector; the file's cameras are followed on reload. A camera whose detector no worker
+serves is counted ``unserved/<camera>/<detector>``, logged once a minute and reported.
 The decisions live in classifier.dispatch; this module is sockets and time.
 """
 
@@ -23,7 +28,7 @@ import zmq
 
 from classifier.dispatch import Dispatcher
 from common import wire
-from common.config import Config
+from common.config import CAMERA_NAME, Config
 from common.daemon import Daemon
 from common.units import duration, positive, size
 
@@ -33,7 +38,26 @@ OUTBOX_MAX = 10_000  # status messages held while no worker is there to carry th
 WORKERS_EVERY_S = 2.0
 LABELS = {"received": ("camera",), "dispatched": ("camera",), "completed": ("camera",),
           "dropped": ("camera", "reason"), "workers": ("worker", "what"), "workers_forgotten": ("reason",),
-          "refused": ("reason",), "late": ("reason",), "outbox_dropped": ()}
+          "refused": ("reason",), "late": ("reason",), "outbox_dropped": (), "unserved": ("camera", "detector")}
+
+
+def route(text: str) -> tuple[str, str]:
+    """``--route CAMERA=DETECTOR``: a camera name and the detector name its frames go to."""
+    camera, sep, detector = str(text).partition("=")
+    if not sep or not CAMERA_NAME.fullmatch(camera) or not 0 < len(detector) <= 128:
+        raise argparse.ArgumentTypeError(f"a camera and a detector as CAMERA=DETECTOR (a camera name, a detector "
+                                         f"name of 1 to 128 characters), not {text!r}")
+    return camera, detector
+
+
+def routes_of(cfg: Config | None, flags: list[tuple[str, str]] | None) -> dict[str, list[str]]:
+    """Camera -> the detectors it wants: the file's ``detector`` keys, each camera named by
+    ``--route`` taking those given there instead."""
+    routes = {name: list(cam.detector) for name, cam in (cfg.cameras.items() if cfg else ()) if cam.detector}
+    given: dict[str, list[str]] = {}
+    for camera, detector in flags or ():
+        given.setdefault(camera, []).append(detector)
+    return {**routes, **given}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,6 +73,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cameras remembered; frames of any camera past these are counted and dropped")
     p.add_argument("--max-frame-bytes", type=positive(size), default=wire.DEFAULT_MAX_FRAME_BYTES, metavar="SIZE",
                    help="largest frame taken (its pixels once decoded); larger ones are counted and dropped")
+    p.add_argument("--route", type=route, action="append", metavar="CAMERA=DETECTOR",
+                   help="send CAMERA's frames only to workers serving DETECTOR (their --serves, else their "
+                        "--detector spec); repeat for more cameras, or for one camera that wants two detectors. "
+                        "The file's [cameras.NAME] detector does the same")
     p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
 
 
@@ -75,6 +103,7 @@ class Ventilator:
         self.outbox: deque[bytes] = deque()
         self._next_heartbeat = 0.0
         self._next_workers = 0.0
+        self._unserved_logged: dict[tuple[str, str], int] = {}
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -88,10 +117,10 @@ class Ventilator:
             msg = wire.unpack(parts[0].buffer)
             if isinstance(msg, wire.FrameHeader):
                 raise wire.MalformedMessage("bad_part_count", f"a frame in {len(parts)} parts")
-            wire.expect(msg, wire.Status, wire.Eos)
+            wire.expect(msg, wire.Status, wire.Eos, wire.Motion)
             if len(parts) != 1:
                 raise wire.MalformedMessage("bad_part_count", f"{type(msg).__name__} in {len(parts)} parts")
-            if isinstance(msg, wire.Status):
+            if isinstance(msg, (wire.Status, wire.Motion)):  # to the sink, through any worker
                 if self.d.admit(msg.camera):
                     self._to_sink(wire.pack(msg))
             elif isinstance(msg, wire.Eos):
@@ -119,11 +148,11 @@ class Ventilator:
 
     def _ready(self, ident: bytes, msg: wire.Ready, now: float) -> None:
         known = ident in self.d.workers
-        worker = self.d.ready(ident, msg.worker, msg.credits, msg.done, now)
+        worker = self.d.ready(ident, msg.worker, msg.credits, msg.done, now, detector=msg.detector or "")
         if worker is None:
             return  # the pool is full: refused and counted
         if not known:
-            self.log.info("worker joined", worker=msg.worker, credits=worker.credits)
+            self.log.info("worker joined", worker=msg.worker, detector=msg.detector, credits=worker.credits)
             self._next_workers = 0.0  # the sink's table learns of it at the next tick
         if msg.leaving and not worker.leaving:
             self.d.leaving(ident)
@@ -186,10 +215,15 @@ class Ventilator:
             self.log.info("worker left", worker=self.d.workers[ident].name)
             self.d.forget(ident, "left")
             self._next_workers = 0.0
+        unserved = self.d.unserved_now()
+        self._log_unserved(unserved)
         if now >= self._next_workers and self.d.any_worker() is not None:
             self._next_workers = now + WORKERS_EVERY_S
             workers, backlog = self.d.load()
-            self._to_sink(wire.pack(wire.Workers(ts_ns=time.time_ns(), workers=workers, backlog=backlog)))
+            report = [wire.Unserved(camera=c, detector=d, frames=n) for (c, d), n in sorted(unserved.items())]
+            self._to_sink(wire.pack(wire.Workers(ts_ns=time.time_ns(), workers=workers, backlog=backlog,
+                                                 unserved=report[:4096],
+                                                 refused=wire.refusals(self.counters.get_tree("handshakes_failed")))))
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + HEARTBEAT_S
             beat = wire.pack(wire.Heartbeat())
@@ -197,6 +231,14 @@ class Ventilator:
                 if not self._send(ident, beat):
                     self._forget(ident, "unreachable")
         self._dispatch()
+
+    def _log_unserved(self, unserved: dict[tuple[str, str], int]) -> None:
+        """Once a minute for each camera's detector that no worker serves, while its frames come."""
+        for (camera, detector), frames in unserved.items():
+            if frames != self._unserved_logged.get((camera, detector)):
+                self._unserved_logged[(camera, detector)] = frames
+                self.daemon.repeats(f"unserved:{camera}:{detector}", "no worker serves this camera's detector; "
+                                    "its frames are counted unserved", camera=camera, detector=detector, frames=frames)
 
     def gauges(self) -> dict:
         workers, backlog = self.d.load()
@@ -208,8 +250,9 @@ class Ventilator:
 
 def main(args: argparse.Namespace) -> int:
     daemon = Daemon("ventilator", args, LABELS)
+    config = args.config if isinstance(getattr(args, "config", None), Config) else None
     dispatcher = Dispatcher(max_backlog=args.max_backlog, counters=daemon.counters, frame_deadline=args.frame_deadline,
-                            max_cameras=args.max_cameras)
+                            max_cameras=args.max_cameras, routes=routes_of(config, args.route))
     frontend = daemon.socket(zmq.PULL, bind=args.frontend, rcvhwm=8, linger=0)
     backend = daemon.socket(zmq.ROUTER, bind=args.backend, linger=1000)
     vent = Ventilator(daemon, frontend, backend, dispatcher, args.heartbeat_timeout, args.max_frame_bytes)
@@ -219,11 +262,15 @@ def main(args: argparse.Namespace) -> int:
     daemon.stats_extra(dispatcher.stats_extra)
     daemon.gauges(vent.gauges)
 
-    def reloaded(_cfg: Config | None) -> None:  # nothing here is read from the file after start-up
-        daemon.log.info("reload: nothing to change", workers=len(dispatcher.workers), backlog=dispatcher.backlog())
+    def reloaded(cfg: Config | None) -> None:  # the cameras' detectors; the rest is read at start-up only
+        routes = routes_of(cfg, args.route)
+        if {c: tuple(d) for c, d in routes.items()} != dispatcher.routes:
+            daemon.log.info("reload: cameras' detectors", routes=routes)
+            dispatcher.set_routes(routes)
+        daemon.log.info("reload: done", workers=len(dispatcher.workers), backlog=dispatcher.backlog())
 
     daemon.on_reload(reloaded)
-    daemon.log.info("ventilator started", frontend=args.frontend, backend=args.backend)
+    daemon.log.info("ventilator started", frontend=args.frontend, backend=args.backend, routes=dispatcher.routes)
     code = daemon.run()
     daemon.log.info("ventilator stopped", stats=daemon.stats())
     return code

@@ -37,7 +37,8 @@ from common.counters import Counters
 from common.daemon import Daemon
 from common.logs import RepeatLimiter, configure
 from common.metrics import INFERENCE_SECONDS
-from common.sockets import PeerWatch, make_socket, send_nowait
+from common.curve import SERVER_OF
+from common.sockets import make_socket, send_nowait
 from common.units import duration, positive, size
 
 HEARTBEAT_S = 1.0
@@ -59,6 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sink", required=True, metavar="ADDR", help="the sink's bind address")
     add_detector_arguments(p)
     p.add_argument("--name", help="worker name in logs and stats (default: host-pid, or classifier-N)")
+    p.add_argument("--serves", metavar="NAME", help="the detector name this worker serves: cameras whose "
+                   "detector is NAME get their frames from it (default: the --detector spec as written)")
     p.add_argument("--instance", type=int, metavar="N", help="systemd's %%i: names the worker classifier-N "
                    "and serves metrics on --metrics-port + N, so one config serves a pool")
     p.add_argument("--max-frame-bytes", type=positive(size), default=wire.DEFAULT_MAX_FRAME_BYTES, metavar="SIZE",
@@ -73,7 +76,7 @@ DETECTOR_OPTIONS: list[tuple[str, type, Any, str]] = [
     ("--confidence", float, 0.25, "onnx/roboflow: lowest confidence kept"),
     ("--iou", float, 0.45, "onnx/roboflow: NMS overlap threshold"),
     ("--classes", str, None, "onnx/roboflow: comma-separated labels to keep (default: all)"),
-    ("--labels", str, None, "onnx: a file of class names, one per line (default: the model's metadata)"),
+    ("--labels", str, None, "onnx: a file of class names, one per line (default: the model's or, for an SSD, COCO's)"),
     ("--api-url", str, "http://localhost:9001", "roboflow: the Inference server"),
     ("--infer-timeout", duration, 10.0, "roboflow: how long before a call to the server counts as failed"),
     ("--concurrency", int, 4, "roboflow: requests kept in flight per worker"),
@@ -92,6 +95,10 @@ def check(args: argparse.Namespace) -> None:
     from common.sockets import check_addresses
 
     check_addresses(args, "connect", "sink")
+    served = getattr(args, "serves", None) or getattr(args, "detector", None)
+    if served is not None and not 0 < len(served) <= 128:
+        raise ValueError(f"--serves: the detector name a worker serves is 1 to 128 characters (a longer --detector "
+                         f"spec needs --serves NAME), not {len(served)}")
     for dest in ("batch", "concurrency"):
         value = getattr(args, dest, None)
         if value is not None and value < 1:
@@ -130,7 +137,8 @@ def check(args: argparse.Namespace) -> None:
 def add_detector_arguments(p: argparse.ArgumentParser) -> None:
     """Options that ``camwire run`` hands to its workers unchanged."""
     p.add_argument("--detector", required=True, metavar="SPEC",
-                   help="motion | hog | covered[:frames=N] | onnx:PATH | roboflow:MODEL_ID; join with +")
+                   help="hog | covered[:frames=N] | onnx:PATH | roboflow:MODEL_ID; join with + "
+                        "(motion is found by the extractor, in every frame)")
     for flag, kind, default, help_text in DETECTOR_OPTIONS:
         p.add_argument(flag, type=kind, default=default, help=help_text)
 
@@ -159,7 +167,8 @@ def result_parts(header: wire.FrameHeader, worker: str, detector: str, result: F
             error = error or f"detector gave an invalid result: {exc}"
     body = wire.Result(camera=header.camera, seq=header.seq, ts_ns=header.ts_ns, width=header.width,
                        height=header.height, pts=header.pts, worker=worker, detector=detector, detections=detections,
-                       flags=flags, error=error[:1000] if error else None, infer_ms=min(infer_ms, 1e6))
+                       flags=flags, error=error[:1000] if error else None, infer_ms=min(infer_ms, 1e6),
+                       motion=header.motion)
     parts = [wire.pack(body)]
     if image is not None and error is None and (detections or flags.covered):
         parts.append(pixels.encode_jpeg(image))  # the sink saves it as the event's snapshot
@@ -234,6 +243,7 @@ class Worker:
         self.daemon, self.dealer, self.sink, self.pipe, self.pipe_addr = daemon, dealer, sink, pipe, pipe_addr
         self.detector, self.batch, self.batch_wait_s = detector, batch, batch_wait_s
         self.max_frame_bytes, self.name = max_frame_bytes, name
+        self.serves: str | None = None  # the detector name it serves, said in every ready (main sets it)
         self.log, self.counters = daemon.log, daemon.counters
         self.batches: queue.Queue[Batch | None] = queue.Queue()
         self.detection: Detection | None = None
@@ -294,10 +304,10 @@ class Worker:
             self._frame(parts)
             return
         msg = wire.unpack(parts[0].buffer)
-        wire.expect(msg, wire.Heartbeat, wire.Reset, wire.Bye, wire.Status, wire.Eos, wire.Workers)
+        wire.expect(msg, wire.Heartbeat, wire.Reset, wire.Bye, wire.Status, wire.Eos, wire.Motion, wire.Workers)
         if len(parts) != 1:
             raise wire.MalformedMessage("bad_part_count", f"{type(msg).__name__} in {len(parts)} parts")
-        if isinstance(msg, (wire.Status, wire.Eos, wire.Workers)):
+        if isinstance(msg, (wire.Status, wire.Eos, wire.Motion, wire.Workers)):
             self._to_sink([parts[0].bytes])
         elif isinstance(msg, wire.Reset):
             # the ventilator does not know us (it restarted): our credits again, once per beat
@@ -371,7 +381,8 @@ class Worker:
             self.counters.add("dropped", "sink_full")
 
     def _send_ready(self, credits: int, done: list[Key], leaving: bool = False) -> None:
-        msg = wire.Ready(worker=self.name, credits=min(credits, 4096), done=done, leaving=leaving)
+        msg = wire.Ready(worker=self.name, credits=min(credits, 4096), done=done, leaving=leaving,
+                         detector=self.serves)
         if not send_nowait(self.dealer, [wire.pack(msg)]):
             self.counters.add("dropped", "ready_unsent")
 
@@ -424,9 +435,11 @@ def main(args: argparse.Namespace) -> int:
     pipe = daemon.socket(zmq.PULL, bind=pipe_addr, linger=0)
     dealer = daemon.socket(zmq.DEALER, identity=name.encode(), sndhwm=DEALER_HWM)
     sink = daemon.socket(zmq.PUSH, sndhwm=SINK_HWM, linger=5000)
-    peers = [PeerWatch(dealer, args.connect, log), PeerWatch(sink, args.sink, log)]  # they connect the sockets
+    peers = [daemon.peer_watch(dealer, args.connect, SERVER_OF["connect"]),  # they connect the sockets
+             daemon.peer_watch(sink, args.sink, SERVER_OF["sink"])]
     worker = Worker(daemon, dealer, sink, pipe, pipe_addr, detector, args.batch, args.batch_wait,
                     args.max_frame_bytes, name)
+    worker.serves = args.serves or args.detector
     daemon.on(dealer, worker.on_dealer)
     daemon.on(pipe, worker.on_pipe)
     daemon.watch("detection", worker.new_detection)

@@ -14,6 +14,11 @@
 
     [run]                     # camwire run's own flags (workers = 4)
 
+    [security]                # CURVE on every tcp:// link (common.curve); fills each daemon's flags
+    key = "/etc/camwire/keys/host1.key_secret"   # --curve-key: this host's secret key (mode 0600)
+    clients = "/etc/camwire/keys/clients"        # --curve-clients: public keys allowed in
+    servers = "/etc/camwire/keys/servers"        # --curve-servers: ventilator.key, sink.key, extractor.key
+
     [cameras.front]           # a name is ^[A-Za-z0-9_-]{1,64}$
     url = "rtsp://admin:${FRONT_PASSWORD}@10.0.0.5/stream1"
     fallback = ["rtsp://admin:${FRONT_PASSWORD}@10.0.0.5/stream2"]
@@ -21,6 +26,11 @@
     record = true             # published to the recorder (default true)
     publish = "tcp://127.0.0.1:5561"    # an extractor serving this camera alone binds here
     metrics_port = 9121                 # ... and serves its metrics here
+    detect = "motion"         # frames to the classifiers only while there is motion (default), or "always"
+    masks = [[[0.0, 0.0], [1.0, 0.0], [1.0, 0.1], [0.0, 0.1]]]   # polygons (common.geometry): motion
+                              # ignores them, detections standing in them are dropped
+    zones = {driveway = [[100, 400], [600, 400], [640, 720], [0, 720]]}   # named polygons events list
+    detector = ["objects", "covered"]   # only workers serving these get its frames (default: any)
     [cameras.front.rules]     # see classifier.rules
     labels = ["person"]
 
@@ -47,6 +57,7 @@ from typing import Any, Callable
 
 from dotenv import dotenv_values
 
+from common.geometry import Polygon, parse_masks, parse_zones
 from common.logs import redact_url
 from common.sampling import Sampling
 from common.sockets import TRANSPORTS
@@ -62,8 +73,11 @@ SOCKETS: dict[str, dict[str, str]] = {
     "events": {"sink": "publish", "recorder": "events"},
     "frames": {"extractor": "publish", "recorder": "subscribe"},
 }
+SECURITY = {"key": "curve_key", "clients": "curve_clients", "servers": "curve_servers"}  # -> every daemon's flag
 CAMERA_KEYS = {"url": str, "fallback": list, "every": int, "fps": (int, float), "keyframes": bool,
-               "realtime": bool, "record": bool, "rules": dict, "publish": str, "metrics_port": int}
+               "realtime": bool, "record": bool, "rules": dict, "publish": str, "metrics_port": int,
+               "detector": (str, list), "detect": str, "masks": list, "zones": dict}
+DETECT = ("motion", "always")  # a camera's ``detect``: frames to the pool while there is motion, or all
 CAMERA_NAME = re.compile(CAMERA_NAME_PATTERN)
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MASK = "***"
@@ -101,6 +115,13 @@ class CameraConfig:
     publish: str | None = None  # an extractor serving this camera alone binds its PUB here
     metrics_port: int | None = None  # ... and serves its metrics here
     rules: dict[str, Any] | None = None
+    # the detectors (as workers serve them: --serves NAME, else the --detector spec) its frames go
+    # to, one worker of each; empty: any worker (classifier.dispatch)
+    detector: tuple[str, ...] = ()
+    # frames to the pool only while there is motion (and a heartbeat), or all; None: the extractor's --detect
+    detect: str | None = None
+    masks: tuple[Polygon, ...] = ()  # motion ignores them; detections standing in them are dropped
+    zones: dict[str, Polygon] = field(default_factory=dict)  # named polygons events list (common.geometry)
 
 
 @dataclass(frozen=True)
@@ -125,6 +146,8 @@ class Config:
         recorder subscribes to [sockets] frames and to every recorded camera's own ``publish``."""
         values: dict[str, Any] = {flags[daemon]: addr for name, addr in self.sockets.items()
                                   if (flags := SOCKETS[name]).get(daemon)}
+        if daemon in DAEMONS:
+            values.update({SECURITY[k]: v for k, v in self.sections.get("security", {}).items()})
         if daemon == "recorder":
             own = [c.publish for c in self.cameras.values() if c.publish and c.record]
             subscribe = ([values["subscribe"]] if "subscribe" in values else []) + own
@@ -142,7 +165,9 @@ class Config:
         return {"file": str(self.path),
                 "cameras": {c.name: {"sources": list(c.shown), "sampling": c.sampling.describe(),
                                      "realtime": c.realtime, "record": c.record, "publish": c.publish,
-                                     "metrics_port": c.metrics_port}
+                                     "metrics_port": c.metrics_port, "detector": list(c.detector),
+                                     "detect": c.detect or "motion", "masks": [m.to_list() for m in c.masks],
+                                     "zones": {n: z.to_list() for n, z in c.zones.items()}}
                             for c in self.cameras.values()},
                 "sockets": self.sockets,
                 "daemons": {d: {k: _shown(self.shown_sections.get(d, {}).get(k, v))
@@ -165,10 +190,11 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(path, int(m.group(1)) if m else None, str(exc)) from None
     env = {**{k: v for k, v in dotenv_values(path.parent / ".env").items() if v is not None}, **os.environ}
     cfg = Config(path, hashlib.sha256(raw).hexdigest(), {}, {}, {}, text)
-    unknown = set(data) - {"sockets", "cameras", "rules", *SECTIONS}
+    unknown = set(data) - {"sockets", "cameras", "rules", "security", *SECTIONS}
     if unknown:
         key = sorted(unknown)[0]
-        raise cfg.error(key, f"unknown section [{key}]; known: sockets, cameras, rules, {', '.join(SECTIONS)}")
+        raise cfg.error(key, f"unknown section [{key}]; known: sockets, cameras, rules, security, "
+                             f"{', '.join(SECTIONS)}")
     sockets = data.get("sockets", {})
     if not isinstance(sockets, dict):
         raise cfg.error("sockets", "[sockets] must be a table of addresses")
@@ -181,7 +207,15 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         if twin is not None and list(sockets).index(twin) < list(sockets).index(name):
             raise cfg.error(f"sockets.{name}", f"sockets.{name}: {addr} is sockets.{twin} already; "
                                                f"each socket needs its own address")
-    sections, shown = {}, {}
+    security = data.get("security", {})
+    if not isinstance(security, dict):
+        raise cfg.error("security", "[security] must be a table: key, clients, servers")
+    for key, value in security.items():
+        if key not in SECURITY:
+            raise cfg.error(f"security.{key}", f"unknown key security.{key}; known: {', '.join(SECURITY)}")
+        if not isinstance(value, str) or not value:
+            raise cfg.error(f"security.{key}", f"security.{key}: a path, not {value!r}")
+    sections, shown = {"security": dict(security)}, {"security": dict(security)}
     for section in SECTIONS:
         table = data.get(section, {})
         if not isinstance(table, dict):
@@ -236,8 +270,33 @@ def _camera(name: str, table: Any, env: dict[str, str], cfg: Config) -> CameraCo
     port = table.get("metrics_port")
     if port is not None and not 0 < port < 65536:
         raise cfg.error(f"{where}.metrics_port", f"{where}.metrics_port: a port from 1 to 65535, not {port}")
+    wanted = table.get("detector", [])
+    wanted = [wanted] if isinstance(wanted, str) else wanted
+    if not all(isinstance(d, str) and 0 < len(d) <= 128 for d in wanted) or len(set(wanted)) != len(wanted):
+        raise cfg.error(f"{where}.detector", f"{where}.detector: a detector name (1 to 128 characters) or a list "
+                                             f"of different ones, not {table['detector']!r}")
     return CameraConfig(name, tuple(r[0] for r in resolved), tuple(redact_url(r[1]) for r in resolved), sampling,
-                        table.get("realtime", False), table.get("record", True), publish, port, table.get("rules"))
+                        table.get("realtime", False), table.get("record", True), publish, port, table.get("rules"),
+                        detector=tuple(wanted), **_motion_keys(table, where, cfg))
+
+
+def _motion_keys(table: dict[str, Any], where: str, cfg: Config) -> dict[str, Any]:
+    """``detect``, ``masks`` and ``zones`` (common.geometry), each refused at its own line."""
+    detect = table.get("detect")
+    if detect is not None and detect not in DETECT:
+        raise cfg.error(f"{where}.detect", f"{where}.detect: {' or '.join(DETECT)}, not {detect!r}")
+    try:
+        masks = parse_masks(table.get("masks", []), f"{where}.masks")
+    except ValueError as exc:
+        raise cfg.error(f"{where}.masks", str(exc)) from None
+    try:
+        zones = parse_zones(table.get("zones", {}), f"{where}.zones")
+    except ValueError as exc:
+        # ``zones = {a = [...]}`` on one line, or a ``[cameras.NAME.zones]`` table: the later line is the key's
+        key = str(exc).split(":")[0]
+        line = max(line_of(cfg.text, f"{where}.zones") or 0, line_of(cfg.text, key.split(" ")[0]) or 0)
+        raise ConfigError(cfg.path, line or None, str(exc)) from None
+    return {"detect": detect, "masks": masks, "zones": zones}
 
 
 def _resolve(value: Any, env: dict[str, str], cfg: Config, where: str) -> tuple[Any, Any]:

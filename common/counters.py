@@ -45,6 +45,11 @@ class Counters:
         with self._lock:
             return json.loads(json.dumps(self._tree))
 
+    def get_tree(self, key: str) -> dict[str, Any]:
+        """A copy of one counter's levels (``{}`` when nothing was counted under it)."""
+        with self._lock:
+            return json.loads(json.dumps(self._tree.get(key, {})))
+
 
 MAX_KEYS = 2048  # distinct keys under one counter level; past it, new ones are counted as OTHER
 OTHER = "other"

@@ -20,11 +20,15 @@ everywhere:
   never exits 0 after a failure, and never heartbeats with a dead thread behind it.
 - Counters are declared once with their label names: the ``--stats`` file and the metrics are
   read from the same tree.
+- With ``--curve-key`` every tcp:// link is CURVE (common.curve): sockets made here are secured,
+  a failed handshake on any of them is counted under ``handshakes_failed/<address>/<reason>``,
+  and a reload reads the allowed client keys again, cutting off a peer whose key was removed.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import threading
 import time
@@ -38,15 +42,17 @@ import zmq
 from common import wire
 from common.config import Config, ConfigError, ConfigWatcher
 from common.counters import Counters, write_stats
+from common.curve import Curve, secured
 from common.lifecycle import StopFlag
 from common.logs import RepeatLimiter, configure
 from common.metrics import register_stats
-from common.sockets import make_socket
+from common.sockets import HANDSHAKE_FAILED, HANDSHAKE_REASONS, OperatorError, PeerWatch, make_socket
 
 TICK_MS = 250  # the longest the loop sleeps: timers and the stop flag are checked at least this often
 DRAIN_MAX = 256  # messages taken from one socket in one turn before the next socket gets its turn
 RESTART_FIRST_S = 0.5
 RESTART_CAP_S = 30.0
+REBIND_WAIT_S = 5.0  # how long a secured address may take to be free again after an unbind
 
 Handler = Callable[[list[zmq.Frame]], None]
 RECEIVING = (zmq.PULL, zmq.SUB, zmq.ROUTER, zmq.DEALER)
@@ -78,7 +84,7 @@ class Daemon:
         self.name, self.args = name, args
         self.log = log if log is not None else configure(name)
         self.counters = Counters({"malformed": ("reason",), "errors": ("error",), "thread_restarts": ("thread",),
-                                  "reloads": ("outcome",),
+                                  "reloads": ("outcome",), "handshakes_failed": ("socket", "reason"),
                                   **(labels or {})})
         self.repeats = RepeatLimiter(self.log)
         self.stop = StopFlag()
@@ -101,6 +107,8 @@ class Daemon:
         self._load: Callable[[Path], Config] | None = getattr(args, "config_loader", None)
         self._watcher = ConfigWatcher(self.config) if self.config is not None else None
         self._previous_handlers = self._install_signals()  # now: a SIGHUP during start-up must not kill us
+        self.curve = Curve.from_args(args)  # OperatorError (a key file others may read) before any bind
+        self._secured: list[tuple[zmq.Socket, str]] = []  # (socket, address) bound with CURVE
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -113,9 +121,33 @@ class Daemon:
         if kind in RECEIVING and "maxmsgsize" not in options:
             limit = max(getattr(self.args, "max_frame_bytes", None) or 0, wire.DEFAULT_MAX_FRAME_BYTES)
             options["maxmsgsize"] = 2 * limit + wire.MAX_HEADER_BIN
-        sock = make_socket(self.ctx, kind, **options)
+        sock = make_socket(self.ctx, kind, curve=self.curve, **options)
         self._sockets.append(sock)
+        bound = [a for a in ([options["bind"]] if isinstance(options.get("bind"), str) else options.get("bind") or [])
+                 if self.curve is not None and secured(a)]
+        if bound:
+            self._secured += [(sock, addr) for addr in bound]
+            monitor = sock.get_monitor_socket(HANDSHAKE_FAILED)
+            self._sockets.append(monitor)
+            self.on(monitor, self._on_handshake_failed)
         return sock
+
+    def peer_watch(self, sock: zmq.Socket, addrs: str | list[str], server: str) -> PeerWatch:
+        """Connect ``sock`` to ``addrs`` (the ``server`` daemon's: common.curve.SERVER_OF), warning
+        about addresses that never answer and counting failed handshakes (common.sockets.PeerWatch)."""
+        return PeerWatch(sock, addrs, self.log, curve=self.curve, server=server, failed=self.handshake_failed)
+
+    def handshake_failed(self, address: str, reason: str) -> None:
+        """Count a peer that could not handshake (thread-safe: camera threads call it too)."""
+        self.counters.add("handshakes_failed", address, reason)
+
+    def _on_handshake_failed(self, parts: list[zmq.Frame]) -> None:
+        event = int.from_bytes(parts[0].bytes[:2], "little")
+        address = parts[1].bytes.decode(errors="replace") if len(parts) > 1 else "?"
+        reason = HANDSHAKE_REASONS.get(event, "failed")
+        self.handshake_failed(address, reason)
+        self.repeats(f"handshake:{address}:{reason}", "a peer failed the CURVE handshake; nothing of it got through",
+                     address=address, reason=reason)
 
     def on(self, sock: zmq.Socket, handler: Handler) -> None:
         """Call ``handler(parts)`` for each message on ``sock`` (parts are zmq.Frames, not copied)."""
@@ -191,6 +223,8 @@ class Daemon:
                 if cleanup is not None:
                     cleanup()
             finally:
+                if self.curve is not None:
+                    self.curve.stop()
                 for sock in self._sockets:
                     sock.close()
                 self.ctx.term()
@@ -322,6 +356,12 @@ class Daemon:
         self.log.info("reloading", file=str(new.path) if new else None, signal=forced)
         if self.config is not None and new is not None:
             self._say_what_needs_a_restart(self.config, new)
+        try:
+            self._reload_keys()
+        except OperatorError as exc:  # the key folder cannot be read: the running keys stay
+            self.counters.add("reloads", "refused")
+            self.log.error("client keys not read again; the running ones stay", reason=str(exc))
+            return
         for fn in self._reloads:
             try:
                 fn(new)
@@ -330,6 +370,41 @@ class Daemon:
                 return
         self.config = new
         self.counters.add("reloads", "applied")
+
+    def _reload_keys(self) -> None:
+        """The allowed client keys again; a removed one is cut off now, not at its next reconnect:
+        every secured address is unbound (closing its connections) and bound again, so each peer
+        handshakes anew and the removed one fails."""
+        if self.curve is None or self.curve.clients is None:
+            return
+        added, removed = self.curve.reload()
+        if added or removed:
+            self.log.info("client keys read again", added=added, removed=removed, allowed=len(self.curve.allowed))
+        if not removed:
+            return
+        for sock, addr in self._secured:
+            endpoint = addr
+            try:
+                sock.unbind(addr)
+            except zmq.ZMQError:  # a wildcard address unbinds by the name it was bound as
+                endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+                sock.unbind(endpoint)
+            self._rebind(sock, addr)
+
+    def _rebind(self, sock: zmq.Socket, addr: str) -> None:
+        deadline = time.monotonic() + REBIND_WAIT_S
+        while True:
+            try:
+                self.curve.prepare(sock, addr, True, None)  # type: ignore[union-attr]
+                sock.bind(addr)
+                return
+            except zmq.ZMQError as exc:
+                # the old listener closes in ZeroMQ's I/O thread: the port may be busy a moment
+                if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    self.fail("a secured address could not be bound again after a key was removed", address=addr,
+                              error=exc.strerror)
+                    return
+                time.sleep(0.02)
 
     def _say_what_needs_a_restart(self, old: Config, new: Config) -> None:
         section = getattr(self.args, "command", self.name)

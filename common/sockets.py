@@ -11,16 +11,30 @@ from __future__ import annotations
 import errno
 import time
 from dataclasses import dataclass
+from typing import Any, Callable, Protocol
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 LINGER_MS = 1000  # how long queued messages may still go out after close()
+# a failed handshake's monitor event -> the reason it is counted under (common.curve)
+HANDSHAKE_REASONS = {zmq.EVENT_HANDSHAKE_FAILED_AUTH: "auth",  # a key not listed: refused by the ZAP handler
+                     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "protocol",  # no key, a wrong server key, not ZeroMQ
+                     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "failed"}
+RETRY_FIRST_S, RETRY_CAP_S = 1.0, 30.0  # connecting again after a refused handshake: backoff
+HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 TRANSPORTS = ("tcp://", "ipc://", "inproc://", "pgm://", "epgm://", "udp://")
 
 
 class OperatorError(Exception):
     """A mistake in what the operator gave (an address, a path): one line says what to fix."""
+
+
+class Security(Protocol):
+    """What a socket's links need from common.curve.Curve (kept apart: curve imports this module)."""
+
+    def prepare(self, sock: zmq.Socket, addr: str, bind: bool, server: str | None) -> None: ...
 
 
 def check_address(addr: str, flag: str = "") -> str:
@@ -54,9 +68,13 @@ def make_socket(
     identity: bytes | None = None,
     linger: int = LINGER_MS,
     maxmsgsize: int | None = None,
+    curve: Security | None = None,
+    server: str | None = None,
 ) -> zmq.Socket:
     """Create a socket, set its options, then bind and/or connect it. ``maxmsgsize``: a peer
-    sending a larger message part is disconnected by ZeroMQ before the part is taken in."""
+    sending a larger message part is disconnected by ZeroMQ before the part is taken in.
+    ``curve`` (common.curve.Curve) secures its tcp:// links; ``server`` names the daemon a
+    connect reaches (common.curve.SERVER_OF), whose key it pins."""
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, linger)
     if maxmsgsize is not None:
@@ -76,17 +94,22 @@ def make_socket(
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5000)
     try:
         for addr in _as_list(bind):
-            _attach(sock.bind, addr, "bind")
+            attach(sock, addr, True, curve, server)
         for addr in _as_list(connect):
-            _attach(sock.connect, addr, "connect to")
+            attach(sock, addr, False, curve, server)
     except OperatorError:
         sock.close(linger=0)
         raise
     return sock
 
 
-def _attach(method, addr: str, verb: str) -> None:
+def attach(sock: zmq.Socket, addr: str, bind: bool, curve: Security | None = None,
+           server: str | None = None) -> None:
+    """Bind or connect ``sock`` to ``addr``, secured as ``curve`` says; OperatorError names the address."""
     check_address(addr)
+    if curve is not None:
+        curve.prepare(sock, addr, bind, server)
+    method, verb = (sock.bind, "bind") if bind else (sock.connect, "connect to")
     try:
         method(addr)
     except zmq.ZMQError as exc:
@@ -127,16 +150,24 @@ class PeerWatch:
 
     It connects the socket itself (make it with no ``connect``): the monitor must be on before
     the first connect, or a handshake done in between is never seen and a right address is
-    warned about. Raises OperatorError as make_socket does, the socket closed."""
+    warned about. Raises OperatorError as make_socket does, the socket closed.
 
-    def __init__(self, sock: zmq.Socket, addrs: str | list[str], log, after_s: float = 5.0) -> None:
-        self.log, self.after_s = log, after_s
-        self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+    With ``curve`` its links are secured (``server`` names the daemon there); a handshake that
+    fails (this daemon's key not allowed there, a wrong server key) is logged once per address
+    and given to ``failed(address, reason)`` each time, for a counter."""
+
+    def __init__(self, sock: zmq.Socket, addrs: str | list[str], log, after_s: float = 5.0,
+                 curve: Security | None = None, server: str | None = None,
+                 failed: Callable[[str, str], Any] | None = None) -> None:
+        self.log, self.after_s, self.failed = log, after_s, failed
+        self.sock, self.curve, self.server = sock, curve, server
+        self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+                                               | HANDSHAKE_FAILED)
         now = time.monotonic()
         self.peers = {addr: _Peer(since=now) for addr in _as_list(addrs)}
         try:
             for addr in self.peers:
-                _attach(sock.connect, addr, "connect to")
+                attach(sock, addr, False, curve, server)
         except OperatorError:
             self.close()
             sock.close(linger=0)
@@ -152,13 +183,32 @@ class PeerWatch:
             if peer is None:  # an endpoint the socket was not given (an accepted peer): not ours to judge
                 continue
             if msg["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                if peer.warned:
+                if peer.warned or peer.refused:
                     self.log.info("peer answered", address=endpoint)
-                peer.connected, peer.warned = True, False
+                peer.connected, peer.warned, peer.refused = True, False, False
+            elif msg["event"] & HANDSHAKE_FAILED:
+                reason = HANDSHAKE_REASONS.get(msg["event"], "failed")
+                if self.failed is not None:
+                    self.failed(endpoint, reason)
+                if not peer.refused:
+                    self.log.error("handshake with peer failed: is this daemon's public key in its --curve-clients, "
+                                   "and the server key in --curve-servers its own?", address=endpoint, reason=reason)
+                    peer.retry_s = RETRY_FIRST_S
+                # libzmq gives an address up after a refused handshake; try it again now and then,
+                # so a key listed there later (and a reload) lets this daemon in without a restart
+                peer.refused, peer.retry_at = True, time.monotonic() + peer.retry_s
+                peer.retry_s = min(RETRY_CAP_S, peer.retry_s * 2)
             elif msg["event"] == zmq.EVENT_DISCONNECTED:
                 peer.connected, peer.since = False, time.monotonic()
         now = time.monotonic()
         for addr, peer in self.peers.items():
+            if peer.refused and peer.retry_at is not None and now >= peer.retry_at:
+                peer.retry_at = None
+                try:
+                    self.sock.disconnect(addr)
+                except zmq.ZMQError:  # already gone from the socket's endpoints
+                    pass
+                attach(self.sock, addr, False, self.curve, self.server)
             if not peer.connected and not peer.warned and now - peer.since >= self.after_s:
                 self.log.warning("no answer from peer; is the address right and the daemon there?", address=addr,
                                  waited_s=round(now - peer.since, 1))
@@ -176,3 +226,6 @@ class _Peer:
     since: float
     connected: bool = False
     warned: bool = False
+    refused: bool = False  # its last handshake failed (said once until one succeeds)
+    retry_at: float | None = None  # when to connect again after a refused handshake
+    retry_s: float = 1.0

@@ -18,7 +18,8 @@ What goes where:
 - ``ready`` / ``heartbeat`` (worker -> ventilator), ``heartbeat`` / ``reset`` / ``bye``
   (ventilator -> worker): credits and liveness, see classifier.ventilator.
 - ``status`` / ``eos`` (extractor -> ventilator -> worker -> sink, and extractor PUB ->
-  recorder): a camera's state and its end; ``workers`` (ventilator -> sink): the pool's load.
+  recorder): a camera's state and its end; ``motion`` (extractor -> ventilator -> worker ->
+  sink, not to the recorder): its motion state; ``workers`` (ventilator -> sink): the pool's load.
 - ``event`` (sink PUB -> recorder and anyone): what happened.
 
 Nothing here ever unpickles: msgpack carries data and nothing else (no ext types).
@@ -44,6 +45,7 @@ DEFAULT_MAX_FRAME_BYTES = 7680 * 4320 * 4
 MAX_SEQ = 2**62
 MAX_NS = 2**62  # year 2116: far past any capture time, far below int64's end
 LIMIT = 1e12  # any float on the wire: finite and within this
+MAX_MOTION_BOXES = 64  # moving areas in one frame (extractor.motion merges the rest into fewer)
 
 Buffer = bytes | memoryview
 
@@ -54,9 +56,13 @@ Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
 Nanos = Annotated[int, msgspec.Meta(ge=0, le=MAX_NS)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
 Real = Annotated[float, msgspec.Meta(ge=-LIMIT, le=LIMIT)]  # never NaN, never infinite
+Box = tuple[Real, Real, Real, Real]  # [x1, y1, x2, y2] in source pixels
+MotionBoxes = Annotated[list[Box], msgspec.Meta(max_length=MAX_MOTION_BOXES)]
 Rate = Annotated[float, msgspec.Meta(ge=0, le=1e6)]
 Side = Annotated[int, msgspec.Meta(gt=0, le=MAX_SIDE)]
 Credits = Annotated[int, msgspec.Meta(ge=0, le=4096)]
+Score = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_NS / 1e9)]  # a capture time, s since the epoch
 
 
 class MalformedMessage(ValueError):
@@ -98,6 +104,7 @@ class FrameHeader(OfFrame, tag="frame"):
     live: bool = True
     key: bool = False
     extradata: Annotated[bytes, msgspec.Meta(max_length=MAX_HEADER_BIN)] | None = None
+    motion: MotionBoxes = []  # where the extractor saw motion in this frame (extractor.motion)
 
     @property
     def is_packet(self) -> bool:
@@ -143,15 +150,21 @@ class Result(OfFrame, tag="result"):
     flags: Flags = Flags()
     error: Text | None = None
     infer_ms: Rate = 0.0
+    motion: MotionBoxes = []  # the frame header's, copied by the worker
 
 
 class Ready(Message, tag="ready"):
-    """A worker's credits (frames it can take now) and the frames it has finished."""
+    """A worker's credits (frames it can take now) and the frames it has finished.
+
+    ``detector``: the one it serves (its ``--serves NAME``, else its ``--detector`` spec as
+    written); a camera that names a detector gets frames only from workers serving it. None (a
+    worker from before routing): it serves only the cameras that name no detector."""
 
     worker: Name
     credits: Credits = 0
     done: Annotated[list[tuple[CameraName, Seq]], msgspec.Meta(max_length=4096)] = []
     leaving: bool = False
+    detector: Name | None = None
 
 
 class Heartbeat(Message, tag="heartbeat"):
@@ -169,6 +182,24 @@ class Bye(Message, tag="bye"):
 CameraState = Literal["connecting", "online", "offline", "failed"]
 
 
+class Refused(msgspec.Struct, frozen=True):
+    """Failed CURVE handshakes on one of a daemon's sockets, for one reason, since it started
+    (common.curve): shown in status.db so an operator sees a stranger, or a key not yet listed."""
+
+    socket: Text
+    reason: Name
+    count: Count
+
+
+Refusals = Annotated[list[Refused], msgspec.Meta(max_length=256)]
+
+
+def refusals(counted: dict) -> list[Refused]:
+    """A daemon's ``handshakes_failed`` counters ({socket: {reason: n}}) as sent on the wire."""
+    return [Refused(socket=sock[:4096], reason=why[:128], count=n) for sock, reasons in sorted(counted.items())
+            for why, n in sorted(reasons.items())][:256]
+
+
 class Status(Message, tag="status"):
     """A camera's state from its extractor, on every change and every few seconds while it runs.
 
@@ -184,6 +215,7 @@ class Status(Message, tag="status"):
     reconnects: Count = 0
     attempts: Count = 0
     last_error: Text | None = None
+    refused: Refusals = []  # the extractor process's, as its heartbeats carry them
 
 
 class Eos(Message, tag="eos"):
@@ -196,6 +228,25 @@ class Eos(Message, tag="eos"):
     results: Count | None = None
 
 
+class Motion(Message, tag="motion"):
+    """A camera's motion state from its extractor, which sees every frame (extractor.motion).
+
+    Sent when motion starts and when it ends (after the extractor's ``--motion-off-delay`` with
+    none), and again with every status heartbeat, so a sink that restarted or lost one learns the
+    state. ``ts_ns``: capture time of the frame that changed it (the same in the repeats);
+    ``started_ns``, on an end: when the stretch it ends began, so a sink that gets the end
+    before the start (they may ride through different workers) still tells the whole stretch.
+    ``boxes``: where it moved in that frame, in source pixels.
+    """
+
+    camera: CameraName
+    active: bool
+    ts_ns: Nanos
+    started_ns: Nanos | None = None
+    seq: Seq | None = None
+    boxes: MotionBoxes = []
+
+
 class WorkerLoad(msgspec.Struct, frozen=True):
     name: Name
     credits: Credits = 0
@@ -204,25 +255,44 @@ class WorkerLoad(msgspec.Struct, frozen=True):
     completed: Count = 0
     lost: Count = 0
     leaving: bool = False
+    detector: Name | None = None  # the one it serves (Ready.detector)
+
+
+class Unserved(msgspec.Struct, frozen=True):
+    """A detector a camera wants that no connected worker serves, and the camera's frames counted
+    for it meanwhile (since the ventilator started)."""
+
+    camera: CameraName
+    detector: Name
+    frames: Count = 0
 
 
 class Workers(Message, tag="workers"):
-    """The ventilator's view of its pool, every few seconds and on every join or departure."""
+    """The ventilator's view of its pool, every few seconds and on every join or departure; and
+    ``unserved``, each camera's detector that no worker serves now (classifier.dispatch)."""
 
     ts_ns: Nanos
     workers: Annotated[list[WorkerLoad], msgspec.Meta(max_length=4096)] = []
     backlog: dict[CameraName, Count] = {}
+    unserved: Annotated[list[Unserved], msgspec.Meta(max_length=4096)] = []
+    refused: Refusals = []  # the ventilator's own
 
 
-# what the sink makes (classifier.events); the recorder's --keep-types names some of them
-EVENT_TYPES = ("detection", "motion", "camera_covered", "camera_uncovered", "camera_online", "camera_offline",
-               "camera_failed")
+# what the sink makes (classifier.events, classifier.tracking); the recorder's --keep-types names some of them
+EVENT_TYPES = ("object", "motion", "camera_covered", "camera_uncovered", "camera_online", "camera_offline",
+               "camera_failed", "motion_start", "motion_end")
 
 
 class Event(Message, tag="event"):
     """What the sink publishes (and writes as a JSON line): something that happened on a camera.
 
     ``id`` is unique forever: capture time in ns, camera and type (common.ids).
+
+    A tracked object (``type`` ``object``, classifier.tracking) has ``phase`` ``start``, ``update``
+    or ``end``, and ``object_id`` (the id of its ``start`` event) in all three; ``label``,
+    ``score`` (in the newest frame), ``top_score``, ``first_seen``/``last_seen`` (capture time,
+    s), ``box`` (the newest, in source pixels), ``zones`` (entered so far) and ``snapshot`` (its
+    best frame so far). Other types leave these at their defaults.
     """
 
     id: Annotated[str, msgspec.Meta(min_length=1, max_length=160)]
@@ -236,9 +306,18 @@ class Event(Message, tag="event"):
     detector: Name | None = None
     reason: Text | None = None
     scene: Name | None = None
+    object_id: Annotated[str, msgspec.Meta(min_length=1, max_length=160)] | None = None
+    phase: Literal["start", "update", "end"] | None = None
+    label: Name | None = None
+    score: Score | None = None
+    top_score: Score | None = None
+    first_seen: Seconds | None = None
+    last_seen: Seconds | None = None
+    box: tuple[Real, Real, Real, Real] | None = None
+    zones: Annotated[list[Name], msgspec.Meta(max_length=256)] = []
 
 
-AnyMessage = Union[FrameHeader, Result, Ready, Heartbeat, Reset, Bye, Status, Eos, Workers, Event]
+AnyMessage = Union[FrameHeader, Result, Ready, Heartbeat, Reset, Bye, Status, Eos, Motion, Workers, Event]
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(AnyMessage)

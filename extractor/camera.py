@@ -6,12 +6,16 @@ What it sends on its PUSH socket to the ventilator (common.wire):
     readable ``reason``), after every failed round (``attempts``: failed rounds since the last
     frame) and again every STATUS_EVERY_S while it streams or waits to retry; each carries
     ``fps_in``, ``reconnects`` and ``last_error`` for the sink's status table;
+  - ``Motion`` when motion starts or ends (extractor.motion: found in every decoded frame, on a
+    small grey copy), repeated with every status heartbeat; with ``detect = "motion"`` a sampled
+    frame is sent only while there is motion, or as a heartbeat every ``--motion-heartbeat``
+    (the rest counted as ``skipped/no_motion``); every frame header carries its motion boxes;
   - one ``Eos`` when a file camera is done: read to its end, ended early by a corrupt stretch
     (counted under ``ended_early``), or, in a process without ``--config``, failed for good
     (after its ``Status(failed)``), so the sink and the recorder drain it either way.
 When ``--publish`` is on, the process's publish relay gets every decoded frame (LZ4 by default)
 or, with ``passthrough``, every compressed packet of an H.264/HEVC source, undecoded; Status and
-Eos go there too, so a recorder knows when a camera ended.
+Eos go there too, so a recorder knows when a camera ended (Motion does not: it is the sink's).
 
 Failures (extractor.source.classify): a transient one (timeout, refused, stream ended) leaves the
 camera ``offline`` and retried with capped backoff; a permanent one (no such file, unknown
@@ -35,10 +39,12 @@ import zmq
 
 from common import wire
 from common.counters import Counters
+from common.geometry import Polygon
 from common.lifecycle import StopFlag
 from common.logs import redact_url
 from common.pixels import encode_frame, encode_packet
 from common.sockets import PeerWatch, make_socket, send_nowait
+from extractor.motion import MotionDetector, MotionGate, MotionSettings
 from extractor.sampling import Sampler, Sampling
 from extractor.source import (OPEN_TIMEOUT_S, READ_TIMEOUT_S, SOURCE_ERRORS, Failure, classify, is_file, open_source,
                               read_frames, to_seconds)
@@ -67,6 +73,9 @@ class CameraSpec:
     open_timeout: float = OPEN_TIMEOUT_S
     read_timeout: float = READ_TIMEOUT_S
     publish: bool = True  # to the recorder, when the process publishes at all
+    detect: str = "motion"  # sampled frames to the classifiers only while there is motion, or "always"
+    masks: tuple[Polygon, ...] = ()  # where motion is not looked for
+    motion: MotionSettings = field(default_factory=MotionSettings)
 
     @property
     def files_only(self) -> bool:
@@ -103,8 +112,11 @@ class CameraLoop(threading.Thread):
     def __init__(self, ctx: zmq.Context, spec: CameraSpec, push_addr: str, relay_addr: str | None,
                  publish_enc: str, counters: CameraCounters, seq_start: int = 0,
                  failed_retry: float = FAILED_RETRY_S, finish_failed: bool = False, log: Any = None,
-                 resume: tuple[str, int, int] | None = None) -> None:
+                 resume: tuple[str, int, int] | None = None,
+                 peer_watch: Callable[[zmq.Socket, str], PeerWatch] | None = None) -> None:
         super().__init__(name=f"camera-{spec.name}", daemon=True)
+        # connects the PUSH socket to the ventilator (Daemon.peer_watch: secured with --curve-key)
+        self.peer_watch = peer_watch or (lambda sock, addr: PeerWatch(sock, addr, self.log))
         self.ctx, self.spec, self.push_addr, self.relay_addr = ctx, spec, push_addr, relay_addr
         self.publish_enc = publish_enc
         self.failed_retry, self.finish_failed = failed_retry, finish_failed
@@ -127,10 +139,11 @@ class CameraLoop(threading.Thread):
         self._state, self._reason, self._attempts = "connecting", None, 0
         self._last_error: str | None = None
         self._streamed = False  # a frame came from the source now open
+        self._motion_said: wire.Motion | None = None  # the last change of the motion state, repeated
 
     def run(self) -> None:
         push = make_socket(self.ctx, zmq.PUSH, sndhwm=PUSH_HWM, linger=5000)
-        self._peer = PeerWatch(push, self.push_addr, self.log)  # connects it, its monitor on first
+        self._peer = self.peer_watch(push, self.push_addr)  # connects it, its monitor on first
         relay = make_socket(self.ctx, zmq.PUSH, connect=self.relay_addr, sndhwm=RELAY_HWM) if self.relay_addr else None
         self._relay = relay
         try:
@@ -252,11 +265,24 @@ class CameraLoop(threading.Thread):
     def _send_status(self, push: zmq.Socket, heartbeat: bool = False) -> None:
         status = wire.Status(camera=self.spec.name, state=self._state, ts_ns=time.time_ns(), reason=self._reason,
                              fps_in=round(self.fps_in, 2), reconnects=self.counters.get("reconnects"),
-                             attempts=self._attempts, last_error=self._last_error)
+                             attempts=self._attempts, last_error=self._last_error,
+                             refused=wire.refusals(self.counters.counters.get_tree("handshakes_failed")))
         if not heartbeat:
             self._send_control(push, status)
-        elif not send_nowait(push, [wire.pack(status)]):  # a heartbeat never waits: the next is seconds away
+            return
+        if not send_nowait(push, [wire.pack(status)]):  # a heartbeat never waits: the next is seconds away
             self.counters.add("dropped", "status")
+        if self._motion_said is not None and not send_nowait(push, [wire.pack(self._motion_said)]):
+            self.counters.add("dropped", "motion")  # said again with the next heartbeat
+
+    def _say_motion(self, push: zmq.Socket, message: wire.Motion | None) -> None:
+        """A change of the motion state, to the sink (not the recorder); repeated with every heartbeat."""
+        if message is None:
+            return
+        self._motion_said = message
+        self.log.info("motion started" if message.active else "motion ended", seq=message.seq)
+        if not send_nowait(push, [wire.pack(message)], CONTROL_SEND_TIMEOUT_MS):
+            self.counters.add("dropped", "motion")
 
     def _send_control(self, push: zmq.Socket, message: wire.Message) -> None:
         """Status and end-of-stream are small and rare: wait a little for room rather than drop."""
@@ -275,6 +301,8 @@ class CameraLoop(threading.Thread):
         file = is_file(url)
         live = not file or self.spec.realtime
         sampler = Sampler(self.spec.sampling)
+        detector = MotionDetector(self.spec.motion, self.spec.masks)  # a new background per connection
+        gate = MotionGate(self.spec.name, self.spec.motion, self.spec.detect)
         opened_ns, opened_mono = time.time_ns(), time.monotonic()
         seq_base, skip_below = self._seq, 0
         if file and self._resume is not None and self._resume[0] == url:
@@ -319,17 +347,24 @@ class CameraLoop(threading.Thread):
                 ts_ns = opened_ns + int(t * 1e9)
             else:
                 ts_ns = time.time_ns()
+            boxes = detector.boxes_of_frame(sf.frame)  # every frame decoded, on a small grey copy
+            self._say_motion(push, gate.update(boxes, t, ts_ns, seq_base + sf.index))
             take = sampler.take(t)
+            if take and not gate.wanted(t):
+                take = False
+                self.counters.add("skipped", "no_motion")
             if not take and not publish_frames:
                 continue  # skipped before colour conversion: the cheapest a skip can be
             image = sf.frame.to_ndarray(format="bgr24")
             header = wire.FrameHeader(camera=self.spec.name, seq=seq_base + sf.index, ts_ns=ts_ns, pts=sf.t,
                                       width=image.shape[1], height=image.shape[0], enc=self.spec.enc,
-                                      live=live, key=sf.key)
+                                      live=live, key=sf.key, motion=boxes)
             if publish_frames:
                 self._publish(relay, encode_frame(header.with_enc(self.publish_enc), image))
             if take:
+                gate.sent(t)
                 self._send_frame(push, header, image, block=not live)
+        self._say_motion(push, gate.finish())  # motion on when the stream ends ends with it
         if beat_count and (elapsed := time.monotonic() - beat_mono) >= 0.5 and not self.fps_in:
             self.fps_in = beat_count / elapsed  # a short stream's rate, measured over all of it
         if not self.stop.is_set():

@@ -24,6 +24,7 @@ metrics are the same counters labelled by camera.
 from __future__ import annotations
 
 import argparse
+import json
 import threading
 from typing import Any, Callable
 
@@ -31,11 +32,15 @@ import zmq
 
 from common import wire
 from common.config import Config
+from common.curve import SERVER_OF
 from common.daemon import Daemon
+from common.geometry import Polygon, parse_polygon
+from common.env import expand
 from common.paths import name_list
 from common.sockets import OperatorError, check_addresses
-from common.units import duration
+from common.units import duration, percent
 from extractor.camera import FAILED_RETRY_S, PASSTHROUGH, RELAY_HWM, CameraCounters, CameraLoop, CameraSpec
+from extractor.motion import DETECT, MotionSettings
 from extractor.sampling import Sampling
 
 EXIT_SOURCE_FAILED = 3
@@ -47,15 +52,18 @@ CAMERA_LABELS = {key: ("camera",) for key in ("decoded", "sent", "published", "r
     "dropped": ("camera", "reason"), "skipped": ("camera", "reason"), "source_errors": ("camera", "error"),
     "ended_early": ("camera", "error")}
 THREAD_PREFIX = "camera-"
+MOTION_DEFAULTS = MotionSettings()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera", help="camera name, used in every message and event (without --config)")
     p.add_argument("--source", action="append", metavar="URL",
-                   help="file, rtsp://, http(s)://, HLS .m3u8; repeat for fallbacks in order of preference")
+                   help="file, rtsp://, http(s)://, HLS .m3u8; repeat for fallbacks in order of preference; "
+                        "${VAR} is filled in from the environment, so a password need not show in ps")
     p.add_argument("--cameras", metavar="NAMES", help="with --config: serve only these cameras (default: all)")
     p.add_argument("--push", required=True, metavar="ADDR", help="ventilator frontend, e.g. tcp://host:5555")
     add_sampling_arguments(p)
+    add_motion_arguments(p)
     p.add_argument("--publish", metavar="ADDR", help="publish the camera's video here for the recorder (tcp://*:5559)")
     p.add_argument("--publish-enc", default="lz4", choices=(*wire.ENCODINGS, PASSTHROUGH),
                    help="encoding on --publish; passthrough sends the source's H.264/HEVC packets undecoded")
@@ -80,6 +88,40 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--realtime", action="store_true", help="pace a file at its native rate, as a camera would be")
 
 
+def add_motion_arguments(p: argparse.ArgumentParser) -> None:
+    """Motion is found in every decoded frame (extractor.motion); these tune it and its gate."""
+    p.add_argument("--detect", choices=DETECT, default="motion",
+                   help="motion: send sampled frames to the classifiers only while there is motion (and a "
+                        "heartbeat); always: every sampled frame. A camera's detect in --config overrides it")
+    p.add_argument("--motion-threshold", type=float, default=MOTION_DEFAULTS.threshold, metavar="LEVELS",
+                   help="grey levels (of 255) a pixel must change by, beyond the whole frame's change")
+    p.add_argument("--motion-min-area", type=percent, default=MOTION_DEFAULTS.min_area, metavar="PCT",
+                   help="smallest moving blob that counts, as a share of the frame (0.3%%)")
+    p.add_argument("--motion-off-delay", type=duration, default=MOTION_DEFAULTS.off_delay, metavar="DURATION",
+                   help="motion ends after this long without any (default 5s)")
+    p.add_argument("--motion-heartbeat", type=duration, default=MOTION_DEFAULTS.heartbeat, metavar="DURATION",
+                   help="with --detect motion, a frame to the classifiers at least this often even with no "
+                        "motion, so a still object is still seen (default 10s)")
+    p.add_argument("--mask", type=mask_polygon, action="append", metavar="POINTS",
+                   help="without --config: a polygon motion ignores, as JSON: '[[0,0],[0.5,0],[0.5,0.2]]' "
+                        "(pixels, or fractions of the frame, as in the file's masks); repeat for more")
+
+
+def mask_polygon(text: str) -> Polygon:
+    """``--mask``: a polygon as JSON, read as camwire.toml's ``masks`` are."""
+    try:
+        return parse_polygon(json.loads(text), "--mask")
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"a JSON list of [x, y] points, not {text!r} ({exc.msg})") from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--mask: ")) from None
+
+
+def motion_from_args(args: argparse.Namespace) -> MotionSettings:
+    return MotionSettings(threshold=args.motion_threshold, min_area=args.motion_min_area,
+                          off_delay=args.motion_off_delay, heartbeat=args.motion_heartbeat)
+
+
 def sampling_from_args(args: argparse.Namespace) -> Sampling:
     return Sampling(every=args.every, fps=args.fps, keyframes=args.keyframes)
 
@@ -92,7 +134,8 @@ def specs_from_config(cfg: Config, args: argparse.Namespace) -> list[CameraSpec]
         raise cfg.error("cameras", f"--cameras names {', '.join(missing)}, not in the file")
     return [CameraSpec(name=c.name, sources=c.sources, sampling=c.sampling, realtime=c.realtime or args.realtime,
                        enc=args.enc, open_timeout=args.open_timeout, read_timeout=args.read_timeout,
-                       publish=c.record) for c in (cfg.cameras[name] for name in chosen)]
+                       publish=c.record, detect=c.detect or args.detect, masks=c.masks,
+                       motion=motion_from_args(args)) for c in (cfg.cameras[name] for name in chosen)]
 
 
 class Extractor(Daemon):
@@ -134,9 +177,14 @@ def main(args: argparse.Namespace) -> int:
             raise OperatorError("--camera/--source and --config: the cameras come from one or the other")
         specs = specs_from_config(config, args)
     elif args.camera and args.source:
-        specs = [CameraSpec(name=args.camera, sources=tuple(args.source), sampling=sampling_from_args(args),
+        try:
+            sources = tuple(expand(u, "--source") for u in args.source)
+        except ValueError as exc:
+            raise OperatorError(str(exc)) from None
+        specs = [CameraSpec(name=args.camera, sources=sources, sampling=sampling_from_args(args),
                             realtime=args.realtime, enc=args.enc, open_timeout=args.open_timeout,
-                            read_timeout=args.read_timeout)]
+                            read_timeout=args.read_timeout, detect=args.detect, masks=tuple(args.mask or ()),
+                            motion=motion_from_args(args))]
     else:
         raise OperatorError("give --camera and --source, or --config")
     d = Extractor("extractor", args, labels=CAMERA_LABELS)
@@ -202,6 +250,7 @@ class Cameras:
                           self.relay if self.specs[name].publish else None, self.d.args.publish_enc,
                           CameraCounters(self.d.counters, name), seq_start=before.next_seq if before else 0,
                           failed_retry=self.d.args.failed_retry, finish_failed=not self.services,
+                          peer_watch=lambda sock, addr: self.d.peer_watch(sock, addr, SERVER_OF["push"]),
                           log=self.d.log.bind(camera=name),
                           resume=before.file_progress if before is not None and before.spec == self.specs[name] else None)
         with self._lock:
@@ -265,4 +314,6 @@ class Cameras:
 def check(args: argparse.Namespace) -> None:
     """What camwire.cli and check-config judge before the daemon starts (ValueError: one line)."""
     sampling_from_args(args)
+    if getattr(args, "motion_threshold", None) is not None:
+        motion_from_args(args)
     check_addresses(args, "push", "publish")  # refused once here, not by every camera thread start

@@ -37,7 +37,8 @@ from common import units, wire
 from common.config import Config
 from common.daemon import Daemon
 from common.paths import name_list
-from common.sockets import PeerWatch, check_addresses
+from common.curve import SERVER_OF
+from common.sockets import check_addresses
 from recorder.index import Index
 from recorder.keep import DEFAULT_KEEP_TYPES, Keeper
 from recorder.retention import (DEFAULT_KEEP_RETAIN_S, DEFAULT_MAX_SKEW_S, DEFAULT_MIN_FREE, DEFAULT_RETAIN_S,
@@ -89,7 +90,7 @@ def add_recording_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--post", type=units.duration, default=10.0, metavar="DURATION",
                    help="keep this much after an event")
     p.add_argument("--keep-types", default=",".join(DEFAULT_KEEP_TYPES), metavar="TYPES",
-                   help="comma-separated event types that keep a clip (default: detection,camera_covered)")
+                   help="comma-separated event types that keep a clip (default: object,camera_covered; an object keeps one clip)")
     p.add_argument("--preset", default="veryfast", help="x264 preset for frames that must be encoded")
     p.add_argument("--crf", type=int, default=23, help="x264 quality for frames that must be encoded")
 
@@ -133,12 +134,12 @@ def main(args: argparse.Namespace) -> int:
     frames = d.socket(zmq.SUB, rcvhwm=SUB_HWM, linger=0)
     frames.setsockopt(zmq.SUBSCRIBE, b"")
     d.on(frames, lambda parts: on_frames(ring, parts))
-    peers = [PeerWatch(frames, args.subscribe, d.log)]
+    peers = [d.peer_watch(frames, args.subscribe, SERVER_OF["subscribe"])]
     if args.events:
         events = d.socket(zmq.SUB, linger=0)
         events.setsockopt(zmq.SUBSCRIBE, b"")
         d.on(events, lambda parts: on_event(ring, parts))
-        peers.append(PeerWatch(events, args.events, d.log))
+        peers.append(d.peer_watch(events, args.events, SERVER_OF["events"]))
     d.every(PEER_CHECK_S, lambda: [p.check() for p in peers])
 
     def housekeeping() -> None:

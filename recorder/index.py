@@ -181,6 +181,15 @@ class Index:
                                json.dumps(keep.event)))
         return cur.rowcount == 1
 
+    def extend_keep(self, event_id: str, to_ns: int, event: dict[str, Any]) -> bool:
+        """A kept clip's window stretched to ``to_ns`` (never shortened) and its event replaced; a
+        complete one whose window grew is pending again. False when there is no such clip."""
+        self._check()
+        cur = self.db.execute("UPDATE keeps SET complete = CASE WHEN ? > to_ns THEN 0 ELSE complete END, "
+                              "to_ns = MAX(to_ns, ?), event = ? WHERE event_id = ?",
+                              (to_ns, to_ns, json.dumps(event), event_id))
+        return cur.rowcount == 1
+
     def pending_keeps(self, camera: str | None = None) -> list[Keep]:
         self._check()
         sql = "SELECT event_id, camera, from_ns, to_ns, dir, complete, event FROM keeps WHERE complete = 0"

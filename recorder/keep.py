@@ -10,6 +10,14 @@ clips go, counted as ``deleted/keep_min_free``; see recorder.retention). An even
 before its post window has been recorded stays pending (in the index, so a restart does not
 forget it) and is completed as later segments close, or when its camera ends.
 
+A tracked object (an ``object`` event, classifier.tracking) keeps one clip, not one per event:
+``kept/<date first seen>/<object id>/`` over ``[first seen - pre, last seen + post]``. Its start
+makes it; each update and its end stretch the window to the new last seen (a clip already
+complete is opened again and gains the segments of the longer window) and its ``event.json``
+becomes the newest event. Objects seen at the same time keep the same ring segments: hard links
+to one file, stored once. An update or end whose start this recorder never saw (it started
+late) makes the clip then.
+
 An event the keeper refuses is logged and counted under ``keeps_refused/<reason>``: ``duplicate``
 (an event id it already keeps: the sink's PUB seen twice, or a replay), ``clock_skew`` (a time
 far from the wall clock, whose window would never be recorded), ``index_error`` (a full disk).
@@ -35,7 +43,7 @@ from recorder.index import Index, Keep
 
 KEPT_DIR = "kept"
 # motion alone is too common to keep by default: a tree in the wind would fill the disk
-DEFAULT_KEEP_TYPES = ("detection", "camera_covered")
+DEFAULT_KEEP_TYPES = ("object", "camera_covered")
 
 
 class Keeper:
@@ -63,9 +71,19 @@ class Keeper:
         t_ns = int(event.ts * 1e9)
         if abs(t_ns - time.time_ns()) > self.max_skew_ns:
             return self._refuse(event, "clock_skew")
-        folder = Path(KEPT_DIR) / utc_day(event.ts) / safe_name(event.id)
         body = {k: v for k, v in msgspec.to_builtins(event).items() if k not in ("v", "kind")}
-        keep = Keep(event.id, event.camera, t_ns - self.pre_ns, t_ns + self.post_ns, str(folder), False, body)
+        if event.object_id is not None and event.first_seen is not None and event.last_seen is not None:
+            key, first_ns, last_ns = event.object_id, int(event.first_seen * 1e9), int(event.last_seen * 1e9)
+            try:
+                if self.index.extend_keep(key, last_ns + self.post_ns, body):
+                    self._sizes.pop(key, None)  # measured again once complete
+                    return event.camera
+            except sqlite3.OperationalError as exc:
+                return self._refuse(event, "index_error", error=str(exc))
+        else:
+            key, first_ns, last_ns = event.id, t_ns, t_ns
+        folder = Path(KEPT_DIR) / utc_day(first_ns / 1e9) / safe_name(key)
+        keep = Keep(key, event.camera, first_ns - self.pre_ns, last_ns + self.post_ns, str(folder), False, body)
         try:
             if not self.index.add_keep(keep):
                 return self._refuse(event, "duplicate")

@@ -26,6 +26,7 @@ from common import wire
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_MEDIA = ROOT.parent / "shared" / "media"
+SHARED_MODELS = ROOT.parent / "shared" / "models"
 
 
 def free_port() -> int:
@@ -42,6 +43,14 @@ def shared_clip(name: str) -> Path:
     path = SHARED_MEDIA / name
     if not path.exists():
         pytest.skip(f"{path} is absent (the shared sample clips are not part of the project)")
+    return path
+
+
+def shared_model(name: str) -> Path:
+    """A pretrained model from ../shared/models (its README says what each one is)."""
+    path = SHARED_MODELS / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the shared models are not part of the project)")
     return path
 
 
@@ -154,7 +163,7 @@ class Pipeline:
         daemons.start("ventilator", "ventilator", "--frontend", self.frontend, "--backend", self.backend,
                       "--heartbeat-timeout", str(heartbeat_timeout), *vent_args)
 
-    def worker(self, name: str, detector: str = "motion+covered", *extra: str) -> subprocess.Popen:
+    def worker(self, name: str, detector: str = "covered", *extra: str) -> subprocess.Popen:
         return self.d.start(name, "classifier", "--connect", self.backend, "--sink", self.results,
                             "--detector", detector, "--name", name, *extra)
 
@@ -250,7 +259,7 @@ def wait_log(path: Path, predicate: Callable[[dict[str, Any]], bool], timeout: f
 @pytest.fixture
 def broker():
     """A real Mosquitto on a free port; yields the port (skips where Mosquitto is not installed)."""
-    yield from run_broker(free_port())
+    yield from run_broker()
 
 
 @pytest.fixture

@@ -3,9 +3,10 @@
 A detector is any object with ``name`` and ``detect(frames) -> list[FrameResult]``, one result per
 frame in order. ``make_detector`` builds one from a spec string:
 
-    motion | hog | covered[:frames=N] | onnx:PATH | roboflow:MODEL_ID
+    hog | covered[:frames=N] | onnx:PATH | roboflow:MODEL_ID
 
-Specs joined with ``+`` run side by side on the same frames (``motion+covered``). Options after
+Specs joined with ``+`` run side by side on the same frames (``onnx:yolo.onnx+covered``).
+Motion is not a detector here: the extractor finds it in every frame (extractor.motion). Options after
 ``:`` are ``key=value`` pairs separated by commas for the built-in detectors.
 """
 
@@ -97,16 +98,15 @@ def _builtin(factory: Callable[..., Detector]) -> Callable[[str, dict[str, Any]]
     return build
 
 
-NAMES = ("motion", "hog", "covered", "onnx", "roboflow")  # what a spec may name; _registry builds them
+NAMES = ("hog", "covered", "onnx", "roboflow")  # what a spec may name; _registry builds them
 
 
 def _registry() -> dict[str, Callable[[str, dict[str, Any]], Detector]]:
     from classifier.detectors.covered import CoveredDetector
     from classifier.detectors.hog import HogPeopleDetector
-    from classifier.detectors.motion import MotionDetector
 
-    return {"motion": _builtin(MotionDetector), "hog": _builtin(HogPeopleDetector),
-            "covered": _builtin(CoveredDetector), "onnx": _lazy("onnx_yolo"), "roboflow": _lazy("roboflow")}
+    return {"hog": _builtin(HogPeopleDetector),
+            "covered": _builtin(CoveredDetector), "onnx": _lazy("onnx"), "roboflow": _lazy("roboflow")}
 
 
 def _lazy(module: str) -> Callable[[str, dict[str, Any]], Detector]:

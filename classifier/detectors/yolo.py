@@ -95,11 +95,11 @@ def decode(output: np.ndarray, layout: str, thresholds: Thresholds) -> list[tupl
     if layout == "nms7":
         images = int(output[:, 0].max()) + 1 if len(output) else 0
         rows = [output[output[:, 0] == i] for i in range(images)]
-        return [_keep(r[:, 1:5], r[:, 6], r[:, 5].astype(np.int64), thresholds, nms=False) for r in rows]
+        return [keep(r[:, 1:5], r[:, 6], r[:, 5].astype(np.int64), thresholds, nms=False) for r in rows]
     out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for pred in output:
         if layout == "nms":
-            out.append(_keep(pred[:, :4], pred[:, 4], pred[:, 5].astype(np.int64), thresholds, nms=False))
+            out.append(keep(pred[:, :4], pred[:, 4], pred[:, 5].astype(np.int64), thresholds, nms=False))
             continue
         if layout == "v8":
             pred = pred.T  # [A, 4+C]
@@ -108,12 +108,14 @@ def decode(output: np.ndarray, layout: str, thresholds: Thresholds) -> list[tupl
             cls_scores = pred[:, 5:] * pred[:, 4:5]
         class_ids = cls_scores.argmax(axis=1)
         scores = cls_scores[np.arange(len(cls_scores)), class_ids]
-        out.append(_keep(_xywh_to_xyxy(pred[:, :4]), scores, class_ids, thresholds, nms=True))
+        out.append(keep(_xywh_to_xyxy(pred[:, :4]), scores, class_ids, thresholds, nms=True))
     return out
 
 
-def _keep(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, t: Thresholds,
-          nms: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def keep(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, t: Thresholds,
+         nms: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidates (xyxy boxes, scores, class ids) -> those at or above the confidence threshold and
+    in the class filter, class-aware NMS when ``nms``, best first, at most ``max_detections``."""
     mask = scores >= t.confidence
     if t.classes is not None:
         mask &= np.isin(class_ids, list(t.classes))
@@ -121,9 +123,9 @@ def _keep(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, t: Thres
     if nms and len(boxes):
         xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
         # the threshold is applied above (inclusive); OpenCV would apply it again, strictly
-        keep = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), class_ids.tolist(), 0.0, t.iou)
-        keep = np.asarray(keep, dtype=np.int64).reshape(-1)
-        boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]
+        kept = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), class_ids.tolist(), 0.0, t.iou)
+        kept = np.asarray(kept, dtype=np.int64).reshape(-1)
+        boxes, scores, class_ids = boxes[kept], scores[kept], class_ids[kept]
     order = np.argsort(-scores, kind="stable")[: t.max_detections]
     return boxes[order], scores[order], class_ids[order]
 

@@ -36,7 +36,7 @@ FALSE_OKS = [
     ("recorder", '[recorder]\ndir = "ring"\nretian = "7d"\n', "retian", "no flag --retian"),
     ("recorder", '[recorder]\ndir = "ring"\nsegment = "soon"\n', "segment", "a duration"),
     ("classifier", '[classifier]\ndetector = "yolo"\n', 'detector = "yolo"', "unknown detector 'yolo'"),
-    ("classifier", '[classifier]\ndetector = "motion"\nbatch = 2.5\n', "batch = 2.5", "batch"),
+    ("classifier", '[classifier]\ndetector = "covered"\nbatch = 2.5\n', "batch = 2.5", "batch"),
     ("sink", '[sink]\nevents = "e.jsonl"\ncooldown = "often"\n', "cooldown", "a duration"),
     ("sink", '[sink]\nevents = "e.jsonl"\nmqtt = true\n', "mqtt = true", "one value"),
     ("extractor", '[extractor]\npublish_enc = "h265"\n[cameras.a]\nurl = "a.mp4"\n', "publish_enc", "one of"),
@@ -50,9 +50,9 @@ FALSE_OKS = [
     ("sink", '[sink]\nevents = "e.jsonl"\nmqtt = "http://x"\n', "mqtt =", "mqtt://host:1883"),
     ("sink", '[sink]\nevents = "e.jsonl"\nmqtt = "mqtt://broker:port"\n', "mqtt =", "mqtt://host:1883"),
     ("classifier", '[classifier]\ndetector = "onnx:/nonexistent.onnx"\n', "detector =", "no model file"),
-    ("classifier", '[classifier]\ndetector = "motion+covered:frames=x"\n', "detector =", "'x'"),
-    ("classifier", '[classifier]\ndetector = "motion"\nbatch = 0\n', "batch = 0", "at least 1"),
-    ("classifier", '[classifier]\ndetector = "motion"\nconnect = "localhost:5558"\n', "connect =", "tcp://"),
+    ("classifier", '[classifier]\ndetector = "hog+covered:frames=x"\n', "detector =", "'x'"),
+    ("classifier", '[classifier]\ndetector = "covered"\nbatch = 0\n', "batch = 0", "at least 1"),
+    ("classifier", '[classifier]\ndetector = "covered"\nconnect = "localhost:5558"\n', "connect =", "tcp://"),
     ("ventilator", '[ventilator]\nfrontend = "localhost:1"\n', "frontend =", "tcp://host:port"),
     ("ventilator", '[ventilator]\nmax_backlog = 0\n', "max_backlog", "at least 1"),
     ("run", '[run]\nworkers = 0\n', "workers = 0", "at least 1"),
@@ -61,8 +61,15 @@ FALSE_OKS = [
     ("extractor", '[extractor]\npush = "127.0.0.1:17555"\n[cameras.a]\nurl = "a.mp4"\n', "push =", "tcp://"),
     ("sink", '[sink]\nevents = "e.jsonl"\nwebhook = "htp://x"\n', "webhook =", "http://"),
     ("sink", '[sink]\nevents = "e.jsonl"\nmetrics_port = 99999\n', "metrics_port", "a port number"),
-    ("classifier", '[classifier]\ndetector = "motion"\nconfidence = 2\n', "confidence = 2", "from 0 to 1"),
+    ("classifier", '[classifier]\ndetector = "covered"\nconfidence = 2\n', "confidence = 2", "from 0 to 1"),
     ("recorder", '[recorder]\ndir = "ring"\nkeep_types = "detecton"\n', "keep_types", "no event is of type"),
+    ("sink", '[cameras.a]\nurl = "a.mp4"\nzones = { drive = [[0, 0], [9, 0], [9, 9]] }\n[cameras.a.rules]\n'
+             'zones = ["driev"]\n', 'zones = ["driev"]', "not one of the camera's zones"),
+    ("sink", '[sink]\nevents = "e.jsonl"\nsecurity = 1\n[security]\nkey = "/nonexistent.key_secret"\n',
+     "security = 1", "no flag --security"),
+    ("sink", '[sink]\nevents = "e.jsonl"\n[security]\nkey = "/nonexistent/host.key_secret"\n', 'key = "',
+     "cannot read the key file"),
+    ("sink", '[sink]\nevents = "e.jsonl"\n[security]\nkeys = "/etc/camwire/keys"\n', "keys =", "unknown key"),
 ]
 
 
@@ -129,7 +136,7 @@ def test_two_names_never_share_a_folder() -> None:
 
 
 @pytest.mark.parametrize("argv", [["extractor", "--camera", "a/b", "--source", "x.mp4", "--push", "tcp://127.0.0.1:9"],
-                                  ["run", "--camera", "a/b=x.mp4", "--detector", "motion"]])
+                                  ["run", "--camera", "a/b=x.mp4", "--detector", "covered"]])
 def test_a_camera_name_flag_the_wire_would_refuse_is_refused(argv: list[str]) -> None:
     done = camwire(*argv)
     assert done.returncode == 2 and "camera name" in done.stderr and "Traceback" not in done.stderr
@@ -225,7 +232,7 @@ def test_a_bad_option_without_a_file_is_refused_before_the_daemon_starts(tmp_pat
     one_line_error(camwire(*worker, "--detector", "yolo"), "unknown detector 'yolo'")
     one_line_error(camwire("ventilator", "--frontend", "tcp://127.0.0.1:1", "--backend", "tcp://127.0.0.1:2",
                            "--max-cameras", "0"), "--max-cameras", "at least 1")
-    one_line_error(camwire("run", "--camera", "a=x.mp4", "--detector", "motion", "--rules",
+    one_line_error(camwire("run", "--camera", "a=x.mp4", "--detector", "covered", "--rules",
                            str(tmp_path / "missing.toml")), "--rules", "cannot read")
 
 

@@ -42,14 +42,14 @@ def run(tmp: Path, *argv: str) -> subprocess.Popen:
 def test_run_config_delivers_events_of_two_cameras_over_mqtt(tmp_path: Path, broker: int, sample_clip: Path) -> None:
     cfg = tmp_path / "camwire.toml"
     cfg.write_text(f'[sink]\nmqtt = "mqtt://127.0.0.1:{broker}/camwire"\ncooldown = "0s"\n\n'
-                   '[classifier]\ndetector = "motion+covered"\n\n[run]\nworkers = 1\n\n'
+                   '[classifier]\ndetector = "covered"\n\n[run]\nworkers = 1\n\n'
                    f'[cameras.one]\nurl = "{sample_clip}"\nevery = 5\n\n'
                    f'[cameras.two]\nurl = "{sample_clip}"\nevery = 5\n')
     client, topics = subscribe(broker, "camwire/#")
     proc = run(tmp_path, "--config", str(cfg), "--events", str(tmp_path / "events.jsonl"),
                "--stats", str(tmp_path / "stats.json"))
     try:
-        wanted = {f"camwire/{cam}/{kind}" for cam in ("one", "two") for kind in ("motion", "camera_covered")}
+        wanted = {f"camwire/{cam}/{kind}" for cam in ("one", "two") for kind in ("motion_start", "camera_covered")}
         seen: set[str] = set()
         deadline = time.monotonic() + 120
         while not wanted <= seen:
@@ -65,7 +65,7 @@ def test_run_config_delivers_events_of_two_cameras_over_mqtt(tmp_path: Path, bro
         proc.wait(timeout=60)
     assert proc.returncode == 0
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
-    assert {"one", "two"} <= {e["camera"] for e in events if e["type"] == "motion"}
+    assert {"one", "two"} <= {e["camera"] for e in events if e["type"] == "motion_start"}
     assert json.loads((tmp_path / "stats.json").read_text())["sink"]["outputs"]["mqtt"]["published"] > 0
 
 
@@ -75,11 +75,11 @@ def test_run_once_ends_with_the_missing_camera_failed_and_exit_1(tmp_path: Path,
     missing = tmp_path / "no-such-clip.mp4"
     if by_config:
         cfg = tmp_path / "camwire.toml"
-        cfg.write_text(f'[classifier]\ndetector = "motion"\n\n[run]\nworkers = 1\n\n'
+        cfg.write_text(f'[classifier]\ndetector = "covered"\n\n[run]\nworkers = 1\n\n'
                        f'[cameras.good]\nurl = "{sample_clip}"\nevery = 5\n\n[cameras.gone]\nurl = "{missing}"\n')
         cameras = ["--config", str(cfg)]
     else:
-        cameras = ["--camera", f"good={sample_clip}", "--camera", f"gone={missing}", "--detector", "motion",
+        cameras = ["--camera", f"good={sample_clip}", "--camera", f"gone={missing}", "--detector", "covered",
                    "--workers", "1", "--every", "5"]
     proc = run(tmp_path, *cameras, "--once", "--events", str(tmp_path / "events.jsonl"),
                "--stats", str(tmp_path / "stats.json"))
@@ -92,7 +92,7 @@ def test_run_once_ends_with_the_missing_camera_failed_and_exit_1(tmp_path: Path,
     assert stats["run"]["failed"] == ["extractor-gone"] and stats["run"]["restarts"] == {}
     assert stats["sink"]["results"]["good"] > 0  # the good camera was processed to its end
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
-    assert any(e["type"] == "motion" and e["camera"] == "good" for e in events)
+    assert any(e["type"] == "motion_start" and e["camera"] == "good" for e in events)
 
 
 def test_two_per_camera_extractors_from_one_file_on_one_host(tmp_path: Path, sample_clip: Path) -> None:

@@ -18,7 +18,7 @@ def test_dead_child_is_restarted_and_logged(tmp_path: Path, sample_clip: Path) -
     stats = tmp_path / "stats.json"
     env = {**os.environ, "CAMWIRE_LOG_FORMAT": "json"}
     run = subprocess.Popen([sys.executable, "-m", "camwire", "run", "--camera", f"cam={sample_clip}",
-                            "--detector", "motion", "--workers", "2", "--realtime",
+                            "--detector", "covered", "--workers", "2", "--realtime",
                             "--events", str(tmp_path / "events.jsonl"), "--stats", str(stats)],
                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     try:
@@ -59,23 +59,30 @@ def gone(pid: int) -> bool:
         return True
 
 
+def started(run: subprocess.Popen) -> dict[str, int]:
+    """Each child's pid as ``camwire run`` logs it starting, read until the extractor (the last)."""
+    pids = {}
+    for line in run.stderr:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and rec.get("daemon") == "run" and rec.get("event") == "started":
+            pids[rec["child"]] = rec["pid"]
+            if rec["child"].startswith("extractor"):
+                break  # the extractor starts last: every child is up
+    return pids
+
+
 def test_children_stop_when_run_is_killed(tmp_path: Path, sample_clip: Path) -> None:
     env = {**os.environ, "CAMWIRE_LOG_FORMAT": "json"}
     run = subprocess.Popen([sys.executable, "-m", "camwire", "run", "--camera", f"cam={sample_clip}",
-                            "--detector", "motion", "--workers", "1", "--realtime",
+                            "--detector", "covered", "--workers", "1", "--realtime",
                             "--events", str(tmp_path / "events.jsonl")],
                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     pids = {}
     try:
-        for line in run.stderr:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict) and rec.get("daemon") == "run" and rec.get("event") == "started":
-                pids[rec["child"]] = rec["pid"]
-                if rec["child"].startswith("extractor"):
-                    break  # the extractor starts last: every child is up
+        pids = started(run)
         run.kill()  # SIGKILL: the supervisor gets no chance to stop anyone
         run.wait()
         deadline = time.monotonic() + 30
@@ -94,7 +101,7 @@ def test_sighup_is_passed_on_and_every_daemon_reloads(tmp_path: Path, sample_cli
     ports = {"sink": free_port(), "ventilator": free_port(), "worker": free_port(), "extractor": free_port()}
     cfg = tmp_path / "camwire.toml"
     cfg.write_text(f'[sink]\nmetrics_port = {ports["sink"]}\n\n[ventilator]\nmetrics_port = {ports["ventilator"]}\n\n'
-                   f'[classifier]\ndetector = "motion"\nmetrics_port = {ports["worker"] - 1}\n\n'  # worker 1: +1
+                   f'[classifier]\ndetector = "covered"\nmetrics_port = {ports["worker"] - 1}\n\n'  # worker 1: +1
                    f'[extractor]\nmetrics_port = {ports["extractor"]}\n\n[run]\nworkers = 1\n\n'
                    f'[cameras.cam]\nurl = "{sample_clip}"\nrealtime = true\n')
     stats = tmp_path / "stats.json"
@@ -131,3 +138,25 @@ def test_sighup_is_passed_on_and_every_daemon_reloads(tmp_path: Path, sample_cli
     assert run.returncode == 0, (tmp_path / "run.log").read_text()[-3000:]
     assert json.loads(stats.read_text())["run"]["restarts"] == {}
     assert "camwire run summary" in out
+
+
+def test_flags_mode_puts_no_camera_url_on_a_child_command_line(tmp_path: Path) -> None:
+    """``ps`` shows every user every command line; a child's environment only its owner and root."""
+    url = f"rtsp://admin:hunter2@127.0.0.1:{free_port()}/stream1"  # nothing listens: it keeps reconnecting
+    env = {**os.environ, "CAMWIRE_LOG_FORMAT": "json"}
+    run = subprocess.Popen([sys.executable, "-m", "camwire", "run", "--camera", f"door={url}",
+                            "--detector", "covered", "--workers", "1", "--events", str(tmp_path / "events.jsonl")],
+                           stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    try:
+        pids = started(run)
+        for child, pid in pids.items():
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            assert not any(b"hunter2" in a for a in argv), (child, argv)
+        extractor = pids["extractor-door"]
+        argv = Path(f"/proc/{extractor}/cmdline").read_bytes().split(b"\0")
+        assert b"${CAMWIRE_SOURCE_0}" in argv
+        assert f"CAMWIRE_SOURCE_0={url}".encode() in Path(f"/proc/{extractor}/environ").read_bytes().split(b"\0")
+        assert oct(Path(f"/proc/{extractor}/environ").stat().st_mode & 0o777) == "0o400"
+    finally:
+        run.send_signal(signal.SIGTERM)
+        run.wait(timeout=30)

@@ -47,38 +47,12 @@ def test_covered_detector_flags_carry_its_n() -> None:
     assert res.flags["covered"] is True and res.flags["covered_after"] == 7
 
 
-def run_motion(frames: list[np.ndarray]) -> list[list]:
-    det = make_detector("motion")
-    return [det.detect([(hdr(i), f)])[0].detections for i, f in enumerate(frames)]
-
-
-def test_motion_finds_a_moving_object_in_source_pixels() -> None:
-    frames = [sample_frame(i, 25, W, H, SCENE, None) for i in range(0, 40, 4)]
-    found = run_motion(frames)
-    assert not found[0]  # the first frame only seeds the background
-    assert all(found[1:])
-    box = max(found[-1], key=lambda d: d.confidence).box
-    assert 0 <= box[0] < box[2] <= W and 0 <= box[1] < box[3] <= H
-
-
-def test_motion_ignores_noise_flicker_and_vibration() -> None:
-    frames = []
-    for i in range(30):
-        img = noisy(SCENE, 4, i)  # sensor noise
-        img = cv2.convertScaleAbs(img, alpha=1.0, beta=25 * (i % 2))  # flickering light
-        shift = np.float32([[1, 0, (i % 3) - 1], [0, 1, (i % 2)]])  # a camera shaking by a pixel
-        frames.append(cv2.warpAffine(img, shift, (W, H), borderMode=cv2.BORDER_REFLECT))
-    assert not any(run_motion(frames))
-
-
-def test_detectors_combine_and_keep_per_camera_state() -> None:
-    det = make_detector("motion+covered")
-    still = sample_frame(0, 25, W, H, SCENE, None)
-    moved = sample_frame(40, 25, W, H, SCENE, None)
-    det.detect([(hdr(0, "a"), still), (hdr(0, "b"), moved)])
-    res_a, res_b = det.detect([(hdr(1, "a"), moved), (hdr(1, "b"), moved)])
-    assert res_a.detections and not res_b.detections
-    assert res_a.flags["scene"] == "clear"
+def test_detectors_combine_their_detections_and_flags() -> None:
+    det = make_detector("hog+covered")  # motion is the extractor's now (tests/extractor/test_motion_detector.py)
+    assert det.name == "hog+covered"
+    [clear, covered] = det.detect([(hdr(0), SCENE), (hdr(1), sample_frame(130, 25, W, H, SCENE, (5, 8)))])
+    assert clear.flags["scene"] == "clear" and covered.flags["covered"] is True
+    assert all(d.label == "person" for d in clear.detections + covered.detections)
 
 
 def test_hog_runs_and_maps_to_source_pixels() -> None:

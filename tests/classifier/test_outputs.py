@@ -12,29 +12,35 @@ from mqtt import Subscriber
 
 def test_events_reach_a_real_mosquitto(pipeline_factory, daemons, broker: int, sample_clip: Path) -> None:
     live = Subscriber(broker, "camwire/#")
-    p = pipeline_factory(cooldown=0.0, until="gate", sink_args=("--mqtt", f"mqtt://127.0.0.1:{broker}/camwire"))
-    p.worker("worker-1", "motion+covered")
+    p = pipeline_factory(cooldown=0.0, until="gate", sink_args=("--mqtt", f"mqtt://127.0.0.1:{broker}/camwire",
+                                                                "--mqtt-discovery", ""))  # test_homeassistant.py
+    p.worker("worker-1", "covered")
     p.extractor("gate", str(sample_clip), extra=("--every", "5"))
     assert daemons.wait("sink", timeout=120) == 0
     lines = p.events_file.read_text().splitlines()
     events = [json.loads(line) for line in lines]
-    assert {"camera_online", "motion", "camera_covered", "camera_uncovered"} <= {e["type"] for e in events}
+    assert {"camera_online", "motion_start", "camera_covered", "camera_uncovered"} <= {e["type"] for e in events}
     states = {"camera_online": "online", "camera_covered": "covered", "camera_uncovered": "online"}
-    expected = 2 + len(events) + sum(e["type"] in states for e in events)  # available online/offline, states
+    motion = {"motion_start": "ON", "motion_end": "OFF"}
+    kept = sum(e["type"] in states for e in events) + sum(e["type"] in motion for e in events)
+    expected = 2 + len(events) + kept  # available online/offline, each event, states and motion
     got = live.take(expected)
     live.close()
-    by_topic = [(t, body) for t, body, _ in got if t.startswith("camwire/gate/") and not t.endswith("/state")]
+    by_topic = [(t, body) for t, body, _ in got if t.startswith("camwire/gate/")
+                and not t.endswith(("/state", "/motion"))]
     assert by_topic == [(f"camwire/gate/{e['type']}", line) for e, line in zip(events, lines)]  # the same bytes
     assert [body for t, body, _ in got if t == "camwire/gate/state"] == [states[e["type"]] for e in events
                                                                         if e["type"] in states]
+    assert [body for t, body, _ in got if t == "camwire/gate/motion"] == [motion[e["type"]] for e in events
+                                                                         if e["type"] in motion]
     assert [body for t, body, _ in got if t == "camwire/available"] == ["online", "offline"]
-    assert daemons.stats("sink")["outputs"]["mqtt"]["published"] == len(events) + sum(e["type"] in states for e in events)
+    assert daemons.stats("sink")["outputs"]["mqtt"]["published"] == len(events) + kept
 
     # a client that comes later (Home Assistant after a restart) is told the state by the broker
     late = Subscriber(broker, "camwire/#")
     retained = {t: body for t, body, retain in late.take() if retain}
     late.close()
-    assert retained == {"camwire/gate/state": "online", "camwire/available": "offline"}
+    assert retained == {"camwire/gate/state": "online", "camwire/gate/motion": "OFF", "camwire/available": "offline"}
 
 
 class FlakyHook(BaseHTTPRequestHandler):
@@ -64,7 +70,7 @@ def test_webhook_retries_until_delivered(pipeline_factory, daemons, sample_clip:
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
         p = pipeline_factory(until="door", sink_args=("--webhook", url))
-        p.worker("worker-1", "motion+covered")
+        p.worker("worker-1", "covered")
         p.extractor("door", str(sample_clip), extra=("--every", "5"))
         assert daemons.wait("sink", timeout=120) == 0
     finally:

@@ -1,4 +1,4 @@
-"""Per-camera rules and schedules decide which detections become events."""
+"""Per-camera rules and schedules decide which detections become tracked objects' events."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from classifier.events import Events
+from classifier.events import EventIds
 from classifier.rules import load_rules
+from classifier.tracking import Tracking
 from common import wire
 from conftest import ROOT, tcp
 
@@ -33,48 +34,56 @@ def at(hh: int, mm: int, tz: str = "Europe/Paris") -> float:
 
 
 def result(camera: str, seq: int, ts: float, *dets: tuple[str, float]) -> wire.Result:
-    return wire.Result(camera=camera, seq=seq, ts_ns=int(ts * 1e9), width=4, height=4,
-                       detections=[wire.Detection(lab, c, (0, 0, 1, 1)) for lab, c in dets])
+    """Each label a box of its own, still from frame to frame: one tracked object per label."""
+    place = {"person": 0, "car": 1, "dog": 2, "cat": 3}
+    return wire.Result(camera=camera, seq=seq, ts_ns=int(ts * 1e9), width=640, height=360,
+                       detections=[wire.Detection(lab, c, (10 + 100 * place[lab], 10, 90 + 100 * place[lab], 90))
+                                   for lab, c in dets])
 
 
 @pytest.fixture
-def events(tmp_path: Path) -> Events:
+def rules(tmp_path: Path):
     path = tmp_path / "rules.toml"
     path.write_text(RULES)
-    return Events(cooldown_s=0.0, rules=load_rules(path))
+    return load_rules(path)
 
 
-def test_labels_confidence_and_consecutive_frames(events: Events) -> None:
-    night = at(23, 0)
-    out = [events.on_result(result("yard", i, night + i, *d)) for i, d in enumerate([
-        [("person", 0.9)], [("person", 0.8)], [("dog", 0.99)],  # a dog is not wanted: the run breaks
-        [("person", 0.9)], [("person", 0.4)],  # too unsure: breaks it again
-        [("car", 0.6)], [("person", 0.7)], [("person", 0.9), ("dog", 0.9)],  # third in a row: event
-        [("car", 0.9)],
-    ])]
-    fired = [(i, [d.label for d in e.detections]) for i, evs in enumerate(out) for e in evs]
-    assert fired == [(7, ["person"]), (8, ["car"])]
-    assert events.counters.get("suppressed", "yard", "min_frames") == 5
+def starts(rules, camera: str, frames: list[list[tuple[str, float]]], t0: float) -> list[tuple[int, str]]:
+    """(frame, label) of each tracked object's start (results in order, one a second)."""
+    t = Tracking(EventIds(), rules, gone_s=100.0, window=1)
+    out = []
+    for i, dets in enumerate(frames + [[]]):  # one more: the window of 1 holds the newest
+        out += [(e.seq, e.label) for e, _ in t.on_result(result(camera, i, t0 + i, *dets), None, 0.0)
+                if e.phase == "start"]
+    return out
 
 
-def test_schedule_in_the_cameras_time_zone(events: Events) -> None:
+def test_labels_confidence_and_min_frames_start_objects(rules) -> None:
+    frames = [[("person", 0.9)], [("person", 0.8)], [("person", 0.9), ("dog", 0.99)], [("person", 0.4)],
+              [("car", 0.6)], [("car", 0.7)], [("car", 0.9)], [("car", 0.9)]]
+    # a person seen 3 times (a tracker confirms from the first frame it has), the car seen 3 times
+    # from its second frame on (a new track is confirmed by its second); a dog is not wanted, 0.4 too unsure
+    assert starts(rules, "yard", frames, at(23, 0)) == [(2, "person"), (7, "car")]
+
+
+def test_schedule_in_the_cameras_time_zone(rules) -> None:
     def fires(ts: float) -> bool:
-        e = Events(cooldown_s=0.0, rules=events.rules)
-        return any(e.on_result(result("yard", i, ts + i, ("person", 0.9))) for i in range(3))
-    assert fires(at(22, 0)) and fires(at(2, 30)) and fires(at(5, 59))  # over midnight
-    assert not fires(at(21, 58)) and not fires(at(6, 0)) and not fires(at(12, 0))
+        return bool(starts(rules, "yard", [[("person", 0.9)]] * 3, ts))
+    assert fires(at(22, 0)) and fires(at(2, 30)) and fires(at(5, 57))  # over midnight
+    assert not fires(at(21, 57)) and not fires(at(6, 0)) and not fires(at(12, 0))
     # the window is in the camera's zone: 21:30 UTC is 22:30 in Paris (in November, UTC+1)
     assert fires(at(21, 30, "UTC")) and not fires(at(21, 30))
-    e = Events(cooldown_s=0.0, rules=events.rules)
+    t = Tracking(EventIds(), rules, window=1)
     for i in range(3):
-        e.on_result(result("yard", i, at(12, 0) + i, ("person", 0.9)))
-    assert e.counters.get("suppressed", "yard", "outside_schedule") == 1
+        t.on_result(result("yard", i, at(12, 0) + i, ("person", 0.9)), None, 0.0)
+    assert t.counters.get("suppressed", "yard", "outside_schedule") == 3
 
 
-def test_default_rule_and_cameras_without_rules(tmp_path: Path, events: Events) -> None:
-    assert events.on_result(result("door", 0, at(12, 0), ("cat", 0.31)))  # the default: 0.3, any label
-    assert not events.on_result(result("door", 1, at(12, 0) + 5, ("cat", 0.29)))
-    assert Events(cooldown_s=0.0).on_result(result("door", 0, 1.0, ("cat", 0.01)))  # no rules at all
+def test_default_rule_and_cameras_without_rules(rules) -> None:
+    assert starts(rules, "door", [[("cat", 0.31)]], at(12, 0)) == [(0, "cat")]  # the default: 0.3, any label
+    assert starts(rules, "door", [[("cat", 0.29)]] * 3, at(12, 0)) == []
+    from classifier.rules import Rules
+    assert starts(Rules(), "door", [[("cat", 0.3)]], 1.0) == [(0, "cat")]  # no rules at all
 
 
 def test_bad_rules_are_refused_with_the_line(tmp_path: Path) -> None:

@@ -102,7 +102,8 @@ def test_snapshots_are_jpegs_only_never_overwritten_and_bounded(tmp_path: Path) 
     on_disk = sorted(root.rglob("*.jpg"))
     assert store.bytes <= 6 * size and len(on_disk) < 8
     assert [p.name for p in on_disk] == [Path(p).name for p in paths[-len(on_disk):]]  # oldest went first
-    meta = json.loads(Path(paths[-1]).with_suffix(".json").read_text())
+    assert paths[-1].startswith("snapshots/c/")  # relative to the data dir (the store's base)
+    meta = json.loads((tmp_path / paths[-1]).with_suffix(".json").read_text())
     assert meta["id"] == event(8).id and meta["snapshot"] == paths[-1]
 
     again = SnapshotStore(root, counters, errors(), retain_s=3600, max_bytes=6 * size, min_free=0.0)
@@ -199,3 +200,28 @@ def test_an_old_status_db_gains_the_new_columns(tmp_path: Path) -> None:
     book.flush(force=True)
     assert read_status(path)[0][0]["attempts"] == 2
     book.close()
+
+
+def test_an_object_snapshot_has_its_box_drawn_a_clean_copy_and_a_thumbnail(tmp_path: Path) -> None:
+    import cv2
+
+    scene = np.full((360, 640, 3), 128, np.uint8)
+    store = SnapshotStore(tmp_path / "snapshots", Counters(), errors(), min_free=0.0)
+    obj = wire.Event(id="20261121T000000.000000001Z-c-object", type="object", camera="c", ts=1_795_000_000.0,
+                     phase="start", object_id="20261121T000000.000000001Z-c-object", label="person",
+                     box=(100.0, 80.0, 300.0, 240.0))
+    named = store.save(obj, encode_jpeg(scene), (640, 360), obj.box, "person")
+    path = tmp_path / named
+    drawn = cv2.imread(str(path))
+    clean = cv2.imread(str(path.with_name(path.name.replace(".jpg", ".clean.jpg"))))
+    thumb = cv2.imread(str(path.with_name(path.name.replace(".jpg", ".thumb.jpg"))))
+    green = np.array([0, 255, 0])
+    # every pixel along the box's four edges is the box's colour; inside and outside, the scene
+    edges = [drawn[80, 100:301], drawn[240, 100:301], drawn[80:241, 100], drawn[80:241, 300]]
+    assert all(np.abs(edge.astype(int) - green).max() < 60 for edge in edges)
+    assert np.abs(drawn[160, 200].astype(int) - 128).max() < 10 and np.abs(drawn[300, 500].astype(int) - 128).max() < 10
+    assert np.abs(clean[80, 100:301].astype(int) - 128).max() < 10  # the clean copy has no box
+    assert thumb.shape == (128, 160, 3)  # the box and a quarter of it round it, 160 pixels across at most
+    meta = json.loads(path.with_name(path.name.replace(".jpg", ".json")).read_text())
+    assert meta["snapshot"] == named and meta["box"] == [100.0, 80.0, 300.0, 240.0]
+    assert store.prune(now=time.time() + 30 * 86400) == 1 and not list(tmp_path.rglob("*.*"))  # all four go

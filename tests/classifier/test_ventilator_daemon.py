@@ -49,7 +49,7 @@ def test_the_ventilator_never_loads_opencv() -> None:
 def test_a_2gib_frame_is_dropped_and_counted_and_the_clip_after_it_passes_whole(
         pipeline_factory, daemons, zctx, sample_clip: Path) -> None:
     p = pipeline_factory(until="gen")
-    p.worker("worker-1", "motion")
+    p.worker("worker-1", "covered")
     push(zctx, p.frontend, [wire.frame_parts(HUGE, b"\0" * 64)])
     p.extractor("gen", str(sample_clip), extra=EVERY)
     sent = clip_passes_whole(p, daemons)
@@ -63,7 +63,7 @@ def test_a_2gib_frame_is_dropped_and_counted_and_the_clip_after_it_passes_whole(
 def test_a_worker_that_takes_frames_and_never_answers_costs_only_counted_losses(
         pipeline_factory, daemons, zctx, sample_clip: Path) -> None:
     p = pipeline_factory(until="gen", vent_args=("--frame-deadline", "1s"))
-    p.worker("worker-1", "motion")
+    p.worker("worker-1", "covered")
     fake = zctx.socket(zmq.DEALER)
     fake.setsockopt(zmq.LINGER, 0)
     fake.setsockopt(zmq.IDENTITY, b"fake")
@@ -127,7 +127,7 @@ def test_garbage_into_the_frontend_and_backend_is_counted_and_dropped(
     assert sent["front"] and sent["back"]
     front.close()
     back.close()
-    p.worker("worker-1", "motion")
+    p.worker("worker-1", "covered")
     p.extractor("gen", str(sample_clip), extra=EVERY)
     frames = clip_passes_whole(p, daemons)
     assert daemons.stop("ventilator") == 0 and daemons.stop("worker-1") == 0

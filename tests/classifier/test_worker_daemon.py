@@ -26,7 +26,7 @@ def test_a_2gib_frame_gets_a_result_with_an_error_and_the_clip_after_it_passes_w
         pipeline_factory, daemons, zctx, sample_clip: Path) -> None:
     # the ventilator lets it through (its limit is higher); the worker's own limit refuses it
     p = pipeline_factory(until="gen", vent_args=("--max-frame-bytes", "4G"))
-    p.worker("worker-1", "motion")
+    p.worker("worker-1", "covered")
     push(zctx, p.frontend, [wire.frame_parts(HUGE, b"\0" * 64)])
     p.extractor("gen", str(sample_clip), extra=EVERY)
     sent = clip_passes_whole(p, daemons)
@@ -50,7 +50,7 @@ def test_garbage_into_a_worker_is_counted_and_dropped(daemons, zctx, sample_clip
     frames_in = zctx.socket(zmq.PULL)
     frames_in.setsockopt(zmq.LINGER, 0)
     frames_in.bind(frontend)
-    daemons.start("worker", "classifier", "--connect", backend, "--sink", results, "--detector", "motion",
+    daemons.start("worker", "classifier", "--connect", backend, "--sink", results, "--detector", "covered",
                   "--name", "w1")
     assert router.poll(30_000)
     ident, first = router.recv_multipart()
@@ -117,7 +117,7 @@ def test_a_dead_detection_thread_is_restarted_and_its_frame_answered(
 
 def test_wrong_addresses_are_warned_about_and_sends_never_block(daemons) -> None:
     connect, sink = tcp(), tcp()  # nobody there
-    proc = daemons.start("worker", "classifier", "--connect", connect, "--sink", sink, "--detector", "motion",
+    proc = daemons.start("worker", "classifier", "--connect", connect, "--sink", sink, "--detector", "covered",
                          "--name", "w1")
     log = daemons.tmp / "worker.log"
     for addr in (connect, sink):
@@ -137,14 +137,14 @@ def test_a_detector_failing_on_every_frame_logs_once_and_answers_every_frame(
     records = [json.loads(line) for line in (daemons.tmp / "worker-1.log").read_text().splitlines()]
     failures = [r for r in records if "the model is broken" in str(r.get("error"))]
     assert len(failures) == 1 and "exception" in failures[0]  # one line (a traceback once), not one per frame
-    assert not [e for e in p.events_written() if e["type"] == "motion"]
+    assert not [e for e in p.events_written() if e.get("worker")]  # no event from a result
 
 
 def test_sighup_reloads_both_daemons_and_frames_keep_flowing(pipeline_factory, daemons, sample_clip: Path) -> None:
     p = pipeline_factory(until="gen", cooldown=0.0)
-    p.worker("worker-1", "motion")
+    p.worker("worker-1", "covered")
     p.extractor("gen", str(sample_clip), extra=("--realtime", *EVERY))
-    p.events.wait_type("motion")  # both loops are running (their handlers are in place)
+    p.events.wait_type("motion_start")  # both loops are running (their handlers are in place)
     for name in ("ventilator", "worker-1"):
         daemons.procs[name].send_signal(signal.SIGHUP)
     for name in ("ventilator", "worker-1"):

@@ -4,8 +4,11 @@ what they send received on a PULL socket bound here."""
 from __future__ import annotations
 
 import http.server
+import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -172,3 +175,12 @@ def test_a_service_retries_a_failed_camera_and_never_exits(daemons, pull, tmp_pa
     assert not any(isinstance(m, wire.Eos) for m in pull.seen)  # not given up on: no end of stream
     assert daemons.procs["extractor"].poll() is None
     assert daemons.stop("extractor") == 0
+
+
+def test_a_source_variable_set_nowhere_is_refused_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CAMWIRE_NO_SUCH_VAR"}
+    done = subprocess.run([sys.executable, "-m", "camwire", "extractor", "--camera", "door", "--source",
+                           "${CAMWIRE_NO_SUCH_VAR}", "--push", "tcp://127.0.0.1:1"], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "camwire extractor: error: --source: ${CAMWIRE_NO_SUCH_VAR} is not set in the environment"

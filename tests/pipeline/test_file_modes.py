@@ -16,7 +16,7 @@ from conftest import ROOT, free_port, scrape
 def test_everything_a_run_writes_is_0640_or_0750(tmp_path: Path, sample_clip: Path) -> None:
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "camwire", "run", "--camera", f"door={sample_clip}",
-                           "--detector", "motion+covered", "--workers", "1", "--once",
+                           "--detector", "covered", "--workers", "1", "--once",
                            "--events", str(out / "events.jsonl"), "--data-dir", str(out / "data"),
                            "--record", str(out / "ring"), "--segment", "4", "--keep-types", "camera_covered"],
                           cwd=ROOT, capture_output=True, text=True, timeout=240)

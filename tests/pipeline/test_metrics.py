@@ -30,7 +30,7 @@ def test_metrics_scraped_during_a_run_match_the_stats(daemons, sample_clip: Path
     common = ("--config", str(config), "--metrics-port")
     daemons.start("sink", "sink", *common, str(ports["sink"]))
     daemons.start("ventilator", "ventilator", *common, str(ports["ventilator"]))
-    daemons.start("worker", "classifier", *common, str(ports["worker"]), "--detector", "motion+covered",
+    daemons.start("worker", "classifier", *common, str(ports["worker"]), "--detector", "covered",
                   "--name", "w1")
     daemons.start("recorder", "recorder", *common, str(ports["recorder"]))
     daemons.start("extractor", "extractor", *common, str(ports["extractor"]))
@@ -59,7 +59,7 @@ def test_metrics_scraped_during_a_run_match_the_stats(daemons, sample_clip: Path
     assert value(sink, "camwire_sink_results_total", camera="cam") == 150
     assert value(rec, "camwire_recorder_written_total", camera="cam") == 300
     # histograms: one inference per batch, one latency per result and per event
-    assert value(worker, "camwire_inference_seconds_count", detector="motion+covered") == stats["worker"]["batches"]
+    assert value(worker, "camwire_inference_seconds_count", detector="covered") == stats["worker"]["batches"]
     assert value(sink, "camwire_result_latency_seconds_count", camera="cam") == 150
     detected = sum(n for t, n in stats["sink"]["events"].items() if t not in ("camera_online", "camera_offline"))
     assert detected > 0 and value(sink, "camwire_event_latency_seconds_count", camera="cam") == detected

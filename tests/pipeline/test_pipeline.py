@@ -54,16 +54,18 @@ def test_generated_clip_gives_motion_and_covered_events(pipeline_factory, daemon
     events = p.events_written()
     kinds = [e["type"] for e in events]
     assert kinds.count("camera_covered") == 1 and kinds.count("camera_uncovered") == 1
-    assert kinds.count("camera_online") == 1 and kinds.count("motion") >= 5
+    assert kinds.count("camera_online") == 1 and kinds.count("motion_start") >= 1
     # a file keeps its own timeline: capture time = time opened + pts, for every frame
     assert len({round(e["ts"] - e["seq"] / 25, 3) for e in events if e["seq"] is not None}) == 1
     covered = next(e for e in events if e["type"] == "camera_covered")
     uncovered = next(e for e in events if e["type"] == "camera_uncovered")
     assert 5.0 <= covered["seq"] / 25 <= 6.0 and 8.0 <= uncovered["seq"] / 25 <= 9.0  # covered 5 s to 8 s
-    motion = next(e for e in events if e["type"] == "motion")
-    assert Path(motion["snapshot"]).is_file()
-    beside = json.loads(Path(motion["snapshot"]).with_suffix(".json").read_text())
-    assert beside["detections"] == motion["detections"]
+    assert covered["snapshot"].startswith("snapshots/gen/")  # relative to the data dir, never a host path
+    assert (p.data_dir / covered["snapshot"]).is_file()
+    beside = json.loads((p.data_dir / covered["snapshot"]).with_suffix(".json").read_text())
+    assert beside["detections"] == covered["detections"]
+    motion = next(e for e in events if e["type"] == "motion_start")  # the extractor's, where it moved
+    assert motion["detections"]
     for det in motion["detections"]:
         x1, y1, x2, y2 = det["box"]
         assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 360 and det["label"] == "motion"
@@ -72,15 +74,15 @@ def test_generated_clip_gives_motion_and_covered_events(pipeline_factory, daemon
 def test_real_clip_gives_motion_events(pipeline_factory, daemons) -> None:
     clip = shared_clip("car-detection.mp4")
     p = pipeline_factory(until="street")
-    p.worker("worker-1", "motion")
-    p.extractor("street", str(clip), extra=("--every", "2"))
+    p.worker("worker-1", "covered")
+    p.extractor("street", str(clip), extra=("--every", "2", "--detect", "always"))
     assert daemons.wait("sink", timeout=120) == 0
     assert daemons.wait("extractor-street") == 0
     extractor = daemons.stats("extractor-street")["street"]
     assert extractor["decoded"] == 377 and extractor["sent"] == 189
     assert daemons.stats("sink")["results"]["street"] == 189
-    motion = [e for e in p.events_written() if e["type"] == "motion"]
-    assert len(motion) >= 5  # cars pass all through the clip
+    motion = [e for e in p.events_written() if e["type"] == "motion_start"]
+    assert len(motion) >= 1  # cars pass all through the clip
     assert all(0 <= d["box"][2] <= 768 and 0 <= d["box"][3] <= 432 for e in motion for d in e["detections"])
 
 
@@ -90,15 +92,15 @@ def test_workers_join_mid_run_and_a_killed_worker_costs_only_its_in_flight_frame
     p.worker("worker-1")
     p.worker("worker-2")
     p.extractor("live", str(sample_clip), extra=("--realtime",))  # paced like a camera: 12 s
-    p.events.wait_type("motion")
+    p.events.wait_type("motion_start")
 
     p.worker("worker-3")  # started mid-run: it gets work as soon as it asks
-    p.events.wait_for(lambda e: e.get("worker") == "worker-3")
+    p.events.wait_type("camera_covered")  # 5 s into the clip
 
     daemons.procs["worker-1"].send_signal(signal.SIGKILL)
     daemons.wait("worker-1")
     since = len(p.events.seen)
-    after = p.events.wait_for(lambda e: e["type"] == "motion", since=since)  # the rest carry on
+    after = p.events.wait_type("camera_uncovered", since=since)  # 8 s in: the rest carry on
     assert after["worker"] in ("worker-2", "worker-3")
 
     assert daemons.wait("sink", timeout=120) == 0
@@ -122,7 +124,7 @@ def test_camwire_run_once_with_stats(tmp_path: Path, sample_clip: Path) -> None:
     stats = tmp_path / "stats.json"
     events = tmp_path / "events.jsonl"
     out = subprocess.run([sys.executable, "-m", "camwire", "run", "--camera", f"a={sample_clip}",
-                          "--camera", f"b={sample_clip}", "--detector", "motion+covered", "--workers", "2",
+                          "--camera", f"b={sample_clip}", "--detector", "covered", "--workers", "2",
                           "--every", "2", "--once", "--events", str(events), "--stats", str(stats)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -137,7 +139,7 @@ def test_camwire_run_once_with_stats(tmp_path: Path, sample_clip: Path) -> None:
 
 def test_fallback_source_is_used_when_the_first_fails(pipeline_factory, daemons, sample_clip: Path) -> None:
     p = pipeline_factory(until="lobby")
-    p.worker("worker-1", "motion")
+    p.worker("worker-1", "covered")
     dead = f"rtsp://user:secret@127.0.0.1:{free_port()}/nothing-here"
     p.extractor("lobby", dead, str(sample_clip), extra=("--open-timeout", "2", "--every", "5"))
     offline = p.events.wait_type("camera_offline")

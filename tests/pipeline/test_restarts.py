@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import tcp
 
-KEEP = ("motion", "camera_covered", "camera_uncovered")
+KEEP = ("motion_start", "camera_covered", "camera_uncovered")
 
 
 def keeps(root: Path) -> dict[str, int]:
@@ -25,7 +25,7 @@ def keeps(root: Path) -> dict[str, int]:
 def test_extractor_restart_repeats_no_id_and_keeps_every_clip(pipeline_factory, daemons, sample_clip: Path,
                                                               tmp_path: Path) -> None:
     p = pipeline_factory()
-    p.worker("worker-1", "motion+covered")
+    p.worker("worker-1", "covered")
     root, publish = tmp_path / "ring", tcp()
     daemons.start("recorder", "recorder", "--subscribe", publish, "--dir", str(root), "--events", p.events_pub,
                   "--segment", "2", "--pre", "1", "--post", "1", "--keep-types", ",".join(KEEP))
@@ -48,7 +48,8 @@ def test_extractor_restart_repeats_no_id_and_keeps_every_clip(pipeline_factory, 
     snapshots = [e for e in events if e.get("snapshot")]
     assert snapshots and len({e["snapshot"] for e in snapshots}) == len(snapshots)
     for e in snapshots:
-        assert json.loads(Path(e["snapshot"]).with_suffix(".json").read_text())["id"] == e["id"]
+        assert not Path(e["snapshot"]).is_absolute()  # relative to the data dir, never a host path
+        assert json.loads((p.data_dir / e["snapshot"]).with_suffix(".json").read_text())["id"] == e["id"]
 
     # and the recorder keeps a complete clip for every one of them, none refused as a repeat
     wanted = {e["id"] for e in events if e["type"] in KEEP}

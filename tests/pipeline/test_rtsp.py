@@ -85,7 +85,7 @@ def test_rtsp_camera_goes_offline_and_comes_back(pipeline_factory, daemons, rtsp
                                          "--publish-enc", "passthrough", "--publish-wait", "30"))
 
     p.events.wait_type("camera_online")
-    first = p.events.wait_type("motion")  # frames decoded from RTSP reach the detector
+    first = p.events.wait_type("motion_start")  # frames decoded from RTSP reach the detector
     assert first["camera"] == "door"
 
     status = p.data_dir / "status.db"
@@ -103,7 +103,7 @@ def test_rtsp_camera_goes_offline_and_comes_back(pipeline_factory, daemons, rtsp
     rtsp.start()  # same port: the extractor's reconnect loop finds it again
     mark = len(p.events.seen)
     p.events.wait_type("camera_online", since=mark)
-    again = p.events.wait_type("motion", since=mark)
+    again = p.events.wait_type("motion_start", since=mark)
     assert again["seq"] > first["seq"]  # seq runs on across the reconnect
     row = wait_status(status, "door", lambda r: r["state"] == "online" and r["last_frame_ts"] > last_frame)
     assert row["reconnects"] >= 1 and row["reason"] is None and row["last_error"]  # the last error stays on record

@@ -27,11 +27,11 @@ def test_sigterm_stops_every_daemon_cleanly(daemons, zctx, sample_clip: Path, tm
     daemons.start("sink", "sink", "--config", str(config))
     stream = EventStream(zctx, events)
     daemons.start("ventilator", "ventilator", "--config", str(config))
-    daemons.start("worker", "classifier", "--config", str(config), "--detector", "motion", "--name", "w1")
+    daemons.start("worker", "classifier", "--config", str(config), "--detector", "covered", "--name", "w1")
     daemons.start("recorder", "recorder", "--config", str(config))
     wait_log(daemons.tmp / "recorder.log", lambda r: r["event"] == "recorder started")
     daemons.start("extractor", "extractor", "--config", str(config))
-    stream.wait_type("motion")  # frames flow through every daemon
+    stream.wait_type("motion_start")  # frames flow through every daemon
     wait_log(daemons.tmp / "recorder.log", lambda r: r["event"] == "segment started")
 
     # upstream first, as `systemctl stop camwire.target` would (each unit is After= nothing, so

@@ -64,7 +64,7 @@ def record(p, daemons, clip: Path, root: Path, enc: str, *recorder_args: str, pu
 
 def test_passthrough_segments_frames_and_clip(pipeline_factory, daemons, sample_clip: Path, tmp_path: Path) -> None:
     p = pipeline_factory()
-    p.worker("worker-1", "motion")
+    p.worker("worker-1", "covered")
     root = tmp_path / "ring"
     record(p, daemons, sample_clip, root, "passthrough", "--segment", "2")
     assert daemons.wait("recorder") == 0  # it exits when the camera's eos has come through
@@ -146,7 +146,7 @@ class LossyRelay(threading.Thread):
 
 def test_gaps_are_counted_and_indexed(pipeline_factory, daemons, zctx, sample_clip: Path, tmp_path: Path) -> None:
     p = pipeline_factory()
-    p.worker("worker-1", "motion")
+    p.worker("worker-1", "covered")
     root = tmp_path / "ring"
     publish, relayed = tcp(), tcp()
     drop = {0, 7, 8, 9, 120, 121, 299}  # the first frame, runs, and the very last (seen only via eos)
@@ -168,7 +168,7 @@ def test_gaps_are_counted_and_indexed(pipeline_factory, daemons, zctx, sample_cl
 
 def test_retention_by_age_and_by_bytes(pipeline_factory, daemons, gop25_clip: Path, tmp_path: Path) -> None:
     p = pipeline_factory()
-    p.worker("worker-1", "motion")
+    p.worker("worker-1", "covered")
     root = tmp_path / "ring"
     budget = 40_000  # bytes: a few one-second files of this clip
     record(p, daemons, gop25_clip, root, "passthrough", "--segment", "1", "--retain", "6",
@@ -188,7 +188,7 @@ def test_retention_by_age_and_by_bytes(pipeline_factory, daemons, gop25_clip: Pa
 
 def test_retention_by_age_alone(pipeline_factory, daemons, gop25_clip: Path, tmp_path: Path) -> None:
     p = pipeline_factory()
-    p.worker("worker-1", "motion")
+    p.worker("worker-1", "covered")
     root = tmp_path / "ring"
     # paced like a camera: retention's "now" is the wall clock, never a capture time
     record(p, daemons, gop25_clip, root, "passthrough", "--segment", "1", "--retain", "4s", realtime=True)
@@ -206,7 +206,7 @@ def test_retention_by_age_alone(pipeline_factory, daemons, gop25_clip: Path, tmp
 @pytest.mark.parametrize("enc", ["passthrough", "lz4"])
 def test_files_play_after_kill_9(pipeline_factory, daemons, sample_clip: Path, tmp_path: Path, enc: str) -> None:
     p = pipeline_factory()
-    p.worker("worker-1", "motion")
+    p.worker("worker-1", "covered")
     root = tmp_path / "ring"
     record(p, daemons, sample_clip, root, enc, "--segment", "2", realtime=True)
     deadline = time.monotonic() + 60
@@ -250,7 +250,7 @@ def _two_closed_and_one_flushed(root: Path) -> bool:
 
 def test_event_keeps_the_files_around_it(pipeline_factory, daemons, sample_clip: Path, tmp_path: Path) -> None:
     p = pipeline_factory()
-    p.worker("worker-1", "motion+covered")
+    p.worker("worker-1", "covered")
     root = tmp_path / "ring"
     # a tight byte budget: the ring deletes old files during the run, kept ones must survive it
     # paced like a camera, so the event comes while its files are still in the ring
@@ -289,7 +289,7 @@ def test_run_with_record(tmp_path: Path, sample_clip: Path) -> None:
     stats = tmp_path / "stats.json"
     env = {**os.environ, "CAMWIRE_LOG_FORMAT": "json"}
     done = subprocess.run([sys.executable, "-m", "camwire", "run", "--camera", f"a={sample_clip}",
-                           "--camera", f"b={sample_clip}", "--detector", "motion+covered", "--workers", "1",
+                           "--camera", f"b={sample_clip}", "--detector", "covered", "--workers", "1",
                            "--once", "--events", str(tmp_path / "events.jsonl"), "--stats", str(stats),
                            "--record", str(tmp_path / "ring"), "--segment", "4", "--pre", "1", "--post", "1",
                            "--keep-types", "camera_covered"],
@@ -315,7 +315,7 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
 
 def test_sigterm_finalises_the_open_file(pipeline_factory, daemons, sample_clip: Path, tmp_path: Path) -> None:
     p = pipeline_factory()
-    p.worker("worker-1", "motion")
+    p.worker("worker-1", "covered")
     root = tmp_path / "ring"
     record(p, daemons, sample_clip, root, "lz4", "--segment", "60", realtime=True)
     deadline = time.monotonic() + 60

@@ -17,7 +17,8 @@ from recorder_feed import Feed, closed_rows, metric
 
 
 def _event(ts_ns: int, camera: str = "cam") -> wire.Event:
-    return wire.Event(id=event_id(ts_ns, camera, "detection"), type="detection", camera=camera, ts=ts_ns / 1e9)
+    return wire.Event(id=event_id(ts_ns, camera, "camera_covered"), type="camera_covered", camera=camera,
+                      ts=ts_ns / 1e9)
 
 
 def test_sighup_applies_the_files_new_limits(daemons, zctx, tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def test_a_frame_stamped_10_days_ahead_deletes_nothing(daemons, zctx, tmp_path: 
     assert all((root / s["path"]).exists() for s in segs)
 
 
-def _event(ts_ns: int, etype: str = "detection", camera: str = "cam") -> wire.Event:
+def _event(ts_ns: int, etype: str = "camera_covered", camera: str = "cam") -> wire.Event:
     return wire.Event(id=event_id(ts_ns, camera, etype), type=etype, camera=camera, ts=ts_ns / 1e9)
 
 
@@ -139,7 +139,7 @@ def test_kept_clips_stay_within_their_budget(daemons, zctx, tmp_path: Path) -> N
     assert daemons.stop("recorder") == 0
 
     stats = daemons.stats("recorder")
-    assert stats["events_kept"] == {"detection": 7}
+    assert stats["events_kept"] == {"camera_covered": 7}
     assert stats["keeps_refused"] == {"duplicate": 1}
     assert stats["deleted"]["keep_age"] == 1 and stats["deleted"]["keep_bytes"] >= 1
     kept = [p.parent for p in (root / "kept").glob("*/*/event.json")]

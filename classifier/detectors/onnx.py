@@ -1,12 +1,20 @@
-"""``onnx:PATH``: a YOLO-family detection model run in the worker with ONNX Runtime.
+"""``onnx:PATH``: a YOLO-family or SSD detection model run in the worker with ONNX Runtime.
 
 CUDA when onnxruntime-gpu and a GPU are there (the worker logs which provider it got), else CPU.
-Input size and class names come from the model's metadata (Ultralytics writes ``imgsz`` and
-``names``) or ``--labels FILE`` (one name per line). A batch of frames, from any cameras, is
-letterboxed and run as one ``[N, 3, H, W]`` tensor when the model's batch dimension is dynamic;
-a model exported for a fixed batch gets batches of exactly that size (the last one padded).
-Spec options: ``onnx:PATH`` or ``onnx:path=PATH,layout=v8|v5|nms|nms7`` (the layout is
-otherwise read from the output's shape).
+The family is read from the model's inputs and outputs:
+
+- SSD (TensorFlow object-detection exports such as SSDLite-MobileNetV2 on COCO): a uint8
+  ``[N, H, W, 3]`` input, per-class scores ``[N, A, C]`` and boxes ``[N, A, 1, 4]`` out
+  (:mod:`classifier.detectors.ssd`); class names from the COCO-90 map, or ``--labels FILE``.
+- YOLO (:mod:`classifier.detectors.yolo`): a float ``[N, 3, H, W]`` input; input size and class
+  names from the model's metadata (Ultralytics writes ``imgsz`` and ``names``) or ``--labels FILE``
+  (one name per line).
+
+A batch of frames, from any cameras and of any sizes, is fitted to the model's input size and run
+as one tensor when the model's batch dimension is dynamic; a model exported for a fixed batch gets
+batches of exactly that size (the last one padded). Boxes come back in each frame's own pixels.
+Spec options: ``onnx:PATH`` or ``onnx:path=PATH,layout=v8|v5|nms|nms7|ssd`` (the layout is
+otherwise read from the model).
 """
 
 from __future__ import annotations
@@ -19,11 +27,12 @@ import numpy as np
 import onnxruntime as ort
 import structlog
 
-from classifier.detectors import Detection, Frame, FrameResult, parse_options
+from classifier.detectors import Detection, Frame, FrameResult, parse_options, ssd
 from classifier.detectors.yolo import LAYOUTS, Thresholds, decode, guess_layout, letterbox
 from common.paths import name_list
 
 DEFAULT_SIZE = 640
+Found = tuple[np.ndarray, np.ndarray, np.ndarray]  # one frame's boxes (source pixels), scores, class ids
 
 
 def providers() -> list[str]:
@@ -47,13 +56,24 @@ class OnnxDetector:
         meta = self.session.get_modelmeta().custom_metadata_map
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
-        self.size = _input_size(inp.shape, meta)
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
-        self.labels = labels or _names(meta)
-        out_shape = tuple(self.session.get_outputs()[0].shape)
-        self.layout = layout or guess_layout(out_shape, len(self.labels) if self.labels else None)
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"onnx: layout {self.layout!r} is not one of {', '.join(LAYOUTS)}")
+        self.ssd_outputs = ssd.find_outputs(self.session.get_inputs(), self.session.get_outputs())
+        if self.ssd_outputs:
+            if layout not in (None, "ssd"):
+                raise ValueError(f"onnx: {path} is an SSD model (uint8 NHWC in, scores and boxes out), not {layout!r}")
+            self.layout = "ssd"
+            self.size = ssd.input_size(inp.shape)
+            self.labels = labels or ssd.coco_labels(self.ssd_outputs.classes)
+        else:
+            if layout == "ssd":
+                raise ValueError(f"onnx: {path} is not an SSD model (uint8 [N, H, W, 3] in, [N, A, C] scores "
+                                 "and [N, A, 1, 4] boxes out)")
+            self.size = _input_size(inp.shape, meta)
+            self.labels = labels or _names(meta)
+            out_shape = tuple(self.session.get_outputs()[0].shape)
+            self.layout = layout or guess_layout(out_shape, len(self.labels) if self.labels else None)
+            if self.layout not in LAYOUTS:
+                raise ValueError(f"onnx: layout {self.layout!r} is not one of {', '.join((*LAYOUTS, 'ssd'))}")
         if allowed:
             unknown = [a for a in allowed if a not in self.labels]
             if unknown:
@@ -67,24 +87,30 @@ class OnnxDetector:
                                     layout=self.layout, classes=len(self.labels))
 
     def detect(self, frames: Sequence[Frame]) -> list[FrameResult]:
-        tensors, boxes = [], []
-        for _, image in frames:
-            tensor, lb = letterbox(image, self.size)
-            tensors.append(tensor)
-            boxes.append(lb)
+        images = [image for _, image in frames]
         results: list[FrameResult] = []
-        step = self.fixed_batch or len(tensors)
-        for start in range(0, len(tensors), step):
-            chunk = tensors[start:start + step]
-            batch = np.stack(chunk + [chunk[-1]] * (step - len(chunk)))  # pad a fixed-size batch
-            output = self.session.run(None, {self.input_name: batch})[0]
-            for (b, s, c), lb in zip(decode(output, self.layout, self.thresholds)[: len(chunk)],
-                                     boxes[start:start + len(chunk)]):
-                results.append(FrameResult([Detection(self._label(int(k)), float(v), tuple(map(float, box)))
-                                            for box, v, k in zip(lb.to_source(b), s, c)]))
-            # an end-to-end model reports no rows for an image with nothing in it
-            results.extend(FrameResult() for _ in range(start + len(chunk) - len(results)))
+        step = self.fixed_batch or len(images) or 1
+        run = self._run_ssd if self.layout == "ssd" else self._run_yolo
+        for start in range(0, len(images), step):
+            chunk = images[start:start + step]
+            found = run(chunk + [chunk[-1]] * (step - len(chunk)))  # pad a fixed-size batch
+            results.extend(FrameResult([Detection(self._label(int(k)), float(v), tuple(map(float, box)))
+                                        for box, v, k in zip(b, s, c)]) for b, s, c in found[: len(chunk)])
         return results
+
+    def _run_yolo(self, images: list[np.ndarray]) -> list[Found]:
+        tensors, fits = zip(*(letterbox(image, self.size) for image in images))
+        output = self.session.run(None, {self.input_name: np.stack(tensors)})[0]
+        decoded = decode(output, self.layout, self.thresholds)
+        # an end-to-end model reports no rows for the last images when they have nothing in them
+        empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+        decoded += [empty] * (len(images) - len(decoded))
+        return [(fit.to_source(b), s, c) for (b, s, c), fit in zip(decoded, fits)]
+
+    def _run_ssd(self, images: list[np.ndarray]) -> list[Found]:
+        batch = np.stack([ssd.prepare(image, self.size) for image in images])
+        scores, boxes = self.session.run([self.ssd_outputs.scores, self.ssd_outputs.boxes], {self.input_name: batch})
+        return ssd.decode(scores, boxes, [image.shape[1::-1] for image in images], self.thresholds)
 
     def _label(self, class_id: int) -> str:
         return self.labels[class_id] if 0 <= class_id < len(self.labels) else str(class_id)

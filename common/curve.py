@@ -1,0 +1,229 @@
+"""CURVE on camwire's TCP links: who may connect, and to whom a daemon may talk.
+
+Opt-in per deployment, the IronHouse pattern of ZeroMQ (libsodium, in pyzmq's wheel):
+
+- Each daemon has a key pair, written by ``camwire keygen NAME``: ``NAME.key`` (the public key,
+  shareable) and ``NAME.key_secret`` (both keys, mode 0600). ``--curve-key`` names the secret
+  file; a file that group or others may read is refused, naming it, before anything binds.
+- A daemon that *binds* a ``tcp://`` address is a CURVE server there: only clients whose public
+  key is a ``*.key`` file in ``--curve-clients DIR`` get through (a ZAP handler in the daemon
+  checks each handshake). The directory is read again on reload (SIGHUP); a key taken out of it
+  cuts its peer off at once (the daemon's secured endpoints are unbound and bound again, so every
+  peer handshakes again, and the removed one fails).
+- A daemon that *connects* pins the server's public key: ``--curve-servers DIR`` holds
+  ``ventilator.key``, ``sink.key`` and ``extractor.key``, the public keys of the daemons it
+  connects to (extractor --push and classifier --connect: ventilator; classifier --sink and
+  recorder --events: sink; recorder --subscribe: extractor).
+- ``ipc://`` and ``inproc://`` stay plain: they never leave the host, and file modes guard them.
+
+A handshake that fails (no key, a key not listed, a wrong server key, not CURVE at all) lets
+nothing through and is counted by socket and reason (``handshakes_failed``). A secret key lives
+in :class:`Curve` only, whose repr hides it; nothing logs it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from common.sockets import OperatorError
+
+ZAP_DOMAIN = b"camwire"
+SECURED = ("tcp://",)  # transports that get CURVE; ipc and inproc never leave the host
+# a connecting flag (argparse dest) -> the daemon that binds the address it names
+SERVER_OF = {"push": "ventilator", "connect": "ventilator", "sink": "sink", "events": "sink",
+             "subscribe": "extractor"}
+SERVERS = ("ventilator", "sink", "extractor")
+
+
+
+@contextmanager
+def _named(flag: str) -> Iterator[None]:
+    try:
+        yield
+    except OperatorError as exc:
+        raise OperatorError(f"{flag} {exc}") from None
+
+
+def secured(addr: str) -> bool:
+    return addr.startswith(SECURED)
+
+
+def keygen(folder: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
+    """Write ``NAME.key`` (0644) and ``NAME.key_secret`` (0600, created so: never readable by
+    others, not even for an instant) in ``folder``, in ZeroMQ's certificate format. Refuses to
+    overwrite a key: a lost secret cannot be told from a replaced one."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    public, secret = zmq.curve_keypair()
+    paths = folder / f"{name}.key", folder / f"{name}.key_secret"
+    for path, mode, keys in ((paths[1], 0o600, (public, secret)), (paths[0], 0o644, (public, None))):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except FileExistsError:
+            raise OperatorError(f"{path}: exists already; keygen never overwrites a key") from None
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(_certificate(*keys))
+    return paths
+
+
+def _certificate(public: bytes, secret: bytes | None) -> str:
+    lines = ["#   ZeroMQ CURVE " + ("secret certificate: keep it private (mode 0600)" if secret else
+                                    "public certificate: give it to the daemons that talk to this one"),
+             "metadata", "curve", f'    public-key = "{public.decode()}"']
+    if secret is not None:
+        lines.append(f'    secret-key = "{secret.decode()}"')
+    return "\n".join(lines) + "\n"
+
+
+def read_keys(path: str | os.PathLike[str], secret: bool) -> tuple[bytes, bytes | None]:
+    """A certificate's z85 keys; OperatorError naming the file for anything wrong with it. A
+    secret file that group or others may read is refused: it may have been read already."""
+    path = Path(path)
+    try:
+        st = path.stat()
+        text = path.read_bytes()
+    except OSError as exc:
+        raise OperatorError(f"{path}: cannot read the key file: {exc.strerror}") from None
+    if secret and st.st_mode & 0o077:
+        raise OperatorError(f"{path}: the secret key file is readable by others (mode "
+                            f"{stat.S_IMODE(st.st_mode):04o}); chmod 600 it, or make a new pair with camwire keygen")
+    keys: dict[bytes, bytes] = {}
+    for line in text.splitlines():
+        name, sep, value = line.strip().partition(b"=")
+        if sep and name.strip() in (b"public-key", b"secret-key"):
+            keys[name.strip()] = value.strip().strip(b"'\"")
+    public, secret_key = keys.get(b"public-key"), keys.get(b"secret-key")
+    if public is None or len(public) != 40 or (secret and (secret_key is None or len(secret_key) != 40)):
+        what = "a secret key file (NAME.key_secret)" if secret else "a public key file (NAME.key)"
+        raise OperatorError(f"{path}: not {what} written by camwire keygen")
+    return public, secret_key
+
+
+def read_folder(folder: Path) -> dict[bytes, str]:
+    """The public keys in ``folder``'s ``*.key`` files: key -> file name. OperatorError for a
+    folder that cannot be read or a file that is not a key (named)."""
+    try:
+        files = sorted(p for p in folder.iterdir() if p.suffix == ".key")
+    except OSError as exc:
+        raise OperatorError(f"{folder}: cannot read the key folder: {exc.strerror}") from None
+    return {read_keys(p, secret=False)[0]: p.name for p in files}
+
+
+@dataclass
+class Curve:
+    """One daemon's CURVE settings, loaded once at start (OperatorError before anything binds)."""
+
+    public: bytes
+    secret: bytes = field(repr=False)
+    clients: Path | None = None  # folder of allowed client keys, for what this daemon binds
+    servers: dict[str, bytes] = field(default_factory=dict)  # server daemon -> its public key
+    allowed: dict[bytes, str] = field(default_factory=dict)  # from ``clients``: key -> file; swapped whole
+    _auth: ThreadAuthenticator | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_args(cls, args: Any) -> Curve | None:
+        """From ``--curve-key``/``--curve-clients``/``--curve-servers``; None without a key."""
+        key = getattr(args, "curve_key", None)
+        clients, servers = getattr(args, "curve_clients", None), getattr(args, "curve_servers", None)
+        if not key:
+            if clients or servers:
+                raise OperatorError("--curve-clients and --curve-servers need --curve-key (this daemon's own "
+                                    "secret key file)")
+            return None
+        with _named("--curve-key"):  # each error names its flag too, so check-config finds the line
+            public, secret = read_keys(key, secret=True)
+        assert secret is not None
+        curve = cls(public, secret, Path(clients) if clients else None)
+        if servers:
+            folder = Path(servers)
+            with _named("--curve-servers"):
+                for name in SERVERS:
+                    path = folder / f"{name}.key"
+                    if path.exists():
+                        curve.servers[name] = read_keys(path, secret=False)[0]
+        if curve.clients is not None:
+            with _named("--curve-clients"):
+                curve.allowed = read_folder(curve.clients)
+        for dest, server in SERVER_OF.items():  # each server this daemon connects to over tcp: its key, now
+            value = getattr(args, dest, None)
+            if any(secured(a) for a in ([value] if isinstance(value, str) else value or [])):
+                curve.require(server)
+        return curve
+
+    def require(self, server: str) -> bytes:
+        key = self.servers.get(server)
+        if key is None:
+            raise OperatorError(f"--curve-servers has no {server}.key: the public key of the {server} this "
+                                f"daemon connects to")
+        return key
+
+    # -- the binding side ----------------------------------------------------------------------
+
+    def start(self, ctx: zmq.Context) -> None:
+        """Start the ZAP handler on ``ctx``: with none, libzmq would let any client key in."""
+        if self._auth is not None:
+            return
+        if self.clients is None:
+            raise OperatorError("binding a tcp:// address with --curve-key needs --curve-clients DIR: the public "
+                                "keys allowed to connect")
+        self._auth = ThreadAuthenticator(ctx)
+        self._auth.start()
+        self._auth.configure_curve_callback(domain=ZAP_DOMAIN.decode(), credentials_provider=self)
+
+    def callback(self, _domain: str, client_key: bytes) -> bool:
+        """The ZAP handler's question, from its thread: is this client's key listed?"""
+        return client_key in self.allowed
+
+    def reload(self) -> tuple[list[str], list[str]]:
+        """Read ``clients`` again; returns the files added and removed. The running set stays if
+        the folder cannot be read (OperatorError)."""
+        if self.clients is None:
+            return [], []
+        before, now = self.allowed, read_folder(self.clients)
+        self.allowed = now  # one assignment: the ZAP thread sees the old dict or the new one
+        return [now[k] for k in now if k not in before], [before[k] for k in before if k not in now]
+
+    def stop(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+
+    # -- per socket ------------------------------------------------------------------------------
+
+    def prepare(self, sock: zmq.Socket, addr: str, bind: bool, server: str | None) -> None:
+        """Set ``sock`` up for its next bind/connect to ``addr`` (libzmq takes the options as they
+        are at that call, so one socket may bind ipc:// plain and tcp:// secured)."""
+        if not secured(addr):
+            plain(sock)
+        elif bind:
+            self.start(sock.context)
+            self.serve(sock)
+        else:
+            if server is None:
+                raise OperatorError(f"{addr}: which daemon is there is not known, so its key cannot be pinned")
+            self.client(sock, server)
+
+    def serve(self, sock: zmq.Socket) -> None:
+        """Make the next bind of ``sock`` a CURVE server's."""
+        sock.setsockopt(zmq.CURVE_SERVER, 1)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, self.secret)
+        sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
+
+    def client(self, sock: zmq.Socket, server: str) -> None:
+        """Make the next connect of ``sock`` a CURVE client's, pinning ``server``'s public key."""
+        sock.setsockopt(zmq.CURVE_SERVERKEY, self.require(server))
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, self.public)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, self.secret)
+
+
+def plain(sock: zmq.Socket) -> None:
+    """Make the next bind/connect of ``sock`` plain (an ipc:// beside a secured tcp://)."""
+    sock.setsockopt(zmq.CURVE_SERVER, 0)  # libzmq: back to the NULL mechanism
