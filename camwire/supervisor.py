@@ -41,7 +41,7 @@ from typing import Any
 from classifier import sink as sink_daemon
 from classifier import worker as worker_daemon
 from classifier.worker import add_detector_arguments, detector_argv
-from common.config import Config
+from common.config import SECURITY, Config
 from common.counters import merge, write_stats
 from common.lifecycle import StopFlag
 from common.logs import configure, redact_url
@@ -298,7 +298,8 @@ def plan_from_config(args: argparse.Namespace, cfg: Config, run_dir: Path) -> li
                      *(w for m in cam.masks for w in ("--mask", json.dumps(m.to_list()))),
                      *(["--metrics-port", str(cam.metrics_port)] if cam.metrics_port else []),
                      *_flag_words(cfg.sections["extractor"], {"cameras", "metrics_port", "publish", "push",
-                                                              *({"publish_enc"} if enc else set())})]
+                                                              *({"publish_enc"} if enc else set())}),
+                     *_flag_words({SECURITY[k]: v for k, v in cfg.sections.get("security", {}).items()}, set())]
         children.append(Child(child_name, "extractor", argv, stats_dir))
     return children
 

@@ -11,10 +11,8 @@ which the sink writes as a JSON line and publishes as it is (``wire.pack``)::
   never reuses one, and a snapshot named after it is never overwritten.
 - ``object``: a tracked object's start, updates and end come from classifier.tracking, not
   from here; its ids come from the same :class:`EventIds`.
-- ``motion``: a result with ``motion`` boxes, at most one per camera per ``cooldown`` seconds
-  of capture time; the rest are counted. Outside the camera's rule's active windows
-  (classifier.rules) none is emitted (counted as ``outside_schedule``). Covered and
-  online/offline events are never held back.
+- ``motion_start`` / ``motion_end`` come from the extractor's motion state
+  (classifier.motion_state). Covered and online/offline events are never held back.
 - ``camera_covered`` after ``covered_after`` consecutive covered frames (the detector says how
   many), one ``camera_uncovered`` after as many clear ones: one event each way, never a stream.
 - ``camera_offline`` / ``camera_online`` when an extractor reports a change of state, and
@@ -33,7 +31,7 @@ At most ``max_cameras`` cameras are remembered: messages about more are counted
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from classifier.rules import Rules
 from common import wire
@@ -49,7 +47,6 @@ class CameraState:
     covered: bool = False
     run: int = 0  # consecutive frames disagreeing with ``covered``
     online: bool | None = None
-    last_emitted: dict[str, float] = field(default_factory=dict)
     results: int = 0
     expected: int | None = None  # set by eos: results the sink will get in all
     failed: bool = False  # the extractor said the source cannot work as configured
@@ -58,24 +55,30 @@ class CameraState:
     silent: bool = False  # taken offline by silence_check, not by its extractor
 
 
+MAX_IDS_KEPT = 65536  # (camera, type, ns) keys remembered for ids; far more than any burst
+
+
 class EventIds:
     """``ids(ts_ns, camera, type)``: common.ids.event_id, with ``n`` telling apart two events of
-    one camera and type at the same nanosecond (a camera's events of a type come in time order)."""
+    one camera and type at the same nanosecond, in whatever order they come (two detectors'
+    objects of one camera interleave in time)."""
 
     def __init__(self) -> None:
-        self._last: dict[tuple[str, str], tuple[int, int]] = {}  # (camera, type) -> (ts_ns, n) of the last id
+        self._last: dict[tuple[str, str, int], int] = {}  # (camera, type, ts_ns) -> the last n given
 
     def __call__(self, ts_ns: int, camera: str, etype: str) -> str:
-        last_ts, last_n = self._last.get((camera, etype), (-1, 0))
-        n = last_n + 1 if last_ts == ts_ns else 0
-        self._last[(camera, etype)] = (ts_ns, n)
+        key = (camera, etype, ts_ns)
+        n = self._last.get(key, -1) + 1
+        self._last[key] = n
+        if len(self._last) > MAX_IDS_KEPT:  # the oldest nanoseconds first: they do not come again
+            for old in sorted(self._last, key=lambda k: k[2])[:MAX_IDS_KEPT // 2]:
+                del self._last[old]
         return event_id(ts_ns, camera, etype, n)
 
 
 class Events:
-    def __init__(self, cooldown_s: float = 1.0, rules: Rules | None = None, counters: Counters | None = None,
+    def __init__(self, rules: Rules | None = None, counters: Counters | None = None,
                  max_cameras: int = 1000, silent_after_s: float = 15.0) -> None:
-        self.cooldown_s = cooldown_s
         self.rules = rules or Rules()
         self.counters = counters if counters is not None else Counters()
         self.max_cameras = max_cameras
@@ -111,7 +114,6 @@ class Events:
             if cam.online is False:
                 cam.online = True
                 events.append(self._event("camera_online", r.camera, r.ts_ns))
-        ts = r.ts_ns / 1e9
         # newer than any result yet? capture time, not seq: a restarted extractor starts at seq 0 again
         fresh = r.ts_ns > cam.last_ts_ns
         cam.last_ts_ns = max(cam.last_ts_ns, r.ts_ns)
@@ -125,22 +127,7 @@ class Events:
                                               r.ts_ns, r, scene=flags.scene))
             else:
                 cam.run = 0
-        rule = self.rules.for_camera(r.camera)
-        by_type: dict[str, list[wire.Detection]] = {}
-        for det in r.detections:  # other labels are tracked objects: classifier.tracking
-            if det.label == "motion":
-                by_type.setdefault("motion", []).append(det)
-        if by_type and not rule.active_at(ts):
-            self.counters.add("suppressed", r.camera, "outside_schedule", n=len(by_type))
-            by_type = {}
-        for etype, dets in by_type.items():
-            last = cam.last_emitted.get(etype)
-            if last is not None and abs(ts - last) < self.cooldown_s:
-                self.counters.add("suppressed", r.camera, etype)
-                continue
-            cam.last_emitted[etype] = ts
-            events.append(self._event(etype, r.camera, r.ts_ns, r, detections=dets))
-        return events
+        return events  # detections are tracked objects: classifier.tracking
 
     def on_status(self, s: wire.Status, now: float | None = None) -> list[wire.Event]:
         cam = self.camera(s.camera)
@@ -159,6 +146,9 @@ class Events:
             return []
         cam.online = online
         if online:
+            # back after an end (a file camera restarted by a reload): its results count anew,
+            # and the sink no longer finishes its objects on each one (drained)
+            cam.ended, cam.expected, cam.results = False, None, 0
             return [self._event("camera_online", s.camera, s.ts_ns)]
         reason = s.reason or s.last_error or s.state
         return [self._event("camera_offline", s.camera, s.ts_ns, reason=reason)]

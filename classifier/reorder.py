@@ -9,6 +9,9 @@ each result until the ones before it are in, bounded both ways:
 - by time: a result held ``max_wait_s`` (monotonic, passed in as ``now``) is released, with the
   gap before it skipped, so a camera whose next frame never comes is not stalled.
 
+A result that names the seq sent before it (``prev``, stamped by the extractor) goes out as
+soon as that one has: a sampling or motion-gate gap in seq is no loss and costs no wait.
+
 A result behind what was already released is *late*: it is counted by the caller (``late``)
 and handed back for nothing but counting; the tracker has moved on. A seq behind the cursor
 with a capture time past everything released is an extractor that restarted (its seq starts
@@ -33,6 +36,7 @@ class Held(Generic[T]):
     ts_ns: int = field(compare=False)
     arrived: float = field(compare=False)
     item: Any = field(compare=False)
+    prev: int | None = field(compare=False, default=None)
 
 
 class Reorder(Generic[T]):
@@ -51,8 +55,9 @@ class Reorder(Generic[T]):
         self.late = 0  # results behind the cursor, or held twice
         self.skipped = 0  # seqs given up on: a gap released past
 
-    def push(self, seq: int, ts_ns: int, item: T, now: float) -> tuple[list[T], bool]:
-        """Take one result; returns what is released now, in order, and whether ``item`` was late."""
+    def push(self, seq: int, ts_ns: int, item: T, now: float, prev: int | None = None) -> tuple[list[T], bool]:
+        """Take one result; returns what is released now, in order, and whether ``item`` was late.
+        ``prev``: the seq sent before it (-1: none), when the sender knows it."""
         out: list[T] = []
         if self.cursor is not None and seq < self.cursor:
             if ts_ns <= self.last_ts_ns:
@@ -66,7 +71,7 @@ class Reorder(Generic[T]):
         if seq < self.newest:
             self.out_of_order += 1
         self.newest = max(self.newest, seq)
-        heapq.heappush(self._held, Held(seq, ts_ns, now, item))
+        heapq.heappush(self._held, Held(seq, ts_ns, now, item, prev))
         self._seqs.add(seq)
         while len(self._held) > self.window:
             out.append(self._pop())
@@ -93,14 +98,20 @@ class Reorder(Generic[T]):
 
     def _contiguous(self) -> list[T]:
         out = []
-        while self._held and self.cursor is not None and self._held[0].seq == self.cursor:
+        while self._held and self._follows(self._held[0]):
             out.append(self._pop())
         return out
+
+    def _follows(self, held: Held) -> bool:
+        """Nothing can come before ``held``: it is the next seq, or the one sent after the last out."""
+        if self.cursor is None:
+            return held.prev == -1  # the first frame its extractor sent
+        return held.seq == self.cursor or (held.prev is not None and held.prev == self.cursor - 1)
 
     def _pop(self) -> T:
         held = heapq.heappop(self._held)
         self._seqs.discard(held.seq)
-        if self.cursor is not None and held.seq > self.cursor:
+        if self.cursor is not None and held.seq > self.cursor and not self._follows(held):
             self.skipped += held.seq - self.cursor
         self.cursor = held.seq + 1
         self.last_ts_ns = max(self.last_ts_ns, held.ts_ns)

@@ -75,7 +75,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--silent-after", type=positive(duration), default="15s", metavar="S",
                    help="an online camera whose extractor sends nothing this long is offline (default 15s)")
     p.add_argument("--cooldown", type=duration, default=1.0, metavar="S",
-                   help="at most one detection/motion event per camera and type in this much capture time")
+                   help="no longer used: events are per tracked object (--update-every, --gone-after) and "
+                        "motion a start and an end; kept so files and scripts that set it still run")
     p.add_argument("--gone-after", type=positive(duration), default="5s", metavar="S",
                    help="a tracked object not seen for this much capture time ends (default 5s)")
     p.add_argument("--update-every", type=duration, default="5s", metavar="S",
@@ -131,7 +132,7 @@ class Sink:
     def __init__(self, d: Daemon, args: argparse.Namespace, rules: Any) -> None:
         self.d, self.args, self.log = d, args, d.log
         self.errors = WriteErrors(d.counters, d.repeats)
-        self.events = Events(cooldown_s=args.cooldown, rules=rules, counters=d.counters,
+        self.events = Events(rules=rules, counters=d.counters,
                              max_cameras=args.max_cameras, silent_after_s=args.silent_after)
         self.tracking = Tracking(self.events.ids, rules, d.counters, gone_s=args.gone_after,
                                  update_every_s=args.update_every,
@@ -289,7 +290,7 @@ class Sink:
                 if not self.pull.poll(0):
                     break
                 self.d.drain(self.pull)
-            for camera in list(self.tracking.cameras):  # tracked objects end with the sink
+            for camera in sorted({name for name, _detector in self.tracking.cameras}):  # objects end with the sink
                 self.emit_objects(self.tracking.finish(camera))
         finally:
             for output in self.outputs:

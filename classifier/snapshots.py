@@ -73,12 +73,12 @@ class SnapshotStore:
         if image is None or image.shape[1::-1] != size:
             self.counters.add("snapshots", "not_jpeg")
             return None
-        files = {".jpg": jpeg} if box is None else {".jpg": _drawn(image, box, label), ".clean.jpg": jpeg,
-                                                    ".thumb.jpg": _thumbnail(image, box)}
         free = free_fraction(self.root if self.root.exists() else self.root.parent)
         if free is not None and free < self.min_free:
             self.counters.add("snapshots", "low_space")
             return None
+        files = {".jpg": jpeg} if box is None else {".jpg": _drawn(image, box, label), ".clean.jpg": jpeg,
+                                                    ".thumb.jpg": _thumbnail(image, box)}
         folder = self.root / safe_name(event.camera) / utc_day(event.ts)
         path = folder / f"{safe_name(event.id)}.jpg"
         named = str(path.relative_to(self.base))

@@ -162,7 +162,7 @@ class Tracking:
             cam = self.cameras[key] = CameraTracks(Reorder(self.window, self.max_wait_s), _byte_track())
         cam.heard = now
         before = cam.reorder.out_of_order
-        released, late = cam.reorder.push(r.seq, r.ts_ns, (r, jpeg), now)
+        released, late = cam.reorder.push(r.seq, r.ts_ns, (r, jpeg), now, r.prev)
         if late:
             self.counters.add("late", r.camera)
         if cam.reorder.out_of_order > before:

@@ -168,7 +168,7 @@ def result_parts(header: wire.FrameHeader, worker: str, detector: str, result: F
     body = wire.Result(camera=header.camera, seq=header.seq, ts_ns=header.ts_ns, width=header.width,
                        height=header.height, pts=header.pts, worker=worker, detector=detector, detections=detections,
                        flags=flags, error=error[:1000] if error else None, infer_ms=min(infer_ms, 1e6),
-                       motion=header.motion)
+                       motion=header.motion, prev=header.prev)
     parts = [wire.pack(body)]
     if image is not None and error is None and (detections or flags.covered):
         parts.append(pixels.encode_jpeg(image))  # the sink saves it as the event's snapshot

@@ -64,6 +64,9 @@ def keygen(folder: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     public, secret = zmq.curve_keypair()
     paths = folder / f"{name}.key", folder / f"{name}.key_secret"
+    for path in paths:  # both first: never a new secret beside an old public key
+        if path.exists():
+            raise OperatorError(f"{path}: exists already; keygen never overwrites a key")
     for path, mode, keys in ((paths[1], 0o600, (public, secret)), (paths[0], 0o644, (public, None))):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)

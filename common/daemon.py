@@ -108,7 +108,7 @@ class Daemon:
         self._watcher = ConfigWatcher(self.config) if self.config is not None else None
         self._previous_handlers = self._install_signals()  # now: a SIGHUP during start-up must not kill us
         self.curve = Curve.from_args(args)  # OperatorError (a key file others may read) before any bind
-        self._secured: list[tuple[zmq.Socket, str]] = []  # (socket, address) bound with CURVE
+        self._secured: list[tuple[zmq.Socket, str, str]] = []  # (socket, address, as bound) with CURVE
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -126,7 +126,9 @@ class Daemon:
         bound = [a for a in ([options["bind"]] if isinstance(options.get("bind"), str) else options.get("bind") or [])
                  if self.curve is not None and secured(a)]
         if bound:
-            self._secured += [(sock, addr) for addr in bound]
+            # the name each was bound as (a wildcard or port 0 resolved): what unbind takes
+            names = [e for e in sock.getsockopt_string(zmq.LAST_ENDPOINT).split() if e]
+            self._secured += [(sock, addr, names[-1] if len(bound) == 1 and names else addr) for addr in bound]
             monitor = sock.get_monitor_socket(HANDSHAKE_FAILED)
             self._sockets.append(monitor)
             self.on(monitor, self._on_handshake_failed)
@@ -382,13 +384,13 @@ class Daemon:
             self.log.info("client keys read again", added=added, removed=removed, allowed=len(self.curve.allowed))
         if not removed:
             return
-        for sock, addr in self._secured:
-            endpoint = addr
+        for sock, addr, endpoint in self._secured:
             try:
-                sock.unbind(addr)
-            except zmq.ZMQError:  # a wildcard address unbinds by the name it was bound as
-                endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
                 sock.unbind(endpoint)
+            except zmq.ZMQError as exc:
+                self.fail("a secured address could not be unbound to cut a removed key off", address=addr,
+                          error=exc.strerror)
+                return
             self._rebind(sock, addr)
 
     def _rebind(self, sock: zmq.Socket, addr: str) -> None:

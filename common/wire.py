@@ -105,6 +105,9 @@ class FrameHeader(OfFrame, tag="frame"):
     key: bool = False
     extradata: Annotated[bytes, msgspec.Meta(max_length=MAX_HEADER_BIN)] | None = None
     motion: MotionBoxes = []  # where the extractor saw motion in this frame (extractor.motion)
+    # the seq of the frame this camera sent to the pool before this one (-1: none before it;
+    # None: not known, a published frame): the sink's reorder knows a sampling gap from a loss
+    prev: Annotated[int, msgspec.Meta(ge=-1, le=MAX_SEQ)] | None = None
 
     @property
     def is_packet(self) -> bool:
@@ -151,6 +154,7 @@ class Result(OfFrame, tag="result"):
     error: Text | None = None
     infer_ms: Rate = 0.0
     motion: MotionBoxes = []  # the frame header's, copied by the worker
+    prev: Annotated[int, msgspec.Meta(ge=-1, le=MAX_SEQ)] | None = None  # the frame header's
 
 
 class Ready(Message, tag="ready"):
@@ -279,7 +283,7 @@ class Workers(Message, tag="workers"):
 
 
 # what the sink makes (classifier.events, classifier.tracking); the recorder's --keep-types names some of them
-EVENT_TYPES = ("object", "motion", "camera_covered", "camera_uncovered", "camera_online", "camera_offline",
+EVENT_TYPES = ("object", "camera_covered", "camera_uncovered", "camera_online", "camera_offline",
                "camera_failed", "motion_start", "motion_end")
 
 

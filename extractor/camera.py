@@ -139,6 +139,9 @@ class CameraLoop(threading.Thread):
         self._state, self._reason, self._attempts = "connecting", None, 0
         self._last_error: str | None = None
         self._streamed = False  # a frame came from the source now open
+        # the seq last sent to the pool (FrameHeader.prev): -1 from a fresh start, unknown (None)
+        # in a thread that took over a camera, whose previous frame another thread sent
+        self._prev_sent: int | None = -1 if seq_start == 0 and resume is None else None
         self._motion_said: wire.Motion | None = None  # the last change of the motion state, repeated
 
     def run(self) -> None:
@@ -358,12 +361,13 @@ class CameraLoop(threading.Thread):
             image = sf.frame.to_ndarray(format="bgr24")
             header = wire.FrameHeader(camera=self.spec.name, seq=seq_base + sf.index, ts_ns=ts_ns, pts=sf.t,
                                       width=image.shape[1], height=image.shape[0], enc=self.spec.enc,
-                                      live=live, key=sf.key, motion=boxes)
+                                      live=live, key=sf.key, motion=boxes, prev=self._prev_sent if take else None)
             if publish_frames:
                 self._publish(relay, encode_frame(header.with_enc(self.publish_enc), image))
             if take:
                 gate.sent(t)
                 self._send_frame(push, header, image, block=not live)
+                self._prev_sent = header.seq
         self._say_motion(push, gate.finish())  # motion on when the stream ends ends with it
         if beat_count and (elapsed := time.monotonic() - beat_mono) >= 0.5 and not self.fps_in:
             self.fps_in = beat_count / elapsed  # a short stream's rate, measured over all of it

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from classifier.events import SILENT, Events
+from classifier.events import SILENT, EventIds, Events
 from common import wire
 
 
@@ -38,11 +38,9 @@ def test_stale_result_does_not_move_state_back() -> None:
     assert types(ev, [result(0, False, after=1)]) == []
 
 
-def test_motion_cooldown_and_no_event_per_frame_for_objects() -> None:
-    ev = Events(cooldown_s=1.0)
-    got = types(ev, [result(i, labels=("motion", "person"), ts=100 + i * 0.3) for i in range(8)])
-    assert got == ["motion"] * 2  # at 0 s and 1.2 s; 2.1 s is within 1 s of 1.2 s; people: classifier.tracking
-    assert ev.counters.get("suppressed", "c", "motion") == 6
+def test_no_event_per_frame_for_objects() -> None:
+    ev = Events()
+    assert types(ev, [result(i, labels=("person", "car"), ts=100 + i * 0.3) for i in range(8)]) == []
 
 
 def test_status_changes_only_and_failed_once_with_its_reason() -> None:
@@ -54,15 +52,14 @@ def test_status_changes_only_and_failed_once_with_its_reason() -> None:
                    ("camera_failed", "HTTP 404"), ("camera_failed", "HTTP 404"), ("camera_online", None)]
 
 
-def test_ids_are_unique_even_for_the_same_instant_and_across_restarts() -> None:
-    first = Events(cooldown_s=0.0)
-    a = [e.id for r in (result(0, labels=("motion",), ts=100.0), result(1, labels=("motion",), ts=100.0))
-         for e in first.on_result(r)]
-    assert len(set(a)) == 2  # one camera, one type, one nanosecond: still two ids
-    restarted = Events(cooldown_s=0.0)  # seq starts again at 0, the capture clock does not
-    b = [e.id for e in restarted.on_result(result(0, labels=("motion",), ts=160.0))]
-    assert not set(a) & set(b)
-    assert a[0].startswith("19700101T000140.000000000Z-c-motion")
+def test_ids_are_unique_even_for_the_same_instant_out_of_order_and_across_restarts() -> None:
+    ids = EventIds()
+    # two detectors' objects of one camera interleave in time: 100 s, 200 s, then 100 s again
+    a = [ids(t, "c", "object") for t in (100 * 10**9, 200 * 10**9, 100 * 10**9, 100 * 10**9)]
+    assert len(set(a)) == 4
+    restarted = EventIds()  # a restarted sink: capture times run on
+    assert restarted(160 * 10**9, "c", "object") not in a
+    assert a[0] == "19700101T000140.000000000Z-c-object" and a[2].endswith("-1")
 
 
 def test_silent_extractor_goes_offline_once_and_comes_back() -> None:

@@ -64,3 +64,13 @@ def test_the_same_frame_twice_is_a_duplicate_counted_late() -> None:
     assert w.push(1, 1001, "again", 0.0) == ([], True) and w.late == 1
     assert w.push(0, 1000, "b", 0.0) == ([], False) and w.out_of_order == 1
     assert w.flush() == ["b", "a"]
+
+def test_a_sampling_gap_named_by_prev_costs_no_wait() -> None:
+    """``--fps`` or the motion gate leave gaps in seq; each frame names the one sent before it."""
+    w = Reorder(window=8, max_wait_s=10.0)
+    assert w.push(0, 1000, "a", 0.0, prev=-1) == (["a"], False)  # the first its extractor sent
+    assert w.push(10, 1010, "c", 0.0, prev=5) == ([], False)  # 5 is still to come
+    assert w.push(5, 1005, "b", 0.0, prev=0) == (["b", "c"], False)
+    assert w.skipped == 0
+    assert w.push(20, 1020, "e", 0.0, prev=15) == ([], False)  # 15 was lost: waits for the bounds
+    assert w.expire(10.0) == ["e"] and w.skipped == 9  # seqs 11-19 given up on
