@@ -9,8 +9,7 @@
 - Routing by detector: each worker serves one detector (its ``ready`` says which), and a camera
   may name the detector(s) it wants (``routes``). A frame of such a camera waits once per
   detector it wants, in that detector's group, and goes to one worker serving it; a camera that
-  names none goes to any worker (ANY), as do the frames of every camera to a worker that names
-  no detector. Within a group cameras take turns; a worker that may take from its own group and
+  names none goes to any worker (ANY); a worker that names no detector takes only those. Within a group cameras take turns; a worker that may take from its own group and
   from ANY takes the frame that has waited longer. Credits, superseding, losses and deadlines
   work per delivery exactly as with one group, so a camera with two detectors counts each frame
   dispatched and completed twice (and the sink gets two results for it, one per detector).

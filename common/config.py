@@ -57,6 +57,7 @@ from typing import Any, Callable
 
 from dotenv import dotenv_values
 
+from common.env import VAR
 from common.geometry import Polygon, parse_masks, parse_zones
 from common.logs import redact_url
 from common.sampling import Sampling
@@ -79,7 +80,6 @@ CAMERA_KEYS = {"url": str, "fallback": list, "every": int, "fps": (int, float), 
                "detector": (str, list), "detect": str, "masks": list, "zones": dict}
 DETECT = ("motion", "always")  # a camera's ``detect``: frames to the pool while there is motion, or all
 CAMERA_NAME = re.compile(CAMERA_NAME_PATTERN)
-VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MASK = "***"
 
 # name -> parser of the whole file's data (a dict), returning that part's typed value or raising

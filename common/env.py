@@ -18,7 +18,7 @@ def secret(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
-VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${VAR}, here and in camwire.toml (common.config)
 
 
 def expand(text: str, flag: str) -> str:

@@ -45,7 +45,7 @@ DEFAULT_MAX_FRAME_BYTES = 7680 * 4320 * 4
 MAX_SEQ = 2**62
 MAX_NS = 2**62  # year 2116: far past any capture time, far below int64's end
 LIMIT = 1e12  # any float on the wire: finite and within this
-MAX_MOTION_BOXES = 64  # moving areas in one frame (extractor.motion merges the rest into fewer)
+MAX_MOTION_BOXES = 64  # moving areas in one frame (extractor.motion keeps the largest, drops the rest)
 
 Buffer = bytes | memoryview
 

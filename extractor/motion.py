@@ -31,9 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from common import wire
+from common.config import DETECT
 from common.geometry import Polygon, mask_image
-
-DETECT = ("motion", "always")
 
 
 @dataclass(frozen=True, slots=True)
