@@ -146,9 +146,11 @@ class Events:
             return []
         cam.online = online
         if online:
-            # back after an end (a file camera restarted by a reload): its results count anew,
-            # and the sink no longer finishes its objects on each one (drained)
-            cam.ended, cam.expected, cam.results = False, None, 0
+            if cam.ended:
+                # back after its end (a file camera restarted by a reload): its results count anew,
+                # and the sink no longer finishes its objects on each one (drained). Only then: a
+                # first "online" may come after results that rode through another worker
+                cam.ended, cam.expected, cam.results = False, None, 0
             return [self._event("camera_online", s.camera, s.ts_ns)]
         reason = s.reason or s.last_error or s.state
         return [self._event("camera_offline", s.camera, s.ts_ns, reason=reason)]

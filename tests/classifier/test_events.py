@@ -93,3 +93,18 @@ def test_drained_when_all_expected_results_are_in_or_the_source_failed() -> None
     assert not ev.drained("f")
     ev.on_eos(wire.Eos(camera="f", results=3))  # frames that never came: nothing more will
     assert ev.drained("f")
+
+
+def test_results_before_the_first_online_still_count_and_a_camera_back_after_its_end_counts_anew() -> None:
+    ev = Events()
+    for i in range(3):  # through a fast worker, ahead of the status that went through a slow one
+        ev.on_result(result(i))
+    ev.on_status(status("online"))
+    ev.on_eos(wire.Eos(camera="c", sent=3, results=3))
+    assert ev.drained("c")
+    ev.on_status(status("offline"))
+    ev.on_status(status("online"))  # the file camera restarted (a reload): not drained any more
+    assert not ev.drained("c")
+    ev.on_result(result(0, ts=500.0))
+    ev.on_eos(wire.Eos(camera="c", sent=1, results=1))
+    assert ev.drained("c")
