@@ -46,13 +46,15 @@ def background(width: int, height: int) -> np.ndarray:
 
 
 def sample_frame(i: int, fps: int, width: int, height: int, base: np.ndarray,
-                 covered: tuple[float, float] | None) -> np.ndarray:
+                 covered: tuple[float, float] | None, moving: bool = True) -> np.ndarray:
     t = i / fps
     if covered and covered[0] <= t < covered[1]:
         dim = cv2.GaussianBlur(base, (0, 0), 25) // 3 + 50
         noise = np.random.default_rng(i).integers(-3, 4, dim.shape)
         return np.clip(dim.astype(np.int16) + noise, 0, 255).astype(np.uint8)
     frame = base.copy()
+    if not moving:
+        return frame
     x = int((t * width / 4) % (width + 120)) - 60
     cv2.rectangle(frame, (x, height // 2), (x + 60, height // 2 + 40), (20, 220, 250), -1)
     cx = width - int((t * width / 6) % width)
@@ -61,8 +63,9 @@ def sample_frame(i: int, fps: int, width: int, height: int, base: np.ndarray,
 
 
 def make_sample_clip(path: Path, seconds: float = 12.0, fps: int = 25, width: int = 640, height: int = 360,
-                     gop: int = 50, covered: tuple[float, float] | None = (5.0, 8.0)) -> int:
-    """Encode the clip with libx264; returns the number of frames written."""
+                     gop: int = 50, covered: tuple[float, float] | None = (5.0, 8.0), moving: bool = True) -> int:
+    """Encode the clip with libx264; returns the number of frames written. ``moving=False``: no shapes,
+    a still scene (motion only where the cover comes and goes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     base = background(width, height)
     frames = int(round(seconds * fps))
@@ -74,7 +77,7 @@ def make_sample_clip(path: Path, seconds: float = 12.0, fps: int = 25, width: in
         stream.options = {"preset": "veryfast", "crf": "23", "keyint_min": str(gop), "sc_threshold": "0",
                           "bframes": "0"}
         for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(sample_frame(i, fps, width, height, base, covered), format="bgr24")
+            frame = av.VideoFrame.from_ndarray(sample_frame(i, fps, width, height, base, covered, moving), format="bgr24")
             frame.pts = i
             container.mux(stream.encode(frame))
         container.mux(stream.encode())

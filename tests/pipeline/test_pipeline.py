@@ -176,3 +176,25 @@ def test_extractor_drops_and_counts_instead_of_blocking(daemons, tmp_path: Path,
     assert stats["decoded"] == 50
     # (status messages may take the two queue places before any frame: then none is sent)
     assert stats.get("sent", 0) + stats["dropped"]["hwm"] == 50 and stats["dropped"]["hwm"] > 0
+
+
+def test_a_covered_lens_is_reported_while_the_motion_gate_holds_frames_back(pipeline_factory, daemons,
+                                                                            tmp_path: Path) -> None:
+    """A still scene, the lens covered from 4 s to 40 s, sampled at 1 fps with the default
+    ``detect = "motion"``: covering and uncovering are motion, which opens the gate long enough for
+    the covered worker's frames; the still stretch between is held back (only heartbeats go)."""
+    clip = tmp_path / "still.mp4"
+    make_sample_clip(clip, seconds=48, fps=5, width=320, height=180, covered=(4.0, 40.0), moving=False)
+    p = pipeline_factory(until="still")
+    p.worker("worker-1")
+    p.extractor("still", str(clip), extra=("--fps", "1"))
+    assert daemons.wait("sink", timeout=120) == 0
+    assert daemons.wait("extractor-still") == 0
+    stats = daemons.stats("extractor-still")["still"]
+    assert stats["skipped"]["no_motion"] > 20  # the gate was shut over the still, covered stretch
+    events = p.events_written()
+    covered = [e["seq"] / 5 for e in events if e["type"] == "camera_covered"]
+    uncovered = [e["seq"] / 5 for e in events if e["type"] == "camera_uncovered"]
+    assert len(covered) == 1 and len(uncovered) == 1
+    # both within the motion window the change itself opens (5 frames at 1 fps), not a heartbeat's wait
+    assert 4.0 <= covered[0] <= 10.0 and 40.0 <= uncovered[0] <= 46.0
