@@ -40,6 +40,7 @@ bench: venv
 	$(PY) bench/recorder.py
 	$(PY) bench/cameras.py
 	$(PY) bench/events.py
+	$(PY) bench/web.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -36,6 +36,7 @@ COMMANDS = {
     "status": ("camwire.status", "print the cameras and workers as the sink last saw them"),
     "check-config": ("camwire.checkconfig", "validate a camwire.toml as the daemons would, secrets masked"),
     "sample-clip": ("camwire.sample", "write the built-in sample clip (H.264) for demos and tests"),
+    "web": ("web.daemon", "the web console: live views, events, recordings and status in a browser"),
     "keygen": ("camwire.keygen", "write a CURVE key pair for a daemon, to encrypt and authenticate its links"),
 }
 # what ``camwire COMMAND --help`` says: for the person running it (what it does, what to point it
@@ -114,6 +115,16 @@ With --once (every source a file) it ends when every camera is done: exit 1 if a
 Print each camera's state (online, offline, failed, degraded, covered) with its latest error, and
 each worker's load, as the sink last wrote them (DATA_DIR/status.db); first, whether that is
 current or the sink has stopped reporting. Works while the pipeline runs and after it stopped.""",
+    "web": """\
+The web console: every camera live (boxes, zones and motion drawn, its state and why), the
+events with their snapshots and clips, the recordings on a timeline (pick a range, play it,
+download it), and the workers, drops and disks; its JSON API is in the README.
+
+It reads what the other daemons write and publish: the sink's --events file and --data-dir, the
+recorder's --dir (--recordings), the extractors' --publish (--subscribe, only while someone
+watches) and the sink's --publish-detections (--detections). It listens on 127.0.0.1 unless
+--bind says otherwise, which needs a token ([web] token = "${CAMWIRE_WEB_TOKEN}"); every change
+(reload) needs the token.""",
     "check-config": """\
 Check a camwire.toml as every daemon would read it, and print the cameras, sockets and settings
 it comes to, secrets masked. Exit 0 when every daemon would take it; else exit 2 with
@@ -126,8 +137,9 @@ CONFIGURED = SECTIONS  # the commands that take --config and a section of the fi
 # path flags checked before a daemon starts: dest -> (flag, a file or a folder)
 PATH_FLAGS = {"events": ("--events", "file"), "stats": ("--stats", "file"), "data_dir": ("--data-dir", "dir"),
               "dir": ("--dir", "dir"), "record": ("--record", "dir")}
-# the address flags each command would take from [sockets]: not path flags even where named alike
-ADDRESS_DESTS = {"recorder": {"events"}}
+# dests that are not paths the command writes, though named like PATH_FLAGS: the recorder's
+# events is an address; the web console only reads the sink's events file and data dir
+ADDRESS_DESTS = {"recorder": {"events"}, "web": {"events", "data_dir"}}
 
 
 def _rules_part(data: dict[str, Any]) -> Any:

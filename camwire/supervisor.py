@@ -58,7 +58,7 @@ RESTART_WINDOW_S = 60.0
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 EXIT_SOURCE_FAILED = 3  # an extractor's: a file camera failed for good (extractor.daemon)
 FINISHED = (0, EXIT_SOURCE_FAILED)  # an extractor that exits so is done: never restarted
-SOCKET_NAMES = ("frontend", "backend", "results", "events")
+SOCKET_NAMES = ("frontend", "backend", "results", "events", "detections")
 
 
 def parse_camera(text: str) -> tuple[str, list[str]]:
@@ -90,6 +90,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     rec.add_argument("--record-enc", default=PASSTHROUGH, choices=(PASSTHROUGH, "lz4"),
                      help="what the extractors publish to the recorder: the source's packets, or LZ4 frames to re-encode")
     add_recording_arguments(rec)
+    p.add_argument("--web", type=int, metavar="PORT",
+                   help="also run the web console on http://127.0.0.1:PORT/ (with --config: when the file has a "
+                        "[web] section, on its port)")
 
 
 def check(args: argparse.Namespace) -> None:
@@ -171,6 +174,8 @@ def plan_from_flags(args: argparse.Namespace, run_dir: Path) -> list[Child]:
         sink += ["--rules", args.rules]
     if args.record:
         sink += ["--publish", addr["events"]]
+    if args.web:
+        sink += ["--publish-detections", addr["detections"]]
     if args.data_dir:
         sink += ["--data-dir", args.data_dir]
     if args.once:
@@ -201,7 +206,15 @@ def plan_from_flags(args: argparse.Namespace, run_dir: Path) -> list[Child]:
         if args.record:
             # a file waits for the recorder, so it is recorded from its first frame
             argv += ["--publish", publish[name], "--publish-enc", args.record_enc, "--publish-wait", "10"]
+        elif args.web:
+            argv += ["--publish", publish[name]]  # live views only: LZ4 frames, no waiting for a subscriber
         children.append(Child(f"extractor-{name}", "extractor", argv, stats_dir, env=env))
+    if args.web:
+        argv = ["web", "--port", str(args.web), "--events", args.events, "--detections", addr["detections"],
+                *(["--data-dir", args.data_dir] if args.data_dir else []),
+                *(["--recordings", args.record] if args.record else [])]
+        argv += [a for name in names for a in ("--subscribe", publish[name])]
+        children.append(Child("web", "web", argv, stats_dir))
     return children
 
 
@@ -248,6 +261,9 @@ def plan_from_config(args: argparse.Namespace, cfg: Config, run_dir: Path) -> li
                     "--rules", str(args.rules)], given)
     if record_dir:
         sink += over("events", "--publish")
+    web = bool(cfg.sections.get("web")) or "web" in given
+    if web:
+        sink += over("detections", "--publish-detections")
     if args.once:
         sink += ["--exit-when-drained", ",".join(names)]
     children = [Child("sink", "sink", sink, stats_dir),
@@ -301,6 +317,14 @@ def plan_from_config(args: argparse.Namespace, cfg: Config, run_dir: Path) -> li
                                                               *({"publish_enc"} if enc else set())}),
                      *_flag_words({SECURITY[k]: v for k, v in cfg.sections.get("security", {}).items()}, set())]
         children.append(Child(child_name, "extractor", argv, stats_dir))
+    if web:
+        argv = ["web", *cfg_argv, *over("detections", "--detections"),
+                *(["--port", str(args.web)] if "web" in given else []),
+                *_given(["--events", args.events, "--data-dir", str(args.data_dir)], given),
+                *(["--events", args.events] if "events" not in given and "events" not in cfg.sections["sink"] else []),
+                *(["--recordings", record_dir] if "record" in given else [])]
+        argv += [a for addr in dict.fromkeys(publish.values()) for a in ("--subscribe", addr)]
+        children.append(Child("web", "web", argv, stats_dir))
     return children
 
 
@@ -389,7 +413,7 @@ def shutdown(children: list[Child], log) -> None:
 
     Workers go before the ventilator: a leaving worker tells it so and finishes what it holds.
     """
-    for role in ("extractor", "classifier", "ventilator", "recorder", "sink"):
+    for role in ("web", "extractor", "classifier", "ventilator", "recorder", "sink"):
         group = [c for c in children if c.role == role and c.proc is not None and c.proc.poll() is None]
         for child in group:
             child.proc.send_signal(signal.SIGTERM)
@@ -405,7 +429,7 @@ def shutdown(children: list[Child], log) -> None:
 
 def collect_stats(children: list[Child]) -> dict[str, Any]:
     """Every stats file each child wrote (one per start), summed per component."""
-    out: dict[str, Any] = {"extractor": {}, "ventilator": {}, "workers": {}, "sink": {}, "recorder": {}}
+    out: dict[str, Any] = {"extractor": {}, "ventilator": {}, "workers": {}, "sink": {}, "recorder": {}, "web": {}}
     for child in children:
         for path in sorted(child.stats_dir.glob(f"{child.name}.*.json")):
             data = json.loads(path.read_text())

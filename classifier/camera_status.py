@@ -16,6 +16,8 @@ that need no new pages). Written every FLUSH_S (never per frame). Tables:
   - ``degraded``: online, but every result of the last FPS_WINDOW_S carried an ``error``
     (``reason`` is the newest: a detector or model failing on every frame).
 
+  ``drops`` (JSON ``{"dropped/hwm": n, "skipped/no_motion": n}``): the frames its extractor did
+  not send on, by why, as its latest status said.
   ``unserved_detectors`` (comma-separated) and ``unserved`` (frames): the detectors the camera
   wants that no worker serves now, as the ventilator last reported (classifier.dispatch); its
   state stays what the extractor says.
@@ -54,7 +56,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS cameras (
     camera TEXT PRIMARY KEY, state TEXT, reason TEXT, covered INTEGER, last_frame_ts REAL,
     last_status_ts REAL, last_error TEXT, reconnects INTEGER, fps_in REAL, fps_used REAL,
-    results INTEGER, updated_ts REAL, attempts INTEGER, unserved INTEGER, unserved_detectors TEXT);
+    results INTEGER, updated_ts REAL, attempts INTEGER, unserved INTEGER, unserved_detectors TEXT, drops TEXT);
 CREATE TABLE IF NOT EXISTS workers (
     name TEXT PRIMARY KEY, credits INTEGER, in_flight INTEGER, dispatched INTEGER, completed INTEGER,
     leaving INTEGER, updated_ts REAL, results INTEGER, detector TEXT);
@@ -83,6 +85,7 @@ class CameraRow:
     updated_ts: float = 0.0
     unserved: int = 0  # frames counted while a detector it wants has no worker
     unserved_detectors: str | None = None  # those detectors, comma-separated
+    drops: str | None = None  # JSON: the extractor's frames not sent on, by why (wire.Status.drops)
 
 
 @dataclass(slots=True)
@@ -175,6 +178,7 @@ class StatusBook:
         row.last_error = msg.last_error or row.last_error
         row.reconnects, row.attempts = msg.reconnects, msg.attempts
         row.fps_in = msg.fps_in
+        row.drops = json.dumps(msg.drops, sort_keys=True) if msg.drops else row.drops
         self._derive(msg.camera)
 
     def on_eos(self, msg: wire.Eos) -> None:

@@ -5,6 +5,9 @@ Sockets (common.daemon owns the loop):
     the frame), and relayed through the workers the extractors' ``Status``, ``Eos`` and ``Motion``
     and the ventilator's ``Workers``. Anything else is counted under ``malformed/<reason>`` and dropped.
   - PUB (bound, ``--publish``): every ``Event``, one part, ``wire.pack(event)``.
+  - PUB (bound, ``--publish-detections``): every ``Result`` as it arrives, one part, without its
+    snapshot and with the detections the camera's masks drop taken out: boxes for live views
+    (the web console). Nothing is sent while no one subscribes.
 Each result goes to classifier.events (covered, online, motion) at once, and through a
 per-camera reorder window into the object tracker (classifier.tracking: ``object`` events, a
 start, updates and an end per tracked object). Each event is also a JSON line in ``--events``
@@ -63,6 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events-max-bytes", type=positive(size), default="100M", metavar="SIZE",
                    help=f"rotate --events past this size (PATH.1 ... PATH.{EVENTS_KEEP} kept; default 100M)")
     p.add_argument("--publish", metavar="ADDR", help="publish every event here for the recorder and other listeners (tcp://*:5558)")
+    p.add_argument("--publish-detections", metavar="ADDR",
+                   help="publish each frame's detections (boxes only) here for live views (tcp://*:5560)")
     p.add_argument("--data-dir", metavar="DIR", help="save snapshots and status.db here")
     p.add_argument("--snapshot-retain", type=positive(duration), default="7d", metavar="AGE",
                    help="delete snapshots older than this (default 7d)")
@@ -103,7 +108,7 @@ def check(args: argparse.Namespace) -> None:
     from classifier.outputs import mqtt_address
     from common.sockets import check_addresses
 
-    check_addresses(args, "bind", "publish")
+    check_addresses(args, "bind", "publish", "publish_detections")
     if getattr(args, "rules", None):
         try:
             load_rules(args.rules)
@@ -152,6 +157,7 @@ class Sink:
             self.outputs.append(WebhookOutput(args.webhook, d.counters, self.log, retries=args.webhook_retries))
         self.pull = d.socket(zmq.PULL, bind=args.bind, linger=0)
         self.pub = d.socket(zmq.PUB, bind=args.publish) if args.publish else None
+        self.boxes = d.socket(zmq.PUB, bind=args.publish_detections) if args.publish_detections else None
         self.until = set(name_list(args.exit_when_drained))
         self.started = time.monotonic()
 
@@ -198,6 +204,8 @@ class Sink:
             EVENT_LATENCY.labels(event.camera, event.type).observe(max(0.0, now - event.ts))
             self.emit(event, jpeg if event.seq is not None else None, (r.width, r.height))
         self.emit_objects(self.tracking.on_result(r, jpeg, time.monotonic()))
+        if self.boxes is not None:
+            self.boxes.send(wire.pack(self.tracking.unmasked(r)))
         self.book.on_result(r, self.events.camera(r.camera).covered)
         self.finish_if_drained(r.camera)
 

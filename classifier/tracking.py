@@ -44,6 +44,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
+import msgspec
 import numpy as np
 
 from classifier.reorder import DEFAULT_MAX_WAIT_S, DEFAULT_WINDOW, Reorder
@@ -195,6 +196,15 @@ class Tracking:
             for obj in cam.objects.values():
                 if obj.object_id == object_id:
                     obj.snapshot_path = path
+
+    def unmasked(self, r: wire.Result) -> wire.Result:
+        """``r`` with the detections its camera's masks drop taken out
+        (what live views draw; the tracker drops the same ones)."""
+        areas = self.areas.get(r.camera)
+        if areas is None or not areas.masks or not r.detections:
+            return r
+        return msgspec.structs.replace(r, detections=[d for d in r.detections
+                                                      if not _masked(d.box, areas.masks, r.width, r.height)])
 
     # -- tracking ---------------------------------------------------------------------------------
 

@@ -64,7 +64,7 @@ from common.sampling import Sampling
 from common.sockets import TRANSPORTS
 from common.wire import CAMERA_NAME_PATTERN
 
-DAEMONS = ("extractor", "ventilator", "classifier", "sink", "recorder")
+DAEMONS = ("extractor", "ventilator", "classifier", "sink", "recorder", "web")
 SECTIONS = (*DAEMONS, "run")  # tables of flags: each daemon's, and camwire run's
 # [sockets] name -> {daemon: the flag (argparse dest) it fills}
 SOCKETS: dict[str, dict[str, str]] = {
@@ -72,8 +72,11 @@ SOCKETS: dict[str, dict[str, str]] = {
     "backend": {"ventilator": "backend", "classifier": "connect"},
     "results": {"classifier": "sink", "sink": "bind"},
     "events": {"sink": "publish", "recorder": "events"},
-    "frames": {"extractor": "publish", "recorder": "subscribe"},
+    "frames": {"extractor": "publish", "recorder": "subscribe", "web": "subscribe"},
+    "detections": {"sink": "publish_detections", "web": "detections"},  # each result's boxes, for live views
 }
+# what the web console reads of the other daemons' sections, unless [web] says otherwise
+WEB_FROM = {"data_dir": ("sink", "data_dir"), "events": ("sink", "events"), "recordings": ("recorder", "dir")}
 SECURITY = {"key": "curve_key", "clients": "curve_clients", "servers": "curve_servers"}  # -> every daemon's flag
 CAMERA_KEYS = {"url": str, "fallback": list, "every": int, "fps": (int, float), "keyframes": bool,
                "realtime": bool, "record": bool, "rules": dict, "publish": str, "metrics_port": int,
@@ -148,8 +151,11 @@ class Config:
                                   if (flags := SOCKETS[name]).get(daemon)}
         if daemon in DAEMONS:
             values.update({SECURITY[k]: v for k, v in self.sections.get("security", {}).items()})
-        if daemon == "recorder":
-            own = [c.publish for c in self.cameras.values() if c.publish and c.record]
+        if daemon == "web":
+            values.update({dest: v for dest, (section, key) in WEB_FROM.items()
+                           if (v := self.sections.get(section, {}).get(key)) is not None})
+        if daemon in ("recorder", "web"):  # the web console shows every published camera, recorded or not
+            own = [c.publish for c in self.cameras.values() if c.publish and (c.record or daemon == "web")]
             subscribe = ([values["subscribe"]] if "subscribe" in values else []) + own
             if subscribe:
                 values["subscribe"] = list(dict.fromkeys(subscribe))

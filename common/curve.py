@@ -39,7 +39,7 @@ ZAP_DOMAIN = b"camwire"
 SECURED = ("tcp://",)  # transports that get CURVE; ipc and inproc never leave the host
 # a connecting flag (argparse dest) -> the daemon that binds the address it names
 SERVER_OF = {"push": "ventilator", "connect": "ventilator", "sink": "sink", "events": "sink",
-             "subscribe": "extractor"}
+             "subscribe": "extractor", "detections": "sink"}
 SERVERS = ("ventilator", "sink", "extractor")
 
 

@@ -220,6 +220,9 @@ class Status(Message, tag="status"):
     attempts: Count = 0
     last_error: Text | None = None
     refused: Refusals = []  # the extractor process's, as its heartbeats carry them
+    # frames this camera's extractor did not send on, by why, since it started:
+    # "dropped/<reason>" (a consumer too slow) and "skipped/<reason>" (sampling, no motion)
+    drops: Annotated[dict[Name, Count], msgspec.Meta(max_length=64)] = {}
 
 
 class Eos(Message, tag="eos"):
@@ -370,6 +373,16 @@ def peek_frame(parts: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_FRAME_BYTES
     if header.enc == "raw" and len(parts[1]) != header.raw_size:
         raise MalformedMessage("bad_size", f"{len(parts[1])} bytes, header says {header.raw_size}")
     return header
+
+
+def camera_topic(kind: type[FrameHeader] | type[Result], camera: str) -> bytes:
+    """The bytes every packed FrameHeader (or Result) of ``camera`` starts with: a SUB socket
+    subscribed to them gets that camera's frames (results) only, and the publisher filters, so a
+    camera no one watches costs no bandwidth. msgspec writes a Struct's fields in one fixed order,
+    tag and camera first, and the name's length prefix keeps ``cam1`` from matching ``cam10``."""
+    packed = pack(kind(camera=camera, seq=0, ts_ns=0, width=1, height=1))
+    name = _encoder.encode(camera)
+    return packed[:packed.index(b"\xa6camera" + name) + 7 + len(name)]
 
 
 def frame_parts(header: FrameHeader, payload: Buffer) -> list[Buffer]:

@@ -113,8 +113,12 @@ class CameraLoop(threading.Thread):
                  publish_enc: str, counters: CameraCounters, seq_start: int = 0,
                  failed_retry: float = FAILED_RETRY_S, finish_failed: bool = False, log: Any = None,
                  resume: tuple[str, int, int] | None = None,
-                 peer_watch: Callable[[zmq.Socket, str], PeerWatch] | None = None) -> None:
+                 peer_watch: Callable[[zmq.Socket, str], PeerWatch] | None = None,
+                 subscribed: Callable[[], bool] | None = None) -> None:
         super().__init__(name=f"camera-{spec.name}", daemon=True)
+        # whether anyone subscribes to this camera's published video now (the daemon's XPUB
+        # says): frames no one would receive are not converted, compressed or relayed
+        self.subscribed = subscribed or (lambda: True)
         # connects the PUSH socket to the ventilator (Daemon.peer_watch: secured with --curve-key)
         self.peer_watch = peer_watch or (lambda sock, addr: PeerWatch(sock, addr, self.log))
         self.ctx, self.spec, self.push_addr, self.relay_addr = ctx, spec, push_addr, relay_addr
@@ -265,11 +269,18 @@ class CameraLoop(threading.Thread):
             self._state, self._reason = state, reason
         self._send_status(push)
 
+    def _drops(self) -> dict[str, int]:
+        """This camera's dropped and skipped frames by reason (``dropped/hwm``), for its status."""
+        tree = self.counters.counters
+        return {f"{key}/{why}"[:128]: n for key in ("dropped", "skipped")
+                for why, n in sorted(tree.get_tree(key).get(self.spec.name, {}).items()) if isinstance(n, int)}
+
     def _send_status(self, push: zmq.Socket, heartbeat: bool = False) -> None:
         status = wire.Status(camera=self.spec.name, state=self._state, ts_ns=time.time_ns(), reason=self._reason,
                              fps_in=round(self.fps_in, 2), reconnects=self.counters.get("reconnects"),
                              attempts=self._attempts, last_error=self._last_error,
-                             refused=wire.refusals(self.counters.counters.get_tree("handshakes_failed")))
+                             refused=wire.refusals(self.counters.counters.get_tree("handshakes_failed")),
+                             drops=self._drops())
         if not heartbeat:
             self._send_control(push, status)
             return
@@ -356,13 +367,14 @@ class CameraLoop(threading.Thread):
             if take and not gate.wanted(t):
                 take = False
                 self.counters.add("skipped", "no_motion")
-            if not take and not publish_frames:
+            publish_now = publish_frames and self.subscribed()
+            if not take and not publish_now:
                 continue  # skipped before colour conversion: the cheapest a skip can be
             image = sf.frame.to_ndarray(format="bgr24")
             header = wire.FrameHeader(camera=self.spec.name, seq=seq_base + sf.index, ts_ns=ts_ns, pts=sf.t,
                                       width=image.shape[1], height=image.shape[0], enc=self.spec.enc,
                                       live=live, key=sf.key, motion=boxes, prev=self._prev_sent if take else None)
-            if publish_frames:
+            if publish_now:
                 self._publish(relay, encode_frame(header.with_enc(self.publish_enc), image))
             if take:
                 gate.sent(t)
@@ -410,6 +422,10 @@ class CameraLoop(threading.Thread):
                 dts = to_seconds(out.dts, base, tb)
                 if pace is not None and dts is not None:
                     pace(dts)  # packets too go out at the camera's pace, not in bursts between key frames
+                if not self.subscribed():
+                    index += 1
+                    self._seq = max(self._seq, index)
+                    continue
                 if file_start_ns is not None and pts is not None:
                     ts_ns = file_start_ns + int(pts * 1e9)
                 else:

@@ -3,6 +3,9 @@
 The main thread owns the publish socket (``--publish``, an XPUB so it can tell when a subscriber
 is there): camera threads hand it every decoded frame, or every compressed packet with
 ``--publish-enc passthrough``, over an inproc PUSH, and a handler forwards them without blocking.
+The XPUB's (un)subscription messages say who listens (:class:`Subscribers`): a camera's video is
+converted and published only while someone subscribes to it (the recorder, or the web console
+while someone watches that camera), so publishing for live views costs nothing unwatched.
 Each camera thread owns its own PUSH socket to the ventilator, so one slow or dead camera never
 holds up another. Every camera thread is watched: one that crashes is started again (capped
 backoff, counted under ``thread_restarts``) with its seq running on.
@@ -24,6 +27,7 @@ metrics are the same counters labelled by camera.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import threading
 from typing import Any, Callable
@@ -189,13 +193,16 @@ def main(args: argparse.Namespace) -> int:
         raise OperatorError("give --camera and --source, or --config")
     d = Extractor("extractor", args, labels=CAMERA_LABELS)
     relay = None
+    subscribers = Subscribers()
     if args.publish:
         pub = d.socket(zmq.XPUB, bind=args.publish, sndhwm=PUB_HWM, linger=1000)
         relay = d.socket(zmq.PULL, bind=RELAY_ADDR, rcvhwm=RELAY_HWM, linger=0)
         d.on(relay, lambda parts: pub.send_multipart(parts, copy=False))  # PUB never blocks: it drops at HWM
-        d.on(pub, lambda parts: None)  # a (un)subscription: nothing to do with it
+        d.on(pub, subscribers.on_message)  # a camera's frames go out while someone wants them
         if args.publish_wait > 0:
             subscribed = pub.poll(int(args.publish_wait * 1000))
+            while pub.poll(0):  # taken now: the camera threads start knowing who is there
+                subscribers.on_message(pub.recv_multipart(copy=False))
             d.log.info("subscriber present" if subscribed else "no subscriber yet; going on", publish=args.publish)
         if args.publish_enc != PASSTHROUGH and any(s.sampling.keyframes for s in specs):
             d.log.warning("with --keyframes, --publish carries key frames only; "
@@ -205,7 +212,8 @@ def main(args: argparse.Namespace) -> int:
         while relay is not None and relay.poll(0):
             pub.send_multipart(relay.recv_multipart(copy=False), copy=False)
 
-    cameras = Cameras(d, RELAY_ADDR if relay is not None else None, services=config is not None, flush=flush)
+    cameras = Cameras(d, RELAY_ADDR if relay is not None else None, services=config is not None, flush=flush,
+                      subscribers=subscribers)
     d.gauges(lambda: {"decode_fps": ("frames decoded a second, over the last few seconds", ("camera",),
                                      cameras.decode_fps())})
 
@@ -233,12 +241,43 @@ def main(args: argparse.Namespace) -> int:
     return code
 
 
+class Subscribers:
+    """Who subscribes to ``--publish`` now, as the XPUB's (un)subscription messages say: the
+    recorder takes everything (an empty topic), the web console one camera at a time, and only
+    while someone watches it (common.wire.camera_topic). Changed by the main thread, read by the
+    camera threads: the set is replaced whole, never changed in place."""
+
+    def __init__(self) -> None:
+        self.topics: frozenset[bytes] = frozenset()
+
+    def on_message(self, parts: list[zmq.Frame]) -> None:
+        msg = parts[0].bytes
+        if msg[:1] == b"\x01":
+            self.topics = self.topics | {msg[1:]}
+        elif msg[:1] == b"\x00":  # the last subscriber of the topic left (XPUB passes on only that one)
+            self.topics = self.topics - {msg[1:]}
+
+    def wants(self, camera: str) -> bool:
+        topics = self.topics
+        if b"" in topics:
+            return True
+        mine = _frame_topic(camera)
+        return any(mine.startswith(t) for t in topics)
+
+
+@functools.cache
+def _frame_topic(camera: str) -> bytes:
+    return wire.camera_topic(wire.FrameHeader, camera)
+
+
 class Cameras:
     """The running camera threads, each watched by the skeleton; started, stopped and restarted as
     the config says. A camera's seq runs on across its threads (restart or reload) in a process."""
 
-    def __init__(self, d: Daemon, relay: str | None, services: bool, flush: Callable[[], None]) -> None:
+    def __init__(self, d: Daemon, relay: str | None, services: bool, flush: Callable[[], None],
+                 subscribers: Subscribers | None = None) -> None:
         self.d, self.relay, self.services, self.flush = d, relay, services, flush
+        self.subscribers = subscribers or Subscribers()
         self.specs: dict[str, CameraSpec] = {}
         self.loops: dict[str, CameraLoop] = {}  # the newest thread of each camera
         self._lock = threading.Lock()  # a metrics scrape reads ``loops`` from its own thread
@@ -252,7 +291,8 @@ class Cameras:
                           failed_retry=self.d.args.failed_retry, finish_failed=not self.services,
                           peer_watch=lambda sock, addr: self.d.peer_watch(sock, addr, SERVER_OF["push"]),
                           log=self.d.log.bind(camera=name),
-                          resume=before.file_progress if before is not None and before.spec == self.specs[name] else None)
+                          resume=before.file_progress if before is not None and before.spec == self.specs[name] else None,
+                          subscribed=lambda: self.subscribers.wants(name))
         with self._lock:
             self.loops[name] = loop
         return loop

@@ -44,8 +44,10 @@ def parse_time(text: str) -> int:
     return int(dt.timestamp() * 1e9)
 
 
-def write_clip(segments: list[Segment], root: Path, start_ns: int, end_ns: int, out: Path) -> int:
+def write_clip(segments: list[Segment], root: Path, start_ns: int, end_ns: int, out: Path,
+               options: dict[str, str] | None = None) -> int:
     """Copy the packets of ``segments`` for [start, end) into ``out``; returns packets written.
+    ``options``: the muxer's (``{"movflags": "+faststart"}`` for an MP4 a browser plays as it loads).
 
     Matroska keeps presentation times only, so decode times are rebuilt: with the clip's
     presentation times sorted, ``dts[i] = sorted_pts[i] - delay``, the smallest delay that keeps
@@ -67,7 +69,7 @@ def write_clip(segments: list[Segment], root: Path, start_ns: int, end_ns: int, 
         pts = [t - origin for t, _ in chosen]
         ordered = sorted(pts)
         delay = max(0, max(o - p for o, p in zip(ordered, pts)))
-        with av.open(str(out), "w") as output:
+        with av.open(str(out), "w", options=options or {}) as output:
             stream_out = output.add_stream_from_template(template)
             stream_out.time_base = MS
             for (_, packet), p, d in zip(chosen, pts, ordered):

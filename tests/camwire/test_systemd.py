@@ -38,7 +38,8 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     paths = units(tmp_path)
     assert {p.name for p in paths} >= {"camwire-extractor.service", "camwire-extractor@front_door.service",
                                        "camwire-classifier@3.service", "camwire-ventilator.service",
-                                       "camwire-sink.service", "camwire-recorder.service", "camwire.target"}
+                                       "camwire-sink.service", "camwire-recorder.service", "camwire-web.service",
+                                       "camwire.target"}
     done = subprocess.run(["systemd-analyze", "verify", *map(str, paths)], capture_output=True, text=True)
     assert done.returncode == 0 and not done.stdout.strip() and not done.stderr.strip(), done.stdout + done.stderr
 
@@ -89,4 +90,4 @@ def test_units_expose_little_to_systemd_analyze_security(tmp_path: Path) -> None
         found = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", done.stdout)
         assert found, done.stdout + done.stderr
         scores[path.name] = float(found[1])
-    assert len(scores) == 6 and all(s <= MAX_EXPOSURE for s in scores.values()), scores
+    assert len(scores) == 7 and all(s <= MAX_EXPOSURE for s in scores.values()), scores

@@ -15,40 +15,9 @@ import pytest
 
 from classifier.camera_status import read_status
 from conftest import free_port, tcp
+from rtsp import RtspServer, needs_rtsp
 
-SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's interpreter has gi; a venv's has not
-SERVER = Path(__file__).parent.parent / "rtsp_server.py"
-
-
-def have_gst_rtsp() -> bool:
-    if not Path(SYSTEM_PYTHON).exists():
-        return False
-    probe = ("import gi; gi.require_version('GstRtspServer', '1.0'); "
-             "from gi.repository import GstRtspServer")
-    return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
-
-
-pytestmark = pytest.mark.skipif(not have_gst_rtsp(), reason="GStreamer RTSP server (python3-gi, "
-                                "gir1.2-gst-rtsp-server-1.0) is not installed: run `make debs`")
-
-
-class RtspServer:
-    def __init__(self, port: int, clip: Path) -> None:
-        self.port, self.clip, self.proc = port, clip, None
-
-    @property
-    def url(self) -> str:
-        return f"rtsp://127.0.0.1:{self.port}/cam"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([SYSTEM_PYTHON, str(SERVER), str(self.port), str(self.clip)],
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == "ready"
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+pytestmark = needs_rtsp
 
 
 def wait_status(path: Path, camera: str, predicate: Callable[[dict[str, Any]], bool],

@@ -1,0 +1,142 @@
+"""``camwire web`` as a real process over real HTTP: who may do what (web.auth), a bad start refused
+in one line, a reload that checks the file first, and files outside the snapshots never served.
+The sink's real event log and snapshot store write what the console reads."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import ROOT, free_port
+
+TOKEN = "s3cret-console-token"
+
+
+def start_web(tmp: Path, *argv: str, token: str | None = None) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    env = {**os.environ, "CAMWIRE_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
+    env.pop("CAMWIRE_WEB_TOKEN", None)
+    if token:
+        env["CAMWIRE_WEB_TOKEN"] = token
+    log = open(tmp / "web.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "camwire", "web", "--port", str(port), *argv],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if call(port, "GET", "/api/whoami")[0] == 200:
+                return proc, port
+        except OSError:
+            pass
+        assert proc.poll() is None, (tmp / "web.log").read_text()
+        time.sleep(0.1)  # a server starting has nothing to await but its port
+    raise AssertionError("the console never answered")
+
+
+def call(port: int, method: str, path: str, body: Any = None,
+         headers: dict[str, str] | None = None) -> tuple[int, Any, http.client.HTTPResponse]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    data = json.dumps(body).encode() if body is not None else None
+    conn.request(method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
+    response = conn.getresponse()
+    raw = response.read()
+    conn.close()
+    try:
+        return response.status, json.loads(raw), response
+    except ValueError:
+        return response.status, raw, response
+
+
+@pytest.fixture
+def stopped():
+    procs: list[subprocess.Popen] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=15)
+
+
+def test_a_console_reachable_from_other_hosts_needs_a_token(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "camwire", "web", "--bind", "0.0.0.0", "--port", str(free_port())],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "CAMWIRE_WEB_TOKEN": ""})
+    assert done.returncode == 2
+    line = done.stderr.strip().splitlines()[-1]
+    assert "--bind 0.0.0.0" in line and "token" in line and "Traceback" not in done.stderr
+
+
+def test_without_a_token_this_host_may_read_and_no_one_may_change(tmp_path: Path, stopped) -> None:
+    proc, port = start_web(tmp_path, "--data-dir", str(tmp_path), "--events", str(tmp_path / "events.jsonl"))
+    stopped.append(proc)
+    status, body, _ = call(port, "GET", "/api/cameras")
+    assert status == 200 and body == {"cameras": []}
+    status, body, _ = call(port, "POST", "/api/reload")
+    assert status == 403 and "token" in body["error"]
+    assert call(port, "GET", "/api/whoami")[1] == {"auth_required": False, "logged_in": True, "can_write": False}
+
+
+def test_the_token_guards_everything_but_the_page(tmp_path: Path, stopped) -> None:
+    config = tmp_path / "camwire.toml"
+    config.write_text(f"""
+[sink]
+events = "{tmp_path / 'events.jsonl'}"
+data_dir = "{tmp_path / 'data'}"
+
+[web]
+token = "${{CAMWIRE_WEB_TOKEN}}"
+
+[cameras.door]
+url = "{tmp_path / 'door.mp4'}"
+""")
+    (tmp_path / "data" / "snapshots" / "door").mkdir(parents=True)
+    (tmp_path / "data" / "snapshots" / "door" / "a.jpg").write_bytes(b"\xff\xd8jpeg")
+    (tmp_path / "data" / "status.db").write_bytes(b"not for the web")
+    proc, port = start_web(tmp_path, "--config", str(config), token=TOKEN)
+    stopped.append(proc)
+
+    assert call(port, "GET", "/")[0] == 200  # the page itself holds nothing secret
+    for path in ("/api/cameras", "/api/events", "/api/system", "/media/snapshots/door/a.jpg"):
+        assert call(port, "GET", path)[0] == 401, path
+        assert call(port, "GET", path, headers={"Authorization": "Bearer wrong"})[0] == 401, path
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    status, body, _ = call(port, "GET", "/api/cameras", headers=bearer)
+    assert status == 200 and [c["camera"] for c in body["cameras"]] == ["door"]
+
+    # the browser's way: a login sets a cookie that is not the token
+    assert call(port, "POST", "/api/login", {"token": "wrong"})[0] == 401
+    status, _, response = call(port, "POST", "/api/login", {"token": TOKEN})
+    cookie = response.getheader("Set-Cookie")
+    assert status == 200 and "HttpOnly" in cookie and "SameSite=Strict" in cookie and TOKEN not in cookie
+    session = {"Cookie": cookie.split(";")[0]}
+    assert call(port, "GET", "/media/snapshots/door/a.jpg", headers=session)[1] == b"\xff\xd8jpeg"
+    # nothing beside the snapshots, however the path is spelt
+    for path in ("/media/status.db", "/media/snapshots/../status.db", "/media/snapshots/%2e%2e/status.db",
+                 "/media/../camwire.toml"):
+        assert call(port, "GET", path, headers=session)[0] == 404, path
+    # a change from another site's page is refused, even with the session
+    status, body, _ = call(port, "POST", "/api/reload", headers={**session, "Origin": "http://evil.example"})
+    assert status == 403 and "another site" in body["error"]
+
+    # a reload checks the file first: a typo is refused with its line, and nothing is signalled
+    config.write_text(config.read_text() + "\n[cameras.yard]\nurl = 5\n")
+    status, body, _ = call(port, "POST", "/api/reload", headers=bearer)
+    lines = config.read_text().splitlines()
+    assert status == 400 and body["error"].startswith(f"{config}:{lines.index('url = 5') + 1}:")
+    proc.terminate()
+    assert proc.wait(timeout=15) == 0
+    assert TOKEN not in (tmp_path / "web.log").read_text()
+
+
+def test_ten_wrong_tokens_lock_the_login_for_a_while(tmp_path: Path, stopped) -> None:
+    proc, port = start_web(tmp_path, "--events", str(tmp_path / "events.jsonl"), token=TOKEN)
+    stopped.append(proc)
+    assert [call(port, "POST", "/api/login", {"token": f"guess{i}"})[0] for i in range(10)] == [401] * 10
+    assert call(port, "POST", "/api/login", {"token": TOKEN})[0] == 429  # even the right one, for now
