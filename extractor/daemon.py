@@ -30,6 +30,7 @@ import argparse
 import functools
 import json
 import threading
+import time
 from typing import Any, Callable
 
 import zmq
@@ -200,9 +201,13 @@ def main(args: argparse.Namespace) -> int:
         d.on(relay, lambda parts: pub.send_multipart(parts, copy=False))  # PUB never blocks: it drops at HWM
         d.on(pub, subscribers.on_message)  # a camera's frames go out while someone wants them
         if args.publish_wait > 0:
-            subscribed = pub.poll(int(args.publish_wait * 1000))
-            while pub.poll(0):  # taken now: the camera threads start knowing who is there
-                subscribers.on_message(pub.recv_multipart(copy=False))
+            # for a subscriber of everything (the recorder): a web console watching one camera
+            # does not end the wait. Taken here, so the camera threads start knowing who is there
+            deadline = time.monotonic() + args.publish_wait
+            while b"" not in subscribers.topics and (left := deadline - time.monotonic()) > 0:
+                if pub.poll(int(left * 1000) + 1):
+                    subscribers.on_message(pub.recv_multipart(copy=False))
+            subscribed = b"" in subscribers.topics
             d.log.info("subscriber present" if subscribed else "no subscriber yet; going on", publish=args.publish)
         if args.publish_enc != PASSTHROUGH and any(s.sampling.keyframes for s in specs):
             d.log.warning("with --keyframes, --publish carries key frames only; "

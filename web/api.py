@@ -16,6 +16,7 @@ import math
 import shutil
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -25,7 +26,7 @@ from aiohttp import web
 from classifier.camera_status import STALE_AFTER_S, read_refused, read_sink, read_status
 from common.config import Config, ConfigError
 from web import recordings
-from web.auth import COOKIE, SESSION_S, Auth, bearer_of
+from web.auth import COOKIE, SESSION_S, Auth, bearer_of, host_ok, same_origin
 from web.events_index import EventIndex, clip_key
 from web.live import LiveHub
 from web.live_socket import live_socket
@@ -50,6 +51,7 @@ class Console:
     reload: Callable[[], dict[str, Any]]  # validates the file and signals the daemons; raises ConfigError
     config: Callable[[], Config | None]  # the config now (a reload replaces it)
     live_possible: bool  # the console subscribes to at least one extractor
+    bind: str = "127.0.0.1"  # the address it listens on (web.auth.host_ok)
     counters: Any = None
     started: float = field(default_factory=time.time)
 
@@ -92,6 +94,15 @@ async def _blocking(fn: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
+# clips (remuxing up to an hour of video) get their own two threads: a few downloads at once never
+# take the threads that render the live views and answer the API
+_CLIPS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="clips")
+
+
+async def _clip(fn: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(_CLIPS, fn, *args)
+
+
 # -- middleware -------------------------------------------------------------------------------------
 
 @web.middleware
@@ -112,19 +123,29 @@ async def _guard(request: web.Request, handler: Callable[[web.Request], Awaitabl
     every write needs the token, and comes from this console's own pages."""
     c = _console(request)
     path = request.path
-    if not (path.startswith("/api/") or path.startswith("/media/")) or path in OPEN:
+    if not (path.startswith("/api/") or path.startswith("/media/")):
         return await handler(request)
-    if not c.auth.allowed(bearer_of(request.headers.get("Authorization")), request.cookies.get(COOKIE)):
+    if not host_ok(request.host, c.bind):
+        _count(c, "refused", "host")
+        return _error(403, f"this console answers to its own address, not {request.host[:100]!r}")
+    if not same_origin(request.headers.get("Origin"), request.scheme, request.host):
+        _count(c, "refused", "cross_origin")  # a page of another site, the live WebSocket included
+        return _error(403, "a request from another site's page is refused")
+    if path in OPEN:
+        return await handler(request)
+    client = request.remote or "?"
+    bearer = bearer_of(request.headers.get("Authorization"))
+    if c.auth.required and c.auth.locked_out(client):
+        _count(c, "refused", "locked_out")
+        return _error(429, "too many wrong tokens from here; wait a minute")
+    if not c.auth.allowed(bearer, request.cookies.get(COOKIE)):
+        if bearer is not None:
+            c.auth.failed(client)  # a guess counts the same in a header as in the login form
         _count(c, "refused", "unauthorised")
         return _error(401, "log in first: this console needs its token")
-    if request.method not in ("GET", "HEAD"):
-        if not c.auth.required:
-            _count(c, "refused", "no_token")
-            return _error(403, "changes need a token: set [web] token (\"${CAMWIRE_WEB_TOKEN}\") and log in")
-        origin = request.headers.get("Origin")
-        if origin is not None and origin != f"{request.scheme}://{request.host}":
-            _count(c, "refused", "cross_origin")
-            return _error(403, "a change from another site's page is refused")
+    if request.method not in ("GET", "HEAD") and not c.auth.required:
+        _count(c, "refused", "no_token")
+        return _error(403, "changes need a token: set [web] token (\"${CAMWIRE_WEB_TOKEN}\") and log in")
     return await handler(request)
 
 
@@ -143,15 +164,18 @@ async def _login(request: web.Request) -> web.Response:
     c = _console(request)
     if not c.auth.required:
         return web.json_response({"ok": True, "auth_required": False})
-    if c.auth.locked_out():
+    client = request.remote or "?"
+    if c.auth.locked_out(client):
         _count(c, "logins", "locked_out")
-        return _error(429, "too many wrong tokens; wait a minute")
+        return _error(429, "too many wrong tokens from here; wait a minute")
     try:
         body = await request.json()
         given = body.get("token") if isinstance(body, dict) else None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeError):
         given = None
-    sid = c.auth.login(given if isinstance(given, str) else None)
+    if isinstance(given, str) and not given.isprintable():
+        given = None  # a lone surrogate or a control character is no token, and no 500 either
+    sid = c.auth.login(given if isinstance(given, str) else None, client)
     if sid is None:
         _count(c, "logins", "wrong_token")
         return _error(401, "wrong token")
@@ -208,7 +232,8 @@ def _camera_list(c: Console) -> list[dict[str, Any]]:
             "motion": motion.get(name, False), "fps_in": row.get("fps_in") or 0.0, "fps_used": row.get("fps_used") or 0.0,
             "last_frame_ts": row.get("last_frame_ts"), "last_error": row.get("last_error"),
             "reconnects": row.get("reconnects") or 0, "status_stale": stale,
-            "live": c.live_possible and (cam is None or cam.record or bool(cam.publish)),
+            # an extractor publishes a camera's video only where it is recorded (extractor.daemon)
+            "live": c.live_possible and (cam is None or cam.record),
             "width": size[0] if size else None, "height": size[1] if size else None,
             "zones": ({z: poly.points(*size).round(1).tolist() for z, poly in cam.zones.items()}
                       if cam is not None and size else {}),
@@ -317,7 +342,7 @@ async def _event_clip(request: web.Request) -> web.StreamResponse:
     if c.recordings is None or c.clips is None:
         return _error(404, "no recorder folder: this console was not given one")
     try:
-        mp4 = await _blocking(recordings.event_clip, c.recordings, clip_key(event), c.clips)
+        mp4 = await _clip(recordings.event_clip, c.recordings, clip_key(event), c.clips)
     except LookupError:
         return _error(404, "no clip kept for this event (yet)")
     except (OSError, ValueError) as exc:
@@ -347,12 +372,14 @@ async def _range_clip(request: web.Request) -> web.StreamResponse:
     c = _console(request)
     camera = request.match_info["camera"]
     start, end = _number(request, "start"), _number(request, "end")
+    if start is not None and end is not None:
+        start, end = round(start, 1), round(end, 1)  # one cached file for requests a frame apart
     if start is None or end is None or not 0 < end - start <= MAX_CLIP_S:
         return _error(400, f"start and end: seconds since the epoch, end after start, at most {MAX_CLIP_S:.0f} s apart")
     if c.recordings is None or c.clips is None:
         return _error(404, "no recorder folder: this console was not given one")
     try:
-        mp4 = await _blocking(recordings.range_clip, c.recordings, camera, start, end, c.clips)
+        mp4 = await _clip(recordings.range_clip, c.recordings, camera, start, end, c.clips)
     except LookupError:
         return _error(404, "nothing recorded in that range")
     headers = {"Content-Type": "video/mp4"}

@@ -11,8 +11,14 @@ The policy, in one place:
   and are served to anyone; they ask for the token in a form.
 - The cookie holds a random session id, never the token; it is HttpOnly and SameSite=Strict, so no
   other site's page can use it, and a write with an ``Origin`` of another site is refused too.
-- The token is never in a page, a URL or a log. Failed logins are counted; past ``MAX_FAILURES``
-  in ``FAILURE_WINDOW_S`` the next are refused (429) until the window has passed.
+- Every request to the API, media or live stream, the WebSocket included, must come from this
+  console's own pages: an ``Origin`` of any other site (another port counts) is refused, so no
+  page the operator opens elsewhere can read the cameras through the operator's browser. Bound to
+  loopback, a ``Host`` that is not a loopback name is refused too (DNS rebinding).
+- The token is never in a page, a URL or a log. Wrong tokens (a login or a Bearer header) are
+  counted per client address; past ``MAX_FAILURES`` in ``FAILURE_WINDOW_S`` that address is refused
+  (429) until the window has passed, so guessing is slow and no stranger locks out everyone.
+- A reload that changes the token ends every session made with the old one.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ def check_bind(bind: str, token: str | None) -> None:
 class Auth:
     token: str | None
     sessions: dict[str, float] = field(default_factory=dict)  # session id -> expiry (monotonic)
-    failures: list[float] = field(default_factory=list)  # monotonic times of recent failed logins
+    failures: dict[str, list[float]] = field(default_factory=dict)  # client -> times of recent wrong tokens
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -61,13 +67,27 @@ class Auth:
     def token_ok(self, given: str | None) -> bool:
         return bool(self.token) and given is not None and hmac.compare_digest(given.encode(), self.token.encode())
 
-    def login(self, given: str | None) -> str | None:
-        """A new session id for the right token; None (counted) for a wrong one."""
-        now = time.monotonic()
+    def set_token(self, token: str | None) -> None:
+        """A reload's token; a changed one ends every session made with the old."""
         with self._lock:
-            if not self.token_ok(given):
-                self.failures.append(now)
-                return None
+            if token != self.token:
+                self.sessions.clear()
+            self.token = token
+
+    def failed(self, client: str) -> None:
+        """Count a wrong token from ``client`` (an address)."""
+        with self._lock:
+            if len(self.failures) >= MAX_SESSIONS and client not in self.failures:
+                self._forget_failures(time.monotonic())
+            self.failures.setdefault(client, []).append(time.monotonic())
+
+    def login(self, given: str | None, client: str) -> str | None:
+        """A new session id for the right token; None (counted against ``client``) for a wrong one."""
+        now = time.monotonic()
+        if not self.token_ok(given):
+            self.failed(client)
+            return None
+        with self._lock:
             self._expire(now)
             if len(self.sessions) >= MAX_SESSIONS:  # the oldest session makes room
                 del self.sessions[min(self.sessions, key=self.sessions.__getitem__)]
@@ -75,11 +95,23 @@ class Auth:
             self.sessions[sid] = now + SESSION_S
             return sid
 
-    def locked_out(self) -> bool:
+    def locked_out(self, client: str) -> bool:
         now = time.monotonic()
         with self._lock:
-            self.failures = [t for t in self.failures if now - t < FAILURE_WINDOW_S]
-            return len(self.failures) >= MAX_FAILURES
+            recent = [t for t in self.failures.get(client, ()) if now - t < FAILURE_WINDOW_S]
+            if recent:
+                self.failures[client] = recent
+            else:
+                self.failures.pop(client, None)
+            return len(recent) >= MAX_FAILURES
+
+    def _forget_failures(self, now: float) -> None:
+        """Bounded memory: clients whose failures are all past the window, or else the oldest half."""
+        for client in [c for c, ts in self.failures.items() if now - ts[-1] >= FAILURE_WINDOW_S]:
+            del self.failures[client]
+        if len(self.failures) >= MAX_SESSIONS:
+            for client in sorted(self.failures, key=lambda c: self.failures[c][-1])[:len(self.failures) // 2]:
+                del self.failures[client]
 
     def logout(self, sid: str | None) -> None:
         with self._lock:
@@ -105,6 +137,20 @@ class Auth:
     def _expire(self, now: float) -> None:
         for sid in [s for s, expiry in self.sessions.items() if expiry < now]:
             del self.sessions[sid]
+
+
+def same_origin(origin: str | None, scheme: str, host: str) -> bool:
+    """No Origin (a script, not a browser page), or this console's own."""
+    return origin is None or origin == f"{scheme}://{host}"
+
+
+def host_ok(host: str, bind: str) -> bool:
+    """Bound to loopback, only a loopback name may be asked for: a page whose DNS name was rebound
+    to 127.0.0.1 sends its own name, and is refused."""
+    if not is_loopback(bind):
+        return True
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return is_loopback(name.strip("[]"))
 
 
 def bearer_of(header: str | None) -> str | None:

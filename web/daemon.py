@@ -98,9 +98,9 @@ def signal_daemons(config: Path) -> list[dict[str, Any]]:
         except OSError:
             continue  # gone, or not ours to read
         command = _camwire_command(argv)
-        if command not in DAEMONS or "--config" not in argv:
+        given = _config_of(argv)
+        if command not in DAEMONS or given is None:
             continue
-        given = argv[argv.index("--config") + 1] if argv.index("--config") + 1 < len(argv) else ""
         try:
             cwd = (entry / "cwd").resolve()
             if (cwd / given).resolve() != want:
@@ -110,6 +110,16 @@ def signal_daemons(config: Path) -> list[dict[str, Any]]:
             continue
         done.append({"pid": int(entry.name), "daemon": command})
     return done
+
+
+def _config_of(argv: list[str]) -> str | None:
+    """The ``--config FILE`` (or ``--config=FILE``) a command line names, else None."""
+    for i, word in enumerate(argv):
+        if word == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if word.startswith("--config="):
+            return word[len("--config="):]
+    return None
 
 
 def _camwire_command(argv: list[str]) -> str | None:
@@ -182,7 +192,7 @@ def main(args: argparse.Namespace) -> int:
 
     console = Console(hub=hub, index=index, auth=auth, data_dir=data_dir, recordings=rec_dir, clips=clips,
                       reload=reload_all, config=lambda: cfg_now[0], live_possible=bool(args.subscribe),
-                      counters=d.counters)
+                      counters=d.counters, bind=args.bind)
     http = Http(make_app(console), args.bind, args.port)
 
     peers = []
@@ -211,13 +221,19 @@ def main(args: argparse.Namespace) -> int:
         subscribed.clear()
         subscribed.update(want)
 
-    def follow_events() -> None:
-        if rec_dir is not None:
-            kept_now[0] = recordings.kept_ids(rec_dir)
-        index.poll()
+    def follow_events() -> threading.Thread:
+        """The events file and the kept clips, read on a thread of their own: a big backlog at
+        start never holds up the sockets (a live view's packets would pile up and be lost)."""
+        def loop() -> None:
+            while not d.stop.is_set():
+                if rec_dir is not None:
+                    kept_now[0] = recordings.kept_ids(rec_dir)
+                if not index.poll():
+                    d.stop.wait(POLL_EVENTS_S)
+        return threading.Thread(target=loop, name="events", daemon=True)
 
     d.every(SUBSCRIBE_EVERY_S, follow_viewers)
-    d.every(POLL_EVENTS_S, follow_events, now=True)
+    d.watch("events", follow_events)
     d.every(PEER_CHECK_S, lambda: [p.check() for p in peers])
 
     def reload(cfg: Config | None) -> None:
@@ -225,7 +241,7 @@ def main(args: argparse.Namespace) -> int:
             return
         cfg_now[0] = cfg
         new = cfg.sections.get("web", {}).get("token")
-        auth.token = expand(new, "--token") if new else token_of(args)
+        auth.set_token(expand(new, "--token") if new else token_of(args))
         d.log.info("web console reloaded", cameras=len(cfg.cameras), auth_required=auth.required)
 
     d.on_reload(reload)
@@ -236,6 +252,9 @@ def main(args: argparse.Namespace) -> int:
 
     def cleanup() -> None:
         http.stop(d.unwatch("http"))
+        events_thread = d.unwatch("events")
+        if events_thread is not None:
+            events_thread.join(5.0)  # it sees the stop flag within POLL_EVENTS_S
         for p in peers:
             p.close()
         index.close()

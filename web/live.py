@@ -3,9 +3,9 @@ detections found in it, JPEG-encoded once for all its viewers, and the WebSocket
 streams them.
 
 What it holds (:class:`LiveHub`), per watched camera: a ring of its recent frames (at most
-``RING_FRAMES``, and at most ``RING_SECONDS`` of capture time; pixels kept as received and decoded
-only when a viewer is shown them; H.264/HEVC packets decoded as they come, one PyAV decoder per
-camera, each picture kept as the decoder's YUV frame), its recent ``wire.Result``s by frame (at most
+``RING_FRAMES``, ``RING_SECONDS`` of capture time and ``RING_BYTES`` of memory; pixels kept as
+received and decoded only when a viewer is shown them; H.264/HEVC packets decoded as they come, one
+PyAV decoder per camera, each picture kept as the decoder's YUV frame), its recent ``wire.Result``s by frame (at most
 ``RESULTS_KEPT``; results that say ``error`` are not kept), and the JPEGs made of the frames last
 shown, by width. A camera nobody watches keeps nothing: its frames are counted and dropped, and with
 no viewer the daemon subscribes to nothing (``wanted``), so no viewer costs nothing.
@@ -42,9 +42,10 @@ different frames for each). A viewer still busy sending takes the newest chosen 
 
 Counters (``counters``, ints; ``counters_snapshot`` for a copy): frames_in, frames_ignored (no
 viewer), results_in (kept for a watched camera), waiting_key (packets before a decoder's first key
-packet), decode_errors, encodes, sent (messages), skipped_slow (frames that came while a viewer's
-socket was still taking an earlier one, less the one it gets next), bad_requests (a client's text
-refused), wakes (a viewer's sender woken for a camera's new frame or result).
+packet), gaps (a packet stream's seq skipped: its decoder starts again at a key packet),
+decode_errors, encodes, sent (messages), skipped_slow (frames that came while a viewer's socket was
+still taking an earlier one, less the one it gets next), bad_requests (a client's text refused),
+wakes (a viewer's sender woken for a camera's new frame or result).
 
 Threads: ``on_frame``, ``on_result``, ``wanted``, ``cameras_seen`` are called by the daemon's
 ZeroMQ thread; they never wait for a viewer and hold the ring lock only for list and dict work. On
@@ -88,6 +89,7 @@ from web.drawing import draw, to_bgr
 
 RING_FRAMES = 32  # recent frames kept per watched camera: more than workers' latency at 25 fps
 RING_SECONDS = 3.0  # ... and no more capture time than this (a slow camera's frames are far apart)
+RING_BYTES = 48 << 20  # ... and no more memory than this: 15 decoded 1080p pictures (0.6 s at 25 fps)
 RESULTS_KEPT = 64  # recent results kept per watched camera
 RESULT_FRESH_S = 2.0  # results flow while one for a frame in the ring was heard this recently
 PTS_MATCH_NS = 1_000_000_000  # a packet frame's pts matches a result's only this close in capture time
@@ -103,7 +105,7 @@ JPEG_QUALITY = 80
 # it gets next is the frame chosen then, not the few that would otherwise have piled up in the buffer
 WRITER_LIMIT = 65536
 CAMERA_NAME = re.compile(wire.CAMERA_NAME_PATTERN)
-COUNTERS = ("frames_in", "frames_ignored", "results_in", "waiting_key", "encodes", "sent", "skipped_slow",
+COUNTERS = ("frames_in", "frames_ignored", "results_in", "waiting_key", "gaps", "encodes", "sent", "skipped_slow",
             "decode_errors", "bad_requests", "wakes")
 
 Zones = Callable[[str], Mapping[str, Polygon]] | Mapping[str, Mapping[str, Polygon]]
@@ -120,7 +122,7 @@ class _Frame:
     """One kept frame: the received parts (pixels) or a decoded picture (packets), turned into a
     BGR image on request, under its own lock; the hub drops that image when another frame is drawn."""
 
-    __slots__ = ("header", "parts", "picture", "number", "_image", "_failed", "_lock")
+    __slots__ = ("header", "parts", "picture", "number", "size", "_image", "_failed", "_lock")
 
     def __init__(self, header: wire.FrameHeader, parts: tuple[bytes, bytes] | None = None,
                  picture: av.VideoFrame | None = None) -> None:
@@ -128,6 +130,9 @@ class _Frame:
         self.parts = parts
         self.picture = picture
         self.number = 0  # the hub's arrival number: which of two frames is newer
+        # bytes it holds in the ring (its parts, or its decoded picture's planes), counted once
+        self.size = (len(parts[0]) + len(parts[1]) if parts is not None
+                     else sum(plane.buffer_size for plane in picture.planes) if picture is not None else 0)
         self._image: np.ndarray | None = None
         self._failed = False
         self._lock = threading.Lock()
@@ -187,14 +192,17 @@ class _Camera:
         self.by_seq: dict[int, _Heard] = {}
         self.by_pts: dict[float, _Heard] = {}
         self.arrivals = 0  # frames added (read by viewers, unlocked)
+        self.bytes = 0  # what the frames in the ring hold
         self.heard_at = float("-inf")  # when the latest result came: none is fresh after it is stale
 
     def add_frame(self, frame: _Frame) -> None:
         self.frames.append(frame)
         self.arrivals += 1
+        self.bytes += frame.size
         newest_ns = frame.header.ts_ns
-        while len(self.frames) > RING_FRAMES or newest_ns - self.frames[0].header.ts_ns > RING_SECONDS * 1e9:
-            self.frames.popleft()
+        while len(self.frames) > 1 and (len(self.frames) > RING_FRAMES or self.bytes > RING_BYTES
+                                        or newest_ns - self.frames[0].header.ts_ns > RING_SECONDS * 1e9):
+            self.bytes -= self.frames.popleft().size
 
     def add_result(self, heard: _Heard) -> None:
         result = heard.result
@@ -240,6 +248,7 @@ class _Decoder:
     epoch: int
     ctx: av.CodecContext
     pending: dict[int, wire.FrameHeader] = field(default_factory=dict)  # seq -> header, until its picture
+    last_seq: int = -1  # of the packet fed last: a gap (a packet lost on the way) restarts at a key packet
 
 
 class _Viewer:
@@ -393,6 +402,9 @@ class LiveHub:
         decoder = self._decoders.get(camera)
         if decoder is not None and (decoder.epoch != epoch or decoder.enc != header.enc):
             decoder = None  # packets were missed while nobody watched, or the stream changed codec
+        elif decoder is not None and header.seq != decoder.last_seq + 1:
+            decoder = None  # a packet lost on the way (a full buffer): pictures until the next key would smear
+            self._count("gaps")
         if decoder is None:
             if not header.key:
                 self._decoders.pop(camera, None)
@@ -403,6 +415,7 @@ class LiveHub:
             if header.extradata:
                 ctx.extradata = header.extradata
             decoder = self._decoders[camera] = _Decoder(header.enc, epoch, ctx)
+        decoder.last_seq = header.seq
         packet = av.Packet(bytes(payload))
         packet.pts = header.seq  # comes back on the picture: which header it belongs to (B-frames reorder)
         decoder.pending[header.seq] = header

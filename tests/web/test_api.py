@@ -135,8 +135,43 @@ url = "{tmp_path / 'door.mp4'}"
     assert TOKEN not in (tmp_path / "web.log").read_text()
 
 
-def test_ten_wrong_tokens_lock_the_login_for_a_while(tmp_path: Path, stopped) -> None:
+def test_ten_wrong_tokens_from_one_address_lock_it_out_for_a_while(tmp_path: Path, stopped) -> None:
     proc, port = start_web(tmp_path, "--events", str(tmp_path / "events.jsonl"), token=TOKEN)
     stopped.append(proc)
-    assert [call(port, "POST", "/api/login", {"token": f"guess{i}"})[0] for i in range(10)] == [401] * 10
+    guesses = [call(port, "POST", "/api/login", {"token": f"guess{i}"})[0] for i in range(5)]
+    guesses += [call(port, "GET", "/api/events", headers={"Authorization": f"Bearer guess{i}"})[0] for i in range(5)]
+    assert guesses == [401] * 10  # a guess in a header counts as one in the form
     assert call(port, "POST", "/api/login", {"token": TOKEN})[0] == 429  # even the right one, for now
+    assert call(port, "GET", "/api/cameras", headers={"Authorization": f"Bearer {TOKEN}"})[0] == 429
+
+
+def test_no_other_site_reads_the_console_through_a_browser(tmp_path: Path, stopped) -> None:
+    """Without a token anyone on this host may read, but not a page of another site that the
+    operator's browser opened: its requests carry its Origin (the live WebSocket's too), or, after
+    DNS rebinding, its own host name."""
+    proc, port = start_web(tmp_path, "--events", str(tmp_path / "events.jsonl"))
+    stopped.append(proc)
+    assert call(port, "GET", "/api/cameras", headers={"Origin": f"http://127.0.0.1:{port}"})[0] == 200
+    for headers in ({"Origin": "http://evil.example"}, {"Origin": f"http://127.0.0.1:{port + 1}"},
+                    {"Host": f"evil.example:{port}"}):
+        assert call(port, "GET", "/api/cameras", headers=headers)[0] == 403, headers
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    assert call(port, "GET", "/api/live", headers={**upgrade, "Origin": "http://evil.example"})[0] == 403
+    assert call(port, "GET", "/api/live", headers={**upgrade, "Origin": f"http://127.0.0.1:{port}"})[0] == 101
+
+
+def test_a_new_token_ends_the_sessions_of_the_old(tmp_path: Path, stopped) -> None:
+    config = tmp_path / "camwire.toml"
+    config.write_text(f'[sink]\nevents = "{tmp_path / "events.jsonl"}"\n\n[web]\ntoken = "first-token"\n')
+    proc, port = start_web(tmp_path, "--config", str(config))
+    stopped.append(proc)
+    status, _, response = call(port, "POST", "/api/login", {"token": "first-token"})
+    session = {"Cookie": response.getheader("Set-Cookie").split(";")[0]}
+    assert status == 200 and call(port, "GET", "/api/cameras", headers=session)[0] == 200
+    config.write_text(config.read_text().replace("first-token", "second-token"))  # the file watcher reloads it
+    deadline = time.monotonic() + 30
+    while call(port, "GET", "/api/cameras", headers={"Authorization": "Bearer second-token"})[0] != 200:
+        assert time.monotonic() < deadline, "the new token was never taken"
+        time.sleep(0.2)  # a file watcher has nothing to await but its next look
+    assert call(port, "GET", "/api/cameras", headers=session)[0] == 401

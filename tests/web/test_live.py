@@ -383,6 +383,21 @@ def test_h264_decoder_starts_again_when_a_camera_is_watched_again() -> None:
     loop.close()
 
 
+def test_a_packet_lost_on_the_way_restarts_the_decoder_at_the_next_key_packet() -> None:
+    """A full receive buffer drops packets: decoding on past the hole would smear every picture to
+    the next key frame, so the decoder waits for it instead."""
+    packets = h264_stream()
+    hub = LiveHub(zones={})
+    _, loop = watch(hub, {"cam1": Want(320, 5)})
+    for parts, _ in packets[:5] + packets[6:15]:  # packet 5 never came
+        hub.on_frame(parts)
+    assert hub.counters["gaps"] == 1 and hub.counters["waiting_key"] == 4  # 6..9 waited for the key at 10
+    assert hub.counters["decode_errors"] == 0
+    shown = [f.header.seq for f in hub._cameras["cam1"].frames]
+    assert shown and all(seq < 5 or seq >= 10 for seq in shown)  # no picture decoded over the hole
+    loop.close()
+
+
 def test_pictures_wider_than_any_view_are_kept_scaled_down() -> None:
     packets = h264_stream(n=10, size=(2560, 1440))
     hub = LiveHub(zones={})
