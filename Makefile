@@ -41,6 +41,7 @@ bench: venv
 	$(PY) bench/cameras.py
 	$(PY) bench/events.py
 	$(PY) bench/web.py
+	$(PY) bench/upload.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -152,6 +152,14 @@ def _rules_part(data: dict[str, Any]) -> Any:
 register_part("rules", _rules_part)
 
 
+def _upload_part(data: dict[str, Any]) -> Any:
+    from classifier.upload import upload_from_config
+    return upload_from_config(data)
+
+
+register_part("upload", _upload_part)  # [upload]: the sink's object storage (classifier.upload)
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions as written; each option's default and, for durations and sizes, its units."""
 

@@ -90,7 +90,7 @@ def sink_line(sink: dict[str, Any] | None, cameras: list[dict[str, Any]], now: f
 
 
 def state(c: dict[str, Any]) -> str:
-    if c["state"] in ("offline", "failed", "degraded"):
+    if c["state"] in ("offline", "failed", "degraded", "stale"):
         shown = f"{c['state']}: {c['reason']}" if c["reason"] else c["state"]
     else:
         shown = "covered" if c["state"] == "online" and c["covered"] else c["state"]

@@ -10,7 +10,8 @@ that need no new pages). Written every FLUSH_S (never per frame). Tables:
   second), ``fps_used`` (results the sink gets a second), ``results``, ``updated_ts``. ``state``:
 
   - ``connecting``, ``online``, ``offline`` (``reason`` why), ``failed`` (the source cannot work as
-    configured; ``reason`` says why), ``ended`` (a file read to its end), as the extractor says;
+    configured; ``reason`` says why), ``stale`` (a polled feed that stopped changing; ``reason``
+    says for how many polls), ``ended`` (a file read to its end), as the extractor says;
   - ``offline`` with reason ``extractor silent``: an online camera whose extractor sent nothing
     (no result, no status) for the sink's ``--silent-after`` (classifier.events);
   - ``degraded``: online, but every result of the last FPS_WINDOW_S carried an ``error``
@@ -173,7 +174,7 @@ class StatusBook:
         row = self.row(msg.camera)
         src = self._source[msg.camera]
         src.state, src.silent = msg.state, False
-        src.reason = (msg.reason or msg.last_error) if msg.state in ("offline", "failed") else None
+        src.reason = (msg.reason or msg.last_error) if msg.state in ("offline", "failed", "stale") else None
         row.last_status_ts = msg.ts_ns / 1e9
         row.last_error = msg.last_error or row.last_error
         row.reconnects, row.attempts = msg.reconnects, msg.attempts

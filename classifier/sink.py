@@ -11,8 +11,8 @@ Sockets (common.daemon owns the loop):
 Each result goes to classifier.events (covered, online, motion) at once, and through a
 per-camera reorder window into the object tracker (classifier.tracking: ``object`` events, a
 start, updates and an end per tracked object). Each event is also a JSON line in ``--events``
-(classifier.eventlog), sent to ``--mqtt`` (with Home Assistant's discovery, classifier.homeassistant)
-and ``--webhook`` (classifier.outputs), and with a JPEG, a snapshot under ``--data-dir``
+(classifier.eventlog), sent to ``--mqtt`` (with Home Assistant's discovery, classifier.homeassistant),
+``--webhook`` (classifier.outputs) and ``--kafka`` (classifier.kafka), and with a JPEG, a snapshot under ``--data-dir``
 (classifier.snapshots; an object's with its box drawn; events name it relative to ``--data-dir``);
 ``--data-dir``/status.db holds each camera's, each worker's and the sink's own status
 (classifier.camera_status).
@@ -42,10 +42,12 @@ from classifier.disk import WriteErrors
 from classifier.eventlog import EventLog
 from classifier.events import Events
 from classifier.homeassistant import DEFAULT_PREFIX, discovery_prefix
+from classifier.kafka import POLL_EVERY_S as KAFKA_POLL_S, KafkaOutput, kafka_address, kafka_option
 from classifier.motion_state import MotionStates
 from classifier.outputs import MqttOutput, WebhookOutput, origin
 from classifier.rules import load_rules
 from classifier.snapshots import SnapshotStore
+from classifier.upload import Uploader
 from classifier.tracking import Snapshot, Tracking, areas_from_config
 from common import wire
 from common.config import Config
@@ -57,6 +59,7 @@ from common.units import duration, percent, positive, size
 PRUNE_EVERY_S = 60.0
 RELEASE_EVERY_S = 0.25  # held results past the reorder window's time bound go on this often
 CLOSE_DRAIN_ROUNDS = 100  # of the skeleton's bounded drains, at exit
+UPLOADED_EVERY_S = 0.2  # uploaded events are taken from the uploader's threads this often
 EVENTS_KEEP = 3  # rotated --events files kept beside the live one
 
 
@@ -95,6 +98,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--webhook", metavar="URL", help="POST each event as JSON here (retried with backoff)")
     p.add_argument("--webhook-retries", type=int, default=5, metavar="N",
                    help="attempts after the first for an event the webhook did not take (5xx, 429, no answer)")
+    p.add_argument("--kafka", metavar="HOST:PORT/TOPIC",
+                   help="produce each event as JSON to this Kafka topic, keyed by camera (classifier.kafka)")
+    p.add_argument("--kafka-option", type=kafka_option, action="append", metavar="KEY=VALUE",
+                   help="with --kafka: a librdkafka setting (security.protocol=SASL_SSL, sasl.mechanism, "
+                        "sasl.username, sasl.password, ssl.ca.location); repeatable")
     p.add_argument("--exit-when-drained", metavar="CAMERAS",
                    help="comma-separated cameras: exit once each has ended and all its results are in")
     p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
@@ -118,15 +126,22 @@ def check(args: argparse.Namespace) -> None:
             raise ValueError(f"--rules {exc}") from None
     if getattr(args, "mqtt", None):
         mqtt_address(args.mqtt)
+    if getattr(args, "kafka", None):
+        kafka_address(args.kafka)
+    elif getattr(args, "kafka_option", None):
+        raise ValueError("--kafka-option: only with --kafka")
     if getattr(args, "webhook", None) and urlsplit(args.webhook).scheme not in ("http", "https"):
         raise ValueError(f"--webhook: an http:// or https:// URL, not {origin(args.webhook)}")
+    cfg = getattr(args, "config", None)
+    if cfg is not None and cfg.parts.get("upload") and not getattr(args, "data_dir", None):
+        raise ValueError("--data-dir: [upload] needs the sink's --data-dir (its snapshots and uploads.db live there)")
 
 
 LABELS = {"results": ("camera",), "result_errors": ("camera",), "suppressed": ("camera", "reason"),
           "events": ("type",), "outputs": ("output", "outcome"), "write_errors": ("what",),
           "snapshots": ("outcome",), "unknown_cameras": (), "late": ("camera",), "reordered": ("camera",),
           "objects": ("camera", "phase"),
-          "motion_messages": ("camera", "what")}
+          "motion_messages": ("camera", "what"), "uploads": ("outcome",)}
 
 _json = msgspec.json.Encoder()
 
@@ -155,10 +170,17 @@ class Sink:
                                            cameras=list(cfg.cameras) if cfg else (), data_dir=data_dir))
         if args.webhook:
             self.outputs.append(WebhookOutput(args.webhook, d.counters, self.log, retries=args.webhook_retries))
+        self.kafka = KafkaOutput(args.kafka, d.counters, self.log, dict(args.kafka_option or ())) if args.kafka else None
+        if self.kafka is not None:
+            self.outputs.append(self.kafka)
         self.pull = d.socket(zmq.PULL, bind=args.bind, linger=0)
         self.pub = d.socket(zmq.PUB, bind=args.publish) if args.publish else None
         self.boxes = d.socket(zmq.PUB, bind=args.publish_detections) if args.publish_detections else None
         self.until = set(name_list(args.exit_when_drained))
+        upload = getattr(args, "config", None) and args.config.parts.get("upload")  # [upload]: classifier.upload
+        self.uploader = Uploader(upload, data_dir, d.counters, self.log) if upload and data_dir else None
+        if upload and not data_dir:
+            self.log.error("[upload] is not used: the sink has no --data-dir")
         self.started = time.monotonic()
 
     # -- messages in ------------------------------------------------------------------------------
@@ -242,6 +264,8 @@ class Sink:
                 event = msgspec.structs.replace(event, snapshot=path)
         body = _json.encode(event)
         self.eventlog.write(body + b"\n")
+        if self.uploader is not None and jpeg is not None and event.snapshot is not None:  # written just now
+            self.uploader.enqueue(event, body)
         if self.pub is not None:
             self.pub.send(wire.pack(event))
         for output in self.outputs:
@@ -285,6 +309,12 @@ class Sink:
             self.events.rules = self.tracking.rules = cfg.rules
             self.log.info("rules reloaded", file=str(cfg.path), cameras=sorted(cfg.rules.cameras or {}))
 
+    def uploaded(self) -> None:
+        """Every UPLOADED_EVERY_S: events whose media and manifest are in object storage go out as ``uploaded``."""
+        for event in self.uploader.take() if self.uploader is not None else ():
+            self.emit(event, None)
+            self.uploader.announced(event)
+
     def drained(self) -> bool:
         if self.until and all(self.events.drained(c) for c in self.until):
             self.log.info("all cameras drained", cameras=sorted(self.until))
@@ -301,6 +331,9 @@ class Sink:
             for camera in sorted({name for name, _detector in self.tracking.cameras}):  # objects end with the sink
                 self.emit_objects(self.tracking.finish(camera))
         finally:
+            if self.uploader is not None:  # what is not up yet stays in uploads.db for the next start
+                self.uploaded()
+                self.uploader.close()
             for output in self.outputs:
                 output.close()
             self.book.close()
@@ -350,6 +383,10 @@ def main(args: argparse.Namespace) -> int:
     d.every(FLUSH_S, sink.tick)
     d.every(RELEASE_EVERY_S, sink.release)
     d.every(PRUNE_EVERY_S, sink.prune, now=True)
+    if sink.uploader is not None:
+        d.every(UPLOADED_EVERY_S, sink.uploaded)
+    if sink.kafka is not None:
+        d.every(KAFKA_POLL_S, sink.kafka.poll)  # delivery reports are served on this thread
     d.on_reload(sink.reload)
     d.gauges(sink.gauges)
     d.stats_extra(sink.stats_extra)

@@ -46,6 +46,7 @@ flags (camwire.cli's config loader): common/ imports only common/.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import re
@@ -62,6 +63,7 @@ from common.geometry import Polygon, parse_masks, parse_zones
 from common.logs import redact_url
 from common.sampling import Sampling
 from common.sockets import TRANSPORTS
+from common.units import duration
 from common.wire import CAMERA_NAME_PATTERN
 
 DAEMONS = ("extractor", "ventilator", "classifier", "sink", "recorder", "web")
@@ -80,7 +82,8 @@ WEB_FROM = {"data_dir": ("sink", "data_dir"), "events": ("sink", "events"), "rec
 SECURITY = {"key": "curve_key", "clients": "curve_clients", "servers": "curve_servers"}  # -> every daemon's flag
 CAMERA_KEYS = {"url": str, "fallback": list, "every": int, "fps": (int, float), "keyframes": bool,
                "realtime": bool, "record": bool, "rules": dict, "publish": str, "metrics_port": int,
-               "detector": (str, list), "detect": str, "masks": list, "zones": dict}
+               "detector": (str, list), "detect": str, "masks": list, "zones": dict,
+               "poll": (str, int, float), "placeholder": (str, list), "stale_after": int}
 DETECT = ("motion", "always")  # a camera's ``detect``: frames to the pool while there is motion, or all
 CAMERA_NAME = re.compile(CAMERA_NAME_PATTERN)
 MASK = "***"
@@ -125,6 +128,10 @@ class CameraConfig:
     detect: str | None = None
     masks: tuple[Polygon, ...] = ()  # motion ignores them; detections standing in them are dropped
     zones: dict[str, Polygon] = field(default_factory=dict)  # named polygons events list (common.geometry)
+    # a polled feed (extractor.poll): seconds between polls of its one http(s) url; None: a stream
+    poll: float | None = None
+    placeholder: tuple[str, ...] = ()  # sha256 (hex) of its "camera offline" images
+    stale_after: int | None = None  # unchanged polls before it is ``stale``; None: extractor.poll's default
 
 
 @dataclass(frozen=True)
@@ -196,10 +203,10 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(path, int(m.group(1)) if m else None, str(exc)) from None
     env = {**{k: v for k, v in dotenv_values(path.parent / ".env").items() if v is not None}, **os.environ}
     cfg = Config(path, hashlib.sha256(raw).hexdigest(), {}, {}, {}, text)
-    unknown = set(data) - {"sockets", "cameras", "rules", "security", *SECTIONS}
+    unknown = set(data) - {"sockets", "cameras", "rules", "security", "upload", *SECTIONS}
     if unknown:
         key = sorted(unknown)[0]
-        raise cfg.error(key, f"unknown section [{key}]; known: sockets, cameras, rules, security, "
+        raise cfg.error(key, f"unknown section [{key}]; known: sockets, cameras, rules, security, upload, "
                              f"{', '.join(SECTIONS)}")
     sockets = data.get("sockets", {})
     if not isinstance(sockets, dict):
@@ -283,7 +290,36 @@ def _camera(name: str, table: Any, env: dict[str, str], cfg: Config) -> CameraCo
                                              f"of different ones, not {table['detector']!r}")
     return CameraConfig(name, tuple(r[0] for r in resolved), tuple(redact_url(r[1]) for r in resolved), sampling,
                         table.get("realtime", False), table.get("record", True), publish, port, table.get("rules"),
-                        detector=tuple(wanted), **_motion_keys(table, where, cfg))
+                        detector=tuple(wanted), **_motion_keys(table, where, cfg),
+                        **_poll_keys(table, where, cfg, resolved[0][0]))
+
+
+def _poll_keys(table: dict[str, Any], where: str, cfg: Config, url: str) -> dict[str, Any]:
+    """``poll``, ``placeholder`` and ``stale_after`` (extractor.poll), each refused at its own line."""
+    poll = table.get("poll")
+    if poll is not None:
+        try:
+            poll = duration(poll)
+        except argparse.ArgumentTypeError as exc:
+            raise cfg.error(f"{where}.poll", f"{where}.poll: {exc}") from None
+        if poll <= 0:
+            raise cfg.error(f"{where}.poll", f"{where}.poll: a duration above zero, like 30s, not {table['poll']!r}")
+        if not url.startswith(("http://", "https://")):
+            raise cfg.error(f"{where}.url", f"{where}.url: a polled camera needs an http(s) URL")
+        if table.get("fallback"):
+            raise cfg.error(f"{where}.fallback", f"{where}.fallback: a polled camera has one url")
+    elif "placeholder" in table or "stale_after" in table:
+        key = "placeholder" if "placeholder" in table else "stale_after"
+        raise cfg.error(f"{where}.{key}", f"{where}.{key}: only for a polled camera (set poll too)")
+    hashes = table.get("placeholder", [])
+    hashes = [hashes] if isinstance(hashes, str) else hashes
+    if not all(isinstance(h, str) and re.fullmatch(r"[0-9a-fA-F]{64}", h) for h in hashes):
+        raise cfg.error(f"{where}.placeholder", f"{where}.placeholder: a sha256 in hex (64 characters) or a "
+                                                f"list of them, not {table['placeholder']!r}")
+    stale_after = table.get("stale_after")
+    if stale_after is not None and stale_after < 1:
+        raise cfg.error(f"{where}.stale_after", f"{where}.stale_after: a number of polls, 1 or more, not {stale_after}")
+    return {"poll": poll, "placeholder": tuple(h.lower() for h in hashes), "stale_after": stale_after}
 
 
 def _motion_keys(table: dict[str, Any], where: str, cfg: Config) -> dict[str, Any]:

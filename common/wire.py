@@ -108,6 +108,10 @@ class FrameHeader(OfFrame, tag="frame"):
     # the seq of the frame this camera sent to the pool before this one (-1: none before it;
     # None: not known, a published frame): the sink's reorder knows a sampling gap from a loss
     prev: Annotated[int, msgspec.Meta(ge=-1, le=MAX_SEQ)] | None = None
+    # a polled feed's frame (extractor.poll): the clip it came from (its ETag, or a short hash of
+    # its body) and its index in that clip; None from a stream
+    clip: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    clip_index: Count | None = None
 
     @property
     def is_packet(self) -> bool:
@@ -183,7 +187,8 @@ class Bye(Message, tag="bye"):
     """To a leaving worker: nothing more will come."""
 
 
-CameraState = Literal["connecting", "online", "offline", "failed"]
+# ``stale``: a polled feed (extractor.poll) whose image has not changed for its ``stale_after`` polls
+CameraState = Literal["connecting", "online", "offline", "failed", "stale"]
 
 
 class Refused(msgspec.Struct, frozen=True):
@@ -287,7 +292,7 @@ class Workers(Message, tag="workers"):
 
 # what the sink makes (classifier.events, classifier.tracking); the recorder's --keep-types names some of them
 EVENT_TYPES = ("object", "camera_covered", "camera_uncovered", "camera_online", "camera_offline",
-               "camera_failed", "motion_start", "motion_end")
+               "camera_failed", "motion_start", "motion_end", "uploaded")
 
 
 class Event(Message, tag="event"):
@@ -322,6 +327,10 @@ class Event(Message, tag="event"):
     last_seen: Seconds | None = None
     box: tuple[Real, Real, Real, Real] | None = None
     zones: Annotated[list[Name], msgspec.Meta(max_length=256)] = []
+    # ``uploaded`` (classifier.upload): the id of the event whose media are now in object storage,
+    # and their URLs in key order, the manifest's last
+    of: Annotated[str, msgspec.Meta(min_length=1, max_length=160)] | None = None
+    urls: Annotated[list[Text], msgspec.Meta(max_length=64)] = []
 
 
 AnyMessage = Union[FrameHeader, Result, Ready, Heartbeat, Reset, Bye, Status, Eos, Motion, Workers, Event]

@@ -45,6 +45,7 @@ from common.logs import redact_url
 from common.pixels import encode_frame, encode_packet
 from common.sockets import PeerWatch, make_socket, send_nowait
 from extractor.motion import MotionDetector, MotionGate, MotionSettings
+from extractor.poll import FeedLoop
 from extractor.sampling import Sampler, Sampling
 from extractor.source import (OPEN_TIMEOUT_S, READ_TIMEOUT_S, SOURCE_ERRORS, Failure, classify, is_file, open_source,
                               read_frames, to_seconds)
@@ -76,6 +77,10 @@ class CameraSpec:
     detect: str = "motion"  # sampled frames to the classifiers only while there is motion, or "always"
     masks: tuple[Polygon, ...] = ()  # where motion is not looked for
     motion: MotionSettings = field(default_factory=MotionSettings)
+    # a polled feed (extractor.poll): seconds between polls of ``sources[0]``; None: a stream
+    poll: float | None = None
+    placeholder: tuple[str, ...] = ()  # sha256 (hex) of the feed's "camera offline" images
+    stale_after: int | None = None  # unchanged polls before ``stale``; None: extractor.poll's default
 
     @property
     def files_only(self) -> bool:
@@ -172,6 +177,9 @@ class CameraLoop(threading.Thread):
     # -- connection management ---------------------------------------------------------------
 
     def _loop(self, push: zmq.Socket, relay: zmq.Socket | None) -> None:
+        if self.spec.poll is not None:  # a polled clip feed, not a stream
+            FeedLoop(self, push, relay).run()
+            return
         index = 0
         round_permanent = True  # every source tried in this round failed for good
         failure: Failure | None = None

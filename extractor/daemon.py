@@ -46,6 +46,7 @@ from common.sockets import OperatorError, check_addresses
 from common.units import duration, percent
 from extractor.camera import FAILED_RETRY_S, PASSTHROUGH, RELAY_HWM, CameraCounters, CameraLoop, CameraSpec
 from extractor.motion import DETECT, MotionSettings
+from extractor.poll import POLL_LABELS
 from extractor.sampling import Sampling
 
 EXIT_SOURCE_FAILED = 3
@@ -55,7 +56,7 @@ STOP_JOIN_S = 5.0
 # per camera: the label names under each counter (the camera first), for the metrics
 CAMERA_LABELS = {key: ("camera",) for key in ("decoded", "sent", "published", "reconnects")} | {
     "dropped": ("camera", "reason"), "skipped": ("camera", "reason"), "source_errors": ("camera", "error"),
-    "ended_early": ("camera", "error")}
+    "ended_early": ("camera", "error"), **POLL_LABELS}
 THREAD_PREFIX = "camera-"
 MOTION_DEFAULTS = MotionSettings()
 
@@ -82,6 +83,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--failed-retry", type=duration, default=FAILED_RETRY_S, metavar="DURATION",
                    help="how often a source that cannot work (no such file, 404, not a video) is tried again "
                         "(default 5m)")
+    p.add_argument("--poll", type=duration, metavar="DURATION",
+                   help="with --camera/--source: the source is a polled feed (a JPEG, MP4/TS clip or HLS playlist "
+                        "at an http(s) URL), fetched this often (extractor.poll)")
     p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
 
 
@@ -140,7 +144,8 @@ def specs_from_config(cfg: Config, args: argparse.Namespace) -> list[CameraSpec]
     return [CameraSpec(name=c.name, sources=c.sources, sampling=c.sampling, realtime=c.realtime or args.realtime,
                        enc=args.enc, open_timeout=args.open_timeout, read_timeout=args.read_timeout,
                        publish=c.record, detect=c.detect or args.detect, masks=c.masks,
-                       motion=motion_from_args(args)) for c in (cfg.cameras[name] for name in chosen)]
+                       motion=motion_from_args(args), poll=c.poll, placeholder=c.placeholder,
+                       stale_after=c.stale_after) for c in (cfg.cameras[name] for name in chosen)]
 
 
 class Extractor(Daemon):
@@ -178,18 +183,23 @@ def by_counter(stats: dict[str, dict]) -> dict[str, dict]:
 def main(args: argparse.Namespace) -> int:
     config: Config | None = args.config
     if config is not None:
-        if args.camera or args.source:
-            raise OperatorError("--camera/--source and --config: the cameras come from one or the other")
+        if args.camera or args.source or args.poll is not None:
+            raise OperatorError("--camera/--source and --config: the cameras come from one or the other"
+                                if args.camera or args.source else "--poll is for --camera/--source; "
+                                "in --config a camera says poll = \"30s\"")
         specs = specs_from_config(config, args)
     elif args.camera and args.source:
         try:
             sources = tuple(expand(u, "--source") for u in args.source)
         except ValueError as exc:
             raise OperatorError(str(exc)) from None
+        if args.poll is not None and (args.poll <= 0 or len(sources) != 1
+                                      or not sources[0].startswith(("http://", "https://"))):
+            raise OperatorError("--poll: a duration above zero, and one --source with an http(s) URL")
         specs = [CameraSpec(name=args.camera, sources=sources, sampling=sampling_from_args(args),
                             realtime=args.realtime, enc=args.enc, open_timeout=args.open_timeout,
                             read_timeout=args.read_timeout, detect=args.detect, masks=tuple(args.mask or ()),
-                            motion=motion_from_args(args))]
+                            motion=motion_from_args(args), poll=args.poll)]
     else:
         raise OperatorError("give --camera and --source, or --config")
     d = Extractor("extractor", args, labels=CAMERA_LABELS)

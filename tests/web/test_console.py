@@ -243,8 +243,9 @@ def test_console_in_a_real_browser(tmp_path: Path, browser, daemons, monkeypatch
         with av.open(str(saved)) as container:
             assert container.streams.video[0].codec_context.name == "h264"
             frames = sum(1 for _ in container.decode(video=0))
-        # copied, never re-encoded: it starts at the key frame before start (one every 2 s here)
-        assert 2.5 * FPS <= frames <= 5.5 * FPS
+        # copied, never re-encoded: it starts at the key frame before start (the clip has one every
+        # 2 s; an RTSP server may send more or fewer), so it holds the 3 s asked for and may hold more
+        assert 2.5 * FPS <= frames <= 8 * FPS
 
         # the camera dies: its tile says offline, and why
         page.goto(console.url + "/#/live")
