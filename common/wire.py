@@ -384,12 +384,19 @@ def peek_frame(parts: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_FRAME_BYTES
     return header
 
 
-def camera_topic(kind: type[FrameHeader] | type[Result], camera: str) -> bytes:
-    """The bytes every packed FrameHeader (or Result) of ``camera`` starts with: a SUB socket
-    subscribed to them gets that camera's frames (results) only, and the publisher filters, so a
-    camera no one watches costs no bandwidth. msgspec writes a Struct's fields in one fixed order,
-    tag and camera first, and the name's length prefix keeps ``cam1`` from matching ``cam10``."""
-    packed = pack(kind(camera=camera, seq=0, ts_ns=0, width=1, height=1))
+# the other fields a message of each kind needs, to pack one whose start is its camera's topic
+_TOPIC_FIELDS: dict[type, dict] = {FrameHeader: {"seq": 0, "ts_ns": 0, "width": 1, "height": 1},
+                                   Result: {"seq": 0, "ts_ns": 0, "width": 1, "height": 1},
+                                   Status: {"state": "online", "ts_ns": 0}, Eos: {}}
+
+
+def camera_topic(kind: type[FrameHeader] | type[Result] | type[Status] | type[Eos], camera: str) -> bytes:
+    """The bytes every packed message of ``kind`` about ``camera`` starts with: a SUB socket
+    subscribed to them gets that camera's frames (results, status) only, and the publisher
+    filters, so a camera no one wants costs no bandwidth. msgspec writes a Struct's fields in one
+    fixed order, tag and camera first, and the name's length prefix keeps ``cam1`` from matching
+    ``cam10``."""
+    packed = pack(kind(camera=camera, **_TOPIC_FIELDS[kind]))
     name = _encoder.encode(camera)
     return packed[:packed.index(b"\xa6camera" + name) + 7 + len(name)]
 

@@ -73,7 +73,8 @@ class CameraSpec:
     enc: str = "raw"
     open_timeout: float = OPEN_TIMEOUT_S
     read_timeout: float = READ_TIMEOUT_S
-    publish: bool = True  # to the recorder, when the process publishes at all
+    publish: bool = True  # on --publish, when the process publishes at all (for the recorder and live views)
+    recorded: bool = True  # the recorder takes it: --publish-wait waits for the recorder to want it
     detect: str = "motion"  # sampled frames to the classifiers only while there is motion, or "always"
     masks: tuple[Polygon, ...] = ()  # where motion is not looked for
     motion: MotionSettings = field(default_factory=MotionSettings)

@@ -143,7 +143,7 @@ def specs_from_config(cfg: Config, args: argparse.Namespace) -> list[CameraSpec]
         raise cfg.error("cameras", f"--cameras names {', '.join(missing)}, not in the file")
     return [CameraSpec(name=c.name, sources=c.sources, sampling=c.sampling, realtime=c.realtime or args.realtime,
                        enc=args.enc, open_timeout=args.open_timeout, read_timeout=args.read_timeout,
-                       publish=c.record, detect=c.detect or args.detect, masks=c.masks,
+                       recorded=c.record, detect=c.detect or args.detect, masks=c.masks,
                        motion=motion_from_args(args), poll=c.poll, placeholder=c.placeholder,
                        stale_after=c.stale_after) for c in (cfg.cameras[name] for name in chosen)]
 
@@ -211,13 +211,14 @@ def main(args: argparse.Namespace) -> int:
         d.on(relay, lambda parts: pub.send_multipart(parts, copy=False))  # PUB never blocks: it drops at HWM
         d.on(pub, subscribers.on_message)  # a camera's frames go out while someone wants them
         if args.publish_wait > 0:
-            # for a subscriber of everything (the recorder): a web console watching one camera
-            # does not end the wait. Taken here, so the camera threads start knowing who is there
+            # for the recorder to want every recorded camera (a web console watching one camera
+            # does not end the wait). Taken here, so the camera threads start knowing who is there
+            recorded = [s.name for s in specs if s.recorded]
             deadline = time.monotonic() + args.publish_wait
-            while b"" not in subscribers.topics and (left := deadline - time.monotonic()) > 0:
+            while not all(map(subscribers.wants, recorded)) and (left := deadline - time.monotonic()) > 0:
                 if pub.poll(int(left * 1000) + 1):
                     subscribers.on_message(pub.recv_multipart(copy=False))
-            subscribed = b"" in subscribers.topics
+            subscribed = all(map(subscribers.wants, recorded))
             d.log.info("subscriber present" if subscribed else "no subscriber yet; going on", publish=args.publish)
         if args.publish_enc != PASSTHROUGH and any(s.sampling.keyframes for s in specs):
             d.log.warning("with --keyframes, --publish carries key frames only; "
@@ -258,8 +259,8 @@ def main(args: argparse.Namespace) -> int:
 
 class Subscribers:
     """Who subscribes to ``--publish`` now, as the XPUB's (un)subscription messages say: the
-    recorder takes everything (an empty topic), the web console one camera at a time, and only
-    while someone watches it (common.wire.camera_topic). Changed by the main thread, read by the
+    recorder takes everything (an empty topic) or, with a file, each recorded camera; the web
+    console one camera at a time, only while someone watches it (common.wire.camera_topic). Changed by the main thread, read by the
     camera threads: the set is replaced whole, never changed in place."""
 
     def __init__(self) -> None:

@@ -132,7 +132,21 @@ def main(args: argparse.Namespace) -> int:
 
     # each SUB is connected by its PeerWatch, which names an address that never answers
     frames = d.socket(zmq.SUB, rcvhwm=SUB_HWM, linger=0)
-    frames.setsockopt(zmq.SUBSCRIBE, b"")
+    subscribed: set[bytes] = set()
+
+    def subscribe(cfg: Config | None) -> None:
+        """What the recorder takes of the extractors' streams: everything (without --config), or
+        the frames, status and end of each camera the file records (an extractor publishes every
+        camera, for live views too; see recorded_topics)."""
+        want = recorded_topics(cfg)
+        for topic in want - subscribed:
+            frames.setsockopt(zmq.SUBSCRIBE, topic)
+        for topic in subscribed - want:
+            frames.setsockopt(zmq.UNSUBSCRIBE, topic)
+        subscribed.clear()
+        subscribed.update(want)
+
+    subscribe(d.config)
     d.on(frames, lambda parts: on_frames(ring, parts))
     peers = [d.peer_watch(frames, args.subscribe, SERVER_OF["subscribe"])]
     if args.events:
@@ -156,6 +170,7 @@ def main(args: argparse.Namespace) -> int:
         if cfg is None:
             d.log.info("nothing to reload: the recorder was started without --config")
             return
+        subscribe(cfg)  # cameras recorded or not any more
         new = args_from_config(args, cfg)  # the file was judged whole already (check-config's rules)
         changed = {name: getattr(new, name) for name in LIVE if getattr(new, name) != getattr(running, name)}
         apply_settings(new, keeper, retention, ring)
@@ -188,6 +203,15 @@ def main(args: argparse.Namespace) -> int:
     code = d.run(until=ended, cleanup=cleanup)
     d.log.info("recorder stopped", stats=d.stats())
     return code
+
+
+def recorded_topics(cfg: Config | None) -> set[bytes]:
+    """The SUB topics of what to record: everything published, without a file (or one that names
+    no cameras); else each ``record = true`` camera's frames, status and end (common.wire.camera_topic)."""
+    if cfg is None or not cfg.cameras:
+        return {b""}
+    return {wire.camera_topic(kind, c.name) for c in cfg.cameras.values() if c.record
+            for kind in (wire.FrameHeader, wire.Status, wire.Eos)}
 
 
 def apply_settings(args: argparse.Namespace, keeper: Keeper, retention: Retention, ring: Ring) -> None:

@@ -232,8 +232,7 @@ def _camera_list(c: Console) -> list[dict[str, Any]]:
             "motion": motion.get(name, False), "fps_in": row.get("fps_in") or 0.0, "fps_used": row.get("fps_used") or 0.0,
             "last_frame_ts": row.get("last_frame_ts"), "last_error": row.get("last_error"),
             "reconnects": row.get("reconnects") or 0, "status_stale": stale,
-            # an extractor publishes a camera's video only where it is recorded (extractor.daemon)
-            "live": c.live_possible and (cam is None or cam.record),
+            "live": c.live_possible,
             "width": size[0] if size else None, "height": size[1] if size else None,
             "zones": ({z: poly.points(*size).round(1).tolist() for z, poly in cam.zones.items()}
                       if cam is not None and size else {}),

@@ -7,7 +7,8 @@ blue disc, as a model finds objects), the sink, the recorder and ``camwire web``
 What a user would check, each against the pixels or the video: the login refuses a wrong token;
 the grid shows every camera with an image that changes; the box of a detection is drawn where
 the detected object is; an event's clip plays (its currentTime moves); a recorded range downloads
-as a playable file; a dead RTSP server turns its tile offline with the reason. The screenshots of
+as a playable file; a dead RTSP server turns its tile offline with the reason; the yard, not
+recorded (record = false), is live all the same. The screenshots of
 the grid and the events page go to $CAMWIRE_SCREENSHOTS when it is set (the README's are made so).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import urllib.error
@@ -98,6 +100,7 @@ detect = "always"
 url = "{yard}"
 realtime = true
 detect = "always"
+record = false
 """)
     return config
 
@@ -265,5 +268,8 @@ def test_console_in_a_real_browser(tmp_path: Path, browser, daemons, monkeypatch
         rtsp.stop()
     for name in ("web", "extractor", "worker", "recorder", "ventilator", "sink"):  # each stops cleanly
         assert daemons.stop(name) == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
+    # the yard is live but not recorded (record = false): the recorder took the door alone
+    with sqlite3.connect(tmp_path / "rec" / "index.db") as db:
+        assert {c for (c,) in db.execute("SELECT DISTINCT camera FROM segments")} == {"door"}
     if shots != tmp_path:
         assert (shots / "console-grid.png").exists()
