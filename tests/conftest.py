@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from camwire.sample import make_sample_clip
 from mqtt import run_broker
+from processes import free_port  # noqa: F401 (the tests import it from here)
 import msgspec
 
 from common import wire
@@ -29,14 +29,45 @@ SHARED_MEDIA = ROOT.parent / "shared" / "media"
 SHARED_MODELS = ROOT.parent / "shared" / "models"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def tcp() -> str:
     return f"tcp://127.0.0.1:{free_port()}"
+
+
+class Pull:
+    """A PULL socket bound on loopback: an extractor's ``--push`` peer. Every message is kept,
+    and awaited with a deadline."""
+
+    def __init__(self, ctx: zmq.Context) -> None:
+        self.addr = tcp()
+        self.sock = ctx.socket(zmq.PULL)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.bind(self.addr)
+        self.seen: list[wire.Message] = []
+
+    def until(self, predicate: Callable[[wire.Message], bool], timeout: float = 60.0, since: int = 0) -> wire.Message:
+        """The first message from index ``since`` on that matches; waits for it with a timeout."""
+        for msg in self.seen[since:]:
+            if predicate(msg):
+                return msg
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if not self.sock.poll(int(left * 1000)):
+                break
+            parts = self.sock.recv_multipart()
+            msg = wire.peek_frame(parts) if len(parts) == 2 else wire.unpack(parts[0])
+            self.seen.append(msg)
+            if predicate(msg):
+                return msg
+        raise AssertionError(f"nothing matching within {timeout}s; saw {[type(m).__name__ for m in self.seen][-20:]}")
+
+    def frames(self, camera: str) -> list[wire.FrameHeader]:
+        return [m for m in self.seen if isinstance(m, wire.FrameHeader) and m.camera == camera]
+
+    def statuses(self) -> list[wire.Status]:
+        return [m for m in self.seen if isinstance(m, wire.Status)]
+
+    def seqs(self) -> list[int]:
+        return [m.seq for m in self.seen if isinstance(m, wire.FrameHeader)]
 
 
 def shared_clip(name: str) -> Path:

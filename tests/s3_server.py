@@ -7,7 +7,6 @@ and reaches nothing outside this machine.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,13 +14,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from processes import free_port, stop_process
+
 ACCESS_KEY, SECRET_KEY = "AKIDUPLOADTEST", "upload-secret-never-logged"  # moto takes any keys
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class S3Server:
@@ -51,13 +46,7 @@ class S3Server:
         raise RuntimeError("moto server did not answer")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def client(self) -> Any:

@@ -10,49 +10,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
-import zmq
 
 from common import wire
-from conftest import free_port, tcp, wait_log
+from conftest import Pull, free_port, tcp, wait_log
 from extractor.daemon import EXIT_SOURCE_FAILED
-
-
-class Pull:
-    """A PULL socket bound on loopback: the extractor's ``--push`` peer. Every message is kept."""
-
-    def __init__(self, ctx: zmq.Context) -> None:
-        self.addr = tcp()
-        self.sock = ctx.socket(zmq.PULL)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.bind(self.addr)
-        self.seen: list[wire.Message] = []
-
-    def until(self, predicate: Callable[[wire.Message], bool], timeout: float = 60.0) -> wire.Message:
-        """The first message (from the start) that matches; waits for it with a timeout."""
-        for msg in self.seen:
-            if predicate(msg):
-                return msg
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            if not self.sock.poll(int(left * 1000)):
-                break
-            parts = self.sock.recv_multipart()
-            msg = wire.peek_frame(parts) if len(parts) == 2 else wire.unpack(parts[0])
-            self.seen.append(msg)
-            if predicate(msg):
-                return msg
-        raise AssertionError(f"nothing matching within {timeout}s; saw {[type(m).__name__ for m in self.seen][-20:]}")
-
-    def statuses(self) -> list[wire.Status]:
-        return [m for m in self.seen if isinstance(m, wire.Status)]
-
-    def seqs(self) -> list[int]:
-        return [m.seq for m in self.seen if isinstance(m, wire.FrameHeader)]
 
 
 @pytest.fixture

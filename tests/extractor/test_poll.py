@@ -13,45 +13,15 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-import zmq
 
 from common import wire
 from common.config import ConfigError, load_config
-from conftest import tcp
+from conftest import Pull
 from extractor.poll import Poller, clip_id, playlist_entries, retry_after
 from feed_server import FeedServer, clip, jpeg
 
 LAST_MODIFIED = "Thu, 02 Jan 2020 03:04:05 GMT"
 LAST_MODIFIED_NS = 1577934245 * 10**9
-
-
-class Pull:
-    """The extractor's ``--push`` peer: every message kept, awaited with a deadline."""
-
-    def __init__(self, ctx: zmq.Context) -> None:
-        self.addr = tcp()
-        self.sock = ctx.socket(zmq.PULL)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.bind(self.addr)
-        self.seen: list[wire.Message] = []
-
-    def until(self, predicate: Callable[[wire.Message], bool], timeout: float = 30.0, since: int = 0) -> wire.Message:
-        for msg in self.seen[since:]:
-            if predicate(msg):
-                return msg
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            if not self.sock.poll(int(left * 1000)):
-                break
-            parts = self.sock.recv_multipart()
-            msg = wire.peek_frame(parts) if len(parts) == 2 else wire.unpack(parts[0])
-            self.seen.append(msg)
-            if predicate(msg):
-                return msg
-        raise AssertionError(f"nothing matching within {timeout}s; last: {self.seen[-5:]}")
-
-    def frames(self, camera: str) -> list[wire.FrameHeader]:
-        return [m for m in self.seen if isinstance(m, wire.FrameHeader) and m.camera == camera]
 
 
 def frame_of(camera: str, **fields) -> Callable[[wire.Message], bool]:
