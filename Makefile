@@ -40,6 +40,7 @@ bench: venv
 	$(PY) bench/recorder.py
 	$(PY) bench/cameras.py
 	$(PY) bench/events.py
+	$(PY) bench/replay.py
 	$(PY) bench/web.py
 	$(PY) bench/upload.py
 

@@ -13,7 +13,9 @@ pool only while there is motion, plus a heartbeat every 10 s), until the sink ha
 
 Per clip and mode: source frames, frames sent to the pool, ``skipped/no_motion``, results (and
 ``late`` ones, not tracked), ``object`` events by phase, distinct objects per label,
-``camera_covered`` alarms, ``motion_start``/``motion_end``, wall time (extractor start to sink
+``ends_inside`` (objects' first and last boxes that lie inside the picture, not at an edge or at
+the clip's start or end: a walker found late or lost early, so a crossing in pieces or two
+walkers swapped; no ground truth needed), ``camera_covered`` alarms, ``motion_start``/``motion_end``, wall time (extractor start to sink
 exit; the clock starts once the workers are connected, their model loaded), and the SSD
 worker's CPU and busy seconds. Then "no track lost": for each object found without the gate,
 whether an object of the same label overlaps it in time with the gate (times as seconds into
@@ -52,6 +54,7 @@ CLIPS = ("people-walking.mp4", "car-detection.mp4")
 MODES = ("always", "motion")
 CAMERA = "cam"
 STOP_TIMEOUT_S = 15.0
+EDGE_SHARE = 0.05  # a box this close to an edge (share of the side) is at the edge
 
 from bench.recorder import free_tcp  # noqa: E402
 
@@ -64,11 +67,35 @@ class Obj:
     label: str
     first: float
     last: float
+    ends_inside: int = 0  # of its first and last box, how many lie inside the picture (see inside())
+
+
+def inside(box: list[float] | None, size: tuple[int, int]) -> bool:
+    """Is a box clear of every edge of the picture by EDGE_SHARE of its side? A walker's object
+    should start and end at an edge (or at the clip's start or end); one that starts or ends
+    inside is a walker found late or lost early: a fragment of a crossing, or a swap."""
+    if box is None:
+        return False
+    w, h = size
+    mx, my = w * EDGE_SHARE, h * EDGE_SHARE
+    return box[0] > mx and box[1] > my and box[2] < w - mx and box[3] < h - my
+
+
+def source_size(clip: Path) -> tuple[int, int]:
+    with av.open(str(clip)) as c:
+        return c.streams.video[0].width, c.streams.video[0].height
 
 
 def source_rate(clip: Path) -> float:
     with av.open(str(clip)) as c:
         return float(c.streams.video[0].average_rate)
+
+
+def clip_seconds(clip: Path) -> float:
+    """The clip's length in seconds (its frames over its rate)."""
+    with av.open(str(clip)) as c:
+        s = c.streams.video[0]
+        return s.frames / float(s.average_rate)
 
 
 def wait_cpu(proc: subprocess.Popen, timeout: float) -> float | None:
@@ -178,7 +205,11 @@ def run(clip: Path, mode: str, fps: float, confidence: float, workers: str, work
     for e in events:
         if e["type"] == "object":
             chains[e["object_id"]].append(e)
-    objects = [Obj(oid, evs[-1]["label"], evs[-1]["first_seen"] - origin, evs[-1]["last_seen"] - origin)
+    size, duration = source_size(clip), clip_seconds(clip)
+    slack = 2.0 / fps  # seen in the first or last two sampled frames: in view when the clip starts or ends
+    objects = [Obj(oid, evs[-1]["label"], evs[-1]["first_seen"] - origin, evs[-1]["last_seen"] - origin,
+                   (evs[-1]["first_seen"] - origin > slack and inside(evs[0]["box"], size))
+                   + (evs[-1]["last_seen"] - origin < duration - slack and inside(evs[-1]["box"], size)))
                for oid, evs in chains.items()]
     types = Counter(e["type"] for e in events)
     phases = Counter(e["phase"] for e in events if e["type"] == "object")
@@ -194,6 +225,7 @@ def run(clip: Path, mode: str, fps: float, confidence: float, workers: str, work
         "unserved": sum(cam(vent, "unserved").values()) if cam(vent, "unserved") else 0,
         "object_events": {p: phases.get(p, 0) for p in ("start", "update", "end")},
         "objects": dict(sorted(Counter(o.label for o in objects).items(), key=lambda kv: -kv[1])),
+        "ends_inside": sum(o.ends_inside for o in objects),
         "camera_covered": types.get("camera_covered", 0),
         "motion_start": types.get("motion_start", 0), "motion_end": types.get("motion_end", 0),
         "events": sum(types.values()),
@@ -242,7 +274,8 @@ def main() -> int:
                 r = run(clip, mode, args.fps, args.confidence, args.workers, base / f"{clip.stem}-{mode}", args.timeout)
                 pair[mode] = r.pop("_objects")
                 print(json.dumps(r), flush=True)
-                r["tracked"] = [{"label": o.label, "first_s": round(o.first, 1), "last_s": round(o.last, 1)}
+                r["tracked"] = [{"label": o.label, "first_s": round(o.first, 1), "last_s": round(o.last, 1),
+                                 "ends_inside": o.ends_inside}
                                 for o in sorted(pair[mode], key=lambda o: o.first)]  # in --out only
                 results["runs"].append(r)
             missing = lost(pair["always"], pair["motion"], slack=1.0 / args.fps)
