@@ -32,7 +32,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from classifier.disk import WriteErrors  # noqa: E402
 from classifier.snapshots import SnapshotStore  # noqa: E402
-from classifier.upload import UploadConfig, Uploader, make_client  # noqa: E402
+from classifier.upload import UploadConfig, Uploader, make_client, snapshot_parts  # noqa: E402
 from common import wire  # noqa: E402
 from common.counters import Counters  # noqa: E402
 from common.logs import RepeatLimiter  # noqa: E402
@@ -85,7 +85,7 @@ def whole_path(cfg: UploadConfig, n: int, jpeg: bytes, tmp: Path) -> float:
     try:
         t0 = time.perf_counter()
         for ev in events:
-            up.enqueue(ev, msgspec.json.encode(ev))
+            up.enqueue(ev, msgspec.json.encode(ev), snapshot_parts(tmp / "data", ev))
         told = 0
         deadline = time.monotonic() + 300
         while told < n and time.monotonic() < deadline:

@@ -142,7 +142,7 @@ PATH_FLAGS = {"events": ("--events", "file"), "stats": ("--stats", "file"), "dat
 ADDRESS_DESTS = {"recorder": {"events"}, "web": {"events", "data_dir"}}
 
 
-def _rules_part(data: dict[str, Any]) -> Any:
+def _rules_part(data: dict[str, Any], _env: dict[str, str]) -> Any:
     from classifier.rules import rules_from_config
     return rules_from_config(data)
 
@@ -152,9 +152,9 @@ def _rules_part(data: dict[str, Any]) -> Any:
 register_part("rules", _rules_part)
 
 
-def _upload_part(data: dict[str, Any]) -> Any:
+def _upload_part(data: dict[str, Any], env: dict[str, str]) -> Any:
     from classifier.upload import upload_from_config
-    return upload_from_config(data)
+    return upload_from_config(data, env)
 
 
 register_part("upload", _upload_part)  # [upload]: the sink's object storage (classifier.upload)

@@ -285,7 +285,8 @@ def plan_from_config(args: argparse.Namespace, cfg: Config, run_dir: Path) -> li
         publish[n] = cfg.sockets.get("frames") or f"ipc://{run_dir}/publish-shared"
     if record_dir:
         recorded = [n for n in names if cfg.cameras[n].record]
-        argv = ["recorder", *cfg_argv, *over("events", "--events"), *_given(recording_argv(args), given)]
+        argv = ["recorder", *cfg_argv, *over("events", "--events"), *over("results", "--sink"),
+                *_given(recording_argv(args), given)]
         if "record" in given:
             argv += ["--dir", record_dir]
         argv += [a for addr in dict.fromkeys(publish[n] for n in recorded) for a in ("--subscribe", addr)]

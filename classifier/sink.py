@@ -3,7 +3,9 @@
 Sockets (common.daemon owns the loop):
   - PULL (bound, ``--bind``): common.wire ``Result`` from workers (one part, or two with a JPEG of
     the frame), and relayed through the workers the extractors' ``Status``, ``Eos`` and ``Motion``
-    and the ventilator's ``Workers``. Anything else is counted under ``malformed/<reason>`` and dropped.
+    and the ventilator's ``Workers``; from the recorder, ``Event`` of type ``uploaded`` (its kept
+    clips in object storage), emitted as the sink's own. Anything else is counted under
+    ``malformed/<reason>`` and dropped.
   - PUB (bound, ``--publish``): every ``Event``, one part, ``wire.pack(event)``.
   - PUB (bound, ``--publish-detections``): every ``Result`` as it arrives, one part, without its
     snapshot and with the detections the camera's masks drop taken out: boxes for live views
@@ -15,7 +17,9 @@ start, updates and an end per tracked object). Each event is also a JSON line in
 ``--webhook`` (classifier.outputs) and ``--kafka`` (classifier.kafka), and with a JPEG, a snapshot under ``--data-dir``
 (classifier.snapshots; an object's with its box drawn; events name it relative to ``--data-dir``);
 ``--data-dir``/status.db holds each camera's, each worker's and the sink's own status
-(classifier.camera_status).
+(classifier.camera_status). With ``[upload]`` (classifier.upload) its snapshots and, at each
+object's end, the object's frames (classifier.frames) go to object storage, and the ``uploaded``
+events come back out here.
 
 A full or failing disk never stops events: failed writes are counted (``write_errors/<what>``),
 logged once per interval, shown in status.db and the metrics, and the sink goes on delivering
@@ -47,7 +51,8 @@ from classifier.motion_state import MotionStates
 from classifier.outputs import MqttOutput, WebhookOutput, origin
 from classifier.rules import load_rules
 from classifier.snapshots import SnapshotStore
-from classifier.upload import Uploader
+from classifier.frames import Frames
+from classifier.upload import SINK_WHAT, Uploader, snapshot_parts
 from classifier.tracking import Snapshot, Tracking, areas_from_config
 from common import wire
 from common.config import Config
@@ -132,9 +137,17 @@ def check(args: argparse.Namespace) -> None:
         raise ValueError("--kafka-option: only with --kafka")
     if getattr(args, "webhook", None) and urlsplit(args.webhook).scheme not in ("http", "https"):
         raise ValueError(f"--webhook: an http:// or https:// URL, not {origin(args.webhook)}")
+    upload = _upload(args)
+    if upload is not None and not getattr(args, "data_dir", None):
+        raise ValueError("--data-dir: [upload] needs the sink's --data-dir (its snapshots, frames and uploads.db "
+                         "live there)")
+
+
+def _upload(args: argparse.Namespace) -> Any:
+    """The file's [upload] when it asks the sink for something (snapshots, frames), else None."""
     cfg = getattr(args, "config", None)
-    if cfg is not None and cfg.parts.get("upload") and not getattr(args, "data_dir", None):
-        raise ValueError("--data-dir: [upload] needs the sink's --data-dir (its snapshots and uploads.db live there)")
+    upload = cfg.parts.get("upload") if cfg is not None else None
+    return upload if upload is not None and set(upload.what) & set(SINK_WHAT) else None
 
 
 LABELS = {"results": ("camera",), "result_errors": ("camera",), "suppressed": ("camera", "reason"),
@@ -154,12 +167,18 @@ class Sink:
         self.errors = WriteErrors(d.counters, d.repeats)
         self.events = Events(rules=rules, counters=d.counters,
                              max_cameras=args.max_cameras, silent_after_s=args.silent_after)
+        data_dir = Path(args.data_dir) if args.data_dir else None
+        upload = _upload(args)  # [upload]: classifier.upload
+        if upload and not data_dir:
+            self.log.error("[upload] is not used: the sink has no --data-dir")
+            upload = None
+        self.what = set(upload.what) if upload else set()
         self.tracking = Tracking(self.events.ids, rules, d.counters, gone_s=args.gone_after,
                                  update_every_s=args.update_every,
-                                 areas=areas_from_config(getattr(args, "config", None)))
+                                 areas=areas_from_config(getattr(args, "config", None)),
+                                 sightings="frames" in self.what)
         self.motion = MotionStates(self.events.ids, d.counters)
         self.eventlog = EventLog(Path(args.events), self.errors, args.events_max_bytes, EVENTS_KEEP)
-        data_dir = Path(args.data_dir) if args.data_dir else None
         self.book = StatusBook(data_dir / "status.db" if data_dir else None, self.errors)
         self.snapshots = (SnapshotStore(data_dir / "snapshots", d.counters, self.errors, args.snapshot_retain,
                                         args.snapshot_max_bytes, args.min_free) if data_dir else None)
@@ -177,10 +196,11 @@ class Sink:
         self.pub = d.socket(zmq.PUB, bind=args.publish) if args.publish else None
         self.boxes = d.socket(zmq.PUB, bind=args.publish_detections) if args.publish_detections else None
         self.until = set(name_list(args.exit_when_drained))
-        upload = getattr(args, "config", None) and args.config.parts.get("upload")  # [upload]: classifier.upload
-        self.uploader = Uploader(upload, data_dir, d.counters, self.log) if upload and data_dir else None
-        if upload and not data_dir:
-            self.log.error("[upload] is not used: the sink has no --data-dir")
+        self.uploader = Uploader(upload, data_dir, d.counters, self.log) if upload else None
+        self.frames = (Frames(data_dir / "frames", d.counters, self.errors, args.min_free)
+                       if "frames" in self.what else None)
+        if self.frames is not None:  # objects that never ended (a sink killed): their frames go
+            self.frames.sweep(self.uploader.pending_paths())
         self.started = time.monotonic()
 
     # -- messages in ------------------------------------------------------------------------------
@@ -189,11 +209,16 @@ class Sink:
         if not 1 <= len(parts) <= 2:
             raise wire.MalformedMessage("bad_part_count", f"{len(parts)} parts")
         msg = wire.unpack(_buffer(parts[0]))
-        wire.expect(msg, wire.Result, wire.Status, wire.Eos, wire.Motion, wire.Workers)
+        wire.expect(msg, wire.Result, wire.Status, wire.Eos, wire.Motion, wire.Workers, wire.Event)
         if len(parts) == 2 and not isinstance(msg, wire.Result):
             raise wire.MalformedMessage("bad_part_count", f"{type(msg).__name__} with 2 parts")
         if isinstance(msg, wire.Workers):
             self.book.on_workers(msg)
+            return
+        if isinstance(msg, wire.Event):  # the recorder's kept clips, in object storage
+            if msg.type != "uploaded":
+                raise wire.MalformedMessage("unexpected_kind", f"Event of type {msg.type}")
+            self.emit(msg, None)
             return
         if not self.events.admit(msg.camera):
             self.d.repeats("unknown_cameras", "camera dropped: --max-cameras are known already", camera=msg.camera,
@@ -237,6 +262,10 @@ class Sink:
             self.emit_objects(self.tracking.finish(camera))
 
     def emit_objects(self, out: list[tuple[wire.Event, Snapshot | None]]) -> None:
+        """What a call into the tracker made; the frames it saw objects in go first (an end hands
+        its object's frames over)."""
+        if self.frames is not None:
+            self.frames.observe(*self.tracking.take_sightings())
         now = time.time()
         saved: dict[str | None, str | None] = {}  # object_id -> its snapshot written in this batch
         for event, snap in out:
@@ -264,8 +293,8 @@ class Sink:
                 event = msgspec.structs.replace(event, snapshot=path)
         body = _json.encode(event)
         self.eventlog.write(body + b"\n")
-        if self.uploader is not None and jpeg is not None and event.snapshot is not None:  # written just now
-            self.uploader.enqueue(event, body)
+        if self.uploader is not None:
+            self.upload(event, body, jpeg is not None)
         if self.pub is not None:
             self.pub.send(wire.pack(event))
         for output in self.outputs:
@@ -274,6 +303,16 @@ class Sink:
                       detections=len(event.detections), snapshot=event.snapshot, reason=event.reason,
                       phase=event.phase, object_id=event.object_id, label=event.label)
         return event
+
+    def upload(self, event: wire.Event, body: bytes, fresh: bool) -> None:
+        """Queue what ``[upload] what`` asks of ``event``: its snapshot if written just now
+        (``fresh``), an ended object's frames. ``uploaded`` events themselves never are."""
+        if "snapshots" in self.what and fresh and event.snapshot is not None:
+            self.uploader.enqueue(event, body, snapshot_parts(Path(self.args.data_dir), event))
+        if self.frames is not None and event.type == "object" and event.phase == "end":
+            parts = self.frames.end(event.object_id)
+            if parts and not self.uploader.enqueue(event, body, parts, tag="frames"):
+                self.frames.discard(parts)
 
     # -- timers -----------------------------------------------------------------------------------
 

@@ -33,6 +33,11 @@ rule's active windows nothing is tracked (``suppressed/<camera>/outside_schedule
 boxes are motion, not objects: never tracked. A camera's masks drop detections standing in
 them (``suppressed/<camera>/masked``); its zones are listed as objects enter them, and a rule's
 ``zones`` holds back the start of an object until it has entered one (``.../zones`` if never).
+With ``sightings=True`` (the sink's ``[upload] what = ["frames"]``, classifier.frames) it also
+keeps, until :meth:`Tracking.take_sightings`, every ``(object, seq, JPEG)`` it tracked (each
+frame an object was seen in, whose JPEG the worker sent) and the objects that ended without ever
+starting.
+
 Bounded: ``MAX_PER_FRAME`` detections per frame (the most confident), ``MAX_OBJECTS`` live
 objects per camera. Results that came after a
 later one are counted ``reordered/<camera>``.
@@ -144,7 +149,7 @@ class Tracking:
     def __init__(self, ids: Callable[[int, str, str], str], rules: Rules | None = None,
                  counters: Counters | None = None, gone_s: float = 5.0, update_every_s: float = 5.0,
                  window: int = DEFAULT_WINDOW, max_wait_s: float = DEFAULT_MAX_WAIT_S,
-                 areas: dict[str, Areas] | None = None) -> None:
+                 areas: dict[str, Areas] | None = None, sightings: bool = False) -> None:
         self.ids = ids  # classifier.events.EventIds: unique ids shared with the sink's other events
         self.rules = rules or Rules()
         self.counters = counters if counters is not None else Counters()
@@ -152,6 +157,9 @@ class Tracking:
         self.window, self.max_wait_s = window, max_wait_s
         self.areas = areas or {}  # camera -> its masks and zones (replaced whole on a reload)
         self.cameras: dict[tuple[str, str | None], CameraTracks] = {}  # (camera, detector) -> its stream
+        # until take_sightings(): each (object, seq, JPEG) tracked, and the objects ended unstarted
+        self.sightings: list[tuple[TrackedObject, int, bytes]] | None = [] if sightings else None
+        self.unstarted: list[TrackedObject] = []
 
     # -- in ---------------------------------------------------------------------------------------
 
@@ -187,6 +195,13 @@ class Tracking:
             out += self._track(camera, cam, cam.reorder.flush())
             out += self._end(camera, cam, list(cam.objects.values()), cam.last_ts_ns)
         return out
+
+    def take_sightings(self) -> tuple[list[tuple[TrackedObject, int, bytes]], list[TrackedObject]]:
+        """The frames objects were seen in since the last call, in the order tracked, and the
+        objects that ended without a start (their frames are of no use); both cleared."""
+        sightings, unstarted = self.sightings or [], self.unstarted
+        self.sightings, self.unstarted = ([] if self.sightings is not None else None), []
+        return sightings, unstarted
 
     def saved(self, camera: str, object_id: str | None, path: str | None) -> None:
         """The sink wrote an object's snapshot here: later events of the object name it."""
@@ -282,6 +297,8 @@ class Tracking:
             new = [z for z in zones_of(det.box, areas.zones, r.width, r.height) if z not in obj.zones]
             if new:
                 obj.zones, obj.changed = obj.zones + new, True
+        if self.sightings is not None and jpeg is not None:
+            self.sightings.append((obj, r.seq, jpeg))
         rank = (not _cut(det.box, r.width, r.height), det.confidence)
         if jpeg is not None and rank > obj.best_rank:
             obj.best, obj.best_rank = Snapshot(jpeg, det.box, (r.width, r.height), det.label), rank
@@ -295,6 +312,8 @@ class Tracking:
             if obj.object_id is None:  # never seen min_frames times (or never in the rule's zones)
                 self.counters.add("suppressed", name, "min_frames" if obj.hits < self.rules.for_camera(name).min_frames
                                   else "zones")
+                if self.sightings is not None:
+                    self.unstarted.append(obj)
                 continue
             out.append(self._event(name, obj, "end", max(ts_ns, obj.last_event_ns)))
         return out

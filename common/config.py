@@ -72,7 +72,7 @@ SECTIONS = (*DAEMONS, "run")  # tables of flags: each daemon's, and camwire run'
 SOCKETS: dict[str, dict[str, str]] = {
     "frontend": {"extractor": "push", "ventilator": "frontend"},
     "backend": {"ventilator": "backend", "classifier": "connect"},
-    "results": {"classifier": "sink", "sink": "bind"},
+    "results": {"classifier": "sink", "sink": "bind", "recorder": "sink"},  # the recorder: uploaded clips
     "events": {"sink": "publish", "recorder": "events"},
     "frames": {"extractor": "publish", "recorder": "subscribe", "web": "subscribe"},
     "detections": {"sink": "publish_detections", "web": "detections"},  # each result's boxes, for live views
@@ -88,9 +88,10 @@ DETECT = ("motion", "always")  # a camera's ``detect``: frames to the pool while
 CAMERA_NAME = re.compile(CAMERA_NAME_PATTERN)
 MASK = "***"
 
-# name -> parser of the whole file's data (a dict), returning that part's typed value or raising
+# name -> parser of the whole file's data (a dict) and the variables its ${VAR} may name (the
+# environment over the .env beside the file), returning that part's typed value or raising
 # ValueError that starts with the dotted key at fault ("cameras.yard.rules.min_frames: ...")
-PartParser = Callable[[dict[str, Any]], Any]
+PartParser = Callable[[dict[str, Any], dict[str, str]], Any]
 PARTS: dict[str, PartParser] = {}
 
 
@@ -246,7 +247,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     parts = {}
     for name, parse in PARTS.items():
         try:
-            parts[name] = parse(data)
+            parts[name] = parse(data, env)
         except ValueError as exc:  # "cameras.yard.rules.min_frames: ..." names the key
             raise cfg.error(str(exc).split(":")[0].split(" ")[0], str(exc)) from None
     return Config(path, cfg.digest, cameras, dict(sockets), sections, text, shown, default_rules, parts)

@@ -328,9 +328,9 @@ class Event(Message, tag="event"):
     box: tuple[Real, Real, Real, Real] | None = None
     zones: Annotated[list[Name], msgspec.Meta(max_length=256)] = []
     # ``uploaded`` (classifier.upload): the id of the event whose media are now in object storage,
-    # and their URLs in key order, the manifest's last
+    # and their URLs in key order, the manifest's last (an object's frames: up to 300 and the manifest)
     of: Annotated[str, msgspec.Meta(min_length=1, max_length=160)] | None = None
-    urls: Annotated[list[Text], msgspec.Meta(max_length=64)] = []
+    urls: Annotated[list[Text], msgspec.Meta(max_length=1024)] = []
 
 
 AnyMessage = Union[FrameHeader, Result, Ready, Heartbeat, Reset, Bye, Status, Eos, Motion, Workers, Event]

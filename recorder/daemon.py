@@ -7,7 +7,10 @@ Sockets, owned by the main thread (common.daemon's loop):
     libx264) or passed-through ``h264``/``hevc`` packets (remuxed, never decoded), plus each
     camera's ``Status`` and ``Eos`` (one part each);
   - SUB, connected to ``--events`` (the sink's ``--publish``): ``Event`` messages; each one of
-    the ``--keep-types`` keeps the segments around it (see recorder.keep).
+    the ``--keep-types`` keeps the segments around it (see recorder.keep);
+  - PUSH, connected to ``--sink`` (the sink's ``--bind``, [sockets] results), only with
+    ``[upload] what = ["clips"]``: one ``Event`` of type ``uploaded`` per kept clip in object
+    storage, one part, which the sink emits as its own.
 Anything else, or anything that does not decode, is counted under ``malformed/<reason>`` and
 dropped. Files: ``DIR/<camera>/<UTC start>.mkv``, indexed in ``DIR/index.db`` (recorder.index).
 
@@ -16,6 +19,12 @@ clips by their own age (``--keep-retain``, 30 days) and size (``--keep-max-bytes
 recorded (``--max-cameras``), and everything it writes by the volume's free share (``--min-free``,
 5 %): the oldest ring files go first, then, when only kept clips hold the space, the oldest kept
 clips (``deleted/keep_min_free``). So with no byte budget given, the disk still never fills.
+
+With ``[upload] what = ["clips"]`` in ``--config`` (classifier.upload), each kept clip, once
+complete and final (an object's after its end), goes to object storage as one MP4 remuxed from
+its segments (``kept/.../clip.mp4``, inside the clip's budget, deleted once up) with its
+event.json and a manifest, from ``DIR/uploads.db`` (recorder.uploads); a recorder asked for
+clips without ``--sink`` is refused at start. Counted under ``uploads/<outcome>``.
 
 A subscribed address that never answers (a wrong ``--subscribe`` or ``--events``) is warned about
 by name (common.sockets.PeerWatch). SIGHUP, or a changed ``--config`` file, applies the file's new
@@ -33,6 +42,7 @@ from pathlib import Path
 import zmq
 
 from camwire.cli import args_from_config
+from classifier.upload import Uploader
 from common import units, wire
 from common.config import Config
 from common.daemon import Daemon
@@ -44,17 +54,21 @@ from recorder.keep import DEFAULT_KEEP_TYPES, Keeper
 from recorder.retention import (DEFAULT_KEEP_RETAIN_S, DEFAULT_MAX_SKEW_S, DEFAULT_MIN_FREE, DEFAULT_RETAIN_S,
                                 Limits, Retention)
 from recorder.ring import DEFAULT_MAX_CAMERAS, Encoding, Ring
+from recorder.uploads import ClipUploads
 
 SUB_HWM = 1000  # frames waiting in the recorder; beyond this the publisher drops (and we see the hole)
 RETENTION_EVERY_S = 5.0
 PEER_CHECK_S = 1.0  # how often the SUB sockets' peers are looked for (common.sockets.PeerWatch)
+UPLOADED_EVERY_S = 0.2  # uploaded events are taken from the uploader's threads this often
+PUSH_HWM = 1000  # uploaded events queued towards the sink; past this they wait in the recorder
 # what a reload applies to the running recorder; a change to any other setting needs a restart
 LIVE = ("retain", "max_bytes", "min_free", "keep_retain", "keep_max_bytes", "pre", "post", "keep_types",
         "max_cameras", "max_clock_skew", "preset", "crf")
 
 METRIC_LABELS = {"written": ("camera",), "segments": ("camera",), "gaps": ("camera",), "restarts": ("camera",),
                  "dropped": ("camera", "reason"), "deleted": ("reason",), "events_kept": ("type",),
-                 "keeps_refused": ("reason",), "clock_skew": ("camera",), "recover_failed": ("error",)}
+                 "keeps_refused": ("reason",), "clock_skew": ("camera",), "recover_failed": ("error",),
+                 "uploads": ("outcome",)}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,6 +77,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", required=True, metavar="DIR", help="where the ring, its index and kept clips live")
     add_recording_arguments(p)
     p.add_argument("--events", metavar="ADDR", help="the sink's --publish address: keep the files around events")
+    p.add_argument("--sink", metavar="ADDR",
+                   help="the sink's --bind address ([sockets] results): with [upload] what = [\"clips\"], where "
+                        "the uploaded events of kept clips go")
     p.add_argument("--exit-when-ended", metavar="CAMERAS",
                    help="comma-separated cameras: exit once each has ended (files) and its last segment is closed")
     p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
@@ -109,13 +126,23 @@ def recording_argv(args: argparse.Namespace) -> list[str]:
 
 def check(args: argparse.Namespace) -> None:
     """The options judged without touching the disk or a socket (camwire check-config, a reload)."""
-    check_addresses(args, "subscribe", "events")
+    check_addresses(args, "subscribe", "events", "sink")
+    if clips_upload(args) is not None and not getattr(args, "sink", None):
+        raise ValueError("--sink: [upload] what = [\"clips\"] needs the sink's results address ([sockets] results "
+                         "or the recorder's --sink), where the uploaded events go")
     unknown = [t for t in name_list(args.keep_types) if t not in wire.EVENT_TYPES]
     if unknown:
         raise ValueError(f"--keep-types: no event is of type {', '.join(unknown)}; "
                          f"the types: {', '.join(wire.EVENT_TYPES)}")
     if args.segment < 1:
         raise ValueError(f"--segment: at least 1s, not {args.segment}s")
+
+
+def clips_upload(args: argparse.Namespace):
+    """The file's [upload] when it asks for kept clips (classifier.upload.UploadConfig), else None."""
+    cfg = getattr(args, "config", None)
+    upload = cfg.parts.get("upload") if cfg is not None else None
+    return upload if upload is not None and "clips" in upload.what else None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -128,6 +155,10 @@ def main(args: argparse.Namespace) -> int:
                           d.repeats, keeper)
     ring = Ring(root, index, keeper, retention, args.segment, Encoding(preset=args.preset, crf=args.crf),
                 d.counters, d.log, d.repeats, args.max_cameras, args.max_clock_skew)
+    clips = None
+    if (upload := clips_upload(args)) is not None:  # before the ring: every clip completed from now on goes
+        clips = ClipUploads(Uploader(upload, root, d.counters, d.log), root, index, d.counters, d.log)
+        keeper.completed = clips.completed
     ring.tick()  # recovers what a killed recorder left open
 
     # each SUB is connected by its PeerWatch, which names an address that never answers
@@ -154,6 +185,10 @@ def main(args: argparse.Namespace) -> int:
         events.setsockopt(zmq.SUBSCRIBE, b"")
         d.on(events, lambda parts: on_event(ring, parts))
         peers.append(d.peer_watch(events, args.events, SERVER_OF["events"]))
+    if clips is not None:
+        push = d.socket(zmq.PUSH, sndhwm=PUSH_HWM, linger=1000)
+        peers.append(d.peer_watch(push, args.sink, SERVER_OF["sink"]))
+        d.every(UPLOADED_EVERY_S, lambda: clips.tell(push))
     d.every(PEER_CHECK_S, lambda: [p.check() for p in peers])
 
     def housekeeping() -> None:
@@ -191,13 +226,17 @@ def main(args: argparse.Namespace) -> int:
 
     def cleanup() -> None:
         try:
-            ring.close_all()
+            ring.close_all()  # clips completed now are queued, and go at the next start
         finally:
+            if clips is not None:
+                clips.tell(push)
+                clips.close()
             index.close()
             for p in peers:
                 p.close()
 
-    d.log.info("recorder started", subscribe=args.subscribe, dir=str(root), events=args.events,
+    d.log.info("recorder started", subscribe=args.subscribe, dir=str(root), events=args.events, sink=args.sink,
+               upload="clips" if clips is not None else None,
                segment_s=args.segment, retain_s=args.retain, max_bytes=args.max_bytes, min_free=args.min_free,
                keep_retain_s=args.keep_retain, keep_max_bytes=args.keep_max_bytes, max_cameras=args.max_cameras)
     code = d.run(until=ended, cleanup=cleanup)

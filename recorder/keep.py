@@ -18,6 +18,9 @@ becomes the newest event. Objects seen at the same time keep the same ring segme
 to one file, stored once. An update or end whose start this recorder never saw (it started
 late) makes the clip then.
 
+A clip complete is handed to ``completed`` when one is set (recorder.uploads: kept clips to
+object storage), on the same thread, before the budgets are enforced.
+
 An event the keeper refuses is logged and counted under ``keeps_refused/<reason>``: ``duplicate``
 (an event id it already keeps: the sink's PUB seen twice, or a replay), ``clock_skew`` (a time
 far from the wall clock, whose window would never be recorded), ``index_error`` (a full disk).
@@ -31,7 +34,7 @@ import shutil
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 
@@ -39,7 +42,7 @@ from common import wire
 from common.counters import Counters
 from common.logs import RepeatLimiter
 from common.paths import safe_name, utc_day
-from recorder.index import Index, Keep
+from recorder.index import Index, Keep, Segment
 
 KEPT_DIR = "kept"
 # motion alone is too common to keep by default: a tree in the wind would fill the disk
@@ -54,6 +57,7 @@ class Keeper:
         self.counters, self.log, self.repeats = counters, log, repeats
         self.configure(pre_s, post_s, types, max_skew_s, retain_s, max_bytes)
         self._sizes: dict[str, int] = {}  # event id -> bytes of its complete folder
+        self.completed: Callable[[Keep], None] | None = None  # told of each clip completed (recorder.uploads)
 
     def configure(self, pre_s: float, post_s: float, types: tuple[str, ...], max_skew_s: float,
                   retain_s: float | None, max_bytes: int | None) -> None:
@@ -115,6 +119,8 @@ class Keeper:
                 self.index.complete_keep(keep.event_id)
                 completed = True
                 self.log.info("event clip kept", event_id=keep.event_id, camera=camera, files=len(files))
+                if self.completed is not None:
+                    self.completed(keep)
         if completed:
             self.enforce()
 
@@ -164,7 +170,7 @@ class Keeper:
         for seg in self.index.overlapping(keep.camera, keep.from_ns, keep.to_ns):
             if seg.id in done:
                 continue
-            target = folder / f"{safe_name(keep.camera)}-{Path(seg.path).name}"
+            target = folder / kept_name(keep.camera, seg)
             try:
                 os.link(self.root / seg.path, target)
             except FileExistsError:
@@ -182,6 +188,11 @@ class Keeper:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(body, indent=1))
         tmp.replace(path)
+
+
+def kept_name(camera: str, seg: Segment) -> str:
+    """The name a ring segment is linked under in a kept clip's folder."""
+    return f"{safe_name(camera)}-{Path(seg.path).name}"
 
 
 def _folder_bytes(folder: Path) -> int:

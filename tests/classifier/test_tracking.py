@@ -208,3 +208,26 @@ def test_two_walkers_far_apart_stay_two_objects() -> None:
     out = [e for e, _ in feed(t, frames)]
     assert sorted(e.phase for e in out) == ["end", "end", "start", "start"]
     assert t.counters.get("relinked", "c") == 0
+
+
+def test_sightings_name_every_frame_an_object_was_seen_in_even_when_results_come_out_of_order() -> None:
+    """What the sink's ``[upload] what = ["frames"]`` keeps (classifier.frames): each (object, seq,
+    JPEG) tracked, in seq order, and the objects that ended without a start."""
+    t = tracking(min_frames=3, gone_s=1.0, sightings=True)
+    frames = [result(s, walker(s)) for s in range(1, 13)]
+    held_back = frames[2:6]  # 3..6 arrive after 7..12: released in one batch once they come
+    feed(t, frames[:2] + frames[6:] + held_back)
+    t.finish("c")
+    sightings, unstarted = t.take_sightings()
+    # ByteTrack takes a track on the stream's first frame at once: seqs 1..12, each with its own JPEG
+    assert [seq for _obj, seq, _jpeg in sightings] == list(range(1, 13))
+    assert all(jpeg == f"jpeg-{seq}".encode() for _obj, seq, jpeg in sightings)
+    assert len({id(obj) for obj, _seq, _jpeg in sightings}) == 1 and unstarted == []
+    assert t.take_sightings() == ([], [])
+    # a passer-by seen twice (min_frames 3) ends unstarted: named, so its held frames are dropped
+    t2 = tracking(min_frames=3, gone_s=1.0, sightings=True)
+    feed(t2, [result(s, walker(s)) for s in range(1, 3)] + [result(s) for s in range(3, 12)])
+    t2.finish("c")
+    sightings, unstarted = t2.take_sightings()
+    assert [seq for _obj, seq, _jpeg in sightings] == [1, 2] and [id(o) for o in unstarted] == [id(sightings[0][0])]
+    assert tracking().take_sightings() == ([], [])  # off by default: nothing kept

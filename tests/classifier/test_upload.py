@@ -18,7 +18,8 @@ import zmq
 
 from classifier.disk import WriteErrors
 from classifier.snapshots import SnapshotStore
-from classifier.upload import UploadConfig, Uploader, backoff, object_key, upload_from_config
+from classifier.upload import (UploadConfig, Uploader, backoff, index_width, object_key, snapshot_parts,
+                               upload_from_config)
 from common import wire
 from common.counters import Counters
 from common.logs import RepeatLimiter
@@ -101,7 +102,7 @@ def write_config(tmp: Path, upload: str, sink: str = "") -> Path:
      6, "never written in the file"),
     ('endpoint = "http://127.0.0.1:9"\nbucket = "ok-bucket"\naccess_key = "${NOT_SET_ANYWHERE}"\n'
      'secret_key = "${S3_SECRET_KEY}"\n', 6, "NOT_SET_ANYWHERE"),
-    ('endpoint = "http://127.0.0.1:9"\nbucket = "ok-bucket"\nwhat = ["clips"]\n', 6, "not uploaded"),
+    ('endpoint = "http://127.0.0.1:9"\nbucket = "ok-bucket"\nwhat = ["movies"]\n', 6, "'movies' is not uploaded"),
     ('endpoint = "http://127.0.0.1:9"\nbucket = "ok-bucket"\nretry_for = "soon"\n', 6, "upload.retry_for"),
 ])
 def test_check_config_refuses_a_bad_upload_table_at_its_line(tmp_path: Path, upload: str, line: int,
@@ -131,6 +132,23 @@ def test_upload_needs_the_sinks_data_dir_and_secrets_never_show(tmp_path: Path, 
     assert "s3cr3t-value" not in out.stderr + out.stdout
 
 
+def test_upload_keys_come_from_the_env_file_beside_the_config(tmp_path: Path) -> None:
+    """As every ${VAR} of camwire.toml: the environment first, then the .env beside the file (a
+    unit's working folder is not the config's)."""
+    path = write_config(tmp_path, 'endpoint = "http://127.0.0.1:9"\nbucket = "ok-bucket"\n'
+                                  'access_key = "${S3_ACCESS_KEY}"\nsecret_key = "${S3_SECRET_KEY}"\n',
+                        sink='data_dir = "data"')
+    (tmp_path / ".env").write_text(f"S3_ACCESS_KEY={ACCESS_KEY}\nS3_SECRET_KEY={SECRET_KEY}\n")
+    code = ("import camwire.cli, sys; from common.config import load_config; "
+            "u = load_config(sys.argv[1]).parts['upload']; print(u.access_key == sys.argv[2] and u.secret_key == sys.argv[3])")
+    out = subprocess.run([sys.executable, "-c", code, str(path), ACCESS_KEY, SECRET_KEY], cwd=ROOT,
+                         capture_output=True, text=True, env=_env(), timeout=60)
+    assert out.stdout.strip() == "True", out.stderr
+    check = subprocess.run([sys.executable, "-m", "camwire", "check-config", str(path)], cwd=ROOT,
+                           capture_output=True, text=True, env=_env(), timeout=60)
+    assert check.returncode == 0, check.stderr
+
+
 def _env() -> dict[str, str]:
     import os
     return {k: v for k, v in os.environ.items() if k not in ENV}
@@ -152,7 +170,7 @@ def test_an_events_parts_go_in_order_and_the_manifest_last(tmp_path: Path) -> No
         cfg = UploadConfig(s3server.endpoint, BUCKET, "site", ACCESS_KEY, SECRET_KEY, workers=4)
         up = Uploader(cfg, tmp_path / "data", counters, _Log())
         try:
-            assert up.enqueue(ev, msgspec.json.encode(ev))
+            assert up.enqueue(ev, msgspec.json.encode(ev), snapshot_parts(tmp_path / "data", ev))
             [told] = wait(up.take, what="the uploaded event")
         finally:
             up.close()
@@ -304,3 +322,130 @@ def test_a_missing_bucket_is_counted_and_said_once(daemons, zctx, tmp_path: Path
         log = (tmp_path / "sink.log").read_text()
         assert log.count("upload failed; will retry") == 1  # once a minute at most, however many tries
         assert SECRET_KEY not in log and ACCESS_KEY not in log
+
+
+# -- every frame of an object (classifier.frames) ------------------------------------------------------
+
+def test_keys_sort_in_order_however_many_parts() -> None:
+    ev = wire.Event(id="20261121T051900.000000001Z-yard-object", type="object", camera="yard", ts=1_795_000_000.0)
+    width = index_width(120)
+    keys = [object_key("", ev, i, f"frame-{i}.jpg", "frames", width) for i in range(120)]
+    keys.append(object_key("", ev, 120, "manifest.json", "frames", width))
+    assert width == 3 and keys == sorted(keys)
+    assert keys[0] == f"yard/{utc_day(ev.ts)}/{ev.id}.frames/000-frame-0.jpg"
+
+
+def test_frames_are_held_until_the_start_capped_and_swept(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from classifier.frames import Frames
+
+    counters = Counters()
+    frames = Frames(tmp_path / "frames", counters, WriteErrors(counters, RepeatLimiter(_Log())), min_free=0.0, cap=4)
+    walker = SimpleNamespace(object_id=None)
+    for seq in range(1, 7):
+        if seq == 2:  # seen twice before its start (min_frames = 2): both held, then written
+            walker.object_id = "obj-1"
+        frames.observe([(walker, seq, b"jpeg-%d" % seq)], [])
+    assert sorted(p.name for p in (tmp_path / "frames" / "obj-1").iterdir()) == ["1.jpg", "2.jpg", "3.jpg", "4.jpg"]
+    assert counters.get("uploads", "frames_capped") == 2
+    parts = frames.end("obj-1")
+    assert [p.name for p in parts] == ["frame-1.jpg", "frame-2.jpg", "frame-3.jpg", "frame-4.jpg"]
+    assert all(p.remove and p.content_type == "image/jpeg" for p in parts)
+    assert parts[2].path.read_bytes() == b"jpeg-3"
+    # one that ends unstarted is forgotten, its held frames never written
+    passer = SimpleNamespace(object_id=None)
+    frames.observe([(passer, 7, b"jpeg-7")], [])
+    frames.observe([], [passer])
+    assert id(passer) not in frames.live
+    # a sink killed: another object's frames never ended; at the next start they go, queued ones stay
+    other = SimpleNamespace(object_id="obj-2")
+    frames.observe([(other, 9, b"jpeg-9")], [])
+    assert Frames(tmp_path / "frames", counters, WriteErrors(counters, RepeatLimiter(_Log()))).sweep(
+        {str(p.path) for p in parts}) == 1
+    assert not (tmp_path / "frames" / "obj-2").exists() and all(p.path.exists() for p in parts)
+
+
+class Walker:
+    """Pushes results as a worker would: one person walking across the frame, each frame a distinct
+    JPEG, in seq order with ``prev`` named (so the sink's reorder window releases each at once)."""
+
+    def __init__(self, ctx: zmq.Context, addr: str, camera: str) -> None:
+        self.sock = ctx.socket(zmq.PUSH)
+        self.sock.linger = 1000
+        self.sock.connect(addr)
+        self.camera, self.sent = camera, []
+
+    def walk(self, n: int) -> None:
+        rng = np.random.default_rng(3)
+        for seq in range(n):
+            jpeg = encode_jpeg(rng.integers(0, 255, (SIZE[1], SIZE[0], 3), dtype=np.uint8))
+            x = 20.0 + seq * 0.5
+            r = wire.Result(camera=self.camera, seq=seq, ts_ns=time.time_ns(), width=SIZE[0], height=SIZE[1],
+                            worker="w1", detector="objects", prev=seq - 1,
+                            detections=[wire.Detection("person", 0.9, (x, 30.0, x + 30.0, 100.0))])
+            self.sock.send_multipart([wire.pack(r), jpeg])
+            self.sent.append(jpeg)
+
+    def end(self) -> None:
+        n = len(self.sent)
+        self.sock.send(wire.pack(wire.Eos(camera=self.camera, sent=n, last_seq=n - 1, results=n)))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_an_objects_every_frame_goes_in_order_at_its_end(daemons, zctx, tmp_path: Path) -> None:
+    n = 101  # more than 99 parts: three-digit keys
+    with S3Server(tmp_path / "moto.log") as store:
+        s3 = store.client()
+        s3.create_bucket(Bucket=BUCKET)
+        path, bind = sink_config(tmp_path, store.endpoint)
+        path.write_text(path.read_text().replace('what = ["snapshots"]', 'what = ["frames"]'))
+        start_sink(daemons, path)
+        walker = Walker(zctx, bind, "lane")
+        walker.walk(n)
+        frames_dir = tmp_path / "data" / "frames"
+        wait(lambda: frames_dir.is_dir() and len(list(frames_dir.glob("*/*.jpg"))) == n, what="the frames on disk")
+        walker.end()
+        [told] = wait(lambda: uploaded_events(tmp_path / "events.jsonl"), what="the uploaded event")
+        events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+        [end] = [e for e in events if e["type"] == "object" and e["phase"] == "end"]
+        assert told["of"] == end["id"] and told["object_id"] == end["object_id"]
+        keys = [url.split(f"/{BUCKET}/", 1)[1] for url in told["urls"]]
+        folder = f"site1/lane/{utc_day(end['ts'])}/{end['id']}.frames/"
+        assert keys == [f"{folder}{i:03d}-frame-{i}.jpg" for i in range(n)] + [f"{folder}{n:03d}-manifest.json"]
+        found = objects(s3)
+        assert sorted(found) == keys  # nothing else: no snapshots were asked for
+        assert all(found[k]["LastModified"] <= found[keys[-1]]["LastModified"] for k in keys)
+        for i in (0, 57, n - 1):
+            assert s3.get_object(Bucket=BUCKET, Key=keys[i])["Body"].read() == walker.sent[i]
+        manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=keys[-1])["Body"].read())
+        assert manifest["event"]["id"] == end["id"] and [p["key"] for p in manifest["parts"]] == keys[:-1]
+        wait(lambda: not frames_dir.exists() or not any(frames_dir.iterdir()), what="the frames deleted once up")
+        walker.close()
+        assert daemons.stop("sink") == 0
+        stats = daemons.stats("sink")["uploads"]
+        assert stats["queued"] == n + 1 and stats["uploaded"] == n + 1 and stats["manifests"] == 1
+        assert "snapshots" not in json.dumps(stats)
+
+
+def test_the_sink_emits_the_recorders_uploaded_events_and_refuses_other_events(daemons, zctx,
+                                                                                tmp_path: Path) -> None:
+    bind = f"tcp://127.0.0.1:{free_port()}"
+    daemons.start("sink", "sink", "--bind", bind, "--events", str(tmp_path / "events.jsonl"))
+    push = zctx.socket(zmq.PUSH)
+    push.linger = 1000
+    push.connect(bind)
+    now = time.time()
+    told = wire.Event(id=f"{int(now)}-cam-uploaded", type="uploaded", camera="cam", ts=now, of="x-end",
+                      object_id="x", urls=["http://s3/b/k/00-clip.mp4", "http://s3/b/k/02-manifest.json"])
+    push.send(wire.pack(wire.Event(id="bad", type="object", camera="cam", ts=now, phase="end")))
+    push.send(wire.pack(told))
+    [got] = wait(lambda: uploaded_events(tmp_path / "events.jsonl"), what="the uploaded event emitted")
+    assert got["of"] == "x-end" and got["urls"] == told.urls
+    push.close()
+    assert daemons.stop("sink") == 0
+    stats = daemons.stats("sink")
+    assert stats["malformed"] == {"unexpected_kind": 1}
+    assert "object" not in stats.get("events", {})

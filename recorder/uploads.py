@@ -1,0 +1,95 @@
+"""Kept clips to object storage (``[upload] what = ["clips"]``, classifier.upload): the recorder's side.
+
+No sockets of its own. When the keeper (recorder.keep) completes a kept clip whose event is final
+(:func:`final`: an ``object`` clip once its newest event is the object's ``end``; a clip of any
+other type at once), :meth:`ClipUploads.completed` remuxes its kept segments into one MP4
+(recorder.clip: packets copied, never re-encoded, cut to the keep's window from the key frame
+at or before its start) written as ``DIR/kept/<date>/<id>/clip.mp4``, and queues it with the
+keep's ``event.json`` in the recorder's ``DIR/uploads.db``; the manifest goes last. The MP4 sits in
+the kept folder, so it counts in the kept clips' budget (``--keep-max-bytes``, ``--keep-retain``,
+``--min-free``: deleted with its folder, an upload not done by then fails for good), and it is
+deleted once it is up (or failed for good): the segments beside it stay.
+
+The ``uploaded`` events (:meth:`ClipUploads.tell`, on the main loop) go over the recorder's PUSH
+to the sink's results address (``--sink``), which emits them as its own (events file, PUB, MQTT,
+webhook). One the PUSH cannot take now (no sink yet, its queue full) waits for the next round;
+one accepted there is marked told.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import av
+import msgspec
+import zmq
+
+from classifier.upload import Part, Uploader
+from common import wire
+from common.counters import Counters
+from recorder.clip import write_clip
+from recorder.index import Index, Keep
+from recorder.keep import kept_name
+
+CLIP_NAME = "clip.mp4"
+
+
+def final(event: dict[str, Any]) -> bool:
+    """Whether a kept clip's newest event is its last: an object's end, or any event not of an object."""
+    return event.get("object_id") is None or event.get("phase") == "end"
+
+
+class ClipUploads:
+    def __init__(self, uploader: Uploader, root: Path, index: Index, counters: Counters, log: Any) -> None:
+        self.uploader, self.root, self.index = uploader, root, index
+        self.counters, self.log = counters, log
+        self.unsent: list[wire.Event] = []  # taken from the uploader, not yet accepted by the PUSH
+
+    def completed(self, keep: Keep) -> None:
+        """The keeper completed ``keep`` (on the main thread, its folder and event.json written):
+        queue its clip if its event is final. Never raises: a clip that cannot be made is logged."""
+        if not final(keep.event):
+            return
+        folder = self.root / keep.dir
+        mp4 = folder / CLIP_NAME
+        linked = self.index.kept_segment_ids(keep.event_id)
+        segments = [replace(seg, path=str(Path(keep.dir) / kept_name(keep.camera, seg)))
+                    for seg in self.index.overlapping(keep.camera, keep.from_ns, keep.to_ns) if seg.id in linked]
+        try:
+            event = msgspec.convert(keep.event, wire.Event)
+            if not segments:
+                raise LookupError("no segment of its window is indexed")
+            t0 = time.monotonic()
+            frames = write_clip(segments, self.root, keep.from_ns, keep.to_ns, mp4, {"movflags": "+faststart"})
+            size = mp4.stat().st_size  # now: once queued, the MP4 may be up and gone at any moment
+        except (LookupError, OSError, av.FFmpegError, msgspec.ValidationError) as exc:
+            mp4.unlink(missing_ok=True)
+            self.counters.add("uploads", "not_queued")
+            self.log.error("kept clip not uploaded: no MP4", event_id=keep.event_id, error=str(exc)[:300])
+            return
+        parts = [Part(mp4, CLIP_NAME, "video/mp4", remove=True), Part(folder / "event.json", "event.json",
+                                                                       "application/json")]
+        if not self.uploader.enqueue(event, msgspec.json.encode(event), parts, tag="clip"):
+            mp4.unlink(missing_ok=True)  # queued already (a replay), or the queue refused it (counted)
+            return
+        self.log.info("kept clip queued for upload", event_id=keep.event_id, frames=frames, segments=len(segments),
+                      bytes=size, remux_s=round(time.monotonic() - t0, 3))
+
+    def tell(self, push: zmq.Socket) -> None:
+        """Every round of the main loop's timer: the ``uploaded`` events to the sink, without blocking."""
+        self.unsent += self.uploader.take()
+        while self.unsent:
+            event = self.unsent[0]
+            try:
+                push.send(wire.pack(event), zmq.NOBLOCK)
+            except zmq.Again:  # no sink connected yet, or its queue is full: the next round
+                return
+            self.unsent.pop(0)
+            self.uploader.announced(event)
+
+    def close(self) -> None:
+        """What was not told stays ``uploaded`` in uploads.db: told after the next start."""
+        self.uploader.close()

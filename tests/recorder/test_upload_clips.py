@@ -1,0 +1,175 @@
+"""Kept clips to object storage (recorder.uploads, classifier.upload): a real recorder and a real
+sink as processes from one camwire.toml, against a real S3 protocol server run locally (moto's
+server mode, tests/s3_server.py: an S3 protocol stand-in for AWS, MinIO or Ceph, spoken to by
+boto3 over loopback). The test stands in for the extractor and the sink's PUB (recorder_feed);
+the recorder's ``uploaded`` events go to the real sink, which writes them to its events file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from common import wire
+from common.ids import event_id
+from common.paths import utc_day
+from conftest import ROOT, tcp
+from recorder.uploads import final
+from recorder_feed import Feed, closed_rows
+from s3_server import ACCESS_KEY, SECRET_KEY, S3Server
+
+BUCKET = "camwire-clips"
+ENV = {"S3_ACCESS_KEY": ACCESS_KEY, "S3_SECRET_KEY": SECRET_KEY}
+S = 10**9
+
+
+class TimedFeed(Feed):
+    """The extractor's stand-in, remembering each frame's capture time."""
+
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        self.times: list[int] = []
+
+    def frame(self, camera: str = "cam", ts_ns: int | None = None) -> None:
+        ts_ns = ts_ns or time.time_ns()
+        self.times.append(ts_ns)
+        super().frame(camera, ts_ns)
+
+
+def _object(object_id: str, phase: str, first_ns: int, last_ns: int, n: int) -> wire.Event:
+    return wire.Event(id=event_id(last_ns, "cam", "object", n), type="object", camera="cam", ts=last_ns / 1e9,
+                      object_id=object_id, phase=phase, label="person", score=0.8, top_score=0.9,
+                      first_seen=first_ns / 1e9, last_seen=last_ns / 1e9, box=(1.0, 2.0, 3.0, 4.0))
+
+
+def write_config(tmp: Path, endpoint: str, recorder: str, sockets: str) -> Path:
+    path = tmp / "camwire.toml"
+    path.write_text(f"""
+[sockets]
+{sockets}
+
+[sink]
+events = "{tmp / 'events.jsonl'}"
+
+[recorder]
+dir = "{tmp / 'ring'}"
+{recorder}
+
+[upload]
+endpoint = "{endpoint}"
+bucket = "{BUCKET}"
+prefix = "site1"
+access_key = "${{S3_ACCESS_KEY}}"
+secret_key = "${{S3_SECRET_KEY}}"
+what = ["clips"]
+retry_for = "1h"
+retry_max = "1s"
+""")
+    return path
+
+
+def uploaded_events(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [e for line in path.read_text().splitlines() if (e := json.loads(line))["type"] == "uploaded"]
+
+
+def objects(s3) -> dict[str, dict]:
+    return {o["Key"]: o for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
+
+
+def test_which_kept_clips_are_final() -> None:
+    assert final({"type": "object", "object_id": "a", "phase": "end"})
+    assert not final({"type": "object", "object_id": "a", "phase": "start"})
+    assert not final({"type": "object", "object_id": "a", "phase": "update"})
+    assert final({"type": "camera_covered", "object_id": None})
+
+
+def test_a_kept_clip_goes_up_as_one_mp4_and_the_sink_tells(daemons, zctx, tmp_path: Path, monkeypatch) -> None:
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)  # the daemons' ${VAR}s, as a service manager would set them
+    root = tmp_path / "ring"
+    feed, events = TimedFeed(zctx), Feed(zctx)
+    with S3Server(tmp_path / "moto.log") as store:
+        s3 = store.client()
+        s3.create_bucket(Bucket=BUCKET)
+        path = write_config(tmp_path, store.endpoint, f'subscribe = ["{feed.addr}"]\nevents = "{events.addr}"\n'
+                            'segment = "1s"\npre = "500ms"\npost = "500ms"\n', f'results = "{tcp()}"')
+        daemons.start("sink", "sink", "--config", str(path))
+        daemons.start("recorder", "recorder", "--config", str(path))
+        for publisher in (feed, events):  # the recorder subscribed to both: nothing sent is missed
+            publisher.subscribed()
+        feed.play(lambda: len(closed_rows(root)) >= 2)
+
+        first = time.time_ns()
+        obj = event_id(first, "cam", "object")
+        events.send(wire.pack(_object(obj, "start", first, first, 0)))
+        n = len(closed_rows(root))
+        feed.play(lambda: len(closed_rows(root)) >= n + 2)  # seen for a couple of seconds
+        last = time.time_ns()
+        end = _object(obj, "end", first, last, 1)
+        events.send(wire.pack(end))
+        covered = wire.Event(id=event_id(time.time_ns(), "cam", "camera_covered"), type="camera_covered",
+                             camera="cam", ts=time.time())
+        events.send(wire.pack(covered))  # not an object's: final as soon as its window is on disk
+        feed.play(lambda: len(uploaded_events(tmp_path / "events.jsonl")) >= 2)
+        assert daemons.stop("recorder") == 0
+        assert daemons.stop("sink") == 0
+
+        told = {u["of"]: u for u in uploaded_events(tmp_path / "events.jsonl")}
+        assert sorted(told) == sorted([end.id, covered.id])  # the start's clip never went: not final
+        found = objects(s3)
+        folder = f"site1/cam/{utc_day(end.ts)}/{end.id}.clip/"
+        keys = [f"{folder}00-clip.mp4", f"{folder}01-event.json", f"{folder}02-manifest.json"]
+        assert told[end.id]["urls"] == [f"{store.endpoint}/{BUCKET}/{k}" for k in keys]
+        assert told[end.id]["object_id"] == obj and told[end.id]["camera"] == "cam"
+        assert set(keys) <= set(found) and len(found) == 6  # the covered event's three too
+        assert all(found[k]["LastModified"] <= found[keys[2]]["LastModified"] for k in keys)
+        manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=keys[2])["Body"].read())
+        assert manifest["event"]["id"] == end.id and [p["key"] for p in manifest["parts"]] == keys[:2]
+        kept = json.loads(s3.get_object(Bucket=BUCKET, Key=keys[1])["Body"].read())
+        assert kept["phase"] == "end" and kept["complete"] and kept["object_id"] == obj
+        window = kept["window"]
+
+        mp4 = tmp_path / "clip.mp4"
+        mp4.write_bytes(s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read())
+        assert s3.head_object(Bucket=BUCKET, Key=keys[0])["ContentType"] == "video/mp4"
+        with av.open(str(mp4)) as container:
+            assert container.format.name.startswith("mov")
+            stream = container.streams.video[0]
+            times = [int(f.pts * f.time_base * 1000) for f in container.decode(stream)]
+        in_window = [t for t in feed.times if window["from_ns"] <= t < window["to_ns"]]
+        # every frame of the window, remuxed (no re-encode): from the key frame at or before its
+        # start, so a few before it may lead in (a segment at most: each begins with a key frame)
+        assert len(times) >= len(in_window)
+        lead_in = [t for t in feed.times if t < window["from_ns"]]
+        assert len(times) - len(in_window) <= len(lead_in)
+        span_ms = (window["to_ns"] - window["from_ns"]) // 10**6
+        assert times[-1] - times[0] >= span_ms - 200  # the whole window: about 3.5 s of a 25 fps feed
+        # the MP4 was a staging copy: gone once up; the kept segments stay
+        folders = list(root.glob("kept/*/*"))
+        assert len(folders) == 2 and not any((f / "clip.mp4").exists() for f in folders)
+        assert all(list(f.glob("*.mkv")) for f in folders)
+        stats = daemons.stats("recorder")["uploads"]
+        assert stats["queued"] == 6 and stats["uploaded"] == 6 and stats["manifests"] == 2
+
+
+@pytest.mark.parametrize("how", ["check-config", "recorder"])
+def test_clips_without_the_sinks_address_are_refused(tmp_path: Path, how: str) -> None:
+    path = write_config(tmp_path, "http://127.0.0.1:9", f'subscribe = ["{tcp()}"]\n', "")
+    argv = ["check-config", str(path)] if how == "check-config" else ["recorder", "--config", str(path)]
+    out = subprocess.run([sys.executable, "-m", "camwire", *argv], cwd=ROOT, capture_output=True, text=True,
+                         env={**_env(), **ENV}, timeout=60)
+    assert out.returncode == 2
+    said = [line for line in (out.stderr + out.stdout).splitlines() if "--sink" in line]
+    assert said and '[upload] what = ["clips"] needs the sink\'s results address' in said[0], out.stderr + out.stdout
+
+
+def _env() -> dict[str, str]:
+    import os
+    return {k: v for k, v in os.environ.items() if k not in ENV}
