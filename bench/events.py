@@ -15,7 +15,8 @@ Per clip and mode: source frames, frames sent to the pool, ``skipped/no_motion``
 ``late`` ones, not tracked), ``object`` events by phase, distinct objects per label,
 ``ends_inside`` (objects' first and last boxes that lie inside the picture, not at an edge or at
 the clip's start or end: a walker found late or lost early, so a crossing in pieces or two
-walkers swapped; no ground truth needed), ``camera_covered`` alarms, ``motion_start``/``motion_end``, wall time (extractor start to sink
+walkers swapped; no ground truth needed), ``crossings_counted`` (person crossings counted by hand,
+from ``bench/<clip>.crossings.csv`` where there is one), ``camera_covered`` alarms, ``motion_start``/``motion_end``, wall time (extractor start to sink
 exit; the clock starts once the workers are connected, their model loaded), and the SSD
 worker's CPU and busy seconds. Then "no track lost": for each object found without the gate,
 whether an object of the same label overlaps it in time with the gate (times as seconds into
@@ -68,6 +69,15 @@ class Obj:
     first: float
     last: float
     ends_inside: int = 0  # of its first and last box, how many lie inside the picture (see inside())
+
+
+def crossings(clip: Path) -> int | None:
+    """How many person crossings a hand count found in ``clip`` (``bench/<stem>.crossings.csv``), or None."""
+    path = Path(__file__).with_name(f"{clip.stem}.crossings.csv")
+    if not path.is_file():
+        return None
+    lines = [ln for ln in path.read_text().splitlines() if ln and not ln.startswith("#")]
+    return len(lines) - 1  # less the header
 
 
 def inside(box: list[float] | None, size: tuple[int, int]) -> bool:
@@ -226,6 +236,7 @@ def run(clip: Path, mode: str, fps: float, confidence: float, workers: str, work
         "object_events": {p: phases.get(p, 0) for p in ("start", "update", "end")},
         "objects": dict(sorted(Counter(o.label for o in objects).items(), key=lambda kv: -kv[1])),
         "ends_inside": sum(o.ends_inside for o in objects),
+        "crossings_counted": crossings(clip),
         "camera_covered": types.get("camera_covered", 0),
         "motion_start": types.get("motion_start", 0), "motion_end": types.get("motion_end", 0),
         "events": sum(types.values()),
