@@ -304,6 +304,11 @@ class UploadQueue:
         with self.lock, self.db:
             self.db.execute("UPDATE events SET state = ? WHERE id = ?", (state, event_id))
 
+    def known(self, upload: str) -> bool:
+        """Is this upload queued (pending, up, told or failed)?"""
+        with self.lock:
+            return self.db.execute("SELECT 1 FROM events WHERE id = ?", (upload,)).fetchone() is not None
+
     def untold(self) -> list[str]:
         with self.lock:
             return [i for (i,) in self.db.execute("SELECT id FROM events WHERE state = 'uploaded' ORDER BY created")]

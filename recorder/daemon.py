@@ -37,6 +37,7 @@ A changed ``--dir``, address or ``--segment`` is logged as needing a restart.
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import zmq
@@ -160,6 +161,8 @@ def main(args: argparse.Namespace) -> int:
         clips = ClipUploads(Uploader(upload, root, d.counters, d.log), root, index, d.counters, d.log)
         keeper.completed = clips.completed
     ring.tick()  # recovers what a killed recorder left open
+    if clips is not None:
+        clips.resume(time.time_ns())  # final clips completed but never queued (killed mid-remux)
 
     # each SUB is connected by its PeerWatch, which names an address that never answers
     frames = d.socket(zmq.SUB, rcvhwm=SUB_HWM, linger=0)

@@ -14,10 +14,15 @@ The ``uploaded`` events (:meth:`ClipUploads.tell`, on the main loop) go over the
 to the sink's results address (``--sink``), which emits them as its own (events file, PUB, MQTT,
 webhook). One the PUSH cannot take now (no sink yet, its queue full) waits for the next round;
 one accepted there is marked told.
+
+At start (:meth:`ClipUploads.resume`), a final kept clip completed within ``retry_for`` and never
+queued (the recorder was killed while it made the MP4, or ``clips`` was just turned on) is queued
+then: a restart loses no clip.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +32,7 @@ import av
 import msgspec
 import zmq
 
-from classifier.upload import Part, Uploader
+from classifier.upload import Part, Uploader, upload_id
 from common import wire
 from common.counters import Counters
 from recorder.clip import write_clip
@@ -47,6 +52,21 @@ class ClipUploads:
         self.uploader, self.root, self.index = uploader, root, index
         self.counters, self.log = counters, log
         self.unsent: list[wire.Event] = []  # taken from the uploader, not yet accepted by the PUSH
+
+    def resume(self, now_ns: int) -> int:
+        """Queue the final kept clips whose window ended within ``retry_for`` and that were never
+        queued; how many. An index that cannot be read now (a full disk) is said and skipped."""
+        since = now_ns - int(self.uploader.cfg.retry_for * 1e9)
+        try:
+            keeps = [k for k in self.index.keeps(complete=True) if k.to_ns >= since and final(k.event)]
+            missed = [k for k in keeps
+                      if not self.uploader.queue.known(upload_id(msgspec.convert(k.event, wire.Event), "clip"))]
+        except (sqlite3.Error, msgspec.ValidationError) as exc:
+            self.log.error("kept clips not looked over for upload", error=str(exc)[:300])
+            return 0
+        for keep in missed:
+            self.completed(keep)
+        return len(missed)
 
     def completed(self, keep: Keep) -> None:
         """The keeper completed ``keep`` (on the main thread, its folder and event.json written):

@@ -47,7 +47,7 @@ def _object(object_id: str, phase: str, first_ns: int, last_ns: int, n: int) -> 
                       first_seen=first_ns / 1e9, last_seen=last_ns / 1e9, box=(1.0, 2.0, 3.0, 4.0))
 
 
-def write_config(tmp: Path, endpoint: str, recorder: str, sockets: str) -> Path:
+def write_config(tmp: Path, endpoint: str, recorder: str, sockets: str, what: str = '"clips"') -> Path:
     path = tmp / "camwire.toml"
     path.write_text(f"""
 [sockets]
@@ -55,6 +55,7 @@ def write_config(tmp: Path, endpoint: str, recorder: str, sockets: str) -> Path:
 
 [sink]
 events = "{tmp / 'events.jsonl'}"
+data_dir = "{tmp / 'data'}"
 
 [recorder]
 dir = "{tmp / 'ring'}"
@@ -66,7 +67,7 @@ bucket = "{BUCKET}"
 prefix = "site1"
 access_key = "${{S3_ACCESS_KEY}}"
 secret_key = "${{S3_SECRET_KEY}}"
-what = ["clips"]
+what = [{what}]
 retry_for = "1h"
 retry_max = "1s"
 """)
@@ -157,6 +158,46 @@ def test_a_kept_clip_goes_up_as_one_mp4_and_the_sink_tells(daemons, zctx, tmp_pa
         assert all(list(f.glob("*.mkv")) for f in folders)
         stats = daemons.stats("recorder")["uploads"]
         assert stats["queued"] == 6 and stats["uploaded"] == 6 and stats["manifests"] == 2
+
+
+def test_a_clip_kept_but_never_queued_goes_at_the_next_start(daemons, zctx, tmp_path: Path, monkeypatch) -> None:
+    """A recorder killed while it made a clip's MP4 leaves a complete, final kept clip that was
+    never queued; so does one kept before ``clips`` was asked for. The next start queues it."""
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    root = tmp_path / "ring"
+    feed, events = TimedFeed(zctx), Feed(zctx)
+    with S3Server(tmp_path / "moto.log") as store:
+        s3 = store.client()
+        s3.create_bucket(Bucket=BUCKET)
+        recorder = (f'subscribe = ["{feed.addr}"]\nevents = "{events.addr}"\nsegment = "1s"\npre = "500ms"\n'
+                    'post = "500ms"\n')
+        results = f'results = "{tcp()}"'
+        path = write_config(tmp_path, store.endpoint, recorder, results, what='"snapshots"')  # no clips yet
+        daemons.start("recorder", "recorder", "--config", str(path))
+        for publisher in (feed, events):
+            publisher.subscribed()
+        feed.play(lambda: len(closed_rows(root)) >= 2)
+        covered = wire.Event(id=event_id(time.time_ns(), "cam", "camera_covered"), type="camera_covered",
+                             camera="cam", ts=time.time())
+        events.send(wire.pack(covered))
+        kept = root / "kept" / utc_day(covered.ts) / covered.id / "event.json"
+        feed.play(lambda: kept.exists() and json.loads(kept.read_text())["complete"])
+        assert daemons.stop("recorder") == 0
+        assert not (root / "uploads.db").exists() and objects(s3) == {}
+
+        write_config(tmp_path, store.endpoint, recorder, results)  # now clips: started again, no new event
+        daemons.start("sink", "sink", "--config", str(path))
+        daemons.start("recorder", "recorder", "--config", str(path))
+        deadline = time.monotonic() + 60
+        while not uploaded_events(tmp_path / "events.jsonl") and time.monotonic() < deadline:
+            time.sleep(0.1)  # the store and the events file have no change notification to await
+        told = uploaded_events(tmp_path / "events.jsonl")
+        assert [u["of"] for u in told] == [covered.id]
+        folder = f"site1/cam/{utc_day(covered.ts)}/{covered.id}.clip/"
+        assert sorted(objects(s3)) == [f"{folder}00-clip.mp4", f"{folder}01-event.json", f"{folder}02-manifest.json"]
+        assert daemons.stop("recorder") == 0
+        assert daemons.stop("sink") == 0
 
 
 @pytest.mark.parametrize("how", ["check-config", "recorder"])
