@@ -229,7 +229,7 @@ def main(args: argparse.Namespace) -> int:
 
     def cleanup() -> None:
         try:
-            ring.close_all()  # clips completed now are queued, and go at the next start
+            ring.close_all()  # clips completed now are made into MP4s and queued at the next start (resume)
         finally:
             if clips is not None:
                 clips.tell(push)

@@ -5,7 +5,10 @@ No sockets of its own. When the keeper (recorder.keep) completes a kept clip who
 other type at once), :meth:`ClipUploads.completed` remuxes its kept segments into one MP4
 (recorder.clip: packets copied, never re-encoded, cut to the keep's window from the key frame
 at or before its start) written as ``DIR/kept/<date>/<id>/clip.mp4``, and queues it with the
-keep's ``event.json`` in the recorder's ``DIR/uploads.db``; the manifest goes last. The MP4 sits in
+keep's ``event.json`` in the recorder's ``DIR/uploads.db``; the manifest goes last. The remux
+runs on a thread of its own, one clip after another: the main loop, which records every camera,
+never waits for it (an object seen for an hour is an hour of video to copy). The index stays on
+the main loop: it names the segments there, and the thread only reads their files. The MP4 sits in
 the kept folder, so it counts in the kept clips' budget (``--keep-max-bytes``, ``--keep-retain``,
 ``--min-free``: deleted with its folder, an upload not done by then fails for good), and it is
 deleted once it is up (or failed for good): the segments beside it stay.
@@ -16,19 +19,20 @@ webhook). One the PUSH cannot take now (no sink yet, its queue full) waits for t
 one accepted there is marked told.
 
 At start (:meth:`ClipUploads.resume`), a final kept clip completed within ``retry_for`` and never
-queued (the recorder was killed while it made the MP4, or ``clips`` was just turned on) is queued
-then: a restart loses no clip.
+queued (the recorder was killed or stopped while it made the MP4 or before its turn came, or
+``clips`` was just turned on) is queued then: a restart loses no clip. A stop waits for the MP4
+under way, not for those after it.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import av
 import msgspec
 import zmq
 
@@ -36,7 +40,7 @@ from classifier.upload import Part, Uploader, upload_id
 from common import wire
 from common.counters import Counters
 from recorder.clip import write_clip
-from recorder.index import Index, Keep
+from recorder.index import Index, Keep, Segment
 from recorder.keep import kept_name
 
 CLIP_NAME = "clip.mp4"
@@ -52,6 +56,7 @@ class ClipUploads:
         self.uploader, self.root, self.index = uploader, root, index
         self.counters, self.log = counters, log
         self.unsent: list[wire.Event] = []  # taken from the uploader, not yet accepted by the PUSH
+        self.remux = ThreadPoolExecutor(1, thread_name_prefix="clip-remux")  # one clip at a time, in order
 
     def resume(self, now_ns: int) -> int:
         """Queue the final kept clips whose window ended within ``retry_for`` and that were never
@@ -70,14 +75,23 @@ class ClipUploads:
 
     def completed(self, keep: Keep) -> None:
         """The keeper completed ``keep`` (on the main thread, its folder and event.json written):
-        queue its clip if its event is final. Never raises: a clip that cannot be made is logged."""
+        if its event is final, its kept segments go to the remux thread, to be made into an MP4
+        and queued. Never raises: a clip that cannot be made is logged."""
         if not final(keep.event):
             return
+        try:
+            linked = self.index.kept_segment_ids(keep.event_id)
+            segments = [replace(seg, path=str(Path(keep.dir) / kept_name(keep.camera, seg)))
+                        for seg in self.index.overlapping(keep.camera, keep.from_ns, keep.to_ns) if seg.id in linked]
+        except sqlite3.Error as exc:
+            self._not_queued(keep, exc)
+            return
+        self.remux.submit(self._queue, keep, segments)
+
+    def _queue(self, keep: Keep, segments: list[Segment]) -> None:
+        """On the remux thread: the MP4 of ``segments`` cut to the keep's window, then queued."""
         folder = self.root / keep.dir
         mp4 = folder / CLIP_NAME
-        linked = self.index.kept_segment_ids(keep.event_id)
-        segments = [replace(seg, path=str(Path(keep.dir) / kept_name(keep.camera, seg)))
-                    for seg in self.index.overlapping(keep.camera, keep.from_ns, keep.to_ns) if seg.id in linked]
         try:
             event = msgspec.convert(keep.event, wire.Event)
             if not segments:
@@ -85,10 +99,9 @@ class ClipUploads:
             t0 = time.monotonic()
             frames = write_clip(segments, self.root, keep.from_ns, keep.to_ns, mp4, {"movflags": "+faststart"})
             size = mp4.stat().st_size  # now: once queued, the MP4 may be up and gone at any moment
-        except (LookupError, OSError, av.FFmpegError, msgspec.ValidationError) as exc:
+        except Exception as exc:  # noqa: BLE001 - an error on this thread is seen nowhere else: the clip is said
             mp4.unlink(missing_ok=True)
-            self.counters.add("uploads", "not_queued")
-            self.log.error("kept clip not uploaded: no MP4", event_id=keep.event_id, error=str(exc)[:300])
+            self._not_queued(keep, exc)
             return
         parts = [Part(mp4, CLIP_NAME, "video/mp4", remove=True), Part(folder / "event.json", "event.json",
                                                                        "application/json")]
@@ -97,6 +110,10 @@ class ClipUploads:
             return
         self.log.info("kept clip queued for upload", event_id=keep.event_id, frames=frames, segments=len(segments),
                       bytes=size, remux_s=round(time.monotonic() - t0, 3))
+
+    def _not_queued(self, keep: Keep, exc: BaseException) -> None:
+        self.counters.add("uploads", "not_queued")
+        self.log.error("kept clip not uploaded: no MP4", event_id=keep.event_id, error=str(exc)[:300])
 
     def tell(self, push: zmq.Socket) -> None:
         """Every round of the main loop's timer: the ``uploaded`` events to the sink, without blocking."""
@@ -111,5 +128,8 @@ class ClipUploads:
             self.uploader.announced(event)
 
     def close(self) -> None:
-        """What was not told stays ``uploaded`` in uploads.db: told after the next start."""
+        """The MP4 under way is finished and queued; the clips waiting for their turn are left to
+        the next start (:meth:`resume`). What was not told stays ``uploaded`` in uploads.db: told
+        after the next start."""
+        self.remux.shutdown(wait=True, cancel_futures=True)
         self.uploader.close()

@@ -9,16 +9,23 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import av
+import msgspec
 import pytest
+import structlog
 
+from classifier.upload import UploadConfig, Uploader, upload_id
 from common import wire
+from common.counters import Counters
 from common.ids import event_id
 from common.paths import utc_day
 from conftest import ROOT, tcp
+from recorder import uploads
+from recorder.index import Keep, Segment
 from recorder.uploads import final
 from recorder_feed import Feed, closed_rows
 from s3_server import ACCESS_KEY, SECRET_KEY, S3Server
@@ -214,3 +221,53 @@ def test_clips_without_the_sinks_address_are_refused(tmp_path: Path, how: str) -
 def _env() -> dict[str, str]:
     import os
     return {k: v for k, v in os.environ.items() if k not in ENV}
+
+
+class OneSegment:
+    """A stand-in for the two reads of recorder.index.Index that ClipUploads.completed makes on
+    the main loop (the tests above use a real index, filled by a real recorder): one segment for
+    any keep. With write_clip held, it shows what waits for a remux and what does not."""
+
+    def kept_segment_ids(self, event_id: str) -> set[int]:
+        return {1}
+
+    def overlapping(self, camera: str, from_ns: int, to_ns: int) -> list[Segment]:
+        return [Segment(1, camera, from_ns, to_ns, "seg.mkv", "h264", 1, 1, 0, True)]
+
+
+def test_the_main_loop_does_not_wait_for_a_clips_remux(tmp_path: Path, monkeypatch) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def held_clip(segments, root, start_ns, end_ns, out: Path, options=None) -> int:
+        started.set()
+        assert release.wait(60)
+        out.write_bytes(b"mp4")
+        return 1
+
+    monkeypatch.setattr(uploads, "write_clip", held_clip)
+    cfg = UploadConfig("http://127.0.0.1:9", BUCKET, what=("clips",), retry_max=60.0)  # a store never reached
+    clips = uploads.ClipUploads(Uploader(cfg, tmp_path, Counters(), structlog.get_logger()), tmp_path,
+                                OneSegment(), Counters(), structlog.get_logger())
+    keeps, events = [], []
+    for n in range(2):
+        ts = time.time_ns() + n
+        event = wire.Event(id=event_id(ts, "cam", "camera_covered", n), type="camera_covered", camera="cam",
+                           ts=ts / 1e9)
+        folder = tmp_path / "kept" / event.id
+        folder.mkdir(parents=True)
+        (folder / "event.json").write_bytes(msgspec.json.encode(event))
+        keeps.append(Keep(event.id, "cam", ts - S, ts, f"kept/{event.id}", True, msgspec.to_builtins(event)))
+        events.append(event)
+    try:
+        clips.completed(keeps[0])  # returns with the first MP4 being made ...
+        assert started.wait(60)
+        clips.completed(keeps[1])  # ... and so does the next: it waits its turn on the remux thread
+        assert not (tmp_path / keeps[0].dir / "clip.mp4").exists()
+        release.set()
+        deadline = time.monotonic() + 60
+        while not all(clips.uploader.queue.known(upload_id(e, "clip")) for e in events):
+            assert time.monotonic() < deadline, "the clips were not queued"
+            time.sleep(0.05)  # the queue has no notification to await
+    finally:
+        release.set()
+        clips.close()
