@@ -367,6 +367,15 @@ def expect(message: AnyMessage, *kinds: type[Message]) -> None:
         raise MalformedMessage("unexpected_kind", type(message).__name__)
 
 
+def single(parts: Sequence[Buffer], *kinds: type[Message]) -> AnyMessage:
+    """The message of a one-part ZeroMQ message, of one of ``kinds`` (else MalformedMessage)."""
+    if len(parts) != 1:
+        raise MalformedMessage("bad_part_count", f"{len(parts)} parts")
+    message = unpack(parts[0])
+    expect(message, *kinds)
+    return message
+
+
 def peek_frame(parts: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> FrameHeader:
     """Check a frame's header, part count and size without touching the pixels (for relays)."""
     if len(parts) != 2:

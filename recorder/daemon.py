@@ -229,7 +229,7 @@ def main(args: argparse.Namespace) -> int:
 
     def cleanup() -> None:
         try:
-            ring.close_all()  # clips completed now are made into MP4s and queued at the next start (resume)
+            ring.close_all()  # of the clips completed now, the MP4 under way is finished; the rest go at the next start
         finally:
             if clips is not None:
                 clips.tell(push)
@@ -281,8 +281,4 @@ def on_frames(ring: Ring, parts: list[zmq.Frame]) -> None:
 
 def on_event(ring: Ring, parts: list[zmq.Frame]) -> None:
     """One message of the events SUB: an Event."""
-    if len(parts) != 1:
-        raise wire.MalformedMessage("bad_part_count", f"{len(parts)} parts")
-    msg = wire.unpack(parts[0].buffer)
-    wire.expect(msg, wire.Event)
-    ring.on_event(msg)
+    ring.on_event(wire.single([p.buffer for p in parts], wire.Event))

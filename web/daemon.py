@@ -282,8 +282,4 @@ def on_frame(hub: Any, parts: list[zmq.Frame]) -> None:
 
 
 def on_result(hub: Any, parts: list[zmq.Frame]) -> None:
-    if len(parts) != 1:
-        raise wire.MalformedMessage("bad_part_count", f"{len(parts)} parts")
-    msg = wire.unpack(parts[0].buffer)
-    wire.expect(msg, wire.Result)
-    hub.on_result(msg)
+    hub.on_result(wire.single([p.buffer for p in parts], wire.Result))
