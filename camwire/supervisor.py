@@ -32,7 +32,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,7 @@ from classifier import worker as worker_daemon
 from classifier.worker import add_detector_arguments, detector_argv
 from common.config import SECURITY, Config
 from common.counters import merge, write_stats
-from common.lifecycle import StopFlag
+from common.lifecycle import Hangup, StopFlag
 from common.logs import configure, redact_url
 from common.paths import camera_name
 from common.sockets import OperatorError
@@ -333,8 +332,8 @@ def main(args: argparse.Namespace) -> int:
     log = configure("run")
     # signals first: a SIGTERM or SIGHUP while the children start must not kill run and orphan them
     stop = StopFlag().install()
-    hangup = threading.Event()
-    signal.signal(signal.SIGHUP, lambda _signum, _frame: hangup.set())
+    hangup = Hangup()
+    signal.signal(signal.SIGHUP, hangup.handle)
     run_dir = Path(tempfile.mkdtemp(prefix="camwire-run-"))
     try:
         children = plan(args, run_dir)
@@ -360,16 +359,15 @@ def main(args: argparse.Namespace) -> int:
 
 
 def supervise(children: list[Child], stop: StopFlag, once: bool, log,
-              hangup: threading.Event | None = None) -> int:
+              hangup: Hangup | None = None) -> int:
     """Restart what dies until stopped (or, with ``once``, until every camera is done), and pass
-    a SIGHUP (``hangup`` set) on to every running child, which reloads; the run's exit code: 1
+    a SIGHUP (``hangup`` taken) on to every running child, which reloads; the run's exit code: 1
     if a camera failed, 2 if a child refused its options, else 0."""
     # with --once, the run is over when these have exited 0 on their own
     last = [c for c in children if c.role in ("sink", "recorder")]
     extractors = [c for c in children if c.role == "extractor"]
     while not stop.is_set():
-        if hangup is not None and hangup.is_set():
-            hangup.clear()
+        if hangup is not None and hangup.take():
             running = [c for c in children if c.proc is not None and c.proc.poll() is None]
             for child in running:
                 child.proc.send_signal(signal.SIGHUP)

@@ -34,7 +34,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, Callable
 
 import zmq
@@ -43,7 +42,7 @@ from common import wire
 from common.config import Config, ConfigError, ConfigWatcher
 from common.counters import Counters, write_stats
 from common.curve import Curve, secured
-from common.lifecycle import StopFlag
+from common.lifecycle import Hangup, StopFlag
 from common.logs import RepeatLimiter, configure
 from common.metrics import register_stats
 from common.sockets import HANDSHAKE_FAILED, HANDSHAKE_REASONS, OperatorError, PeerWatch, make_socket
@@ -96,7 +95,7 @@ class Daemon:
         self._timers: list[_Timer] = []
         self._reloads: list[Callable[[Config | None], None]] = []
         self._watched: dict[str, _Watched] = {}
-        self._hup = threading.Event()
+        self._hup = Hangup()
         self._stats_extra: Callable[[], dict[str, Any]] | None = None
         self._gauges: Callable[[], dict] | None = None
         self.exit_code = 0
@@ -325,24 +324,16 @@ class Daemon:
                            exc_info=(hook.exc_type, hook.exc_value, hook.exc_traceback))
 
         threading.excepthook = on_thread_crash
-        def on_stop(signum: int, _frame: FrameType | None) -> None:
-            self.stop.signal = signum
-            self.stop.set()
-
-        def on_hup(_signum: int, _frame: FrameType | None) -> None:
-            self._hup.set()
-
-        return {signal.SIGTERM: signal.signal(signal.SIGTERM, on_stop),
-                signal.SIGINT: signal.signal(signal.SIGINT, on_stop),
-                signal.SIGHUP: signal.signal(signal.SIGHUP, on_hup)}
+        return {signal.SIGTERM: signal.signal(signal.SIGTERM, self.stop.handle),
+                signal.SIGINT: signal.signal(signal.SIGINT, self.stop.handle),
+                signal.SIGHUP: signal.signal(signal.SIGHUP, self._hup.handle)}
 
     def request_reload(self) -> None:
         """What SIGHUP does (and the web console's POST /api/reload will)."""
-        self._hup.set()
+        self._hup.request()
 
     def _maybe_reload(self) -> None:
-        forced = self._hup.is_set()
-        self._hup.clear()
+        forced = self._hup.take()
         cfg: Config | None = None
         if self.config is not None:
             try:

@@ -99,6 +99,25 @@ def test_sighup_reloads_and_sigterm_stops(tmp_path: Path) -> None:
     assert signal.getsignal(signal.SIGTERM) is not None and signal.getsignal(signal.SIGHUP) == before
 
 
+def test_a_stop_signal_that_comes_inside_a_wait_still_stops(tmp_path: Path) -> None:
+    """CPython runs a handler on the main thread between two bytecodes, which can be inside
+    ``Event.wait`` with the event's lock held; a handler that took that lock waited for ever, and
+    CI once saw an extractor ignore SIGTERM. Here the handler runs with the lock held by its own
+    thread, as it did then."""
+    d = make(tmp_path)
+    handler = signal.getsignal(signal.SIGTERM)
+    returned = threading.Event()
+
+    def inside_a_wait() -> None:
+        with d.stop._event._cond:  # what Event.wait holds around its waiting
+            handler(signal.SIGTERM, None)
+            returned.set()
+
+    threading.Thread(target=inside_a_wait, daemon=True).start()
+    assert returned.wait(60), "the SIGTERM handler waited on a lock its own thread holds"
+    assert d.run() == 0 and d.stop.signal == signal.SIGTERM
+
+
 def test_counters_cannot_be_grown_without_bound_by_invented_names() -> None:
     from common.counters import MAX_KEYS, OTHER, Counters
 
