@@ -43,6 +43,7 @@ bench: venv
 	$(PY) bench/replay.py
 	$(PY) bench/web.py
 	$(PY) bench/upload.py
+	$(PY) bench/clip.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime, timezone
-from contextlib import ExitStack
 from pathlib import Path
+from typing import Iterator
 
 import av
+import av.container
+import av.video.stream
 
 from recorder.index import Index, Segment
 from recorder.segment import MS
@@ -51,50 +53,75 @@ def write_clip(segments: list[Segment], root: Path, start_ns: int, end_ns: int, 
 
     Matroska keeps presentation times only, so decode times are rebuilt: with the clip's
     presentation times sorted, ``dts[i] = sorted_pts[i] - delay``, the smallest delay that keeps
-    every ``dts <= pts`` (the B-frame reordering depth). That needs the whole clip at once; it
-    is compressed video, so an event-sized clip is a few megabytes."""
+    every ``dts <= pts`` (the B-frame reordering depth). That needs every time of the clip before
+    its first packet is written, so the segments are read twice: once for the times (a few bytes
+    a frame), once to copy the packets, one file open at a time. Memory stays flat however long
+    the clip: an object tracked for an hour keeps an hour of video, an operator may export a day."""
     start_ms, end_ms = start_ns // 1_000_000, end_ns // 1_000_000
-    chosen: list[tuple[int, av.Packet]] = []  # (absolute pts in ms, packet), in decode order
-    with ExitStack() as stack:
-        template = None
-        for seg in segments:
-            container = stack.enter_context(av.open(str(root / seg.path)))
-            stream = container.streams.video[0]
-            template = template or stream
-            if _collect(container, stream, seg.start_ns // 1_000_000, start_ms, end_ms, chosen):
-                break
-        if not chosen:
-            raise LookupError("no frames recorded in that range")
-        origin = chosen[0][0]
-        pts = [t - origin for t, _ in chosen]
-        ordered = sorted(pts)
-        delay = max(0, max(o - p for o, p in zip(ordered, pts)))
-        with av.open(str(out), "w", options=options or {}) as output:
-            stream_out = output.add_stream_from_template(template)
-            stream_out.time_base = MS
-            for (_, packet), p, d in zip(chosen, pts, ordered):
-                packet.pts, packet.dts, packet.time_base = p, d - delay, MS
-                packet.stream = stream_out
-                output.mux(packet)
-    return len(chosen)
+    first, times = _choose(segments, root, start_ms, end_ms)
+    if first is None:
+        raise LookupError("no frames recorded in that range")
+    pts = [t - times[0] for t in times]
+    ordered = sorted(pts)
+    delay = max(0, max(o - p for o, p in zip(ordered, pts)))
+    with av.open(str(out), "w", options=options or {}) as output:
+        stream_out = None
+        for n, (stream, packet) in enumerate(_packets(segments, root, first, len(times))):
+            if stream_out is None:
+                stream_out = output.add_stream_from_template(stream)
+                stream_out.time_base = MS
+            packet.pts, packet.dts, packet.time_base = pts[n], ordered[n] - delay, MS
+            packet.stream = stream_out
+            output.mux(packet)
+    return len(times)
 
 
-def _collect(container, stream, seg_start_ms: int, start_ms: int, end_ms: int,
-             chosen: list[tuple[int, av.Packet]]) -> bool:
-    """Add one segment's packets from the last key frame at or before ``start_ms`` to the first
-    packet at or after ``end_ms`` (exclusive; frames decoded after it may refer to it, so they
-    go too). Returns True when the end has been reached."""
+def _readable(container: av.container.InputContainer) -> Iterator[tuple[av.video.stream.VideoStream, av.Packet]]:
+    """The video packets of a segment that hold a frame with a time (not the flushing empty ones)."""
+    stream = container.streams.video[0]
     for packet in container.demux(stream):
-        if packet.size == 0 or packet.pts is None:
-            continue
-        t = seg_start_ms + int(packet.pts * packet.time_base * 1000)
-        if t >= end_ms:
-            return True
-        if t <= start_ms and packet.is_keyframe:
-            chosen.clear()  # a later key frame still before the start: begin there instead
-        if chosen or packet.is_keyframe:
-            chosen.append((t, packet))
-    return False
+        if packet.size and packet.pts is not None:
+            yield stream, packet
+
+
+def _choose(segments: list[Segment], root: Path, start_ms: int, end_ms: int) -> tuple[tuple[int, int] | None, list[int]]:
+    """The clip's first packet, as (segment, its place among the segment's readable packets),
+    and the absolute time (ms) of each of its packets in decode order: from the last key frame at
+    or before ``start_ms`` to the first packet at or after ``end_ms`` (exclusive; frames decoded
+    after it may refer to it, so they go too)."""
+    first: tuple[int, int] | None = None
+    times: list[int] = []
+    for i, seg in enumerate(segments):
+        seg_start_ms = seg.start_ns // 1_000_000
+        with av.open(str(root / seg.path)) as container:
+            for j, (_, packet) in enumerate(_readable(container)):
+                t = seg_start_ms + int(packet.pts * packet.time_base * 1000)
+                if t >= end_ms:
+                    return first, times
+                if t <= start_ms and packet.is_keyframe:
+                    first, times = None, []  # a later key frame still before the start: begin there instead
+                if times or packet.is_keyframe:
+                    if not times:
+                        first = (i, j)
+                    times.append(t)
+    return first, times
+
+
+def _packets(segments: list[Segment], root: Path, first: tuple[int, int],
+             count: int) -> Iterator[tuple[av.video.stream.VideoStream, av.Packet]]:
+    """``count`` readable packets from ``first`` on, each with its stream, one segment open at a
+    time (a packet is the caller's to write before the next is asked for: its file closes after)."""
+    seg_index, skip = first
+    for seg in segments[seg_index:]:
+        with av.open(str(root / seg.path)) as container:
+            for j, item in enumerate(_readable(container)):
+                if j < skip:
+                    continue
+                yield item
+                count -= 1
+                if count == 0:
+                    return
+        skip = 0
 
 
 def main(args: argparse.Namespace) -> int:
