@@ -158,7 +158,7 @@ def main(args: argparse.Namespace) -> int:
                 d.counters, d.log, d.repeats, args.max_cameras, args.max_clock_skew)
     clips = None
     if (upload := clips_upload(args)) is not None:  # before the ring: every clip completed from now on goes
-        clips = ClipUploads(Uploader(upload, root, d.counters, d.log), root, index, d.counters, d.log)
+        clips = ClipUploads(Uploader(upload, root, d.counters, d.log), root, index, d.counters, d.log, d.repeats)
         keeper.completed = clips.completed
     ring.tick()  # recovers what a killed recorder left open
     if clips is not None:
@@ -198,6 +198,8 @@ def main(args: argparse.Namespace) -> int:
         ring.close_idle(max(2 * ring.segment_s, 10.0))
         ring.tick()
         ring.enforce_retention()
+        if clips is not None:
+            clips.retry(time.time_ns())  # MP4s that could not be written (a full disk)
 
     d.every(RETENTION_EVERY_S, housekeeping, now=True)
     running = args

@@ -22,14 +22,21 @@ At start (:meth:`ClipUploads.resume`), a final kept clip completed within ``retr
 queued (the recorder was killed or stopped while it made the MP4 or before its turn came, or
 ``clips`` was just turned on) is queued then: a restart loses no clip. A stop waits for the MP4
 under way, not for those after it.
+
+An MP4 that could not be written for a reason that may pass (an OSError: a full disk, most
+often) is tried again by :meth:`ClipUploads.retry` on the main loop's housekeeping, after
+RETRY_FIRST_S and then doubling up to RETRY_CAP_S, for as long as ``retry_for`` allows: space
+given back means the clip goes up without a restart. It is counted under ``uploads/not_queued``
+once, when it first fails; the retries that fail again are logged at most once a minute.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +46,14 @@ import zmq
 from classifier.upload import Part, Uploader, upload_id
 from common import wire
 from common.counters import Counters
+from common.logs import RepeatLimiter
 from recorder.clip import write_clip
 from recorder.index import Index, Keep, Segment
 from recorder.keep import kept_name
 
 CLIP_NAME = "clip.mp4"
+RETRY_FIRST_S = 5.0  # a clip whose MP4 could not be written is tried again after this, then doubling
+RETRY_CAP_S = 60.0
 
 
 def final(event: dict[str, Any]) -> bool:
@@ -51,12 +61,26 @@ def final(event: dict[str, Any]) -> bool:
     return event.get("object_id") is None or event.get("phase") == "end"
 
 
+@dataclass(slots=True)
+class _Failed:
+    """A clip whose MP4 could not be written, waiting to be tried again."""
+
+    keep: Keep
+    failures: int
+    due: float  # monotonic
+
+
 class ClipUploads:
-    def __init__(self, uploader: Uploader, root: Path, index: Index, counters: Counters, log: Any) -> None:
+    def __init__(self, uploader: Uploader, root: Path, index: Index, counters: Counters, log: Any,
+                 repeats: RepeatLimiter | None = None) -> None:
         self.uploader, self.root, self.index = uploader, root, index
         self.counters, self.log = counters, log
+        self.repeats = repeats or RepeatLimiter(log)
         self.unsent: list[wire.Event] = []  # taken from the uploader, not yet accepted by the PUSH
         self.remux = ThreadPoolExecutor(1, thread_name_prefix="clip-remux")  # one clip at a time, in order
+        # by event id: written by the remux thread when an MP4 fails, taken by the main loop's retry
+        self._failed: dict[str, _Failed] = {}
+        self._failed_lock = threading.Lock()
 
     def resume(self, now_ns: int) -> int:
         """Queue the final kept clips whose window ended within ``retry_for`` and that were never
@@ -84,9 +108,31 @@ class ClipUploads:
             segments = [replace(seg, path=str(Path(keep.dir) / kept_name(keep.camera, seg)))
                         for seg in self.index.overlapping(keep.camera, keep.from_ns, keep.to_ns) if seg.id in linked]
         except sqlite3.Error as exc:
-            self._not_queued(keep, exc)
+            self._not_queued(keep, exc, again=True)  # an index that cannot be read now (a full disk)
             return
         self.remux.submit(self._queue, keep, segments)
+
+    def retry(self, now_ns: int) -> None:
+        """On the main loop: hand the clips whose MP4 failed, and whose turn has come, back to the
+        remux thread. One past ``retry_for``, or whose kept clip has been deleted, is given up."""
+        now = time.monotonic()
+        with self._failed_lock:
+            due = [f.keep for f in self._failed.values() if f.due <= now]
+            for keep in due:
+                self._failed[keep.event_id].due = float("inf")  # under way: its outcome sets the next
+        since = now_ns - int(self.uploader.cfg.retry_for * 1e9)
+        for keep in due:
+            try:
+                deleted = not self.index.kept_segment_ids(keep.event_id)
+            except sqlite3.Error:
+                continue  # the index cannot be read now (a full disk): the next round
+            if keep.to_ns < since or deleted:
+                with self._failed_lock:
+                    self._failed.pop(keep.event_id, None)
+                self.log.error("kept clip not uploaded: given up", event_id=keep.event_id,
+                               reason="its kept clip was deleted" if deleted else "past retry_for")
+                continue
+            self.completed(keep)
 
     def _queue(self, keep: Keep, segments: list[Segment]) -> None:
         """On the remux thread: the MP4 of ``segments`` cut to the keep's window, then queued."""
@@ -101,19 +147,37 @@ class ClipUploads:
             size = mp4.stat().st_size  # now: once queued, the MP4 may be up and gone at any moment
         except Exception as exc:  # noqa: BLE001 - an error on this thread is seen nowhere else: the clip is said
             mp4.unlink(missing_ok=True)
-            self._not_queued(keep, exc)
+            self._not_queued(keep, exc, again=isinstance(exc, OSError))
             return
+        with self._failed_lock:
+            retried = self._failed.pop(keep.event_id, None)
         parts = [Part(mp4, CLIP_NAME, "video/mp4", remove=True), Part(folder / "event.json", "event.json",
                                                                        "application/json")]
         if not self.uploader.enqueue(event, msgspec.json.encode(event), parts, tag="clip"):
             mp4.unlink(missing_ok=True)  # queued already (a replay), or the queue refused it (counted)
             return
         self.log.info("kept clip queued for upload", event_id=keep.event_id, frames=frames, segments=len(segments),
-                      bytes=size, remux_s=round(time.monotonic() - t0, 3))
+                      bytes=size, remux_s=round(time.monotonic() - t0, 3),
+                      **({"after_failures": retried.failures} if retried else {}))
 
-    def _not_queued(self, keep: Keep, exc: BaseException) -> None:
-        self.counters.add("uploads", "not_queued")
-        self.log.error("kept clip not uploaded: no MP4", event_id=keep.event_id, error=str(exc)[:300])
+    def _not_queued(self, keep: Keep, exc: BaseException, again: bool) -> None:
+        """A clip with no MP4 (from either thread), counted and said once; ``again``: tried again
+        later (:meth:`retry`), else given up now (no segment indexed, a corrupt file)."""
+        with self._failed_lock:
+            before = self._failed.pop(keep.event_id, None)
+            failures = before.failures + 1 if before else 1
+            delay = min(RETRY_CAP_S, RETRY_FIRST_S * 2 ** (failures - 1))
+            if again:
+                self._failed[keep.event_id] = _Failed(keep, failures, time.monotonic() + delay)
+        error = str(exc)[:300]
+        if before is None:
+            self.counters.add("uploads", "not_queued")
+            self.log.error("kept clip not uploaded: no MP4", event_id=keep.event_id, error=error,
+                           **({"retry_in_s": delay} if again else {}))
+        else:
+            self.repeats(f"clip-again:{keep.event_id}", "kept clip still has no MP4", level="error",
+                         event_id=keep.event_id, error=error, failures=failures,
+                         **({"retry_in_s": delay} if again else {}))
 
     def tell(self, push: zmq.Socket) -> None:
         """Every round of the main loop's timer: the ``uploaded`` events to the sink, without blocking."""

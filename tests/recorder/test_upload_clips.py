@@ -23,11 +23,11 @@ from common import wire
 from common.counters import Counters
 from common.ids import event_id
 from common.paths import utc_day
-from conftest import ROOT, tcp
+from conftest import ROOT, fill, free_port, tcp
 from recorder import uploads
 from recorder.index import Keep, Segment
 from recorder.uploads import final
-from recorder_feed import Feed, closed_rows
+from recorder_feed import Feed, closed_rows, metric, rows
 from s3_server import ACCESS_KEY, SECRET_KEY, S3Server
 
 BUCKET = "camwire-clips"
@@ -54,7 +54,8 @@ def _object(object_id: str, phase: str, first_ns: int, last_ns: int, n: int) -> 
                       first_seen=first_ns / 1e9, last_seen=last_ns / 1e9, box=(1.0, 2.0, 3.0, 4.0))
 
 
-def write_config(tmp: Path, endpoint: str, recorder: str, sockets: str, what: str = '"clips"') -> Path:
+def write_config(tmp: Path, endpoint: str, recorder: str, sockets: str, what: str = '"clips"',
+                 ring: Path | None = None) -> Path:
     path = tmp / "camwire.toml"
     path.write_text(f"""
 [sockets]
@@ -65,7 +66,7 @@ events = "{tmp / 'events.jsonl'}"
 data_dir = "{tmp / 'data'}"
 
 [recorder]
-dir = "{tmp / 'ring'}"
+dir = "{ring or tmp / 'ring'}"
 {recorder}
 
 [upload]
@@ -205,6 +206,62 @@ def test_a_clip_kept_but_never_queued_goes_at_the_next_start(daemons, zctx, tmp_
         assert sorted(objects(s3)) == [f"{folder}00-clip.mp4", f"{folder}01-event.json", f"{folder}02-manifest.json"]
         assert daemons.stop("recorder") == 0
         assert daemons.stop("sink") == 0
+
+
+def test_a_clip_whose_mp4_met_a_full_disk_goes_up_once_there_is_space(daemons, zctx, small_disk, tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """The disk fills between the recording of a kept clip and its MP4: the clip is counted and
+    said once, and tried again as the recorder runs on, so space given back sends it up without a
+    restart. The ring is on a small volume of its own (tests/conftest.small_disk)."""
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    disk = small_disk("48m")
+    root = disk / "ring"
+    feed, events = Feed(zctx, size=(320, 240)), Feed(zctx)  # noise: an MP4 too big for what is left
+    port = free_port()
+    with S3Server(tmp_path / "moto.log") as store:
+        s3 = store.client()
+        s3.create_bucket(Bucket=BUCKET)
+        # one long file: the clip's window stays in the file being written until the camera ends
+        path = write_config(tmp_path, store.endpoint, f'subscribe = ["{feed.addr}"]\nevents = "{events.addr}"\n'
+                            f'segment = "60s"\npre = "2s"\npost = "2s"\nmin_free = "0"\n'
+                            f'metrics_port = {port}\n', f'results = "{tcp()}"', ring=root)
+        daemons.start("sink", "sink", "--config", str(path))
+        recorder = daemons.start("recorder", "recorder", "--config", str(path))
+        for publisher in (feed, events):
+            publisher.subscribed()
+        feed.play(lambda: len(rows(root)) >= 1 and feed.sent() >= 60)  # 2 s before the event
+        covered = wire.Event(id=event_id(time.time_ns(), "cam", "camera_covered"), type="camera_covered",
+                             camera="cam", ts=time.time())
+        events.send(wire.pack(covered))
+        feed.play(lambda: time.time() > covered.ts + 2.5)  # its window recorded, in the open file
+        deadline = time.monotonic() + 60
+        while metric(port, "written", camera="cam") < feed.sent():  # nothing left to write but the file's end
+            assert time.monotonic() < deadline, "the recorder did not catch up"
+            time.sleep(0.05)  # a metric has no change notification to await
+        # room for the file's last second, its end, event.json and the index; not for 4 s of MP4
+        filler = fill(disk, leave=3 << 19)
+        feed.end()  # the camera ends: its file is closed and the kept clip completed
+        kept = root / "kept" / utc_day(covered.ts) / covered.id
+        deadline = time.monotonic() + 60
+        while metric(port, "uploads", outcome="not_queued") < 1:
+            assert recorder.poll() is None, "the recorder died on a full disk"
+            assert time.monotonic() < deadline, "no MP4 failed: was the disk full?"
+            time.sleep(0.1)
+        assert json.loads((kept / "event.json").read_text())["complete"] and not (kept / "clip.mp4").exists()
+
+        filler.unlink()
+        deadline = time.monotonic() + 120
+        while not uploaded_events(tmp_path / "events.jsonl") and time.monotonic() < deadline:
+            time.sleep(0.1)  # the store and the events file have no change notification to await
+        assert [u["of"] for u in uploaded_events(tmp_path / "events.jsonl")] == [covered.id]
+        folder = f"site1/cam/{utc_day(covered.ts)}/{covered.id}.clip/"
+        assert sorted(objects(s3)) == [f"{folder}00-clip.mp4", f"{folder}01-event.json", f"{folder}02-manifest.json"]
+        assert recorder.poll() is None  # the same process: no restart was needed
+        assert daemons.stop("recorder") == 0
+        assert daemons.stop("sink") == 0
+    stats = daemons.stats("recorder")["uploads"]
+    assert stats["not_queued"] == 1 and stats["queued"] == 3 and stats["uploaded"] == 3
 
 
 @pytest.mark.parametrize("how", ["check-config", "recorder"])
