@@ -42,7 +42,7 @@ from classifier import worker as worker_daemon
 from classifier.worker import add_detector_arguments, detector_argv
 from common.config import SECURITY, Config
 from common.counters import merge, write_stats
-from common.lifecycle import Hangup, StopFlag
+from common.lifecycle import Hangup, StopFlag, backoff_delay
 from common.logs import configure, redact_url
 from common.paths import camera_name
 from common.sockets import OperatorError
@@ -397,7 +397,7 @@ def supervise(children: list[Child], stop: StopFlag, once: bool, log,
                 log.error("child refused its options; stopping the run", child=child.name, returncode=rc)
                 return 2
             else:
-                delay = min(30.0, 0.5 * 2 ** child.recent_restarts(now))
+                delay = backoff_delay(child.recent_restarts(now) + 1)
                 child.restart_at = now + delay
                 log.error("child died", child=child.name, returncode=rc, restart_in_s=delay)
         if once and all(c.finished for c in last) and all(c.finished for c in extractors):

@@ -42,7 +42,7 @@ from common import wire
 from common.config import Config, ConfigError, ConfigWatcher
 from common.counters import Counters, write_stats
 from common.curve import Curve, secured
-from common.lifecycle import Hangup, StopFlag
+from common.lifecycle import Hangup, StopFlag, backoff_delay
 from common.logs import RepeatLimiter, configure
 from common.metrics import register_stats
 from common.sockets import HANDSHAKE_FAILED, HANDSHAKE_REASONS, OperatorError, PeerWatch, make_socket
@@ -311,7 +311,7 @@ class Daemon:
                 w.failures = 0
             w.failures += 1
             self.counters.add("thread_restarts", w.name)
-            delay = min(RESTART_CAP_S, RESTART_FIRST_S * 2 ** (w.failures - 1))
+            delay = backoff_delay(w.failures, RESTART_FIRST_S, RESTART_CAP_S)
             w.restart_at = now + delay
             self.log.error("thread died; restarting", thread=w.name, restart_in_s=delay, failures=w.failures)
 

@@ -14,6 +14,16 @@ import threading
 from types import FrameType
 
 
+BACKOFF_FIRST_S = 0.5
+BACKOFF_CAP_S = 30.0
+
+
+def backoff_delay(failures: int, first: float = BACKOFF_FIRST_S, cap: float = BACKOFF_CAP_S) -> float:
+    """Capped exponential backoff: 0.5, 1, 2, 4 ... 30 s after 1, 2, 3, 4 ... failures (a
+    reconnect, a restart, a retry: every daemon waits this way)."""
+    return min(cap, first * 2 ** max(0, failures - 1))
+
+
 class StopFlag:
     """Set by SIGTERM or SIGINT (:meth:`handle`), or by :meth:`set` from any thread."""
 

@@ -40,7 +40,7 @@ import zmq
 from common import wire
 from common.counters import Counters
 from common.geometry import Polygon
-from common.lifecycle import StopFlag
+from common.lifecycle import StopFlag, backoff_delay
 from common.logs import redact_url
 from common.pixels import encode_frame, encode_packet
 from common.sockets import PeerWatch, make_socket, send_nowait
@@ -54,8 +54,6 @@ PASSTHROUGH = "passthrough"
 
 RELAY_HWM = 32  # frames or packets on their way to the PUB thread (inproc: references, not copies)
 PUSH_HWM = 2  # frames queued towards the ventilator before we drop: latency stays bounded
-BACKOFF_FIRST_S = 0.5
-BACKOFF_CAP_S = 30.0
 FAILED_RETRY_S = 300.0  # a source that cannot work is tried again this rarely (--failed-retry)
 CONTROL_SEND_TIMEOUT_MS = 2000
 STATUS_EVERY_S = 5.0
@@ -100,11 +98,6 @@ class CameraCounters:
 
     def get(self, key: str, *path: str) -> int:
         return self.counters.get(key, self.camera, *path)
-
-
-def backoff_delay(failures: int, first: float = BACKOFF_FIRST_S, cap: float = BACKOFF_CAP_S) -> float:
-    """Capped exponential backoff: 0.5, 1, 2, 4 ... 30 s after 1, 2, 3, 4 ... failed rounds."""
-    return min(cap, first * 2 ** max(0, failures - 1))
 
 
 class CameraLoop(threading.Thread):

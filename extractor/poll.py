@@ -48,6 +48,7 @@ import requests
 import zmq
 
 from common import wire
+from common.lifecycle import backoff_delay
 from common.logs import redact_url
 from common.pixels import encode_frame
 from extractor.motion import MotionDetector, MotionGate
@@ -268,7 +269,6 @@ class FeedLoop:
         self.publish_enc = "lz4" if cam.publish_enc not in wire.ENCODINGS else cam.publish_enc
 
     def run(self) -> None:
-        from extractor.camera import backoff_delay  # here: extractor.camera imports this module
         cam = self.cam
         poller = Poller(self.url, self.spec.open_timeout, self.spec.read_timeout)
         cam.log.info("polling", source=redact_url(self.url), every_s=self.spec.poll)

@@ -46,6 +46,7 @@ import zmq
 from classifier.upload import Part, Uploader, upload_id
 from common import wire
 from common.counters import Counters
+from common.lifecycle import backoff_delay
 from common.logs import RepeatLimiter
 from recorder.clip import write_clip
 from recorder.index import Index, Keep, Segment
@@ -85,7 +86,7 @@ class ClipUploads:
     def resume(self, now_ns: int) -> int:
         """Queue the final kept clips whose window ended within ``retry_for`` and that were never
         queued; how many. An index that cannot be read now (a full disk) is said and skipped."""
-        since = now_ns - int(self.uploader.cfg.retry_for * 1e9)
+        since = self._retry_from(now_ns)
         try:
             keeps = [k for k in self.index.keeps(complete=True) if k.to_ns >= since and final(k.event)]
             missed = [k for k in keeps
@@ -96,6 +97,10 @@ class ClipUploads:
         for keep in missed:
             self.completed(keep)
         return len(missed)
+
+    def _retry_from(self, now_ns: int) -> int:
+        """The oldest window end still within ``retry_for``: a clip that ended before it is not tried."""
+        return now_ns - int(self.uploader.cfg.retry_for * 1e9)
 
     def completed(self, keep: Keep) -> None:
         """The keeper completed ``keep`` (on the main thread, its folder and event.json written):
@@ -120,7 +125,7 @@ class ClipUploads:
             due = [f.keep for f in self._failed.values() if f.due <= now]
             for keep in due:
                 self._failed[keep.event_id].due = float("inf")  # under way: its outcome sets the next
-        since = now_ns - int(self.uploader.cfg.retry_for * 1e9)
+        since = self._retry_from(now_ns)
         for keep in due:
             try:
                 deleted = not self.index.kept_segment_ids(keep.event_id)
@@ -166,7 +171,7 @@ class ClipUploads:
         with self._failed_lock:
             before = self._failed.pop(keep.event_id, None)
             failures = before.failures + 1 if before else 1
-            delay = min(RETRY_CAP_S, RETRY_FIRST_S * 2 ** (failures - 1))
+            delay = backoff_delay(failures, RETRY_FIRST_S, RETRY_CAP_S)
             if again:
                 self._failed[keep.event_id] = _Failed(keep, failures, time.monotonic() + delay)
         error = str(exc)[:300]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from extractor.camera import backoff_delay
+from common.lifecycle import backoff_delay
 from extractor.sampling import Sampler, Sampling
 
 
