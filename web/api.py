@@ -24,9 +24,10 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from classifier.camera_status import STALE_AFTER_S, read_refused, read_sink, read_status
-from common.config import Config, ConfigError
+from common.config import CAMERA_NAME, Config, ConfigError
 from web import recordings
 from web.auth import COOKIE, SESSION_S, Auth, bearer_of, host_ok, same_origin
+from web.door import Door
 from web.events_index import EventIndex, clip_key
 from web.live import LiveHub
 from web.live_socket import live_socket
@@ -34,6 +35,8 @@ from web.live_socket import live_socket
 STATIC = Path(__file__).parent / "static"
 OPEN = ("/api/login", "/api/logout", "/api/whoami")  # reachable without a session
 MAX_CLIP_S = 3600.0  # the longest range one request may cut
+MAX_PATH_CHARS = 1024  # a media path longer than this names no file of ours
+MAX_NAME_BYTES = 255  # nor does a part longer than a file name may be (NAME_MAX)
 CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; "
        "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
@@ -53,6 +56,7 @@ class Console:
     live_possible: bool  # the console subscribes to at least one extractor
     bind: str = "127.0.0.1"  # the address it listens on (web.auth.host_ok)
     counters: Any = None
+    door: Door | None = None  # caps, deadlines, the client behind a trusted proxy (web.door)
     started: float = field(default_factory=time.time)
 
     @property
@@ -61,7 +65,8 @@ class Console:
 
 
 def make_app(console: Console) -> web.Application:
-    app = web.Application(middlewares=[_headers, _guard], client_max_size=64 * 1024)
+    door = [console.door.middleware] if console.door is not None else []
+    app = web.Application(middlewares=[_headers, *door, _guard], client_max_size=64 * 1024)
     app["console"] = console
     r = app.router
     r.add_get("/", _index)
@@ -123,6 +128,9 @@ async def _guard(request: web.Request, handler: Callable[[web.Request], Awaitabl
     every write needs the token, and comes from this console's own pages."""
     c = _console(request)
     path = request.path
+    if path.startswith("/static/") and not _file_name_ok(path[len("/static/"):]):
+        _count(c, "refused", "bad_path")  # aiohttp's static files would answer a name too long with a 500
+        return _error(400, "not a file name")
     if not (path.startswith("/api/") or path.startswith("/media/")):
         return await handler(request)
     if not host_ok(request.host, c.bind):
@@ -370,6 +378,9 @@ async def _recordings(request: web.Request) -> web.Response:
 async def _range_clip(request: web.Request) -> web.StreamResponse:
     c = _console(request)
     camera = request.match_info["camera"]
+    if not CAMERA_NAME.fullmatch(camera):
+        _count(c, "refused", "bad_camera")
+        return _error(400, f"{camera[:70]!r} is not a camera name")
     start, end = _number(request, "start"), _number(request, "end")
     if start is not None and end is not None:
         start, end = round(start, 1), round(end, 1)  # one cached file for requests a frame apart
@@ -395,8 +406,34 @@ async def _media(request: web.Request) -> web.StreamResponse:
     c = _console(request)
     if c.data_dir is None:
         return _error(404, "no data dir")
-    root = (c.data_dir / "snapshots").resolve()
-    path = (c.data_dir / request.match_info["path"]).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
+    name = request.match_info["path"]
+    if not _file_name_ok(name):
+        _count(c, "refused", "bad_path")
+        return _error(400, "not a file name")
+    try:
+        root = (c.data_dir / "snapshots").resolve()
+        path = (c.data_dir / name).resolve()
+        found = path.is_relative_to(root) and path.is_file()
+    except (OSError, RuntimeError):  # a link loop, a path the file system will not take
+        found = False
+    if not found:
         return _error(404, "no such file")
     return web.FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _file_name_ok(text: str) -> bool:
+    """Whether a path from a URL could name a file of ours: no NUL or other control character,
+    no empty, ``.`` or ``..`` part, no lone surrogate (bad percent-encoding, decoded), nothing
+    longer than a file name or a path may be. Anything else would reach the file system as an
+    error (a 500), not as a file that is not there."""
+    if len(text) > MAX_PATH_CHARS:
+        return False
+    for part in text.split("/"):
+        if part in ("", ".", "..") or not part.isprintable():
+            return False
+        try:
+            if len(part.encode()) > MAX_NAME_BYTES:
+                return False
+        except UnicodeEncodeError:
+            return False
+    return True

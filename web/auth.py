@@ -36,6 +36,8 @@ MAX_SESSIONS = 1024
 MAX_FAILURES = 10
 FAILURE_WINDOW_S = 60.0
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -44,6 +46,15 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def network(text: str) -> Network:
+    """A trusted proxy's address or network (``10.0.0.1``, ``10.0.0.0/24``, ``fd00::/8``);
+    ValueError naming it (web.door believes X-Forwarded-For only from these)."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"an address or network like 10.0.0.1 or 10.0.0.0/24, not {text!r}") from None
 
 
 def check_bind(bind: str, token: str | None) -> None:

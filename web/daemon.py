@@ -37,9 +37,10 @@ from common.config import DAEMONS, Config
 from common.curve import SERVER_OF
 from common.daemon import Daemon
 from common.env import expand
+from common.logs import RepeatLimiter
 from common.sockets import OperatorError, check_addresses
-from common.units import size
-from web.auth import Auth, check_bind
+from common.units import duration, positive, size
+from web.auth import Auth, check_bind, network
 
 # aiohttp, OpenCV and the console's own modules are imported by main(): every daemon judging the
 # whole file builds this parser, and none of them should load a web server to do it
@@ -48,7 +49,8 @@ SUB_HWM = 8  # frames per subscription: a console behind takes the newest, never
 POLL_EVENTS_S = 0.5
 SUBSCRIBE_EVERY_S = 0.2  # how soon a new viewer's camera starts to flow
 PEER_CHECK_S = 5.0
-LABELS = {"live": ("what",), "refused": ("reason",), "logins": ("outcome",), "api_reloads": ("outcome",)}
+LABELS = {"live": ("what",), "refused": ("reason",), "logins": ("outcome",), "api_reloads": ("outcome",),
+          "cut_off": ("reason",)}
 TOKEN_ENV = "CAMWIRE_WEB_TOKEN"
 
 
@@ -67,7 +69,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detections", metavar="ADDR", help="the sink's --publish-detections, for boxes on live views")
     p.add_argument("--cache-max-bytes", type=size, default="1G", metavar="SIZE",
                    help="MP4s remuxed for the browser are kept up to this much (default 1G)")
+    p.add_argument("--header-timeout", type=positive(duration), default="10s", metavar="S",
+                   help="a request's headers must be in within this of its first byte, or the connection is cut")
+    p.add_argument("--body-timeout", type=positive(duration), default="10s", metavar="S",
+                   help="a request's body must be in within this of its headers, or it is answered 408")
+    p.add_argument("--max-connections", type=positive(int), metavar="N",
+                   help="connections open at once, from everyone (default: 4096, or fewer where the limit "
+                        "on open files is lower: a quarter of it is kept for files and sockets)")
+    p.add_argument("--max-connections-per-address", type=positive(int), default=64, metavar="N",
+                   help="connections open at once from one address (requests in flight, behind a trusted proxy)")
+    p.add_argument("--trusted-proxy", action="append", type=proxy, metavar="ADDR",
+                   help="a reverse proxy's address or network: only from it is X-Forwarded-For believed (the "
+                        "client is its rightmost hop that is not a trusted proxy); repeat for more")
     p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
+
+
+def proxy(text: str) -> str:
+    """A --trusted-proxy as given, checked: an address or a network."""
+    try:
+        network(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def token_of(args: argparse.Namespace) -> str | None:
@@ -136,13 +159,15 @@ class Http:
     """The aiohttp server on its own event loop: bound in the main thread (so a port in use is an
     operator's error at start), served in a watched thread, stopped from the main thread."""
 
-    def __init__(self, app: Any, host: str, port: int) -> None:
+    def __init__(self, app: Any, door: Any, host: str, port: int) -> None:
         from aiohttp import web
+
+        from web.door import DoorSite
 
         self.loop = asyncio.new_event_loop()
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         self.loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, host, port, reuse_address=True)
+        site = DoorSite(self.runner, door, host, port)  # every connection through the door (web.door)
         try:
             self.loop.run_until_complete(site.start())
         except OSError as exc:
@@ -165,6 +190,7 @@ class Http:
 def main(args: argparse.Namespace) -> int:
     from web import recordings
     from web.api import Console, make_app
+    from web.door import Door, Limits, connection_cap, raise_fd_limit
     from web.events_index import EventIndex
     from web.live import LiveHub
 
@@ -182,6 +208,20 @@ def main(args: argparse.Namespace) -> int:
                        kept=(lambda event_id: event_id in kept_now[0]) if rec_dir else None)
     auth = Auth(token)
     clips = recordings.ClipCache(_cache_dir(data_dir), args.cache_max_bytes) if rec_dir else None
+    fd_limit = raise_fd_limit()
+    total = connection_cap(args.max_connections, fd_limit)
+    if args.max_connections is not None and total < args.max_connections:
+        d.log.warning("--max-connections is more than the limit on open files allows; lowered",
+                      asked=args.max_connections, max_connections=total, fd_limit=fd_limit)
+    http_repeats = RepeatLimiter(d.log)  # the HTTP thread's own: one line a minute per reason
+
+    def note(counter: str, reason: str, client: str) -> None:
+        d.counters.add(counter, reason)
+        http_repeats(f"{counter}:{reason}", "an HTTP client was refused or cut off", reason=reason, client=client)
+
+    door = Door(Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                       per_address=args.max_connections_per_address, total=total,
+                       trusted=tuple(network(t) for t in args.trusted_proxy or ())), note)
 
     def reload_all() -> dict[str, Any]:
         if cfg_now[0] is None:
@@ -192,8 +232,8 @@ def main(args: argparse.Namespace) -> int:
 
     console = Console(hub=hub, index=index, auth=auth, data_dir=data_dir, recordings=rec_dir, clips=clips,
                       reload=reload_all, config=lambda: cfg_now[0], live_possible=bool(args.subscribe),
-                      counters=d.counters, bind=args.bind)
-    http = Http(make_app(console), args.bind, args.port)
+                      counters=d.counters, bind=args.bind, door=door)
+    http = Http(make_app(console), door, args.bind, args.port)
 
     peers = []
     frames = boxes = None
@@ -246,7 +286,9 @@ def main(args: argparse.Namespace) -> int:
 
     d.on_reload(reload)
     d.reloadable = {"token"}
-    d.gauges(lambda: {"viewers": ("live viewers connected now", (), {(): hub.viewer_count()})})
+    d.gauges(lambda: {"viewers": ("live viewers connected now", (), {(): hub.viewer_count()}),
+                      "connections": ("HTTP connections open now", (), {(): door.open_now}),
+                      "requests_in_flight": ("HTTP requests being answered now", (), {(): door.in_flight})})
     d.stats_extra(lambda: {"live": hub.counters_snapshot()})
     d.watch("http", http.thread, fatal=True)
 
@@ -260,6 +302,8 @@ def main(args: argparse.Namespace) -> int:
         index.close()
 
     d.log.info("web console started", url=f"http://{args.bind}:{http.port}/", auth_required=auth.required,
+               max_connections=total, max_connections_per_address=args.max_connections_per_address,
+               fd_limit=fd_limit, trusted_proxies=args.trusted_proxy or [],
                subscribe=args.subscribe, detections=args.detections, events=args.events, data_dir=args.data_dir,
                recordings=args.recordings)
     code = d.run(cleanup=cleanup)

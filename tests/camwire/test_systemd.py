@@ -59,6 +59,7 @@ def test_units_run_unprivileged_restart_and_stop_gently(tmp_path: Path, monkeypa
         assert service["User"] == "camwire" and service["Restart"] == "on-failure"
         assert service["KillSignal"] == "SIGTERM" and service["NoNewPrivileges"] == "yes"
         assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"  # systemctl reload: the file read again
+        assert service["LimitNOFILE"] == "65536"  # not the default 1,024 descriptors (issue 21)
         # the command line is one the daemon accepts, with the example config
         argv = shlex.split(service["ExecStart"].replace("%i", path.stem.partition("@")[2] or "x"))[1:]
         argv = [str(config) if a == "/etc/camwire/camwire.toml" else a for a in argv]
