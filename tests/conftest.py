@@ -20,6 +20,7 @@ from zmq.utils.monitor import recv_monitor_message
 from camwire.sample import make_sample_clip
 from mqtt import run_broker
 from processes import free_port  # noqa: F401 (the tests import it from here)
+import leaks
 import msgspec
 
 from common import wire
@@ -344,3 +345,20 @@ def scrape(port: int) -> dict[str, list]:
 
 def value(metrics: dict[str, list], name: str, **labels: str) -> float:
     return sum(v for got, v in metrics.get(name, []) if all(got.get(k) == x for k, x in labels.items()))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_RUN_MARK] = leaks.mark_run()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite fails if anything it started is still running once every fixture has stopped."""
+    left = leaks.survivors(session.config.stash[_RUN_MARK])
+    if left:
+        leaks.kill([pid for pid, _ in left])
+        lines = "\n".join(f"  {pid} {cmd[:200]}" for pid, cmd in left)
+        print(f"\nprocesses started by the tests outlived them (killed now):\n{lines}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_RUN_MARK = pytest.StashKey[str]()

@@ -13,6 +13,8 @@ from typing import Iterator
 import paho.mqtt.client as mqtt
 import pytest
 
+from processes import free_port
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
@@ -46,12 +48,6 @@ def run_broker(port: int | None = None) -> Iterator[int]:
             proc.wait(timeout=10)
         return
     raise AssertionError(f"mosquitto did not start listening on 127.0.0.1 (port {port or 'any free one'})")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Subscriber:

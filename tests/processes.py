@@ -4,14 +4,39 @@ gently, then for sure."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import socket
 import subprocess
 
+# Ports are handed out from below the kernel's ephemeral range (32768-60999 on Linux), so no
+# outgoing connection of this machine can be given one between our check and the daemon's bind,
+# and never twice in one run: binding port 0 and handing the number on let two callers (or a
+# client's source port) end up on the same number. A run starts at an offset of its own, so two
+# runs side by side rarely meet; a port some other process holds is skipped.
+PORT_RANGE = (20000, 32000)
+_ports = itertools.count()
+_start = os.getpid() * 97 % (PORT_RANGE[1] - PORT_RANGE[0])
+
+
+def _bindable(port: int) -> bool:
+    for host in ("127.0.0.1", "0.0.0.0"):  # daemons bind either
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port nobody holds now and this run has not handed out before."""
+    span = PORT_RANGE[1] - PORT_RANGE[0]
+    for _ in range(span):
+        port = PORT_RANGE[0] + (_start + next(_ports)) % span
+        if _bindable(port):
+            return port
+    raise RuntimeError("no free port left in the test range")
 
 
 def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
