@@ -4,7 +4,8 @@ The sink keeps the table (classifier.camera_status); this only reads it, so it w
 pipeline runs, after it stopped, and from another user with read access to the folder. It says
 first whether what follows is current: the sink rewrites its own row every second, so a row
 older than a few seconds means the sink has stopped (cleanly or not) or cannot write, and the
-tables below are what it last saw. Failed writes (a full disk) are shown beside it.
+tables below are what it last saw. Failed writes (a full disk) are shown beside it, and the
+cameras whose recording the recorder has paused (``DATA_DIR/ledger.db``, classifier.recording_state).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from classifier.camera_status import read_refused, read_sink, read_status
+from classifier.recording_state import paused_cameras
 from common.config import ConfigError, load_config
 
 
@@ -45,15 +47,19 @@ def main(args: argparse.Namespace) -> int:
         cameras, workers = read_status(path)
         sink = read_sink(path)
         refused = read_refused(path)
+        paused = paused_cameras(Path(data_dir))
     except sqlite3.Error as exc:
         print(f"camwire status: error: cannot read {path}: {exc} (is the sink running with --data-dir?)",
               file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps({"sink": sink, "cameras": cameras, "workers": workers, "refused": refused}, indent=1))
+        print(json.dumps({"sink": sink, "cameras": cameras, "workers": workers, "refused": refused,
+                          "recording_paused": paused}, indent=1))
         return 0
     now = time.time()
     print(sink_line(sink, cameras, now))
+    if paused:
+        print(paused_line(paused, now))
     print()
     print(table(["CAMERA", "STATE", "LAST FRAME", "FPS IN", "FPS USED", "RECONNECTS", "ATTEMPTS", "LAST ERROR"],
                 [[c["camera"], state(c), ago(c["last_frame_ts"], now), f"{c['fps_in'] or 0:.1f}",
@@ -87,6 +93,13 @@ def sink_line(sink: dict[str, Any] | None, cameras: list[dict[str, Any]], now: f
         counts = ", ".join(f"{what} {n}" for what, n in sorted(sink["write_errors"].items()))
         line += f"\nwrite errors: {counts}; last {ago(sink['last_write_error_ts'], now)}: {sink['last_write_error']}"
     return line
+
+
+def paused_line(paused: list[dict[str, Any]], now: float) -> str:
+    """The recorder's pause (its disk full of others' files), as the sink last heard it."""
+    first = min(paused, key=lambda p: p["since"])
+    names = ", ".join(p["camera"] for p in paused[:10]) + (f" and {len(paused) - 10} more" if len(paused) > 10 else "")
+    return f"recording paused since {ago(first['since'], now)} ({first.get('reason') or 'no reason given'}): {names}"
 
 
 def state(c: dict[str, Any]) -> str:

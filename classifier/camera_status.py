@@ -52,6 +52,7 @@ FLUSH_S = 1.0
 FPS_WINDOW_S = 5.0
 MAX_WORKERS = 4096  # as many as a ventilator reports; names beyond are not counted per worker
 STALE_AFTER_S = 5 * FLUSH_S  # a sink row older than this: the sink is not writing (camwire status)
+MAX_GONE = 10_000  # forgotten cameras whose rows wait for a flush that works; past it a stale row may stay
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cameras (
@@ -126,6 +127,7 @@ class StatusBook:
         self._source: dict[str, _Source] = {}
         self._window: dict[str, _Window] = {}
         self._dirty: set[str] = set()
+        self._gone: set[str] = set()  # forgotten cameras: rows to delete at the next flush
         self._workers_dirty = False
         self._next_flush = 0.0
         if path is not None:
@@ -161,8 +163,20 @@ class StatusBook:
 
     # -- what comes in ------------------------------------------------------------------------
 
+    def forget(self, camera: str) -> None:
+        """A camera the sink let go (common.admission: idle, not in the config): its row leaves
+        memory now and status.db at the next flush, so ``camwire status`` lists no invented names."""
+        if self.cameras.pop(camera, None) is None:
+            return
+        self._source.pop(camera, None)
+        self._window.pop(camera, None)
+        self._dirty.discard(camera)
+        if self.path is not None and len(self._gone) < MAX_GONE:
+            self._gone.add(camera)
+
     def row(self, camera: str) -> CameraRow:
         if camera not in self.cameras:
+            self._gone.discard(camera)
             self.cameras[camera] = CameraRow(camera)
             self._source[camera] = _Source()
             self._window[camera] = _Window(time.monotonic())
@@ -185,8 +199,8 @@ class StatusBook:
     def on_eos(self, msg: wire.Eos) -> None:
         row = self.row(msg.camera)
         src = self._source[msg.camera]
-        if src.state != "failed":  # a failed source keeps saying why
-            src.state, src.reason = "ended", None
+        if src.state != "failed":  # a failed source keeps saying why; a file ended early says so
+            src.state, src.reason = "ended", msg.reason
         row.fps_in = msg.fps_in or row.fps_in
         self._rate(msg.camera, time.monotonic(), partial=True)
         self._derive(msg.camera)
@@ -280,6 +294,7 @@ class StatusBook:
         wall = time.time()
         try:
             with self.db:
+                self.db.executemany("DELETE FROM cameras WHERE camera = ?", [(c,) for c in self._gone])
                 for camera in self._dirty:
                     row = self.cameras[camera]
                     row.updated_ts = wall
@@ -309,6 +324,7 @@ class StatusBook:
             self._failed(exc)  # everything stays dirty: written at the next flush that works
             return
         self._dirty.clear()
+        self._gone.clear()
         self._workers_dirty = self._refused_dirty = False
 
     def close(self) -> None:

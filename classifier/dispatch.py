@@ -27,8 +27,11 @@
   that dies costs exactly its in-flight frames, counted per camera as ``worker_lost``. A frame
   held past ``frame_deadline`` is counted lost (``deadline``) and taken back from the worker's
   account, so a worker that takes frames and never answers costs counted losses, nothing more.
-- At most ``max_cameras`` cameras are remembered; frames of any camera past that are counted
-  (``refused/max_cameras``) and dropped, never stored.
+- Which cameras have a place is common.admission's policy: the configured ones always, the
+  rest from a pool of ``max_cameras`` that forgets a camera idle for ``camera_idle_s``
+  (:meth:`Dispatcher.forget_idle`: its queues, eos and counts go, its counters fold into
+  ``other``). A frame of a new camera while the pool is full is counted
+  (``cameras_refused/pool_full/<peer>``) and dropped, never stored.
 - A camera's ``eos`` is passed on only when its last frame is done, with the number of results
   the sink should expect, so the sink knows when that camera has drained.
 """
@@ -36,12 +39,14 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import msgspec
 
+from common.admission import DEFAULT_IDLE_S, DEFAULT_POOL, Admission
 from common.counters import Counters
 from common.wire import Buffer, Eos, FrameHeader, WorkerLoad
 
@@ -76,13 +81,14 @@ class Dispatcher:
     """Queues, credits and accounting for one ventilator."""
 
     def __init__(self, max_backlog: int = 64, counters: Counters | None = None, frame_deadline: float = 30.0,
-                 max_cameras: int = 1000, max_credits: int = MAX_CREDITS, max_workers: int = MAX_WORKERS,
-                 routes: Routes | None = None) -> None:
+                 max_cameras: int = DEFAULT_POOL, max_credits: int = MAX_CREDITS, max_workers: int = MAX_WORKERS,
+                 routes: Routes | None = None, configured: Iterable[str] = (),
+                 camera_idle_s: float = DEFAULT_IDLE_S) -> None:
         self.max_backlog, self.frame_deadline = max_backlog, frame_deadline
-        self.max_cameras, self.max_credits, self.max_workers = max_cameras, max_credits, max_workers
+        self.max_credits, self.max_workers = max_credits, max_workers
         self.counters = counters if counters is not None else Counters()
         self.workers: dict[bytes, WorkerState] = {}
-        self.cameras: set[str] = set()
+        self.admission = Admission(self.counters, configured, max_cameras, camera_idle_s)
         self.routes: dict[str, tuple[str, ...]] = {}
         self.unserved: dict[tuple[str, str], int] = {}  # (camera, detector) -> frames no worker could take
         self._queues: dict[tuple[str, str], deque[Pending]] = {}  # (group, camera) -> frames waiting
@@ -96,15 +102,46 @@ class Dispatcher:
 
     # -- cameras -------------------------------------------------------------------------------
 
-    def admit(self, camera: str) -> bool:
-        """Whether ``camera`` is (or may now become) one we remember; counted when refused."""
-        if camera in self.cameras:
-            return True
-        if len(self.cameras) >= self.max_cameras:
-            self.counters.add("refused", "max_cameras")
-            return False
-        self.cameras.add(camera)
-        return True
+    def admit(self, camera: str, now: float | None = None, peer: Any = None) -> bool:
+        """Whether ``camera`` has a place (common.admission); counted per ``peer`` when refused."""
+        return self.admission.admit(camera, time.monotonic() if now is None else now, peer)
+
+    @property
+    def cameras(self) -> set[str]:
+        """The cameras with a place: the configured ones and the pool's."""
+        return self.admission.names()
+
+    def set_configured(self, names: Iterable[str], now: float | None = None) -> None:
+        """The config's cameras again (a reload): one taken out that finds no room in the pool is forgotten."""
+        for camera in self.admission.set_configured(names, time.monotonic() if now is None else now):
+            self._forget_camera(camera)
+
+    def forget_idle(self, now: float) -> list[str]:
+        """Forget the pool's cameras silent for its idle time, except those with frames waiting, in
+        flight or an eos not yet due (they are kept as if heard now); returns those forgotten."""
+        busy: set[str] | None = None
+
+        def is_busy(camera: str) -> bool:
+            nonlocal busy
+            if busy is None:  # only when a camera is due: a walk over what waits and is in flight
+                busy = {c for (_, c), q in self._queues.items() if q} | set(self._eos)
+                busy |= {key[0] for w in self.workers.values() for key in w.in_flight}
+            return camera in busy
+
+        gone = self.admission.expire(now, is_busy)
+        for camera in gone:
+            self._forget_camera(camera)
+        return gone
+
+    def _forget_camera(self, camera: str) -> None:
+        """Everything held for a camera that lost its place; its counts stay in the totals as ``other``."""
+        for key in [k for k in self._queues if k[1] == camera]:
+            del self._queues[key]
+        for key in [k for k in self.unserved if k[0] == camera]:
+            del self.unserved[key]
+        self._eos.pop(camera, None)
+        self._completed.pop(camera, None)
+        self.counters.fold("camera", camera)
 
     def set_routes(self, routes: Routes) -> None:
         """Which detectors each camera wants (at start and on reload); frames already waiting stay
@@ -118,11 +155,11 @@ class Dispatcher:
 
     # -- frames in -----------------------------------------------------------------------------
 
-    def offer(self, header: FrameHeader, parts: Sequence[Buffer]) -> bool:
-        """Queue a checked frame once per detector its camera wants; False when its camera is one
-        too many (counted, dropped)."""
+    def offer(self, header: FrameHeader, parts: Sequence[Buffer], now: float | None = None, peer: Any = None) -> bool:
+        """Queue a checked frame once per detector its camera wants; False when its camera finds
+        no place (counted per ``peer``, dropped)."""
         camera = header.camera
-        if not self.admit(camera):
+        if not self.admit(camera, now, peer):
             return False
         self.counters.add("received", camera)
         order = next(self._stamps)
@@ -326,8 +363,8 @@ class Dispatcher:
 
     # -- end of stream -------------------------------------------------------------------------
 
-    def end_of_stream(self, eos: Eos) -> bool:
-        if not self.admit(eos.camera):
+    def end_of_stream(self, eos: Eos, now: float | None = None, peer: Any = None) -> bool:
+        if not self.admit(eos.camera, now, peer):
             return False
         self._eos[eos.camera] = eos
         return True

@@ -8,7 +8,9 @@ which the sink writes as a JSON line and publishes as it is (``wire.pack``)::
           detector, reason, scene)
 
 - ``id`` is unique forever (common.ids.event_id: capture time in ns, camera, type), so a restart
-  never reuses one, and a snapshot named after it is never overwritten.
+  never reuses one, and a snapshot named after it is never overwritten. With a ``ledger``
+  (classifier.ledger, the sink's ledger.db) the ``n`` given and each camera's state as told
+  (online, covered, failed, silent) outlive the sink: restarted, it tells no change twice.
 - ``object``: a tracked object's start, updates and end come from classifier.tracking, not
   from here; its ids come from the same :class:`EventIds`.
 - ``motion_start`` / ``motion_end`` come from the extractor's motion state
@@ -33,6 +35,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import msgspec
+
+from classifier.ledger import Ledger
 from classifier.rules import Rules
 from common import wire
 from common.counters import Counters
@@ -55,21 +60,36 @@ class CameraState:
     silent: bool = False  # taken offline by silence_check, not by its extractor
 
 
+class CameraTold(msgspec.Struct):
+    """What the events have told of a camera, kept in the ledger: a restarted sink that hears
+    "online" again from a camera it had told online says nothing (classifier.ledger)."""
+
+    online: bool | None = None
+    covered: bool = False
+    failed: bool = False
+    silent: bool = False
+
+
 MAX_IDS_KEPT = 65536  # (camera, type, ns) keys remembered for ids; far more than any burst
 
 
 class EventIds:
     """``ids(ts_ns, camera, type)``: common.ids.event_id, with ``n`` telling apart two events of
     one camera and type at the same nanosecond, in whatever order they come (two detectors'
-    objects of one camera interleave in time)."""
+    objects of one camera interleave in time), and across restarts: with a ``ledger``
+    (classifier.ledger), the ``n`` given before a restart are known after it."""
 
-    def __init__(self) -> None:
-        self._last: dict[tuple[str, str, int], int] = {}  # (camera, type, ts_ns) -> the last n given
+    def __init__(self, ledger: Ledger | None = None) -> None:
+        self.ledger = ledger
+        # (camera, type, ts_ns) -> the last n given
+        self._last: dict[tuple[str, str, int], int] = ledger.recent_ids() if ledger is not None else {}
 
     def __call__(self, ts_ns: int, camera: str, etype: str) -> str:
         key = (camera, etype, ts_ns)
         n = self._last.get(key, -1) + 1
         self._last[key] = n
+        if self.ledger is not None:
+            self.ledger.keep_id(camera, etype, ts_ns, n)
         if len(self._last) > MAX_IDS_KEPT:  # the oldest nanoseconds first: they do not come again
             for old in sorted(self._last, key=lambda k: k[2])[:MAX_IDS_KEPT // 2]:
                 del self._last[old]
@@ -78,13 +98,14 @@ class EventIds:
 
 class Events:
     def __init__(self, rules: Rules | None = None, counters: Counters | None = None,
-                 max_cameras: int = 1000, silent_after_s: float = 15.0) -> None:
+                 max_cameras: int = 1000, silent_after_s: float = 15.0, ledger: Ledger | None = None) -> None:
         self.rules = rules or Rules()
         self.counters = counters if counters is not None else Counters()
         self.max_cameras = max_cameras
         self.silent_after_s = silent_after_s
         self.cameras: dict[str, CameraState] = {}
-        self.ids = EventIds()
+        self.ledger = ledger if ledger is not None else Ledger(None)
+        self.ids = EventIds(ledger)
 
     def admit(self, name: str) -> bool:
         """True for a camera already known or one there is room for; the rest are counted."""
@@ -93,8 +114,14 @@ class Events:
         if len(self.cameras) >= self.max_cameras:
             self.counters.add("unknown_cameras")
             return False
-        self.cameras[name] = CameraState(heard=time.monotonic())
+        self.cameras[name] = self._restored(name)
         return True
+
+    def _restored(self, name: str) -> CameraState:
+        """A camera met now: with what the events told of it before (a restart, or forgotten while idle)."""
+        told = self.ledger.recall(name, "camera", CameraTold) or CameraTold()
+        return CameraState(heard=time.monotonic(), online=told.online, covered=told.covered, failed=told.failed,
+                           silent=told.silent)
 
     def camera(self, name: str) -> CameraState:
         if name not in self.cameras:
@@ -181,7 +208,11 @@ class Events:
     def _event(self, etype: str, camera: str, ts_ns: int, r: wire.Result | None = None,
                detections: list[wire.Detection] | None = None, reason: str | None = None,
                scene: str | None = None) -> wire.Event:
+        """Called once the camera's state has changed: the state is kept with the event (classifier.ledger)."""
         self.counters.add("events", etype)
+        cam = self.cameras.get(camera)
+        if cam is not None:
+            self.ledger.keep(camera, "camera", CameraTold(cam.online, cam.covered, cam.failed, cam.silent))
         return wire.Event(id=self.ids(ts_ns, camera, etype), type=etype, camera=camera, ts=ts_ns / 1e9,
                           seq=r.seq if r is not None else None, detections=list(detections or []),
                           worker=r.worker if r is not None else None, detector=r.detector if r is not None else None,

@@ -114,6 +114,12 @@ class Discovery:
         self.objects[event.object_id] = (event.camera, label)
         return out + self._add(event.camera, label, +1)
 
+    def forget(self, camera: str) -> None:
+        """A camera the sink let go (idle, not in the config): its counts and objects; a later event
+        names it anew (its retained configs stay with the broker)."""
+        self.cameras.pop(camera, None)
+        self.objects = {oid: counted for oid, counted in self.objects.items() if counted[0] != camera}
+
     def everything(self) -> list[Message]:
         """Every config and count: what a broker that may have lost them is told after a connect."""
         out: list[Message] = []

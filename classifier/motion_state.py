@@ -12,7 +12,11 @@ one camera may arrive out of order, and the repeats arrive again and again. Here
   worker, or was lost) makes both, the start at its ``started_ns``, so every stretch of motion
   is one start and one end, whatever the order;
 - a sink that starts while a camera's motion is off learns that silently: no event for a
-  stretch that ended before it was there.
+  stretch that ended before it was there;
+- with a ``ledger`` (classifier.ledger), the state told is kept before its events leave and
+  recalled when a camera is first met: a restarted sink knows the repeats of a state its
+  previous run told (counted ``stale``) instead of telling the stretch's start again, and an end
+  that came while it was down still ends the stretch it had started.
 
 Events carry the moving boxes (``detections`` labelled ``motion``) of the frame where motion
 started. Pure logic, no sockets: the sink calls ``on_motion`` (classifier.sink).
@@ -23,6 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import msgspec
+
+from classifier.ledger import Ledger
 from common import wire
 from common.counters import Counters
 
@@ -36,22 +43,43 @@ class CameraMotion:
     newest_ns: int = -1  # capture time of the newest message applied
 
 
+class MotionTold(msgspec.Struct):
+    """A camera's CameraMotion as the ledger keeps it."""
+
+    active: bool
+    newest_ns: int
+
+
 class MotionStates:
     """Per camera: the motion state the events have told so far. ``ids(ts_ns, camera, type)``
     makes event ids (classifier.events.EventIds: unique with the sink's other events)."""
 
-    def __init__(self, ids: Callable[[int, str, str], str], counters: Counters | None = None) -> None:
+    def __init__(self, ids: Callable[[int, str, str], str], counters: Counters | None = None,
+                 ledger: Ledger | None = None) -> None:
         self.ids = ids
         self.counters = counters if counters is not None else Counters()
+        self.ledger = ledger if ledger is not None else Ledger(None)
         self.cameras: dict[str, CameraMotion] = {}
 
     def on_motion(self, m: wire.Motion) -> list[wire.Event]:
+        events = self._apply(m)
+        if events:  # kept before they leave (the sink commits the ledger first)
+            cam = self.cameras[m.camera]
+            self.ledger.keep(m.camera, "motion", MotionTold(cam.active, cam.newest_ns))
+        return events
+
+    def forget(self, camera: str) -> None:
+        """The sink no longer holds the camera (idle): what was told stays in the ledger."""
+        self.cameras.pop(camera, None)
+
+    def _apply(self, m: wire.Motion) -> list[wire.Event]:
         cam = self.cameras.get(m.camera)
         if cam is None:
             if len(self.cameras) >= MAX_CAMERAS:
                 return []
-            cam = self.cameras[m.camera] = CameraMotion()
-            if not m.active:  # off already when we came: nothing to tell
+            told = self.ledger.recall(m.camera, "motion", MotionTold)
+            cam = self.cameras[m.camera] = CameraMotion(told.active, told.newest_ns) if told else CameraMotion()
+            if told is None and not m.active:  # off already when we came: nothing to tell
                 cam.newest_ns = m.ts_ns
                 return []
         if m.ts_ns <= cam.newest_ns:

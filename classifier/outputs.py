@@ -6,11 +6,14 @@ same bytes as its ``--events`` line), so every output says exactly the same thin
 - MQTT (paho-mqtt): each event as JSON on ``<prefix>/<camera>/<event type>`` (QoS 1), and the
   camera's state, retained, on ``<prefix>/<camera>/state`` (``online``, ``offline``, ``covered``),
   as Home Assistant and NVR users expect, and its motion, retained, on ``<prefix>/<camera>/motion``
-  (``ON`` at ``motion_start``, ``OFF`` at ``motion_end``); ``<prefix>/available`` is ``online`` while the sink
-  runs and ``offline`` (the broker's last will) when it is gone. With Home Assistant's discovery
-  on (``discovery``, classifier.homeassistant), also its retained configs, each label's
-  ``<prefix>/<camera>/<label>/count`` and ``.../occupied``, and each new snapshot's JPEG (the file
-  the event names, read from ``data_dir``) on ``<prefix>/<camera>/snapshot``. Those are sent only
+  (``ON`` at ``motion_start``, ``OFF`` at ``motion_end``), and its recording, retained, on
+  ``<prefix>/<camera>/recording`` (``paused`` at ``recording_paused``, ``recording`` at
+  ``recording_resumed``: the recorder's, classifier.recording_state); ``<prefix>/available`` is
+  ``online`` while the sink runs and ``offline`` (the broker's last will) when it is gone. With
+  Home Assistant's discovery on (``discovery``, classifier.homeassistant), also its retained
+  configs, each label's ``<prefix>/<camera>/<label>/count`` and ``.../occupied``, and each new
+  snapshot's JPEG (the file the event names, read from ``data_dir``) on
+  ``<prefix>/<camera>/snapshot``. Those are sent only
   while connected, and all again after each connect (a snapshot made while the broker is away
   is not sent: the next one is), so a long outage queues no pictures.
 - Webhook: each event POSTed as JSON from a background thread; a failed delivery (connection
@@ -42,6 +45,7 @@ QUEUE_MAX = 10_000
 STATE_OF = {"camera_online": "online", "camera_offline": "offline", "camera_failed": "failed", "camera_covered": "covered",
             "camera_uncovered": "online"}
 MOTION_OF = {"motion_start": "ON", "motion_end": "OFF"}  # <prefix>/<camera>/motion, as Home Assistant reads it
+RECORDING_OF = {"recording_paused": "paused", "recording_resumed": "recording"}  # <prefix>/<camera>/recording
 
 
 def origin(url: str) -> str:
@@ -115,8 +119,16 @@ class MqttOutput:
             self._publish(f"{self.prefix}/{event.camera}/state", state, retain=True)
         if (motion := MOTION_OF.get(event.type)) is not None:
             self._publish(f"{self.prefix}/{event.camera}/motion", motion, retain=True)
+        if (recording := RECORDING_OF.get(event.type)) is not None:
+            self._publish(f"{self.prefix}/{event.camera}/recording", recording, retain=True)
         if self.ha is not None:
             self._home_assistant(event)
+
+    def forget(self, camera: str) -> None:
+        """The sink let ``camera`` go: Home Assistant's record of it goes too (classifier.homeassistant)."""
+        if self.ha is not None:
+            with self._ha_lock:
+                self.ha.forget(camera)
 
     def _home_assistant(self, event: wire.Event) -> None:
         with self._ha_lock:

@@ -4,8 +4,9 @@ Sockets (common.daemon owns the loop):
   - PULL (bound, ``--bind``): common.wire ``Result`` from workers (one part, or two with a JPEG of
     the frame), and relayed through the workers the extractors' ``Status``, ``Eos`` and ``Motion``
     and the ventilator's ``Workers``; from the recorder, ``Event`` of type ``uploaded`` (its kept
-    clips in object storage), emitted as the sink's own. Anything else is counted under
-    ``malformed/<reason>`` and dropped.
+    clips in object storage), emitted as the sink's own, and ``recording_paused`` /
+    ``recording_resumed`` (classifier.recording_state: once per change, the state kept for
+    ``camwire status``). Anything else is counted under ``malformed/<reason>`` and dropped.
   - PUB (bound, ``--publish``): every ``Event``, one part, ``wire.pack(event)``.
   - PUB (bound, ``--publish-detections``): every ``Result`` as it arrives, one part, without its
     snapshot and with the detections the camera's masks drop taken out: boxes for live views
@@ -17,20 +18,28 @@ start, updates and an end per tracked object). Each event is also a JSON line in
 ``--webhook`` (classifier.outputs) and ``--kafka`` (classifier.kafka), and with a JPEG, a snapshot under ``--data-dir``
 (classifier.snapshots; an object's with its box drawn; events name it relative to ``--data-dir``);
 ``--data-dir``/status.db holds each camera's, each worker's and the sink's own status
-(classifier.camera_status). With ``[upload]`` (classifier.upload) its snapshots and, at each
-object's end, the object's frames (classifier.frames) go to object storage, and the ``uploaded``
-events come back out here.
+(classifier.camera_status); ``--data-dir``/ledger.db what the events have told (classifier.ledger:
+each camera's motion, online, covered and recording state, and the ids given), written before an
+event leaves, so a restarted sink repeats no event and no id. With ``[upload]`` (classifier.upload)
+its snapshots and, at each object's end, the object's frames (classifier.frames) go to object
+storage, and the ``uploaded`` events come back out here.
 
 A full or failing disk never stops events: failed writes are counted (``write_errors/<what>``),
 logged once per interval, shown in status.db and the metrics, and the sink goes on delivering
 on PUB, MQTT and the webhook; it also starts on a full disk. Everything it keeps is bounded:
 snapshots by age and bytes, ``--events`` by size (rotated; SIGHUP reopens it for logrotate),
-cameras by ``--max-cameras``.
+cameras by common.admission: the file's cameras (and ``--exit-when-drained``'s) always have a
+place, any other name takes one from a pool of ``--max-cameras`` and is forgotten after
+``--camera-idle`` without a message (its objects end, and every table here lets it go: events,
+tracking, motion, status.db's row, Home Assistant's entities, its latency series; its counters
+fold into ``other``). A message for a new name while the pool is full is counted under
+``cameras_refused/pool_full/<peer>`` and dropped: invented names cannot lock a camera out.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -47,14 +56,17 @@ from classifier.eventlog import EventLog
 from classifier.events import Events
 from classifier.homeassistant import DEFAULT_PREFIX, discovery_prefix
 from classifier.kafka import POLL_EVERY_S as KAFKA_POLL_S, KafkaOutput, kafka_address, kafka_option
+from classifier.ledger import FILE as LEDGER_FILE, Ledger
 from classifier.motion_state import MotionStates
 from classifier.outputs import MqttOutput, WebhookOutput, origin
+from classifier.recording_state import TYPES as RECORDING_TYPES, RecordingStates
 from classifier.rules import load_rules
 from classifier.snapshots import SnapshotStore
 from classifier.frames import Frames
 from classifier.upload import SINK_WHAT, Uploader, snapshot_parts
 from classifier.tracking import Snapshot, Tracking, areas_from_config
 from common import wire
+from common.admission import DEFAULT_IDLE_S, DEFAULT_POOL, LABELS as ADMISSION_LABELS, Admission
 from common.config import Config
 from common.daemon import Daemon
 from common.metrics import EVENT_LATENCY, RESULT_LATENCY
@@ -83,8 +95,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep at most this much of snapshots, the oldest deleted first (default 1G)")
     p.add_argument("--min-free", type=percent, default="5%", metavar="PCT",
                    help="write no snapshot while less than this share of the disk is free (default 5%%)")
-    p.add_argument("--max-cameras", type=positive(int), default=1000, metavar="N",
-                   help="remember at most this many cameras; messages about more are counted and dropped")
+    p.add_argument("--max-cameras", type=positive(int), default=DEFAULT_POOL, metavar="N",
+                   help=f"cameras not in --config remembered at once (default {DEFAULT_POOL}); messages about a new "
+                        "one past these are counted and dropped. The file's cameras always have a place")
+    p.add_argument("--camera-idle", type=positive(duration), default=DEFAULT_IDLE_S, metavar="DURATION",
+                   help=f"forget a camera not in --config after this long without a message (default "
+                        f"{DEFAULT_IDLE_S:g}s; never less than twice --silent-after), making room for another")
     p.add_argument("--silent-after", type=positive(duration), default="15s", metavar="S",
                    help="an online camera whose extractor sends nothing this long is offline (default 15s)")
     p.add_argument("--cooldown", type=duration, default=1.0, metavar="S",
@@ -153,8 +169,9 @@ def _upload(args: argparse.Namespace) -> Any:
 LABELS = {"results": ("camera",), "result_errors": ("camera",), "suppressed": ("camera", "reason"),
           "events": ("type",), "outputs": ("output", "outcome"), "write_errors": ("what",),
           "snapshots": ("outcome",), "unknown_cameras": (), "late": ("camera",), "reordered": ("camera",),
+          **ADMISSION_LABELS,
           "objects": ("camera", "phase"),
-          "motion_messages": ("camera", "what"), "uploads": ("outcome",)}
+          "motion_messages": ("camera", "what"), "uploads": ("outcome",), "recorder_events": ("type", "outcome")}
 
 _json = msgspec.json.Encoder()
 
@@ -165,8 +182,11 @@ class Sink:
     def __init__(self, d: Daemon, args: argparse.Namespace, rules: Any) -> None:
         self.d, self.args, self.log = d, args, d.log
         self.errors = WriteErrors(d.counters, d.repeats)
-        self.events = Events(rules=rules, counters=d.counters,
-                             max_cameras=args.max_cameras, silent_after_s=args.silent_after)
+        # what the events told, in ledger.db: a restart neither repeats an event nor reuses an id
+        self.ledger = Ledger(Path(args.data_dir) / LEDGER_FILE if args.data_dir else None, self.errors)
+        self.events = Events(rules=rules, counters=d.counters, ledger=self.ledger,
+                             max_cameras=sys.maxsize,  # common.admission bounds the cameras, before Events
+                             silent_after_s=args.silent_after)
         data_dir = Path(args.data_dir) if args.data_dir else None
         upload = _upload(args)  # [upload]: classifier.upload
         if upload and not data_dir:
@@ -177,7 +197,8 @@ class Sink:
                                  update_every_s=args.update_every,
                                  areas=areas_from_config(getattr(args, "config", None)),
                                  sightings="frames" in self.what)
-        self.motion = MotionStates(self.events.ids, d.counters)
+        self.motion = MotionStates(self.events.ids, d.counters, self.ledger)
+        self.recording = RecordingStates(self.ledger, d.counters)  # the recorder's pauses
         self.eventlog = EventLog(Path(args.events), self.errors, args.events_max_bytes, EVENTS_KEEP)
         self.book = StatusBook(data_dir / "status.db" if data_dir else None, self.errors)
         self.snapshots = (SnapshotStore(data_dir / "snapshots", d.counters, self.errors, args.snapshot_retain,
@@ -196,6 +217,10 @@ class Sink:
         self.pub = d.socket(zmq.PUB, bind=args.publish) if args.publish else None
         self.boxes = d.socket(zmq.PUB, bind=args.publish_detections) if args.publish_detections else None
         self.until = set(name_list(args.exit_when_drained))
+        # a camera silent this long has been told offline (silence_check) before it is forgotten
+        idle_s = max(args.camera_idle, 2 * args.silent_after)
+        self.admission = Admission(d.counters, self._configured(getattr(args, "config", None)), args.max_cameras,
+                                   idle_s)
         self.uploader = Uploader(upload, data_dir, d.counters, self.log) if upload else None
         self.frames = (Frames(data_dir / "frames", d.counters, self.errors, args.min_free)
                        if "frames" in self.what else None)
@@ -215,16 +240,20 @@ class Sink:
         if isinstance(msg, wire.Workers):
             self.book.on_workers(msg)
             return
-        if isinstance(msg, wire.Event):  # the recorder's kept clips, in object storage
-            if msg.type != "uploaded":
+        if isinstance(msg, wire.Event):  # the recorder's: kept clips in object storage, recording paused/resumed
+            if msg.type == "uploaded":
+                self.emit(msg, None)
+                return
+            if msg.type not in RECORDING_TYPES:
                 raise wire.MalformedMessage("unexpected_kind", f"Event of type {msg.type}")
-            self.emit(msg, None)
+        if not self.admission.admit(msg.camera, time.monotonic(), peer=parts[0]):
+            self.d.repeats("cameras_refused", "message dropped: a new camera not in --config, and --max-cameras "
+                           "others are known already", camera=msg.camera, max_cameras=self.args.max_cameras)
             return
-        if not self.events.admit(msg.camera):
-            self.d.repeats("unknown_cameras", "camera dropped: --max-cameras are known already", camera=msg.camera,
-                           max_cameras=self.args.max_cameras)
-            return
-        if isinstance(msg, wire.Result):
+        if isinstance(msg, wire.Event):  # a pause takes a camera's place like any message about it
+            for event in self.recording.on_event(msg):
+                self.emit(event, None)
+        elif isinstance(msg, wire.Result):
             self.on_result(msg, _bytes(parts[1]) if len(parts) == 2 else None)
         elif isinstance(msg, wire.Status):
             for event in self.events.on_status(msg):
@@ -286,6 +315,7 @@ class Sink:
              drawn: Snapshot | None = None) -> wire.Event:
         """Snapshot, JSON line, PUB, MQTT, webhook: a failure in one never holds back the others.
         ``drawn``: an object's best frame, saved with its box drawn. Returns the event as sent."""
+        self.ledger.commit()  # the state that made it, and its id, on disk before the event is anywhere
         if jpeg is not None and self.snapshots is not None:
             path = self.snapshots.save(event, jpeg, size, drawn.box if drawn else None,
                                        drawn.label if drawn else None)
@@ -317,10 +347,14 @@ class Sink:
     # -- timers -----------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Every FLUSH_S: cameras gone silent, then status.db."""
+        """Every FLUSH_S: cameras gone silent, idle ones forgotten, then status.db."""
         for event in self.events.silence_check():
             self.book.on_silent(event.camera)
             self.emit(event, None)
+        if gone := self.admission.expire(time.monotonic()):  # one line, however many a flood left behind
+            for camera in gone:
+                self.forget(camera)
+            self.log.info("idle cameras forgotten", count=len(gone), cameras=gone[:10], idle_s=self.admission.idle_s)
         self.book.on_refused("sink", wire.refusals(self.d.counters.get_tree("handshakes_failed")))
         self.book.flush(force=True)
 
@@ -329,14 +363,38 @@ class Sink:
         self.emit_objects(self.tracking.tick(time.monotonic()))
 
     def prune(self) -> None:
+        self.ledger.prune()
         if self.snapshots is not None:
             self.snapshots.prune()
 
+    def _configured(self, cfg: Config | None) -> set[str]:
+        """The cameras that always have a place: the file's, and those the sink waits to drain."""
+        return {*(cfg.cameras if cfg is not None else ()), *self.until}
+
+    def forget(self, camera: str) -> None:
+        """A camera that lost its place (idle, or taken out of the file with the pool full): its
+        objects end, and nothing the sink holds in memory for it stays (what the events told
+        stays in the ledger, so a camera heard of again tells no change twice)."""
+        self.emit_objects(self.tracking.forget(camera))
+        self.events.cameras.pop(camera, None)
+        self.motion.forget(camera)
+        self.recording.forget(camera)
+        self.book.forget(camera)
+        for output in self.outputs:
+            if isinstance(output, MqttOutput):
+                output.forget(camera)
+        RESULT_LATENCY.remove_by_labels({"camera": camera})
+        EVENT_LATENCY.remove_by_labels({"camera": camera})
+        self.d.counters.fold("camera", camera)
+
     def reload(self, cfg: Config | None) -> None:
-        """SIGHUP or a changed --config: reopen --events (logrotate), take the rules, masks and zones again."""
+        """SIGHUP or a changed --config: reopen --events (logrotate), take the cameras, rules,
+        masks and zones again."""
         self.eventlog.reopen()
         if cfg is not None:
             self.tracking.areas = areas_from_config(cfg)
+            for camera in self.admission.set_configured(self._configured(cfg), time.monotonic()):
+                self.forget(camera)
         if self.args.rules:
             try:
                 self.events.rules = self.tracking.rules = load_rules(self.args.rules)
@@ -376,6 +434,7 @@ class Sink:
             for output in self.outputs:
                 output.close()
             self.book.close()
+            self.ledger.close()
             self.eventlog.close()
 
     # -- what the metrics and --stats say ---------------------------------------------------------

@@ -196,6 +196,13 @@ class Tracking:
             out += self._end(camera, cam, list(cam.objects.values()), cam.last_ts_ns)
         return out
 
+    def forget(self, camera: str) -> list[Out]:
+        """A camera the sink lets go (common.admission): what it holds goes out and ends, then its streams go."""
+        out = self.finish(camera)
+        for key in [k for k in self.cameras if k[0] == camera]:
+            del self.cameras[key]
+        return out
+
     def take_sightings(self) -> tuple[list[tuple[TrackedObject, int, bytes]], list[TrackedObject]]:
         """The frames objects were seen in since the last call, in the order tracked, and the
         objects that ended without a start (their frames are of no use); both cleared."""

@@ -14,6 +14,10 @@ Routing: a camera's ``detector`` in the file (one name or a list), or ``--route 
 (repeatable; a camera given here takes only these), sends its frames only to workers serving
 that detector; the file's cameras are followed on reload. A camera whose detector no worker
 serves is counted ``unserved/<camera>/<detector>``, logged once a minute and reported.
+Cameras: the file's (and those given to ``--route``) always have a place; any other name takes
+one from a pool of ``--max-cameras`` and is forgotten after ``--camera-idle`` without a message
+(common.admission), so invented names cannot lock a real camera out. A message for a new name
+while the pool is full is counted under ``cameras_refused/pool_full/<peer>`` and dropped.
 The decisions live in classifier.dispatch; this module is sockets and time.
 """
 
@@ -28,6 +32,7 @@ import zmq
 
 from classifier.dispatch import Dispatcher
 from common import wire
+from common.admission import DEFAULT_IDLE_S, DEFAULT_POOL, LABELS as ADMISSION_LABELS
 from common.config import CAMERA_NAME, Config
 from common.daemon import Daemon
 from common.units import duration, positive, size
@@ -38,7 +43,8 @@ OUTBOX_MAX = 10_000  # status messages held while no worker is there to carry th
 WORKERS_EVERY_S = 2.0
 LABELS = {"received": ("camera",), "dispatched": ("camera",), "completed": ("camera",),
           "dropped": ("camera", "reason"), "workers": ("worker", "what"), "workers_forgotten": ("reason",),
-          "refused": ("reason",), "late": ("reason",), "outbox_dropped": (), "unserved": ("camera", "detector")}
+          "refused": ("reason",), "late": ("reason",), "outbox_dropped": (), "unserved": ("camera", "detector"),
+          **ADMISSION_LABELS}
 
 
 def route(text: str) -> tuple[str, str]:
@@ -60,6 +66,11 @@ def routes_of(cfg: Config | None, flags: list[tuple[str, str]] | None) -> dict[s
     return {**routes, **given}
 
 
+def configured_of(cfg: Config | None, flags: list[tuple[str, str]] | None) -> set[str]:
+    """The cameras that always have a place: the file's, and those ``--route`` names."""
+    return {*(cfg.cameras if cfg else ()), *(camera for camera, _ in flags or ())}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frontend", required=True, metavar="ADDR", help="bind: extractors push here")
     p.add_argument("--backend", required=True, metavar="ADDR", help="bind: workers connect here")
@@ -69,8 +80,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a frame a worker holds longer than this is counted lost and its credit taken back")
     p.add_argument("--max-backlog", type=int, default=64, metavar="N",
                    help="frames waiting before the frontend is paused (only files queue)")
-    p.add_argument("--max-cameras", type=int, default=1000, metavar="N",
-                   help="cameras remembered; frames of any camera past these are counted and dropped")
+    p.add_argument("--max-cameras", type=int, default=DEFAULT_POOL, metavar="N",
+                   help=f"cameras not in --config remembered at once (default {DEFAULT_POOL}); a new one past "
+                        "these is counted and dropped. The file's cameras always have a place")
+    p.add_argument("--camera-idle", type=positive(duration), default=DEFAULT_IDLE_S, metavar="DURATION",
+                   help=f"forget a camera not in --config after this long without a message (default "
+                        f"{DEFAULT_IDLE_S:g}s), making room for another")
     p.add_argument("--max-frame-bytes", type=positive(size), default=wire.DEFAULT_MAX_FRAME_BYTES, metavar="SIZE",
                    help="largest frame taken (its pixels once decoded); larger ones are counted and dropped")
     p.add_argument("--route", type=route, action="append", metavar="CAMERA=DETECTOR",
@@ -112,7 +127,7 @@ class Ventilator:
         try:
             if len(parts) == 2:
                 header = wire.peek_frame([p.buffer for p in parts], self.max_frame_bytes)
-                self.d.offer(header, parts)
+                self.d.offer(header, parts, peer=parts[0])
                 return
             msg = wire.unpack(parts[0].buffer)
             if isinstance(msg, wire.FrameHeader):
@@ -121,10 +136,10 @@ class Ventilator:
             if len(parts) != 1:
                 raise wire.MalformedMessage("bad_part_count", f"{type(msg).__name__} in {len(parts)} parts")
             if isinstance(msg, (wire.Status, wire.Motion)):  # to the sink, through any worker
-                if self.d.admit(msg.camera):
+                if self.d.admit(msg.camera, peer=parts[0]):
                     self._to_sink(wire.pack(msg))
             elif isinstance(msg, wire.Eos):
-                self.d.end_of_stream(msg)
+                self.d.end_of_stream(msg, peer=parts[0])
         finally:
             self._dispatch()
 
@@ -211,6 +226,8 @@ class Ventilator:
                                 camera=camera, seq=seq)
         for ident in self.d.expired(now, self.heartbeat_timeout):
             self._forget(ident, "heartbeat")
+        if gone := self.d.forget_idle(now):  # one line, however many a flood of names leaves behind
+            self.log.info("idle cameras forgotten", count=len(gone), cameras=gone[:10], idle_s=self.d.admission.idle_s)
         for ident in self.d.finished_leavers():
             self.log.info("worker left", worker=self.d.workers[ident].name)
             self.d.forget(ident, "left")
@@ -245,14 +262,17 @@ class Ventilator:
         return {"backlog": ("frames waiting for a worker", ("camera",), {(c,): n for c, n in backlog.items()}),
                 "worker_in_flight": ("frames a worker holds", ("worker",), {(w.name,): w.in_flight for w in workers}),
                 "worker_credits": ("frames a worker can take now", ("worker",), {(w.name,): w.credits for w in workers}),
-                "workers": ("workers known", (), {(): len(workers)})}
+                "workers": ("workers known", (), {(): len(workers)}),
+                "cameras_known": ("cameras with a place: the configured and the pool's", (),
+                                  {(): len(self.d.admission)})}
 
 
 def main(args: argparse.Namespace) -> int:
     daemon = Daemon("ventilator", args, LABELS)
     config = args.config if isinstance(getattr(args, "config", None), Config) else None
     dispatcher = Dispatcher(max_backlog=args.max_backlog, counters=daemon.counters, frame_deadline=args.frame_deadline,
-                            max_cameras=args.max_cameras, routes=routes_of(config, args.route))
+                            max_cameras=args.max_cameras, routes=routes_of(config, args.route),
+                            configured=configured_of(config, args.route), camera_idle_s=args.camera_idle)
     frontend = daemon.socket(zmq.PULL, bind=args.frontend, rcvhwm=8, linger=0)
     backend = daemon.socket(zmq.ROUTER, bind=args.backend, linger=1000)
     vent = Ventilator(daemon, frontend, backend, dispatcher, args.heartbeat_timeout, args.max_frame_bytes)
@@ -262,7 +282,11 @@ def main(args: argparse.Namespace) -> int:
     daemon.stats_extra(dispatcher.stats_extra)
     daemon.gauges(vent.gauges)
 
-    def reloaded(cfg: Config | None) -> None:  # the cameras' detectors; the rest is read at start-up only
+    def reloaded(cfg: Config | None) -> None:  # the cameras and their detectors; the rest is read at start-up only
+        cameras = configured_of(cfg, args.route)
+        if cameras != dispatcher.admission.configured:
+            daemon.log.info("reload: cameras", cameras=sorted(cameras))
+            dispatcher.set_configured(cameras)
         routes = routes_of(cfg, args.route)
         if {c: tuple(d) for c, d in routes.items()} != dispatcher.routes:
             daemon.log.info("reload: cameras' detectors", routes=routes)

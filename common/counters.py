@@ -41,6 +41,19 @@ class Counters:
             node = node[key]
         return node if isinstance(node, int) else 0
 
+    def fold(self, label: str, value: str) -> None:
+        """Move the counts under ``value`` of every counter whose first level is ``label`` into
+        OTHER: a forgotten camera (common.admission) frees its key and stays in the totals."""
+        with self._lock:
+            for key, names in self.labels.items():
+                node = self._tree.get(key)
+                if names[:1] == (label,) and isinstance(node, dict) and value in node:
+                    counted = node.pop(value)
+                    if isinstance(counted, dict):
+                        merge(node.setdefault(OTHER, {}), counted)
+                    else:
+                        node[OTHER] = node.get(OTHER, 0) + counted
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return json.loads(json.dumps(self._tree))

@@ -2,8 +2,10 @@
 
 ``<capture time, UTC, ns>-<camera>-<type>[-<n>]``, e.g. ``20261121T051900.123456789Z-door-detection``.
 An extractor restarted mid-run starts its seq at 0 again, but never its capture clock, so ids
-never repeat across restarts; ``n`` tells apart two events of one camera and type at the same
-nanosecond (tracked objects, issue 11).
+never repeat across its restarts; ``n`` tells apart two events of one camera and type at the same
+nanosecond (tracked objects, issue 11). Across the sink's restarts, the ``n`` given and the state
+each event told are kept in its ledger.db (classifier.ledger): an extractor's repeated motion
+state is known for one, and two results of one frame either side of a restart get two ids.
 """
 
 from __future__ import annotations

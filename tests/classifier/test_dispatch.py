@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from classifier.dispatch import Dispatcher
+from classifier.ventilator import LABELS
+from common.counters import Counters
 from common.wire import Eos, FrameHeader
 
 
@@ -137,13 +139,49 @@ def test_frames_held_past_the_deadline_are_lost_and_taken_back() -> None:
     assert load.lost == 2 and load.in_flight == 0
 
 
-def test_cameras_past_the_limit_are_counted_not_remembered() -> None:
+def test_cameras_past_the_pool_are_counted_per_peer_not_remembered() -> None:
     d = Dispatcher(max_cameras=2)
-    assert d.offer(frame("a", 0), []) and d.offer(frame("b", 0), [])
-    assert not d.offer(frame("c", 0), [])
-    assert not d.end_of_stream(Eos(camera="d"))
-    assert d.cameras == {"a", "b"} and d.counters.get("refused", "max_cameras") == 2
-    assert d.offer(frame("a", 1), [])  # a known camera goes on
+    assert d.offer(frame("a", 0), [], now=0) and d.offer(frame("b", 0), [], now=0)
+    assert not d.offer(frame("c", 0), [], now=0, peer="10.0.0.9")
+    assert not d.end_of_stream(Eos(camera="d"), now=0, peer="10.0.0.9")
+    assert d.cameras == {"a", "b"} and d.counters.get("cameras_refused", "pool_full", "10.0.0.9") == 2
+    assert d.offer(frame("a", 1), [], now=0)  # a known camera goes on
+
+
+def test_a_configured_camera_has_a_place_whatever_the_pool_holds() -> None:
+    d = Dispatcher(max_cameras=2, configured=["door"])
+    for i in range(1000):
+        d.offer(frame(f"fake{i}", 0), [], now=0, peer="10.0.0.9")
+    assert d.offer(frame("door", 0), [], now=0)
+    d.ready(b"w1", "w1", 10, [], now=0)
+    assert (b"w1", "door", 0) in drain(d)
+    assert d.counters.get("cameras_refused", "pool_full", "10.0.0.9") == 998
+
+
+def test_an_idle_camera_is_forgotten_and_its_place_and_state_go() -> None:
+    d = Dispatcher(max_cameras=2, camera_idle_s=60, counters=Counters(LABELS))
+    d.offer(frame("a", 0), [], now=0)
+    d.offer(frame("b", 0), [], now=0)
+    d.ready(b"w1", "w1", 2, [], now=0)
+    assert len(drain(d)) == 2
+    d.ready(b"w1", "w1", 0, [("a", 0)], now=1)  # b's frame stays in flight
+    assert d.forget_idle(now=59) == []
+    assert d.forget_idle(now=61) == ["a"]  # b is kept while its frame is out
+    assert d.cameras == {"b"} and not [k for k in d._queues if k[1] == "a"] and "a" not in d._completed
+    assert d.counters.get("received", "a") == 0 and d.counters.get("received", "other") == 1  # still in the totals
+    assert d.offer(frame("c", 0), [], now=62)  # a's place went to a new camera
+    d.ready(b"w1", "w1", 0, [("b", 0)], now=63)
+    assert d.forget_idle(now=200) == ["b"]  # c's frame still waits for a worker: c stays
+    assert d.cameras == {"c"}
+
+
+def test_a_camera_taken_out_of_the_config_joins_the_pool_or_is_forgotten() -> None:
+    d = Dispatcher(max_cameras=1, configured=["x", "y"])
+    d.offer(frame("x", 0), [], now=0)
+    d.set_configured(["y"], now=1)  # x into the pool, which has room
+    assert d.cameras == {"x", "y"}
+    d.set_configured([], now=2)  # y finds the pool full: forgotten now
+    assert d.cameras == {"x"}
 
 
 def test_the_pool_is_bounded() -> None:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from common import wire
 from conftest import ROOT
+from garbage import PoolOracle, invented, spoiled
 
 KEYS = ["v", "kind", "camera", "seq", "ts_ns", "width", "height", "state", "detections", "flags", "error",
         "results", "workers", "label", "confidence", "box", "active", "boxes", "started_ns"]
@@ -43,19 +44,22 @@ wrong = st.sampled_from([
     [msgpack.packb({"v": 1, "kind": "motion", "camera": "c", "active": "yes", "ts_ns": 1})],
     [msgpack.packb({"v": 2, "kind": "result"})],
 ])
-messages = st.one_of(st.lists(st.one_of(st.binary(max_size=64), maps), min_size=1, max_size=3), wrong)
+messages = st.one_of(st.lists(st.one_of(st.binary(max_size=64), maps), min_size=1, max_size=3), wrong,
+                     spoiled(("result", "status", "eos", "motion")), invented(("result", "status", "eos", "motion")))
+POOL = 16  # the sink's --max-cameras here: the invented names fill it
 
 
-def accepted(parts: list[bytes]) -> bool:
-    """What the sink takes, by the wire format's own definition."""
+def accepted(parts: list[bytes]) -> wire.Message | None:
+    """What the sink takes, by the wire format's own definition (None: malformed for it)."""
     if not 1 <= len(parts) <= 2:
-        return False
+        return None
     try:
         msg = wire.unpack(parts[0])
     except wire.MalformedMessage:
-        return False
-    return isinstance(msg, (wire.Result, wire.Status, wire.Eos, wire.Motion, wire.Workers)) and (
+        return None
+    taken = isinstance(msg, (wire.Result, wire.Status, wire.Eos, wire.Motion, wire.Workers)) and (
         len(parts) == 1 or isinstance(msg, wire.Result))
+    return msg if taken else None
 
 
 def start_shapes_worker(daemons, p, name: str) -> None:
@@ -71,20 +75,27 @@ def start_shapes_worker(daemons, p, name: str) -> None:
 
 def test_garbage_is_counted_and_dropped_then_a_clip_becomes_events(pipeline_factory, daemons, zctx,
                                                                    sample_clip: Path) -> None:
-    p = pipeline_factory(until="real")
+    p = pipeline_factory(until="real", sink_args=("--max-cameras", str(POOL)))
     push = zctx.socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 5000)
     push.connect(p.results)
     sent = {"bad": 0, "taken": 0}
+    pool = PoolOracle(POOL, configured=("real",))  # the names the sink keeps, and the messages it refuses
 
     @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
     @given(messages)
     def throw(parts: list[bytes]) -> None:
         push.send_multipart(parts)
-        sent["taken" if accepted(parts) else "bad"] += 1
+        msg = accepted(parts)
+        sent["taken" if msg is not None else "bad"] += 1
+        if msg is not None and not isinstance(msg, wire.Workers):
+            pool.admits(msg.camera)
 
     throw()
-    assert sent["bad"] > 250
+    for i in range(2 * POOL):  # names past the pool whatever hypothesis drew
+        push.send(wire.pack(wire.Status(camera=f"invented{i}", state="offline", ts_ns=1)))
+        pool.admits(f"invented{i}")
+    assert sent["bad"] > 100 and pool.refused  # most are garbage; an invented name past the pool is refused
     start_shapes_worker(daemons, p, "worker-1")
     # every sampled frame to the worker (not only those with motion): a known number of results
     p.extractor("real", str(sample_clip), extra=("--every", "3", "--detect", "always"))
@@ -93,6 +104,8 @@ def test_garbage_is_counted_and_dropped_then_a_clip_becomes_events(pipeline_fact
     push.close()
     stats = daemons.stats("sink")
     assert sum(stats["malformed"].values()) == sent["bad"]  # each one counted, once
+    assert sum(stats["cameras_refused"]["pool_full"].values()) == pool.refused  # an invented name past the pool
+    assert set(stats["cameras"]) <= pool.placed | {"real"}
     assert stats["results"]["real"] == 100
     assert {"camera_online", "motion_start", "motion_end", "object", "camera_covered",
             "camera_uncovered"} <= set(stats["events"])

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from common import wire
 from conftest import ROOT
-from garbage import noise, spoiled, wrong_kind
+from garbage import PoolOracle, invented, noise, spoiled, wrong_kind
 
 EVERY = ("--every", "5")  # 60 of the clip's 300 frames: quick, and still the whole clip
 HUGE = wire.FrameHeader(camera="big", seq=0, ts_ns=1, width=16384, height=16384, channels=4, dtype="uint16",
@@ -98,19 +98,37 @@ def test_a_worker_that_takes_frames_and_never_answers_costs_only_counted_losses(
     assert sink["results"]["gen"] == sent - len(taken)
 
 
+def taken_by_frontend(parts: list[bytes]) -> wire.Message | None:
+    """The message if the frontend takes it for what it is (a frame, status, eos or motion), else None."""
+    try:
+        if len(parts) == 2:
+            return wire.peek_frame(parts)
+        message = wire.unpack(parts[0])
+    except wire.MalformedMessage:
+        return None
+    return message if len(parts) == 1 and isinstance(message, (wire.Status, wire.Eos, wire.Motion)) else None
+
+
 def test_garbage_into_the_frontend_and_backend_is_counted_and_dropped(
-        pipeline_factory, daemons, zctx, sample_clip: Path) -> None:
-    p = pipeline_factory(until="gen")
+        pipeline_factory, daemons, zctx, tmp_path: Path, sample_clip: Path) -> None:
+    """Garbage, keys said twice and invented cameras, then a real clip: the garbage is counted as
+    malformed, each invented name takes a place in the pool (8 here) or is counted refused, and the
+    clip's camera, named in the config, passes whole."""
+    cfg = tmp_path / "camwire.toml"
+    cfg.write_text(f'[cameras.gen]\nurl = "{sample_clip}"\n')
+    p = pipeline_factory(until="gen", vent_args=("--config", str(cfg), "--max-cameras", "8"))
     front = zctx.socket(zmq.PUSH)
     front.setsockopt(zmq.LINGER, 5000)
     front.connect(p.frontend)
     back = zctx.socket(zmq.DEALER)
     back.setsockopt(zmq.LINGER, 5000)
     back.connect(p.backend)
-    sent = {"front": 0, "back": 0}
+    sent = {"front": 0, "back": 0, "invented_frames": 0}
+    pool = PoolOracle(8, configured=("gen",))
 
     front_messages = st.one_of(noise(), spoiled(("frame", "status", "eos")),
-                               wrong_kind(("ready", "heartbeat", "reset", "frame")))
+                               wrong_kind(("ready", "heartbeat", "reset", "frame")),
+                               invented(("frame", "status", "eos", "motion")))
     back_messages = st.one_of(noise(), spoiled(("ready", "heartbeat")), wrong_kind(("status", "eos", "reset", "frame")))
 
     @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -118,13 +136,20 @@ def test_garbage_into_the_frontend_and_backend_is_counted_and_dropped(
     def send(to_front: list[list[bytes]], to_back: list[list[bytes]]) -> None:
         for parts in to_front:
             front.send_multipart(parts)
+            if (message := taken_by_frontend(parts)) is None:
+                sent["front"] += 1
+            elif pool.admits(message.camera) and isinstance(message, wire.FrameHeader):
+                sent["invented_frames"] += 1
         for parts in to_back:
             back.send_multipart(parts)
-        sent["front"] += len(to_front)
         sent["back"] += len(to_back)
 
     send()
-    assert sent["front"] and sent["back"]
+    for i in range(16):  # names past the pool's 8 whatever hypothesis drew
+        header = wire.FrameHeader(camera=f"invented{i}", seq=0, ts_ns=1, width=4, height=4)
+        front.send_multipart(wire.frame_parts(header, b"\0" * header.raw_size))
+        sent["invented_frames"] += pool.admits(header.camera)
+    assert sent["front"] and sent["back"] and sent["invented_frames"] and pool.refused
     front.close()
     back.close()
     p.worker("worker-1", "covered")
@@ -134,4 +159,6 @@ def test_garbage_into_the_frontend_and_backend_is_counted_and_dropped(
     vent = daemons.stats("ventilator")
     assert sum(vent["malformed"].values()) == sent["front"] + sent["back"]
     assert "errors" not in vent  # every one refused for its form, none by a handler that broke
-    assert vent["received"] == vent["completed"] == {"gen": frames}  # nothing of the garbage got in
+    assert vent["received"]["gen"] == vent["completed"]["gen"] == frames  # nothing of the garbage got in
+    assert sum(vent["received"].values()) - frames == sent["invented_frames"]  # those the pool took
+    assert sum(vent["cameras_refused"]["pool_full"].values()) == pool.refused  # and the rest, counted

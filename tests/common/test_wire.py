@@ -186,3 +186,70 @@ def test_a_ventilator_judging_the_whole_shipped_file_does_not_load_opencv() -> N
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.strip() == "False"
+
+
+# -- repeated keys: msgpack allows them, msgspec keeps the last, camwire refuses the message ------
+
+def pairs(*items: tuple[str, object]) -> bytes:
+    """A msgpack map written entry by entry, so a key may come twice (a dict cannot)."""
+    return msgpack.Packer().pack_map_header(len(items)) + b"".join(
+        msgpack.packb(k) + msgpack.packb(v, use_bin_type=True) for k, v in items)
+
+
+def test_a_second_camera_behind_another_cameras_topic_is_refused() -> None:
+    """The forgery the issue found: a frame that starts with cam1's topic (so a SUB subscribed to
+    cam1 takes it) and names cam2 further on, which msgspec alone would have read as cam2."""
+    fields = [(k, v) for k, v in msgpack.unpackb(wire.pack(header(camera="cam1"))).items() if k != "v"]
+    forged = pairs(*fields, ("camera", "cam2"))  # "v" left out, so the map's length matches the topic's
+    assert forged.startswith(wire.camera_topic(wire.FrameHeader, "cam1"))
+    with pytest.raises(wire.MalformedMessage) as exc:
+        wire.unpack(forged)
+    assert exc.value.reason == "topic_mismatch"
+    with pytest.raises(wire.MalformedMessage, match="topic_mismatch"):
+        wire.peek_frame([forged, b"\0" * 64 * 48 * 3])
+
+
+@pytest.mark.parametrize("body", [
+    pairs(("v", 1), ("kind", "frame"), ("seq", 1), ("camera", "a"), ("ts_ns", 1), ("width", 4), ("height", 2),
+          ("camera", "b")),
+    pairs(("v", 1), ("kind", "status"), ("camera", "a"), ("state", "online"), ("ts_ns", 1), ("state", "offline")),
+    pairs(("kind", "ready"), ("worker", "w"), ("credits", 1), ("credits", 4000)),
+    pairs(("v", 1), ("kind", "bye"), ("v", 1)),
+    # nested maps: a detection, a result's flags, a status's drops, the pool's backlog
+    pairs(("v", 1), ("kind", "result"), ("camera", "c"), ("seq", 1), ("ts_ns", 1), ("width", 2), ("height", 2),
+          ("detections", [{"label": "x", "confidence": 0.5, "box": [0, 0, 1, 1]}]),
+          ("flags", {"covered": True})).replace(b"\x81\xa7covered\xc3", b"\x82\xa7covered\xc3\xa7covered\xc2"),
+    pairs(("v", 1), ("kind", "result"), ("camera", "c"), ("seq", 1), ("ts_ns", 1), ("width", 2), ("height", 2),
+          ("detections", [{"label": "x", "confidence": 0.5, "box": [0, 0, 1, 1]}]))
+    .replace(b"\x83\xa5label\xa1x", b"\x84\xa5label\xa1x\xa5label\xa1y"),
+    pairs(("v", 1), ("kind", "status"), ("camera", "a"), ("state", "online"), ("ts_ns", 1),
+          ("drops", {"dropped/hwm": 1})).replace(b"\x81\xabdropped/hwm\x01",
+                                                 b"\x82\xabdropped/hwm\x01\xabdropped/hwm\x02"),
+    pairs(("v", 1), ("kind", "workers"), ("ts_ns", 1), ("backlog", {"a": 1})).replace(b"\x81\xa1a\x01",
+                                                                                     b"\x82\xa1a\x01\xa1a\x02"),
+], ids=["frame", "status", "ready", "bye", "flags", "detection", "drops", "backlog"])
+def test_a_map_that_repeats_a_key_is_refused(body: bytes) -> None:
+    with pytest.raises(wire.MalformedMessage) as exc:
+        wire.unpack(body)
+    assert exc.value.reason == "duplicate_key", str(exc.value)
+
+
+def test_messages_packed_by_another_encoder_in_another_order_are_still_taken() -> None:
+    """Only pack()'s own bytes take the fast path; the rest are looked at key by key and pass."""
+    status = msgpack.packb({"ts_ns": 1, "state": "online", "camera": "c", "kind": "status", "v": 1,
+                            "drops": {"skipped/no_motion": 3}})
+    assert wire.unpack(status) == wire.Status(camera="c", state="online", ts_ns=1, drops={"skipped/no_motion": 3})
+    result = msgpack.packb({"v": 1, "kind": "result", "camera": "c", "seq": 1, "ts_ns": 1, "width": 2, "height": 2,
+                            "detections": [{"label": "x", "confidence": 0.5, "box": [0, 0, 1, 1]}]})
+    assert wire.unpack(memoryview(result)).detections[0].box == (0.0, 0.0, 1.0, 1.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([m for m in EXAMPLES]), st.data())
+def test_any_key_said_twice_in_any_kind_is_refused(message, data) -> None:
+    items = list(msgpack.unpackb(wire.pack(message), strict_map_key=False).items())
+    again = data.draw(st.sampled_from(items))
+    at = data.draw(st.integers(0, len(items)))
+    with pytest.raises(wire.MalformedMessage) as exc:
+        wire.unpack(pairs(*items[:at], again, *items[at:]))
+    assert exc.value.reason in ("duplicate_key", "topic_mismatch")
