@@ -17,11 +17,14 @@ When ``--publish`` is on, the process's publish relay gets every decoded frame (
 or, with ``passthrough``, every compressed packet of an H.264/HEVC source, undecoded; Status and
 Eos go there too, so a recorder knows when a camera ended (Motion does not: it is the sink's).
 
-Failures (extractor.source.classify): a transient one (timeout, refused, stream ended) leaves the
-camera ``offline`` and retried with capped backoff; a permanent one (no such file, unknown
-protocol, HTTP 401/403/404, not a video) in every source makes it ``failed``, retried on the long
-``failed_retry``. A file never loops back to its start. Anything else raised is a bug: the
-thread dies, and the daemon skeleton starts a new one whose seq runs on (``seq_start``).
+Failures (extractor.source.classify): a transient one (timeout, refused, stream ended, or a
+stall: a live stream with no video for ``stall`` seconds) leaves the camera ``offline`` and
+retried with capped backoff; a camera that was online is never waited for longer than
+OUTAGE_SHARE of its outage so far (at least RECENT_BACKOFF_CAP_S, at most the usual cap), so one
+whose server stopped, restarted or froze for a minute is back within seconds of its answering
+again. A permanent one (no such file, unknown protocol, HTTP 401/403/404, not a video) in every
+source makes it ``failed``, retried on the long ``failed_retry``. A file never loops back to its
+start. Anything else raised is a bug: the thread dies, and the daemon skeleton starts a new one whose seq runs on (``seq_start``).
 """
 
 from __future__ import annotations
@@ -40,15 +43,15 @@ import zmq
 from common import wire
 from common.counters import Counters
 from common.geometry import Polygon
-from common.lifecycle import StopFlag, backoff_delay
+from common.lifecycle import BACKOFF_CAP_S, StopFlag, backoff_delay
 from common.logs import redact_url
 from common.pixels import encode_frame, encode_packet
 from common.sockets import PeerWatch, make_socket, send_nowait
 from extractor.motion import MotionDetector, MotionGate, MotionSettings
 from extractor.poll import FeedLoop
 from extractor.sampling import Sampler, Sampling
-from extractor.source import (OPEN_TIMEOUT_S, READ_TIMEOUT_S, SOURCE_ERRORS, Failure, classify, is_file, open_source,
-                              read_frames, to_seconds)
+from extractor.source import (OPEN_TIMEOUT_S, READ_TIMEOUT_S, SOURCE_ERRORS, STALL_S, Failure, Stalled, classify,
+                              is_file, open_source, read_frames, to_seconds)
 
 PASSTHROUGH = "passthrough"
 
@@ -58,6 +61,9 @@ FAILED_RETRY_S = 300.0  # a source that cannot work is tried again this rarely (
 CONTROL_SEND_TIMEOUT_MS = 2000
 STATUS_EVERY_S = 5.0
 PEER_CHECK_S = 1.0  # how often the PUSH socket's peer is looked for (common.sockets.PeerWatch)
+RECENT_S = 60.0  # "invalid data" from a camera online this recently is a glitch, not a source that is no video
+RECENT_BACKOFF_CAP_S = 2.0  # the longest wait between rounds in a camera's first 40 s offline
+OUTAGE_SHARE = 0.05  # then up to this share of the time offline so far: 3 s after a minute, 30 s after 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,7 @@ class CameraSpec:
     enc: str = "raw"
     open_timeout: float = OPEN_TIMEOUT_S
     read_timeout: float = READ_TIMEOUT_S
+    stall: float = STALL_S  # a live stream with no video this long is offline, and reconnected
     publish: bool = True  # on --publish, when the process publishes at all (for the recorder and live views)
     recorded: bool = True  # the recorder takes it: --publish-wait waits for the recorder to want it
     detect: str = "motion"  # sampled frames to the classifiers only while there is motion, or "always"
@@ -102,7 +109,8 @@ class CameraCounters:
 
 class CameraLoop(threading.Thread):
     """Reads one camera until stopped, or (a file) until it is done; ``finished`` then tells the
-    daemon skeleton not to start it again, and ``outcome`` says how it ended (ended | failed).
+    daemon skeleton not to start it again, and ``outcome`` says how it ended (ended | ended_early |
+    failed).
 
     ``finish_failed``: a camera of files only whose every source failed for good sends
     ``Status(failed)`` and ``Eos`` and finishes (a process without ``--config``); otherwise it is
@@ -142,6 +150,7 @@ class CameraLoop(threading.Thread):
         self._state, self._reason, self._attempts = "connecting", None, 0
         self._last_error: str | None = None
         self._streamed = False  # a frame came from the source now open
+        self._online_at: float | None = None  # monotonic time of the last frame from any source
         # the seq last sent to the pool (FrameHeader.prev): -1 from a fresh start, unknown (None)
         # in a thread that took over a camera, whose previous frame another thread sent
         self._prev_sent: int | None = -1 if seq_start == 0 and resume is None else None
@@ -183,13 +192,15 @@ class CameraLoop(threading.Thread):
             file = is_file(url)
             self.log.info("connecting", source=redact_url(url), attempt=self._attempts + 1)
             self._streamed, opened = False, False
+            started = time.monotonic()
             try:
-                with open_source(url, self.spec.open_timeout, self.spec.read_timeout) as container:
+                with open_source(url, self.spec.open_timeout, self.spec.read_timeout,
+                                 None if file else self.spec.stall) as container:
                     opened = True
                     self._stream(container, url, push, relay)
                 failure = None if file else Failure(permanent=False, reason="stream ended", kind="ended")
             except SOURCE_ERRORS as exc:
-                failure = classify(exc, opened=opened, file=file)
+                failure = self._classify(exc, opened, file, time.monotonic() - started)
             if self.stop.is_set():
                 return
             if file and (failure is None or self._streamed):
@@ -215,8 +226,29 @@ class CameraLoop(threading.Thread):
                 self._wait(push, self.failed_retry)
             else:
                 self._set_state(push, "offline", failure.reason)
-                self._wait(push, backoff_delay(self._attempts))
+                self._wait(push, self._retry_delay())
             round_permanent = True
+
+    def _recently_online(self) -> bool:
+        return self._online_at is not None and time.monotonic() - self._online_at < RECENT_S
+
+    def _retry_delay(self) -> float:
+        """The wait before the next round: short while the camera was online a moment ago, and a
+        small share of its outage after that, so its return is noticed soon whenever it comes."""
+        if self._online_at is None:  # never online in this thread: the usual backoff
+            return backoff_delay(self._attempts)
+        offline_for = time.monotonic() - self._online_at
+        cap = min(BACKOFF_CAP_S, max(RECENT_BACKOFF_CAP_S, OUTAGE_SHARE * offline_for))
+        return backoff_delay(self._attempts, cap=cap)
+
+    def _classify(self, exc: BaseException, opened: bool, file: bool, took: float) -> Failure:
+        """extractor.source.classify, told whether the attempt ran into its deadline; a live
+        stream that went quiet while streaming is "stalled", whichever deadline noticed it."""
+        if self._streamed and not file and isinstance(exc, (Stalled, av.error.ExitError)):
+            return Failure(permanent=False, reason=f"stalled: no video for {self.spec.stall:g}s", kind="Stalled")
+        timed_out = self.spec.open_timeout if not opened and took >= self.spec.open_timeout else None
+        return classify(exc, opened=opened, file=file, timed_out=None if file else timed_out,
+                        recently_online=self._recently_online())
 
     def _note_failure(self, push: zmq.Socket, failure: Failure, url: str, fallback_next: bool) -> None:
         self.counters.add("source_errors", failure.kind)
@@ -232,13 +264,15 @@ class CameraLoop(threading.Thread):
             self.counters.add("ended_early", failure.kind)
             self._last_error = failure.reason
             self.log.warning("file ends early: it cannot be read past here", reason=failure.reason, frames=self._seq)
-        else:
-            self.log.info("end of file", frames=self._seq)
+            self._finish(push, "ended_early", f"ended early: {failure.reason}"[:4096])  # wire.Text's bound
+            return
+        self.log.info("end of file", frames=self._seq)
         self._finish(push, "ended")
 
-    def _finish(self, push: zmq.Socket, outcome: str) -> None:
+    def _finish(self, push: zmq.Socket, outcome: str, reason: str | None = None) -> None:
+        """End of stream; ``reason`` (a file that ended early) shows in the camera's status."""
         self._send_control(push, wire.Eos(camera=self.spec.name, sent=self.counters.get("sent"),
-                                          last_seq=self._seq - 1, fps_in=round(self.fps_in, 2)))
+                                          last_seq=self._seq - 1, fps_in=round(self.fps_in, 2), reason=reason))
         self.outcome = outcome
         self.finished = True
 
@@ -335,7 +369,8 @@ class CameraLoop(threading.Thread):
             on_packet = self._packet_publisher(container, relay, seq_base, opened_ns if file else None, live, pace,
                                                skip_below)
         publish_frames = relay is not None and on_packet is None
-        for sf in read_frames(container, self.spec.sampling.keyframes, on_packet):
+        stall = None if file else self.spec.stall  # a file has no stalls: it ends
+        for sf in read_frames(container, self.spec.sampling.keyframes, on_packet, stall=stall):
             if self.stop.is_set():
                 break
             if seq_base + sf.index < skip_below:
@@ -349,6 +384,7 @@ class CameraLoop(threading.Thread):
                 self._set_state(push, "online")
                 beat_mono, beat_count = time.monotonic(), 0  # fps_in is measured from the first frame
             self._seq = max(self._seq, seq_base + sf.index + 1)
+            self._online_at = time.monotonic()
             self.counters.add("decoded")
             beat_count += 1
             if (elapsed := time.monotonic() - beat_mono) >= STATUS_EVERY_S:

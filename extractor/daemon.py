@@ -3,9 +3,10 @@
 The main thread owns the publish socket (``--publish``, an XPUB so it can tell when a subscriber
 is there): camera threads hand it every decoded frame, or every compressed packet with
 ``--publish-enc passthrough``, over an inproc PUSH, and a handler forwards them without blocking.
-The XPUB's (un)subscription messages say who listens (:class:`Subscribers`): a camera's video is
+The XPUB's (un)subscription messages say who listens (extractor.subscribers): a camera's video is
 converted and published only while someone subscribes to it (the recorder, or the web console
-while someone watches that camera), so publishing for live views costs nothing unwatched.
+while someone watches that camera), so publishing for live views costs nothing unwatched;
+``--publish-wait`` waits for the recorder's own marker subscriptions, never for a viewer.
 Each camera thread owns its own PUSH socket to the ventilator, so one slow or dead camera never
 holds up another. Every camera thread is watched: one that crashes is started again (capped
 backoff, counted under ``thread_restarts``) with its seq running on.
@@ -15,7 +16,9 @@ Exit codes (the supervisor's contract):
   1  a crash outside a camera thread (or a failure the skeleton cannot go on from);
   2  bad options or addresses (camwire.cli);
   3  EXIT_SOURCE_FAILED: without ``--config``, a file camera's sources can never work (no such
-     file, not a video, ...): it sent ``Status(failed)`` and ``Eos``, and there is nothing to retry.
+     file, not a video, ...): it sent ``Status(failed)`` and ``Eos``, and there is nothing to retry;
+     or a file camera ended early, at a stretch it cannot read past (``ended_early``, and its
+     ``Eos`` says so in ``reason``).
 With ``--config`` (a service) nothing makes it exit on its own: a failed camera is retried every
 ``--failed-retry``, a file read to its end stays ended, and SIGHUP (or a changed file) reloads the
 camera list.
@@ -27,7 +30,6 @@ metrics are the same counters labelled by camera.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import threading
 import time
@@ -48,6 +50,8 @@ from extractor.camera import FAILED_RETRY_S, PASSTHROUGH, RELAY_HWM, CameraCount
 from extractor.motion import DETECT, MotionSettings
 from extractor.poll import POLL_LABELS
 from extractor.sampling import Sampling
+from extractor.source import STALL_S
+from extractor.subscribers import Subscribers
 
 EXIT_SOURCE_FAILED = 3
 RELAY_ADDR = "inproc://publish-relay"
@@ -62,7 +66,8 @@ MOTION_DEFAULTS = MotionSettings()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--camera", help="camera name, used in every message and event (without --config)")
+    p.add_argument("--camera", action=Once,
+                   help="camera name, used in every message and event (without --config); one per extractor")
     p.add_argument("--source", action="append", metavar="URL",
                    help="file, rtsp://, http(s)://, HLS .m3u8; repeat for fallbacks in order of preference; "
                         "${VAR} is filled in from the environment, so a password need not show in ps")
@@ -80,6 +85,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="give up opening a source after this long (then retried)")
     p.add_argument("--read-timeout", type=duration, default=10.0, metavar="DURATION",
                    help="a source that sends nothing this long is offline (then retried)")
+    p.add_argument("--stall", type=duration, default=STALL_S, metavar="DURATION",
+                   help="a live stream with no video this long is offline, and reconnected (default 5s)")
     p.add_argument("--failed-retry", type=duration, default=FAILED_RETRY_S, metavar="DURATION",
                    help="how often a source that cannot work (no such file, 404, not a video) is tried again "
                         "(default 5m)")
@@ -87,6 +94,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --camera/--source: the source is a polled feed (a JPEG, MP4/TS clip or HLS playlist "
                         "at an http(s) URL), fetched this often (extractor.poll)")
     p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
+
+
+class Once(argparse.Action):
+    """A flag meant to be given once: every value is kept (``_<dest>_given``) so that
+    :func:`check` refuses a second ``--camera`` in one line, rather than taking the last."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        given = f"_{self.dest}_given"
+        setattr(namespace, given, [*(getattr(namespace, given, None) or []), values])
+        setattr(namespace, self.dest, values)
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
@@ -138,12 +156,15 @@ def sampling_from_args(args: argparse.Namespace) -> Sampling:
 def specs_from_config(cfg: Config, args: argparse.Namespace) -> list[CameraSpec]:
     """The cameras this extractor serves: all in the file, or the ``--cameras`` named."""
     chosen = name_list(args.cameras) or list(cfg.cameras)
+    twice = sorted({name for name in chosen if chosen.count(name) > 1})
+    if twice:  # one thread per camera: a second would send the same seqs over the first's
+        raise cfg.error("cameras", f"--cameras names {', '.join(twice)} twice")
     missing = [name for name in chosen if name not in cfg.cameras]
     if missing:
         raise cfg.error("cameras", f"--cameras names {', '.join(missing)}, not in the file")
     return [CameraSpec(name=c.name, sources=c.sources, sampling=c.sampling, realtime=c.realtime or args.realtime,
                        enc=args.enc, open_timeout=args.open_timeout, read_timeout=args.read_timeout,
-                       recorded=c.record, detect=c.detect or args.detect, masks=c.masks,
+                       stall=args.stall, recorded=c.record, detect=c.detect or args.detect, masks=c.masks,
                        motion=motion_from_args(args), poll=c.poll, placeholder=c.placeholder,
                        stale_after=c.stale_after) for c in (cfg.cameras[name] for name in chosen)]
 
@@ -198,7 +219,8 @@ def main(args: argparse.Namespace) -> int:
             raise OperatorError("--poll: a duration above zero, and one --source with an http(s) URL")
         specs = [CameraSpec(name=args.camera, sources=sources, sampling=sampling_from_args(args),
                             realtime=args.realtime, enc=args.enc, open_timeout=args.open_timeout,
-                            read_timeout=args.read_timeout, detect=args.detect, masks=tuple(args.mask or ()),
+                            read_timeout=args.read_timeout, stall=args.stall, detect=args.detect,
+                            masks=tuple(args.mask or ()),
                             motion=motion_from_args(args), poll=args.poll)]
     else:
         raise OperatorError("give --camera and --source, or --config")
@@ -211,15 +233,16 @@ def main(args: argparse.Namespace) -> int:
         d.on(relay, lambda parts: pub.send_multipart(parts, copy=False))  # PUB never blocks: it drops at HWM
         d.on(pub, subscribers.on_message)  # a camera's frames go out while someone wants them
         if args.publish_wait > 0:
-            # for the recorder to want every recorded camera (a web console watching one camera
-            # does not end the wait). Taken here, so the camera threads start knowing who is there
+            # for a recorder to mark every recorded camera as its own (a web console watching a
+            # camera subscribes to its frames, never to the marker, so it does not end the wait).
+            # Taken here, so the camera threads start knowing who is there
             recorded = [s.name for s in specs if s.recorded]
             deadline = time.monotonic() + args.publish_wait
-            while not all(map(subscribers.wants, recorded)) and (left := deadline - time.monotonic()) > 0:
+            while not all(map(subscribers.recorded, recorded)) and (left := deadline - time.monotonic()) > 0:
                 if pub.poll(int(left * 1000) + 1):
                     subscribers.on_message(pub.recv_multipart(copy=False))
-            subscribed = all(map(subscribers.wants, recorded))
-            d.log.info("subscriber present" if subscribed else "no subscriber yet; going on", publish=args.publish)
+            subscribed = all(map(subscribers.recorded, recorded))
+            d.log.info("recorder present" if subscribed else "no recorder yet; going on", publish=args.publish)
         if args.publish_enc != PASSTHROUGH and any(s.sampling.keyframes for s in specs):
             d.log.warning("with --keyframes, --publish carries key frames only; "
                           "--publish-enc passthrough records every frame without decoding")
@@ -252,38 +275,9 @@ def main(args: argparse.Namespace) -> int:
     code = d.run(until=None if config is not None else cameras.all_finished, cleanup=cleanup)
     d.log.info("extractor stopped", stats=d.stats(),
                process={k: v for k, v in d.counters.snapshot().items() if k not in CAMERA_LABELS})
-    if code == 0 and cameras.any_failed():
+    if code == 0 and cameras.any_failed():  # or a file ended early: not all of it was read
         return EXIT_SOURCE_FAILED
     return code
-
-
-class Subscribers:
-    """Who subscribes to ``--publish`` now, as the XPUB's (un)subscription messages say: the
-    recorder takes everything (an empty topic) or, with a file, each recorded camera; the web
-    console one camera at a time, only while someone watches it (common.wire.camera_topic). Changed by the main thread, read by the
-    camera threads: the set is replaced whole, never changed in place."""
-
-    def __init__(self) -> None:
-        self.topics: frozenset[bytes] = frozenset()
-
-    def on_message(self, parts: list[zmq.Frame]) -> None:
-        msg = parts[0].bytes
-        if msg[:1] == b"\x01":
-            self.topics = self.topics | {msg[1:]}
-        elif msg[:1] == b"\x00":  # the last subscriber of the topic left (XPUB passes on only that one)
-            self.topics = self.topics - {msg[1:]}
-
-    def wants(self, camera: str) -> bool:
-        topics = self.topics
-        if b"" in topics:
-            return True
-        mine = _frame_topic(camera)
-        return any(mine.startswith(t) for t in topics)
-
-
-@functools.cache
-def _frame_topic(camera: str) -> bytes:
-    return wire.camera_topic(wire.FrameHeader, camera)
 
 
 class Cameras:
@@ -351,8 +345,9 @@ class Cameras:
             return all(loop.finished and not loop.is_alive() for loop in self.loops.values())
 
     def any_failed(self) -> bool:
+        """A file camera failed for good, or ended early (a corrupt stretch): not all of it was read."""
         with self._lock:
-            return any(loop.outcome == "failed" for loop in self.loops.values())
+            return any(loop.outcome in ("failed", "ended_early") for loop in self.loops.values())
 
     def stop_all(self) -> None:
         with self._lock:
@@ -369,7 +364,13 @@ class Cameras:
 
 def check(args: argparse.Namespace) -> None:
     """What camwire.cli and check-config judge before the daemon starts (ValueError: one line)."""
+    cameras = getattr(args, "_camera_given", None) or []
+    if len(cameras) > 1:  # one thread per camera name: last-wins would drop a camera without a word
+        raise ValueError(f"--camera given {len(cameras)} times ({', '.join(cameras)}): one extractor serves "
+                         "one camera from its flags; for several, use --config")
     sampling_from_args(args)
     if getattr(args, "motion_threshold", None) is not None:
         motion_from_args(args)
+    if getattr(args, "stall", 1.0) <= 0:
+        raise ValueError("--stall: a duration above zero")
     check_addresses(args, "push", "publish")  # refused once here, not by every camera thread start

@@ -23,8 +23,12 @@ timeout, a refused connection, HTTP 5xx, an undecodable body) or ``failed`` (HTT
 Timing: the first poll comes after a random part of the interval and each later one after the
 interval +-10%, so many feeds on one extractor do not poll in step; 429 and 503 wait for their
 Retry-After (seconds or an HTTP date; capped), else a capped backoff; an error waits for the
-backoff or the interval, whichever is longer. Every request has connect and read timeouts and
-a whole-body deadline, and each camera polls on its own thread (extractor.camera.CameraLoop), so a
+backoff or the interval, whichever is longer. Every request (a poll, a playlist, each HLS
+segment) has connect and read timeouts and a deadline for its whole answer, headers and body,
+enforced on its socket (extractor.deadline): a server that trickles a byte a second, sends
+headers without end or announces a body it never sends holds a poll no longer than that,
+and it is counted (``source_errors/<camera>/DeadlineExceeded``); a body announced or grown
+past MAX_BODY_BYTES is refused (``TooLarge``). Each camera polls on its own thread (extractor.camera.CameraLoop), so a
 slow server holds up only its own camera.
 
 Counters (per camera): ``polls/<camera>/<outcome>`` (new, unchanged, placeholder, throttled,
@@ -51,6 +55,7 @@ from common import wire
 from common.lifecycle import backoff_delay
 from common.logs import redact_url
 from common.pixels import encode_frame
+from extractor.deadline import Deadline, deadline_session
 from extractor.motion import MotionDetector, MotionGate
 from extractor.sampling import Sampler
 from extractor.source import SOURCE_ERRORS, Failure, NoVideoStream, classify, read_frames
@@ -62,7 +67,7 @@ STALE_AFTER = 10  # unchanged polls in a row before a feed is ``stale`` (a camer
 JITTER = 0.1  # each interval is drawn from +-10% of ``poll``
 RETRY_AFTER_CAP_S = 600.0  # a Retry-After longer than this is not believed
 MAX_BODY_BYTES = 64 << 20  # a clip of a few seconds is a few MB; more is not a camera's clip
-BODY_DEADLINE_FACTOR = 3  # the whole body within this many read timeouts (a trickling server)
+BODY_DEADLINE_FACTOR = 3  # a whole answer within the connect timeout and this many read timeouts
 PLACEHOLDER_REASON = "placeholder image (camera offline)"
 PERMANENT_HTTP = frozenset({400, 401, 403, 404, 405, 410})  # the URL is wrong: retried on failed_retry
 THROTTLE_HTTP = frozenset({429, 503})
@@ -151,7 +156,9 @@ class Poller:
                  session: requests.Session | None = None) -> None:
         self.url = url
         self.timeout = (connect_timeout, read_timeout)
-        self.session = session or requests.Session()
+        self.deadline_s = connect_timeout + BODY_DEADLINE_FACTOR * read_timeout  # per request
+        self.deadline = Deadline()
+        self.session = session or deadline_session(self.deadline)
         self.etag: str | None = None
         self.last_modified: str | None = None
         self.last_key: str | None = None  # what said "this clip" last time: ETag, Last-Modified, hash or segment
@@ -210,34 +217,32 @@ class Poller:
                      http_time_ns(response.headers.get("Last-Modified")) or fetched_ns)
 
     def _get(self, url: str, headers: dict[str, str]) -> tuple[requests.Response, bytes]:
-        """GET with connect and read timeouts and a deadline for the whole body."""
-        deadline = time.monotonic() + self.timeout[0] + BODY_DEADLINE_FACTOR * self.timeout[1]
+        """GET with connect and read timeouts and a deadline for the whole answer."""
+        self.deadline.start(self.deadline_s)
         try:
             with self.session.get(url, headers=headers, timeout=self.timeout, stream=True,
                                   allow_redirects=True) as response:
+                announced = response.headers.get("Content-Length", "")
+                if announced.isdigit() and int(announced) > MAX_BODY_BYTES:  # refused before a byte of it
+                    raise PollError(too_large(int(announced)))
                 chunks, size = [], 0
                 for chunk in response.iter_content(1 << 16):
                     chunks.append(chunk)
                     size += len(chunk)
                     if size > MAX_BODY_BYTES:
-                        raise PollError(Failure(permanent=False, reason=f"body over {MAX_BODY_BYTES >> 20} MiB",
-                                                kind="TooLarge"))
-                    if time.monotonic() > deadline:
-                        raise PollError(Failure(permanent=False, reason="body not read in time", kind="SlowBody"))
+                        raise PollError(too_large(size))
+                if self.deadline.expired:  # cut short: a body without a length looks whole
+                    raise PollError(self._expired())
                 return response, b"".join(chunks)
-        except requests.Timeout as exc:
-            what = "connect" if isinstance(exc, requests.ConnectTimeout) else "read"
-            raise PollError(Failure(permanent=False, reason=f"{what} timed out", kind=type(exc).__name__)) from None
-        except requests.ConnectionError as exc:
-            text = str(exc).lower()
-            if "read timed out" in text:  # a body that stopped coming: requests says so as a ConnectionError
-                raise PollError(Failure(permanent=False, reason="read timed out", kind="ReadTimeout")) from None
-            reason = "connection refused" if "refused" in text else "connection failed"
-            raise PollError(Failure(permanent=False, reason=reason, kind="ConnectionError")) from None
-        except requests.RequestException as exc:  # a malformed URL, too many redirects
-            raise PollError(Failure(permanent=isinstance(exc, (requests.exceptions.InvalidURL,
-                                                               requests.exceptions.MissingSchema)),
-                                    reason=type(exc).__name__, kind=type(exc).__name__)) from None
+        except requests.RequestException as exc:
+            if self.deadline.expired:  # whatever the cut looked like to requests
+                raise PollError(self._expired()) from None
+            raise PollError(request_failure(exc)) from None
+        finally:
+            self.deadline.stop()
+
+    def _expired(self) -> Failure:
+        return Failure(permanent=False, reason=f"no whole answer within {self.deadline_s:g}s", kind="DeadlineExceeded")
 
     @staticmethod
     def _check(response: requests.Response) -> None:
@@ -245,6 +250,27 @@ class Poller:
             reason = f"HTTP {response.status_code} {response.reason or ''}".strip()
             raise PollError(Failure(permanent=response.status_code in PERMANENT_HTTP, reason=reason,
                                     kind=f"HTTP{response.status_code}"))
+
+
+def too_large(size: int) -> Failure:
+    return Failure(permanent=False, reason=f"body of {size >> 20} MiB, over {MAX_BODY_BYTES >> 20} MiB",
+                   kind="TooLarge")
+
+
+def request_failure(exc: requests.RequestException) -> Failure:
+    """What a failed request says, in words and as a counter label."""
+    if isinstance(exc, requests.Timeout):
+        what = "connect" if isinstance(exc, requests.ConnectTimeout) else "read"
+        return Failure(permanent=False, reason=f"{what} timed out", kind=type(exc).__name__)
+    if isinstance(exc, requests.ConnectionError):
+        text = str(exc).lower()
+        if "read timed out" in text:  # a body that stopped coming: requests says so as a ConnectionError
+            return Failure(permanent=False, reason="read timed out", kind="ReadTimeout")
+        reason = "connection refused" if "refused" in text else "connection failed"
+        return Failure(permanent=False, reason=reason, kind="ConnectionError")
+    # a malformed URL, too many redirects, a broken chunked body
+    return Failure(permanent=isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema)),
+                   reason=type(exc).__name__, kind=type(exc).__name__)
 
 
 # -- the camera thread's poll loop ------------------------------------------------------------

@@ -5,12 +5,23 @@ whether the source ends (a file) or is expected to go on (anything with a networ
 
 An error is classified (:func:`classify`): a source that can never work as configured (no such
 file, an unknown protocol such as ``rstp://``, HTTP 401/403/404, not a video at all) is
-*permanent*; a timeout, a refused connection or a stream that ended is *transient*. Either way
-the reason is FFmpeg's own message ("Server returned 404 Not Found"), never its errno number.
+*permanent*; a timeout, a refused connection, a stall or a stream that ended is *transient*.
+Either way the reason is FFmpeg's own message ("Server returned 404 Not Found"), never its errno
+number. FFmpeg's RTSP demuxer says "Invalid data found when processing input" when its server
+does not answer in time, the words it uses for a file that is no video: from a live source, after
+a timeout or soon after it was online, that is transient.
+
+A live stream is watched for stalls (:class:`StallWatch`): each blocking read has a deadline of
+half the ``stall`` time (FFmpeg's RTSP demuxer hands back one held packet on the first interrupt,
+so two deadlines pass before it fails), and a stream whose packets keep coming but whose video
+does not fails with :class:`Stalled` once no video came for ``stall`` seconds past when its
+timeline said it was due (HLS delivers a segment in a burst, then waits for the next one; its
+reads keep the read timeout).
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -21,10 +32,16 @@ import av.container
 
 OPEN_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 10.0
+STALL_S = 5.0  # a live stream with no video this long is offline, and reconnected
+MAX_LEAD_S = 60.0  # a stream ahead of (or behind) real time by more has jumped in its timeline: start afresh
 
 
 class NoVideoStream(ValueError):
     """The source opened, but holds no video (an audio file, a data stream)."""
+
+
+class Stalled(TimeoutError):
+    """A live stream sent no video for its ``stall`` time (an OSError: one of SOURCE_ERRORS)."""
 
 
 # what no retry can mend: the operator has to change the source (or its server its content)
@@ -47,12 +64,22 @@ class Failure:
     kind: str
 
 
-def classify(exc: BaseException, opened: bool = False, file: bool = True) -> Failure:
+def classify(exc: BaseException, opened: bool = False, file: bool = True, timed_out: float | None = None,
+             recently_online: bool = False) -> Failure:
     """Permanent or transient, with a readable reason. An error from a live source that had
     opened is transient whatever its type (a camera's stream can glitch and come back); from a
-    file, or at opening, its type decides."""
+    file, or at opening, its type decides, except that "invalid data" from a live source is
+    transient when the attempt ran into its timeout (``timed_out``: the seconds it was given) or
+    the camera was online recently: a frozen or restarting server, not a source that is no video."""
     message = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    if isinstance(exc, av.error.ExitError):  # PyAV's interrupt: our own deadline passed
+        message = "timed out"
     permanent = isinstance(exc, PERMANENT_ERRORS) and (file or not opened)
+    if not file and isinstance(exc, av.error.InvalidDataError):
+        if timed_out is not None or recently_online:
+            permanent = False
+        if timed_out is not None:
+            message = f"no answer within {timed_out:g}s ({message})"
     return Failure(permanent=permanent, reason=message, kind=type(exc).__name__)
 
 
@@ -61,8 +88,22 @@ def is_file(url: str) -> bool:
     return "://" not in url or urlsplit(url).scheme == "file"
 
 
-def open_source(url: str, open_timeout: float = OPEN_TIMEOUT_S, read_timeout: float = READ_TIMEOUT_S) -> av.container.InputContainer:
-    """Open a source; raises one of SOURCE_ERRORS (see :func:`classify`) when it cannot be read."""
+def is_hls(url: str) -> bool:
+    return urlsplit(url).path.endswith(".m3u8")
+
+
+def read_deadline(url: str, read_timeout: float, stall: float | None) -> float:
+    """How long one blocking read of ``url`` may take: half the stall time for a live stream
+    (see the module's docstring), the read timeout for a file or HLS."""
+    if stall is None or is_file(url) or is_hls(url):
+        return read_timeout
+    return min(read_timeout, stall / 2)
+
+
+def open_source(url: str, open_timeout: float = OPEN_TIMEOUT_S, read_timeout: float = READ_TIMEOUT_S,
+                stall: float | None = None) -> av.container.InputContainer:
+    """Open a source; raises one of SOURCE_ERRORS (see :func:`classify`) when it cannot be read.
+    ``stall``: a live stream's reads end within half of it (:func:`read_deadline`)."""
     options: dict[str, str] = {}
     scheme = urlsplit(url).scheme
     if scheme in ("rtsp", "rtsps"):
@@ -72,7 +113,7 @@ def open_source(url: str, open_timeout: float = OPEN_TIMEOUT_S, read_timeout: fl
         options["reconnect"] = "0"  # camwire reconnects itself, with backoff and a status report
     if scheme == "file":
         url = urlsplit(url).path
-    container = av.open(url, options=options, timeout=(open_timeout, read_timeout))
+    container = av.open(url, options=options, timeout=(open_timeout, read_deadline(url, read_timeout, stall)))
     if not container.streams.video:
         container.close()
         raise NoVideoStream("no video stream")
@@ -89,14 +130,42 @@ class SourceFrame:
     key: bool
 
 
+class StallWatch:
+    """When a live stream's next video packet is overdue: ``stall`` seconds after the later of
+    its arrival and the moment the stream's timeline reaches it (a burst ahead of real time,
+    as HLS delivers, is not a stall; a jump in the timeline starts the reckoning afresh)."""
+
+    def __init__(self, stall: float) -> None:
+        self.stall = stall
+        self.origin: float | None = None  # monotonic time of the timeline's zero, the latest seen
+        self.due = time.monotonic() + stall  # the first packet, too, within the stall time of opening
+
+    def video(self, t: float | None, now: float) -> None:
+        """A video packet came at ``now`` (monotonic), ``t`` seconds into the stream."""
+        if t is None:
+            self.due = now + self.stall
+            return
+        if self.origin is None or abs(now - t - self.origin) > MAX_LEAD_S:
+            self.origin = now - t
+        self.origin = max(self.origin, now - t)  # behind real time: due later
+        self.due = max(now, self.origin + t) + self.stall
+
+    def check(self, now: float) -> None:
+        if now > self.due:
+            raise Stalled(f"stalled: no video for {self.stall:g}s")
+
+
 def read_frames(container: av.container.InputContainer, keyframes_only: bool,
-                on_packet: Callable[[av.Packet], None] | None = None) -> Iterator[SourceFrame]:
+                on_packet: Callable[[av.Packet], None] | None = None,
+                stall: float | None = None) -> Iterator[SourceFrame]:
     """Yield the video frames of the first video stream.
 
     With ``keyframes_only`` only key-frame packets reach the decoder: every other packet is
     counted (so ``index`` still counts source frames) and thrown away undecoded.
     ``on_packet`` sees every compressed packet (in demux order) after the decoder has had it,
     so a consumer may take the packet's data over (a bitstream filter does).
+    ``stall`` (a live stream): raise :class:`Stalled` when no video came for that long
+    (:class:`StallWatch`); every stream is demuxed then, so audio that still flows is seen.
     """
     stream = container.streams.video[0]
     base = stream.start_time or 0
@@ -108,7 +177,15 @@ def read_frames(container: av.container.InputContainer, keyframes_only: bool,
         stream.codec_context.skip_frame = "NONKEY"
     fed: deque[int] = deque()  # source index of each packet given to the decoder, in order
     index = 0
-    for packet in container.demux(stream):
+    watch = StallWatch(stall) if stall is not None else None
+    for packet in container.demux() if watch is not None else container.demux(stream):
+        if watch is not None:
+            now = time.monotonic()
+            if packet.stream.index != stream.index:
+                watch.check(now)
+                continue
+            if packet.size:
+                watch.video(to_seconds(packet.dts if packet.dts is not None else packet.pts, base, tb), now)
         frames: list[av.VideoFrame] = []
         if packet.size:  # the empty packet at the end flushes the decoder
             index += 1

@@ -8,17 +8,21 @@ Sockets, owned by the main thread (common.daemon's loop):
     camera's ``Status`` and ``Eos`` (one part each);
   - SUB, connected to ``--events`` (the sink's ``--publish``): ``Event`` messages; each one of
     the ``--keep-types`` keeps the segments around it (see recorder.keep);
-  - PUSH, connected to ``--sink`` (the sink's ``--bind``, [sockets] results), only with
-    ``[upload] what = ["clips"]``: one ``Event`` of type ``uploaded`` per kept clip in object
-    storage, one part, which the sink emits as its own.
+  - PUSH, connected to ``--sink`` (the sink's ``--bind``, [sockets] results), when given: one
+    ``Event`` of type ``recording_paused`` / ``recording_resumed`` per camera when recording pauses
+    for space and resumes (recorder.pause), and with ``[upload] what = ["clips"]`` one of type
+    ``uploaded`` per kept clip in object storage; one part each, which the sink emits as its own.
 Anything else, or anything that does not decode, is counted under ``malformed/<reason>`` and
 dropped. Files: ``DIR/<camera>/<UTC start>.mkv``, indexed in ``DIR/index.db`` (recorder.index).
 
 Bounded on a fresh install: the ring by age (``--retain``, 7 days) and size (``--max-bytes``), kept
 clips by their own age (``--keep-retain``, 30 days) and size (``--keep-max-bytes``), the cameras
-recorded (``--max-cameras``), and everything it writes by the volume's free share (``--min-free``,
-5 %): the oldest ring files go first, then, when only kept clips hold the space, the oldest kept
-clips (``deleted/keep_min_free``). So with no byte budget given, the disk still never fills.
+recorded (``--max-cameras``), and the ring by the volume's free share (``--min-free``, 5 %): the
+oldest ring files go first; kept clips never go for it. When the ring's own files cannot meet the
+floor, recording pauses until space returns and says so (recorder.pause). In memory: a frame
+over ``--max-frame-bytes`` is refused from its header, files are cut by ``--segment`` and
+``--max-segment-bytes``, and the encoders of pixel frames stay within ``--encode-memory``, all
+cameras together (recorder.ring).
 
 With ``[upload] what = ["clips"]`` in ``--config`` (classifier.upload), each kept clip, once
 complete and final (an object's after its end), goes to object storage as one MP4 remuxed from
@@ -30,7 +34,8 @@ A subscribed address that never answers (a wrong ``--subscribe`` or ``--events``
 by name (common.sockets.PeerWatch). SIGHUP, or a changed ``--config`` file, applies the file's new
 [recorder] settings at once (flags given on the command line still win): ``--retain``,
 ``--max-bytes``, ``--min-free``, ``--keep-retain``, ``--keep-max-bytes``, ``--pre``/``--post``,
-``--keep-types``, ``--max-cameras``, ``--max-clock-skew``, ``--preset``/``--crf`` (new files).
+``--keep-types``, ``--max-cameras``, ``--max-clock-skew``, ``--preset``/``--crf`` (new files),
+``--max-segment-bytes``, ``--encode-memory``.
 A changed ``--dir``, address or ``--segment`` is logged as needing a restart.
 """
 
@@ -50,26 +55,28 @@ from common.daemon import Daemon
 from common.paths import name_list
 from common.curve import SERVER_OF
 from common.sockets import check_addresses
+from extractor.subscribers import recorder_topics
 from recorder.index import Index
 from recorder.keep import DEFAULT_KEEP_TYPES, Keeper
+from recorder.pause import Pause
 from recorder.retention import (DEFAULT_KEEP_RETAIN_S, DEFAULT_MAX_SKEW_S, DEFAULT_MIN_FREE, DEFAULT_RETAIN_S,
                                 Limits, Retention)
-from recorder.ring import DEFAULT_MAX_CAMERAS, Encoding, Ring
+from recorder.ring import DEFAULT_ENCODE_MEMORY, DEFAULT_MAX_CAMERAS, DEFAULT_MAX_SEGMENT_BYTES, Encoding, Ring
 from recorder.uploads import ClipUploads
 
 SUB_HWM = 1000  # frames waiting in the recorder; beyond this the publisher drops (and we see the hole)
 RETENTION_EVERY_S = 5.0
 PEER_CHECK_S = 1.0  # how often the SUB sockets' peers are looked for (common.sockets.PeerWatch)
-UPLOADED_EVERY_S = 0.2  # uploaded events are taken from the uploader's threads this often
-PUSH_HWM = 1000  # uploaded events queued towards the sink; past this they wait in the recorder
+UPLOADED_EVERY_S = 0.2  # uploaded (and pause) events are sent to the sink this often
+PUSH_HWM = 1000  # events queued towards the sink; past this they wait in the recorder
 # what a reload applies to the running recorder; a change to any other setting needs a restart
 LIVE = ("retain", "max_bytes", "min_free", "keep_retain", "keep_max_bytes", "pre", "post", "keep_types",
-        "max_cameras", "max_clock_skew", "preset", "crf")
+        "max_cameras", "max_clock_skew", "preset", "crf", "max_segment_bytes", "encode_memory")
 
 METRIC_LABELS = {"written": ("camera",), "segments": ("camera",), "gaps": ("camera",), "restarts": ("camera",),
                  "dropped": ("camera", "reason"), "deleted": ("reason",), "events_kept": ("type",),
                  "keeps_refused": ("reason",), "clock_skew": ("camera",), "recover_failed": ("error",),
-                 "uploads": ("outcome",)}
+                 "uploads": ("outcome",), "notices": ("type", "outcome")}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -79,8 +86,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_recording_arguments(p)
     p.add_argument("--events", metavar="ADDR", help="the sink's --publish address: keep the files around events")
     p.add_argument("--sink", metavar="ADDR",
-                   help="the sink's --bind address ([sockets] results): with [upload] what = [\"clips\"], where "
-                        "the uploaded events of kept clips go")
+                   help="the sink's --bind address ([sockets] results): where recording_paused/recording_resumed "
+                        "events go, and with [upload] what = [\"clips\"] the uploaded events of kept clips")
     p.add_argument("--exit-when-ended", metavar="CAMERAS",
                    help="comma-separated cameras: exit once each has ended (files) and its last segment is closed")
     p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
@@ -94,8 +101,8 @@ def add_recording_arguments(p: argparse.ArgumentParser) -> None:
                    help="delete ring files older than this (default 7d)")
     p.add_argument("--max-bytes", type=size, metavar="SIZE", help="keep the ring under this size (500M, 200G)")
     p.add_argument("--min-free", type=units.percent, default=DEFAULT_MIN_FREE, metavar="PERCENT",
-                   help="keep this share of the volume free, deleting the oldest ring files, then the oldest "
-                   "kept clips (default 5%%)")
+                   help="keep this share of the volume free, deleting the oldest ring files (never kept clips); "
+                   "when they are not enough, recording pauses until space returns (default 5%%)")
     p.add_argument("--keep-retain", type=duration, default=DEFAULT_KEEP_RETAIN_S, metavar="DURATION",
                    help="delete kept clips older than this (default 30d)")
     p.add_argument("--keep-max-bytes", type=size, metavar="SIZE", help="keep all kept clips under this size")
@@ -109,6 +116,13 @@ def add_recording_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep this much after an event")
     p.add_argument("--keep-types", default=",".join(DEFAULT_KEEP_TYPES), metavar="TYPES",
                    help="comma-separated event types that keep a clip (default: object,camera_covered; an object keeps one clip)")
+    p.add_argument("--max-segment-bytes", type=size, default=DEFAULT_MAX_SEGMENT_BYTES, metavar="SIZE",
+                   help="cut a file at this size even before --segment has passed (default 1G)")
+    p.add_argument("--max-frame-bytes", type=size, default=wire.DEFAULT_MAX_FRAME_BYTES, metavar="SIZE",
+                   help="refuse a frame whose pixels or payload are larger, before decompressing it (default: 8K RGBA)")
+    p.add_argument("--encode-memory", type=size, default=DEFAULT_ENCODE_MEMORY, metavar="SIZE",
+                   help="about how much memory the encoders of LZ4/raw/JPEG cameras may hold at once, all together; "
+                        "a camera past it is counted, not recorded (default 1.5G)")
     p.add_argument("--preset", default="veryfast", help="x264 preset for frames that must be encoded")
     p.add_argument("--crf", type=int, default=23, help="x264 quality for frames that must be encoded")
 
@@ -118,7 +132,9 @@ def recording_argv(args: argparse.Namespace) -> list[str]:
     argv = ["--segment", str(args.segment), "--pre", str(args.pre), "--post", str(args.post),
             "--keep-types", args.keep_types, "--preset", args.preset, "--crf", str(args.crf),
             "--retain", str(args.retain), "--min-free", str(args.min_free), "--keep-retain", str(args.keep_retain),
-            "--max-cameras", str(args.max_cameras), "--max-clock-skew", str(args.max_clock_skew)]
+            "--max-cameras", str(args.max_cameras), "--max-clock-skew", str(args.max_clock_skew),
+            "--max-segment-bytes", str(args.max_segment_bytes), "--max-frame-bytes", str(args.max_frame_bytes),
+            "--encode-memory", str(args.encode_memory)]
     for flag, value in (("--max-bytes", args.max_bytes), ("--keep-max-bytes", args.keep_max_bytes)):
         if value is not None:
             argv += [flag, str(value)]
@@ -153,9 +169,11 @@ def main(args: argparse.Namespace) -> int:
     keeper = Keeper(root, index, args.pre, args.post, tuple(name_list(args.keep_types)), d.counters, d.log,
                     d.repeats, args.max_clock_skew, args.keep_retain, args.keep_max_bytes)
     retention = Retention(root, index, Limits(args.retain, args.max_bytes, args.min_free), d.counters, d.log,
-                          d.repeats, keeper)
+                          d.repeats)
+    pause = Pause(d.counters, d.log, notify=bool(args.sink))  # told to the sink, with --sink
     ring = Ring(root, index, keeper, retention, args.segment, Encoding(preset=args.preset, crf=args.crf),
-                d.counters, d.log, d.repeats, args.max_cameras, args.max_clock_skew)
+                d.counters, d.log, d.repeats, args.max_cameras, args.max_clock_skew, args.max_frame_bytes,
+                args.max_segment_bytes, args.encode_memory, pause)
     clips = None
     if (upload := clips_upload(args)) is not None:  # before the ring: every clip completed from now on goes
         clips = ClipUploads(Uploader(upload, root, d.counters, d.log), root, index, d.counters, d.log, d.repeats)
@@ -171,8 +189,10 @@ def main(args: argparse.Namespace) -> int:
     def subscribe(cfg: Config | None) -> None:
         """What the recorder takes of the extractors' streams: everything (without --config), or
         the frames, status and end of each camera the file records (an extractor publishes every
-        camera, for live views too; see recorded_topics)."""
-        want = recorded_topics(cfg)
+        camera, for live views too; see recorded_topics), and the marker of each camera it records
+        (extractor.subscribers): what an extractor's --publish-wait waits for, not a viewer."""
+        recorded = None if cfg is None or not cfg.cameras else [c.name for c in cfg.cameras.values() if c.record]
+        want = recorded_topics(cfg) | recorder_topics(recorded)
         for topic in want - subscribed:
             frames.setsockopt(zmq.SUBSCRIBE, topic)
         for topic in subscribed - want:
@@ -188,10 +208,16 @@ def main(args: argparse.Namespace) -> int:
         events.setsockopt(zmq.SUBSCRIBE, b"")
         d.on(events, lambda parts: on_event(ring, parts))
         peers.append(d.peer_watch(events, args.events, SERVER_OF["events"]))
-    if clips is not None:
+    if args.sink:
         push = d.socket(zmq.PUSH, sndhwm=PUSH_HWM, linger=1000)
         peers.append(d.peer_watch(push, args.sink, SERVER_OF["sink"]))
-        d.every(UPLOADED_EVERY_S, lambda: clips.tell(push))
+
+        def tell() -> None:
+            pause.send(push)
+            if clips is not None:
+                clips.tell(push)
+
+        d.every(UPLOADED_EVERY_S, tell)
     d.every(PEER_CHECK_S, lambda: [p.check() for p in peers])
 
     def housekeeping() -> None:
@@ -220,7 +246,9 @@ def main(args: argparse.Namespace) -> int:
 
     d.on_reload(reload)
     d.reloadable = set(LIVE)  # the skeleton names any other changed setting as needing a restart
-    d.stats_extra(lambda: {"cameras": sorted(ring.cameras)})
+    d.stats_extra(lambda: {"cameras": sorted(ring.cameras), "paused": pause.paused})
+    d.gauges(lambda: {"paused": ("1 while recording is paused for space (the free-space floor cannot be met with "
+                                 "the ring's own files), else 0", (), {(): float(pause.paused)})})
     until = set(name_list(args.exit_when_ended))
 
     def ended() -> bool:
@@ -233,6 +261,8 @@ def main(args: argparse.Namespace) -> int:
         try:
             ring.close_all()  # of the clips completed now, the MP4 under way is finished; the rest go at the next start
         finally:
+            if args.sink:
+                pause.send(push)  # what the PUSH takes now goes within its linger
             if clips is not None:
                 clips.tell(push)
                 clips.close()
@@ -243,7 +273,9 @@ def main(args: argparse.Namespace) -> int:
     d.log.info("recorder started", subscribe=args.subscribe, dir=str(root), events=args.events, sink=args.sink,
                upload="clips" if clips is not None else None,
                segment_s=args.segment, retain_s=args.retain, max_bytes=args.max_bytes, min_free=args.min_free,
-               keep_retain_s=args.keep_retain, keep_max_bytes=args.keep_max_bytes, max_cameras=args.max_cameras)
+               keep_retain_s=args.keep_retain, keep_max_bytes=args.keep_max_bytes, max_cameras=args.max_cameras,
+               max_frame_bytes=args.max_frame_bytes, max_segment_bytes=args.max_segment_bytes,
+               encode_memory=args.encode_memory)
     code = d.run(until=ended, cleanup=cleanup)
     d.log.info("recorder stopped", stats=d.stats())
     return code
@@ -265,6 +297,7 @@ def apply_settings(args: argparse.Namespace, keeper: Keeper, retention: Retentio
     retention.limits = Limits(args.retain, args.max_bytes, args.min_free)
     ring.max_cameras, ring.max_skew_ns = args.max_cameras, int(args.max_clock_skew * 1e9)
     ring.encoding = Encoding(preset=args.preset, crf=args.crf)  # files started from now on
+    ring.max_segment_bytes, ring.encode_memory = args.max_segment_bytes, args.encode_memory
 
 
 def on_frames(ring: Ring, parts: list[zmq.Frame]) -> None:

@@ -33,7 +33,9 @@ CREATE TABLE IF NOT EXISTS segments (
     bytes    INTEGER NOT NULL DEFAULT 0,
     frames   INTEGER NOT NULL DEFAULT 0,
     gaps     INTEGER NOT NULL DEFAULT 0,  -- frames lost before the recorder (seq holes) inside this segment
-    closed   INTEGER NOT NULL DEFAULT 0
+    closed   INTEGER NOT NULL DEFAULT 0,
+    first_seq INTEGER,                  -- the seq of its first frame and of its last: where a restarted
+    last_seq  INTEGER                   -- recorder's camera resumes from (NULL in an index from before)
 );
 CREATE INDEX IF NOT EXISTS segments_by_camera ON segments (camera, start_ns);
 CREATE TABLE IF NOT EXISTS keeps (
@@ -104,6 +106,10 @@ class Index:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(SCHEMA)
+                columns = {row[1] for row in self.db.execute("PRAGMA table_info(segments)")}
+                for column in ("first_seq", "last_seq"):  # an index made before they were
+                    if column not in columns:
+                        self.db.execute(f"ALTER TABLE segments ADD COLUMN {column} INTEGER")
             except sqlite3.OperationalError:
                 return False
             self.ready = True
@@ -118,15 +124,27 @@ class Index:
 
     # -- segments -------------------------------------------------------------------------------
 
-    def open_segment(self, camera: str, start_ns: int, path: str, enc: str) -> int:
+    def open_segment(self, camera: str, start_ns: int, path: str, enc: str, first_seq: int | None = None) -> int:
         self._check()
-        cur = self.db.execute("INSERT INTO segments (camera, start_ns, path, enc) VALUES (?, ?, ?, ?)",
-                              (camera, start_ns, path, enc))
+        cur = self.db.execute("INSERT INTO segments (camera, start_ns, path, enc, first_seq) VALUES (?, ?, ?, ?, ?)",
+                              (camera, start_ns, path, enc, first_seq))
         return int(cur.lastrowid)
 
-    def close_segment(self, seg_id: int, end_ns: int, size: int, frames: int, gaps: int) -> None:
-        self.db.execute("UPDATE segments SET end_ns = ?, bytes = ?, frames = ?, gaps = ?, closed = 1 WHERE id = ?",
-                        (end_ns, size, frames, gaps, seg_id))
+    def close_segment(self, seg_id: int, end_ns: int, size: int, frames: int, gaps: int,
+                      last_seq: int | None = None) -> None:
+        self.db.execute("UPDATE segments SET end_ns = ?, bytes = ?, frames = ?, gaps = ?, closed = 1, "
+                        "last_seq = COALESCE(?, last_seq) WHERE id = ?", (end_ns, size, frames, gaps, last_seq, seg_id))
+
+    def first_seq(self, seg_id: int) -> int | None:
+        row = self.db.execute("SELECT first_seq FROM segments WHERE id = ?", (seg_id,)).fetchone()
+        return row[0] if row else None
+
+    def last_seq(self, camera: str) -> int | None:
+        """The seq of the last frame written of ``camera`` (its newest file's), if known."""
+        self._check()
+        row = self.db.execute("SELECT last_seq FROM segments WHERE camera = ? AND last_seq IS NOT NULL "
+                              "ORDER BY id DESC LIMIT 1", (camera,)).fetchone()
+        return row[0] if row else None
 
     def delete_segment(self, seg_id: int) -> None:
         self.db.execute("DELETE FROM segments WHERE id = ?", (seg_id,))
@@ -158,13 +176,6 @@ class Index:
     def oldest(self) -> list[Segment]:
         """Every closed segment, the oldest first (the order the free-space floor deletes in)."""
         return self._segments("WHERE closed = 1 ORDER BY end_ns", ())
-
-    def segments(self, ids: set[int]) -> list[Segment]:
-        """The closed segments among ``ids``, the oldest first."""
-        if not ids:
-            return []
-        marks = ", ".join("?" * len(ids))
-        return self._segments(f"WHERE closed = 1 AND id IN ({marks}) ORDER BY end_ns", tuple(ids))
 
     def _segments(self, where: str, params: tuple) -> list[Segment]:
         self._check()

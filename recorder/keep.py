@@ -4,9 +4,9 @@ An event at capture time ``t`` keeps every segment of its camera that overlaps
 ``[t - pre, t + post]``: each is hard-linked there (no copy; a copy only where the file system
 cannot link) with ``event.json`` beside them. Ring retention deletes ring paths only, so a kept
 file lives on under ``kept/``, within the kept clips' own budget (``--keep-retain`` by event time,
-``--keep-max-bytes`` in all, the oldest event going first) and under the volume's free-space
-floor (``--min-free``: once no ring file is left whose deletion frees space, the oldest kept
-clips go, counted as ``deleted/keep_min_free``; see recorder.retention). An event that arrives
+``--keep-max-bytes`` in all, the oldest event going first), and by nothing else: the volume's
+free-space floor (``--min-free``) never deletes evidence; when the ring alone cannot meet it,
+recording pauses instead (recorder.retention, recorder.pause). An event that arrives
 before its post window has been recorded stays pending (in the index, so a restart does not
 forget it) and is completed as later segments close, or when its camera ends.
 

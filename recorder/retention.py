@@ -1,11 +1,12 @@
 """What the ring may hold: files out by age (``--retain``), by total size (``--max-bytes``) and to
 keep a share of the volume free (``--min-free``), the oldest first.
 
-The free-space floor bounds everything the recorder writes on its volume, even with no byte
-budget given (``--max-bytes`` and ``--keep-max-bytes`` have none by default): first the ring files
-whose deletion frees space, the oldest first; then, when those are gone and the volume is still
-below the floor, the oldest kept clips (recorder.keep), counted as ``deleted/keep_min_free``, each
-with the ring paths of its files, which free space once the clip's links are gone.
+The free-space floor bounds what the ring takes of its volume, even with no byte budget given
+(``--max-bytes`` has none by default): the ring files whose deletion frees space go, the oldest
+first. It deletes ring files only, never evidence: kept clips (recorder.keep) and the sink's
+snapshots go by their own budgets and ages alone. When the ring's own files cannot bring the
+volume up to the floor (a foreign file holds the space, or kept clips within their budget),
+:attr:`Retention.floor_met` is False and recording pauses until space returns (recorder.pause).
 
 "Now" is the recorder's wall clock, never a capture time: one frame stamped days ahead (a camera
 host whose clock jumped) must not age the whole ring at once. Capture times far from the wall
@@ -28,7 +29,6 @@ from pathlib import Path
 from common.counters import Counters
 from common.logs import RepeatLimiter
 from recorder.index import Index, Segment
-from recorder.keep import Keeper
 
 DAY_S = 86400.0
 DEFAULT_RETAIN_S = 7 * DAY_S
@@ -59,9 +59,13 @@ def bytes_to_free(size: int, free: int, min_free: float) -> int:
 
 class Retention:
     def __init__(self, root: Path, index: Index, limits: Limits, counters: Counters, log,
-                 repeats: RepeatLimiter, keeper: Keeper | None = None) -> None:
-        self.root, self.index, self.limits, self.keeper = root, index, limits, keeper
+                 repeats: RepeatLimiter) -> None:
+        self.root, self.index, self.limits = root, index, limits
         self.counters, self.log, self.repeats = counters, log, repeats
+        # after each round: whether the volume is at the floor (or was brought there by deleting
+        # ring files), and the volume's free bytes and size then (recorder.pause judges them)
+        self.floor_met = True
+        self.free, self.size = 0, 0
 
     def enforce(self) -> None:
         """One round: age, then size, then the free-space floor."""
@@ -74,12 +78,17 @@ class Retention:
                 self._delete(seg, "bytes")
         if self.limits.min_free > 0:
             self._floor()
+        else:
+            self.floor_met = True
 
     def _need(self) -> int:
         st = os.statvfs(self.root)
-        return bytes_to_free(st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize, self.limits.min_free)
+        self.free, self.size = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+        return bytes_to_free(self.size, self.free, self.limits.min_free)
 
     def _floor(self) -> None:
+        """Ring files out, the oldest first, until the volume is at the floor; never a kept clip."""
+        self.floor_met = True
         if self._need() <= 0:
             return
         for seg in self.index.oldest():
@@ -88,15 +97,10 @@ class Retention:
             self._delete(seg, "min_free")
             if self._need() <= 0:
                 return
-        for keep in self.index.keeps(complete=False) if self.keeper is not None else []:
-            linked = self.keeper.delete(keep, "keep_min_free")
-            for seg in self.index.segments(linked):
-                if _links(self.root / seg.path) <= 1:  # no other clip holds it: its ring path frees space now
-                    self._delete(seg, "min_free")
-            if self._need() <= 0:
-                return
-        self.repeats("floor", "free space below --min-free and nothing of the recorder's left to delete",
-                     level="error", dir=str(self.root), min_free=self.limits.min_free)
+        self.floor_met = False
+        self.repeats("floor", "free space below --min-free and no ring file left whose deletion frees space; "
+                     "kept clips are left alone", level="error", dir=str(self.root), min_free=self.limits.min_free,
+                     free=self.free)
 
     def _delete(self, seg: Segment, reason: str) -> None:
         try:

@@ -2,21 +2,36 @@
 files out).
 
 Frames come from the extractors' publish streams (common.wire). For each camera the ring
+- refuses a frame over ``max_frame_bytes`` (``--max-frame-bytes``) from its header alone, before
+  anything is decompressed (counted as ``malformed/too_large``);
 - checks the header's seq: a hole is frames lost before the recorder, counted and written into
   the index row of the segment it falls in (``gaps``), never hidden; a seq that goes back means
-  the extractor restarted, which starts a new segment;
+  the extractor restarted (counted as ``restarts``). Neither starts a file: a forged or jumping
+  seq costs a count, not a file. A camera's first frame after the recorder starts continues from
+  the last seq the index holds for it (``last_seq`` of its newest file), so the frames published
+  while the recorder was down are a gap like any other;
 - takes the capture time as it comes unless it is more than ``max_skew_s`` from the wall clock:
   then it is counted (``clock_skew/<camera>``) and the wall clock used instead;
 - cuts a new segment when ``segment_s`` of capture time has passed since the segment's first
-  frame (for passed-through packets, at the next key frame, since a file must start with one);
+  frame, or it holds ``max_segment_bytes`` (for passed-through packets, at the next key frame,
+  since a file must start with one), or the stream changed (size, codec, a reset timeline);
+- encodes pixel frames with one libx264 encoder per open file, whose memory grows with the frame's
+  size (about ENCODER_BYTES_PER_PIXEL a pixel): the encoders open at once are held within
+  ``encode_memory`` (``--encode-memory``), all cameras together, so neither frame size nor camera
+  count grows the recorder without bound. A camera whose new file would go past it is not
+  recorded until another's file closes, its frames counted as ``dropped/<camera>/encode_memory``
+  and as gaps. Passed-through packets are never decoded and cost no encoder;
 - after a hole in a packet stream, drops packets up to the next key frame (nothing before it
   can be decoded) and counts them as ``dropped/await_key``.
 
 A write that fails (a full disk: the file, or the index) closes the segment; that frame and every
 frame for the next ``WRITE_RETRY_S`` are counted as ``dropped/<camera>/write_error`` and as gaps
 (in the next segment's row), the error is logged once per interval, and a new segment is tried
-after that, so recording resumes by itself when space comes back. At most ``max_cameras`` cameras
-are recorded; frames of any beyond them are counted under ``dropped/*/max_cameras``.
+after that, so recording resumes by itself when space comes back. When the free-space floor cannot
+be met with the ring's own files, recording pauses (recorder.pause): open files are closed, and
+frames are counted as ``dropped/<camera>/paused`` and as gaps until space returns. At most
+``max_cameras`` cameras are recorded; frames of any beyond them are counted under
+``dropped/*/max_cameras``.
 """
 
 from __future__ import annotations
@@ -35,11 +50,22 @@ from common.logs import RepeatLimiter
 from common.paths import safe_name, utc_stamp
 from recorder.index import Index
 from recorder.keep import Keeper
+from recorder.pause import Pause, judge
+from recorder.recovery import probe as _probe  # noqa: F401 - web.recordings reads a file being written so
+from recorder.recovery import recover
 from recorder.retention import DEFAULT_MAX_SKEW_S, Retention, capture_time
 from recorder.segment import FrameSegment, PacketSegment, SegmentFile
 
 WRITE_RETRY_S = 1.0  # after a failed write, how long a camera's frames are dropped before a new file is tried
 DEFAULT_MAX_CAMERAS = 256
+DEFAULT_MAX_SEGMENT_BYTES = 1 << 30  # 60 s of an 8K camera at 130 Mbit/s; a file is cut past this
+# what one open libx264 encoder (veryfast, zerolatency) holds per pixel of its frames, the frame
+# being converted included (25-31 bytes measured from 1080p to 20 MP; rounded up), and whatever
+# its size (0.9 MB measured for 64x48, its threads' stacks not counted)
+ENCODER_BYTES_PER_PIXEL = 32
+ENCODER_FIXED_BYTES = 1 << 20
+# one encoder of an 8K (or 36 MP) camera, or 23 of 1080p: more than one main loop feeds at 25 fps
+DEFAULT_ENCODE_MEMORY = 3 << 29
 OVER_LIMIT = "*"  # the camera label for frames of cameras beyond --max-cameras (no real camera has it)
 WRITE_ERRORS = (av.error.FFmpegError, OSError, sqlite3.OperationalError)
 
@@ -75,13 +101,21 @@ class _Unfinished:
     size: int
     frames: int
     gaps: int
+    last_seq: int | None
 
 
 class Ring:
     def __init__(self, root: Path, index: Index, keeper: Keeper, retention: Retention, segment_s: float,
                  encoding: Encoding, counters: Counters, log, repeats: RepeatLimiter,
-                 max_cameras: int = DEFAULT_MAX_CAMERAS, max_skew_s: float = DEFAULT_MAX_SKEW_S) -> None:
+                 max_cameras: int = DEFAULT_MAX_CAMERAS, max_skew_s: float = DEFAULT_MAX_SKEW_S,
+                 max_frame_bytes: int = wire.DEFAULT_MAX_FRAME_BYTES,
+                 max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES, encode_memory: int = DEFAULT_ENCODE_MEMORY,
+                 pause: Pause | None = None) -> None:
         self.root, self.index, self.keeper, self.retention = root, index, keeper, retention
+        self.max_frame_bytes, self.max_segment_bytes = max_frame_bytes, max_segment_bytes
+        self.encode_memory = encode_memory
+        self.encoding_bytes = 0  # what the open FrameSegments' encoders hold, estimated (encoder_bytes)
+        self.pause = pause if pause is not None else Pause(counters, log, notify=False)
         self.segment_s = segment_s
         self.encoding = encoding
         self.counters, self.log, self.repeats = counters, log, repeats
@@ -95,7 +129,7 @@ class Ring:
     # -- frames -------------------------------------------------------------------------------
 
     def on_frame(self, parts: list) -> None:
-        header = wire.peek_frame(parts)  # raises MalformedMessage before anything is touched
+        header = wire.peek_frame(parts, self.max_frame_bytes)  # raises MalformedMessage before anything is touched
         cam = self._camera(header.camera)
         if cam is None:
             return
@@ -108,12 +142,20 @@ class Ring:
                          camera=header.camera, ts_ns=header.ts_ns, max_skew_s=self.max_skew_ns / 1e9)
             header = msgspec.structs.replace(header, ts_ns=ts_ns)
         self._account_seq(cam, header)
+        self.pause.camera(cam.name)
+        if self.pause.paused:
+            self._lost(cam, "paused")
+            return
         if cam.blocked_until > cam.last_seen:
             self._lost(cam, "write_error")
             return
         try:
-            if not self._write(cam, header, parts):
+            refused = self._write(cam, header, parts)
+            if refused == "await_key":  # not a gap: the frame came, but nothing could decode it
                 self.counters.add("dropped", header.camera, "await_key")
+                return
+            if refused is not None:
+                self._lost(cam, refused)
                 return
         except WRITE_ERRORS as exc:
             self._write_failed(cam, header, exc)
@@ -132,8 +174,17 @@ class Ring:
                 self.repeats("max-cameras", "more cameras than --max-cameras; this one is not recorded",
                              camera=name, max_cameras=self.max_cameras)
                 return None
-            cam = self.cameras[name] = CameraRecording(name)
+            cam = self.cameras[name] = CameraRecording(name, expect=self._resume_seq(name))
         return cam
+
+    def _resume_seq(self, camera: str) -> int | None:
+        """The seq a camera's stream goes on from: one past the last the index holds for it (a
+        recorder restarted), so what was published meanwhile is counted; None when not known."""
+        try:
+            last = self.index.last_seq(camera)
+        except sqlite3.OperationalError:  # the index does not open yet (a full disk): not known
+            return None
+        return None if last is None else last + 1
 
     def _forget_one(self) -> bool:
         """Make room by forgetting the camera idle longest, if one has no open file and has been
@@ -165,19 +216,38 @@ class Ring:
             cam.blocked_until = time.monotonic() + WRITE_RETRY_S
             self.enforce_retention()  # the free-space floor may make room at once
 
-    def _write(self, cam: CameraRecording, header: wire.FrameHeader, parts: list) -> bool:
+    def _write(self, cam: CameraRecording, header: wire.FrameHeader, parts: list) -> str | None:
+        """Write one frame; None when written, else why not (a ``dropped`` reason)."""
         if header.is_packet:
             if not self._place_packet(cam, header):
-                return False
+                return "await_key"
             cam.segment.write(header, parts[1])
-            return True
-        _, image = pixels.decode_frame(parts)
+            return None
         seg = cam.segment
-        if seg is None or not isinstance(seg, FrameSegment) or not seg.continues(header) \
-                or seg.elapsed_s(header.ts_ns) >= self.segment_s:
+        if seg is None or not isinstance(seg, FrameSegment) or not seg.continues(header) or self._due(seg, header):
+            self.close_segment(cam)  # its encoder's memory is given back before a new one is asked for
+            if not self._encoder_fits(cam, header):
+                return "encode_memory"
+            _, image = pixels.decode_frame(parts, self.max_frame_bytes)
             self._cut(cam, header)
+        else:
+            _, image = pixels.decode_frame(parts, self.max_frame_bytes)
         cam.segment.write(header, image)
-        return True
+        return None
+
+    def _due(self, seg: SegmentFile, header: wire.FrameHeader) -> bool:
+        """Whether a file is due to be cut: by time or by size, never by a seq."""
+        return seg.elapsed_s(header.ts_ns) >= self.segment_s or seg.bytes >= self.max_segment_bytes
+
+    def _encoder_fits(self, cam: CameraRecording, header: wire.FrameHeader) -> bool:
+        """Whether an encoder for ``header``'s frames fits in ``encode_memory`` beside those open."""
+        used, need = self.encoding_bytes, encoder_bytes(header.width, header.height)
+        if used + need <= self.encode_memory:
+            return True
+        self.repeats(f"encode-memory:{cam.name}", "no encoder for this camera within --encode-memory; its frames "
+                     "are counted, not recorded, until another camera's file closes", camera=cam.name,
+                     width=header.width, height=header.height, need=need, used=used, encode_memory=self.encode_memory)
+        return False
 
     def _account_seq(self, cam: CameraRecording, header: wire.FrameHeader) -> None:
         if cam.expect is not None and header.seq > cam.expect:
@@ -188,9 +258,11 @@ class Ring:
             self.repeats(f"lost:{header.camera}", "frames lost before the recorder", camera=header.camera,
                          lost=lost, expected=cam.expect, got=header.seq)
         elif cam.expect is not None and header.seq < cam.expect:
+            # the extractor restarted (or a forged seq): counted; the file goes on unless the
+            # stream itself changed (PacketSegment.continues, FrameSegment.continues)
             self.counters.add("restarts", header.camera)
-            self.log.info("camera stream restarted", camera=header.camera, seq=header.seq)
-            self.close_segment(cam)
+            self.repeats(f"restart:{header.camera}", "camera stream restarted", level="info", camera=header.camera,
+                         seq=header.seq, expected=cam.expect)
             cam.await_key = header.is_packet
         cam.expect = header.seq + 1
 
@@ -202,7 +274,7 @@ class Ring:
             # nothing decodes without the key frame before it; a due cut waits for the next key
             return continues and not cam.await_key
         cam.await_key = False
-        if not continues or seg.elapsed_s(header.ts_ns) >= self.segment_s:
+        if not continues or self._due(seg, header):
             self._cut(cam, header)
         return True
 
@@ -222,11 +294,14 @@ class Ring:
             path.unlink(missing_ok=True)
             raise
         try:
-            cam.seg_id = self.index.open_segment(cam.name, first.ts_ns, str(path.relative_to(self.root)), first.enc)
+            cam.seg_id = self.index.open_segment(cam.name, first.ts_ns, str(path.relative_to(self.root)), first.enc,
+                                                 first.seq)
         except sqlite3.OperationalError:
             _discard(seg)
             raise
         cam.segment = seg
+        if isinstance(seg, FrameSegment):
+            self.encoding_bytes += encoder_bytes(seg.width, seg.height)
         self.log.info("segment started", camera=cam.name, path=str(path.relative_to(self.root)))
 
     def close_segment(self, cam: CameraRecording) -> None:
@@ -234,6 +309,8 @@ class Ring:
         seg, cam.segment = cam.segment, None
         if seg is None:
             return
+        if isinstance(seg, FrameSegment):
+            self.encoding_bytes -= encoder_bytes(seg.width, seg.height)
         try:
             size = seg.close()
         except WRITE_ERRORS as exc:
@@ -245,11 +322,12 @@ class Ring:
             seg.path.unlink(missing_ok=True)
             self._index_write(self.index.delete_segment, cam.seg_id)
             return
-        self._unfinished.append(_Unfinished(cam.seg_id, seg.end_ns, size, seg.frames, seg.gaps))
+        self._unfinished.append(_Unfinished(cam.seg_id, seg.end_ns, size, seg.frames, seg.gaps, seg.last_seq))
         self.counters.add("segments", cam.name)
         self.tick()
         self._keep(cam.name, cam.last_ts_ns, None, ended=False)
-        self.enforce_retention()
+        if not self.pause.paused:  # paused, nothing is written: the housekeeping rounds look for space
+            self.enforce_retention()
 
     # -- control messages -----------------------------------------------------------------------
 
@@ -305,7 +383,8 @@ class Ring:
         """Complete the index rows a full disk held back; recover, once the index opens."""
         while self._unfinished:
             u = self._unfinished[0]
-            if not self._index_write(self.index.close_segment, u.seg_id, u.end_ns, u.size, u.frames, u.gaps):
+            if not self._index_write(self.index.close_segment, u.seg_id, u.end_ns, u.size, u.frames, u.gaps,
+                                     u.last_seq):
                 return
             self._unfinished.pop(0)
         if not self._recovered:
@@ -318,6 +397,11 @@ class Ring:
         except WRITE_ERRORS as exc:
             self.repeats(f"retention:{type(exc).__name__}", "retention round failed; tried again later",
                          level="error", error=str(exc)[:300])
+        r = self.retention
+        paused = judge(self.pause.paused, r.floor_met, r.free, r.size, r.limits.min_free)
+        reason = f"{r.free / 1e6:.1f} MB free of {r.size / 1e6:.1f} MB; --min-free {r.limits.min_free:.0%}"
+        if self.pause.change(paused, reason, sorted(self.cameras)) and paused:
+            self.close_all()  # what was recorded is complete on disk, and its encoders' memory given back
 
     def _index_write(self, fn, *args) -> bool:
         try:
@@ -333,62 +417,19 @@ class Ring:
 
         A file is deleted only when it reads and holds no frame (the recorder died before its
         first cluster); one that cannot be read keeps its row, and is logged and counted."""
+        ours = {c.seg_id for c in self.cameras.values() if c.segment is not None} | \
+            {u.seg_id for u in self._unfinished}  # this run's files, when the index opened late
         try:
-            self._recover()
+            recover(self.root, self.index, ours, self.counters, self.log, self.repeats)
         except sqlite3.OperationalError as exc:
             self.repeats("recover", "index not writable yet; recovery waits", level="error", error=str(exc))
             return
         self._recovered = True
 
-    def _recover(self) -> None:
-        ours = {c.seg_id for c in self.cameras.values() if c.segment is not None} | \
-            {u.seg_id for u in self._unfinished}  # this run's files, when the index opened late
-        for seg in self.index.open_segments():
-            if seg.id in ours:
-                continue
-            path = self.root / seg.path
-            try:
-                frames, last_ms = _probe(path)
-                size = path.stat().st_size
-            except FileNotFoundError:
-                frames, last_ms, size = 0, 0, 0
-            except OSError as exc:
-                self.counters.add("recover_failed", type(exc).__name__)
-                self.repeats(f"probe:{seg.path}", "segment from an earlier run not readable; its row kept",
-                             level="error", path=seg.path, error=str(exc))
-                continue
-            if frames == 0:
-                path.unlink(missing_ok=True)
-                self.index.delete_segment(seg.id)
-                self.log.warning("empty segment from an earlier run removed", path=seg.path)
-                continue
-            step_ms = last_ms / max(1, frames - 1)
-            end_ns = seg.start_ns + int((last_ms + step_ms) * 1e6)
-            self.index.close_segment(seg.id, end_ns, size, frames, seg.gaps)
-            self.counters.add("recovered")
-            self.log.info("segment recovered", path=seg.path, frames=frames)
 
-
-def _probe(path: Path) -> tuple[int, int]:
-    """Packets in a (possibly truncated) segment file, and its last timestamp in ms.
-
-    A file cut off mid-cluster reads up to the cut; one that is not Matroska at all (a header
-    never written) holds no frame. An OSError (unreadable, an I/O error) is raised: such a file
-    is not known to be empty."""
-    frames, last = 0, 0
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            for packet in container.demux(stream):
-                if packet.size and packet.pts is not None:
-                    frames += 1
-                    last = max(last, int(packet.pts * packet.time_base * 1000))
-    except av.error.FFmpegError as exc:
-        if isinstance(exc, OSError):
-            raise
-    except IndexError:
-        pass  # no video stream: the header was cut off
-    return frames, last
+def encoder_bytes(width: int, height: int) -> int:
+    """About what one open encoder of frames this size holds (FrameSegment encodes even sides)."""
+    return (width & ~1) * (height & ~1) * ENCODER_BYTES_PER_PIXEL + ENCODER_FIXED_BYTES
 
 
 def _discard(seg: SegmentFile) -> None:

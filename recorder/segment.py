@@ -39,14 +39,19 @@ class SegmentFile:
         self.end_ns = start_ns
         self.frames = 0
         self.gaps = 0
+        self.bytes = 0  # of video muxed so far (what a size cut looks at; the file adds a little)
+        self.last_seq: int | None = None  # of the last frame written (the index keeps it: a restart's gap)
         self._max_ts_ns = start_ns
         path.parent.mkdir(parents=True, exist_ok=True)
         self.container = av.open(str(path), "w", format="matroska", options=MUX_OPTIONS)
 
-    def _advance(self, ts_ns: int) -> None:
-        """Track where the segment ends: past its latest frame by the mean frame interval."""
-        self._max_ts_ns = max(self._max_ts_ns, ts_ns)
+    def _advance(self, header: wire.FrameHeader, nbytes: int) -> None:
+        """Track where the segment ends (past its latest frame by the mean frame interval), its
+        size and its last seq."""
+        self._max_ts_ns = max(self._max_ts_ns, header.ts_ns)
         self.frames += 1
+        self.bytes += nbytes
+        self.last_seq = header.seq
         step = (self._max_ts_ns - self.start_ns) // (self.frames - 1) if self.frames > 1 else 0
         self.end_ns = self._max_ts_ns + step
 
@@ -99,7 +104,7 @@ class PacketSegment(SegmentFile):
         packet.stream = self.stream
         self.container.mux(packet)
         self._last_dts = dts
-        self._advance(header.ts_ns)
+        self._advance(header, len(payload))
 
 
 class FrameSegment(SegmentFile):
@@ -127,9 +132,10 @@ class FrameSegment(SegmentFile):
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=fmt)
         pts = max(self._last_pts + 1, (header.ts_ns - self.start_ns) // 1_000_000)
         frame.pts, frame.time_base = pts, MS
-        self.container.mux(self.stream.encode(frame))
+        packets = self.stream.encode(frame)
+        self.container.mux(packets)
         self._last_pts = pts
-        self._advance(header.ts_ns)
+        self._advance(header, sum(p.size for p in packets))
 
     def close(self) -> int:
         self.container.mux(self.stream.encode(None))  # whatever the encoder still holds

@@ -9,8 +9,8 @@ keep's ``event.json`` in the recorder's ``DIR/uploads.db``; the manifest goes la
 runs on a thread of its own, one clip after another: the main loop, which records every camera,
 never waits for it (an object seen for an hour is an hour of video to copy). The index stays on
 the main loop: it names the segments there, and the thread only reads their files. The MP4 sits in
-the kept folder, so it counts in the kept clips' budget (``--keep-max-bytes``, ``--keep-retain``,
-``--min-free``: deleted with its folder, an upload not done by then fails for good), and it is
+the kept folder, so it counts in the kept clips' budget (``--keep-max-bytes``, ``--keep-retain``:
+deleted with its folder, an upload not done by then fails for good), and it is
 deleted once it is up (or failed for good): the segments beside it stay.
 
 The ``uploaded`` events (:meth:`ClipUploads.tell`, on the main loop) go over the recorder's PUSH

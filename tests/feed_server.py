@@ -2,8 +2,11 @@
 
 Each path serves what the test last put there (:meth:`FeedServer.put`): a JPEG or a clip, with
 or without an ETag and a Last-Modified, answering conditional GETs with 304 when they match.
-On command a path answers 429 with a Retry-After (:meth:`throttle`) or holds the connection
-without a word (:meth:`hang`). Every request is logged with its monotonic arrival time.
+On command a path answers 429 with a Retry-After (:meth:`throttle`), holds the connection
+without a word (:meth:`hang`), or is hostile (:meth:`hostile`): a body of one byte a second, a
+header line that never ends, a 2 GB Content-Length whose body never comes; a hostile answer goes
+on until the client hangs up (or the server closes). Every request is logged with its monotonic
+arrival time, and when it ended.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import select
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +37,10 @@ class Request:
     path: str
     status: int
     headers: dict[str, str] = field(default_factory=dict)
+    ended: float | None = None  # time.monotonic() when the answer ended (or the client hung up)
+
+
+HOSTILE = ("slow_body", "endless_headers", "huge_length")
 
 
 class FeedServer:
@@ -42,6 +50,7 @@ class FeedServer:
         self.resources: dict[str, Resource] = {}
         self.throttles: dict[str, list[str]] = {}  # path -> Retry-After values, one per coming request
         self.hung: set[str] = set()
+        self.hostiles: dict[str, str] = {}  # path -> one of HOSTILE
         self.log: list[Request] = []
         self.lock = threading.Lock()
         self.release = threading.Event()  # set at exit: hung requests end
@@ -84,12 +93,30 @@ class FeedServer:
         with self.lock:
             self.hung.add(path)
 
+    def hostile(self, path: str, how: str) -> None:
+        """From now on ``path`` answers as ``how`` (one of HOSTILE), until the client hangs up."""
+        assert how in HOSTILE, how
+        with self.lock:
+            self.hostiles[path] = how
+
     def requests(self, path: str, status: int | None = None) -> list[Request]:
         with self.lock:
             return [r for r in self.log if r.path == path and (status is None or r.status == status)]
 
     def _handle(self, h: http.server.BaseHTTPRequestHandler) -> None:
         now = time.monotonic()
+        with self.lock:
+            how = self.hostiles.get(h.path)
+            if how is not None:
+                request = Request(now, h.path, 0 if how == "endless_headers" else 200, dict(h.headers))
+                self.log.append(request)
+        if how is not None:
+            try:
+                self._hostile(h, how)
+            finally:
+                with self.lock:
+                    request.ended = time.monotonic()
+            return
         with self.lock:
             hung = h.path in self.hung
             throttle = self.throttles.get(h.path, [])
@@ -126,6 +153,30 @@ class FeedServer:
         h.wfile.write(body)
 
 
+    def _hostile(self, h: http.server.BaseHTTPRequestHandler, how: str) -> None:
+        """Answer as ``how`` says, one piece a while, until the client hangs up or the server closes."""
+        if how == "endless_headers":
+            h.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nX-Endless: ")
+            piece, every = b"a", 0.2  # one header line that never ends, a byte at a time
+        else:
+            h.send_response(200)
+            h.send_header("Content-Type", "image/jpeg")
+            h.send_header("Content-Length", "2000000000" if how == "huge_length" else "1000")
+            h.end_headers()
+            piece, every = (b"", 1.0) if how == "huge_length" else (b"\xff", 1.0)  # nothing, or a byte a second
+        try:
+            h.wfile.flush()
+            while not self.release.is_set():
+                if piece:
+                    h.wfile.write(piece)
+                    h.wfile.flush()
+                readable, _, _ = select.select([h.connection], [], [], every)  # the pace: the client's hangup ends it
+                if readable and not h.connection.recv(1):
+                    return
+        except OSError:  # the client hung up mid-write
+            return
+
+
 def jpeg(shade: int, width: int = 160, height: int = 120) -> bytes:
     """A grey JPEG of one shade (0-255): a different shade is a different image."""
     return _encode([np.full((height, width, 3), shade, np.uint8)], "mjpeg", "image2pipe")
@@ -153,3 +204,4 @@ def _encode(images: list[np.ndarray], codec: str, container_format: str) -> byte
         for packet in s.encode():
             c.mux(packet)
     return out.getvalue()
+

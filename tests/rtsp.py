@@ -1,8 +1,10 @@
 """The tests' handle on a real RTSP server (tests/rtsp_server.py, GStreamer's, run with Debian's
-/usr/bin/python3, which has ``gi``): start it on a port with a clip, stop it like a dead camera."""
+/usr/bin/python3, which has ``gi``): start it on a port with a clip, stop it like a dead camera,
+freeze and resume it like a hung one."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
@@ -37,7 +39,15 @@ class RtspServer:
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().strip() == "ready"
 
+    def freeze(self) -> None:
+        """SIGSTOP: the server holds its connections and says nothing, as a hung camera does."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.kill()
+            self.proc.kill()  # a stopped process too
             self.proc.wait()

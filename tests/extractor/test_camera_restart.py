@@ -23,9 +23,9 @@ def test_a_crashed_camera_thread_is_restarted_and_counted(monkeypatch, zctx, sam
     real = extractor.camera.read_frames
     opened: list[int] = []
 
-    def read_frames_with_a_bug(container, keyframes_only, on_packet=None):
+    def read_frames_with_a_bug(container, keyframes_only, on_packet=None, stall=None):
         opened.append(1)
-        for sf in real(container, keyframes_only, on_packet):
+        for sf in real(container, keyframes_only, on_packet, stall):
             if len(opened) == 1 and sf.index == 40:
                 raise KeyError("a bug, not a source error")
             yield sf

@@ -7,13 +7,16 @@ import http.server
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from classifier.camera_status import read_status
 from common import wire
 from conftest import Pull, free_port, tcp, wait_log
 from extractor.daemon import EXIT_SOURCE_FAILED
@@ -97,20 +100,27 @@ def test_a_refused_connection_is_offline_and_retried_with_backoff(daemons, pull)
     assert daemons.stop("extractor") == 0
 
 
+def garbled(clip: Path, tmp_path: Path) -> Path:
+    """A copy of ``clip`` with noise over the middle of its video data (its index, at the end, intact)."""
+    data = bytearray(clip.read_bytes())
+    rng = random.Random(1)
+    for i in range(len(data) // 3, len(data) // 2):
+        data[i] = rng.randrange(256)
+    out = tmp_path / "garbled.mp4"
+    out.write_bytes(bytes(data))
+    return out
+
+
 def test_a_corrupt_stretch_ends_the_file_without_going_back_to_its_start(daemons, pull, sample_clip: Path,
                                                                         tmp_path: Path) -> None:
-    data = bytearray(sample_clip.read_bytes())
-    rng = random.Random(1)
-    for i in range(len(data) // 3, len(data) // 2):  # the middle of the video data (the index is at the end)
-        data[i] = rng.randrange(256)
-    clip = tmp_path / "garbled.mp4"
-    clip.write_bytes(bytes(data))
+    clip = garbled(sample_clip, tmp_path)
     daemons.start("extractor", "extractor", "--camera", "hall", "--source", str(clip), "--push", pull.addr)
     eos = pull.until(lambda m: isinstance(m, wire.Eos))
     seqs = pull.seqs()
     assert seqs and seqs == list(range(len(seqs)))  # from 0, once, in order: no second pass
     assert eos.last_seq == seqs[-1] < 299  # ended where it could not be read on
-    assert daemons.wait("extractor") == 0
+    assert eos.reason.startswith("ended early: ") and readable(eos.reason)  # the sink shows it as the status's reason
+    assert daemons.wait("extractor") == EXIT_SOURCE_FAILED  # not all of the file was read: not a clean 0
     stats = daemons.stats("extractor")["hall"]
     assert sum(stats["ended_early"].values()) == 1 and stats["sent"] == len(seqs)
 
@@ -148,3 +158,43 @@ def test_a_source_variable_set_nowhere_is_refused_in_one_line(tmp_path: Path) ->
                           cwd=tmp_path, env=env, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip() == "camwire extractor: error: --source: ${CAMWIRE_NO_SUCH_VAR} is not set in the environment"
+
+
+def test_a_camera_given_twice_is_refused_in_one_line(tmp_path: Path) -> None:
+    for names in (("door", "yard"), ("door", "door")):  # last-wins would drop one without a word
+        done = subprocess.run([sys.executable, "-m", "camwire", "extractor", "--camera", names[0], "--camera",
+                               names[1], "--source", str(tmp_path / "a.mp4"), "--push", "tcp://127.0.0.1:1"],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        assert done.returncode == 2
+        assert done.stderr.strip() == (f"camwire extractor: error: --camera given 2 times ({', '.join(names)}): one "
+                                       "extractor serves one camera from its flags; for several, use --config")
+
+
+def test_cameras_naming_one_twice_is_refused_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "camwire.toml"
+    config.write_text(f'[sockets]\nfrontend = "tcp://127.0.0.1:1"\n\n[cameras.door]\nurl = "{tmp_path / "a.mp4"}"\n\n'
+                      f'[cameras.yard]\nurl = "{tmp_path / "b.mp4"}"\n')
+    done = subprocess.run([sys.executable, "-m", "camwire", "extractor", "--config", str(config), "--cameras",
+                           "door,yard,door"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("camwire extractor: error: ") and line.endswith("--cameras names door twice")
+
+
+def test_a_file_that_ends_early_says_so_in_its_camera_s_status(pipeline_factory, sample_clip: Path,
+                                                              tmp_path: Path) -> None:
+    p = pipeline_factory()
+    p.worker("worker-1")
+    extractor = p.extractor("hall", str(garbled(sample_clip, tmp_path)), extra=("--every", "25"))
+    assert extractor.wait(timeout=120) == EXIT_SOURCE_FAILED
+    status = p.data_dir / "status.db"
+    deadline = time.monotonic() + 60
+    row = None
+    while row is None or row["state"] != "ended":
+        assert time.monotonic() < deadline, f"the camera's status never said ended: {row}"
+        time.sleep(0.1)  # SQLite has no change notification to await
+        try:
+            row = next((r for r in read_status(status)[0] if r["camera"] == "hall"), None)
+        except sqlite3.Error:
+            row = None  # not written yet
+    assert row["reason"].startswith("ended early: ") and readable(row["reason"])

@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import http.server
 import threading
+import time
 from pathlib import Path
 
 import av
 import pytest
 
 from conftest import free_port
-from extractor.source import SOURCE_ERRORS, classify, is_file, open_source, read_frames
+from extractor.source import (SOURCE_ERRORS, Stalled, StallWatch, classify, is_file, open_source, read_deadline,
+                              read_frames)
 
 
 def test_full_decode_yields_every_frame_in_order(sample_clip: Path) -> None:
@@ -84,3 +86,44 @@ def test_errors_are_classified_in_ffmpeg_s_words(tmp_path: Path) -> None:
     # from a live source that had opened, any error may pass: a camera's stream can glitch
     assert not classify(av.error.InvalidDataError(1094995529, "Invalid data"), opened=True, file=False).permanent
     assert classify(av.error.InvalidDataError(1094995529, "Invalid data"), opened=True, file=True).permanent
+
+
+def test_invalid_data_from_a_live_source_that_timed_out_or_was_just_online_is_transient() -> None:
+    """FFmpeg's RTSP demuxer says "Invalid data" when its server does not answer in time."""
+    invalid = av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+    assert classify(invalid, opened=False, file=False).permanent  # answered at once, with no video: permanent
+    after_timeout = classify(invalid, opened=False, file=False, timed_out=10.0)
+    assert not after_timeout.permanent
+    assert after_timeout.reason == "no answer within 10s (Invalid data found when processing input)"
+    assert not classify(invalid, opened=False, file=False, recently_online=True).permanent
+    assert classify(invalid, opened=False, file=True, timed_out=10.0).permanent  # a file is what it is
+    not_found = av.error.HTTPNotFoundError(-1, "Server returned 404 Not Found")
+    assert classify(not_found, opened=False, file=False, recently_online=True).permanent  # no retry mends a 404
+    assert classify(av.error.ExitError(-1, "Immediate exit requested")).reason == "timed out"
+
+
+def test_the_stall_watch_allows_a_burst_ahead_of_real_time_and_no_more() -> None:
+    base = time.monotonic()
+    live = StallWatch(5.0)
+    live.video(0.0, base)
+    live.video(1.0, base + 1.0)
+    live.check(base + 5.9)
+    with pytest.raises(Stalled):
+        live.check(base + 6.1)  # 5 s after the last packet, which was due when it came
+    hls = StallWatch(5.0)
+    for i in range(101):  # a 10 s segment in one go
+        hls.video(i / 10, base)
+    hls.check(base + 14.9)  # the timeline reaches its end at 10 s: due 5 s after that
+    with pytest.raises(Stalled):
+        hls.check(base + 15.1)
+    hls.video(5000.0, base + 1.0)  # a jump in the timeline: reckoned afresh, from its arrival
+    hls.check(base + 5.9)
+    with pytest.raises(Stalled):
+        hls.check(base + 6.1)
+
+
+def test_a_live_stream_reads_within_half_the_stall_time() -> None:
+    assert read_deadline("rtsp://cam/1", 10.0, 5.0) == 2.5  # the RTSP demuxer fails on the second interrupt
+    assert read_deadline("rtsp://cam/1", 2.0, 5.0) == 2.0
+    assert read_deadline("https://cam/live.m3u8", 10.0, 5.0) == 10.0  # HLS waits for its next segment
+    assert read_deadline("/data/a.mp4", 10.0, 5.0) == 10.0

@@ -1,5 +1,5 @@
-"""The recorder as an operator runs it: a reload that changes its limits, a disk that only kept
-clips fill, a wrong address, a stream of invented camera names. A real recorder process, with the
+"""The recorder as an operator runs it: a reload that changes its limits, a disk that a foreign
+file fills, a wrong address, a stream of invented camera names. A real recorder process, with the
 test standing in for the extractors and the sink (recorder_feed)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from common import wire
 from common.ids import event_id
-from conftest import free_port, tcp, wait_log
+from conftest import EventStream, fill, free_port, scrape, tcp, value, wait_log
 from recorder_feed import Feed, closed_rows, metric
 
 
@@ -63,57 +63,105 @@ def _kept(root: Path) -> dict[str, dict]:
     return {body["id"]: body for body in bodies}
 
 
-def _used(path: Path) -> int:
-    return path.stat().st_blocks * 512
+def _paused(port: int) -> float:
+    try:
+        return value(scrape(port), "camwire_recorder_paused")
+    except OSError:  # the metrics server is not up yet
+        return -1.0
 
 
-def test_free_space_floor_deletes_the_oldest_kept_clips_too(daemons, zctx, small_disk) -> None:
-    """With no byte budget at all, the free-space floor still bounds the disk: ring files that free
-    space go first, then the oldest kept clip (hard links: its ring paths alone freed nothing)."""
-    disk = small_disk("32m")
+def test_a_foreign_file_pauses_recording_and_no_kept_clip_goes(daemons, zctx, small_disk, tmp_path: Path) -> None:
+    """A file not camwire's fills the volume: the floor deletes ring files only, every kept clip
+    stays, recording pauses and a real sink emits ``recording_paused``; once the file is gone,
+    recording resumes by itself and the sink emits ``recording_resumed``."""
+    disk = small_disk("48m")
     root = disk / "ring"
+    results, published = tcp(), tcp()
+    daemons.start("sink", "sink", "--bind", results, "--events", str(tmp_path / "events.jsonl"), "--publish",
+                  published, "--data-dir", str(tmp_path / "data"))
+    told = EventStream(zctx, published)
     # files large enough that what the index's own journal takes meanwhile is small beside them
     feed, events = Feed(zctx, size=(240, 180)), Feed(zctx)
-    daemons.start("recorder", "recorder", "--subscribe", feed.addr, "--events", events.addr, "--dir", str(root),
-                  "--segment", "1", "--min-free", "20%", "--pre", "1s", "--post", "200ms")
+    port = free_port()
+    daemons.start("recorder", "recorder", "--subscribe", feed.addr, "--events", events.addr, "--sink", results,
+                  "--dir", str(root), "--segment", "1", "--min-free", "20%", "--pre", "1s", "--post", "200ms",
+                  "--metrics-port", str(port))
     feed.subscribed()
     events.subscribed()
     feed.play(lambda: len(closed_rows(root)) >= 2)
-    older = _event(time.time_ns())
-    events.send(wire.pack(older))
-    feed.play(lambda: _kept(root).get(older.id, {}).get("complete"))
-    n = len(closed_rows(root))
-    feed.play(lambda: len(closed_rows(root)) >= n + 3)  # the next window shares no file with this one
-    newer = _event(time.time_ns())
-    events.send(wire.pack(newer))
-    feed.play(lambda: _kept(root).get(newer.id, {}).get("complete"))
-    n = len(closed_rows(root))
-    feed.play(lambda: len(closed_rows(root)) >= n + 3)  # ring files no clip holds
+    kept_ids = []
+    for _ in range(3):
+        ev = _event(time.time_ns())
+        events.send(wire.pack(ev))
+        kept_ids.append(ev.id)
+        feed.play(lambda: _kept(root).get(ev.id, {}).get("complete"))
+        n = len(closed_rows(root))
+        feed.play(lambda: len(closed_rows(root)) >= n + 3)  # ring files no clip holds
+    kept = {f: f.stat().st_ino for f in root.glob("kept/*/*/*.mkv")}
+    assert kept and all(f.stat().st_nlink == 2 for f in kept)
 
-    older_dir = next(root.glob(f"kept/*/{older.id}"))
-    older_bytes = sum(_used(f) for f in older_dir.glob("*.mkv"))
-    free_ring = sum(_used(f) for f in root.glob("cam/*.mkv") if f.stat().st_nlink == 1)
-    assert older_bytes > 0 and all(f.stat().st_nlink == 2 for f in older_dir.glob("*.mkv"))
-    # below the floor by all the ring files that free space and half the older clip: both must go
     st = os.statvfs(disk)
     floor = int(0.2 * st.f_blocks * st.f_frsize)
-    want_free = floor - free_ring - older_bytes // 2
-    with open(disk / "filler.bin", "wb") as f:  # one fixed size: nothing here takes back what is freed
-        os.posix_fallocate(f.fileno(), 0, st.f_bavail * st.f_frsize - want_free)
+    filler = fill(disk, leave=floor // 4)  # not camwire's: all its ring files would not make up the floor
+    feed.play(lambda: _paused(port) == 1 and metric(port, "dropped", camera="cam", reason="paused") >= 10)
+    paused = told.wait_for(lambda e: e["type"] == "recording_paused" and e["camera"] == "cam", timeout=30)
+    assert "--min-free" in paused["reason"]
+    assert {f: f.stat().st_ino for f in kept if f.exists()} == kept, "a kept clip's file was deleted"
 
-    deadline = time.monotonic() + 60
-    while older_dir.exists():
-        assert time.monotonic() < deadline, "the older kept clip was never deleted"
-        time.sleep(0.2)  # retention runs every few seconds; the folder is the state to wait on
+    filler.unlink()
+    resumed_ns = time.time_ns()
+    feed.play(lambda: _paused(port) == 0 and any(r["start_ns"] > resumed_ns for r in closed_rows(root)))
+    told.wait_for(lambda e: e["type"] == "recording_resumed" and e["camera"] == "cam", timeout=30)
     assert daemons.stop("recorder") == 0
+
     stats = daemons.stats("recorder")
-    assert stats["deleted"]["keep_min_free"] == 1 and stats["deleted"]["min_free"] >= 3
-    kept = _kept(root)
-    assert list(kept) == [newer.id] and kept[newer.id]["complete"] and kept[newer.id]["files"]
-    newer_dir = next(root.glob(f"kept/*/{newer.id}"))
-    assert all((newer_dir / name).exists() for name in kept[newer.id]["files"])
-    st = os.statvfs(disk)
-    assert st.f_bavail * st.f_frsize >= floor
+    assert stats["pauses"] == 1 and stats["paused"] is False
+    # the floor took ring files, and nothing else
+    assert stats["deleted"]["min_free"] >= 3 and set(stats["deleted"]) == {"min_free"}
+    # resumed twice: the camera's first frame after the start (which the sink, never told of a
+    # pause, keeps to itself) and the resume
+    assert stats["notices"] == {"recording_paused": {"sent": 1}, "recording_resumed": {"sent": 2}}
+    assert set(_kept(root)) == set(kept_ids) and all(f.exists() for f in kept)
+    # every frame lost to the pause is a gap in the index, in the first file after it
+    lost = stats["dropped"]["cam"]["paused"]
+    assert stats["gaps"]["cam"] >= lost and sum(r["gaps"] for r in closed_rows(root)) == stats["gaps"]["cam"]
+
+
+def test_a_recorder_restarted_after_space_came_back_ends_the_pause_it_told(daemons, zctx, tmp_path: Path) -> None:
+    """A recorder that paused and was restarted once space came back (by hand, or by systemd)
+    never resumed in its first life: its first frame per camera tells the sink it records, so the
+    sink's pause (kept across its own restarts in its ledger) ends, once."""
+    import zmq
+
+    results, published = tcp(), tcp()
+    daemons.start("sink", "sink", "--bind", results, "--events", str(tmp_path / "events.jsonl"), "--publish",
+                  published, "--data-dir", str(tmp_path / "data"))
+    told = EventStream(zctx, published)
+    before = zctx.socket(zmq.PUSH)  # the recorder's first life, which paused and then died
+    before.setsockopt(zmq.LINGER, 1000)
+    before.connect(results)
+    ts = time.time_ns()
+    before.send(wire.pack(wire.Event(id=event_id(ts, "cam", "recording_paused"), type="recording_paused",
+                                     camera="cam", ts=ts / 1e9, reason="free space under --min-free")))
+    before.close()
+    told.wait_for(lambda e: e["type"] == "recording_paused" and e["camera"] == "cam", timeout=30)
+
+    root = tmp_path / "ring"
+    feed = Feed(zctx)
+    daemons.start("recorder", "recorder", "--subscribe", feed.addr, "--sink", results, "--dir", str(root),
+                  "--segment", "1")
+    feed.subscribed()
+
+    def resumed() -> bool:
+        try:
+            told.wait_for(lambda e: e["type"] == "recording_resumed" and e["camera"] == "cam", timeout=0.01)
+            return True
+        except AssertionError:  # not yet
+            return False
+
+    feed.play(resumed)
+    assert daemons.stop("recorder") == 0
+    assert daemons.stats("recorder")["notices"] == {"recording_resumed": {"sent": 1}}
 
 
 def test_a_wrong_subscribe_address_is_warned_about_by_name(daemons, zctx, tmp_path: Path) -> None:
@@ -151,7 +199,7 @@ def test_invented_camera_names_do_not_grow_the_ring(tmp_path: Path) -> None:
     counters, log = Counters(), structlog.get_logger()
     repeats = RepeatLimiter(log)
     keeper = Keeper(root, index, 1, 1, ("detection",), counters, log, repeats)
-    ring = Ring(root, index, keeper, Retention(root, index, Limits(min_free=0), counters, log, repeats, keeper),
+    ring = Ring(root, index, keeper, Retention(root, index, Limits(min_free=0), counters, log, repeats),
                 1.0, Encoding(), counters, log, repeats, max_cameras=8)
     for batch in range(20):
         for i in range(50):

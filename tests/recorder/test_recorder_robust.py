@@ -269,6 +269,7 @@ def test_units_and_defaults(tmp_path: Path) -> None:
     assert (args.segment, args.max_bytes, args.keep_max_bytes, args.min_free) == (120.0, 3 << 29, 10 << 30, 0.1)
     args = parse(["recorder", "--subscribe", tcp(), "--dir", str(tmp_path)])
     assert (args.retain, args.keep_retain, args.min_free, args.max_cameras) == (7 * 86400, 30 * 86400, 0.05, 256)
+    assert (args.max_segment_bytes, args.encode_memory, args.max_frame_bytes) == (1 << 30, 3 << 29, 7680 * 4320 * 4)
     assert "motion" not in DEFAULT_KEEP_TYPES
 
 
@@ -280,3 +281,14 @@ def test_retention_decisions() -> None:
     assert capture_time(now + 10 * DAY_NS, now, DAY_NS) == (now, True)
     assert capture_time(now - 2 * DAY_NS, now, DAY_NS) == (now, True)
     assert bytes_to_free(1000, 100, 0.05) == 0 and bytes_to_free(1000, 20, 0.05) == 30
+
+
+def test_pause_decisions() -> None:
+    from recorder.pause import judge
+
+    # (paused before, floor met by the ring's files, free, size, min_free) -> paused after
+    assert judge(False, True, 10, 1000, 0.05) is False
+    assert judge(False, False, 10, 1000, 0.05) is True  # only foreign files or kept clips left
+    assert judge(True, True, 60, 1000, 0.05) is True  # back at the floor, not yet 1.5 times it
+    assert judge(True, True, 75, 1000, 0.05) is False and judge(True, False, 20, 1000, 0.05) is True
+    assert judge(True, True, 0, 1000, 0.0) is False  # no floor any more (a reload): it resumes

@@ -58,7 +58,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     counters, log = Counters(), structlog.get_logger()
     repeats = RepeatLimiter(log)
     keeper = Keeper(root, index, 1.0, 1.0, ("object",), counters, log, repeats)
-    ring = Ring(root, index, keeper, Retention(root, index, Limits(min_free=0), counters, log, repeats, keeper),
+    ring = Ring(root, index, keeper, Retention(root, index, Limits(min_free=0), counters, log, repeats),
                 2.0, Encoding(gop=FPS), counters, log, repeats)
     t0_ns = (time.time_ns() - 600 * 10**9) // 10**6 * 10**6  # ten minutes ago, on a millisecond
     seqs: dict[str, int] = {}
