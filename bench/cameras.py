@@ -90,7 +90,8 @@ def run(mode: str, n: int, clip: Path, seconds: float, work: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 allow_abbrev=False)
     ap.add_argument("--cameras", type=int, nargs="+", default=[4, 8])
     ap.add_argument("--seconds", type=float, default=20.0, help="length of the clip each camera reads")
     ap.add_argument("--out", help="write the results as JSON here too")

@@ -105,7 +105,7 @@ def cut(ring: Path, minutes: int, segments: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("--minutes", default="1,5,10", help="clip lengths, comma-separated")
     ap.add_argument("--out", help="write the results as JSON here too")
     args = ap.parse_args()

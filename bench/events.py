@@ -255,7 +255,8 @@ def lost(without: list[Obj], with_gate: list[Obj], slack: float) -> list[Obj]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 allow_abbrev=False)
     ap.add_argument("--clips", nargs="+", default=list(CLIPS), metavar="NAME", help="files in ../shared/media/")
     ap.add_argument("--fps", type=float, default=5.0, help="frames a second sampled towards the pool (default 5)")
     ap.add_argument("--confidence", type=float, default=0.5, help="the SSD worker's --confidence (default 0.5)")

@@ -108,7 +108,8 @@ def measure(det: OnnxDetector, images: list[np.ndarray], batch: int, seconds: fl
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 allow_abbrev=False)
     ap.add_argument("--seconds", type=float, default=10.0, help="measuring time per batch size")
     ap.add_argument("--out", help="write the results as JSON here too")
     args = ap.parse_args()

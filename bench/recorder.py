@@ -121,7 +121,8 @@ def lz4_on(clip: Path, max_frames: int = 300) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 allow_abbrev=False)
     ap.add_argument("--seconds", type=float, default=20.0, help="length of the 1080p25 test clip")
     ap.add_argument("--out", help="write the results as JSON here too")
     args = ap.parse_args()

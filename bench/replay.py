@@ -100,7 +100,8 @@ def replay(frames: list[Boxes], size: tuple[int, int], step: int, relink: float,
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 allow_abbrev=False)
     ap.add_argument("--clip", default="people-walking.mp4", help="a file in ../shared/media/")
     ap.add_argument("--confidence", type=float, default=0.5)
     args = ap.parse_args()

@@ -436,7 +436,8 @@ PARTS = ("framing", "transport", "decode", "curve")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 allow_abbrev=False)
     ap.add_argument("--seconds", type=float, default=3.0, help="measuring window per transport case")
     ap.add_argument("--clip-seconds", type=float, default=20.0)
     ap.add_argument("--only", choices=PARTS, action="append",

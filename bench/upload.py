@@ -6,10 +6,10 @@ The recipe this answers uploaded 50 OpenCV frames one by one (1.05 s each), then
 
 1. ``--n`` snapshots (a 640x480 frame as a JPEG, as the sink writes them), one ``put_object`` after
    another on one client;
-2. the same, from a pool of ``--workers`` threads sharing one client (classifier.upload.make_client:
+2. the same, from a pool of ``--workers`` threads sharing one client (common.upload.make_client:
    ``max_pool_connections = workers``);
 3. the recipe's 50 frames in parallel the same way: its wall time (the recipe wants under 1 s);
-4. the whole path, classifier.upload.Uploader: ``--n`` events queued in SQLite, each its snapshot
+4. the whole path, common.upload.Uploader: ``--n`` events queued in SQLite, each its snapshot
    and its manifest, until every ``uploaded`` event is out.
 
 Run: ``.venv/bin/python bench/upload.py [--n 200] [--workers 8]``.
@@ -32,11 +32,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from classifier.disk import WriteErrors  # noqa: E402
 from classifier.snapshots import SnapshotStore  # noqa: E402
-from classifier.upload import UploadConfig, Uploader, make_client, snapshot_parts  # noqa: E402
 from common import wire  # noqa: E402
 from common.counters import Counters  # noqa: E402
 from common.logs import RepeatLimiter  # noqa: E402
 from common.pixels import encode_jpeg  # noqa: E402
+from common.upload import UploadConfig, Uploader, make_client, snapshot_parts  # noqa: E402
 from s3_server import ACCESS_KEY, SECRET_KEY, S3Server  # noqa: E402
 
 BUCKET = "camwire-bench"
@@ -101,7 +101,7 @@ def whole_path(cfg: UploadConfig, n: int, jpeg: bytes, tmp: Path) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("--n", type=int, default=200, help="snapshots in each of runs 1, 2 and 4")
     ap.add_argument("--workers", type=int, default=8)
     args = ap.parse_args()

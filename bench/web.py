@@ -343,7 +343,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 allow_abbrev=False)
     ap.add_argument("--cameras", type=int, default=4, help="cameras in the run (default 4)")
     ap.add_argument("--viewers", type=int, nargs="+", default=[0, 1, 10], help="viewers per phase (default 0 1 10)")
     ap.add_argument("--seconds", type=float, default=15.0, help="measured seconds per phase (default 15)")

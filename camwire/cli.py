@@ -20,6 +20,7 @@ from typing import Any, Callable
 from camwire import __version__
 from common.config import DAEMONS, SECTIONS, SECURITY, Config, ConfigError, load_config, register_part
 from common.curve import Curve
+from common.daemon import EXIT_OPTIONS
 from common.metrics import serve_metrics
 from common.paths import camera_name, name_list, writable_dir, writable_file
 from common.sockets import OperatorError
@@ -153,11 +154,11 @@ register_part("rules", _rules_part)
 
 
 def _upload_part(data: dict[str, Any], env: dict[str, str]) -> Any:
-    from classifier.upload import upload_from_config
+    from common.upload import upload_from_config
     return upload_from_config(data, env)
 
 
-register_part("upload", _upload_part)  # [upload]: the sink's object storage (classifier.upload)
+register_part("upload", _upload_part)  # [upload]: the sink's object storage (common.upload)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -200,16 +201,18 @@ def build_parser(only: str | set[str] | None = None) -> tuple[argparse.ArgumentP
     module is imported only when its parser is built."""
     if isinstance(only, str):
         only = {only}
-    parser = argparse.ArgumentParser(prog="camwire", description=__doc__, formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog="camwire", description=__doc__, formatter_class=HelpFormatter,
+                                     allow_abbrev=False)  # --detect is not --detector
     parser.add_argument("--version", action="version", version=f"camwire {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     subs = {}
     for name, (module_name, help_text) in COMMANDS.items():
         if only is not None and name not in only:
-            sub.add_parser(name, help=help_text)
+            sub.add_parser(name, help=help_text, allow_abbrev=False)
             continue
         module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=help_text, description=DESCRIPTIONS[name], formatter_class=HelpFormatter)
+        p = sub.add_parser(name, help=help_text, description=DESCRIPTIONS[name], formatter_class=HelpFormatter,
+                           allow_abbrev=False)
         module.add_arguments(p)
         if name in CONFIGURED:
             p.add_argument("--config", metavar="FILE", help="camwire.toml: cameras, sockets and this daemon's "
@@ -408,7 +411,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if command not in CONFIGURED:
         return parser.parse_args(argv)
     rest = argv[argv.index(command) + 1:]
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config")
     pre.add_argument("--cameras")
     known, _ = pre.parse_known_args(rest)
@@ -418,7 +421,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
             cfg = load_full(known.config, running=command)
             after = apply_config(subs[command], command, cfg, known.cameras)
         except ConfigError as exc:
-            parser.exit(2, f"camwire {command}: error: {exc}\n")
+            parser.exit(EXIT_OPTIONS, f"camwire {command}: error: {exc}\n")
     args = parser.parse_args(argv)
     for dest, value in after.items():
         if getattr(args, dest) is None:
@@ -431,7 +434,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
             camera_name(args.camera)  # the extractor's own flag: a name the wire takes, never renamed
         run_check(command, args)  # what the file said passed already: this is about the flags
     except (ValueError, argparse.ArgumentTypeError) as exc:
-        parser.exit(2, f"camwire {command}: error: {exc}\n")
+        parser.exit(EXIT_OPTIONS, f"camwire {command}: error: {exc}\n")
     return args
 
 
@@ -494,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         # (argparse, the file, each command's check hook); any other error from here on is a
         # crash: it exits 1 with its traceback in the log, and is restarted.
         print(f"camwire {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_OPTIONS
 
 
 if __name__ == "__main__":

@@ -1,15 +1,10 @@
 """``camwire run``: the whole pipeline on one host, each daemon a supervised child process.
+Its flags, the children started, watched and stopped, and their counters summed at the end;
+which children and with which command lines is camwire.plan's.
 
 Two ways to say what runs: ``--config camwire.toml`` (the file's cameras and each daemon's
 settings: MQTT, webhook, metrics ports, the recorder if its section names a ``dir``), or
-``--camera NAME=URL`` flags. With a file every child gets ``--config FILE`` (so no secret is
-ever on a child's command line) and only the overrides it needs: ipc addresses in a private run
-folder for the sockets the file's ``[sockets]`` does not name, ``--instance N`` for worker N,
-and the flags given to ``run`` itself, which still override the file. ``[run]`` holds run's own
-flags (``workers = 4``).
-
-Extractors: cameras with their own ``publish`` or ``metrics_port`` get an extractor each (as
-``camwire-extractor@NAME`` would run them); the others share one (as ``camwire-extractor``).
+``--camera NAME=URL`` flags.
 
 SIGHUP is passed on to every running child, and each reloads (common.daemon); run goes on.
 A child that exits 2 refused its options (or an address is in use): a restart would only say so
@@ -37,11 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camwire.plan import plan as planned
 from classifier import sink as sink_daemon
 from classifier import worker as worker_daemon
-from classifier.worker import add_detector_arguments, detector_argv
-from common.config import SECURITY, Config
+from classifier.worker import add_detector_arguments
+from common.config import Config
 from common.counters import merge, write_stats
+from common.daemon import EXIT_OPTIONS, EXIT_SOURCE_FAILED
 from common.lifecycle import Hangup, StopFlag, backoff_delay
 from common.logs import configure, redact_url
 from common.paths import camera_name
@@ -49,15 +46,12 @@ from common.sockets import OperatorError
 from common.units import duration
 from extractor.camera import PASSTHROUGH
 from extractor.daemon import add_sampling_arguments
-from extractor.source import is_file
-from recorder.daemon import add_recording_arguments, recording_argv
+from recorder.daemon import add_recording_arguments
 
 STOP_TIMEOUT_S = 10.0
 RESTART_WINDOW_S = 60.0
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
-EXIT_SOURCE_FAILED = 3  # an extractor's: a file camera failed for good (extractor.daemon)
 FINISHED = (0, EXIT_SOURCE_FAILED)  # an extractor that exits so is done: never restarted
-SOCKET_NAMES = ("frontend", "backend", "results", "events", "detections")
 
 
 def parse_camera(text: str) -> tuple[str, list[str]]:
@@ -82,7 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--once", action="store_true",
                    help="every source a file: exit when each has been processed (1 if any camera failed)")
     p.add_argument("--stats", metavar="PATH", help="write every component's counters here at exit")
-    p.add_argument("--cooldown", type=duration, default=1.0, metavar="S", help="see camwire sink --cooldown")
+    p.add_argument("--cooldown", type=duration, metavar="S",
+                   help="does nothing (nor does the sink's); accepted, with a warning, for one more release")
     p.add_argument("--rules", metavar="FILE", help="see camwire sink --rules")
     rec = p.add_argument_group("recording (see camwire recorder)")
     rec.add_argument("--record", metavar="DIR", help="record every camera into a ring here and keep clips of events")
@@ -147,185 +142,10 @@ def _in_child() -> None:
 
 
 def plan(args: argparse.Namespace, run_dir: Path) -> list[Child]:
-    """The children of a run, in start order: sink, ventilator, workers, recorder, extractors."""
-    if isinstance(getattr(args, "config", None), Config):
-        if args.camera:
-            raise ValueError("--camera and --config: the cameras come from one or the other")
-        return plan_from_config(args, args.config, run_dir)
-    if not args.camera:
-        raise ValueError("give --config FILE or at least one --camera NAME=URL")
-    if not args.detector:
-        raise ValueError("--detector is needed without --config")
-    return plan_from_flags(args, run_dir)
-
-
-def plan_from_flags(args: argparse.Namespace, run_dir: Path) -> list[Child]:
-    cameras = args.camera
-    names = [n for n, _ in cameras]
-    if len(set(names)) != len(names):
-        raise ValueError("camera names must be unique")
-    if args.once and not all(is_file(u) for _, urls in cameras for u in urls):
-        raise ValueError("--once needs every source to be a file")
-    addr = {k: f"ipc://{run_dir}/{k}" for k in SOCKET_NAMES}
+    """The children of a run, in start order (camwire.plan), each with its stats files in the run
+    folder. Raises ValueError saying what cannot be run."""
     stats_dir = run_dir / "stats"
-    sink = ["sink", "--bind", addr["results"], "--events", args.events, "--cooldown", str(args.cooldown)]
-    if args.rules:
-        sink += ["--rules", args.rules]
-    if args.record:
-        sink += ["--publish", addr["events"]]
-    if args.web:
-        sink += ["--publish-detections", addr["detections"]]
-    if args.data_dir:
-        sink += ["--data-dir", args.data_dir]
-    if args.once:
-        sink += ["--exit-when-drained", ",".join(names)]
-    children = [Child("sink", "sink", sink, stats_dir),
-                Child("ventilator", "ventilator",
-                      ["ventilator", "--frontend", addr["frontend"], "--backend", addr["backend"]], stats_dir)]
-    for i in range(1, args.workers + 1):
-        children.append(Child(f"classifier-{i}", "classifier",
-                              ["classifier", "--connect", addr["backend"], "--sink", addr["results"],
-                               "--name", f"worker-{i}", *detector_argv(args)], stats_dir))
-    sampling = (["--keyframes"] if args.keyframes else ["--fps", str(args.fps)] if args.fps
-                else ["--every", str(args.every)])
-    publish = {name: f"ipc://{run_dir}/publish-{name}" for name in names}
-    if args.record:
-        argv = ["recorder", "--dir", args.record, "--events", addr["events"], *recording_argv(args)]
-        argv += [a for name in names for a in ("--subscribe", publish[name])]
-        if args.once:
-            argv += ["--exit-when-ended", ",".join(names)]
-        children.append(Child("recorder", "recorder", argv, stats_dir))
-    for name, urls in cameras:
-        argv = ["extractor", "--camera", name, "--push", addr["frontend"], *sampling]
-        # each URL through the environment: the extractor fills ${VAR} in (common.env.expand)
-        env = {f"CAMWIRE_SOURCE_{i}": u for i, u in enumerate(urls)}
-        argv += [a for var in env for a in ("--source", f"${{{var}}}")]
-        if args.realtime:
-            argv.append("--realtime")
-        if args.record:
-            # a file waits for the recorder, so it is recorded from its first frame
-            argv += ["--publish", publish[name], "--publish-enc", args.record_enc, "--publish-wait", "10"]
-        elif args.web:
-            argv += ["--publish", publish[name]]  # live views only: LZ4 frames, no waiting for a subscriber
-        children.append(Child(f"extractor-{name}", "extractor", argv, stats_dir, env=env))
-    if args.web:
-        argv = ["web", "--port", str(args.web), "--events", args.events, "--detections", addr["detections"],
-                *(["--data-dir", args.data_dir] if args.data_dir else []),
-                *(["--recordings", args.record] if args.record else [])]
-        argv += [a for name in names for a in ("--subscribe", publish[name])]
-        children.append(Child("web", "web", argv, stats_dir))
-    return children
-
-
-def _given(pairs: list[str], given: set[str]) -> list[str]:
-    """Of ``[--flag, value, ...]``, the pairs whose flag was given to ``run`` itself."""
-    return [w for i in range(0, len(pairs), 2) if pairs[i][2:].replace("-", "_") in given
-            for w in pairs[i:i + 2]]
-
-
-def _flag_words(section: dict[str, Any], skip: set[str]) -> list[str]:
-    """A file section's values as flags (for a child that cannot take --config): no secrets here."""
-    words: list[str] = []
-    for key, value in section.items():
-        if key in skip:
-            continue
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            words.append(flag)
-        elif value is not False:
-            words += [w for v in (value if isinstance(value, list) else [value]) for w in (flag, str(v))]
-    return words
-
-
-def plan_from_config(args: argparse.Namespace, cfg: Config, run_dir: Path) -> list[Child]:
-    """A run of the whole file: every child reads it (--config) and gets only what it must."""
-    given: set[str] = getattr(args, "given", set())
-    if not cfg.cameras:
-        raise ValueError(f"{cfg.path}: no [cameras.NAME] to run")
-    names = list(cfg.cameras)
-    if args.once and not all(is_file(u) for c in cfg.cameras.values() for u in c.sources):
-        raise ValueError("--once needs every camera's sources to be files")
-    cfg_argv = ["--config", str(cfg.path)]
-    own = {k: f"ipc://{run_dir}/{k}" for k in SOCKET_NAMES if k not in cfg.sockets}  # the file names none
-
-    def over(name: str, flag: str) -> list[str]:
-        return [flag, own[name]] if name in own else []
-
-    stats_dir = run_dir / "stats"
-    record_dir = args.record if "record" in given else cfg.sections["recorder"].get("dir")
-    sink = ["sink", *cfg_argv, *over("results", "--bind")]
-    if "events" in given or "events" not in cfg.sections["sink"]:
-        sink += ["--events", args.events]
-    sink += _given(["--data-dir", str(args.data_dir), "--cooldown", str(args.cooldown),
-                    "--rules", str(args.rules)], given)
-    if record_dir:
-        sink += over("events", "--publish")
-    web = bool(cfg.sections.get("web")) or "web" in given
-    if web:
-        sink += over("detections", "--publish-detections")
-    if args.once:
-        sink += ["--exit-when-drained", ",".join(names)]
-    children = [Child("sink", "sink", sink, stats_dir),
-                Child("ventilator", "ventilator",
-                      ["ventilator", *cfg_argv, *over("frontend", "--frontend"), *over("backend", "--backend")],
-                      stats_dir)]
-    for i in range(1, args.workers + 1):
-        children.append(Child(f"classifier-{i}", "classifier",
-                              ["classifier", *cfg_argv, "--instance", str(i), *over("backend", "--connect"),
-                               *over("results", "--sink"), *_given(detector_argv(args), given)], stats_dir))
-    # extractors: a camera with its own publish/metrics port alone, the others together; with
-    # --once each alone, and given its camera as flags: an extractor with --config never exits on
-    # its own (a service), and with --once every source is a file (no secret on a command line)
-    alone = names if args.once else [c.name for c in cfg.cameras.values() if c.publish or c.metrics_port]
-    shared = [n for n in names if n not in alone]
-    groups = [(f"extractor-{n}", [n]) for n in alone] + ([("extractor", shared)] if shared else [])
-    publish = {n: cfg.cameras[n].publish or f"ipc://{run_dir}/publish-{n}" for n in alone}
-    for n in shared:
-        publish[n] = cfg.sockets.get("frames") or f"ipc://{run_dir}/publish-shared"
-    if record_dir:
-        recorded = [n for n in names if cfg.cameras[n].record]
-        argv = ["recorder", *cfg_argv, *over("events", "--events"), *over("results", "--sink"),
-                *_given(recording_argv(args), given)]
-        if "record" in given:
-            argv += ["--dir", record_dir]
-        argv += [a for addr in dict.fromkeys(publish[n] for n in recorded) for a in ("--subscribe", addr)]
-        if args.once:
-            argv += ["--exit-when-ended", ",".join(recorded)]
-        children.append(Child("recorder", "recorder", argv, stats_dir))
-    enc = (["--publish-enc", args.record_enc] if "record_enc" in given
-           or "publish_enc" not in cfg.sections["extractor"] else [])
-    for child_name, group in groups:
-        argv = ["extractor", "--publish", publish[group[0]]]
-        if record_dir:
-            argv += [*enc, "--publish-wait", "10"]  # a file waits for the recorder: recorded from frame 0
-        if "realtime" in given:
-            argv.append("--realtime")
-        if not args.once:
-            argv += [*cfg_argv, *over("frontend", "--push"), "--cameras", ",".join(group)]
-        else:
-            cam = cfg.cameras[group[0]]
-            s = cam.sampling
-            argv += ["--camera", cam.name, *(w for u in cam.sources for w in ("--source", u)),
-                     "--push", own.get("frontend") or cfg.sockets["frontend"],
-                     *(["--keyframes"] if s.keyframes else ["--fps", str(s.fps)] if s.fps
-                       else ["--every", str(s.every)]),
-                     *(["--realtime"] if cam.realtime and "realtime" not in given else []),
-                     *(["--detect", cam.detect] if cam.detect else []),  # its motion gate and masks, as the file says
-                     *(w for m in cam.masks for w in ("--mask", json.dumps(m.to_list()))),
-                     *(["--metrics-port", str(cam.metrics_port)] if cam.metrics_port else []),
-                     *_flag_words(cfg.sections["extractor"], {"cameras", "metrics_port", "publish", "push",
-                                                              *({"publish_enc"} if enc else set())}),
-                     *_flag_words({SECURITY[k]: v for k, v in cfg.sections.get("security", {}).items()}, set())]
-        children.append(Child(child_name, "extractor", argv, stats_dir))
-    if web:
-        argv = ["web", *cfg_argv, *over("detections", "--detections"),
-                *(["--port", str(args.web)] if "web" in given else []),
-                *_given(["--events", args.events, "--data-dir", str(args.data_dir)], given),
-                *(["--events", args.events] if "events" not in given and "events" not in cfg.sections["sink"] else []),
-                *(["--recordings", record_dir] if "record" in given else [])]
-        argv += [a for addr in dict.fromkeys(publish.values()) for a in ("--subscribe", addr)]
-        children.append(Child("web", "web", argv, stats_dir))
-    return children
+    return [Child(p.name, p.role, p.argv, stats_dir, env=p.env) for p in planned(args, run_dir)]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -334,6 +154,10 @@ def main(args: argparse.Namespace) -> int:
     stop = StopFlag().install()
     hangup = Hangup()
     signal.signal(signal.SIGHUP, hangup.handle)
+    cfg = args.config if isinstance(args.config, Config) else None
+    if args.cooldown is not None or (cfg is not None and "cooldown" in cfg.sections.get("sink", {})):
+        log.warning("cooldown does nothing: remove it (--cooldown, [run] or [sink] cooldown); "
+                    "the next release refuses it")
     run_dir = Path(tempfile.mkdtemp(prefix="camwire-run-"))
     try:
         children = plan(args, run_dir)
@@ -393,9 +217,9 @@ def supervise(children: list[Child], stop: StopFlag, once: bool, log,
                     log.info("source finished", child=child.name)
             elif rc == 0 and child in last and once:
                 child.finished = True
-            elif rc == 2:  # bad options or an address in use: a restart would only say so again
+            elif rc == EXIT_OPTIONS:  # bad options or an address in use: a restart would only say so again
                 log.error("child refused its options; stopping the run", child=child.name, returncode=rc)
-                return 2
+                return EXIT_OPTIONS
             else:
                 delay = backoff_delay(child.recent_restarts(now) + 1)
                 child.restart_at = now + delay

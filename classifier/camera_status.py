@@ -46,6 +46,7 @@ import msgspec
 
 from classifier.disk import WriteErrors
 from classifier.events import SILENT
+from common import database
 from common import wire
 
 FLUSH_S = 1.0
@@ -88,6 +89,10 @@ class CameraRow:
     unserved: int = 0  # frames counted while a detector it wants has no worker
     unserved_detectors: str | None = None  # those detectors, comma-separated
     drops: str | None = None  # JSON: the extractor's frames not sent on, by why (wire.Status.drops)
+
+
+# a status.db from an older sink gains the columns added since (untyped, as SQLite allows)
+ADDED = {"cameras": [(f.name, "") for f in fields(CameraRow)], "workers": [("detector", "TEXT")]}
 
 
 @dataclass(slots=True)
@@ -136,25 +141,10 @@ class StatusBook:
     def _connect(self) -> bool:
         assert self.path is not None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path)
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; no fsync per flush
-                db.executescript(SCHEMA)
-                have = {r[1] for r in db.execute("PRAGMA table_info(cameras)")}
-                for f in fields(CameraRow):  # a status.db from an older sink gains the new columns
-                    if f.name not in have:
-                        db.execute(f"ALTER TABLE cameras ADD COLUMN {f.name}")
-                if "detector" not in {r[1] for r in db.execute("PRAGMA table_info(workers)")}:
-                    db.execute("ALTER TABLE workers ADD COLUMN detector TEXT")
-            except sqlite3.Error:
-                db.close()
-                raise
+            self.db = database.connect(self.path, SCHEMA, ADDED)
         except (sqlite3.Error, OSError) as exc:
             self._failed(exc)
             return False
-        self.db = db
         return True
 
     def _failed(self, exc: BaseException) -> None:

@@ -7,7 +7,7 @@ emits the events that call made. From an object's start on, each of its frames i
 ``DATA_DIR/frames/<object id>/<seq>.jpg``; the few seen before its start (a rule's
 ``min_frames`` or ``zones`` holding it back) are held in memory and written at its start, or
 forgotten when it ends unstarted. At the object's ``end`` :meth:`Frames.end` hands its files over
-as upload parts (classifier.upload.Part) in seq order, each deleted once it is up or has failed
+as upload parts (common.upload.Part) in seq order, each deleted once it is up or has failed
 for good.
 
 Bounded: at most ``cap`` frames per object (300) and ``HELD`` before its start (the rest are
@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from classifier.disk import WriteErrors, free_fraction
-from classifier.upload import Part
 from common.counters import Counters
 from common.paths import safe_name
+from common.upload import Part
 
 MAX_FRAMES = 300  # per object: a minute at 5 fps
 HELD = 10  # frames held in memory per object not started yet (a rule's min_frames, zones)

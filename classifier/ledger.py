@@ -36,6 +36,7 @@ from typing import TypeVar
 import msgspec
 
 from classifier.disk import WriteErrors
+from common import database
 
 FILE = "ledger.db"  # in the sink's --data-dir
 MAX_IDS = 65536  # newest (camera, type, ns) keys kept: as classifier.events keeps in memory
@@ -69,19 +70,10 @@ class Ledger:
     def _connect(self) -> bool:
         assert self.path is not None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=LOCK_WAIT_S)
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.executescript(SCHEMA)
-            except sqlite3.Error:
-                db.close()
-                raise
+            self.db = database.connect(self.path, SCHEMA, timeout=LOCK_WAIT_S)
         except (sqlite3.Error, OSError) as exc:
             self._failed(exc)
             return False
-        self.db = db
         return True
 
     def _failed(self, exc: BaseException) -> None:

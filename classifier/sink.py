@@ -20,7 +20,7 @@ start, updates and an end per tracked object). Each event is also a JSON line in
 ``--data-dir``/status.db holds each camera's, each worker's and the sink's own status
 (classifier.camera_status); ``--data-dir``/ledger.db what the events have told (classifier.ledger:
 each camera's motion, online, covered and recording state, and the ids given), written before an
-event leaves, so a restarted sink repeats no event and no id. With ``[upload]`` (classifier.upload)
+event leaves, so a restarted sink repeats no event and no id. With ``[upload]`` (common.upload)
 its snapshots and, at each object's end, the object's frames (classifier.frames) go to object
 storage, and the ``uploaded`` events come back out here.
 
@@ -63,7 +63,6 @@ from classifier.recording_state import TYPES as RECORDING_TYPES, RecordingStates
 from classifier.rules import load_rules
 from classifier.snapshots import SnapshotStore
 from classifier.frames import Frames
-from classifier.upload import SINK_WHAT, Uploader, snapshot_parts
 from classifier.tracking import Snapshot, Tracking, areas_from_config
 from common import wire
 from common.admission import DEFAULT_IDLE_S, DEFAULT_POOL, LABELS as ADMISSION_LABELS, Admission
@@ -72,6 +71,7 @@ from common.daemon import Daemon
 from common.metrics import EVENT_LATENCY, RESULT_LATENCY
 from common.paths import name_list
 from common.units import duration, percent, positive, size
+from common.upload import SINK_WHAT, Uploader, snapshot_parts
 
 PRUNE_EVERY_S = 60.0
 RELEASE_EVERY_S = 0.25  # held results past the reorder window's time bound go on this often
@@ -188,7 +188,7 @@ class Sink:
                              max_cameras=sys.maxsize,  # common.admission bounds the cameras, before Events
                              silent_after_s=args.silent_after)
         data_dir = Path(args.data_dir) if args.data_dir else None
-        upload = _upload(args)  # [upload]: classifier.upload
+        upload = _upload(args)  # [upload]: common.upload
         if upload and not data_dir:
             self.log.error("[upload] is not used: the sink has no --data-dir")
             upload = None

@@ -16,43 +16,36 @@ The detector runs in its own thread, so heartbeats and status keep flowing durin
 That thread is watched: if it dies, the frames it held get results with an error, the worker
 stops heartbeating and tells the ventilator it is out (``leaving``) until the thread is started
 again, then asks for work anew. A worker never heartbeats with nothing behind it.
+
+This module is the process: its flags, what it refuses before it starts (:func:`check`), and
+:func:`main`, which makes the sockets and hands them to the loop's handlers
+(classifier.worker_loop.Worker); the detection thread and result building are in
+classifier.detection.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import queue
 import socket
-import threading
-import time
 from typing import Any
 
 import zmq
 
-from classifier.detectors import Detector, FrameResult, make_detector
-from common import pixels, wire
+from classifier.detectors import make_detector
+from classifier.worker_loop import HEARTBEAT_S, Worker
+from common import wire
 from common.config import Config
-from common.counters import Counters
-from common.daemon import Daemon
-from common.logs import RepeatLimiter, configure
-from common.metrics import INFERENCE_SECONDS
 from common.curve import SERVER_OF
-from common.sockets import make_socket, send_nowait
+from common.daemon import Daemon
+from common.logs import configure
 from common.units import duration, positive, size
 
-HEARTBEAT_S = 1.0
 TICK_S = 0.25  # how soon a dead detection thread is noticed
-LEAVE_TIMEOUT_S = 4.0  # longest a stopping worker spends finishing frames it already took
-BYE_WAIT_S = 1.0
 SINK_HWM = 1000
 DEALER_HWM = 100  # ready/heartbeat queued while the ventilator is away; past it they are dropped
-PIPE_SEND_WAIT_MS = 500
 LABELS = {"processed": ("camera",), "dropped": ("reason",), "detector_errors": ("error",),
           "failed": ("reason",), "late": ("reason",)}
-
-Key = tuple[str, int]
-Batch = list[tuple[wire.FrameHeader, list[zmq.Frame]]]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -150,279 +143,6 @@ def detector_argv(args: argparse.Namespace) -> list[str]:
         if value is not None:
             argv += [flag, str(value)]
     return argv
-
-
-def result_parts(header: wire.FrameHeader, worker: str, detector: str, result: FrameResult | None = None,
-                 image: Any = None, error: str | None = None, infer_ms: float = 0.0) -> list[bytes]:
-    """A frame's ``result`` (and its JPEG snapshot when something was found or the lens is covered).
-
-    The detector's own result is converted and validated here, once; one the sink could not
-    decode (a NaN box) becomes a result with the error instead."""
-    detections: list[wire.Detection] = []
-    flags = wire.Flags()
-    if result is not None:
-        try:
-            detections, flags = result.to_wire()
-        except (ValueError, TypeError) as exc:  # msgspec.ValidationError is a ValueError
-            error = error or f"detector gave an invalid result: {exc}"
-    body = wire.Result(camera=header.camera, seq=header.seq, ts_ns=header.ts_ns, width=header.width,
-                       height=header.height, pts=header.pts, worker=worker, detector=detector, detections=detections,
-                       flags=flags, error=error[:1000] if error else None, infer_ms=min(infer_ms, 1e6),
-                       motion=header.motion, prev=header.prev)
-    parts = [wire.pack(body)]
-    if image is not None and error is None and (detections or flags.covered):
-        parts.append(pixels.encode_jpeg(image))  # the sink saves it as the event's snapshot
-    return parts
-
-
-class Detection(threading.Thread):
-    """Runs the detector over batches from a queue; results go back over an inproc PUSH."""
-
-    def __init__(self, ctx: zmq.Context, detector: Detector, pipe_addr: str, worker: str,
-                 batches: queue.Queue[Batch | None], counters: Counters, max_frame_bytes: int, log: Any) -> None:
-        super().__init__(name="detection", daemon=True)
-        self.ctx, self.detector, self.pipe_addr, self.worker = ctx, detector, pipe_addr, worker
-        self.batches, self.counters, self.max_frame_bytes = batches, counters, max_frame_bytes
-        self.log = log
-        self.repeats = RepeatLimiter(log)  # this thread's own: a failing detector logs once a minute
-        self.busy_s = 0.0
-        self.finished = False  # set on a clean stop, so the watcher does not restart it
-        self.stopping = threading.Event()  # the worker no longer reads results
-
-    def run(self) -> None:
-        pipe = make_socket(self.ctx, zmq.PUSH, connect=self.pipe_addr)
-        try:
-            while (batch := self.batches.get()) is not None:
-                for parts in self.process(batch):
-                    # the main thread always reads; the bounded wait only guards a stopping worker
-                    while not send_nowait(pipe, parts, PIPE_SEND_WAIT_MS):
-                        if self.stopping.is_set():  # the worker has stopped reading: say so, never spin
-                            self.counters.add("dropped", "result_unsent")
-                            break
-            self.finished = True
-        finally:
-            pipe.close()
-
-    def process(self, batch: Batch) -> list[list[bytes]]:
-        decoded, out = [], []
-        for header, parts in batch:
-            try:
-                decoded.append(pixels.decode_frame([p.buffer for p in parts], self.max_frame_bytes))
-            except wire.MalformedMessage as exc:
-                self.counters.add("malformed", exc.reason)
-                out.append(result_parts(header, self.worker, self.detector.name, error=f"malformed: {exc}"))
-        started = time.perf_counter()
-        error = None
-        try:
-            results = self.detector.detect(decoded) if decoded else []
-            if len(results) != len(decoded):
-                raise RuntimeError(f"{len(results)} results for {len(decoded)} frames")
-        except Exception as exc:  # noqa: BLE001 - a model failing on a batch must not take the worker down
-            kind = type(exc).__name__
-            error = f"{kind}: {exc}"
-            self.counters.add("detector_errors", kind)
-            self.repeats(f"detector:{error}", "detector failed; its frames get results with the error",
-                         level="error", exc_info=True, error=error[:500], batch=len(decoded))
-            results = [FrameResult() for _ in decoded]
-        elapsed = time.perf_counter() - started
-        self.counters.add("batches")
-        self.busy_s += elapsed
-        INFERENCE_SECONDS.labels(self.detector.name).observe(elapsed)
-        for (header, image), result in zip(decoded, results):
-            self.counters.add("processed", header.camera)
-            out.append(result_parts(header, self.worker, self.detector.name, result, image, error=error,
-                                    infer_ms=round(1000 * elapsed / len(decoded), 3)))
-        return out
-
-
-class Worker:
-    """The dealer's and the detection pipe's handlers, batching, and the detection thread's care."""
-
-    def __init__(self, daemon: Daemon, dealer: zmq.Socket, sink: zmq.Socket, pipe: zmq.Socket, pipe_addr: str,
-                 detector: Detector, batch: int, batch_wait_s: float, max_frame_bytes: int, name: str) -> None:
-        self.daemon, self.dealer, self.sink, self.pipe, self.pipe_addr = daemon, dealer, sink, pipe, pipe_addr
-        self.detector, self.batch, self.batch_wait_s = detector, batch, batch_wait_s
-        self.max_frame_bytes, self.name = max_frame_bytes, name
-        self.serves: str | None = None  # the detector name it serves, said in every ready (main sets it)
-        self.log, self.counters = daemon.log, daemon.counters
-        self.batches: queue.Queue[Batch | None] = queue.Queue()
-        self.detection: Detection | None = None
-        self.pending: Batch = []  # taken, waiting to be handed to the detection thread
-        self.first_pending_at = 0.0
-        self.in_detection: dict[Key, wire.FrameHeader] = {}  # handed over, result not yet back
-        self.down = False  # the detection thread died; we are out until it is started again
-        self.bye = False
-        self.leaving = False
-        self._last_reset = -HEARTBEAT_S
-        self.busy_s = 0.0  # of detection threads that have died
-
-    def held(self) -> int:
-        return len(self.pending) + len(self.in_detection)
-
-    # -- the detection thread --------------------------------------------------------------------
-
-    def new_detection(self) -> Detection:
-        """The watcher's factory: at start, and again after the thread died."""
-        if self.detection is not None:
-            self.check_detection()  # its frames are answered before a new thread starts
-            self.busy_s += self.detection.busy_s
-        self.detection = Detection(self.daemon.ctx, self.detector, self.pipe_addr, self.name, self.batches,
-                                   self.counters, self.max_frame_bytes, self.log)
-        if self.down:
-            self.down, self.bye = False, False  # the bye our "leaving" brought is not the last one
-            self.log.info("detection thread back; asking for work again")
-            self._send_ready(max(0, self.batch - self.held()), [])
-        return self.detection
-
-    def check_detection(self) -> None:
-        """A dead detection thread's frames get results with an error; then we are out (no heartbeat,
-        no credits) until the watcher starts a new one."""
-        thread = self.detection
-        if self.down or thread is None or thread.is_alive() or thread.finished or not thread.ident:
-            return
-        self.down = True
-        self.daemon.drain(self.pipe)  # results it made before dying are real ones
-        while True:
-            try:
-                if self.batches.get_nowait() is None:
-                    self.batches.put(None)  # a stop asked for meanwhile stays asked for
-                    break
-            except queue.Empty:
-                break
-        lost = list(self.in_detection.values()) + [h for h, _ in self.pending]
-        self.in_detection.clear()
-        self.pending = []
-        self.log.error("detection thread died; its frames get results with an error", frames=len(lost))
-        self._fail(lost, "detection_died", "the detection thread died", credits=0)
-        self._send_ready(0, [], leaving=True)  # no more work until the thread is back
-
-    # -- input -----------------------------------------------------------------------------------
-
-    def on_dealer(self, parts: list[zmq.Frame]) -> None:
-        """A frame, or a control message, from the ventilator."""
-        if len(parts) == 2:
-            self._frame(parts)
-            return
-        msg = wire.unpack(parts[0].buffer)
-        wire.expect(msg, wire.Heartbeat, wire.Reset, wire.Bye, wire.Status, wire.Eos, wire.Motion, wire.Workers)
-        if len(parts) != 1:
-            raise wire.MalformedMessage("bad_part_count", f"{type(msg).__name__} in {len(parts)} parts")
-        if isinstance(msg, (wire.Status, wire.Eos, wire.Motion, wire.Workers)):
-            self._to_sink([parts[0].bytes])
-        elif isinstance(msg, wire.Reset):
-            # the ventilator does not know us (it restarted): our credits again, once per beat
-            # however many resets a backlog of heartbeats brings back
-            now = time.monotonic()
-            if not self.down and not self.leaving and now - self._last_reset >= HEARTBEAT_S:
-                self._last_reset = now
-                self._send_ready(max(0, self.batch - self.held()), [])
-        elif isinstance(msg, wire.Bye):
-            self.bye = True
-
-    def _frame(self, parts: list[zmq.Frame]) -> None:
-        try:
-            header = wire.peek_frame([p.buffer for p in parts], self.max_frame_bytes)
-        except wire.MalformedMessage as exc:
-            self.daemon.malformed(exc)
-            try:
-                header = wire.unpack(parts[0].buffer)
-            except wire.MalformedMessage:
-                header = None
-            if isinstance(header, wire.FrameHeader):  # answered, so the ventilator completes it
-                self._fail([header], f"malformed_{exc.reason}", f"malformed: {exc}", credits=1)
-            else:  # nothing names it: its credit back, the ventilator's deadline settles it
-                self._send_ready(1, [])
-            return
-        if self.down:
-            self._fail([header], "detection_down", "the detection thread is down", credits=0)
-            return
-        if not self.pending:
-            self.first_pending_at = time.monotonic()
-        self.pending.append((header, parts))
-        self.start_batch()
-
-    def on_pipe(self, parts: list[zmq.Frame]) -> None:
-        """A result from the detection thread: to the sink, and the frame done to the ventilator."""
-        result = wire.unpack(parts[0].buffer)
-        wire.expect(result, wire.Result)
-        key = (result.camera, result.seq)
-        if self.in_detection.pop(key, None) is None:
-            self.counters.add("late", "unknown_result")  # already answered with an error
-            return
-        self.counters.add("results")
-        self._to_sink([p.bytes for p in parts])
-        self._send_ready(1, [key])
-        self.start_batch()
-
-    # -- output ----------------------------------------------------------------------------------
-
-    def start_batch(self, flush: bool = False) -> None:
-        """Hand the next batch over when the thread is free and the batch full or waited long enough."""
-        if self.in_detection or not self.pending or self.down:
-            return
-        now = time.monotonic()
-        if len(self.pending) >= self.batch or now >= self.first_pending_at + self.batch_wait_s or flush:
-            batch, self.pending = self.pending[: self.batch], self.pending[self.batch:]
-            self.first_pending_at = now
-            self.in_detection = {(h.camera, h.seq): h for h, _ in batch}
-            self.batches.put(batch)
-
-    def _fail(self, headers: list[wire.FrameHeader], reason: str, error: str, credits: int) -> None:
-        """Results with ``error`` for frames that will not be processed, and them done."""
-        if not headers:
-            return
-        for header in headers:
-            self.counters.add("failed", reason)
-            self._to_sink(result_parts(header, self.name, self.detector.name, error=error))
-        self._send_ready(credits * len(headers), [(h.camera, h.seq) for h in headers])
-
-    def _to_sink(self, parts: list[bytes]) -> None:
-        if not send_nowait(self.sink, parts):
-            self.counters.add("dropped", "sink_full")
-
-    def _send_ready(self, credits: int, done: list[Key], leaving: bool = False) -> None:
-        msg = wire.Ready(worker=self.name, credits=min(credits, 4096), done=done, leaving=leaving,
-                         detector=self.serves)
-        if not send_nowait(self.dealer, [wire.pack(msg)]):
-            self.counters.add("dropped", "ready_unsent")
-
-    def heartbeat(self) -> None:
-        """Only while the detection thread is alive: a worker that cannot work does not say it can."""
-        thread = self.detection
-        if not self.down and thread is not None and thread.is_alive():
-            if not send_nowait(self.dealer, [wire.pack(wire.Heartbeat(worker=self.name))]):
-                self.counters.add("dropped", "heartbeat_unsent")
-
-    # -- stopping ----------------------------------------------------------------------------------
-
-    def leave(self) -> None:
-        """Tell the ventilator we are leaving, finish what we hold (bounded), then stop the thread."""
-        self.leaving = True
-        started = time.monotonic()
-        self._send_ready(0, [], leaving=True)
-        self.log.info("leaving: finishing the frames already taken", held=self.held())
-        poller = zmq.Poller()
-        poller.register(self.dealer, zmq.POLLIN)
-        poller.register(self.pipe, zmq.POLLIN)
-        while True:
-            now = time.monotonic()
-            if (self.held() == 0 and (self.bye or now > started + BYE_WAIT_S)) or now > started + LEAVE_TIMEOUT_S:
-                break
-            poller.poll(50)
-            self.daemon.drain(self.pipe)
-            self.daemon.drain(self.dealer)
-            self.check_detection()
-            self.start_batch(flush=True)
-        if self.held():
-            self.log.warning("left with frames unfinished", frames=self.held())
-        self.batches.put(None)
-        if self.detection is not None:
-            self.detection.stopping.set()
-            self.detection.join(timeout=5.0)
-
-    def stats_extra(self) -> dict[str, Any]:
-        busy = self.busy_s + (self.detection.busy_s if self.detection else 0.0)
-        return {"name": self.name, "busy_seconds": round(busy, 3)}
 
 
 def main(args: argparse.Namespace) -> int:

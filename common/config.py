@@ -129,10 +129,10 @@ class CameraConfig:
     detect: str | None = None
     masks: tuple[Polygon, ...] = ()  # motion ignores them; detections standing in them are dropped
     zones: dict[str, Polygon] = field(default_factory=dict)  # named polygons events list (common.geometry)
-    # a polled feed (extractor.poll): seconds between polls of its one http(s) url; None: a stream
+    # a polled feed (extractor.poll, extractor.feed): seconds between polls of its one http(s) url; None: a stream
     poll: float | None = None
     placeholder: tuple[str, ...] = ()  # sha256 (hex) of its "camera offline" images
-    stale_after: int | None = None  # unchanged polls before it is ``stale``; None: extractor.poll's default
+    stale_after: int | None = None  # unchanged polls before it is ``stale``; None: extractor.feed's default
 
 
 @dataclass(frozen=True)
@@ -296,7 +296,7 @@ def _camera(name: str, table: Any, env: dict[str, str], cfg: Config) -> CameraCo
 
 
 def _poll_keys(table: dict[str, Any], where: str, cfg: Config, url: str) -> dict[str, Any]:
-    """``poll``, ``placeholder`` and ``stale_after`` (extractor.poll), each refused at its own line."""
+    """``poll``, ``placeholder`` and ``stale_after`` (extractor.feed), each refused at its own line."""
     poll = table.get("poll")
     if poll is not None:
         try:

@@ -1,4 +1,4 @@
-"""One daemon skeleton for all five: start-up, a Poller loop, reload, threads watched, a bounded stop.
+"""One daemon skeleton for every daemon: start-up, a Poller loop, reload, threads watched, a bounded stop.
 
 A daemon's module builds a :class:`Daemon`, makes its sockets through it, says what handles each
 socket (``on``), what runs on a timer (``every``), what a reload does (``on_reload``) and which
@@ -46,6 +46,12 @@ from common.lifecycle import Hangup, StopFlag, backoff_delay
 from common.logs import RepeatLimiter, configure
 from common.metrics import register_stats
 from common.sockets import HANDSHAKE_FAILED, HANDSHAKE_REASONS, OperatorError, PeerWatch, make_socket
+
+# exit codes, the same for every daemon and camwire run; run and systemd act on them
+EXIT_OK = 0  # stopped, or its work done (an extractor's files read to their end)
+EXIT_CRASHED = 1  # a crash (its traceback in the log) or a failure it cannot go on without: restarted
+EXIT_OPTIONS = 2  # its options or file refused, or an address in use: a restart would only say so again
+EXIT_SOURCE_FAILED = 3  # an extractor's: a file camera failed for good; camwire run does not restart it
 
 TICK_MS = 250  # the longest the loop sleeps: timers and the stop flag are checked at least this often
 DRAIN_MAX = 256  # messages taken from one socket in one turn before the next socket gets its turn
@@ -98,7 +104,7 @@ class Daemon:
         self._hup = Hangup()
         self._stats_extra: Callable[[], dict[str, Any]] | None = None
         self._gauges: Callable[[], dict] | None = None
-        self.exit_code = 0
+        self.exit_code = EXIT_OK
         # keys of this daemon's own section that its reload hooks apply; a change to any other is
         # logged as needing a restart, so an operator is never left thinking a reload applied it
         self.reloadable: set[str] = set()
@@ -240,7 +246,7 @@ class Daemon:
     def fail(self, reason: str, **kw: Any) -> None:
         """Stop with exit code 1: something this daemon cannot go on without has failed."""
         self.log.error("stopping on failure", reason=reason, **kw)
-        self.exit_code = 1
+        self.exit_code = EXIT_CRASHED
         self.stop.set()
 
     def _timeout_ms(self) -> int:
@@ -327,10 +333,6 @@ class Daemon:
         return {signal.SIGTERM: signal.signal(signal.SIGTERM, self.stop.handle),
                 signal.SIGINT: signal.signal(signal.SIGINT, self.stop.handle),
                 signal.SIGHUP: signal.signal(signal.SIGHUP, self._hup.handle)}
-
-    def request_reload(self) -> None:
-        """What SIGHUP does (and the web console's POST /api/reload will)."""
-        self._hup.request()
 
     def _maybe_reload(self) -> None:
         forced = self._hup.take()

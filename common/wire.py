@@ -25,13 +25,15 @@ What goes where:
   recorder): a camera's state and its end; ``motion`` (extractor -> ventilator -> worker ->
   sink, not to the recorder): its motion state; ``workers`` (ventilator -> sink): the pool's load.
 - ``event`` (sink PUB -> recorder and anyone): what happened.
+- a recorder's subscriptions to an extractor's PUB also carry a mark (:func:`recorder_topic`)
+  that no message starts with, so the extractor tells a recorder from a console viewer.
 
 Nothing here ever unpickles: msgpack carries data and nothing else (no ext types).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Sequence, Union
+from typing import Annotated, Any, Iterable, Literal, Sequence, Union
 
 import msgspec
 import numpy as np
@@ -191,7 +193,7 @@ class Bye(Message, tag="bye"):
     """To a leaving worker: nothing more will come."""
 
 
-# ``stale``: a polled feed (extractor.poll) whose image has not changed for its ``stale_after`` polls
+# ``stale``: a polled feed (extractor.feed) whose image has not changed for its ``stale_after`` polls
 CameraState = Literal["connecting", "online", "offline", "failed", "stale"]
 
 
@@ -332,7 +334,7 @@ class Event(Message, tag="event"):
     last_seen: Seconds | None = None
     box: tuple[Real, Real, Real, Real] | None = None
     zones: Annotated[list[Name], msgspec.Meta(max_length=256)] = []
-    # ``uploaded`` (classifier.upload): the id of the event whose media are now in object storage,
+    # ``uploaded`` (common.upload): the id of the event whose media are now in object storage,
     # and their URLs in key order, the manifest's last (an object's frames: up to 300 and the manifest)
     of: Annotated[str, msgspec.Meta(min_length=1, max_length=160)] | None = None
     urls: Annotated[list[Text], msgspec.Meta(max_length=1024)] = []
@@ -513,3 +515,21 @@ _TOPIC_HEADS = {kind: camera_topic(kind, "x")[:-len(_encoder.encode("x"))] for k
 def frame_parts(header: FrameHeader, payload: Buffer) -> list[Buffer]:
     """The two parts of a frame whose payload is already encoded (pixels or a packet)."""
     return [_encoder.encode(header), payload]
+
+
+# -- a recorder's mark on an extractor's --publish -----------------------------------------------
+
+# every message on --publish is a msgpack map (its first byte 0x80-0x8f, 0xde or 0xdf); 0xc1 is
+# the one byte msgpack never uses, so no message can start with the marker
+RECORDER_MARK = b"\xc1camwire-recorder/"
+
+
+def recorder_topic(camera: str | None = None) -> bytes:
+    """The marker a recorder subscribes to for ``camera`` (None: for every camera). The slash
+    after the name keeps ``cam1``'s marker from matching ``cam10``'s."""
+    return RECORDER_MARK + (camera.encode() + b"/" if camera is not None else b"")
+
+
+def recorder_topics(cameras: Iterable[str] | None) -> set[bytes]:
+    """A recorder's markers: one per camera it records, or one for all (None)."""
+    return {recorder_topic()} if cameras is None else {recorder_topic(c) for c in cameras}

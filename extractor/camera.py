@@ -16,6 +16,8 @@ What it sends on its PUSH socket to the ventilator (common.wire):
 When ``--publish`` is on, the process's publish relay gets every decoded frame (LZ4 by default)
 or, with ``passthrough``, every compressed packet of an H.264/HEVC source, undecoded; Status and
 Eos go there too, so a recorder knows when a camera ended (Motion does not: it is the sink's).
+The sockets and the per-frame step (motion, sampling, gate, encode, send, publish, count) are
+extractor.emitter's, shared with a polled feed (extractor.feed), which drives this thread's status.
 
 Failures (extractor.source.classify): a transient one (timeout, refused, stream ended, or a
 stall: a live stream with no video for ``stall`` seconds) leaves the camera ``offline`` and
@@ -31,80 +33,32 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import av
 from av.bitstream import BitStreamFilterContext
-import numpy as np
 import structlog
 import zmq
 
 from common import wire
-from common.counters import Counters
-from common.geometry import Polygon
 from common.lifecycle import BACKOFF_CAP_S, StopFlag, backoff_delay
 from common.logs import redact_url
-from common.pixels import encode_frame, encode_packet
-from common.sockets import PeerWatch, make_socket, send_nowait
-from extractor.motion import MotionDetector, MotionGate, MotionSettings
-from extractor.poll import FeedLoop
-from extractor.sampling import Sampler, Sampling
-from extractor.source import (OPEN_TIMEOUT_S, READ_TIMEOUT_S, SOURCE_ERRORS, STALL_S, Failure, Stalled, classify,
-                              is_file, open_source, read_frames, to_seconds)
+from common.pixels import encode_packet
+from common.sockets import PeerWatch, make_socket
+from extractor.emitter import PEER_CHECK_S, CameraCounters, Emitter, FrameStep
+from extractor.feed import FeedLoop
+from extractor.source import SOURCE_ERRORS, Failure, Stalled, classify, is_file, open_source, read_frames, to_seconds
+from extractor.spec import CameraSpec
 
 PASSTHROUGH = "passthrough"
 
 RELAY_HWM = 32  # frames or packets on their way to the PUB thread (inproc: references, not copies)
 PUSH_HWM = 2  # frames queued towards the ventilator before we drop: latency stays bounded
 FAILED_RETRY_S = 300.0  # a source that cannot work is tried again this rarely (--failed-retry)
-CONTROL_SEND_TIMEOUT_MS = 2000
 STATUS_EVERY_S = 5.0
-PEER_CHECK_S = 1.0  # how often the PUSH socket's peer is looked for (common.sockets.PeerWatch)
 RECENT_S = 60.0  # "invalid data" from a camera online this recently is a glitch, not a source that is no video
 RECENT_BACKOFF_CAP_S = 2.0  # the longest wait between rounds in a camera's first 40 s offline
 OUTAGE_SHARE = 0.05  # then up to this share of the time offline so far: 3 s after a minute, 30 s after 10
-
-
-@dataclass(frozen=True, slots=True)
-class CameraSpec:
-    """A camera as the extractor knows it: a name, its sources in order of preference, sampling."""
-
-    name: str
-    sources: tuple[str, ...]
-    sampling: Sampling = field(default_factory=Sampling)
-    realtime: bool = False
-    enc: str = "raw"
-    open_timeout: float = OPEN_TIMEOUT_S
-    read_timeout: float = READ_TIMEOUT_S
-    stall: float = STALL_S  # a live stream with no video this long is offline, and reconnected
-    publish: bool = True  # on --publish, when the process publishes at all (for the recorder and live views)
-    recorded: bool = True  # the recorder takes it: --publish-wait waits for the recorder to want it
-    detect: str = "motion"  # sampled frames to the classifiers only while there is motion, or "always"
-    masks: tuple[Polygon, ...] = ()  # where motion is not looked for
-    motion: MotionSettings = field(default_factory=MotionSettings)
-    # a polled feed (extractor.poll): seconds between polls of ``sources[0]``; None: a stream
-    poll: float | None = None
-    placeholder: tuple[str, ...] = ()  # sha256 (hex) of the feed's "camera offline" images
-    stale_after: int | None = None  # unchanged polls before ``stale``; None: extractor.poll's default
-
-    @property
-    def files_only(self) -> bool:
-        return all(is_file(url) for url in self.sources)
-
-
-class CameraCounters:
-    """One camera's view of the daemon's counters: ``add("dropped", "hwm")`` counts
-    ``dropped/<camera>/hwm``. They outlive the camera's threads, so a restart loses no count."""
-
-    def __init__(self, counters: Counters, camera: str) -> None:
-        self.counters, self.camera = counters, camera
-
-    def add(self, key: str, *path: str, n: int = 1) -> None:
-        self.counters.add(key, self.camera, *path, n=n)
-
-    def get(self, key: str, *path: str) -> int:
-        return self.counters.get(key, self.camera, *path)
 
 
 class CameraLoop(threading.Thread):
@@ -114,7 +68,13 @@ class CameraLoop(threading.Thread):
 
     ``finish_failed``: a camera of files only whose every source failed for good sends
     ``Status(failed)`` and ``Eos`` and finishes (a process without ``--config``); otherwise it is
-    retried every ``failed_retry`` seconds."""
+    retried every ``failed_retry`` seconds.
+
+    Its public members (``state``, ``attempts``, ``last_error``, ``set_state``, ``send_status``,
+    ``note_failure``, ``wait``, ``use_seq``, ``out``) are what a polled feed drives it by
+    (extractor.feed.FeedCamera)."""
+
+    out: Emitter  # the thread's sockets, made in ``run`` and closed there
 
     def __init__(self, ctx: zmq.Context, spec: CameraSpec, push_addr: str, relay_addr: str | None,
                  publish_enc: str, counters: CameraCounters, seq_start: int = 0,
@@ -144,33 +104,26 @@ class CameraLoop(threading.Thread):
         self.finished = False  # read by common.daemon: a thread that ended on purpose is not restarted
         self.outcome: str | None = None
         self.stop_reason: str | None = None  # set before ``stop`` when the camera is taken away
-        self._relay: zmq.Socket | None = None
-        self._peer: PeerWatch | None = None
-        self._peer_checked = 0.0
-        self._state, self._reason, self._attempts = "connecting", None, 0
-        self._last_error: str | None = None
+        self.state, self._reason, self.attempts = "connecting", None, 0
+        self.last_error: str | None = None
         self._streamed = False  # a frame came from the source now open
         self._online_at: float | None = None  # monotonic time of the last frame from any source
         # the seq last sent to the pool (FrameHeader.prev): -1 from a fresh start, unknown (None)
         # in a thread that took over a camera, whose previous frame another thread sent
-        self._prev_sent: int | None = -1 if seq_start == 0 and resume is None else None
-        self._motion_said: wire.Motion | None = None  # the last change of the motion state, repeated
+        self._prev_start: int | None = -1 if seq_start == 0 and resume is None else None
 
     def run(self) -> None:
         push = make_socket(self.ctx, zmq.PUSH, sndhwm=PUSH_HWM, linger=5000)
-        self._peer = self.peer_watch(push, self.push_addr)  # connects it, its monitor on first
+        peer = self.peer_watch(push, self.push_addr)  # connects it, its monitor on first
         relay = make_socket(self.ctx, zmq.PUSH, connect=self.relay_addr, sndhwm=RELAY_HWM) if self.relay_addr else None
-        self._relay = relay
+        self.out = Emitter(push, peer, relay, self.counters, self.log, self.stop, self._prev_start)
         try:
-            self._loop(push, relay)
+            self._loop()
             if self.stop_reason is not None:
                 self.log.info("camera stopped", reason=self.stop_reason)
-                self._set_state(push, "offline", self.stop_reason, fresh=True)
+                self.set_state("offline", self.stop_reason, fresh=True)
         finally:  # anything raised is a bug: the skeleton logs it and starts a new thread
-            self._peer.close()
-            push.close()
-            if relay is not None:
-                relay.close()
+            self.out.close()
 
     @property
     def next_seq(self) -> int:
@@ -179,54 +132,58 @@ class CameraLoop(threading.Thread):
 
     # -- connection management ---------------------------------------------------------------
 
-    def _loop(self, push: zmq.Socket, relay: zmq.Socket | None) -> None:
+    def use_seq(self, seq: int) -> None:
+        """A frame took ``seq``: the next frame gets a later one."""
+        self._seq = max(self._seq, seq + 1)
+
+    def _loop(self) -> None:
         if self.spec.poll is not None:  # a polled clip feed, not a stream
-            FeedLoop(self, push, relay).run()
+            FeedLoop(self).run()
             return
         index = 0
         round_permanent = True  # every source tried in this round failed for good
         failure: Failure | None = None
-        self._set_state(push, "connecting")
+        self.set_state("connecting")
         while not self.stop.is_set():
             url = self.spec.sources[index]
             file = is_file(url)
-            self.log.info("connecting", source=redact_url(url), attempt=self._attempts + 1)
+            self.log.info("connecting", source=redact_url(url), attempt=self.attempts + 1)
             self._streamed, opened = False, False
             started = time.monotonic()
             try:
                 with open_source(url, self.spec.open_timeout, self.spec.read_timeout,
                                  None if file else self.spec.stall) as container:
                     opened = True
-                    self._stream(container, url, push, relay)
+                    self._stream(container, url)
                 failure = None if file else Failure(permanent=False, reason="stream ended", kind="ended")
             except SOURCE_ERRORS as exc:
                 failure = self._classify(exc, opened, file, time.monotonic() - started)
             if self.stop.is_set():
                 return
             if file and (failure is None or self._streamed):
-                self._end_file(push, failure)
+                self._end_file(failure)
                 return
             assert failure is not None
-            self._note_failure(push, failure, url, fallback_next=index + 1 < len(self.spec.sources))
+            self.note_failure(failure, url, fallback_next=index + 1 < len(self.spec.sources))
             if self._streamed:  # it worked until now: a fresh round, from the first source
-                self._attempts, index, round_permanent = 0, 0, True
+                self.attempts, index, round_permanent = 0, 0, True
             round_permanent = round_permanent and failure.permanent
             index = (index + 1) % len(self.spec.sources)
             if index != 0:
                 self.log.warning("trying fallback source", source=redact_url(self.spec.sources[index]))
                 continue
             # every source tried once: report the round, then wait before the next
-            self._attempts += 1
+            self.attempts += 1
             self.counters.add("reconnects")
             if round_permanent:
-                self._set_state(push, "failed", failure.reason, level="error")
+                self.set_state("failed", failure.reason, level="error")
                 if self.finish_failed and self.spec.files_only:
-                    self._finish(push, "failed")
+                    self._finish("failed")
                     return
-                self._wait(push, self.failed_retry)
+                self.wait(self.failed_retry)
             else:
-                self._set_state(push, "offline", failure.reason)
-                self._wait(push, self._retry_delay())
+                self.set_state("offline", failure.reason)
+                self.wait(self._retry_delay())
             round_permanent = True
 
     def _recently_online(self) -> bool:
@@ -236,10 +193,10 @@ class CameraLoop(threading.Thread):
         """The wait before the next round: short while the camera was online a moment ago, and a
         small share of its outage after that, so its return is noticed soon whenever it comes."""
         if self._online_at is None:  # never online in this thread: the usual backoff
-            return backoff_delay(self._attempts)
+            return backoff_delay(self.attempts)
         offline_for = time.monotonic() - self._online_at
         cap = min(BACKOFF_CAP_S, max(RECENT_BACKOFF_CAP_S, OUTAGE_SHARE * offline_for))
-        return backoff_delay(self._attempts, cap=cap)
+        return backoff_delay(self.attempts, cap=cap)
 
     def _classify(self, exc: BaseException, opened: bool, file: bool, took: float) -> Failure:
         """extractor.source.classify, told whether the attempt ran into its deadline; a live
@@ -250,60 +207,54 @@ class CameraLoop(threading.Thread):
         return classify(exc, opened=opened, file=file, timed_out=None if file else timed_out,
                         recently_online=self._recently_online())
 
-    def _note_failure(self, push: zmq.Socket, failure: Failure, url: str, fallback_next: bool) -> None:
+    def note_failure(self, failure: Failure, url: str, fallback_next: bool) -> None:
         self.counters.add("source_errors", failure.kind)
-        self._last_error = f"{failure.reason} ({redact_url(url)})"
+        self.last_error = f"{failure.reason} ({redact_url(url)})"
         self.fps_in = 0.0
         self.log.warning("source failed", reason=failure.reason, permanent=failure.permanent, source=redact_url(url),
                          error=failure.kind)
-        if fallback_next and self._state in ("connecting", "online"):
-            self._set_state(push, "offline", failure.reason)  # said at once, before the fallbacks are tried
+        if fallback_next and self.state in ("connecting", "online"):
+            self.set_state("offline", failure.reason)  # said at once, before the fallbacks are tried
 
-    def _end_file(self, push: zmq.Socket, failure: Failure | None) -> None:
+    def _end_file(self, failure: Failure | None) -> None:
         if failure is not None:  # a corrupt stretch: the rest of the file is not read, nor the start again
             self.counters.add("ended_early", failure.kind)
-            self._last_error = failure.reason
+            self.last_error = failure.reason
             self.log.warning("file ends early: it cannot be read past here", reason=failure.reason, frames=self._seq)
-            self._finish(push, "ended_early", f"ended early: {failure.reason}"[:4096])  # wire.Text's bound
+            self._finish("ended_early", f"ended early: {failure.reason}"[:4096])  # wire.Text's bound
             return
         self.log.info("end of file", frames=self._seq)
-        self._finish(push, "ended")
+        self._finish("ended")
 
-    def _finish(self, push: zmq.Socket, outcome: str, reason: str | None = None) -> None:
+    def _finish(self, outcome: str, reason: str | None = None) -> None:
         """End of stream; ``reason`` (a file that ended early) shows in the camera's status."""
-        self._send_control(push, wire.Eos(camera=self.spec.name, sent=self.counters.get("sent"),
-                                          last_seq=self._seq - 1, fps_in=round(self.fps_in, 2), reason=reason))
+        self.out.send_control(wire.Eos(camera=self.spec.name, sent=self.counters.get("sent"),
+                                       last_seq=self._seq - 1, fps_in=round(self.fps_in, 2), reason=reason))
         self.outcome = outcome
         self.finished = True
 
-    def _wait(self, push: zmq.Socket, seconds: float) -> None:
+    def wait(self, seconds: float) -> None:
         """Sleep before the next round, still heartbeating and watching the PUSH socket's peer."""
         deadline = time.monotonic() + seconds
         beat = time.monotonic()
         while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
             self.stop.wait(min(left, PEER_CHECK_S))
-            self._check_peer()
+            self.out.check_peer()
             if time.monotonic() - beat >= STATUS_EVERY_S:
-                self._send_status(push, heartbeat=True)
+                self.send_status(heartbeat=True)
                 beat = time.monotonic()
-
-    def _check_peer(self) -> None:
-        if self._peer is not None and time.monotonic() - self._peer_checked >= PEER_CHECK_S:
-            self._peer_checked = time.monotonic()
-            self._peer.check()
 
     # -- status --------------------------------------------------------------------------------
 
-    def _set_state(self, push: zmq.Socket, state: str, reason: str | None = None, level: str = "warning",
-                   fresh: bool = False) -> None:
+    def set_state(self, state: str, reason: str | None = None, level: str = "warning", fresh: bool = False) -> None:
         """Change state and say so; ``reason`` stays the one the state began with (why the camera
         went offline), while ``last_error`` follows every failed attempt. ``fresh``: a new reason
         even in the same state (a camera taken away while offline)."""
-        if state != self._state or fresh:
+        if state != self.state or fresh:
             if state in ("offline", "failed"):
-                getattr(self.log, level)(f"camera {state}", reason=reason, attempts=self._attempts)
-            self._state, self._reason = state, reason
-        self._send_status(push)
+                getattr(self.log, level)(f"camera {state}", reason=reason, attempts=self.attempts)
+            self.state, self._reason = state, reason
+        self.send_status()
 
     def _drops(self) -> dict[str, int]:
         """This camera's dropped and skipped frames by reason (``dropped/hwm``), for its status."""
@@ -311,48 +262,23 @@ class CameraLoop(threading.Thread):
         return {f"{key}/{why}"[:128]: n for key in ("dropped", "skipped")
                 for why, n in sorted(tree.get_tree(key).get(self.spec.name, {}).items()) if isinstance(n, int)}
 
-    def _send_status(self, push: zmq.Socket, heartbeat: bool = False) -> None:
-        status = wire.Status(camera=self.spec.name, state=self._state, ts_ns=time.time_ns(), reason=self._reason,
+    def send_status(self, heartbeat: bool = False) -> None:
+        status = wire.Status(camera=self.spec.name, state=self.state, ts_ns=time.time_ns(), reason=self._reason,
                              fps_in=round(self.fps_in, 2), reconnects=self.counters.get("reconnects"),
-                             attempts=self._attempts, last_error=self._last_error,
+                             attempts=self.attempts, last_error=self.last_error,
                              refused=wire.refusals(self.counters.counters.get_tree("handshakes_failed")),
                              drops=self._drops())
-        if not heartbeat:
-            self._send_control(push, status)
-            return
-        if not send_nowait(push, [wire.pack(status)]):  # a heartbeat never waits: the next is seconds away
-            self.counters.add("dropped", "status")
-        if self._motion_said is not None and not send_nowait(push, [wire.pack(self._motion_said)]):
-            self.counters.add("dropped", "motion")  # said again with the next heartbeat
-
-    def _say_motion(self, push: zmq.Socket, message: wire.Motion | None) -> None:
-        """A change of the motion state, to the sink (not the recorder); repeated with every heartbeat."""
-        if message is None:
-            return
-        self._motion_said = message
-        self.log.info("motion started" if message.active else "motion ended", seq=message.seq)
-        if not send_nowait(push, [wire.pack(message)], CONTROL_SEND_TIMEOUT_MS):
-            self.counters.add("dropped", "motion")
-
-    def _send_control(self, push: zmq.Socket, message: wire.Message) -> None:
-        """Status and end-of-stream are small and rare: wait a little for room rather than drop."""
-        data = wire.pack(message)
-        if not send_nowait(push, [data], CONTROL_SEND_TIMEOUT_MS):
-            self.counters.add("dropped", "control")
-            self._check_peer()
-            self.log.warning("could not send control message", kind=type(message).__name__)
-        if self._relay is not None:
-            send_nowait(self._relay, [data], CONTROL_SEND_TIMEOUT_MS)
+        if heartbeat:
+            self.out.send_heartbeat(status)
+        else:
+            self.out.send_control(status)
 
     # -- frames ------------------------------------------------------------------------------
 
-    def _stream(self, container, url: str, push: zmq.Socket, relay: zmq.Socket | None) -> None:
+    def _stream(self, container: av.container.InputContainer, url: str) -> None:
         """Decode until the source ends (``_streamed`` says whether any frame came)."""
         file = is_file(url)
         live = not file or self.spec.realtime
-        sampler = Sampler(self.spec.sampling)
-        detector = MotionDetector(self.spec.motion, self.spec.masks)  # a new background per connection
-        gate = MotionGate(self.spec.name, self.spec.motion, self.spec.detect)
         opened_ns, opened_mono = time.time_ns(), time.monotonic()
         seq_base, skip_below = self._seq, 0
         if file and self._resume is not None and self._resume[0] == url:
@@ -365,10 +291,12 @@ class CameraLoop(threading.Thread):
         origin = [opened_mono]  # where the file's timeline starts in monotonic time (moved on a resume)
         pace = self._pacer(origin) if file and self.spec.realtime else None
         on_packet = None
-        if relay is not None and self.publish_enc == PASSTHROUGH:
-            on_packet = self._packet_publisher(container, relay, seq_base, opened_ns if file else None, live, pace,
+        if self.out.relay is not None and self.publish_enc == PASSTHROUGH:
+            on_packet = self._packet_publisher(container, seq_base, opened_ns if file else None, live, pace,
                                                skip_below)
-        publish_frames = relay is not None and on_packet is None
+        publish_frames = self.out.relay is not None and on_packet is None
+        # a new motion background per connection
+        step = FrameStep(self.spec, self.out, self.publish_enc if publish_frames else None, self.subscribed)
         stall = None if file else self.spec.stall  # a file has no stalls: it ends
         for sf in read_frames(container, self.spec.sampling.keyframes, on_packet, stall=stall):
             if self.stop.is_set():
@@ -379,19 +307,19 @@ class CameraLoop(threading.Thread):
             if skip_below and sf.t is not None:
                 origin[0], skip_below = time.monotonic() - sf.t, 0  # paced from here on, not from the start
             if not self._streamed:
-                self._streamed, self._attempts = True, 0
+                self._streamed, self.attempts = True, 0
                 self.log.info("camera online", source=redact_url(url))
-                self._set_state(push, "online")
+                self.set_state("online")
                 beat_mono, beat_count = time.monotonic(), 0  # fps_in is measured from the first frame
-            self._seq = max(self._seq, seq_base + sf.index + 1)
+            self.use_seq(seq_base + sf.index)
             self._online_at = time.monotonic()
             self.counters.add("decoded")
             beat_count += 1
             if (elapsed := time.monotonic() - beat_mono) >= STATUS_EVERY_S:
                 self.fps_in = beat_count / elapsed
-                self._send_status(push, heartbeat=True)
+                self.send_status(heartbeat=True)
                 beat_mono, beat_count = time.monotonic(), 0
-            self._check_peer()
+            self.out.check_peer()
             t = sf.t if sf.t is not None else time.monotonic() - opened_mono
             if file:
                 if pace is not None:
@@ -399,26 +327,8 @@ class CameraLoop(threading.Thread):
                 ts_ns = opened_ns + int(t * 1e9)
             else:
                 ts_ns = time.time_ns()
-            boxes = detector.boxes_of_frame(sf.frame)  # every frame decoded, on a small grey copy
-            self._say_motion(push, gate.update(boxes, t, ts_ns, seq_base + sf.index))
-            take = sampler.take(t)
-            if take and not gate.wanted(t):
-                take = False
-                self.counters.add("skipped", "no_motion")
-            publish_now = publish_frames and self.subscribed()
-            if not take and not publish_now:
-                continue  # skipped before colour conversion: the cheapest a skip can be
-            image = sf.frame.to_ndarray(format="bgr24")
-            header = wire.FrameHeader(camera=self.spec.name, seq=seq_base + sf.index, ts_ns=ts_ns, pts=sf.t,
-                                      width=image.shape[1], height=image.shape[0], enc=self.spec.enc,
-                                      live=live, key=sf.key, motion=boxes, prev=self._prev_sent if take else None)
-            if publish_now:
-                self._publish(relay, encode_frame(header.with_enc(self.publish_enc), image))
-            if take:
-                gate.sent(t)
-                self._send_frame(push, header, image, block=not live)
-                self._prev_sent = header.seq
-        self._say_motion(push, gate.finish())  # motion on when the stream ends ends with it
+            step(sf, seq_base + sf.index, t, ts_ns, live=live)
+        step.finish()  # motion on when the stream ends ends with it
         if beat_count and (elapsed := time.monotonic() - beat_mono) >= 0.5 and not self.fps_in:
             self.fps_in = beat_count / elapsed  # a short stream's rate, measured over all of it
         if not self.stop.is_set():
@@ -431,8 +341,9 @@ class CameraLoop(threading.Thread):
             self.stop.wait(max(0.0, origin[0] + t - time.monotonic()))
         return pace
 
-    def _packet_publisher(self, container, relay: zmq.Socket, seq_base: int, file_start_ns: int | None,
-                          live: bool, pace: Callable[[float], None] | None, skip_below: int = 0):
+    def _packet_publisher(self, container: av.container.InputContainer, seq_base: int, file_start_ns: int | None,
+                          live: bool, pace: Callable[[float], None] | None,
+                          skip_below: int = 0) -> Callable[[av.Packet], None] | None:
         """A callback that publishes each compressed packet as it is, or None (and a warning)
         when the source's codec cannot be passed through, in which case frames go out as LZ4."""
         stream = container.streams.video[0]
@@ -473,28 +384,6 @@ class CameraLoop(threading.Thread):
                                           key=out.is_keyframe, extradata=extradata if out.is_keyframe else None)
                 index += 1
                 self._seq = max(self._seq, index)
-                self._publish(relay, encode_packet(header, bytes(out)))
+                self.out.publish(encode_packet(header, bytes(out)))
 
         return publish
-
-    def _send_frame(self, push: zmq.Socket, header: wire.FrameHeader, image: np.ndarray, block: bool) -> None:
-        parts = encode_frame(header, image)
-        if block:
-            # a file not paced in real time: waiting is what "as fast as the pipeline takes it" means
-            while not push.poll(200, zmq.POLLOUT):
-                self._check_peer()  # a wrong --push address would otherwise wait here without a word
-                if self.stop.is_set():
-                    return
-        try:
-            push.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
-            self.counters.add("sent")
-        except zmq.Again:
-            self.counters.add("dropped", "hwm")
-
-    def _publish(self, relay: zmq.Socket, parts: list) -> None:
-        try:
-            relay.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
-            self.counters.add("published")
-        except zmq.Again:
-            self.counters.add("dropped", "publish")
-

@@ -40,7 +40,7 @@ import zmq
 from common import wire
 from common.config import Config
 from common.curve import SERVER_OF
-from common.daemon import Daemon
+from common.daemon import EXIT_SOURCE_FAILED, Daemon
 from common.geometry import Polygon, parse_polygon
 from common.env import expand
 from common.paths import name_list
@@ -53,7 +53,6 @@ from extractor.sampling import Sampling
 from extractor.source import STALL_S
 from extractor.subscribers import Subscribers
 
-EXIT_SOURCE_FAILED = 3
 RELAY_ADDR = "inproc://publish-relay"
 PUB_HWM = 50  # frames per subscriber; a slow recorder loses frames (it sees the seq gap), we never wait
 STOP_JOIN_S = 5.0

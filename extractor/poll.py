@@ -1,5 +1,7 @@
-"""A polled clip feed: a camera that publishes a still JPEG, a short MP4/TS clip or an HLS playlist
-at an http(s) URL, fetched every ``poll`` seconds instead of streamed.
+"""The HTTP half of a polled clip feed (extractor.feed): a camera that publishes a still JPEG, a
+short MP4/TS clip or an HLS playlist at an http(s) URL, fetched every ``poll`` seconds instead of
+streamed. Poller fetches; the pure decisions (Retry-After, Last-Modified, clip ids, playlists)
+are functions beside it. Nothing here knows ZeroMQ or the camera thread.
 
 Each poll is one conditional GET (``If-None-Match`` with the last ETag, ``If-Modified-Since``
 with the last Last-Modified); a 304, the same ETag (or, without one, the same Last-Modified), or
@@ -7,68 +9,33 @@ without either validator the same sha256 of the body, is *unchanged*: counted, n
 HLS playlist is read for its newest segment (a master playlist for its first variant), and that
 segment is the clip; the same newest segment is unchanged.
 
-A new clip is decoded once from memory with PyAV, with the camera's sampling (a JPEG is one
-frame). Its frames go out as a stream's do (extractor.camera: the motion gate, the PUSH socket,
-the publish relay), with ``FrameHeader.clip`` (the ETag, or a short hash of the body) and
-``clip_index``; ``ts_ns`` is the clip's Last-Modified (else its fetch time) plus the frame's pts,
-and seq runs on across clips. Clip frames are not ``live``: each sampled one waits for the pool
-rather than superseding the one before.
+Every request (a poll, a playlist, each HLS segment) has connect and read timeouts and a deadline
+for its whole answer, headers and body, enforced on its socket (extractor.deadline): a server
+that trickles a byte a second, sends headers without end or announces a body it never sends
+holds a poll no longer than that, and it is counted (``source_errors/<camera>/DeadlineExceeded``);
+a body announced or grown past MAX_BODY_BYTES is refused (``TooLarge``). 429 and 503 say how
+long to wait in their Retry-After (seconds or an HTTP date; capped).
 
-Status (common.wire.Status): ``online`` while polls succeed; ``stale`` after ``stale_after``
-unchanged polls in a row; ``offline`` with reason "placeholder image (camera offline)" when the
-body's sha256 is one of the camera's ``placeholder`` hashes (not decoded); ``offline`` (a
-timeout, a refused connection, HTTP 5xx, an undecodable body) or ``failed`` (HTTP 400, 401, 403,
-404, 410) on an error, with ``last_error`` and ``attempts`` as a stream's.
-
-Timing: the first poll comes after a random part of the interval and each later one after the
-interval +-10%, so many feeds on one extractor do not poll in step; 429 and 503 wait for their
-Retry-After (seconds or an HTTP date; capped), else a capped backoff; an error waits for the
-backoff or the interval, whichever is longer. Every request (a poll, a playlist, each HLS
-segment) has connect and read timeouts and a deadline for its whole answer, headers and body,
-enforced on its socket (extractor.deadline): a server that trickles a byte a second, sends
-headers without end or announces a body it never sends holds a poll no longer than that,
-and it is counted (``source_errors/<camera>/DeadlineExceeded``); a body announced or grown
-past MAX_BODY_BYTES is refused (``TooLarge``). Each camera polls on its own thread (extractor.camera.CameraLoop), so a
-slow server holds up only its own camera.
-
-Counters (per camera): ``polls/<camera>/<outcome>`` (new, unchanged, placeholder, throttled,
-error), ``poll_responses/<camera>/<http status>``, and a stream's ``source_errors``, ``decoded``,
-``sent``, ``skipped``, ``dropped``.
+Counters (per camera, counted by extractor.feed; their labels are POLL_LABELS):
+``polls/<camera>/<outcome>`` (new, unchanged, placeholder, throttled, error),
+``poll_responses/<camera>/<http status>``.
 """
-
 from __future__ import annotations
 
 import email.utils
 import hashlib
-import io
-import random
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
-import av
 import requests
-import zmq
 
-from common import wire
-from common.lifecycle import backoff_delay
-from common.logs import redact_url
-from common.pixels import encode_frame
 from extractor.deadline import Deadline, deadline_session
-from extractor.motion import MotionDetector, MotionGate
-from extractor.sampling import Sampler
-from extractor.source import SOURCE_ERRORS, Failure, NoVideoStream, classify, read_frames
+from extractor.source import Failure
 
-if TYPE_CHECKING:
-    from extractor.camera import CameraLoop
-
-STALE_AFTER = 10  # unchanged polls in a row before a feed is ``stale`` (a camera's ``stale_after``)
-JITTER = 0.1  # each interval is drawn from +-10% of ``poll``
 RETRY_AFTER_CAP_S = 600.0  # a Retry-After longer than this is not believed
 MAX_BODY_BYTES = 64 << 20  # a clip of a few seconds is a few MB; more is not a camera's clip
 BODY_DEADLINE_FACTOR = 3  # a whole answer within the connect timeout and this many read timeouts
-PLACEHOLDER_REASON = "placeholder image (camera offline)"
 PERMANENT_HTTP = frozenset({400, 401, 403, 404, 405, 410})  # the URL is wrong: retried on failed_retry
 THROTTLE_HTTP = frozenset({429, 503})
 CLIP_ID_CHARS = 16
@@ -123,10 +90,6 @@ def http_time_ns(value: str | None) -> int | None:
         return int(email.utils.parsedate_to_datetime(value).timestamp() * 1e9)
     except (TypeError, ValueError, IndexError):
         return None
-
-
-def jittered(interval: float, rng: random.Random) -> float:
-    return interval * rng.uniform(1 - JITTER, 1 + JITTER)
 
 
 def clip_id(etag: str | None, digest: str) -> str:
@@ -271,151 +234,3 @@ def request_failure(exc: requests.RequestException) -> Failure:
     # a malformed URL, too many redirects, a broken chunked body
     return Failure(permanent=isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema)),
                    reason=type(exc).__name__, kind=type(exc).__name__)
-
-
-# -- the camera thread's poll loop ------------------------------------------------------------
-
-class FeedLoop:
-    """A CameraLoop's life as a polled feed: poll, decide, decode what is new, report the state.
-    It sends through the camera's own machinery (its PUSH socket, relay, status and motion)."""
-
-    def __init__(self, cam: "CameraLoop", push: zmq.Socket, relay: zmq.Socket | None,
-                 rng: random.Random | None = None) -> None:
-        self.cam, self.push, self.relay, self.spec = cam, push, relay, cam.spec
-        self.url = self.spec.sources[0]
-        self.rng = rng or random.Random()
-        self.stale_after = self.spec.stale_after or STALE_AFTER
-        self.detector = MotionDetector(self.spec.motion, self.spec.masks)  # one background for the feed's life
-        self.gate = MotionGate(self.spec.name, self.spec.motion, self.spec.detect)
-        self.origin_ns: int | None = None  # the first clip's time: the motion gate's timeline starts there
-        self.unchanged = 0  # polls in a row that brought nothing new
-        self.throttled = 0  # 429/503 in a row
-        self.placeholder = False  # the last new body was a placeholder
-        # frames go to the relay as LZ4 even with passthrough: a JPEG or a clip in memory is decoded anyway
-        self.publish_enc = "lz4" if cam.publish_enc not in wire.ENCODINGS else cam.publish_enc
-
-    def run(self) -> None:
-        cam = self.cam
-        poller = Poller(self.url, self.spec.open_timeout, self.spec.read_timeout)
-        cam.log.info("polling", source=redact_url(self.url), every_s=self.spec.poll)
-        cam._set_state(self.push, "connecting")
-        try:
-            cam._wait(self.push, self.rng.uniform(0, self.spec.poll))  # feeds spread over the interval
-            while not cam.stop.is_set():
-                wait = jittered(self.spec.poll, self.rng)
-                try:
-                    fetch = poller.poll()
-                    cam.counters.add("poll_responses", str(fetch.status))
-                    if fetch.outcome == "throttled":
-                        self.throttled += 1
-                        wait = max(wait, fetch.wait if fetch.wait is not None else backoff_delay(self.throttled))
-                        self._throttled(fetch, wait)
-                    else:
-                        self.throttled = 0
-                        if fetch.outcome == "unchanged":
-                            self._unchanged()
-                        else:
-                            self._new(fetch, poller)
-                except PollError as exc:
-                    failure = exc.failure
-                    wait = cam.failed_retry if failure.permanent else max(wait, backoff_delay(cam._attempts + 1))
-                    self._failed(failure)
-                cam._wait(self.push, wait)
-        finally:
-            poller.close()
-            cam._say_motion(self.push, self.gate.finish())
-
-    def _throttled(self, fetch: Fetch, wait: float) -> None:
-        cam = self.cam
-        cam.counters.add("polls", "throttled")
-        cam._last_error = f"HTTP {fetch.status}: polled again in {wait:.1f}s ({redact_url(self.url)})"
-        cam.log.warning("server asks to slow down", status=fetch.status, retry_after=fetch.wait, wait_s=round(wait, 2))
-        cam._send_status(self.push)
-
-    def _unchanged(self) -> None:
-        cam = self.cam
-        cam.counters.add("polls", "unchanged")
-        cam._attempts = 0
-        self.unchanged += 1
-        if self.placeholder:
-            cam._set_state(self.push, "offline", PLACEHOLDER_REASON)  # still the placeholder
-        elif self.unchanged >= self.stale_after:
-            cam._set_state(self.push, "stale", f"no new image for {self.unchanged} polls")
-        elif cam._state != "online" and self.origin_ns is not None:
-            cam._set_state(self.push, "online")  # back after an error, the image we had still current
-
-    def _new(self, fetch: Fetch, poller: Poller) -> None:
-        cam = self.cam
-        self.unchanged = 0
-        if fetch.sha256 in self.spec.placeholder:
-            cam.counters.add("polls", "placeholder")
-            self.placeholder, cam._attempts = True, 0
-            cam._set_state(self.push, "offline", PLACEHOLDER_REASON)
-            return
-        self.placeholder = False
-        try:
-            frames = self._decode(fetch)
-        except SOURCE_ERRORS as exc:
-            poller.forget()  # not "unchanged" next time: fetched and tried again, and said again
-            failure = classify(exc, opened=True, file=False)
-            raise PollError(Failure(permanent=False, reason=f"cannot decode the clip: {failure.reason}",
-                                    kind=failure.kind)) from None
-        cam.counters.add("polls", "new")
-        cam.log.info("new clip", clip=fetch.clip, frames=frames, seq=cam.next_seq)
-
-    def _failed(self, failure: Failure) -> None:
-        cam = self.cam
-        cam.counters.add("polls", "error")
-        cam._note_failure(self.push, failure, self.url, fallback_next=False)
-        cam._attempts += 1
-        cam._set_state(self.push, "failed" if failure.permanent else "offline", failure.reason,
-                       level="error" if failure.permanent else "warning")
-
-    def _decode(self, fetch: Fetch) -> int:
-        """Decode a new clip from memory and send its frames as a stream's; the frames decoded."""
-        cam, spec = self.cam, self.spec
-        if self.origin_ns is None:
-            self.origin_ns = fetch.base_ns
-        sampler = Sampler(spec.sampling)  # the sampling runs over each clip
-        seq_base, count = cam.next_seq, 0
-        with av.open(io.BytesIO(fetch.body), timeout=(spec.open_timeout, spec.read_timeout)) as container:
-            if not container.streams.video:
-                raise NoVideoStream("no video stream")
-            for sf in read_frames(container, spec.sampling.keyframes):
-                if cam.stop.is_set():
-                    break
-                count += 1
-                seq = seq_base + sf.index
-                cam._seq = max(cam._seq, seq + 1)
-                cam.counters.add("decoded")
-                if cam._state != "online":
-                    cam._attempts = 0
-                    cam._set_state(self.push, "online")
-                self._frame(sf, seq, fetch, sampler)
-        return count
-
-    def _frame(self, sf, seq: int, fetch: Fetch, sampler: Sampler) -> None:
-        """One decoded frame: motion, the camera's sampling and gate, then to the pool and the relay."""
-        cam, spec = self.cam, self.spec
-        pts = sf.t or 0.0
-        ts_ns = fetch.base_ns + int(pts * 1e9)
-        t = (ts_ns - self.origin_ns) / 1e9  # the feed's timeline, across clips
-        boxes = self.detector.boxes_of_frame(sf.frame)
-        cam._say_motion(self.push, self.gate.update(boxes, t, ts_ns, seq))
-        take = sampler.take(pts)
-        if take and not self.gate.wanted(t):
-            take = False
-            cam.counters.add("skipped", "no_motion")
-        publish_now = self.relay is not None and cam.subscribed()
-        if not take and not publish_now:
-            return
-        image = sf.frame.to_ndarray(format="bgr24")
-        header = wire.FrameHeader(camera=spec.name, seq=seq, ts_ns=ts_ns, pts=sf.t, width=image.shape[1],
-                                  height=image.shape[0], enc=spec.enc, live=False, key=sf.key, motion=boxes,
-                                  prev=cam._prev_sent if take else None, clip=fetch.clip, clip_index=sf.index)
-        if publish_now:
-            cam._publish(self.relay, encode_frame(header.with_enc(self.publish_enc), image))
-        if take:
-            self.gate.sent(t)
-            cam._send_frame(self.push, header, image, block=True)  # a clip's sampled frames all go to the pool
-            cam._prev_sent = seq

@@ -3,34 +3,18 @@
 A recorder takes everything (an empty topic) or, with a file, each recorded camera's frames,
 status and end; the web console one camera at a time, only while someone watches it
 (common.wire.camera_topic). Both kinds of subscription look alike to the XPUB, so a recorder
-also subscribes to a marker per camera (:func:`recorder_topic`) that no message ever starts
+also subscribes to a marker per camera (common.wire.recorder_topic) that no message ever starts
 with: ``--publish-wait`` waits for those markers, never for a viewer in a browser.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Iterable
 
 import zmq
 
 from common import wire
-
-# every message on --publish is a msgpack map (its first byte 0x80-0x8f, 0xde or 0xdf); 0xc1 is
-# the one byte msgpack never uses, so no message can start with the marker
-RECORDER_MARK = b"\xc1camwire-recorder/"
-
-
-def recorder_topic(camera: str | None = None) -> bytes:
-    """The marker a recorder subscribes to for ``camera`` (None: for every camera). The slash
-    after the name keeps ``cam1``'s marker from matching ``cam10``'s."""
-    return RECORDER_MARK + (camera.encode() + b"/" if camera is not None else b"")
-
-
-def recorder_topics(cameras: Iterable[str] | None) -> set[bytes]:
-    """A recorder's markers: one per camera it records, or one for all (None)."""
-    return {recorder_topic()} if cameras is None else {recorder_topic(c) for c in cameras}
-
+from common.wire import RECORDER_MARK, recorder_topic
 
 class Subscribers:
     """Who subscribes to ``--publish`` now, as the XPUB's (un)subscription messages say. Changed

@@ -1,1 +1,2 @@
-"""The recorder: a ring buffer of fixed-duration video files per camera (see issue 3; not built yet)."""
+"""The recorder (``camwire recorder``): each camera into a ring of video files, indexed, bounded by age,
+size and free space; the files around events kept as clips; ``camwire clip`` cuts a time range out."""

@@ -24,7 +24,7 @@ over ``--max-frame-bytes`` is refused from its header, files are cut by ``--segm
 ``--max-segment-bytes``, and the encoders of pixel frames stay within ``--encode-memory``, all
 cameras together (recorder.ring).
 
-With ``[upload] what = ["clips"]`` in ``--config`` (classifier.upload), each kept clip, once
+With ``[upload] what = ["clips"]`` in ``--config`` (common.upload), each kept clip, once
 complete and final (an object's after its end), goes to object storage as one MP4 remuxed from
 its segments (``kept/.../clip.mp4``, inside the clip's budget, deleted once up) with its
 event.json and a manifest, from ``DIR/uploads.db`` (recorder.uploads); a recorder asked for
@@ -48,14 +48,14 @@ from pathlib import Path
 import zmq
 
 from camwire.cli import args_from_config
-from classifier.upload import Uploader
 from common import units, wire
 from common.config import Config
 from common.daemon import Daemon
 from common.paths import name_list
 from common.curve import SERVER_OF
 from common.sockets import check_addresses
-from extractor.subscribers import recorder_topics
+from common.upload import Uploader
+from common.wire import recorder_topics
 from recorder.index import Index
 from recorder.keep import DEFAULT_KEEP_TYPES, Keeper
 from recorder.pause import Pause
@@ -156,7 +156,7 @@ def check(args: argparse.Namespace) -> None:
 
 
 def clips_upload(args: argparse.Namespace):
-    """The file's [upload] when it asks for kept clips (classifier.upload.UploadConfig), else None."""
+    """The file's [upload] when it asks for kept clips (common.upload.UploadConfig), else None."""
     cfg = getattr(args, "config", None)
     upload = cfg.parts.get("upload") if cfg is not None else None
     return upload if upload is not None and "clips" in upload.what else None

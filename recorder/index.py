@@ -1,10 +1,11 @@
 """The recorder's SQLite index: every ring segment and every kept event clip, so a time range is
 found with one query instead of a walk over folders.
 
-``DIR/index.db`` (WAL, so ``camwire clip`` reads while the recorder writes). Paths are relative
-to DIR. A segment row is written when its file is opened (``closed = 0``) and completed when the
-file is finalised; a row still open at start-up is a file the recorder was killed in, and
-:meth:`Index.open_segments` hands those back to be recovered.
+``DIR/index.db`` (WAL, so ``camwire clip`` and the web console, through recorder.catalog, read
+while the recorder writes). Paths are relative to DIR. A segment row is written when its file is
+opened (``closed = 0``) and completed when the file is finalised; a row still open at start-up is
+a file the recorder was killed in, and :meth:`Index.open_segments` hands those back to be
+recovered.
 
 A full disk makes any write here raise ``sqlite3.OperationalError`` (opening the index too: WAL
 needs its ``-shm`` file). The connection stays usable and works again once there is space, so
@@ -19,6 +20,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from common import database
 
 INDEX_NAME = "index.db"
 
@@ -71,6 +74,14 @@ class Segment:
 
 
 @dataclass(frozen=True, slots=True)
+class Totals:
+    """What the index holds, for a status page: its segments, their bytes, the kept clips."""
+    segments: int
+    ring_bytes: int
+    kept_clips: int
+
+
+@dataclass(frozen=True, slots=True)
 class Keep:
     event_id: str
     camera: str
@@ -103,13 +114,8 @@ class Index:
         """WAL mode and the tables, once; False while the disk refuses them (try again later)."""
         if not self.ready:
             try:
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.executescript(SCHEMA)
-                columns = {row[1] for row in self.db.execute("PRAGMA table_info(segments)")}
-                for column in ("first_seq", "last_seq"):  # an index made before they were
-                    if column not in columns:
-                        self.db.execute(f"ALTER TABLE segments ADD COLUMN {column} INTEGER")
+                # an index made before first_seq and last_seq were gains them
+                database.prepare(self.db, SCHEMA, {"segments": [("first_seq", "INTEGER"), ("last_seq", "INTEGER")]})
             except sqlite3.OperationalError:
                 return False
             self.ready = True
@@ -177,6 +183,28 @@ class Index:
         """Every closed segment, the oldest first (the order the free-space floor deletes in)."""
         return self._segments("WHERE closed = 1 ORDER BY end_ns", ())
 
+    def in_window(self, camera: str | None, from_ns: int | None, to_ns: int | None) -> list[Segment]:
+        """Segments, open ones too, with any part in [from_ns, to_ns) (either end None: unbounded),
+        of ``camera`` or of every camera, by camera then start; an open one (end_ns None) reaches
+        as far as the recorder may have written."""
+        where, params = [], []
+        if camera is not None:
+            where.append("camera = ?")
+            params.append(camera)
+        if to_ns is not None:
+            where.append("start_ns < ?")
+            params.append(to_ns)
+        if from_ns is not None:
+            where.append("(end_ns IS NULL OR end_ns > ?)")
+            params.append(from_ns)
+        return self._segments((f"WHERE {' AND '.join(where)} " if where else "") + "ORDER BY camera, start_ns",
+                              tuple(params))
+
+    def totals(self) -> Totals:
+        n, size = self.db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM segments").fetchone()
+        kept = self.db.execute("SELECT COUNT(*) FROM keeps").fetchone()[0]
+        return Totals(n, size, kept)
+
     def _segments(self, where: str, params: tuple) -> list[Segment]:
         self._check()
         rows = self.db.execute(f"SELECT {_SEGMENT_COLUMNS} FROM segments {where}", params).fetchall()
@@ -209,6 +237,14 @@ class Index:
 
     def kept_segment_ids(self, event_id: str) -> set[int]:
         return {r[0] for r in self.db.execute("SELECT segment_id FROM kept WHERE event_id = ?", (event_id,))}
+
+    def kept_paths(self, event_id: str) -> list[str]:
+        """The files (relative to DIR) linked into ``event_id``'s kept clip, in no order."""
+        return [r[0] for r in self.db.execute("SELECT path FROM kept WHERE event_id = ?", (event_id,))]
+
+    def kept_event_ids(self) -> set[str]:
+        """Every event with a file in its kept clip."""
+        return {r[0] for r in self.db.execute("SELECT DISTINCT event_id FROM kept")}
 
     def mark_kept(self, event_id: str, segment_id: int, path: str) -> None:
         self.db.execute("INSERT OR IGNORE INTO kept VALUES (?, ?, ?)", (event_id, segment_id, path))

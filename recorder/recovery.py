@@ -40,8 +40,7 @@ def recover(root: Path, index: Index, ours: set[int], counters: Counters, log: A
             index.delete_segment(seg.id)
             log.warning("empty segment from an earlier run removed", path=seg.path)
             continue
-        step_ms = last_ms / max(1, frames - 1)
-        end_ns = seg.start_ns + int((last_ms + step_ms) * 1e6)
+        end_ns = end_of(seg.start_ns, frames, last_ms)
         # its last seq as far as the file tells (see the module's doc)
         first_seq = index.first_seq(seg.id)
         last_seq = None if first_seq is None else first_seq + frames - 1 + seg.gaps
@@ -70,3 +69,10 @@ def probe(path: Path) -> tuple[int, int]:
     except IndexError:
         pass  # no video stream: the header was cut off
     return frames, last
+
+
+def end_of(start_ns: int, frames: int, last_ms: int) -> int:
+    """Where a file that starts at ``start_ns`` ends, from what :func:`probe` found in it: past
+    its newest frame by the mean frame interval; its start when it holds no frame."""
+    step_ms = last_ms / max(1, frames - 1)
+    return start_ns + int((last_ms + step_ms) * 1e6)

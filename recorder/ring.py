@@ -47,14 +47,13 @@ import msgspec
 from common import pixels, wire
 from common.counters import Counters
 from common.logs import RepeatLimiter
-from common.paths import safe_name, utc_stamp
+from common.paths import safe_name
 from recorder.index import Index
 from recorder.keep import Keeper
 from recorder.pause import Pause, judge
-from recorder.recovery import probe as _probe  # noqa: F401 - web.recordings reads a file being written so
 from recorder.recovery import recover
 from recorder.retention import DEFAULT_MAX_SKEW_S, Retention, capture_time
-from recorder.segment import FrameSegment, PacketSegment, SegmentFile
+from recorder.segment import FrameSegment, PacketSegment, SegmentFile, segment_name
 
 WRITE_RETRY_S = 1.0  # after a failed write, how long a camera's frames are dropped before a new file is tried
 DEFAULT_MAX_CAMERAS = 256
@@ -281,10 +280,10 @@ class Ring:
     def _cut(self, cam: CameraRecording, first: wire.FrameHeader) -> None:
         self.close_segment(cam)
         folder = self.root / safe_name(cam.name)
-        path = folder / f"{utc_stamp(first.ts_ns)}.mkv"
+        path = folder / segment_name(first.ts_ns)
         n = 1
         while path.exists():  # the same millisecond after a restart
-            path, n = folder / f"{utc_stamp(first.ts_ns)}-{n}.mkv", n + 1
+            path, n = folder / segment_name(first.ts_ns, n), n + 1
         try:
             if first.is_packet:
                 seg: SegmentFile = PacketSegment(path, first)

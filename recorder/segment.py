@@ -10,12 +10,15 @@ kinds of writer, one per kind of input:
   libx264, tuned for zero latency so no frame waits inside the encoder.
 
 File timestamps are milliseconds from the segment's first frame; the index holds the absolute
-capture time of that frame, so absolute time = ``start_ns`` + pts.
+capture time of that frame, so absolute time = ``start_ns`` + pts. The file's name says that time
+too (:func:`segment_name`, read back by :func:`start_of`).
 """
 
 from __future__ import annotations
 
 import os
+import re
+from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,11 +26,36 @@ import av
 import numpy as np
 
 from common import wire
+from common.paths import utc_stamp
 
 CLUSTER_MS = 1000  # what a kill -9 may lose from the end of the file being written
 MS = Fraction(1, 1000)
 MUX_OPTIONS = {"flush_packets": "1", "cluster_time_limit": str(CLUSTER_MS)}
 TIMELINE_JUMP_S = 5.0  # a source timeline that moves this far from capture time has been reset
+# a ring file (``<UTC start>[-n].mkv``) or a kept link to one (``<camera>-<same>``, recorder.keep.kept_name)
+NAME = re.compile(r"(\d{8}T\d{6}\.\d{3})Z(?:-(\d+))?\.mkv$")
+
+
+def segment_name(start_ns: int, n: int = 0) -> str:
+    """A segment file's name: its first frame's capture time (UTC, to the millisecond), then
+    ``-n`` for the ``n``-th file of that same millisecond (``n`` > 0: after a restart)."""
+    return f"{utc_stamp(start_ns)}{f'-{n}' if n else ''}.mkv"
+
+
+def start_of(path: Path) -> int:
+    """The capture time (ns, to the millisecond) a ring file's name says its first frame has;
+    ValueError for a file named otherwise."""
+    m = NAME.search(path.name)
+    if m is None:
+        raise ValueError(f"not a recorder segment name: {path.name}")
+    dt = datetime.strptime(m.group(1), "%Y%m%dT%H%M%S.%f").replace(tzinfo=timezone.utc)
+    return (int(dt.timestamp()) * 1000 + dt.microsecond // 1000) * 1_000_000
+
+
+def name_order(path: Path) -> tuple[str, int]:
+    """Sorts segment files (and kept links to them) in time order, by name; another name by itself."""
+    m = NAME.search(path.name)
+    return (m.group(1), int(m.group(2) or 0)) if m else (path.name, 0)
 
 
 class SegmentFile:

@@ -1,4 +1,4 @@
-"""Kept clips to object storage (``[upload] what = ["clips"]``, classifier.upload): the recorder's side.
+"""Kept clips to object storage (``[upload] what = ["clips"]``, common.upload): the recorder's side.
 
 No sockets of its own. When the keeper (recorder.keep) completes a kept clip whose event is final
 (:func:`final`: an ``object`` clip once its newest event is the object's ``end``; a clip of any
@@ -43,11 +43,11 @@ from typing import Any
 import msgspec
 import zmq
 
-from classifier.upload import Part, Uploader, upload_id
 from common import wire
 from common.counters import Counters
 from common.lifecycle import backoff_delay
 from common.logs import RepeatLimiter
+from common.upload import Part, Uploader, upload_id
 from recorder.clip import write_clip
 from recorder.index import Index, Keep, Segment
 from recorder.keep import kept_name

@@ -1,18 +1,43 @@
 """``WS /api/live``: one viewer's watch requests in, its frames out, paced and chosen by the hub
-(web.live, whose docstring gives the message format and the pacing). Runs on the aiohttp thread's
-event loop; rendering goes through the loop's executor."""
+(web.live; pacing in web.live_viewers). Runs on the aiohttp thread's event loop; rendering goes
+through the loop's executor.
+
+The client sends text JSON ``{"watch": {CAMERA: {"width": 320, "fps": 5}, ...}}``, which replaces
+what it watched (``{}``: nothing; width is held to 64..1920 and never above the source's, fps to
+0.2..30). The server sends one binary message per frame per watched camera, at most ``fps`` a second
+of capture time (see Pacing, web.live_viewers): a 4-byte big-endian length N, N bytes of UTF-8 JSON
+``{"camera", "seq", "ts", "width", "height", "boxes", "detected"}`` (``ts`` the capture time in
+seconds since the epoch, ``width``/``height`` the JPEG's, ``boxes`` the number of detections drawn,
+``detected`` whether the frame carries its result's boxes), then the JPEG. A viewer is never sent a
+frame older than one it was sent (the order frames came in; from a packet stream, the decoder's
+output order), and a frame again only to add its boxes: when the newest frame with a result is older
+than what it got, it gets nothing until a newer one is drawable. Text that is not such JSON closes
+the socket (1003, with the reason). From a packet stream ``seq`` is that of the packet that held the
+picture: with B-frames it may step back while the pictures go forward.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import struct
 
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from web.live import (CAMERA_NAME, DEFAULT_FPS, DEFAULT_WIDTH, MAX_CLIENT_TEXT, MAX_FPS, MAX_WATCHED, MAX_WIDTH,
-                      MIN_FPS, MIN_WIDTH, WRITER_LIMIT, LiveHub, Want, _due, _Got, _Viewer)
+from common import wire
+from web.live import LiveHub
+from web.live_viewers import (DEFAULT_FPS, DEFAULT_WIDTH, MAX_FPS, MAX_WATCHED, MAX_WIDTH, MIN_FPS, MIN_WIDTH, Got,
+                              Viewer, Want, is_due)
+
+MAX_CLIENT_TEXT = 65536  # a watch request is tens of bytes a camera
+# a send waits for the socket to drain once this much was written since the last wait (aiohttp's
+# default is 256 KiB): small, so that a slow viewer holds up its own sender after a frame, and what
+# it gets next is the frame chosen then, not the few that would otherwise have piled up in the buffer
+WRITER_LIMIT = 65536
+CAMERA_NAME = re.compile(wire.CAMERA_NAME_PATTERN)
+
 
 def parse_watch(text: str) -> dict[str, Want]:
     """A client's ``{"watch": {CAMERA: {"width": W, "fps": F}}}``; ValueError saying what is wrong.
@@ -49,7 +74,7 @@ async def live_socket(hub: LiveHub, request: web.Request) -> web.WebSocketRespon
     ws = web.WebSocketResponse(heartbeat=20.0, compress=False, max_msg_size=MAX_CLIENT_TEXT,
                                writer_limit=WRITER_LIMIT)
     await ws.prepare(request)
-    viewer = _Viewer(asyncio.get_running_loop())
+    viewer = Viewer(asyncio.get_running_loop())
     hub._add_viewer(viewer)
     sender = asyncio.create_task(_send_frames(hub, ws, viewer))
     try:
@@ -74,9 +99,9 @@ async def live_socket(hub: LiveHub, request: web.Request) -> web.WebSocketRespon
     return ws
 
 
-async def _send_frames(hub: LiveHub, ws: web.WebSocketResponse, viewer: _Viewer) -> None:
+async def _send_frames(hub: LiveHub, ws: web.WebSocketResponse, viewer: Viewer) -> None:
     """One viewer's sender: whenever woken, each camera it was woken for whose chosen frame is due to
-    it (``_due``): the frame the hub chose when it woke it (so every viewer woken by one frame is
+    it (``is_due``): the frame the hub chose when it woke it (so every viewer woken by one frame is
     sent that frame, however late it gets to it, and they share its JPEG), else the one chosen now.
     The frames of all its cameras are rendered side by side, then sent one at a time; a viewer woken
     again before it got to it takes the newer choice: what arrives meanwhile replaces, never queues."""
@@ -104,10 +129,10 @@ async def _send_frames(hub: LiveHub, ws: web.WebSocketResponse, viewer: _Viewer)
                     continue
                 if choice.changes_in is not None:
                     stale_at[camera] = now + choice.changes_in + 0.01
-                if not _due(choice, viewer.got.get(camera), want.fps):
+                if not is_due(choice, viewer.got.get(camera), want.fps):
                     continue
                 # one that does not decode is not tried again either
-                viewer.got[camera] = _Got(choice.mark, choice.frame.header.ts_ns)
+                viewer.got[camera] = Got(choice.mark, choice.frame.header.ts_ns)
                 renders.append((camera, loop.run_in_executor(None, hub._render, choice, want.width)))
             for camera, render in renders:
                 rendered = await render

@@ -114,7 +114,7 @@ def test_a_reload_is_judged_whole_by_the_config_loader(tmp_path: Path) -> None:
 def test_common_imports_only_common() -> None:
     """common/ is the spine: it may not import a daemon's package (nor camwire)."""
     outside = {"camwire", "classifier", "extractor", "recorder", "bench", "tests"}
-    for path in sorted((ROOT / "common").glob("*.py")):
+    for path in sorted((ROOT / "common").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])

@@ -1,4 +1,4 @@
-"""Event media to object storage (classifier.upload), against a real S3 protocol server run
+"""Event media to object storage (common.upload), against a real S3 protocol server run
 locally: moto's server mode (tests/s3_server.py) is an S3 protocol stand-in for AWS, MinIO or
 Ceph, spoken to over loopback by boto3 exactly as those are. The sink runs as a real process
 from a camwire.toml; results reach it over ZeroMQ as a worker's would."""
@@ -18,13 +18,13 @@ import zmq
 
 from classifier.disk import WriteErrors
 from classifier.snapshots import SnapshotStore
-from classifier.upload import (UploadConfig, Uploader, backoff, index_width, object_key, snapshot_parts,
-                               upload_from_config)
 from common import wire
 from common.counters import Counters
 from common.logs import RepeatLimiter
 from common.paths import utc_day
 from common.pixels import encode_jpeg
+from common.upload import (UploadConfig, Uploader, backoff, index_width, object_key, snapshot_parts,
+                           upload_from_config)
 from conftest import ROOT, free_port, wait_log
 from s3_server import ACCESS_KEY, SECRET_KEY, S3Server
 

@@ -13,7 +13,8 @@ from zmq.utils.monitor import recv_monitor_message
 
 from common import wire
 from conftest import Pull, tcp, wait_log
-from extractor.subscribers import Subscribers, recorder_topic, recorder_topics
+from common.wire import recorder_topic, recorder_topics
+from extractor.subscribers import Subscribers
 
 VIEWER_KINDS = (wire.FrameHeader, wire.Status, wire.Eos)  # what web.daemon subscribes to for a watched camera
 

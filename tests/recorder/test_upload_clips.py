@@ -1,4 +1,4 @@
-"""Kept clips to object storage (recorder.uploads, classifier.upload): a real recorder and a real
+"""Kept clips to object storage (recorder.uploads, common.upload): a real recorder and a real
 sink as processes from one camwire.toml, against a real S3 protocol server run locally (moto's
 server mode, tests/s3_server.py: an S3 protocol stand-in for AWS, MinIO or Ceph, spoken to by
 boto3 over loopback). The test stands in for the extractor and the sink's PUB (recorder_feed);
@@ -18,11 +18,11 @@ import msgspec
 import pytest
 import structlog
 
-from classifier.upload import UploadConfig, Uploader, upload_id
 from common import wire
 from common.counters import Counters
 from common.ids import event_id
 from common.paths import utc_day
+from common.upload import UploadConfig, Uploader, upload_id
 from conftest import ROOT, fill, free_port, tcp
 from recorder import uploads
 from recorder.index import Keep, Segment

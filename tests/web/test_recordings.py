@@ -19,12 +19,13 @@ from common import pixels, wire
 from common.counters import Counters
 from common.ids import event_id
 from common.logs import RepeatLimiter
+from recorder.catalog import kept_files, kept_ids
 from recorder.index import Index
 from recorder.keep import Keeper
 from recorder.retention import Limits, Retention
 from recorder.ring import Encoding, Ring
-from web.recordings import (ClipCache, event_clip, export_range, kept_clip, kept_ids, range_clip, ranges,
-                            remux_to_mp4, start_of)
+from recorder.segment import start_of
+from web.recordings import ClipCache, event_clip, export_range, range_clip, ranges, remux_to_mp4, usage
 
 FPS = 25
 FRAME_NS = 1_000_000_000 // FPS
@@ -123,11 +124,20 @@ def test_ranges_merge_touching_segments_and_show_gaps(recorded: Recorded) -> Non
 
 def test_nothing_recorded_yet(tmp_path: Path) -> None:
     assert ranges(tmp_path, None, None, None) == {}
-    assert kept_ids(tmp_path) == set() and kept_clip(tmp_path, "x") == []
+    assert kept_ids(tmp_path) == set() and kept_files(tmp_path, "x") == []
     with pytest.raises(LookupError):
         export_range(tmp_path, "door", 0, 10, tmp_path / "x.mp4")
+    assert usage(tmp_path) == {"segments": 0, "ring_bytes": 0, "kept_clips": 0}
     Index(tmp_path / "fresh").close()  # tables, no rows
     assert ranges(tmp_path / "fresh", None, None, None) == {}
+
+
+def test_usage_counts_what_the_index_holds(recorded: Recorded) -> None:
+    files = [f for camera in ("door", "yard") for f in (recorded.root / camera).glob("*.mkv")]
+    got = usage(recorded.root)
+    assert list(got) == ["segments", "ring_bytes", "kept_clips"]
+    assert got["segments"] == len(files) and got["kept_clips"] == 1
+    assert 0 < got["ring_bytes"] <= sum(f.stat().st_size for f in files)  # the open file counts 0 until closed
 
 
 def test_export_range_is_h264_mp4_of_that_span(recorded: Recorded, tmp_path: Path) -> None:
@@ -152,11 +162,11 @@ def test_export_range_is_h264_mp4_of_that_span(recorded: Recorded, tmp_path: Pat
 
 def test_kept_clip_and_its_mp4(recorded: Recorded, tmp_path: Path) -> None:
     assert kept_ids(recorded.root) == {recorded.object_id}
-    files = kept_clip(recorded.root, recorded.object_id)
+    files = kept_files(recorded.root, recorded.object_id)
     assert len(files) == 2 and all(f.is_file() and f.parent.name == recorded.object_id for f in files)
     starts = [start_of(f) / 1e9 - recorded.t0 for f in files]
     assert starts == pytest.approx([2.0, 4.0], abs=1e-3)
-    assert kept_clip(recorded.root, "nope") == []
+    assert kept_files(recorded.root, "nope") == []
 
     out = remux_to_mp4(files, tmp_path / "kept.mp4")
     codec, frames, span = opened(out)

@@ -1,0 +1,39 @@
+"""A camera as the extractor knows it (CameraSpec): its name, sources, sampling, motion settings
+and, for a polled feed, its poll interval. Shared by the camera thread (extractor.camera), the
+poll loop (extractor.feed), the frame step (extractor.emitter) and the daemon."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from common.geometry import Polygon
+from extractor.motion import MotionSettings
+from extractor.sampling import Sampling
+from extractor.source import OPEN_TIMEOUT_S, READ_TIMEOUT_S, STALL_S, is_file
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSpec:
+    """A camera as the extractor knows it: a name, its sources in order of preference, sampling."""
+
+    name: str
+    sources: tuple[str, ...]
+    sampling: Sampling = field(default_factory=Sampling)
+    realtime: bool = False
+    enc: str = "raw"
+    open_timeout: float = OPEN_TIMEOUT_S
+    read_timeout: float = READ_TIMEOUT_S
+    stall: float = STALL_S  # a live stream with no video this long is offline, and reconnected
+    publish: bool = True  # on --publish, when the process publishes at all (for the recorder and live views)
+    recorded: bool = True  # the recorder takes it: --publish-wait waits for the recorder to want it
+    detect: str = "motion"  # sampled frames to the classifiers only while there is motion, or "always"
+    masks: tuple[Polygon, ...] = ()  # where motion is not looked for
+    motion: MotionSettings = field(default_factory=MotionSettings)
+    # a polled feed (extractor.feed): seconds between polls of ``sources[0]``; None: a stream
+    poll: float | None = None
+    placeholder: tuple[str, ...] = ()  # sha256 (hex) of the feed's "camera offline" images
+    stale_after: int | None = None  # unchanged polls before ``stale``; None: extractor.feed's default
+
+    @property
+    def files_only(self) -> bool:
+        return all(is_file(url) for url in self.sources)
