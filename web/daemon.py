@@ -188,6 +188,7 @@ class Http:
 
 
 def main(args: argparse.Namespace) -> int:
+    from recorder.catalog import kept_ids
     from web import recordings
     from web.api import Console, make_app
     from web.door import Door, Limits, connection_cap, raise_fd_limit
@@ -267,7 +268,7 @@ def main(args: argparse.Namespace) -> int:
         def loop() -> None:
             while not d.stop.is_set():
                 if rec_dir is not None:
-                    kept_now[0] = recordings.kept_ids(rec_dir)
+                    kept_now[0] = kept_ids(rec_dir)
                 if not index.poll():
                     d.stop.wait(POLL_EVENTS_S)
         return threading.Thread(target=loop, name="events", daemon=True)

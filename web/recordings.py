@@ -24,7 +24,6 @@ from typing import Callable
 import av
 
 from recorder import catalog
-from recorder.catalog import kept_ids  # noqa: F401 - web.daemon polls it as recordings.kept_ids
 from recorder.clip import write_clip
 from recorder.index import Segment
 from recorder.segment import name_order, start_of
