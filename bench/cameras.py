@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.recorder import cpu_of, free_tcp  # noqa: E402
 from camwire.sample import make_sample_clip  # noqa: E402
-from common import wire  # noqa: E402
+from camwire.common import wire  # noqa: E402
 
 
 def collect(addr: str, cameras: int, ended: threading.Event, counts: dict) -> None:

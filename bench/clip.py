@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from recorder.segment import MS  # noqa: E402
+from camwire.recorder.segment import MS  # noqa: E402
 
 FPS = 25
 SEGMENT_S = 60
@@ -39,8 +39,8 @@ CUT = """
 import sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from recorder.clip import write_clip
-from recorder.index import Segment
+from camwire.recorder.clip import write_clip
+from camwire.recorder.index import Segment
 segs = [Segment(i, "cam", {t0} + i * {seg_ns}, {t0} + (i + 1) * {seg_ns}, f"seg{{i:03d}}.mkv", "h264", 0, 0, 0, True)
         for i in range({n})]
 write_clip(segs, Path({ring!r}), {t0}, {t0} + {minutes} * 60_000_000_000, Path({out!r}), {{"movflags": "+faststart"}})

@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 SSD_MODEL = ROOT.parent / "shared" / "models" / "coco-ssd-mobilenetv2.onnx"
 SSD_CLIP = ROOT.parent / "shared" / "media" / "people-walking.mp4"
 
-from classifier.detectors.onnx import OnnxDetector  # noqa: E402
-from common.wire import FrameHeader  # noqa: E402
+from camwire.classifier.detectors.onnx import OnnxDetector  # noqa: E402
+from camwire.common.wire import FrameHeader  # noqa: E402
 
 CLASSES = 80
 

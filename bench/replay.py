@@ -4,7 +4,7 @@ The real COCO SSD (``../shared/models/coco-ssd-mobilenetv2.onnx``) runs once ove
 ``../shared/media/people-walking.mp4`` (or ``--clip``), on the whole frame and on 2x2 overlapping
 tiles plus the whole frame (each tile stretched to the model's input, boxes touching an inner
 tile edge dropped, then one NMS). The person boxes are then fed, as the sink would get them, to
-``classifier.tracking`` under each setting of ``RELINK`` and ``PAD``, sampling every frame or
+``sink.tracking`` under each setting of ``RELINK`` and ``PAD``, sampling every frame or
 every other one. Per setting: objects seen 3 times or more, and their ends inside the picture
 (first or last box clear of every edge by 5 % and not at the clip's start or end: a walker found
 late or lost early). Skips, saying so, without the model or the clip.
@@ -30,11 +30,11 @@ MODEL = SHARED / "models" / "coco-ssd-mobilenetv2.onnx"
 EDGE_SHARE = 0.05
 SETTINGS = ((0.75, 0.5), (0.0, 0.5), (1.5, 0.5), (0.75, 0.0))  # (RELINK, PAD); the first is camwire's
 
-from classifier import tracking  # noqa: E402
-from classifier.detectors import ssd  # noqa: E402
-from classifier.detectors.onnx import OnnxDetector  # noqa: E402
-from classifier.detectors.yolo import Thresholds, keep  # noqa: E402
-from common import wire  # noqa: E402
+from camwire.classifier import tracking  # noqa: E402
+from camwire.classifier.detectors import ssd  # noqa: E402
+from camwire.classifier.detectors.onnx import OnnxDetector  # noqa: E402
+from camwire.classifier.detectors.yolo import Thresholds, keep  # noqa: E402
+from camwire.common import wire  # noqa: E402
 
 Boxes = list[tuple[float, tuple[float, float, float, float]]]
 

@@ -54,10 +54,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from camwire.sample import make_sample_clip  # noqa: E402
-from common import pixels, wire  # noqa: E402
-from common.counters import Counters  # noqa: E402
-from common.sampling import Sampling  # noqa: E402
-from extractor.camera import CameraCounters, CameraLoop, CameraSpec  # noqa: E402
+from camwire.common import pixels, wire  # noqa: E402
+from camwire.common.counters import Counters  # noqa: E402
+from camwire.common.sampling import Sampling  # noqa: E402
+from camwire.extractor.camera import CameraCounters, CameraLoop, CameraSpec  # noqa: E402
 
 W, H = 1920, 1080
 METHODS = ("camwire", "imagezmq", "jpeg_base64", "pickle")

@@ -30,13 +30,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from classifier.disk import WriteErrors  # noqa: E402
-from classifier.snapshots import SnapshotStore  # noqa: E402
-from common import wire  # noqa: E402
-from common.counters import Counters  # noqa: E402
-from common.logs import RepeatLimiter  # noqa: E402
-from common.pixels import encode_jpeg  # noqa: E402
-from common.upload import UploadConfig, Uploader, make_client, snapshot_parts  # noqa: E402
+from camwire.sink.store.disk import WriteErrors  # noqa: E402
+from camwire.sink.store.snapshots import SnapshotStore  # noqa: E402
+from camwire.common import wire  # noqa: E402
+from camwire.common.counters import Counters  # noqa: E402
+from camwire.common.logs import RepeatLimiter  # noqa: E402
+from camwire.common.pixels import encode_jpeg  # noqa: E402
+from camwire.common.upload import UploadConfig, Uploader, make_client, snapshot_parts  # noqa: E402
 from s3_server import ACCESS_KEY, SECRET_KEY, S3Server  # noqa: E402
 
 BUCKET = "camwire-bench"

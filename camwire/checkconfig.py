@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from common.config import ConfigError
+from camwire.common.config import ConfigError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

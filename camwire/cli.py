@@ -18,26 +18,26 @@ from pathlib import Path
 from typing import Any, Callable
 
 from camwire import __version__
-from common.config import DAEMONS, SECTIONS, SECURITY, Config, ConfigError, load_config, register_part
-from common.curve import Curve
-from common.daemon import EXIT_OPTIONS
-from common.metrics import serve_metrics
-from common.paths import camera_name, name_list, writable_dir, writable_file
-from common.sockets import OperatorError
+from camwire.common.config import DAEMONS, SECTIONS, SECURITY, Config, ConfigError, load_config, register_part
+from camwire.common.curve import Curve
+from camwire.common.daemon import EXIT_OPTIONS
+from camwire.common.metrics import serve_metrics
+from camwire.common.paths import camera_name, name_list, writable_dir, writable_file
+from camwire.common.sockets import OperatorError
 
 # sub-command -> (module, one-line help); modules are imported only when their command runs
 COMMANDS = {
-    "extractor": ("extractor.daemon", "read cameras (RTSP, HTTP, HLS, files) and send their frames on"),
-    "ventilator": ("classifier.ventilator", "share the cameras' frames out to classifier workers"),
-    "classifier": ("classifier.worker", "a worker: run a detector on the cameras' frames"),
-    "sink": ("classifier.sink", "turn detections into events, snapshots and camera status"),
-    "recorder": ("recorder.daemon", "record cameras into a ring of files; keep the files around events"),
-    "clip": ("recorder.clip", "write one file for a camera and a time range from the recorder's ring"),
+    "extractor": ("camwire.extractor.daemon", "read cameras (RTSP, HTTP, HLS, files) and send their frames on"),
+    "ventilator": ("camwire.classifier.ventilator", "share the cameras' frames out to classifier workers"),
+    "classifier": ("camwire.classifier.worker", "a worker: run a detector on the cameras' frames"),
+    "sink": ("camwire.sink.daemon", "turn detections into events, snapshots and camera status"),
+    "recorder": ("camwire.recorder.daemon", "record cameras into a ring of files; keep the files around events"),
+    "clip": ("camwire.recorder.clip", "write one file for a camera and a time range from the recorder's ring"),
     "run": ("camwire.supervisor", "run every daemon on this host, supervised (--config FILE or --camera)"),
     "status": ("camwire.status", "print the cameras and workers as the sink last saw them"),
     "check-config": ("camwire.checkconfig", "validate a camwire.toml as the daemons would, secrets masked"),
     "sample-clip": ("camwire.sample", "write the built-in sample clip (H.264) for demos and tests"),
-    "web": ("web.daemon", "the web console: live views, events, recordings and status in a browser"),
+    "web": ("camwire.web.daemon", "the web console: live views, events, recordings and status in a browser"),
     "keygen": ("camwire.keygen", "write a CURVE key pair for a daemon, to encrypt and authenticate its links"),
 }
 # what ``camwire COMMAND --help`` says: for the person running it (what it does, what to point it
@@ -144,7 +144,7 @@ ADDRESS_DESTS = {"recorder": {"events"}, "web": {"events", "data_dir"}}
 
 
 def _rules_part(data: dict[str, Any], _env: dict[str, str]) -> Any:
-    from classifier.rules import rules_from_config
+    from camwire.sink.rules import rules_from_config
     return rules_from_config(data)
 
 
@@ -154,7 +154,7 @@ register_part("rules", _rules_part)
 
 
 def _upload_part(data: dict[str, Any], env: dict[str, str]) -> Any:
-    from common.upload import upload_from_config
+    from camwire.common.upload import upload_from_config
     return upload_from_config(data, env)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from common.curve import keygen
+from camwire.common.curve import keygen
 
 
 def key_name(text: str) -> str:

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from classifier.worker import detector_argv
-from common.config import SECURITY, Config
-from common.sampling import Sampling
-from extractor.source import is_file
-from recorder.daemon import recording_argv
+from camwire.classifier.worker import detector_argv
+from camwire.common.config import SECURITY, Config
+from camwire.common.sampling import Sampling
+from camwire.extractor.source import is_file
+from camwire.recorder.daemon import recording_argv
 
 SOCKET_NAMES = ("frontend", "backend", "results", "events", "detections")
 

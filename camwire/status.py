@@ -1,11 +1,11 @@
 """``camwire status``: the cameras and workers as the sink last wrote them (``DATA_DIR/status.db``).
 
-The sink keeps the table (classifier.camera_status); this only reads it, so it works while the
+The sink keeps the table (sink.camera_status); this only reads it, so it works while the
 pipeline runs, after it stopped, and from another user with read access to the folder. It says
 first whether what follows is current: the sink rewrites its own row every second, so a row
 older than a few seconds means the sink has stopped (cleanly or not) or cannot write, and the
 tables below are what it last saw. Failed writes (a full disk) are shown beside it, and the
-cameras whose recording the recorder has paused (``DATA_DIR/ledger.db``, classifier.recording_state).
+cameras whose recording the recorder has paused (``DATA_DIR/ledger.db``, sink.recording_state).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from classifier.camera_status import read_refused, read_sink, read_status
-from classifier.recording_state import paused_cameras
-from common.config import ConfigError, load_config
+from camwire.sink.store.status_db import read_refused, read_sink, read_status
+from camwire.sink.recording_state import paused_cameras
+from camwire.common.config import ConfigError, load_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -33,20 +33,20 @@ from pathlib import Path
 from typing import Any
 
 from camwire.plan import plan as planned
-from classifier import sink as sink_daemon
-from classifier import worker as worker_daemon
-from classifier.worker import add_detector_arguments
-from common.config import Config
-from common.counters import merge, write_stats
-from common.daemon import EXIT_OPTIONS, EXIT_SOURCE_FAILED
-from common.lifecycle import Hangup, StopFlag, backoff_delay
-from common.logs import configure, redact_url
-from common.paths import camera_name
-from common.sockets import OperatorError
-from common.units import duration
-from extractor.camera import PASSTHROUGH
-from extractor.daemon import add_sampling_arguments
-from recorder.daemon import add_recording_arguments
+from camwire.sink import daemon as sink_daemon
+from camwire.classifier import worker as worker_daemon
+from camwire.classifier.worker import add_detector_arguments
+from camwire.common.config import Config
+from camwire.common.counters import merge, write_stats
+from camwire.common.daemon import EXIT_OPTIONS, EXIT_SOURCE_FAILED
+from camwire.common.lifecycle import Hangup, StopFlag, backoff_delay
+from camwire.common.logs import configure, redact_url
+from camwire.common.paths import camera_name
+from camwire.common.sockets import OperatorError
+from camwire.common.units import duration
+from camwire.extractor.camera import PASSTHROUGH
+from camwire.extractor.daemon import add_sampling_arguments
+from camwire.recorder.daemon import add_recording_arguments
 
 STOP_TIMEOUT_S = 10.0
 RESTART_WINDOW_S = 60.0

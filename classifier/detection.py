@@ -12,12 +12,12 @@ from typing import Any
 
 import zmq
 
-from classifier.detectors import Detector, FrameResult
-from common import pixels, wire
-from common.counters import Counters
-from common.logs import RepeatLimiter
-from common.metrics import INFERENCE_SECONDS
-from common.sockets import make_socket, send_nowait
+from camwire.classifier.detectors import Detector, FrameResult
+from camwire.common import pixels, wire
+from camwire.common.counters import Counters
+from camwire.common.logs import RepeatLimiter
+from camwire.common.metrics import INFERENCE_SECONDS
+from camwire.common.sockets import make_socket, send_nowait
 
 PIPE_SEND_WAIT_MS = 500
 

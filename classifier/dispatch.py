@@ -46,9 +46,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import msgspec
 
-from common.admission import DEFAULT_IDLE_S, DEFAULT_POOL, Admission
-from common.counters import Counters
-from common.wire import Buffer, Eos, FrameHeader, WorkerLoad
+from camwire.common.admission import DEFAULT_IDLE_S, DEFAULT_POOL, Admission
+from camwire.common.counters import Counters
+from camwire.common.wire import Buffer, Eos, FrameHeader, WorkerLoad
 
 MAX_CREDITS = 1024  # a worker's credits plus frames held: far above any --batch, far below harm
 MAX_WORKERS = 1024  # the pool; a Workers message holds at most 4096

@@ -30,12 +30,12 @@ from collections import deque
 
 import zmq
 
-from classifier.dispatch import Dispatcher
-from common import wire
-from common.admission import DEFAULT_IDLE_S, DEFAULT_POOL, LABELS as ADMISSION_LABELS
-from common.config import CAMERA_NAME, Config
-from common.daemon import Daemon
-from common.units import duration, positive, size
+from camwire.classifier.dispatch import Dispatcher
+from camwire.common import wire
+from camwire.common.admission import DEFAULT_IDLE_S, DEFAULT_POOL, LABELS as ADMISSION_LABELS
+from camwire.common.config import CAMERA_NAME, Config
+from camwire.common.daemon import Daemon
+from camwire.common.units import duration, positive, size
 
 HEARTBEAT_S = 1.0
 TICK_S = 0.25  # deadlines, silent workers and heartbeats are checked this often
@@ -98,7 +98,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def check(args: argparse.Namespace) -> None:
     """What the ventilator would refuse, judged before it starts (camwire.cli, check-config, a
     reload): an address without a transport, a limit below 1. ValueError naming the flag."""
-    from common.sockets import check_addresses
+    from camwire.common.sockets import check_addresses
 
     check_addresses(args, "frontend", "backend")
     for dest in ("max_backlog", "max_cameras"):

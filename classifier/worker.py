@@ -32,14 +32,14 @@ from typing import Any
 
 import zmq
 
-from classifier.detectors import make_detector
-from classifier.worker_loop import HEARTBEAT_S, Worker
-from common import wire
-from common.config import Config
-from common.curve import SERVER_OF
-from common.daemon import Daemon
-from common.logs import configure
-from common.units import duration, positive, size
+from camwire.classifier.detectors import make_detector
+from camwire.classifier.worker_loop import HEARTBEAT_S, Worker
+from camwire.common import wire
+from camwire.common.config import Config
+from camwire.common.curve import SERVER_OF
+from camwire.common.daemon import Daemon
+from camwire.common.logs import configure
+from camwire.common.units import duration, positive, size
 
 TICK_S = 0.25  # how soon a dead detection thread is noticed
 SINK_HWM = 1000
@@ -84,8 +84,8 @@ def check(args: argparse.Namespace) -> None:
     ValueError naming the flag."""
     from pathlib import Path
 
-    from classifier.detectors import NAMES, _registry, parse_options
-    from common.sockets import check_addresses
+    from camwire.classifier.detectors import NAMES, _registry, parse_options
+    from camwire.common.sockets import check_addresses
 
     check_addresses(args, "connect", "sink")
     served = getattr(args, "serves", None) or getattr(args, "detector", None)

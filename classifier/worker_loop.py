@@ -12,11 +12,11 @@ from typing import Any
 
 import zmq
 
-from classifier.detection import Batch, Detection, result_parts
-from classifier.detectors import Detector
-from common import wire
-from common.daemon import Daemon
-from common.sockets import send_nowait
+from camwire.classifier.detection import Batch, Detection, result_parts
+from camwire.classifier.detectors import Detector
+from camwire.common import wire
+from camwire.common.daemon import Daemon
+from camwire.common.sockets import send_nowait
 
 HEARTBEAT_S = 1.0
 LEAVE_TIMEOUT_S = 4.0  # longest a stopping worker spends finishing frames it already took

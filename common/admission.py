@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable
 
 import zmq
 
-from common.counters import OTHER, Counters
+from camwire.common.counters import OTHER, Counters
 
 DEFAULT_POOL = 256  # unconfigured cameras at once: a site with more names them in the config
 DEFAULT_IDLE_S = 60.0  # an extractor reports every few seconds (STATUS_EVERY_S): a live camera is never this quiet

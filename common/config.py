@@ -31,7 +31,7 @@
                               # ignores them, detections standing in them are dropped
     zones = {driveway = [[100, 400], [600, 400], [640, 720], [0, 720]]}   # named polygons events list
     detector = ["objects", "covered"]   # only workers serving these get its frames (default: any)
-    [cameras.front.rules]     # see classifier.rules
+    [cameras.front.rules]     # see sink.rules
     labels = ["person"]
 
 ``${VAR}`` in any string comes from the environment, or else from a ``.env`` beside the file;
@@ -58,13 +58,13 @@ from typing import Any, Callable
 
 from dotenv import dotenv_values
 
-from common.env import VAR
-from common.geometry import Polygon, parse_masks, parse_zones
-from common.logs import redact_url
-from common.sampling import Sampling
-from common.sockets import TRANSPORTS
-from common.units import duration
-from common.wire import CAMERA_NAME_PATTERN
+from camwire.common.env import VAR
+from camwire.common.geometry import Polygon, parse_masks, parse_zones
+from camwire.common.logs import redact_url
+from camwire.common.sampling import Sampling
+from camwire.common.sockets import TRANSPORTS
+from camwire.common.units import duration
+from camwire.common.wire import CAMERA_NAME_PATTERN
 
 DAEMONS = ("extractor", "ventilator", "classifier", "sink", "recorder", "web")
 SECTIONS = (*DAEMONS, "run")  # tables of flags: each daemon's, and camwire run's
@@ -149,7 +149,7 @@ class Config:
 
     @property
     def rules(self) -> Any:
-        """The rules as classifier.rules parsed them at load (registered by camwire.cli)."""
+        """The rules as sink.rules parsed them at load (registered by camwire.cli)."""
         return self.parts.get("rules")
 
     def daemon_defaults(self, daemon: str) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from common.sockets import OperatorError
+from camwire.common.sockets import OperatorError
 
 ZAP_DOMAIN = b"camwire"
 SECURED = ("tcp://",)  # transports that get CURVE; ipc and inproc never leave the host

@@ -38,14 +38,14 @@ from typing import Any, Callable
 
 import zmq
 
-from common import wire
-from common.config import Config, ConfigError, ConfigWatcher
-from common.counters import Counters, write_stats
-from common.curve import Curve, secured
-from common.lifecycle import Hangup, StopFlag, backoff_delay
-from common.logs import RepeatLimiter, configure
-from common.metrics import register_stats
-from common.sockets import HANDSHAKE_FAILED, HANDSHAKE_REASONS, OperatorError, PeerWatch, make_socket
+from camwire.common import wire
+from camwire.common.config import Config, ConfigError, ConfigWatcher
+from camwire.common.counters import Counters, write_stats
+from camwire.common.curve import Curve, secured
+from camwire.common.lifecycle import Hangup, StopFlag, backoff_delay
+from camwire.common.logs import RepeatLimiter, configure
+from camwire.common.metrics import register_stats
+from camwire.common.sockets import HANDSHAKE_FAILED, HANDSHAKE_REASONS, OperatorError, PeerWatch, make_socket
 
 # exit codes, the same for every daemon and camwire run; run and systemd act on them
 EXIT_OK = 0  # stopped, or its work done (an extractor's files read to their end)

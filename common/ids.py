@@ -4,7 +4,7 @@
 An extractor restarted mid-run starts its seq at 0 again, but never its capture clock, so ids
 never repeat across its restarts; ``n`` tells apart two events of one camera and type at the same
 nanosecond (tracked objects, issue 11). Across the sink's restarts, the ``n`` given and the state
-each event told are kept in its ledger.db (classifier.ledger): an extractor's repeated motion
+each event told are kept in its ledger.db (sink.ledger): an extractor's repeated motion
 state is known for one, and two results of one frame either side of a restart get two ids.
 """
 

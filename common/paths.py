@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from common.sockets import OperatorError
-from common.wire import CAMERA_NAME_PATTERN
+from camwire.common.sockets import OperatorError
+from camwire.common.wire import CAMERA_NAME_PATTERN
 
 CAMERA_NAME = re.compile(CAMERA_NAME_PATTERN)
 

@@ -13,7 +13,7 @@ from typing import Sequence
 import lz4.block
 import numpy as np
 
-from common.wire import DEFAULT_MAX_FRAME_BYTES, DTYPES, Buffer, FrameHeader, MalformedMessage, frame_parts, peek_frame
+from camwire.common.wire import DEFAULT_MAX_FRAME_BYTES, DTYPES, Buffer, FrameHeader, MalformedMessage, frame_parts, peek_frame
 
 
 def encode_frame(header: FrameHeader, image: np.ndarray, jpeg_quality: int = 90) -> list[Buffer]:

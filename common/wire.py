@@ -297,7 +297,7 @@ class Workers(Message, tag="workers"):
     refused: Refusals = []  # the ventilator's own
 
 
-# what the sink makes (classifier.events, classifier.tracking); the recorder's --keep-types names some of them
+# what the sink makes (sink.events, sink.tracking); the recorder's --keep-types names some of them
 EVENT_TYPES = ("object", "camera_covered", "camera_uncovered", "camera_online", "camera_offline",
                "camera_failed", "motion_start", "motion_end", "uploaded")
 
@@ -307,7 +307,7 @@ class Event(Message, tag="event"):
 
     ``id`` is unique forever: capture time in ns, camera and type (common.ids).
 
-    A tracked object (``type`` ``object``, classifier.tracking) has ``phase`` ``start``, ``update``
+    A tracked object (``type`` ``object``, sink.tracking) has ``phase`` ``start``, ``update``
     or ``end``, and ``object_id`` (the id of its ``start`` event) in all three; ``label``,
     ``score`` (in the newest frame), ``top_score``, ``first_seen``/``last_seen`` (capture time,
     s), ``box`` (the newest, in source pixels), ``zones`` (entered so far) and ``snapshot`` (its

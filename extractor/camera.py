@@ -40,15 +40,15 @@ from av.bitstream import BitStreamFilterContext
 import structlog
 import zmq
 
-from common import wire
-from common.lifecycle import BACKOFF_CAP_S, StopFlag, backoff_delay
-from common.logs import redact_url
-from common.pixels import encode_packet
-from common.sockets import PeerWatch, make_socket
-from extractor.emitter import PEER_CHECK_S, CameraCounters, Emitter, FrameStep
-from extractor.feed import FeedLoop
-from extractor.source import SOURCE_ERRORS, Failure, Stalled, classify, is_file, open_source, read_frames, to_seconds
-from extractor.spec import CameraSpec
+from camwire.common import wire
+from camwire.common.lifecycle import BACKOFF_CAP_S, StopFlag, backoff_delay
+from camwire.common.logs import redact_url
+from camwire.common.pixels import encode_packet
+from camwire.common.sockets import PeerWatch, make_socket
+from camwire.extractor.emitter import PEER_CHECK_S, CameraCounters, Emitter, FrameStep
+from camwire.extractor.feed import FeedLoop
+from camwire.extractor.source import SOURCE_ERRORS, Failure, Stalled, classify, is_file, open_source, read_frames, to_seconds
+from camwire.extractor.spec import CameraSpec
 
 PASSTHROUGH = "passthrough"
 

@@ -37,21 +37,21 @@ from typing import Any, Callable
 
 import zmq
 
-from common import wire
-from common.config import Config
-from common.curve import SERVER_OF
-from common.daemon import EXIT_SOURCE_FAILED, Daemon
-from common.geometry import Polygon, parse_polygon
-from common.env import expand
-from common.paths import name_list
-from common.sockets import OperatorError, check_addresses
-from common.units import duration, percent
-from extractor.camera import FAILED_RETRY_S, PASSTHROUGH, RELAY_HWM, CameraCounters, CameraLoop, CameraSpec
-from extractor.motion import DETECT, MotionSettings
-from extractor.poll import POLL_LABELS
-from extractor.sampling import Sampling
-from extractor.source import STALL_S
-from extractor.subscribers import Subscribers
+from camwire.common import wire
+from camwire.common.config import Config
+from camwire.common.curve import SERVER_OF
+from camwire.common.daemon import EXIT_SOURCE_FAILED, Daemon
+from camwire.common.geometry import Polygon, parse_polygon
+from camwire.common.env import expand
+from camwire.common.paths import name_list
+from camwire.common.sockets import OperatorError, check_addresses
+from camwire.common.units import duration, percent
+from camwire.extractor.camera import FAILED_RETRY_S, PASSTHROUGH, RELAY_HWM, CameraCounters, CameraLoop, CameraSpec
+from camwire.extractor.motion import DETECT, MotionSettings
+from camwire.extractor.poll import POLL_LABELS
+from camwire.extractor.sampling import Sampling
+from camwire.extractor.source import STALL_S
+from camwire.extractor.subscribers import Subscribers
 
 RELAY_ADDR = "inproc://publish-relay"
 PUB_HWM = 50  # frames per subscriber; a slow recorder loses frames (it sees the seq gap), we never wait

@@ -20,15 +20,15 @@ from typing import Any, Callable
 import numpy as np
 import zmq
 
-from common import wire
-from common.counters import Counters
-from common.lifecycle import StopFlag
-from common.pixels import encode_frame
-from common.sockets import PeerWatch, send_nowait
-from extractor.motion import MotionDetector, MotionGate
-from extractor.sampling import Sampler
-from extractor.source import SourceFrame
-from extractor.spec import CameraSpec
+from camwire.common import wire
+from camwire.common.counters import Counters
+from camwire.common.lifecycle import StopFlag
+from camwire.common.pixels import encode_frame
+from camwire.common.sockets import PeerWatch, send_nowait
+from camwire.extractor.motion import MotionDetector, MotionGate
+from camwire.extractor.sampling import Sampler
+from camwire.extractor.source import SourceFrame
+from camwire.extractor.spec import CameraSpec
 
 CONTROL_SEND_TIMEOUT_MS = 2000
 HEARTBEAT_SEND_TIMEOUT_MS = 100  # a heartbeat waits this long for room at most (see Emitter.send_heartbeat)

@@ -36,13 +36,13 @@ from typing import Any, Callable, Protocol
 
 import av
 
-from common import wire
-from common.lifecycle import StopFlag, backoff_delay
-from common.logs import redact_url
-from extractor.emitter import CameraCounters, Emitter, FrameStep
-from extractor.poll import Fetch, PollError, Poller
-from extractor.source import SOURCE_ERRORS, Failure, NoVideoStream, classify, read_frames
-from extractor.spec import CameraSpec
+from camwire.common import wire
+from camwire.common.lifecycle import StopFlag, backoff_delay
+from camwire.common.logs import redact_url
+from camwire.extractor.emitter import CameraCounters, Emitter, FrameStep
+from camwire.extractor.poll import Fetch, PollError, Poller
+from camwire.extractor.source import SOURCE_ERRORS, Failure, NoVideoStream, classify, read_frames
+from camwire.extractor.spec import CameraSpec
 
 STALE_AFTER = 10  # unchanged polls in a row before a feed is ``stale`` (a camera's ``stale_after``)
 JITTER = 0.1  # each interval is drawn from +-10% of ``poll``

@@ -16,7 +16,7 @@ What it decides, per camera (MotionGate, pure: time comes in with each frame):
 
 - the state: motion starts in the first frame with a moving blob and ends ``off_delay`` seconds
   (of the camera's own timeline) after the last one. Each change is one ``wire.Motion`` message
-  (the sink turns them into ``motion_start``/``motion_end`` events, classifier.motion_state);
+  (the sink turns them into ``motion_start``/``motion_end`` events, sink.motion_state);
 - the gate: with ``detect = "motion"`` a sampled frame goes to the classifiers only while the
   state is on, or when none has gone for ``heartbeat`` seconds (so a parked car is still seen);
   ``detect = "always"`` sends every sampled frame. The extractor counts each frame held back as
@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common import wire
-from common.config import DETECT
-from common.geometry import Polygon, mask_image
+from camwire.common import wire
+from camwire.common.config import DETECT
+from camwire.common.geometry import Polygon, mask_image
 
 
 @dataclass(frozen=True, slots=True)

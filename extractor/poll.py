@@ -30,8 +30,8 @@ from urllib.parse import urljoin
 
 import requests
 
-from extractor.deadline import Deadline, deadline_session
-from extractor.source import Failure
+from camwire.extractor.deadline import Deadline, deadline_session
+from camwire.extractor.source import Failure
 
 RETRY_AFTER_CAP_S = 600.0  # a Retry-After longer than this is not believed
 MAX_BODY_BYTES = 64 << 20  # a clip of a few seconds is a few MB; more is not a camera's clip

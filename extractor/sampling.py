@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.sampling import Sampling
+from camwire.common.sampling import Sampling
 
 __all__ = ["Sampler", "Sampling"]
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.geometry import Polygon
-from extractor.motion import MotionSettings
-from extractor.sampling import Sampling
-from extractor.source import OPEN_TIMEOUT_S, READ_TIMEOUT_S, STALL_S, is_file
+from camwire.common.geometry import Polygon
+from camwire.extractor.motion import MotionSettings
+from camwire.extractor.sampling import Sampling
+from camwire.extractor.source import OPEN_TIMEOUT_S, READ_TIMEOUT_S, STALL_S, is_file
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ import functools
 
 import zmq
 
-from common import wire
-from common.wire import RECORDER_MARK, recorder_topic
+from camwire.common import wire
+from camwire.common.wire import RECORDER_MARK, recorder_topic
 
 class Subscribers:
     """Who subscribes to ``--publish`` now, as the XPUB's (un)subscription messages say. Changed

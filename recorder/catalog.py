@@ -14,9 +14,9 @@ import threading
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from recorder.index import Index, Segment, Totals
-from recorder.recovery import end_of, probe
-from recorder.segment import name_order
+from camwire.recorder.index import Index, Segment, Totals
+from camwire.recorder.recovery import end_of, probe
+from camwire.recorder.segment import name_order
 
 T = TypeVar("T")
 

@@ -18,8 +18,8 @@ import av
 import av.container
 import av.video.stream
 
-from recorder.index import Index, Segment
-from recorder.segment import MS
+from camwire.recorder.index import Index, Segment
+from camwire.recorder.segment import MS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -48,21 +48,21 @@ from pathlib import Path
 import zmq
 
 from camwire.cli import args_from_config
-from common import units, wire
-from common.config import Config
-from common.daemon import Daemon
-from common.paths import name_list
-from common.curve import SERVER_OF
-from common.sockets import check_addresses
-from common.upload import Uploader
-from common.wire import recorder_topics
-from recorder.index import Index
-from recorder.keep import DEFAULT_KEEP_TYPES, Keeper
-from recorder.pause import Pause
-from recorder.retention import (DEFAULT_KEEP_RETAIN_S, DEFAULT_MAX_SKEW_S, DEFAULT_MIN_FREE, DEFAULT_RETAIN_S,
+from camwire.common import units, wire
+from camwire.common.config import Config
+from camwire.common.daemon import Daemon
+from camwire.common.paths import name_list
+from camwire.common.curve import SERVER_OF
+from camwire.common.sockets import check_addresses
+from camwire.common.upload import Uploader
+from camwire.common.wire import recorder_topics
+from camwire.recorder.index import Index
+from camwire.recorder.keep import DEFAULT_KEEP_TYPES, Keeper
+from camwire.recorder.pause import Pause
+from camwire.recorder.retention import (DEFAULT_KEEP_RETAIN_S, DEFAULT_MAX_SKEW_S, DEFAULT_MIN_FREE, DEFAULT_RETAIN_S,
                                 Limits, Retention)
-from recorder.ring import DEFAULT_ENCODE_MEMORY, DEFAULT_MAX_CAMERAS, DEFAULT_MAX_SEGMENT_BYTES, Encoding, Ring
-from recorder.uploads import ClipUploads
+from camwire.recorder.ring import DEFAULT_ENCODE_MEMORY, DEFAULT_MAX_CAMERAS, DEFAULT_MAX_SEGMENT_BYTES, Encoding, Ring
+from camwire.recorder.uploads import ClipUploads
 
 SUB_HWM = 1000  # frames waiting in the recorder; beyond this the publisher drops (and we see the hole)
 RETENTION_EVERY_S = 5.0

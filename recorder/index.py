@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import database
+from camwire.common import database
 
 INDEX_NAME = "index.db"
 

@@ -10,7 +10,7 @@ recording pauses instead (recorder.retention, recorder.pause). An event that arr
 before its post window has been recorded stays pending (in the index, so a restart does not
 forget it) and is completed as later segments close, or when its camera ends.
 
-A tracked object (an ``object`` event, classifier.tracking) keeps one clip, not one per event:
+A tracked object (an ``object`` event, sink.tracking) keeps one clip, not one per event:
 ``kept/<date first seen>/<object id>/`` over ``[first seen - pre, last seen + post]``. Its start
 makes it; each update and its end stretch the window to the new last seen (a clip already
 complete is opened again and gains the segments of the longer window) and its ``event.json``
@@ -38,11 +38,11 @@ from typing import Any, Callable
 
 import msgspec
 
-from common import wire
-from common.counters import Counters
-from common.logs import RepeatLimiter
-from common.paths import safe_name, utc_day
-from recorder.index import Index, Keep, Segment
+from camwire.common import wire
+from camwire.common.counters import Counters
+from camwire.common.logs import RepeatLimiter
+from camwire.common.paths import safe_name, utc_day
+from camwire.recorder.index import Index, Keep, Segment
 
 KEPT_DIR = "kept"
 # motion alone is too common to keep by default: a tree in the wind would fill the disk

@@ -28,9 +28,9 @@ from typing import Any
 
 import zmq
 
-from common import wire
-from common.counters import Counters
-from common.ids import event_id
+from camwire.common import wire
+from camwire.common.counters import Counters
+from camwire.common.ids import event_id
 
 PAUSED, RESUMED = "recording_paused", "recording_resumed"  # the sink emits both as they are
 RESUME_AT = 1.5  # resume once this many times the floor is free

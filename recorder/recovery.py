@@ -14,9 +14,9 @@ from typing import Any
 
 import av
 
-from common.counters import Counters
-from common.logs import RepeatLimiter
-from recorder.index import Index
+from camwire.common.counters import Counters
+from camwire.common.logs import RepeatLimiter
+from camwire.recorder.index import Index
 
 
 def recover(root: Path, index: Index, ours: set[int], counters: Counters, log: Any, repeats: RepeatLimiter) -> None:

@@ -26,9 +26,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.counters import Counters
-from common.logs import RepeatLimiter
-from recorder.index import Index, Segment
+from camwire.common.counters import Counters
+from camwire.common.logs import RepeatLimiter
+from camwire.recorder.index import Index, Segment
 
 DAY_S = 86400.0
 DEFAULT_RETAIN_S = 7 * DAY_S

@@ -44,16 +44,16 @@ from pathlib import Path
 import av
 import msgspec
 
-from common import pixels, wire
-from common.counters import Counters
-from common.logs import RepeatLimiter
-from common.paths import safe_name
-from recorder.index import Index
-from recorder.keep import Keeper
-from recorder.pause import Pause, judge
-from recorder.recovery import recover
-from recorder.retention import DEFAULT_MAX_SKEW_S, Retention, capture_time
-from recorder.segment import FrameSegment, PacketSegment, SegmentFile, segment_name
+from camwire.common import pixels, wire
+from camwire.common.counters import Counters
+from camwire.common.logs import RepeatLimiter
+from camwire.common.paths import safe_name
+from camwire.recorder.index import Index
+from camwire.recorder.keep import Keeper
+from camwire.recorder.pause import Pause, judge
+from camwire.recorder.recovery import recover
+from camwire.recorder.retention import DEFAULT_MAX_SKEW_S, Retention, capture_time
+from camwire.recorder.segment import FrameSegment, PacketSegment, SegmentFile, segment_name
 
 WRITE_RETRY_S = 1.0  # after a failed write, how long a camera's frames are dropped before a new file is tried
 DEFAULT_MAX_CAMERAS = 256

@@ -25,8 +25,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from common import wire
-from common.paths import utc_stamp
+from camwire.common import wire
+from camwire.common.paths import utc_stamp
 
 CLUSTER_MS = 1000  # what a kill -9 may lose from the end of the file being written
 MS = Fraction(1, 1000)

@@ -43,14 +43,14 @@ from typing import Any
 import msgspec
 import zmq
 
-from common import wire
-from common.counters import Counters
-from common.lifecycle import backoff_delay
-from common.logs import RepeatLimiter
-from common.upload import Part, Uploader, upload_id
-from recorder.clip import write_clip
-from recorder.index import Index, Keep, Segment
-from recorder.keep import kept_name
+from camwire.common import wire
+from camwire.common.counters import Counters
+from camwire.common.lifecycle import backoff_delay
+from camwire.common.logs import RepeatLimiter
+from camwire.common.upload import Part, Uploader, upload_id
+from camwire.recorder.clip import write_clip
+from camwire.recorder.index import Index, Keep, Segment
+from camwire.recorder.keep import kept_name
 
 CLIP_NAME = "clip.mp4"
 RETRY_FIRST_S = 5.0  # a clip whose MP4 could not be written is tried again after this, then doubling

@@ -23,7 +23,7 @@ from processes import free_port  # noqa: F401 (the tests import it from here)
 import leaks
 import msgspec
 
-from common import wire
+from camwire.common import wire
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_MEDIA = ROOT.parent / "shared" / "media"

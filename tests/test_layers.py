@@ -14,26 +14,35 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("common", "extractor", "classifier", "recorder", "web", "camwire")
+FLOORS = ("common", "extractor", "classifier", "sink", "recorder", "web")  # folders installed as camwire.NAME
+PACKAGES = (*FLOORS, "camwire")  # camwire/ itself: the CLI and camwire run
 MAY_IMPORT = {
     "common": {"common"},
     "extractor": {"common", "extractor"},
     "classifier": {"common", "classifier"},
+    "sink": {"common", "sink"},
     "recorder": {"common", "recorder"},
-    "web": {"common", "web", "recorder", "classifier"},  # the recorder's read API, the sink's status readers
+    "web": {"common", "web", "recorder", "sink"},  # the recorder's read API, the sink's status readers
     "camwire": set(PACKAGES),
 }
 KNOWN = {
-    ("recorder.daemon", "camwire.cli"),
-    ("web.daemon", "camwire.cli"),
+    ("camwire.recorder.daemon", "camwire.cli"),
+    ("camwire.web.daemon", "camwire.cli"),
 }
+
+
+def package_of(module: str) -> str:
+    """``camwire.sink.daemon`` -> ``sink``; ``camwire.cli`` -> ``camwire``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in FLOORS else parts[0]
 
 
 def _modules() -> dict[str, Path]:
     found = {}
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
-            parts = path.relative_to(ROOT).with_suffix("").parts
+            parts = path.relative_to(ROOT / package).with_suffix("").parts
+            parts = ("camwire",) + (() if package == "camwire" else (package,)) + parts
             found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
 
@@ -57,7 +66,7 @@ def _imports(path: Path, top_level_only: bool) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.add(node.module)
             names.update(f"{node.module}.{a.name}" for a in node.names)  # from package import module
-    return {n for n in names if n.split(".")[0] in PACKAGES}
+    return {n for n in names if n.split(".")[0] == "camwire"}
 
 
 def test_no_package_imports_one_above_or_beside_it() -> None:
@@ -65,7 +74,7 @@ def test_no_package_imports_one_above_or_beside_it() -> None:
     wrong = set()
     for module, path in modules.items():
         for name in _imports(path, top_level_only=False):
-            if name.split(".")[0] not in MAY_IMPORT[module.split(".")[0]] and name in modules:
+            if package_of(name) not in MAY_IMPORT[package_of(module)] and name in modules:
                 wrong.add((module, name))
     assert wrong - KNOWN == set(), "imports against the floors (see this module's docstring)"
     assert KNOWN - wrong == set(), "gone: take these out of KNOWN"
@@ -94,3 +103,24 @@ def test_no_import_circle() -> None:
     for m in sorted(graph):
         if m not in state:
             visit(m)
+
+
+def test_every_package_is_installed_under_camwire() -> None:
+    """pyproject.toml lists each folder with an __init__.py as camwire.NAME (package-dir mapping):
+    a package left out would import from a checkout and be missing from a wheel."""
+    import tomllib
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {m for m, p in _modules().items() if p.name == "__init__.py"}
+    assert set(setuptools["packages"]) == found
+    assert setuptools["package-dir"] == {"camwire": "camwire", **{f"camwire.{f}": f for f in FLOORS}}
+
+
+def test_importing_common_loads_no_daemon() -> None:
+    """At run time too: all of camwire.common imported, no module of a floor above it is loaded."""
+    import subprocess
+    import sys
+    code = ("import importlib, pkgutil, sys, camwire.common as c\n"
+            "for m in pkgutil.walk_packages(c.__path__, 'camwire.common.'): importlib.import_module(m.name)\n"
+            "print(sorted(n for n in sys.modules if n.startswith('camwire.') and not n.startswith('camwire.common')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.strip() == "[]"

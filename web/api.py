@@ -23,14 +23,14 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from classifier.camera_status import STALE_AFTER_S, read_refused, read_sink, read_status
-from common.config import CAMERA_NAME, Config, ConfigError
-from web import recordings
-from web.auth import COOKIE, SESSION_S, Auth, bearer_of, host_ok, same_origin
-from web.door import Door
-from web.events_index import EventIndex, clip_key
-from web.live import LiveHub
-from web.live_socket import live_socket
+from camwire.sink.store.status_db import STALE_AFTER_S, read_refused, read_sink, read_status
+from camwire.common.config import CAMERA_NAME, Config, ConfigError
+from camwire.web import recordings
+from camwire.web.auth import COOKIE, SESSION_S, Auth, bearer_of, host_ok, same_origin
+from camwire.web.door import Door
+from camwire.web.events_index import EventIndex, clip_key
+from camwire.web.live import LiveHub
+from camwire.web.live_socket import live_socket
 
 STATIC = Path(__file__).parent / "static"
 OPEN = ("/api/login", "/api/logout", "/api/whoami")  # reachable without a session

@@ -32,15 +32,15 @@ from typing import Any
 
 import zmq
 
-from common import wire
-from common.config import DAEMONS, Config
-from common.curve import SERVER_OF
-from common.daemon import Daemon
-from common.env import expand
-from common.logs import RepeatLimiter
-from common.sockets import OperatorError, check_addresses
-from common.units import duration, positive, size
-from web.auth import Auth, check_bind, network
+from camwire.common import wire
+from camwire.common.config import DAEMONS, Config
+from camwire.common.curve import SERVER_OF
+from camwire.common.daemon import Daemon
+from camwire.common.env import expand
+from camwire.common.logs import RepeatLimiter
+from camwire.common.sockets import OperatorError, check_addresses
+from camwire.common.units import duration, positive, size
+from camwire.web.auth import Auth, check_bind, network
 
 # aiohttp, OpenCV and the console's own modules are imported by main(): every daemon judging the
 # whole file builds this parser, and none of them should load a web server to do it
@@ -162,7 +162,7 @@ class Http:
     def __init__(self, app: Any, door: Any, host: str, port: int) -> None:
         from aiohttp import web
 
-        from web.door import DoorSite
+        from camwire.web.door import DoorSite
 
         self.loop = asyncio.new_event_loop()
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
@@ -188,12 +188,12 @@ class Http:
 
 
 def main(args: argparse.Namespace) -> int:
-    from recorder.catalog import kept_ids
-    from web import recordings
-    from web.api import Console, make_app
-    from web.door import Door, Limits, connection_cap, raise_fd_limit
-    from web.events_index import EventIndex
-    from web.live import LiveHub
+    from camwire.recorder.catalog import kept_ids
+    from camwire.web import recordings
+    from camwire.web.api import Console, make_app
+    from camwire.web.door import Door, Limits, connection_cap, raise_fd_limit
+    from camwire.web.events_index import EventIndex
+    from camwire.web.live import LiveHub
 
     token = token_of(args)
     check_bind(args.bind, token)

@@ -39,7 +39,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from web.auth import Network
+from camwire.web.auth import Network
 
 Note = Callable[[str, str, str], None]  # (counter, reason, client address)
 

@@ -7,8 +7,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from common import wire
-from common.geometry import Polygon
+from camwire.common import wire
+from camwire.common.geometry import Polygon
 
 # BGR; saturated, so that they stand out on a picture (and a test finds them by pixel)
 DETECTION_COLOUR = (0, 255, 0)  # green

@@ -1,6 +1,6 @@
 """The sink's events, searchable: its ``--events`` JSON lines followed into an in-memory SQLite.
 
-The file is classifier.eventlog's: one ``wire.Event`` per line, appended whole, rotated past a
+The file is sink.store.eventlog's: one ``wire.Event`` per line, appended whole, rotated past a
 size to ``<path>.1`` .. ``<path>.3`` (the oldest the highest number), or moved away by logrotate
 and started afresh. At start the rotated files are read oldest first, then the live one is
 followed: a new inode at the path is a rotation (the rest of the old file is read first, and any
@@ -31,13 +31,13 @@ from urllib.parse import quote
 
 import msgspec
 
-from common import wire
+from camwire.common import wire
 
-ROTATED = 3  # classifier.sink's EVENTS_KEEP: <path>.1 .. <path>.3
+ROTATED = 3  # sink.daemon's EVENTS_KEEP: <path>.1 .. <path>.3
 MAX_LIMIT = 500
 MAX_LINE = 1 << 20  # a "line" with no newline in this many bytes is garbage, skipped
 CHUNK = 1 << 20  # bytes read at a time, at least; at most 4 of them (the lock is held while they go in)
-THUMB_SUFFIX = ".thumb.jpg"  # classifier.snapshots: <id>.jpg -> <id>.thumb.jpg
+THUMB_SUFFIX = ".thumb.jpg"  # sink.store.snapshots: <id>.jpg -> <id>.thumb.jpg
 
 SCHEMA = """
 CREATE TABLE events (

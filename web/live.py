@@ -53,13 +53,13 @@ from collections import OrderedDict
 from concurrent.futures import Future
 from typing import Callable, Mapping, Sequence
 
-from common import wire
-from common.geometry import Polygon
-from common.pixels import encode_jpeg
-from web.drawing import draw
-from web.live_decode import PacketDecoders
-from web.live_ring import CameraRing, Choice, Frame, Heard
-from web.live_viewers import Viewer, Want, is_due, look
+from camwire.common import wire
+from camwire.common.geometry import Polygon
+from camwire.common.pixels import encode_jpeg
+from camwire.web.drawing import draw
+from camwire.web.live_decode import PacketDecoders
+from camwire.web.live_ring import CameraRing, Choice, Frame, Heard
+from camwire.web.live_viewers import Viewer, Want, is_due, look
 
 ENCODES_KEPT = 4  # frames per camera whose JPEGs are kept (a new viewer may be shown an older one)
 JPEG_QUALITY = 80

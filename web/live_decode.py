@@ -11,9 +11,9 @@ from typing import Callable
 
 import av
 
-from common import wire
-from web.live_ring import Frame
-from web.live_viewers import MAX_WIDTH
+from camwire.common import wire
+from camwire.web.live_ring import Frame
+from camwire.web.live_viewers import MAX_WIDTH
 
 MAX_PENDING = 64  # packets in a decoder whose picture has not come out yet (B-frames delay a few)
 

@@ -22,9 +22,9 @@ from typing import NamedTuple
 import av
 import numpy as np
 
-from common import wire
-from common.pixels import decode_frame
-from web.drawing import to_bgr
+from camwire.common import wire
+from camwire.common.pixels import decode_frame
+from camwire.web.drawing import to_bgr
 
 RING_FRAMES = 32  # recent frames kept per watched camera: more than workers' latency at 25 fps
 RING_SECONDS = 3.0  # ... and no more capture time than this (a slow camera's frames are far apart)

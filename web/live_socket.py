@@ -26,9 +26,9 @@ import struct
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from common import wire
-from web.live import LiveHub
-from web.live_viewers import (DEFAULT_FPS, DEFAULT_WIDTH, MAX_FPS, MAX_WATCHED, MAX_WIDTH, MIN_FPS, MIN_WIDTH, Got,
+from camwire.common import wire
+from camwire.web.live import LiveHub
+from camwire.web.live_viewers import (DEFAULT_FPS, DEFAULT_WIDTH, MAX_FPS, MAX_WATCHED, MAX_WIDTH, MIN_FPS, MIN_WIDTH, Got,
                               Viewer, Want, is_due)
 
 MAX_CLIENT_TEXT = 65536  # a watch request is tens of bytes a camera

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Iterable, NamedTuple, Sequence
 
-from web.live_ring import Choice
+from camwire.web.live_ring import Choice
 
 MIN_WIDTH, MAX_WIDTH, DEFAULT_WIDTH = 64, 1920, 640
 MIN_FPS, MAX_FPS, DEFAULT_FPS = 0.2, 30.0, 5.0

@@ -23,10 +23,10 @@ from typing import Callable
 
 import av
 
-from recorder import catalog
-from recorder.clip import write_clip
-from recorder.index import Segment
-from recorder.segment import name_order, start_of
+from camwire.recorder import catalog
+from camwire.recorder.clip import write_clip
+from camwire.recorder.index import Segment
+from camwire.recorder.segment import name_order, start_of
 
 TOUCH_S = 1.5  # segments less than this apart are one range (a cut, a dropped frame: no gap to show)
 MP4_OPTIONS = {"movflags": "+faststart"}

@@ -20,8 +20,8 @@ from typing import Any, Callable, Protocol, Sequence
 import msgspec
 import numpy as np
 
-from common import wire
-from common.wire import FrameHeader
+from camwire.common import wire
+from camwire.common.wire import FrameHeader
 
 Frame = tuple[FrameHeader, np.ndarray]
 
@@ -102,8 +102,8 @@ NAMES = ("hog", "covered", "onnx", "roboflow")  # what a spec may name; _registr
 
 
 def _registry() -> dict[str, Callable[[str, dict[str, Any]], Detector]]:
-    from classifier.detectors.covered import CoveredDetector
-    from classifier.detectors.hog import HogPeopleDetector
+    from camwire.classifier.detectors.covered import CoveredDetector
+    from camwire.classifier.detectors.hog import HogPeopleDetector
 
     return {"hog": _builtin(HogPeopleDetector),
             "covered": _builtin(CoveredDetector), "onnx": _lazy("onnx"), "roboflow": _lazy("roboflow")}
@@ -112,7 +112,7 @@ def _registry() -> dict[str, Callable[[str, dict[str, Any]], Detector]]:
 def _lazy(module: str) -> Callable[[str, dict[str, Any]], Detector]:
     """A model runtime is imported only by the worker that uses it (onnxruntime, inference-sdk)."""
     def build(arg: str, extra: dict[str, Any]) -> Detector:
-        return importlib.import_module(f"classifier.detectors.{module}").build(arg, extra)
+        return importlib.import_module(f"camwire.classifier.detectors.{module}").build(arg, extra)
     return build
 
 

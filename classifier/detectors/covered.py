@@ -23,8 +23,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from classifier.detectors import Frame, FrameResult
-from classifier.detectors.imaging import small_gray
+from camwire.classifier.detectors import Frame, FrameResult
+from camwire.classifier.detectors.imaging import small_gray
 
 GRID = (8, 6)  # cells across, down: a cover spans them all; a real scene has detail in many
 

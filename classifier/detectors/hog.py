@@ -7,7 +7,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from classifier.detectors import Detection, Frame, FrameResult
+from camwire.classifier.detectors import Detection, Frame, FrameResult
 
 
 class HogPeopleDetector:

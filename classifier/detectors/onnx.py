@@ -27,9 +27,9 @@ import numpy as np
 import onnxruntime as ort
 import structlog
 
-from classifier.detectors import Detection, Frame, FrameResult, parse_options, ssd
-from classifier.detectors.yolo import LAYOUTS, Thresholds, decode, guess_layout, letterbox
-from common.paths import name_list
+from camwire.classifier.detectors import Detection, Frame, FrameResult, parse_options, ssd
+from camwire.classifier.detectors.yolo import LAYOUTS, Thresholds, decode, guess_layout, letterbox
+from camwire.common.paths import name_list
 
 DEFAULT_SIZE = 640
 Found = tuple[np.ndarray, np.ndarray, np.ndarray]  # one frame's boxes (source pixels), scores, class ids

@@ -24,9 +24,9 @@ from typing import Any, Sequence
 import structlog
 from inference_sdk import InferenceConfiguration, InferenceHTTPClient
 
-from classifier.detectors import Detection, Frame, FrameResult
-from common.env import secret
-from common.paths import name_list
+from camwire.classifier.detectors import Detection, Frame, FrameResult
+from camwire.common.env import secret
+from camwire.common.paths import name_list
 
 DEFAULT_API_URL = "http://localhost:9001"
 CALLERS = 2  # threads that may be waiting on the server at once (one in use, one spare)

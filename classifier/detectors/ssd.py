@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Sequence
 import cv2
 import numpy as np
 
-from classifier.detectors.yolo import Thresholds, keep
+from camwire.classifier.detectors.yolo import Thresholds, keep
 
 DEFAULT_SIZE = (300, 300)  # (W, H): what this family is trained at (its graph resizes to it anyway)
 

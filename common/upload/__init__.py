@@ -18,7 +18,7 @@ What goes, and who sends it (one :class:`Uploader`, its ``uploads.db`` in that d
 
 - ``snapshots`` (the sink, ``DATA_DIR/uploads.db``): each event's snapshot files as the sink wrote
   them (:func:`snapshot_parts`), under ``EVENT_ID/00-snapshot.jpg, 01-clean.jpg, 02-thumb.jpg``;
-- ``frames`` (the sink): every frame JPEG of a tracked object (classifier.frames), at its ``end``,
+- ``frames`` (the sink): every frame JPEG of a tracked object (sink.store.frames), at its ``end``,
   under ``END_EVENT_ID.frames/000-frame-SEQ.jpg ...`` in seq order, each file deleted once up;
 - ``clips`` (the recorder, ``DIR/uploads.db``): a kept clip once complete and final, one MP4
   remuxed from its segments and its event.json (recorder.uploads), under ``EVENT_ID.clip/``.
@@ -51,11 +51,11 @@ Its modules, one job each: :mod:`common.upload.settings` (the ``[upload]`` table
 (the dispatcher and its pool). Both daemons import what they use from here.
 """
 
-from common.upload.parts import Part, index_width, object_key, object_url, snapshot_parts, upload_id
-from common.upload.queue_db import UploadQueue
-from common.upload.s3 import make_client
-from common.upload.settings import SINK_WHAT, WHAT, UploadConfig, upload_from_config
-from common.upload.uploader import Uploader, backoff
+from camwire.common.upload.parts import Part, index_width, object_key, object_url, snapshot_parts, upload_id
+from camwire.common.upload.queue_db import UploadQueue
+from camwire.common.upload.s3 import make_client
+from camwire.common.upload.settings import SINK_WHAT, WHAT, UploadConfig, upload_from_config
+from camwire.common.upload.uploader import Uploader, backoff
 
 __all__ = ["SINK_WHAT", "WHAT", "Part", "UploadConfig", "UploadQueue", "Uploader", "backoff", "index_width",
            "make_client", "object_key", "object_url", "snapshot_parts", "upload_from_config", "upload_id"]

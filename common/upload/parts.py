@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote
 
-from common import wire
-from common.paths import safe_name, utc_day
+from camwire.common import wire
+from camwire.common.paths import safe_name, utc_day
 
-# a snapshot's files (classifier.snapshots), in the order their keys carry
+# a snapshot's files (sink.store.snapshots), in the order their keys carry
 PARTS = ((".jpg", "snapshot.jpg"), (".clean.jpg", "clean.jpg"), (".thumb.jpg", "thumb.jpg"))
 
 

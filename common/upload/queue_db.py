@@ -7,7 +7,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from common import database
+from camwire.common import database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, body TEXT NOT NULL, created REAL NOT NULL,

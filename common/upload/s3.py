@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.upload.settings import UploadConfig
+from camwire.common.upload.settings import UploadConfig
 
 
 def make_client(cfg: UploadConfig) -> Any:

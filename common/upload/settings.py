@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from common.env import VAR, expand
-from common.logs import redact_url
-from common.units import duration
+from camwire.common.env import VAR, expand
+from camwire.common.logs import redact_url
+from camwire.common.units import duration
 
 WHAT = ("snapshots", "clips", "frames")
 SINK_WHAT = ("snapshots", "frames")  # uploaded by the sink; clips by the recorder

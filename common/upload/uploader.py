@@ -16,14 +16,14 @@ from typing import Any, Sequence
 
 import msgspec
 
-from common import wire
-from common.counters import Counters
-from common.ids import event_id
-from common.logs import RepeatLimiter, redact_url
-from common.upload.parts import Part, index_width, object_key, object_url, upload_id
-from common.upload.queue_db import UploadQueue
-from common.upload.s3 import failure_reason, make_client
-from common.upload.settings import UploadConfig
+from camwire.common import wire
+from camwire.common.counters import Counters
+from camwire.common.ids import event_id
+from camwire.common.logs import RepeatLimiter, redact_url
+from camwire.common.upload.parts import Part, index_width, object_key, object_url, upload_id
+from camwire.common.upload.queue_db import UploadQueue
+from camwire.common.upload.s3 import failure_reason, make_client
+from camwire.common.upload.settings import UploadConfig
 
 FIRST_RETRY_S = 1.0
 IDLE_S = 1.0  # the dispatcher looks at the queue at least this often

@@ -14,7 +14,7 @@ import pytest
 
 from camwire.cli import parse
 from camwire.sample import make_sample_clip
-from common.config import ConfigError, load_config
+from camwire.common.config import ConfigError, load_config
 from conftest import ROOT, FrameTap, free_port, scrape, tcp, value, wait_log
 
 

@@ -1,7 +1,7 @@
 """``covered`` on real footage: quiet on low-texture scenes, firing on a covered or blinded lens.
 
 Each clip is decoded whole and every frame (or every 2nd) is judged by the real detector; the
-verdicts then go through the sink's event logic (classifier.events), so "no alarm" means no
+verdicts then go through the sink's event logic (sink.events), so "no alarm" means no
 ``camera_covered`` event, not only no covered frame. The night and wall pictures are stand-ins
 made from real frames (no night or wall clip is in shared/media): say so where they are built.
 """
@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-from classifier.detectors import make_detector
-from classifier.events import Events
-from common import wire
+from camwire.classifier.detectors import make_detector
+from camwire.sink.events import Events
+from camwire.common import wire
 from conftest import shared_clip
 
 FPS = 25  # the sample clip's rate; its lens is covered from 5 s to 8 s (camwire.sample)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from camwire.sample import background, sample_frame
-from classifier.detectors import make_detector
-from classifier.detectors.covered import judge
-from common.wire import FrameHeader
+from camwire.classifier.detectors import make_detector
+from camwire.classifier.detectors.covered import judge
+from camwire.common.wire import FrameHeader
 
 W, H = 640, 360
 
@@ -74,8 +74,8 @@ def test_a_result_becomes_its_wire_form_or_is_refused() -> None:
 
     import msgspec
 
-    from classifier.detectors import Detection, FrameResult
-    from common import wire
+    from camwire.classifier.detectors import Detection, FrameResult
+    from camwire.common import wire
 
     ok = FrameResult([Detection("car", 1.0000004, (1.04, 2, 3, 4))], {"covered": False, "scene": "clear",
                                                                       "edge_fraction": 0.01, "covered_after": 5})

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from classifier.dispatch import Dispatcher
-from classifier.ventilator import LABELS
-from common.counters import Counters
-from common.wire import Eos, FrameHeader
+from camwire.classifier.dispatch import Dispatcher
+from camwire.classifier.ventilator import LABELS
+from camwire.common.counters import Counters
+from camwire.common.wire import Eos, FrameHeader
 
 
 def frame(camera: str, seq: int, live: bool = True) -> FrameHeader:

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier.detectors import make_detector
-from classifier.detectors.onnx import OnnxDetector
-from classifier.detectors.yolo import Thresholds, letterbox
-from common.wire import FrameHeader
+from camwire.classifier.detectors import make_detector
+from camwire.classifier.detectors.onnx import OnnxDetector
+from camwire.classifier.detectors.yolo import Thresholds, letterbox
+from camwire.common.wire import FrameHeader
 from onnx_models import build_model, v8_rows
 
 NAMES = ["person", "car", "dog"]

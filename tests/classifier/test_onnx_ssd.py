@@ -12,11 +12,11 @@ import pytest
 import zmq
 from onnx import TensorProto, helper, numpy_helper
 
-from classifier.detectors import make_detector
-from classifier.detectors.onnx import OnnxDetector
-from classifier.detectors.ssd import COCO90, prepare
-from common import wire
-from common.wire import FrameHeader
+from camwire.classifier.detectors import make_detector
+from camwire.classifier.detectors.onnx import OnnxDetector
+from camwire.classifier.detectors.ssd import COCO90, prepare
+from camwire.common import wire
+from camwire.common.wire import FrameHeader
 from conftest import shared_clip, shared_model, tcp
 from onnx_models import build_model, v8_rows
 

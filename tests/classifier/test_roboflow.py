@@ -11,8 +11,8 @@ import pytest
 
 from camwire.cli import parse
 from camwire.supervisor import plan
-from classifier.detectors import make_detector
-from common.wire import FrameHeader
+from camwire.classifier.detectors import make_detector
+from camwire.common.wire import FrameHeader
 from conftest import free_port
 from inference_standin import InferenceStandIn
 

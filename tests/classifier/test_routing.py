@@ -4,8 +4,8 @@ counted, never waited for."""
 
 from __future__ import annotations
 
-from classifier.dispatch import Dispatcher
-from common.wire import Eos
+from camwire.classifier.dispatch import Dispatcher
+from camwire.common.wire import Eos
 from test_dispatch import drain, frame
 
 
@@ -183,8 +183,8 @@ def test_a_cameras_detector_comes_from_the_file_and_route_flags_override_it(tmp_
 
     import pytest
 
-    from classifier.ventilator import route, routes_of
-    from common.config import ConfigError, load_config
+    from camwire.classifier.ventilator import route, routes_of
+    from camwire.common.config import ConfigError, load_config
 
     path = tmp_path / "camwire.toml"
     path.write_text('[cameras.a]\nurl = "a.mp4"\ndetector = "objects"\n'

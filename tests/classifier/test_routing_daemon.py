@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from classifier.camera_status import read_status
+from camwire.sink.store.status_db import read_status
 from conftest import ROOT
 
 EVERY = ("--every", "5")  # 60 of the clip's 300 frames per camera

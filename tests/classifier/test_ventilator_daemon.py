@@ -13,7 +13,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common import wire
+from camwire.common import wire
 from conftest import ROOT
 from garbage import PoolOracle, invented, noise, spoiled, wrong_kind
 
@@ -41,7 +41,7 @@ def clip_passes_whole(p, daemons, camera: str = "gen") -> int:
 
 
 def test_the_ventilator_never_loads_opencv() -> None:
-    code = "import sys, classifier.ventilator; assert 'cv2' not in sys.modules, 'cv2 imported'"
+    code = "import sys, camwire.classifier.ventilator; assert 'cv2' not in sys.modules, 'cv2 imported'"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
 

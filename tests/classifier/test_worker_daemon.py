@@ -14,7 +14,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common import wire
+from camwire.common import wire
 from conftest import ROOT, tcp, wait_log
 from garbage import noise, spoiled, wrong_kind
 from test_ventilator_daemon import EVERY, HUGE, clip_passes_whole, push

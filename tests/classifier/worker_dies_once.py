@@ -10,8 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from classifier import detectors  # noqa: E402
-from classifier.detectors import FrameResult  # noqa: E402
+from camwire.classifier import detectors  # noqa: E402
+from camwire.classifier.detectors import FrameResult  # noqa: E402
 
 
 class DiesOnce:

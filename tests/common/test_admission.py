@@ -8,9 +8,9 @@ from pathlib import Path
 
 import zmq
 
-from common.admission import MAX_PEERS, OTHER, Admission, peer_of
-from common.counters import Counters
-from common.curve import Curve, keygen
+from camwire.common.admission import MAX_PEERS, OTHER, Admission, peer_of
+from camwire.common.counters import Counters
+from camwire.common.curve import Curve, keygen
 
 
 def test_configured_cameras_pass_whatever_the_pool_holds() -> None:

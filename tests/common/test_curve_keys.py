@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import zmq
 
-from common.curve import Curve, keygen, read_keys
-from common.sockets import OperatorError
+from camwire.common.curve import Curve, keygen, read_keys
+from camwire.common.sockets import OperatorError
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import zmq
 
-from common import wire
-from common.daemon import Daemon
+from camwire.common import wire
+from camwire.common.daemon import Daemon
 
 
 def make(tmp_path: Path) -> Daemon:
@@ -119,7 +119,7 @@ def test_a_stop_signal_that_comes_inside_a_wait_still_stops(tmp_path: Path) -> N
 
 
 def test_counters_cannot_be_grown_without_bound_by_invented_names() -> None:
-    from common.counters import MAX_KEYS, OTHER, Counters
+    from camwire.common.counters import MAX_KEYS, OTHER, Counters
 
     c = Counters()
     for i in range(MAX_KEYS + 500):

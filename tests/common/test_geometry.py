@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.geometry import (Polygon, bottom_centre, contains, mask_image, parse_masks, parse_polygon, parse_zones,
+from camwire.common.geometry import (Polygon, bottom_centre, contains, mask_image, parse_masks, parse_polygon, parse_zones,
                              zones_of)
 
 SQUARE = parse_polygon([[10, 10], [20, 10], [20, 20], [10, 20]], "square")

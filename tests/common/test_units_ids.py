@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from common.ids import event_id
-from common.units import duration, percent, positive, size
+from camwire.common.ids import event_id
+from camwire.common.units import duration, percent, positive, size
 
 
 @pytest.mark.parametrize("text, seconds", [("30", 30), (30, 30), (1.5, 1.5), ("500ms", 0.5), ("30s", 30), ("5m", 300),

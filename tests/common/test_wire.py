@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common import pixels, wire
+from camwire.common import pixels, wire
 
 TS = 1_700_000_000_000_000_000
 
@@ -168,7 +168,7 @@ def test_the_relay_side_does_not_load_opencv() -> None:
     import subprocess
     import sys
 
-    code = "import sys, common.wire; print('cv2' in sys.modules)"
+    code = "import sys, camwire.common.wire; print('cv2' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 

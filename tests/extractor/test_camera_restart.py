@@ -11,11 +11,12 @@ from pathlib import Path
 import structlog
 import zmq
 
-import extractor.camera
+import camwire.extractor.camera  # noqa: F401 (loads the module the test patches)
+from camwire import extractor
 from camwire.cli import parse
-from common import wire
+from camwire.common import wire
 from conftest import tcp
-from extractor.daemon import main
+from camwire.extractor.daemon import main
 
 
 def test_a_crashed_camera_thread_is_restarted_and_counted(monkeypatch, zctx, sample_clip: Path,

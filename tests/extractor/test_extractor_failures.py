@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from classifier.camera_status import read_status
-from common import wire
+from camwire.sink.store.status_db import read_status
+from camwire.common import wire
 from conftest import Pull, free_port, tcp, wait_log
-from extractor.daemon import EXIT_SOURCE_FAILED
+from camwire.extractor.daemon import EXIT_SOURCE_FAILED
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 import zmq
 
 from camwire.sample import make_sample_clip
-from common import wire
+from camwire.common import wire
 from conftest import free_port, scrape, tcp, value
 
 

@@ -22,7 +22,7 @@ import pytest
 import zmq
 
 from camwire.sample import background
-from common import wire
+from camwire.common import wire
 from conftest import ROOT, tcp
 from mqtt import Subscriber
 

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 
 from camwire.sample import background, sample_frame
-from common.geometry import parse_polygon
-from extractor.motion import MotionDetector, MotionGate, MotionSettings
+from camwire.common.geometry import parse_polygon
+from camwire.extractor.motion import MotionDetector, MotionGate, MotionSettings
 
 W, H = 640, 360
 SCENE = background(W, H)

@@ -14,10 +14,10 @@ from typing import Callable
 
 import pytest
 
-from common import wire
-from common.config import ConfigError, load_config
+from camwire.common import wire
+from camwire.common.config import ConfigError, load_config
 from conftest import Pull
-from extractor.poll import Poller, clip_id, playlist_entries, retry_after
+from camwire.extractor.poll import Poller, clip_id, playlist_entries, retry_after
 from feed_server import FeedServer, clip, jpeg
 
 LAST_MODIFIED = "Thu, 02 Jan 2020 03:04:05 GMT"

@@ -11,9 +11,9 @@ from typing import Callable
 
 import pytest
 
-from common import wire
+from camwire.common import wire
 from conftest import Pull
-from extractor.poll import PollError, Poller
+from camwire.extractor.poll import PollError, Poller
 from feed_server import FeedServer, jpeg
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from common import wire
+from camwire.common import wire
 from conftest import Pull, tcp, wait_log
-from common.wire import recorder_topic, recorder_topics
-from extractor.subscribers import Subscribers
+from camwire.common.wire import recorder_topic, recorder_topics
+from camwire.extractor.subscribers import Subscribers
 
 VIEWER_KINDS = (wire.FrameHeader, wire.Status, wire.Eos)  # what web.daemon subscribes to for a watched camera
 

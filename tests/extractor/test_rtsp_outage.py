@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from common import wire
+from camwire.common import wire
 from conftest import Pull, free_port
 from rtsp import RtspServer, needs_rtsp
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from common.lifecycle import backoff_delay
-from extractor.sampling import Sampler, Sampling
+from camwire.common.lifecycle import backoff_delay
+from camwire.extractor.sampling import Sampler, Sampling
 
 
 def test_every_n() -> None:

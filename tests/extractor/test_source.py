@@ -12,7 +12,7 @@ import av
 import pytest
 
 from conftest import free_port
-from extractor.source import (SOURCE_ERRORS, Stalled, StallWatch, classify, is_file, open_source, read_deadline,
+from camwire.extractor.source import (SOURCE_ERRORS, Stalled, StallWatch, classify, is_file, open_source, read_deadline,
                               read_frames)
 
 

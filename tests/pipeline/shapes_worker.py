@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from classifier import detectors  # noqa: E402
-from classifier.detectors import Detection, FrameResult  # noqa: E402
+from camwire.classifier import detectors  # noqa: E402
+from camwire.classifier.detectors import Detection, FrameResult  # noqa: E402
 
 
 # (label, lowest BGR, highest BGR): the colours camwire.sample draws them in, give or take H.264

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from camwire.sample import make_sample_clip
-from classifier.camera_status import read_status
+from camwire.sink.store.status_db import read_status
 from conftest import ROOT, tcp, wait_log
 from mqtt import Subscriber
 
@@ -118,7 +118,7 @@ def in_mask(box: list[float]) -> bool:
 
 
 def green(image: np.ndarray) -> int:
-    """Pixels of the colour classifier.snapshots draws boxes in."""
+    """Pixels of the colour sink.store.snapshots draws boxes in."""
     b, g, r = (image[..., i].astype(int) for i in range(3))
     return int(((g > 200) & (b < 80) & (r < 80)).sum())
 

@@ -26,7 +26,7 @@ import pytest
 import zmq
 
 from camwire.sample import make_sample_clip
-from common.curve import read_keys
+from camwire.common.curve import read_keys
 from conftest import ROOT, Daemons, free_port, scrape, tcp
 
 SOCKETS = ("frontend", "backend", "results", "events", "frames")

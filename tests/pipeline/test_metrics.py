@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import free_port, scrape, tcp, value, wait_log
-from extractor.daemon import by_counter
+from camwire.extractor.daemon import by_counter
 
 DAEMONS = ("extractor", "ventilator", "worker", "sink", "recorder")
 

@@ -13,7 +13,7 @@ import numpy as np
 import zmq
 
 from camwire.sample import make_sample_clip
-from common import pixels, wire
+from camwire.common import pixels, wire
 from conftest import free_port, shared_clip, tcp
 
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import av
 import pytest
 
-from classifier.camera_status import read_status
+from camwire.sink.store.status_db import read_status
 from conftest import free_port, tcp
 from rtsp import RtspServer, needs_rtsp
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from common import pixels, wire
+from camwire.common import pixels, wire
 from conftest import free_port, scrape, tcp, value
 
 DAY_NS = 86_400 * 10**9

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from recorder import catalog
-from recorder.index import Index, Keep, Totals
-from recorder.segment import name_order, segment_name, start_of
+from camwire.recorder import catalog
+from camwire.recorder.index import Index, Keep, Totals
+from camwire.recorder.segment import name_order, segment_name, start_of
 
 T0 = 1_795_000_000_123_000_000  # a capture time on a millisecond
 S = 1_000_000_000

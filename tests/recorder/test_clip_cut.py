@@ -12,10 +12,10 @@ from pathlib import Path
 import av
 import numpy as np
 
-from common import wire
+from camwire.common import wire
 from conftest import ROOT
-from recorder.index import Index
-from recorder.segment import FrameSegment
+from camwire.recorder.index import Index
+from camwire.recorder.segment import FrameSegment
 
 T0_NS = 1_790_000_000_000_000_000
 FRAMES = 5  # per segment, 0.2 s apart: each file is one second

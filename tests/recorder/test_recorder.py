@@ -19,7 +19,7 @@ import pytest
 import zmq
 
 from camwire.sample import make_sample_clip
-from common import wire
+from camwire.common import wire
 from conftest import ROOT, tcp
 
 FPS = 25

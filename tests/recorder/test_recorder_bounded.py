@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import pixels, wire
+from camwire.common import pixels, wire
 from conftest import scrape, value
-from recorder.recovery import probe
+from camwire.recorder.recovery import probe
 from recorder_feed import Feed, closed_rows, rows, start_recorder
 
 MP20 = (5472, 3648)  # a 20-megapixel camera

@@ -8,8 +8,8 @@ import json
 import time
 from pathlib import Path
 
-from common import wire
-from common.ids import event_id
+from camwire.common import wire
+from camwire.common.ids import event_id
 from recorder_feed import Feed, closed_rows, rows, start_recorder
 
 S = 10**9

@@ -10,8 +10,8 @@ import signal
 import time
 from pathlib import Path
 
-from common import wire
-from common.ids import event_id
+from camwire.common import wire
+from camwire.common.ids import event_id
 from conftest import EventStream, fill, free_port, scrape, tcp, value, wait_log
 from recorder_feed import Feed, closed_rows, metric
 
@@ -187,12 +187,12 @@ def test_invented_camera_names_do_not_grow_the_ring(tmp_path: Path) -> None:
     is forgotten (with its end) to make room, the rest are counted, not remembered."""
     import structlog
 
-    from common.counters import Counters
-    from common.logs import RepeatLimiter
-    from recorder.index import Index
-    from recorder.keep import Keeper
-    from recorder.retention import Limits, Retention
-    from recorder.ring import OVER_LIMIT, Encoding, Ring
+    from camwire.common.counters import Counters
+    from camwire.common.logs import RepeatLimiter
+    from camwire.recorder.index import Index
+    from camwire.recorder.keep import Keeper
+    from camwire.recorder.retention import Limits, Retention
+    from camwire.recorder.ring import OVER_LIMIT, Encoding, Ring
 
     root = tmp_path / "ring"
     index = Index(root)

@@ -12,8 +12,8 @@ import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common import wire
-from common.ids import event_id
+from camwire.common import wire
+from camwire.common.ids import event_id
 from conftest import fill, tcp
 from recorder_feed import DAY_NS, H, W, Feed, closed_rows, metric, rows, start_recorder
 
@@ -233,12 +233,12 @@ def test_garbage_and_odd_messages_are_counted_and_a_real_clip_still_recorded(dae
 def test_recovery_keeps_a_file_it_cannot_read(tmp_path: Path) -> None:
     """``recover`` deletes a left-open file only when it reads and holds nothing; an unreadable one
     keeps its row, and is counted."""
-    from common.counters import Counters
-    from common.logs import RepeatLimiter
-    from recorder.index import Index
-    from recorder.keep import Keeper
-    from recorder.retention import Limits, Retention
-    from recorder.ring import Encoding, Ring
+    from camwire.common.counters import Counters
+    from camwire.common.logs import RepeatLimiter
+    from camwire.recorder.index import Index
+    from camwire.recorder.keep import Keeper
+    from camwire.recorder.retention import Limits, Retention
+    from camwire.recorder.ring import Encoding, Ring
     import structlog
 
     root = tmp_path / "ring"
@@ -262,7 +262,7 @@ def test_recovery_keeps_a_file_it_cannot_read(tmp_path: Path) -> None:
 
 def test_units_and_defaults(tmp_path: Path) -> None:
     from camwire.cli import parse
-    from recorder.keep import DEFAULT_KEEP_TYPES
+    from camwire.recorder.keep import DEFAULT_KEEP_TYPES
 
     args = parse(["recorder", "--subscribe", tcp(), "--dir", str(tmp_path), "--segment", "2m", "--max-bytes", "1.5G",
                   "--keep-max-bytes", "10G", "--min-free", "10%"])
@@ -274,7 +274,7 @@ def test_units_and_defaults(tmp_path: Path) -> None:
 
 
 def test_retention_decisions() -> None:
-    from recorder.retention import bytes_to_free, capture_time
+    from camwire.recorder.retention import bytes_to_free, capture_time
 
     now = 1_790_000_000 * 10**9
     assert capture_time(now - 5 * 10**9, now, DAY_NS) == (now - 5 * 10**9, False)
@@ -284,7 +284,7 @@ def test_retention_decisions() -> None:
 
 
 def test_pause_decisions() -> None:
-    from recorder.pause import judge
+    from camwire.recorder.pause import judge
 
     # (paused before, floor met by the ring's files, free, size, min_free) -> paused after
     assert judge(False, True, 10, 1000, 0.05) is False

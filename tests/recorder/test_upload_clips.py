@@ -18,15 +18,15 @@ import msgspec
 import pytest
 import structlog
 
-from common import wire
-from common.counters import Counters
-from common.ids import event_id
-from common.paths import utc_day
-from common.upload import UploadConfig, Uploader, upload_id
+from camwire.common import wire
+from camwire.common.counters import Counters
+from camwire.common.ids import event_id
+from camwire.common.paths import utc_day
+from camwire.common.upload import UploadConfig, Uploader, upload_id
 from conftest import ROOT, fill, free_port, tcp
-from recorder import uploads
-from recorder.index import Keep, Segment
-from recorder.uploads import final
+from camwire.recorder import uploads
+from camwire.recorder.index import Keep, Segment
+from camwire.recorder.uploads import final
 from recorder_feed import Feed, closed_rows, metric, rows
 from s3_server import ACCESS_KEY, SECRET_KEY, S3Server
 

@@ -260,8 +260,8 @@ def test_a_flood_of_refusals_is_counted_not_logged_line_by_line(tmp_path: Path, 
 
 
 def test_the_client_behind_a_trusted_proxy_is_the_rightmost_hop_it_did_not_write() -> None:
-    from web.auth import network
-    from web.door import Door, Limits
+    from camwire.web.auth import network
+    from camwire.web.door import Door, Limits
 
     door = Door(Limits(1.0, 1.0, 4, 100, (network("127.0.0.1"), network("10.1.0.0/16"))), lambda *_: None)
     assert door.client_of("192.0.2.1", ["198.51.100.7"]) == "192.0.2.1"  # not a proxy of ours: ignored
@@ -277,7 +277,7 @@ def test_the_client_behind_a_trusted_proxy_is_the_rightmost_hop_it_did_not_write
 
 
 def test_the_total_cap_leaves_descriptors_for_files_and_sockets() -> None:
-    from web.door import MAX_CONNECTIONS, connection_cap
+    from camwire.web.door import MAX_CONNECTIONS, connection_cap
 
     assert connection_cap(None, 1024) == 768
     assert connection_cap(None, 65536) == MAX_CONNECTIONS

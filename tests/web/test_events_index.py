@@ -1,5 +1,5 @@
-"""web.events_index: the sink's real event log (classifier.eventlog, rotating) and real snapshots
-(classifier.snapshots) followed into the index, line by line."""
+"""web.events_index: the sink's real event log (sink.store.eventlog, rotating) and real snapshots
+(sink.store.snapshots) followed into the index, line by line."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import structlog
 
-from classifier.disk import WriteErrors
-from classifier.eventlog import EventLog
-from classifier.snapshots import SnapshotStore
-from common import wire
-from common.counters import Counters
-from common.ids import event_id
-from common.logs import RepeatLimiter
-from common.pixels import encode_jpeg
-from web.events_index import EventIndex, decode_cursor, encode_cursor
+from camwire.sink.store.disk import WriteErrors
+from camwire.sink.store.eventlog import EventLog
+from camwire.sink.store.snapshots import SnapshotStore
+from camwire.common import wire
+from camwire.common.counters import Counters
+from camwire.common.ids import event_id
+from camwire.common.logs import RepeatLimiter
+from camwire.common.pixels import encode_jpeg
+from camwire.web.events_index import EventIndex, decode_cursor, encode_cursor
 
 T0 = 1_790_000_000.0
 
@@ -31,7 +31,7 @@ def _errors() -> WriteErrors:
 
 
 def line(event: wire.Event) -> bytes:
-    return msgspec.json.encode(event) + b"\n"  # as classifier.sink writes it
+    return msgspec.json.encode(event) + b"\n"  # as sink.daemon writes it
 
 
 def detection(i: int, camera: str = "door", label: str = "person", **kw) -> wire.Event:

@@ -22,13 +22,13 @@ import pytest
 from aiohttp import web
 from av.bitstream import BitStreamFilterContext
 
-from common import wire
-from common.geometry import parse_polygon
-from common.pixels import encode_frame, encode_packet
-from web.live import LiveHub
-from web.live_ring import RESULTS_KEPT, RING_FRAMES
-from web.live_socket import live_socket, parse_watch
-from web.live_viewers import Viewer, Want
+from camwire.common import wire
+from camwire.common.geometry import parse_polygon
+from camwire.common.pixels import encode_frame, encode_packet
+from camwire.web.live import LiveHub
+from camwire.web.live_ring import RESULTS_KEPT, RING_FRAMES
+from camwire.web.live_socket import live_socket, parse_watch
+from camwire.web.live_viewers import Viewer, Want
 
 T0 = 1_700_000_000_000_000_000  # a capture time, ns
 W, H = 640, 360
@@ -642,7 +642,7 @@ def test_viewers_at_one_fps_share_a_grid_of_capture_time_and_every_jpeg(
     slot of capture time: every 5th), cost its encodes exactly, and are woken only for them. With
     results flowing (each 3 frames after its frame) the frames are those with boxes, on the same grid."""
     # no result goes stale while this runs, however slow the machine: a viewer looks only when woken
-    monkeypatch.setattr("web.live_ring.RESULT_FRESH_S", 3600.0)
+    monkeypatch.setattr("camwire.web.live_ring.RESULT_FRESH_S", 3600.0)
 
     async def run(viewers: int) -> tuple[list[tuple[int, bool]], dict[str, int]]:
         hub = LiveHub(zones={}, clock=Clock())

@@ -15,17 +15,17 @@ import numpy as np
 import pytest
 import structlog
 
-from common import pixels, wire
-from common.counters import Counters
-from common.ids import event_id
-from common.logs import RepeatLimiter
-from recorder.catalog import kept_files, kept_ids
-from recorder.index import Index
-from recorder.keep import Keeper
-from recorder.retention import Limits, Retention
-from recorder.ring import Encoding, Ring
-from recorder.segment import start_of
-from web.recordings import ClipCache, event_clip, export_range, range_clip, ranges, remux_to_mp4, usage
+from camwire.common import pixels, wire
+from camwire.common.counters import Counters
+from camwire.common.ids import event_id
+from camwire.common.logs import RepeatLimiter
+from camwire.recorder.catalog import kept_files, kept_ids
+from camwire.recorder.index import Index
+from camwire.recorder.keep import Keeper
+from camwire.recorder.retention import Limits, Retention
+from camwire.recorder.ring import Encoding, Ring
+from camwire.recorder.segment import start_of
+from camwire.web.recordings import ClipCache, event_clip, export_range, range_clip, ranges, remux_to_mp4, usage
 
 FPS = 25
 FRAME_NS = 1_000_000_000 // FPS

@@ -1,0 +1,497 @@
+"""``camwire sink``: turns workers' results into events, snapshots and camera status.
+
+Sockets (common.daemon owns the loop):
+  - PULL (bound, ``--bind``): common.wire ``Result`` from workers (one part, or two with a JPEG of
+    the frame), and relayed through the workers the extractors' ``Status``, ``Eos`` and ``Motion``
+    and the ventilator's ``Workers``; from the recorder, ``Event`` of type ``uploaded`` (its kept
+    clips in object storage), emitted as the sink's own, and ``recording_paused`` /
+    ``recording_resumed`` (sink.recording_state: once per change, the state kept for
+    ``camwire status``). Anything else is counted under ``malformed/<reason>`` and dropped.
+  - PUB (bound, ``--publish``): every ``Event``, one part, ``wire.pack(event)``.
+  - PUB (bound, ``--publish-detections``): every ``Result`` as it arrives, one part, without its
+    snapshot and with the detections the camera's masks drop taken out: boxes for live views
+    (the web console). Nothing is sent while no one subscribes.
+Each result goes to sink.events (covered, online, motion) at once, and through a
+per-camera reorder window into the object tracker (sink.tracking: ``object`` events, a
+start, updates and an end per tracked object). Each event is also a JSON line in ``--events``
+(sink.store.eventlog), sent to ``--mqtt`` (with Home Assistant's discovery, sink.outputs.homeassistant),
+``--webhook`` (sink.outputs.mqtt) and ``--kafka`` (sink.outputs.kafka), and with a JPEG, a snapshot under ``--data-dir``
+(sink.store.snapshots; an object's with its box drawn; events name it relative to ``--data-dir``);
+``--data-dir``/status.db holds each camera's, each worker's and the sink's own status
+(sink.camera_status); ``--data-dir``/ledger.db what the events have told (sink.ledger:
+each camera's motion, online, covered and recording state, and the ids given), written before an
+event leaves, so a restarted sink repeats no event and no id. With ``[upload]`` (common.upload)
+its snapshots and, at each object's end, the object's frames (sink.store.frames) go to object
+storage, and the ``uploaded`` events come back out here.
+
+A full or failing disk never stops events: failed writes are counted (``write_errors/<what>``),
+logged once per interval, shown in status.db and the metrics, and the sink goes on delivering
+on PUB, MQTT and the webhook; it also starts on a full disk. Everything it keeps is bounded:
+snapshots by age and bytes, ``--events`` by size (rotated; SIGHUP reopens it for logrotate),
+cameras by common.admission: the file's cameras (and ``--exit-when-drained``'s) always have a
+place, any other name takes one from a pool of ``--max-cameras`` and is forgotten after
+``--camera-idle`` without a message (its objects end, and every table here lets it go: events,
+tracking, motion, status.db's row, Home Assistant's entities, its latency series; its counters
+fold into ``other``). A message for a new name while the pool is full is counted under
+``cameras_refused/pool_full/<peer>`` and dropped: invented names cannot lock a camera out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+import zmq
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+
+from camwire.sink.camera_status import FLUSH_S, StatusBook
+from camwire.sink.store.disk import WriteErrors
+from camwire.sink.store.eventlog import EventLog
+from camwire.sink.events import Events
+from camwire.sink.outputs.homeassistant import DEFAULT_PREFIX, discovery_prefix
+from camwire.sink.outputs.kafka import POLL_EVERY_S as KAFKA_POLL_S, KafkaOutput, kafka_address, kafka_option
+from camwire.sink.ledger import FILE as LEDGER_FILE, Ledger
+from camwire.sink.motion_state import MotionStates
+from camwire.sink.outputs.mqtt import MqttOutput
+from camwire.sink.outputs.webhook import WebhookOutput, origin
+from camwire.sink.recording_state import TYPES as RECORDING_TYPES, RecordingStates
+from camwire.sink.rules import load_rules
+from camwire.sink.store.snapshots import SnapshotStore
+from camwire.sink.store.frames import Frames
+from camwire.sink.tracking import Snapshot, Tracking, areas_from_config
+from camwire.common import wire
+from camwire.common.admission import DEFAULT_IDLE_S, DEFAULT_POOL, LABELS as ADMISSION_LABELS, Admission
+from camwire.common.config import Config
+from camwire.common.daemon import Daemon
+from camwire.common.metrics import EVENT_LATENCY, RESULT_LATENCY
+from camwire.common.paths import name_list
+from camwire.common.units import duration, percent, positive, size
+from camwire.common.upload import SINK_WHAT, Uploader, snapshot_parts
+
+PRUNE_EVERY_S = 60.0
+RELEASE_EVERY_S = 0.25  # held results past the reorder window's time bound go on this often
+CLOSE_DRAIN_ROUNDS = 100  # of the skeleton's bounded drains, at exit
+UPLOADED_EVERY_S = 0.2  # uploaded events are taken from the uploader's threads this often
+EVENTS_KEEP = 3  # rotated --events files kept beside the live one
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bind", required=True, metavar="ADDR", help="workers push results here")
+    p.add_argument("--events", required=True, metavar="PATH", help="append events here as JSON lines")
+    p.add_argument("--events-max-bytes", type=positive(size), default="100M", metavar="SIZE",
+                   help=f"rotate --events past this size (PATH.1 ... PATH.{EVENTS_KEEP} kept; default 100M)")
+    p.add_argument("--publish", metavar="ADDR", help="publish every event here for the recorder and other listeners (tcp://*:5558)")
+    p.add_argument("--publish-detections", metavar="ADDR",
+                   help="publish each frame's detections (boxes only) here for live views (tcp://*:5560)")
+    p.add_argument("--data-dir", metavar="DIR", help="save snapshots and status.db here")
+    p.add_argument("--snapshot-retain", type=positive(duration), default="7d", metavar="AGE",
+                   help="delete snapshots older than this (default 7d)")
+    p.add_argument("--snapshot-max-bytes", type=size, default="1G", metavar="SIZE",
+                   help="keep at most this much of snapshots, the oldest deleted first (default 1G)")
+    p.add_argument("--min-free", type=percent, default="5%", metavar="PCT",
+                   help="write no snapshot while less than this share of the disk is free (default 5%%)")
+    p.add_argument("--max-cameras", type=positive(int), default=DEFAULT_POOL, metavar="N",
+                   help=f"cameras not in --config remembered at once (default {DEFAULT_POOL}); messages about a new "
+                        "one past these are counted and dropped. The file's cameras always have a place")
+    p.add_argument("--camera-idle", type=positive(duration), default=DEFAULT_IDLE_S, metavar="DURATION",
+                   help=f"forget a camera not in --config after this long without a message (default "
+                        f"{DEFAULT_IDLE_S:g}s; never less than twice --silent-after), making room for another")
+    p.add_argument("--silent-after", type=positive(duration), default="15s", metavar="S",
+                   help="an online camera whose extractor sends nothing this long is offline (default 15s)")
+    p.add_argument("--cooldown", type=duration, default=1.0, metavar="S",
+                   help="no longer used: events are per tracked object (--update-every, --gone-after) and "
+                        "motion a start and an end; kept so files and scripts that set it still run")
+    p.add_argument("--gone-after", type=positive(duration), default="5s", metavar="S",
+                   help="a tracked object not seen for this much capture time ends (default 5s)")
+    p.add_argument("--update-every", type=duration, default="5s", metavar="S",
+                   help="at most one update per tracked object in this much capture time (default 5s)")
+    p.add_argument("--rules", metavar="FILE", help="per-camera event rules and schedules (TOML; see sink.rules)")
+    p.add_argument("--mqtt", metavar="URL",
+                   help="publish events to this broker: mqtt://[user:pass@]host[:port][/prefix]")
+    p.add_argument("--mqtt-discovery", type=discovery_prefix, default=DEFAULT_PREFIX, metavar="PREFIX",
+                   help="with --mqtt: Home Assistant's MQTT discovery under this prefix (default homeassistant; "
+                        "\"\" for none): per camera motion, a snapshot image, per label occupancy and a count")
+    p.add_argument("--webhook", metavar="URL", help="POST each event as JSON here (retried with backoff)")
+    p.add_argument("--webhook-retries", type=int, default=5, metavar="N",
+                   help="attempts after the first for an event the webhook did not take (5xx, 429, no answer)")
+    p.add_argument("--kafka", metavar="HOST:PORT/TOPIC",
+                   help="produce each event as JSON to this Kafka topic, keyed by camera (sink.outputs.kafka)")
+    p.add_argument("--kafka-option", type=kafka_option, action="append", metavar="KEY=VALUE",
+                   help="with --kafka: a librdkafka setting (security.protocol=SASL_SSL, sasl.mechanism, "
+                        "sasl.username, sasl.password, ssl.ca.location); repeatable")
+    p.add_argument("--exit-when-drained", metavar="CAMERAS",
+                   help="comma-separated cameras: exit once each has ended and all its results are in")
+    p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
+
+
+def check(args: argparse.Namespace) -> None:
+    """What the sink would refuse, judged before it starts (camwire.cli, check-config, a reload):
+    an address without a transport, a ``--rules`` file that does not load, an ``--mqtt`` URL
+    of another form. ValueError naming the flag; reads the rules file, opens no socket.
+    ``camwire run`` passes its own flags too: only those set are judged."""
+    from camwire.sink.outputs.mqtt import mqtt_address
+    from camwire.common.sockets import check_addresses
+
+    check_addresses(args, "bind", "publish", "publish_detections")
+    if getattr(args, "rules", None):
+        try:
+            load_rules(args.rules)
+        except OSError as exc:
+            raise ValueError(f"--rules {args.rules}: cannot read: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ValueError(f"--rules {exc}") from None
+    if getattr(args, "mqtt", None):
+        mqtt_address(args.mqtt)
+    if getattr(args, "kafka", None):
+        kafka_address(args.kafka)
+    elif getattr(args, "kafka_option", None):
+        raise ValueError("--kafka-option: only with --kafka")
+    if getattr(args, "webhook", None) and urlsplit(args.webhook).scheme not in ("http", "https"):
+        raise ValueError(f"--webhook: an http:// or https:// URL, not {origin(args.webhook)}")
+    upload = _upload(args)
+    if upload is not None and not getattr(args, "data_dir", None):
+        raise ValueError("--data-dir: [upload] needs the sink's --data-dir (its snapshots, frames and uploads.db "
+                         "live there)")
+
+
+def _upload(args: argparse.Namespace) -> Any:
+    """The file's [upload] when it asks the sink for something (snapshots, frames), else None."""
+    cfg = getattr(args, "config", None)
+    upload = cfg.parts.get("upload") if cfg is not None else None
+    return upload if upload is not None and set(upload.what) & set(SINK_WHAT) else None
+
+
+LABELS = {"results": ("camera",), "result_errors": ("camera",), "suppressed": ("camera", "reason"),
+          "events": ("type",), "outputs": ("output", "outcome"), "write_errors": ("what",),
+          "snapshots": ("outcome",), "unknown_cameras": (), "late": ("camera",), "reordered": ("camera",),
+          **ADMISSION_LABELS,
+          "objects": ("camera", "phase"),
+          "motion_messages": ("camera", "what"), "uploads": ("outcome",), "recorder_events": ("type", "outcome")}
+
+_json = msgspec.json.Encoder()
+
+
+class Sink:
+    """Everything the sink knows and writes; ``handle`` takes one message off the PULL socket."""
+
+    def __init__(self, d: Daemon, args: argparse.Namespace, rules: Any) -> None:
+        self.d, self.args, self.log = d, args, d.log
+        self.errors = WriteErrors(d.counters, d.repeats)
+        # what the events told, in ledger.db: a restart neither repeats an event nor reuses an id
+        self.ledger = Ledger(Path(args.data_dir) / LEDGER_FILE if args.data_dir else None, self.errors)
+        self.events = Events(rules=rules, counters=d.counters, ledger=self.ledger,
+                             max_cameras=sys.maxsize,  # common.admission bounds the cameras, before Events
+                             silent_after_s=args.silent_after)
+        data_dir = Path(args.data_dir) if args.data_dir else None
+        upload = _upload(args)  # [upload]: common.upload
+        if upload and not data_dir:
+            self.log.error("[upload] is not used: the sink has no --data-dir")
+            upload = None
+        self.what = set(upload.what) if upload else set()
+        self.tracking = Tracking(self.events.ids, rules, d.counters, gone_s=args.gone_after,
+                                 update_every_s=args.update_every,
+                                 areas=areas_from_config(getattr(args, "config", None)),
+                                 sightings="frames" in self.what)
+        self.motion = MotionStates(self.events.ids, d.counters, self.ledger)
+        self.recording = RecordingStates(self.ledger, d.counters)  # the recorder's pauses
+        self.eventlog = EventLog(Path(args.events), self.errors, args.events_max_bytes, EVENTS_KEEP)
+        self.book = StatusBook(data_dir / "status.db" if data_dir else None, self.errors)
+        self.snapshots = (SnapshotStore(data_dir / "snapshots", d.counters, self.errors, args.snapshot_retain,
+                                        args.snapshot_max_bytes, args.min_free) if data_dir else None)
+        self.outputs: list[Any] = []
+        if args.mqtt:
+            cfg = getattr(args, "config", None)
+            self.outputs.append(MqttOutput(args.mqtt, d.counters, self.log, discovery=args.mqtt_discovery,
+                                           cameras=list(cfg.cameras) if cfg else (), data_dir=data_dir))
+        if args.webhook:
+            self.outputs.append(WebhookOutput(args.webhook, d.counters, self.log, retries=args.webhook_retries))
+        self.kafka = KafkaOutput(args.kafka, d.counters, self.log, dict(args.kafka_option or ())) if args.kafka else None
+        if self.kafka is not None:
+            self.outputs.append(self.kafka)
+        self.pull = d.socket(zmq.PULL, bind=args.bind, linger=0)
+        self.pub = d.socket(zmq.PUB, bind=args.publish) if args.publish else None
+        self.boxes = d.socket(zmq.PUB, bind=args.publish_detections) if args.publish_detections else None
+        self.until = set(name_list(args.exit_when_drained))
+        # a camera silent this long has been told offline (silence_check) before it is forgotten
+        idle_s = max(args.camera_idle, 2 * args.silent_after)
+        self.admission = Admission(d.counters, self._configured(getattr(args, "config", None)), args.max_cameras,
+                                   idle_s)
+        self.uploader = Uploader(upload, data_dir, d.counters, self.log) if upload else None
+        self.frames = (Frames(data_dir / "frames", d.counters, self.errors, args.min_free)
+                       if "frames" in self.what else None)
+        if self.frames is not None:  # objects that never ended (a sink killed): their frames go
+            self.frames.sweep(self.uploader.pending_paths())
+        self.started = time.monotonic()
+
+    # -- messages in ------------------------------------------------------------------------------
+
+    def handle(self, parts: list[Any]) -> None:
+        if not 1 <= len(parts) <= 2:
+            raise wire.MalformedMessage("bad_part_count", f"{len(parts)} parts")
+        msg = wire.unpack(_buffer(parts[0]))
+        wire.expect(msg, wire.Result, wire.Status, wire.Eos, wire.Motion, wire.Workers, wire.Event)
+        if len(parts) == 2 and not isinstance(msg, wire.Result):
+            raise wire.MalformedMessage("bad_part_count", f"{type(msg).__name__} with 2 parts")
+        if isinstance(msg, wire.Workers):
+            self.book.on_workers(msg)
+            return
+        if isinstance(msg, wire.Event):  # the recorder's: kept clips in object storage, recording paused/resumed
+            if msg.type == "uploaded":
+                self.emit(msg, None)
+                return
+            if msg.type not in RECORDING_TYPES:
+                raise wire.MalformedMessage("unexpected_kind", f"Event of type {msg.type}")
+        if not self.admission.admit(msg.camera, time.monotonic(), peer=parts[0]):
+            self.d.repeats("cameras_refused", "message dropped: a new camera not in --config, and --max-cameras "
+                           "others are known already", camera=msg.camera, max_cameras=self.args.max_cameras)
+            return
+        if isinstance(msg, wire.Event):  # a pause takes a camera's place like any message about it
+            for event in self.recording.on_event(msg):
+                self.emit(event, None)
+        elif isinstance(msg, wire.Result):
+            self.on_result(msg, _bytes(parts[1]) if len(parts) == 2 else None)
+        elif isinstance(msg, wire.Status):
+            for event in self.events.on_status(msg):
+                self.emit(event, None)
+            self.book.on_status(msg)
+        elif isinstance(msg, wire.Motion):  # motion_start / motion_end (sink.motion_state)
+            now = time.time()
+            for event in self.motion.on_motion(msg):
+                EVENT_LATENCY.labels(event.camera, event.type).observe(max(0.0, now - event.ts))
+                self.emit(event, None)
+        else:
+            self.events.on_eos(msg)
+            self.book.on_eos(msg)
+            self.log.info("camera ended", camera=msg.camera, results=msg.results)
+            self.finish_if_drained(msg.camera)
+
+    def on_result(self, r: wire.Result, jpeg: bytes | None) -> None:
+        now = time.time()
+        RESULT_LATENCY.labels(r.camera).observe(max(0.0, now - r.ts_ns / 1e9))
+        if r.error:
+            self.d.repeats(f"result_error:{r.camera}", "results carry an error", camera=r.camera, worker=r.worker,
+                           error=r.error)
+        for event in self.events.on_result(r):
+            EVENT_LATENCY.labels(event.camera, event.type).observe(max(0.0, now - event.ts))
+            self.emit(event, jpeg if event.seq is not None else None, (r.width, r.height))
+        self.emit_objects(self.tracking.on_result(r, jpeg, time.monotonic()))
+        if self.boxes is not None:
+            self.boxes.send(wire.pack(self.tracking.unmasked(r)))
+        self.book.on_result(r, self.events.camera(r.camera).covered)
+        self.finish_if_drained(r.camera)
+
+    def finish_if_drained(self, camera: str) -> None:
+        """An ended camera whose results are all in: its held results go on, its objects end."""
+        if self.events.drained(camera):
+            self.emit_objects(self.tracking.finish(camera))
+
+    def emit_objects(self, out: list[tuple[wire.Event, Snapshot | None]]) -> None:
+        """What a call into the tracker made; the frames it saw objects in go first (an end hands
+        its object's frames over)."""
+        if self.frames is not None:
+            self.frames.observe(*self.tracking.take_sightings())
+        now = time.time()
+        saved: dict[str | None, str | None] = {}  # object_id -> its snapshot written in this batch
+        for event, snap in out:
+            EVENT_LATENCY.labels(event.camera, event.type).observe(max(0.0, now - event.ts))
+            if snap is None:
+                if event.object_id in saved:  # made before its snapshot was written (a start and end at once)
+                    event = msgspec.structs.replace(event, snapshot=saved[event.object_id])
+                self.emit(event, None)
+            else:
+                event = self.emit(event, snap.jpeg, snap.size, snap)
+                self.tracking.saved(event.camera, event.object_id, event.snapshot)
+                if event.snapshot is not None:
+                    saved[event.object_id] = event.snapshot
+
+    # -- events out -------------------------------------------------------------------------------
+
+    def emit(self, event: wire.Event, jpeg: bytes | None, size: tuple[int, int] = (0, 0),
+             drawn: Snapshot | None = None) -> wire.Event:
+        """Snapshot, JSON line, PUB, MQTT, webhook: a failure in one never holds back the others.
+        ``drawn``: an object's best frame, saved with its box drawn. Returns the event as sent."""
+        self.ledger.commit()  # the state that made it, and its id, on disk before the event is anywhere
+        if jpeg is not None and self.snapshots is not None:
+            path = self.snapshots.save(event, jpeg, size, drawn.box if drawn else None,
+                                       drawn.label if drawn else None)
+            if path is not None:
+                event = msgspec.structs.replace(event, snapshot=path)
+        body = _json.encode(event)
+        self.eventlog.write(body + b"\n")
+        if self.uploader is not None:
+            self.upload(event, body, jpeg is not None)
+        if self.pub is not None:
+            self.pub.send(wire.pack(event))
+        for output in self.outputs:
+            output.send(event, body)
+        self.log.info("event", type=event.type, camera=event.camera, seq=event.seq, id=event.id,
+                      detections=len(event.detections), snapshot=event.snapshot, reason=event.reason,
+                      phase=event.phase, object_id=event.object_id, label=event.label)
+        return event
+
+    def upload(self, event: wire.Event, body: bytes, fresh: bool) -> None:
+        """Queue what ``[upload] what`` asks of ``event``: its snapshot if written just now
+        (``fresh``), an ended object's frames. ``uploaded`` events themselves never are."""
+        if "snapshots" in self.what and fresh and event.snapshot is not None:
+            self.uploader.enqueue(event, body, snapshot_parts(Path(self.args.data_dir), event))
+        if self.frames is not None and event.type == "object" and event.phase == "end":
+            parts = self.frames.end(event.object_id)
+            if parts and not self.uploader.enqueue(event, body, parts, tag="frames"):
+                self.frames.discard(parts)
+
+    # -- timers -----------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Every FLUSH_S: cameras gone silent, idle ones forgotten, then status.db."""
+        for event in self.events.silence_check():
+            self.book.on_silent(event.camera)
+            self.emit(event, None)
+        if gone := self.admission.expire(time.monotonic()):  # one line, however many a flood left behind
+            for camera in gone:
+                self.forget(camera)
+            self.log.info("idle cameras forgotten", count=len(gone), cameras=gone[:10], idle_s=self.admission.idle_s)
+        self.book.on_refused("sink", wire.refusals(self.d.counters.get_tree("handshakes_failed")))
+        self.book.flush(force=True)
+
+    def release(self) -> None:
+        """Every RELEASE_EVERY_S: results held past the reorder bound, objects of quiet cameras."""
+        self.emit_objects(self.tracking.tick(time.monotonic()))
+
+    def prune(self) -> None:
+        self.ledger.prune()
+        if self.snapshots is not None:
+            self.snapshots.prune()
+
+    def _configured(self, cfg: Config | None) -> set[str]:
+        """The cameras that always have a place: the file's, and those the sink waits to drain."""
+        return {*(cfg.cameras if cfg is not None else ()), *self.until}
+
+    def forget(self, camera: str) -> None:
+        """A camera that lost its place (idle, or taken out of the file with the pool full): its
+        objects end, and nothing the sink holds in memory for it stays (what the events told
+        stays in the ledger, so a camera heard of again tells no change twice)."""
+        self.emit_objects(self.tracking.forget(camera))
+        self.events.cameras.pop(camera, None)
+        self.motion.forget(camera)
+        self.recording.forget(camera)
+        self.book.forget(camera)
+        for output in self.outputs:
+            if isinstance(output, MqttOutput):
+                output.forget(camera)
+        RESULT_LATENCY.remove_by_labels({"camera": camera})
+        EVENT_LATENCY.remove_by_labels({"camera": camera})
+        self.d.counters.fold("camera", camera)
+
+    def reload(self, cfg: Config | None) -> None:
+        """SIGHUP or a changed --config: reopen --events (logrotate), take the cameras, rules,
+        masks and zones again."""
+        self.eventlog.reopen()
+        if cfg is not None:
+            self.tracking.areas = areas_from_config(cfg)
+            for camera in self.admission.set_configured(self._configured(cfg), time.monotonic()):
+                self.forget(camera)
+        if self.args.rules:
+            try:
+                self.events.rules = self.tracking.rules = load_rules(self.args.rules)
+            except ValueError as exc:
+                self.log.error("rules refused; the running rules stay", reason=str(exc))
+                return
+            self.log.info("rules reloaded", file=self.args.rules)
+        elif cfg is not None:
+            self.events.rules = self.tracking.rules = cfg.rules
+            self.log.info("rules reloaded", file=str(cfg.path), cameras=sorted(cfg.rules.cameras or {}))
+
+    def uploaded(self) -> None:
+        """Every UPLOADED_EVERY_S: events whose media and manifest are in object storage go out as ``uploaded``."""
+        for event in self.uploader.take() if self.uploader is not None else ():
+            self.emit(event, None)
+            self.uploader.announced(event)
+
+    def drained(self) -> bool:
+        if self.until and all(self.events.drained(c) for c in self.until):
+            self.log.info("all cameras drained", cameras=sorted(self.until))
+            return True
+        return False
+
+    def close(self) -> None:
+        """Results already queued here were accepted: they become events too. Then close the files."""
+        try:
+            for _ in range(CLOSE_DRAIN_ROUNDS):  # bounded: senders that go on sending cannot hold the exit
+                if not self.pull.poll(0):
+                    break
+                self.d.drain(self.pull)
+            for camera in sorted({name for name, _detector in self.tracking.cameras}):  # objects end with the sink
+                self.emit_objects(self.tracking.finish(camera))
+        finally:
+            if self.uploader is not None:  # what is not up yet stays in uploads.db for the next start
+                self.uploaded()
+                self.uploader.close()
+            for output in self.outputs:
+                output.close()
+            self.book.close()
+            self.ledger.close()
+            self.eventlog.close()
+
+    # -- what the metrics and --stats say ---------------------------------------------------------
+
+    def gauges(self) -> dict:
+        snap = self.snapshots
+        return {"cameras": ("cameras the sink knows", (), {(): len(self.events.cameras)}),
+                "snapshot_bytes": ("bytes of snapshots kept", (), {(): snap.bytes if snap else 0})}
+
+    def stats_extra(self) -> dict[str, Any]:
+        return {"uptime_s": round(time.monotonic() - self.started, 3),
+                "cameras": {name: {"online": c.online, "covered": c.covered, "results": c.results,
+                                   "state": self.book.cameras[name].state if name in self.book.cameras else None}
+                            for name, c in self.events.cameras.items()}}
+
+
+class CameraUp:
+    """``camwire_camera_up{camera}``: 1 while a camera is online (covered or not), else 0."""
+
+    def __init__(self, book: StatusBook) -> None:
+        self.book = book
+
+    def collect(self):
+        family = GaugeMetricFamily("camwire_camera_up", "1 while the camera is online, as the sink sees it",
+                                   labels=["camera"])
+        for camera, up in sorted(self.book.up().items()):
+            family.add_metric([camera], up)
+        yield family
+
+
+def _buffer(frame: Any) -> Any:
+    return frame.buffer if isinstance(frame, zmq.Frame) else frame
+
+
+def _bytes(frame: Any) -> bytes:
+    return frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)
+
+
+def main(args: argparse.Namespace) -> int:
+    rules = load_rules(args.rules) if args.rules else args.config.rules if args.config else None
+    d = Daemon("sink", args, LABELS)
+    sink = Sink(d, args, rules)
+    d.on(sink.pull, sink.handle)
+    d.every(FLUSH_S, sink.tick)
+    d.every(RELEASE_EVERY_S, sink.release)
+    d.every(PRUNE_EVERY_S, sink.prune, now=True)
+    if sink.uploader is not None:
+        d.every(UPLOADED_EVERY_S, sink.uploaded)
+    if sink.kafka is not None:
+        d.every(KAFKA_POLL_S, sink.kafka.poll)  # delivery reports are served on this thread
+    d.on_reload(sink.reload)
+    d.gauges(sink.gauges)
+    d.stats_extra(sink.stats_extra)
+    REGISTRY.register(CameraUp(sink.book))
+    d.log.info("sink started", bind=args.bind, events=args.events, publish=args.publish, mqtt=args.mqtt,
+               webhook=origin(args.webhook) if args.webhook else None, data_dir=args.data_dir)
+    code = d.run(until=sink.drained, cleanup=sink.close)
+    d.log.info("sink stopped", stats=d.stats())
+    return code

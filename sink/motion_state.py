@@ -1,0 +1,112 @@
+"""The sink's view of each camera's motion: ``wire.Motion`` in, ``motion_start``/``motion_end`` out.
+
+The extractor sees every frame and decides the state (extractor.motion: motion starts in the
+first moving frame and ends after its off delay); it sends each change and repeats the newest
+with every status heartbeat. The messages ride through the ventilator and any worker, so two of
+one camera may arrive out of order, and the repeats arrive again and again. Here:
+
+- a message is applied in capture-time order: one older than the newest applied is a repeat or
+  late, and changes nothing (counted as ``motion_messages/<camera>/stale``);
+- a start after an end (or the first message) makes one ``motion_start``; an end after a start
+  one ``motion_end``. An end whose start never came (it is still on its way through another
+  worker, or was lost) makes both, the start at its ``started_ns``, so every stretch of motion
+  is one start and one end, whatever the order;
+- a sink that starts while a camera's motion is off learns that silently: no event for a
+  stretch that ended before it was there;
+- with a ``ledger`` (sink.ledger), the state told is kept before its events leave and
+  recalled when a camera is first met: a restarted sink knows the repeats of a state its
+  previous run told (counted ``stale``) instead of telling the stretch's start again, and an end
+  that came while it was down still ends the stretch it had started.
+
+Events carry the moving boxes (``detections`` labelled ``motion``) of the frame where motion
+started. Pure logic, no sockets: the sink calls ``on_motion`` (sink.daemon).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import msgspec
+
+from camwire.sink.ledger import Ledger
+from camwire.common import wire
+from camwire.common.counters import Counters
+
+START, END = "motion_start", "motion_end"
+MAX_CAMERAS = 10_000  # the sink's own --max-cameras bounds the cameras it admits long before this
+
+
+@dataclass(slots=True)
+class CameraMotion:
+    active: bool = False
+    newest_ns: int = -1  # capture time of the newest message applied
+
+
+class MotionTold(msgspec.Struct):
+    """A camera's CameraMotion as the ledger keeps it."""
+
+    active: bool
+    newest_ns: int
+
+
+class MotionStates:
+    """Per camera: the motion state the events have told so far. ``ids(ts_ns, camera, type)``
+    makes event ids (sink.events.EventIds: unique with the sink's other events)."""
+
+    def __init__(self, ids: Callable[[int, str, str], str], counters: Counters | None = None,
+                 ledger: Ledger | None = None) -> None:
+        self.ids = ids
+        self.counters = counters if counters is not None else Counters()
+        self.ledger = ledger if ledger is not None else Ledger(None)
+        self.cameras: dict[str, CameraMotion] = {}
+
+    def on_motion(self, m: wire.Motion) -> list[wire.Event]:
+        events = self._apply(m)
+        if events:  # kept before they leave (the sink commits the ledger first)
+            cam = self.cameras[m.camera]
+            self.ledger.keep(m.camera, "motion", MotionTold(cam.active, cam.newest_ns))
+        return events
+
+    def forget(self, camera: str) -> None:
+        """The sink no longer holds the camera (idle): what was told stays in the ledger."""
+        self.cameras.pop(camera, None)
+
+    def _apply(self, m: wire.Motion) -> list[wire.Event]:
+        cam = self.cameras.get(m.camera)
+        if cam is None:
+            if len(self.cameras) >= MAX_CAMERAS:
+                return []
+            told = self.ledger.recall(m.camera, "motion", MotionTold)
+            cam = self.cameras[m.camera] = CameraMotion(told.active, told.newest_ns) if told else CameraMotion()
+            if told is None and not m.active:  # off already when we came: nothing to tell
+                cam.newest_ns = m.ts_ns
+                return []
+        if m.ts_ns <= cam.newest_ns:
+            self.counters.add("motion_messages", m.camera, "stale")
+            return []
+        cam.newest_ns = m.ts_ns
+        if m.active:
+            if cam.active:
+                return []  # two starts without an end between: the end was lost, the state is on
+            cam.active = True
+            return [self._event(START, m, m.ts_ns)]
+        events = []
+        if not cam.active:  # its start is late or lost: the whole stretch, as it was
+            started = m.started_ns if m.started_ns is not None else m.ts_ns
+            events.append(self._event(START, m, min(started, m.ts_ns)))
+        cam.active = False
+        events.append(self._event(END, m, m.ts_ns))
+        return events
+
+    def ended(self, camera: str) -> bool:
+        """Whether the camera's motion is off (or was never heard of)."""
+        cam = self.cameras.get(camera)
+        return cam is None or not cam.active
+
+    def _event(self, etype: str, m: wire.Motion, ts_ns: int) -> wire.Event:
+        self.counters.add("events", etype)
+        boxes = m.boxes if etype == START else []
+        return wire.Event(id=self.ids(ts_ns, m.camera, etype), type=etype, camera=m.camera, ts=ts_ns / 1e9,
+                          seq=m.seq if ts_ns == m.ts_ns else None,
+                          detections=[wire.Detection("motion", 1.0, box) for box in boxes])

@@ -1,0 +1,161 @@
+"""Where the sink sends events besides its JSON lines and PUB socket: MQTT and an HTTP webhook.
+
+Both get an event as a common.wire.Event and the JSON the sink wrote for it (``body``: the
+same bytes as its ``--events`` line), so every output says exactly the same thing.
+
+- MQTT (paho-mqtt): each event as JSON on ``<prefix>/<camera>/<event type>`` (QoS 1), and the
+  camera's state, retained, on ``<prefix>/<camera>/state`` (``online``, ``offline``, ``covered``),
+  as Home Assistant and NVR users expect, and its motion, retained, on ``<prefix>/<camera>/motion``
+  (``ON`` at ``motion_start``, ``OFF`` at ``motion_end``), and its recording, retained, on
+  ``<prefix>/<camera>/recording`` (``paused`` at ``recording_paused``, ``recording`` at
+  ``recording_resumed``: the recorder's, sink.recording_state); ``<prefix>/available`` is
+  ``online`` while the sink runs and ``offline`` (the broker's last will) when it is gone. With
+  Home Assistant's discovery on (``discovery``, sink.outputs.homeassistant), also its retained
+  configs, each label's ``<prefix>/<camera>/<label>/count`` and ``.../occupied``, and each new
+  snapshot's JPEG (the file the event names, read from ``data_dir``) on
+  ``<prefix>/<camera>/snapshot``. Those are sent only
+  while connected, and all again after each connect (a snapshot made while the broker is away
+  is not sent: the next one is), so a long outage queues no pictures.
+- Webhook: each event POSTed as JSON from a background thread; a failed delivery (connection
+  error, 5xx, 429) is retried with backoff, ``retries`` times, then counted as failed. A 4xx is
+  not retried. At shutdown what is queued is still sent, for up to ``drain_s`` seconds.
+Neither ever holds up the sink: each has its own thread and a bounded queue (counted when full).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import SplitResult, unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+
+from camwire.sink.outputs.homeassistant import Discovery
+from camwire.sink.store.snapshots import written_for
+from camwire.common import wire
+from camwire.common.counters import Counters
+from camwire.common.logs import RepeatLimiter, redact_url
+
+QUEUE_MAX = 10_000
+STATE_OF = {"camera_online": "online", "camera_offline": "offline", "camera_failed": "failed", "camera_covered": "covered",
+            "camera_uncovered": "online"}
+MOTION_OF = {"motion_start": "ON", "motion_end": "OFF"}  # <prefix>/<camera>/motion, as Home Assistant reads it
+RECORDING_OF = {"recording_paused": "paused", "recording_resumed": "recording"}  # <prefix>/<camera>/recording
+
+
+def mqtt_address(url: str) -> SplitResult:
+    """``--mqtt``'s URL split, or ValueError saying the form it must have (the sink's check, so
+    check-config, refuses what MqttOutput would)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number raises here, not in the sink's thread
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+        raise ValueError(f"--mqtt: an address like mqtt://host:1883/camwire, not {redact_url(url)}")
+    return parts
+
+
+class MqttOutput:
+    """Publishes events to a broker given as ``mqtt://[user:password@]host[:port][/prefix]``.
+    ``discovery``: Home Assistant's discovery prefix ("" for none); ``cameras``: known before any
+    event names them (``--config``'s); ``data_dir``: what snapshot paths are relative to."""
+
+    def __init__(self, url: str, counters: Counters, log, client_id: str = "camwire-sink", discovery: str = "",
+                 cameras: Iterable[str] = (), data_dir: Path | None = None) -> None:
+        parts = mqtt_address(url)
+        self.prefix = parts.path.strip("/") or "camwire"
+        self.counters, self.log = counters, log.bind(mqtt=redact_url(url))
+        self.ha = Discovery(discovery, self.prefix) if discovery else None
+        for camera in cameras if self.ha else ():
+            self.ha.camera(camera)  # published at connect, with everything else
+        self.data_dir = data_dir
+        # the sink's thread and paho's (at a connect) both publish Home Assistant's state: one at a
+        # time, so what is sent last is the newest; _ready: connected and told everything
+        self._ha_lock = threading.Lock()
+        self._ready = False
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        if parts.username:
+            self.client.username_pw_set(unquote(parts.username), unquote(parts.password or "") or None)
+        self.client.max_queued_messages_set(QUEUE_MAX)
+        self.client.will_set(f"{self.prefix}/available", "offline", qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.connect_async(parts.hostname, parts.port or 1883)
+        self.client.loop_start()  # paho's network thread: reconnects, and queues while disconnected
+        self._last: mqtt.MQTTMessageInfo | None = None
+
+    def _on_connect(self, client: mqtt.Client, _userdata, _flags, reason, _props) -> None:
+        if reason.is_failure:
+            self.log.warning("mqtt connect refused", reason=str(reason))
+            return
+        self.log.info("mqtt connected")
+        client.publish(f"{self.prefix}/available", "online", qos=1, retain=True)
+        if self.ha is not None:
+            with self._ha_lock:
+                for topic, payload in self.ha.everything():
+                    self._publish(topic, payload, retain=True)
+                self._ready = True
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata, _flags, _reason, _props) -> None:
+        with self._ha_lock:
+            self._ready = False
+
+    def send(self, event: wire.Event, body: bytes) -> None:
+        self._publish(f"{self.prefix}/{event.camera}/{event.type}", body, retain=False)
+        if (state := STATE_OF.get(event.type)) is not None:
+            self._publish(f"{self.prefix}/{event.camera}/state", state, retain=True)
+        if (motion := MOTION_OF.get(event.type)) is not None:
+            self._publish(f"{self.prefix}/{event.camera}/motion", motion, retain=True)
+        if (recording := RECORDING_OF.get(event.type)) is not None:
+            self._publish(f"{self.prefix}/{event.camera}/recording", recording, retain=True)
+        if self.ha is not None:
+            self._home_assistant(event)
+
+    def forget(self, camera: str) -> None:
+        """The sink let ``camera`` go: Home Assistant's record of it goes too (sink.outputs.homeassistant)."""
+        if self.ha is not None:
+            with self._ha_lock:
+                self.ha.forget(camera)
+
+    def _home_assistant(self, event: wire.Event) -> None:
+        with self._ha_lock:
+            changes = self.ha.on_event(event)  # kept even while away: everything() tells it at the connect
+            if not self._ready:
+                return
+            for topic, payload in changes:
+                self._publish(topic, payload, retain=True)
+            if self.data_dir is not None and written_for(event):
+                try:  # the file just written, from the page cache
+                    image = (self.data_dir / event.snapshot).read_bytes()
+                except OSError:
+                    self.counters.add("outputs", "mqtt", "snapshot_unreadable")
+                    return
+                self._publish(self.ha.snapshot_topic(event.camera), image, retain=True)
+
+    def _publish(self, topic: str, payload: str | bytes, retain: bool) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            self.counters.add("outputs", "mqtt", "dropped")
+        else:
+            self.counters.add("outputs", "mqtt", "published")
+            self._last = info
+
+    def close(self, drain_s: float = 2.0) -> None:
+        """Wait (a little) for what is queued to reach the broker, then say goodbye."""
+        deadline = time.monotonic() + drain_s
+        if self._last is not None and self.client.is_connected():
+            try:
+                self._last.wait_for_publish(timeout=max(0.0, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):
+                pass  # not sent: counted as published, lost with the connection
+        if self.client.is_connected():
+            self.client.publish(f"{self.prefix}/available", "offline", qos=1, retain=True).wait_for_publish(
+                timeout=max(0.1, deadline - time.monotonic()))
+        self.client.disconnect()
+        self.client.loop_stop()

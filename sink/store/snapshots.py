@@ -1,0 +1,196 @@
+"""Snapshots: ``DIR/snapshots/<camera>/<UTC date>/<event id>.jpg`` with the event's JSON beside it.
+
+An event names its snapshot relative to the data dir (``snapshots/<camera>/<date>/<id>.jpg``,
+the store's ``base``), never as a host path: the JSON line, PUB, MQTT and the webhook say the
+same wherever the folder is mounted or moved.
+
+A tracked object's snapshot (sink.tracking) is its best frame with its box and label drawn
+(``<id>.jpg``), the frame as it came beside it (``<id>.clean.jpg``), and a small thumbnail of
+the object (``<id>.thumb.jpg``: the box and a margin around it, at most THUMB pixels a side).
+
+Only bytes that decode as a JPEG are written (common.pixels.decode_jpeg); the rest are counted
+(``snapshots/not_jpeg``). The event id is unique forever (common.ids), and a file is created
+exclusively, so no snapshot ever overwrites another, across restarts too.
+
+Bounded on disk: snapshots older than ``retain_s`` and, past ``max_bytes`` in all, the oldest
+ones are deleted (pairs of .jpg and .json, oldest first). Under ``min_free`` of the volume free,
+none is written (``snapshots/low_space``): events still go out, without a snapshot. A write that
+fails (a full disk) is counted under ``write_errors/snapshots`` and loses nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from pathlib import Path
+
+import msgspec
+
+from camwire.sink.store.disk import WriteErrors, free_fraction
+from camwire.common import wire
+from camwire.common.counters import Counters
+from camwire.common.paths import safe_name, utc_day
+from camwire.common.pixels import decode_jpeg, encode_jpeg
+
+THUMB = 160  # a thumbnail's longest side, in pixels
+MARGIN = 0.25  # of the box's size, kept around it in the thumbnail
+COLOUR = (0, 255, 0)  # BGR: the box drawn on an object's snapshot
+SUFFIXES = (".jpg", ".json", ".clean.jpg", ".thumb.jpg")  # one snapshot's files
+
+
+class SnapshotStore:
+    def __init__(self, root: Path, counters: Counters, errors: WriteErrors, retain_s: float = 7 * 86400.0,
+                 max_bytes: int = 1 << 30, min_free: float = 0.05) -> None:
+        self.root, self.counters, self.errors = root, counters, errors
+        self.base = root.parent  # what an event's snapshot path is relative to: the sink's --data-dir
+        self.retain_s, self.max_bytes, self.min_free = retain_s, max_bytes, min_free
+        self._kept: deque[tuple[float, Path, int]] = deque()  # (mtime, .jpg path, bytes of the pair), oldest first
+        self.bytes = 0
+        self._scan()
+
+    def _scan(self) -> None:
+        """What earlier runs left, so the bounds hold across restarts."""
+        found = []
+        for meta in self.root.glob("*/*/*.json"):
+            jpg = meta.with_suffix(".jpg")
+            try:
+                st = jpg.stat()
+            except OSError:
+                continue
+            found.append((st.st_mtime, jpg, sum(_size(p) for p in _files(jpg))))
+        found.sort()
+        self._kept.extend(found)
+        self.bytes = sum(n for _, _, n in found)
+
+    def save(self, event: wire.Event, jpeg: bytes, size: tuple[int, int], box: tuple[float, ...] | None = None,
+             label: str | None = None) -> str | None:
+        """Write ``jpeg`` and the event (with its snapshot path); the path (relative to ``base``), or
+        None when not written.
+        ``size``: the frame's (width, height), which the JPEG must declare and decode to. With a
+        ``box``, the snapshot has it drawn (and ``label`` beside it), with a clean copy and a thumbnail."""
+        image = decode_jpeg(jpeg, size=size)
+        if image is None or image.shape[1::-1] != size:
+            self.counters.add("snapshots", "not_jpeg")
+            return None
+        free = free_fraction(self.root if self.root.exists() else self.root.parent)
+        if free is not None and free < self.min_free:
+            self.counters.add("snapshots", "low_space")
+            return None
+        files = {".jpg": jpeg} if box is None else {".jpg": _drawn(image, box, label), ".clean.jpg": jpeg,
+                                                    ".thumb.jpg": _thumbnail(image, box)}
+        folder = self.root / safe_name(event.camera) / utc_day(event.ts)
+        path = folder / f"{safe_name(event.id)}.jpg"
+        named = str(path.relative_to(self.base))
+        body = msgspec.json.format(msgspec.json.encode(msgspec.structs.replace(event, snapshot=named)), indent=1)
+        files[".json"] = body
+        written: list[Path] = []
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for suffix, data in files.items():
+                target = _with(path, suffix)
+                with open(target, "xb") as f:  # exclusive: never over another snapshot
+                    written.append(target)
+                    f.write(data)
+        except FileExistsError:
+            for p in written:
+                p.unlink(missing_ok=True)
+            self.counters.add("snapshots", "exists")  # not written: the one there stays
+            return None
+        except OSError as exc:
+            for p in written:
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
+            self.errors("snapshots", exc)
+            return None
+        size = sum(len(data) for data in files.values())
+        self._kept.append((time.time(), path, size))
+        self.bytes += size
+        self.counters.add("snapshots", "written")
+        if self.bytes > self.max_bytes:
+            self.prune()
+        return named
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete the oldest snapshots while they are past ``retain_s`` or over ``max_bytes``."""
+        now = time.time() if now is None else now
+        removed = 0
+        while self._kept and (self.bytes > self.max_bytes or now - self._kept[0][0] > self.retain_s):
+            _, path, size = self._kept.popleft()
+            self.bytes -= size
+            for p in _files(path):
+                try:
+                    p.unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    self.errors("snapshots", exc)
+            for folder in (path.parent, path.parent.parent):  # a day, then a camera, left empty
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+            removed += 1
+        if removed:
+            self.counters.add("snapshots", "deleted", n=removed)
+        return removed
+
+
+def written_for(event: wire.Event) -> bool:
+    """Whether ``event.snapshot`` was written for this event, not an earlier one of its object
+    (a tracked object's later events name its best snapshot so far): a snapshot is named after
+    the event it was saved with."""
+    return event.snapshot is not None and Path(event.snapshot).name == f"{safe_name(event.id)}.jpg"
+
+
+def _with(jpg: Path, suffix: str) -> Path:
+    """``X.jpg`` -> ``X<suffix>`` (an event id has dots of its own: not Path.with_suffix)."""
+    return jpg.with_name(jpg.name[:-len(".jpg")] + suffix)
+
+
+def _files(jpg: Path) -> list[Path]:
+    return [_with(jpg, suffix) for suffix in SUFFIXES]
+
+
+def _drawn(image, box: tuple[float, ...], label: str | None) -> bytes:
+    """The frame with the box drawn, lines thick enough to see on a big frame."""
+    import cv2  # as common.pixels: loaded only where a picture is touched
+
+    out = image.copy()
+    h, w = out.shape[:2]
+    thick = max(2, round(min(w, h) / 200))
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    cv2.rectangle(out, (x1, y1), (x2, y2), COLOUR, thick)
+    if label:
+        scale = max(0.4, min(w, h) / 720)
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        ty = y1 - thick - 2 if y1 - thick - 2 - th >= 0 else min(h - 1, y2 + thick + th + 2)  # above, else below
+        cv2.putText(out, label, (max(0, x1), ty - base // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, COLOUR, 1,
+                    cv2.LINE_AA)
+    return encode_jpeg(out, quality=90)
+
+
+def _thumbnail(image, box: tuple[float, ...]) -> bytes:
+    """The object and a margin round it, scaled to at most THUMB pixels a side."""
+    import cv2
+
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = box
+    mx, my = (x2 - x1) * MARGIN, (y2 - y1) * MARGIN
+    left, top = max(0, int(x1 - mx)), max(0, int(y1 - my))
+    right, bottom = min(w, int(x2 + mx) + 1), min(h, int(y2 + my) + 1)
+    crop = image[top:bottom, left:right] if right > left and bottom > top else image
+    scale = min(1.0, THUMB / max(crop.shape[:2]))
+    if scale < 1.0:
+        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
+                          interpolation=cv2.INTER_AREA)
+    return encode_jpeg(crop)
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0

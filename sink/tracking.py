@@ -1,0 +1,371 @@
+"""Tracked objects: each camera's results in seq order, through a tracker, into object events.
+
+Pure logic, no sockets or files (the sink writes what comes out). In: the results the sink
+receives (wire.Result, with the JPEG of the frame when a worker found something), in any order.
+Out: ``(wire.Event, Snapshot | None)`` pairs; the event is ``type = "object"`` with a ``phase``:
+
+- ``start``: a track seen ``min_frames`` times (the camera's rule, sink.rules);
+- ``update``: its label, top score, zones or best snapshot changed, at most one per
+  ``update_every_s`` of capture time per object (changes in between are folded into the next);
+- ``end``: not seen in the camera's frames for ``gone_s`` of capture time, or its camera ended,
+  sent nothing for ``QUIET_S`` of wall time (:meth:`Tracking.tick`; longer than the extractor's
+  motion heartbeat, so a parked car on a still scene is not ended and started again), or the
+  sink stops.
+
+All three carry ``object_id`` (the id of the start event), label (the one with the most summed
+confidence over the object's frames), score (newest frame) and top score, first/last seen,
+box, zones entered, and ``snapshot``: the object's best frame so far, the one with the highest
+score among those whose box is not cut by the frame's edge (an edge-cut frame only until an
+uncut one comes). When the best frame changed since the last event, its JPEG and box ride along
+as a :class:`Snapshot` for the sink to write (sink.store.snapshots draws the box).
+
+Per camera and detector: a sink.reorder window puts results back in seq order (late ones
+are counted ``late/<camera>`` and not tracked), then ByteTrack (``supervision``) gives each
+detection a track id. A camera served by two detectors (classifier.dispatch) has one stream
+each: a fast ``covered`` worker running seconds ahead of an object model never makes the
+model's results late, and each model's objects are tracked apart. A new track that starts
+where a live object of its label was lost (within ``RELINK`` of its size: ByteTrack drops a
+walker hidden by another for a frame or two) carries that object on (``relinked/<camera>``),
+so a crossing stays one object.
+
+The rule's labels and min_confidence filter detections before tracking; outside the
+rule's active windows nothing is tracked (``suppressed/<camera>/outside_schedule``). ``motion``
+boxes are motion, not objects: never tracked. A camera's masks drop detections standing in
+them (``suppressed/<camera>/masked``); its zones are listed as objects enter them, and a rule's
+``zones`` holds back the start of an object until it has entered one (``.../zones`` if never).
+With ``sightings=True`` (the sink's ``[upload] what = ["frames"]``, sink.store.frames) it also
+keeps, until :meth:`Tracking.take_sightings`, every ``(object, seq, JPEG)`` it tracked (each
+frame an object was seen in, whose JPEG the worker sent) and the objects that ended without ever
+starting.
+
+Bounded: ``MAX_PER_FRAME`` detections per frame (the most confident), ``MAX_OBJECTS`` live
+objects per camera. Results that came after a
+later one are counted ``reordered/<camera>``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import msgspec
+import numpy as np
+
+from camwire.sink.reorder import DEFAULT_MAX_WAIT_S, DEFAULT_WINDOW, Reorder
+from camwire.sink.rules import Rules
+from camwire.common import wire
+from camwire.common.counters import Counters
+from camwire.common.geometry import Polygon, bottom_centre, contains, zones_of
+
+MAX_PER_FRAME = 256  # detections a frame may hand the tracker; the rest (least confident) are counted
+MAX_OBJECTS = 256  # live objects per camera; a new one past this is counted, not tracked
+LOST_FRAMES = 30  # ByteTrack keeps a lost track this many of the camera's frames (our end is by time)
+ACTIVATION = 0.0  # ByteTrack: the detector's threshold and the rule say what is sure enough (new tracks: 0.1)
+MATCH = 0.9  # ByteTrack's cost (1 - IoU x score) below which a box continues a track
+# Boxes are grown by this share of their size for matching only (a "buffered IoU"): a small person
+# moves most of their width between sampled frames, and plain IoU loses them. On people-walking.mp4
+# at 5 fps with the COCO SSD this halves the objects a crossing breaks into (123 -> 51).
+PAD = 0.5
+EDGE = 0.005  # a box within this share of a side from the frame's edge is cut by it
+RELINK = 0.75  # a new track this near (in box sizes) to a lost object of its label is that object
+QUIET_S = 60.0  # a camera that sends no result this long (wall time) ends its objects
+
+Box = tuple[float, float, float, float]
+Out = tuple[wire.Event, "Snapshot | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Areas:
+    """A camera's ``masks`` and ``zones`` (common.config, common.geometry): a detection standing
+    (its box's bottom-centre) in a mask is dropped before tracking; an object lists the zones it
+    has stood in, and a rule with ``zones`` starts only objects that entered one of them."""
+
+    masks: tuple[Polygon, ...] = ()
+    zones: dict[str, Polygon] = field(default_factory=dict)
+
+
+def areas_from_config(cfg) -> dict[str, Areas]:
+    """Each camera's masks and zones from a loaded common.config.Config (None: none)."""
+    if cfg is None:
+        return {}
+    return {name: Areas(tuple(cam.masks), dict(cam.zones)) for name, cam in cfg.cameras.items()
+            if cam.masks or cam.zones}
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An object's best frame: the JPEG as the worker sent it, the box to draw, the frame's size."""
+
+    jpeg: bytes
+    box: Box
+    size: tuple[int, int]
+    label: str
+
+
+@dataclass(slots=True)
+class TrackedObject:
+    track_id: int
+    first_seen_ns: int
+    last_seen_ns: int
+    box: Box
+    score: float
+    top_score: float = 0.0
+    hits: int = 0
+    label_sums: dict[str, float] = field(default_factory=dict)
+    label: str = ""
+    zones: list[str] = field(default_factory=list)
+    object_id: str | None = None  # set at start
+    best: Snapshot | None = None
+    best_rank: tuple[bool, float] = (False, -1.0)
+    best_new: bool = False  # a better frame than the one last sent
+    changed: bool = False  # label, top score, zones or best since the last event
+    last_event_ns: int = 0
+    snapshot_path: str | None = None
+    worker: str | None = None
+    detector: str | None = None
+    seq: int | None = None
+
+
+@dataclass(slots=True)
+class CameraTracks:
+    reorder: Reorder
+    tracker: object  # supervision's ByteTrack
+    objects: dict[int, TrackedObject] = field(default_factory=dict)
+    last_ts_ns: int = 0  # newest capture time released to the tracker
+    heard: float = 0.0  # monotonic time of the last result taken
+
+
+def _byte_track():
+    import supervision as sv
+
+    with warnings.catch_warnings():  # deprecated in supervision 0.28 for the `trackers` package; kept to <0.31
+        warnings.simplefilter("ignore")
+        return sv.ByteTrack(track_activation_threshold=ACTIVATION, lost_track_buffer=LOST_FRAMES,
+                            minimum_matching_threshold=MATCH, frame_rate=30)
+
+
+class Tracking:
+    def __init__(self, ids: Callable[[int, str, str], str], rules: Rules | None = None,
+                 counters: Counters | None = None, gone_s: float = 5.0, update_every_s: float = 5.0,
+                 window: int = DEFAULT_WINDOW, max_wait_s: float = DEFAULT_MAX_WAIT_S,
+                 areas: dict[str, Areas] | None = None, sightings: bool = False) -> None:
+        self.ids = ids  # sink.events.EventIds: unique ids shared with the sink's other events
+        self.rules = rules or Rules()
+        self.counters = counters if counters is not None else Counters()
+        self.gone_ns, self.update_every_ns = int(gone_s * 1e9), int(update_every_s * 1e9)
+        self.window, self.max_wait_s = window, max_wait_s
+        self.areas = areas or {}  # camera -> its masks and zones (replaced whole on a reload)
+        self.cameras: dict[tuple[str, str | None], CameraTracks] = {}  # (camera, detector) -> its stream
+        # until take_sightings(): each (object, seq, JPEG) tracked, and the objects ended unstarted
+        self.sightings: list[tuple[TrackedObject, int, bytes]] | None = [] if sightings else None
+        self.unstarted: list[TrackedObject] = []
+
+    # -- in ---------------------------------------------------------------------------------------
+
+    def on_result(self, r: wire.Result, jpeg: bytes | None, now: float) -> list[Out]:
+        """One result as it came; the events of every result this releases, in seq order."""
+        key = (r.camera, r.detector)
+        cam = self.cameras.get(key)
+        if cam is None:
+            cam = self.cameras[key] = CameraTracks(Reorder(self.window, self.max_wait_s), _byte_track())
+        cam.heard = now
+        before = cam.reorder.out_of_order
+        released, late = cam.reorder.push(r.seq, r.ts_ns, (r, jpeg), now, r.prev)
+        if late:
+            self.counters.add("late", r.camera)
+        if cam.reorder.out_of_order > before:
+            self.counters.add("reordered", r.camera)
+        return self._track(r.camera, cam, released)
+
+    def tick(self, now: float) -> list[Out]:
+        """Results held past the window's time bound go on; cameras quiet for ``QUIET_S`` end their objects."""
+        out: list[Out] = []
+        quiet_s = max(QUIET_S, self.gone_ns / 1e9)
+        for (name, _detector), cam in self.cameras.items():
+            out += self._track(name, cam, cam.reorder.expire(now))
+            if cam.objects and len(cam.reorder) == 0 and now - cam.heard >= quiet_s:
+                out += self._end(name, cam, list(cam.objects.values()), cam.last_ts_ns)
+        return out
+
+    def finish(self, camera: str) -> list[Out]:
+        """The camera ended (all its results are in) or the sink stops: everything goes out, and ends."""
+        out: list[Out] = []
+        for cam in self._streams(camera):
+            out += self._track(camera, cam, cam.reorder.flush())
+            out += self._end(camera, cam, list(cam.objects.values()), cam.last_ts_ns)
+        return out
+
+    def forget(self, camera: str) -> list[Out]:
+        """A camera the sink lets go (common.admission): what it holds goes out and ends, then its streams go."""
+        out = self.finish(camera)
+        for key in [k for k in self.cameras if k[0] == camera]:
+            del self.cameras[key]
+        return out
+
+    def take_sightings(self) -> tuple[list[tuple[TrackedObject, int, bytes]], list[TrackedObject]]:
+        """The frames objects were seen in since the last call, in the order tracked, and the
+        objects that ended without a start (their frames are of no use); both cleared."""
+        sightings, unstarted = self.sightings or [], self.unstarted
+        self.sightings, self.unstarted = ([] if self.sightings is not None else None), []
+        return sightings, unstarted
+
+    def saved(self, camera: str, object_id: str | None, path: str | None) -> None:
+        """The sink wrote an object's snapshot here: later events of the object name it."""
+        if object_id is None or path is None:
+            return
+        for cam in self._streams(camera):
+            for obj in cam.objects.values():
+                if obj.object_id == object_id:
+                    obj.snapshot_path = path
+
+    def unmasked(self, r: wire.Result) -> wire.Result:
+        """``r`` with the detections its camera's masks drop taken out
+        (what live views draw; the tracker drops the same ones)."""
+        areas = self.areas.get(r.camera)
+        if areas is None or not areas.masks or not r.detections:
+            return r
+        return msgspec.structs.replace(r, detections=[d for d in r.detections
+                                                      if not _masked(d.box, areas.masks, r.width, r.height)])
+
+    # -- tracking ---------------------------------------------------------------------------------
+
+    def _streams(self, camera: str) -> list[CameraTracks]:
+        return [cam for (name, _detector), cam in self.cameras.items() if name == camera]
+
+    def _track(self, name: str, cam: CameraTracks, released: list[tuple[wire.Result, bytes | None]]) -> list[Out]:
+        out: list[Out] = []
+        for r, jpeg in released:
+            out += self._frame(name, cam, r, jpeg)
+        return out
+
+    def _frame(self, name: str, cam: CameraTracks, r: wire.Result, jpeg: bytes | None) -> list[Out]:
+        import supervision as sv
+
+        cam.last_ts_ns = max(cam.last_ts_ns, r.ts_ns)
+        rule = self.rules.for_camera(name)
+        dets = rule.wanted([d for d in r.detections if d.label != "motion"])
+        areas = self.areas.get(name)
+        if areas is not None and areas.masks and dets:
+            kept = [d for d in dets if not _masked(d.box, areas.masks, r.width, r.height)]
+            if len(kept) < len(dets):
+                self.counters.add("suppressed", name, "masked", n=len(dets) - len(kept))
+            dets = kept
+        if dets and not rule.active_at(r.ts_ns / 1e9):
+            self.counters.add("suppressed", name, "outside_schedule", n=len(dets))
+            dets = []
+        if len(dets) > MAX_PER_FRAME:
+            self.counters.add("suppressed", name, "too_many", n=len(dets) - MAX_PER_FRAME)
+            dets = sorted(dets, key=lambda d: -d.confidence)[:MAX_PER_FRAME]
+        xyxy = np.array([d.box for d in dets], dtype=np.float32).reshape(-1, 4)
+        grow = (xyxy[:, 2:] - xyxy[:, :2]) * (PAD / 2)
+        xyxy = np.hstack([xyxy[:, :2] - grow, xyxy[:, 2:] + grow])  # for matching; events keep the boxes found
+        found = cam.tracker.update_with_detections(sv.Detections(
+            xyxy=xyxy, confidence=np.array([d.confidence for d in dets], dtype=np.float32),
+            class_id=np.zeros(len(dets), dtype=int), data={"i": np.arange(len(dets))}))
+        out: list[Out] = []
+        for track_id, i in zip(found.tracker_id.tolist(), found.data.get("i", np.array([])).tolist()):
+            obj = self._seen(name, cam, int(track_id), dets[int(i)], r, jpeg, areas)
+            if obj is None:
+                continue
+            in_zone = rule.zones is None or any(z in rule.zones for z in obj.zones)
+            if obj.object_id is None and obj.hits >= rule.min_frames and in_zone:
+                out.append(self._event(name, obj, "start", r.ts_ns))
+            elif obj.object_id is not None and obj.changed and r.ts_ns - obj.last_event_ns >= self.update_every_ns:
+                out.append(self._event(name, obj, "update", r.ts_ns))
+        gone = [o for o in cam.objects.values() if r.ts_ns - o.last_seen_ns >= self.gone_ns]
+        return out + self._end(name, cam, gone, r.ts_ns)
+
+    def _seen(self, name: str, cam: CameraTracks, track_id: int, det: wire.Detection, r: wire.Result,
+              jpeg: bytes | None, areas: Areas | None) -> TrackedObject | None:
+        obj = cam.objects.get(track_id)
+        if obj is None and (obj := _lost_near(cam, det, r.ts_ns)) is not None:
+            # ByteTrack lost it for a frame or two (people crossing, an occlusion) and started a new
+            # track where it was: the same object goes on, under the new track id
+            del cam.objects[obj.track_id]
+            obj.track_id = track_id
+            cam.objects[track_id] = obj
+            self.counters.add("relinked", name)
+        if obj is None:
+            if len(cam.objects) >= MAX_OBJECTS:
+                self.counters.add("suppressed", name, "too_many")
+                return None
+            obj = cam.objects[track_id] = TrackedObject(track_id, r.ts_ns, r.ts_ns, det.box, det.confidence)
+        obj.last_seen_ns = max(obj.last_seen_ns, r.ts_ns)
+        obj.box, obj.score, obj.hits = det.box, det.confidence, obj.hits + 1
+        obj.worker, obj.detector, obj.seq = r.worker, r.detector, r.seq
+        if det.confidence > obj.top_score:
+            obj.top_score, obj.changed = det.confidence, True
+        obj.label_sums[det.label] = obj.label_sums.get(det.label, 0.0) + det.confidence
+        label = max(obj.label_sums, key=obj.label_sums.__getitem__)
+        if label != obj.label:
+            obj.label, obj.changed = label, True
+        if areas is not None and areas.zones:
+            new = [z for z in zones_of(det.box, areas.zones, r.width, r.height) if z not in obj.zones]
+            if new:
+                obj.zones, obj.changed = obj.zones + new, True
+        if self.sightings is not None and jpeg is not None:
+            self.sightings.append((obj, r.seq, jpeg))
+        rank = (not _cut(det.box, r.width, r.height), det.confidence)
+        if jpeg is not None and rank > obj.best_rank:
+            obj.best, obj.best_rank = Snapshot(jpeg, det.box, (r.width, r.height), det.label), rank
+            obj.best_new = obj.changed = True
+        return obj
+
+    def _end(self, name: str, cam: CameraTracks, objs: list[TrackedObject], ts_ns: int) -> list[Out]:
+        out: list[Out] = []
+        for obj in objs:
+            del cam.objects[obj.track_id]
+            if obj.object_id is None:  # never seen min_frames times (or never in the rule's zones)
+                self.counters.add("suppressed", name, "min_frames" if obj.hits < self.rules.for_camera(name).min_frames
+                                  else "zones")
+                if self.sightings is not None:
+                    self.unstarted.append(obj)
+                continue
+            out.append(self._event(name, obj, "end", max(ts_ns, obj.last_event_ns)))
+        return out
+
+    def _event(self, camera: str, obj: TrackedObject, phase: str, ts_ns: int) -> Out:
+        event_id = self.ids(ts_ns, camera, "object")
+        if obj.object_id is None:
+            obj.object_id = event_id
+        snap = obj.best if obj.best_new else None
+        obj.best_new = obj.changed = False
+        obj.last_event_ns = ts_ns
+        self.counters.add("objects", camera, phase)
+        self.counters.add("events", "object")
+        event = wire.Event(id=event_id, type="object", camera=camera, ts=ts_ns / 1e9, seq=obj.seq,
+                           snapshot=obj.snapshot_path, worker=obj.worker, detector=obj.detector,
+                           object_id=obj.object_id, phase=phase, label=obj.label, score=obj.score,
+                           top_score=obj.top_score, first_seen=obj.first_seen_ns / 1e9,
+                           last_seen=obj.last_seen_ns / 1e9, box=obj.box, zones=list(obj.zones))
+        return event, snap
+
+
+def _lost_near(cam: CameraTracks, det: wire.Detection, ts_ns: int) -> TrackedObject | None:
+    """A live object of the detection's label, not seen in this frame, whose last box is within
+    RELINK boxes of the detection's (centre to centre, in its own size): the nearest, or None."""
+    x1, y1, x2, y2 = det.box
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    best, best_d = None, RELINK
+    for obj in cam.objects.values():
+        if obj.last_seen_ns >= ts_ns or obj.label_sums.get(det.label, 0.0) <= 0.0:
+            continue
+        ox1, oy1, ox2, oy2 = obj.box
+        size = max(ox2 - ox1, oy2 - oy1, 1.0)
+        d = (((ox1 + ox2) / 2 - cx) ** 2 + ((oy1 + oy2) / 2 - cy) ** 2) ** 0.5 / size
+        if d < best_d:
+            best, best_d = obj, d
+    return best
+
+
+def _masked(box: Box, masks: tuple[Polygon, ...], width: int, height: int) -> bool:
+    x, y = bottom_centre(box)
+    return any(contains(m.points(width, height), x, y) for m in masks)
+
+
+def _cut(box: Box, width: int, height: int) -> bool:
+    """Does the box touch the frame's edge (the object goes on outside the picture)?"""
+    mx, my = max(1.0, width * EDGE), max(1.0, height * EDGE)
+    x1, y1, x2, y2 = box
+    return x1 <= mx or y1 <= my or x2 >= width - mx or y2 >= height - my
