@@ -6,6 +6,7 @@ import argparse
 import re
 
 from camwire.common.curve import keygen
+from camwire.common.daemon import EXIT_OK
 
 
 def key_name(text: str) -> str:
@@ -23,4 +24,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     public, secret = keygen(args.dir, args.name)
     print(f"public key {public} (copy it where peers need it)\nsecret key {secret} (mode 0600: keep it here)")
-    return 0
+    return EXIT_OK

@@ -21,17 +21,17 @@ as flags.
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from camwire.classifier.worker import detector_argv
 from camwire.common.config import SECURITY, Config
 from camwire.common.sampling import Sampling
+from camwire.common.settings import RunSettings
+from camwire.common.settings.model import to_argv
+from camwire.common.settings.shared import DetectorOptions, RecordingOptions
 from camwire.extractor.source import is_file
-from camwire.recorder.daemon import recording_argv
 
 SOCKET_NAMES = ("frontend", "backend", "results", "events", "detections")
 
@@ -72,7 +72,7 @@ class RunSpec:
     given: frozenset[str] | None = None  # run's flags (dests) passed on; None: every one
 
 
-def spec(args: argparse.Namespace) -> RunSpec:
+def spec(args: RunSettings) -> RunSpec:
     """``args`` (camwire run's) as a RunSpec. Raises ValueError saying what cannot be run."""
     cfg = getattr(args, "config", None)
     if isinstance(cfg, Config):
@@ -86,7 +86,7 @@ def spec(args: argparse.Namespace) -> RunSpec:
     return spec_from_flags(args)
 
 
-def spec_from_flags(args: argparse.Namespace) -> RunSpec:
+def spec_from_flags(args: RunSettings) -> RunSpec:
     """The ``--camera`` flags, each sampled as run's --every/--fps/--keyframes say; every flag of
     run's goes on to the children."""
     names = [n for n, _ in args.camera]
@@ -98,7 +98,7 @@ def spec_from_flags(args: argparse.Namespace) -> RunSpec:
     return RunSpec([RunCamera(name, tuple(urls), sampling) for name, urls in args.camera])
 
 
-def spec_from_config(args: argparse.Namespace, cfg: Config) -> RunSpec:
+def spec_from_config(args: RunSettings, cfg: Config) -> RunSpec:
     """A run of the whole file: every child reads it (--config) and gets only what it must."""
     if not cfg.cameras:
         raise ValueError(f"{cfg.path}: no [cameras.NAME] to run")
@@ -111,7 +111,7 @@ def spec_from_config(args: argparse.Namespace, cfg: Config) -> RunSpec:
     return RunSpec(cameras, cfg, frozenset(getattr(args, "given", set())))
 
 
-def plan(args: argparse.Namespace, run_dir: Path) -> list[Planned]:
+def plan(args: RunSettings, run_dir: Path) -> list[Planned]:
     """The children of a run, in start order: sink, ventilator, workers, recorder, extractors, web.
     Raises ValueError saying what cannot be run."""
     return children(spec(args), args, run_dir)
@@ -122,7 +122,7 @@ def sampling_argv(s: Sampling) -> list[str]:
     return ["--keyframes"] if s.keyframes else ["--fps", str(s.fps)] if s.fps else ["--every", str(s.every)]
 
 
-def children(run: RunSpec, args: argparse.Namespace, run_dir: Path) -> list[Planned]:
+def children(run: RunSpec, args: RunSettings, run_dir: Path) -> list[Planned]:
     """The children of ``run``: each told on its command line what the file does not say."""
     w = _Wiring(run, args, run_dir)
     out = [w.sink(), w.ventilator(), *w.workers()]
@@ -138,7 +138,7 @@ class _Wiring:
     """One run's addresses and what each child is told: with a file, only the sockets it does
     not name (``own``, ipc in the run folder) and the flags given to run; without one, all."""
 
-    def __init__(self, run: RunSpec, args: argparse.Namespace, run_dir: Path) -> None:
+    def __init__(self, run: RunSpec, args: RunSettings, run_dir: Path) -> None:
         self.run, self.args, cfg = run, args, run.config
         self.file = cfg is not None
         self.sockets = cfg.sockets if cfg else {}
@@ -199,18 +199,20 @@ class _Wiring:
     def workers(self) -> list[Planned]:
         out = []
         for i in range(1, self.args.workers + 1):
-            # with a file, --instance N: the file's metrics_port + N, and the name classifier-N
-            naming = ["--instance", str(i)] if self.file else ["--name", f"worker-{i}"]
-            out.append(Planned(f"classifier-{i}", "classifier",
+            # named classifier-N as the child is; with a file by --instance N, which also takes the
+            # file's metrics_port + N
+            name = f"classifier-{i}"
+            naming = ["--instance", str(i)] if self.file else ["--name", name]
+            out.append(Planned(name, "classifier",
                                ["classifier", *self.cfg_argv, *naming, *self.over("backend", "--connect"),
-                                *self.over("results", "--sink"), *self.passed(detector_argv(self.args))]))
+                                *self.over("results", "--sink"), *to_argv(self.args, DetectorOptions, self.told)]))
         return out
 
     def recorder(self) -> Planned:
         recorded = [c.name for c in self.run.cameras if c.record]
         # with a file the recorder's paused/resumed events go to the sink (--sink)
         argv = ["recorder", *self.cfg_argv, *self.over("events", "--events"),
-                *(self.over("results", "--sink") if self.file else []), *self.passed(recording_argv(self.args)),
+                *(self.over("results", "--sink") if self.file else []), *to_argv(self.args, RecordingOptions, self.told),
                 *(["--dir", self.record_dir] if self.told("record") else []), *self.subscribe(recorded)]
         if self.args.once:
             argv += ["--exit-when-ended", ",".join(recorded)]

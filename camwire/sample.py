@@ -15,6 +15,8 @@ import av
 import cv2
 import numpy as np
 
+from camwire.common.daemon import EXIT_OK
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", help="output .mp4 path")
@@ -28,7 +30,7 @@ def main(args: argparse.Namespace) -> int:
     width, height = (int(v) for v in args.size.lower().split("x"))
     n = make_sample_clip(Path(args.out), seconds=args.seconds, fps=args.fps, width=width, height=height, gop=args.gop)
     print(f"wrote {args.out}: {n} frames")
-    return 0
+    return EXIT_OK
 
 
 def background(width: int, height: int) -> np.ndarray:

@@ -20,7 +20,9 @@ from typing import Any
 
 from camwire.sink.store.status_db import read_refused, read_sink, read_status
 from camwire.sink.recording_state import paused_cameras
+from camwire.common.camera_state import WITH_REASON, with_covered
 from camwire.common.config import ConfigError, load_config
+from camwire.common.daemon import EXIT_FAILED, EXIT_OK, EXIT_OPTIONS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,10 +38,10 @@ def main(args: argparse.Namespace) -> int:
             data_dir = load_config(args.config).daemon_defaults("sink").get("data_dir")
         except ConfigError as exc:
             print(f"camwire status: error: {exc}", file=sys.stderr)
-            return 2
+            return EXIT_OPTIONS
         if not data_dir:
             print(f"camwire status: error: {args.config} sets no [sink] data_dir", file=sys.stderr)
-            return 2
+            return EXIT_OPTIONS
     else:
         data_dir = args.dir
     path = Path(data_dir) / "status.db"
@@ -51,11 +53,11 @@ def main(args: argparse.Namespace) -> int:
     except sqlite3.Error as exc:
         print(f"camwire status: error: cannot read {path}: {exc} (is the sink running with --data-dir?)",
               file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     if args.json:
         print(json.dumps({"sink": sink, "cameras": cameras, "workers": workers, "refused": refused,
                           "recording_paused": paused}, indent=1))
-        return 0
+        return EXIT_OK
     now = time.time()
     print(sink_line(sink, cameras, now))
     if paused:
@@ -74,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
         print()
         print(table(["REFUSED BY", "SOCKET", "REASON", "HANDSHAKES", "LAST"],
                     [[r["daemon"], r["socket"], r["reason"], r["count"], ago(r["updated_ts"], now)] for r in refused]))
-    return 0
+    return EXIT_OK
 
 
 def sink_line(sink: dict[str, Any] | None, cameras: list[dict[str, Any]], now: float) -> str:
@@ -103,10 +105,11 @@ def paused_line(paused: list[dict[str, Any]], now: float) -> str:
 
 
 def state(c: dict[str, Any]) -> str:
-    if c["state"] in ("offline", "failed", "degraded", "stale"):
+    """The camera's state (common.camera_state) as the table shows it: with its reason, or covered."""
+    if c["state"] in WITH_REASON:
         shown = f"{c['state']}: {c['reason']}" if c["reason"] else c["state"]
     else:
-        shown = "covered" if c["state"] == "online" and c["covered"] else c["state"]
+        shown = with_covered(c["state"], bool(c["covered"]))
     if c.get("unserved_detectors"):  # a detector it wants that no worker serves: never a silent starve
         shown += f"; no worker serves {c['unserved_detectors']} ({c['unserved']} frames unserved)"
     return shown

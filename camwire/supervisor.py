@@ -18,7 +18,6 @@ camera has ended or failed and the sink has every result; it exits 1 if any came
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import json
 import os
@@ -35,67 +34,26 @@ from typing import Any
 from camwire.plan import plan as planned
 from camwire.sink import daemon as sink_daemon
 from camwire.classifier import worker as worker_daemon
-from camwire.classifier.worker import add_detector_arguments
-from camwire.common.config import Config
 from camwire.common.counters import merge, write_stats
-from camwire.common.daemon import EXIT_OPTIONS, EXIT_SOURCE_FAILED
+from camwire.common.daemon import EXIT_FAILED, EXIT_OK, EXIT_OPTIONS, EXIT_SOURCE_FAILED
 from camwire.common.lifecycle import Hangup, StopFlag, backoff_delay
-from camwire.common.logs import configure, redact_url
-from camwire.common.paths import camera_name
+from camwire.common.logs import configure
 from camwire.common.sockets import OperatorError
-from camwire.common.units import duration
-from camwire.extractor.camera import PASSTHROUGH
-from camwire.extractor.daemon import add_sampling_arguments
-from camwire.recorder.daemon import add_recording_arguments
+from camwire.common.settings import RunSettings
 
 STOP_TIMEOUT_S = 10.0
 RESTART_WINDOW_S = 60.0
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
-FINISHED = (0, EXIT_SOURCE_FAILED)  # an extractor that exits so is done: never restarted
+FINISHED = (EXIT_OK, EXIT_SOURCE_FAILED)  # an extractor that exits so is done: never restarted
 
 
-def parse_camera(text: str) -> tuple[str, list[str]]:
-    """argparse type of ``--camera NAME=URL[|FALLBACK...]``; the name as the wire allows it."""
-    name, sep, urls = text.partition("=")
-    if not sep or not name or not urls:
-        raise argparse.ArgumentTypeError(f"{redact_url(text)!r} is not NAME=URL")
-    return camera_name(name), [u for u in urls.split("|") if u]
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--camera", action="append", type=parse_camera, metavar="NAME=URL",
-                   help="a camera (without --config); repeat for more; URL may be 'primary|fallback'")
-    add_detector_arguments(p)
-    for action in p._actions:
-        if action.dest == "detector":  # with --config, the file's [classifier] names it
-            action.required = False
-    p.add_argument("--workers", type=int, default=2, metavar="N", help="classifier processes")
-    p.add_argument("--events", default="events.jsonl", metavar="PATH", help="see camwire sink --events")
-    p.add_argument("--data-dir", metavar="DIR", help="snapshots and status.db go here")
-    add_sampling_arguments(p)
-    p.add_argument("--once", action="store_true",
-                   help="every source a file: exit when each has been processed (1 if any camera failed)")
-    p.add_argument("--stats", metavar="PATH", help="write every component's counters here at exit")
-    p.add_argument("--cooldown", type=duration, metavar="S",
-                   help="does nothing (nor does the sink's); accepted, with a warning, for one more release")
-    p.add_argument("--rules", metavar="FILE", help="see camwire sink --rules")
-    rec = p.add_argument_group("recording (see camwire recorder)")
-    rec.add_argument("--record", metavar="DIR", help="record every camera into a ring here and keep clips of events")
-    rec.add_argument("--record-enc", default=PASSTHROUGH, choices=(PASSTHROUGH, "lz4"),
-                     help="what the extractors publish to the recorder: the source's packets, or LZ4 frames to re-encode")
-    add_recording_arguments(rec)
-    p.add_argument("--web", type=int, metavar="PORT",
-                   help="also run the web console on http://127.0.0.1:PORT/ (with --config: when the file has a "
-                        "[web] section, on its port)")
-
-
-def check(args: argparse.Namespace) -> None:
+def check(args: RunSettings, build_detectors: bool = True) -> None:
     """run's flags judged before anything starts, by the hooks of the daemons they go to (the
     workers' detector flags, the sink's ``--rules``): a mistake is refused once here, never by a
     child restarted over and over. ValueError naming the flag."""
-    if getattr(args, "workers", 1) < 1:
+    if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, not {args.workers}")
-    worker_daemon.check(args)
+    worker_daemon.check(args, build_detectors=build_detectors)
     sink_daemon.check(args)
 
 
@@ -141,23 +99,19 @@ def _in_child() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def plan(args: argparse.Namespace, run_dir: Path) -> list[Child]:
+def plan(args: RunSettings, run_dir: Path) -> list[Child]:
     """The children of a run, in start order (camwire.plan), each with its stats files in the run
     folder. Raises ValueError saying what cannot be run."""
     stats_dir = run_dir / "stats"
     return [Child(p.name, p.role, p.argv, stats_dir, env=p.env) for p in planned(args, run_dir)]
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: RunSettings) -> int:
     log = configure("run")
     # signals first: a SIGTERM or SIGHUP while the children start must not kill run and orphan them
     stop = StopFlag().install()
     hangup = Hangup()
     signal.signal(signal.SIGHUP, hangup.handle)
-    cfg = args.config if isinstance(args.config, Config) else None
-    if args.cooldown is not None or (cfg is not None and "cooldown" in cfg.sections.get("sink", {})):
-        log.warning("cooldown does nothing: remove it (--cooldown, [run] or [sink] cooldown); "
-                    "the next release refuses it")
     run_dir = Path(tempfile.mkdtemp(prefix="camwire-run-"))
     try:
         children = plan(args, run_dir)
@@ -215,7 +169,7 @@ def supervise(children: list[Child], stop: StopFlag, once: bool, log,
                     log.error("camera failed; not restarted", child=child.name, returncode=rc)
                 else:
                     log.info("source finished", child=child.name)
-            elif rc == 0 and child in last and once:
+            elif rc == EXIT_OK and child in last and once:
                 child.finished = True
             elif rc == EXIT_OPTIONS:  # bad options or an address in use: a restart would only say so again
                 log.error("child refused its options; stopping the run", child=child.name, returncode=rc)
@@ -228,7 +182,7 @@ def supervise(children: list[Child], stop: StopFlag, once: bool, log,
             log.info("every source processed; stopping", failed=[c.name for c in extractors if c.failed])
             break
         stop.wait(0.2)
-    return 1 if any(c.failed for c in extractors) else 0
+    return EXIT_FAILED if any(c.failed for c in extractors) else EXIT_OK
 
 
 def shutdown(children: list[Child], log) -> None:
@@ -252,14 +206,14 @@ def shutdown(children: list[Child], log) -> None:
 
 def collect_stats(children: list[Child]) -> dict[str, Any]:
     """Every stats file each child wrote (one per start), summed per component."""
-    out: dict[str, Any] = {"extractor": {}, "ventilator": {}, "workers": {}, "sink": {}, "recorder": {}, "web": {}}
+    out: dict[str, Any] = {"extractor": {}, "ventilator": {}, "classifier": {}, "sink": {}, "recorder": {}, "web": {}}
     for child in children:
         for path in sorted(child.stats_dir.glob(f"{child.name}.*.json")):
             data = json.loads(path.read_text())
             if child.role == "extractor":
                 merge(out["extractor"], data)
             elif child.role == "classifier":
-                merge(out["workers"].setdefault(data.pop("name", child.name), {}), data)
+                merge(out["classifier"].setdefault(data.pop("name", child.name), {}), data)  # per worker
             else:
                 merge(out[child.role], data)
     return out
@@ -276,9 +230,9 @@ def summary(stats: dict[str, Any]) -> str:
         processed = stats.get("sink", {}).get("results", {}).get(camera, 0)
         lines.append(f"{camera:<16}{c.get('decoded', 0):>9}{c.get('sent', 0):>8}{processed:>11}  "
                      + (", ".join(f"{k}={v}" for k, v in sorted(dropped.items())) or "none"))
-    workers = stats.get("workers", {})
+    workers = stats.get("classifier", {})
     if workers:
-        lines.append("workers: " + ", ".join(f"{w}={sum(v.get('processed', {}).values())}" for w, v in sorted(workers.items())))
+        lines.append("classifier: " + ", ".join(f"{w}={sum(v.get('processed', {}).values())}" for w, v in sorted(workers.items())))
     events = stats.get("sink", {}).get("events", {})
     lines.append("events: " + (", ".join(f"{k}={v}" for k, v in sorted(events.items())) or "none"))
     recorder = stats.get("recorder", {})

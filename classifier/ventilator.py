@@ -23,7 +23,6 @@ The decisions live in classifier.dispatch; this module is sockets and time.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import time
 from collections import deque
@@ -32,10 +31,10 @@ import zmq
 
 from camwire.classifier.dispatch import Dispatcher
 from camwire.common import wire
-from camwire.common.admission import DEFAULT_IDLE_S, DEFAULT_POOL, LABELS as ADMISSION_LABELS
-from camwire.common.config import CAMERA_NAME, Config
+from camwire.common.admission import LABELS as ADMISSION_LABELS
+from camwire.common.config import Config
 from camwire.common.daemon import Daemon
-from camwire.common.units import duration, positive, size
+from camwire.common.settings import VentilatorSettings
 
 HEARTBEAT_S = 1.0
 TICK_S = 0.25  # deadlines, silent workers and heartbeats are checked this often
@@ -45,15 +44,6 @@ LABELS = {"received": ("camera",), "dispatched": ("camera",), "completed": ("cam
           "dropped": ("camera", "reason"), "workers": ("worker", "what"), "workers_forgotten": ("reason",),
           "refused": ("reason",), "late": ("reason",), "outbox_dropped": (), "unserved": ("camera", "detector"),
           **ADMISSION_LABELS}
-
-
-def route(text: str) -> tuple[str, str]:
-    """``--route CAMERA=DETECTOR``: a camera name and the detector name its frames go to."""
-    camera, sep, detector = str(text).partition("=")
-    if not sep or not CAMERA_NAME.fullmatch(camera) or not 0 < len(detector) <= 128:
-        raise argparse.ArgumentTypeError(f"a camera and a detector as CAMERA=DETECTOR (a camera name, a detector "
-                                         f"name of 1 to 128 characters), not {text!r}")
-    return camera, detector
 
 
 def routes_of(cfg: Config | None, flags: list[tuple[str, str]] | None) -> dict[str, list[str]]:
@@ -71,31 +61,7 @@ def configured_of(cfg: Config | None, flags: list[tuple[str, str]] | None) -> se
     return {*(cfg.cameras if cfg else ()), *(camera for camera, _ in flags or ())}
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--frontend", required=True, metavar="ADDR", help="bind: extractors push here")
-    p.add_argument("--backend", required=True, metavar="ADDR", help="bind: workers connect here")
-    p.add_argument("--heartbeat-timeout", type=positive(duration), default=5.0, metavar="DURATION",
-                   help="forget a worker silent this long (its in-flight frames are counted lost)")
-    p.add_argument("--frame-deadline", type=positive(duration), default=30.0, metavar="DURATION",
-                   help="a frame a worker holds longer than this is counted lost and its credit taken back")
-    p.add_argument("--max-backlog", type=int, default=64, metavar="N",
-                   help="frames waiting before the frontend is paused (only files queue)")
-    p.add_argument("--max-cameras", type=int, default=DEFAULT_POOL, metavar="N",
-                   help=f"cameras not in --config remembered at once (default {DEFAULT_POOL}); a new one past "
-                        "these is counted and dropped. The file's cameras always have a place")
-    p.add_argument("--camera-idle", type=positive(duration), default=DEFAULT_IDLE_S, metavar="DURATION",
-                   help=f"forget a camera not in --config after this long without a message (default "
-                        f"{DEFAULT_IDLE_S:g}s), making room for another")
-    p.add_argument("--max-frame-bytes", type=positive(size), default=wire.DEFAULT_MAX_FRAME_BYTES, metavar="SIZE",
-                   help="largest frame taken (its pixels once decoded); larger ones are counted and dropped")
-    p.add_argument("--route", type=route, action="append", metavar="CAMERA=DETECTOR",
-                   help="send CAMERA's frames only to workers serving DETECTOR (their --serves, else their "
-                        "--detector spec); repeat for more cameras, or for one camera that wants two detectors. "
-                        "The file's [cameras.NAME] detector does the same")
-    p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
-
-
-def check(args: argparse.Namespace) -> None:
+def check(args: VentilatorSettings) -> None:
     """What the ventilator would refuse, judged before it starts (camwire.cli, check-config, a
     reload): an address without a transport, a limit below 1. ValueError naming the flag."""
     from camwire.common.sockets import check_addresses
@@ -108,13 +74,20 @@ def check(args: argparse.Namespace) -> None:
 
 
 class Ventilator:
-    """The frontend's and backend's handlers and the periodic checks, over one Dispatcher."""
+    """The ventilator's state: its two sockets and one Dispatcher (the decisions); its
+    methods are the frontend's and backend's handlers, the periodic checks and the reload."""
 
-    def __init__(self, daemon: Daemon, frontend: zmq.Socket, backend: zmq.Socket, dispatcher: Dispatcher,
-                 heartbeat_timeout: float, max_frame_bytes: int) -> None:
-        self.daemon, self.frontend, self.backend, self.d = daemon, frontend, backend, dispatcher
+    def __init__(self, daemon: Daemon, args: VentilatorSettings) -> None:
+        self.daemon, self.route_flags = daemon, args.route
         self.log, self.counters = daemon.log, daemon.counters
-        self.heartbeat_timeout, self.max_frame_bytes = heartbeat_timeout, max_frame_bytes
+        self.heartbeat_timeout, self.max_frame_bytes = args.heartbeat_timeout, args.max_frame_bytes
+        self.dispatcher = Dispatcher(max_backlog=args.max_backlog, counters=daemon.counters,
+                                     frame_deadline=args.frame_deadline, max_cameras=args.max_cameras,
+                                     routes=routes_of(daemon.config, args.route),
+                                     configured=configured_of(daemon.config, args.route),
+                                     camera_idle_s=args.camera_idle)
+        self.frontend = daemon.socket(zmq.PULL, bind=args.frontend, rcvhwm=8, linger=0)
+        self.backend = daemon.socket(zmq.ROUTER, bind=args.backend, linger=1000)
         self.outbox: deque[bytes] = deque()
         self._next_heartbeat = 0.0
         self._next_workers = 0.0
@@ -127,7 +100,7 @@ class Ventilator:
         try:
             if len(parts) == 2:
                 header = wire.peek_frame([p.buffer for p in parts], self.max_frame_bytes)
-                self.d.offer(header, parts, peer=parts[0])
+                self.dispatcher.offer(header, parts, peer=parts[0])
                 return
             msg = wire.unpack(parts[0].buffer)
             if isinstance(msg, wire.FrameHeader):
@@ -136,10 +109,10 @@ class Ventilator:
             if len(parts) != 1:
                 raise wire.MalformedMessage("bad_part_count", f"{type(msg).__name__} in {len(parts)} parts")
             if isinstance(msg, (wire.Status, wire.Motion)):  # to the sink, through any worker
-                if self.d.admit(msg.camera, peer=parts[0]):
+                if self.dispatcher.admit(msg.camera, peer=parts[0]):
                     self._to_sink(wire.pack(msg))
             elif isinstance(msg, wire.Eos):
-                self.d.end_of_stream(msg, peer=parts[0])
+                self.dispatcher.end_of_stream(msg, peer=parts[0])
         finally:
             self._dispatch()
 
@@ -154,23 +127,23 @@ class Ventilator:
             now = time.monotonic()
             if isinstance(msg, wire.Ready):
                 self._ready(ident, msg, now)
-            elif ident in self.d.workers:
-                self.d.worker_seen(ident, msg.worker or ident.hex(), now)
+            elif ident in self.dispatcher.workers:
+                self.dispatcher.worker_seen(ident, msg.worker or ident.hex(), now)
             else:  # unknown (we restarted, or it was forgotten): ask for its credits
                 self._send(ident, wire.pack(wire.Reset()))
         finally:
             self._dispatch()
 
     def _ready(self, ident: bytes, msg: wire.Ready, now: float) -> None:
-        known = ident in self.d.workers
-        worker = self.d.ready(ident, msg.worker, msg.credits, msg.done, now, detector=msg.detector or "")
+        known = ident in self.dispatcher.workers
+        worker = self.dispatcher.ready(ident, msg.worker, msg.credits, msg.done, now, detector=msg.detector or "")
         if worker is None:
             return  # the pool is full: refused and counted
         if not known:
             self.log.info("worker joined", worker=msg.worker, detector=msg.detector, credits=worker.credits)
             self._next_workers = 0.0  # the sink's table learns of it at the next tick
         if msg.leaving and not worker.leaving:
-            self.d.leaving(ident)
+            self.dispatcher.leaving(ident)
             self._send(ident, wire.pack(wire.Bye()))
             self.log.info("worker leaving", worker=msg.worker, in_flight=len(worker.in_flight))
 
@@ -185,17 +158,17 @@ class Ventilator:
     def _dispatch(self) -> None:
         """Frames to workers with credits, then what waits for the sink; after every message and tick."""
         now = time.monotonic()
-        while (item := self.d.next_dispatch(now)) is not None:
+        while (item := self.dispatcher.next_dispatch(now)) is not None:
             ident, pending = item
             if not self._send(ident, *pending.parts):
-                self.d.requeue(ident, pending)
+                self.dispatcher.requeue(ident, pending)
                 self._forget(ident, "unreachable")
         # a full backlog stops reading the frontend: TCP back-pressure then slows a file reader
-        self.daemon.pause(self.frontend, not self.d.accepting())
-        for eos in self.d.drained():
+        self.daemon.pause(self.frontend, not self.dispatcher.accepting())
+        for eos in self.dispatcher.drained():
             self._to_sink(wire.pack(eos))
         while self.outbox:
-            ident = self.d.any_worker()
+            ident = self.dispatcher.any_worker()
             if ident is None:
                 return
             if self._send(ident, self.outbox[0]):
@@ -213,30 +186,31 @@ class Ventilator:
             raise
 
     def _forget(self, ident: bytes, reason: str) -> None:
-        name = self.d.workers[ident].name if ident in self.d.workers else ident.hex()
-        lost = self.d.forget(ident, reason)
+        name = self.dispatcher.workers[ident].name if ident in self.dispatcher.workers else ident.hex()
+        lost = self.dispatcher.forget(ident, reason)
         self.log.warning("worker forgotten", worker=name, reason=reason, frames_lost=len(lost))
         self._next_workers = 0.0
 
     def tick(self) -> None:
         """Deadlines, silent and finished workers, heartbeats and the pool's load for the sink."""
         now = time.monotonic()
-        for worker, (camera, seq) in self.d.overdue(now):
+        for worker, (camera, seq) in self.dispatcher.overdue(now):
             self.daemon.repeats(f"deadline:{worker.name}", "frame past its deadline counted lost", worker=worker.name,
                                 camera=camera, seq=seq)
-        for ident in self.d.expired(now, self.heartbeat_timeout):
+        for ident in self.dispatcher.expired(now, self.heartbeat_timeout):
             self._forget(ident, "heartbeat")
-        if gone := self.d.forget_idle(now):  # one line, however many a flood of names leaves behind
-            self.log.info("idle cameras forgotten", count=len(gone), cameras=gone[:10], idle_s=self.d.admission.idle_s)
-        for ident in self.d.finished_leavers():
-            self.log.info("worker left", worker=self.d.workers[ident].name)
-            self.d.forget(ident, "left")
+        if gone := self.dispatcher.forget_idle(now):  # one line, however many a flood of names leaves behind
+            self.log.info("idle cameras forgotten", count=len(gone), cameras=gone[:10],
+                          idle_s=self.dispatcher.admission.idle_s)
+        for ident in self.dispatcher.finished_leavers():
+            self.log.info("worker left", worker=self.dispatcher.workers[ident].name)
+            self.dispatcher.forget(ident, "left")
             self._next_workers = 0.0
-        unserved = self.d.unserved_now()
+        unserved = self.dispatcher.unserved_now()
         self._log_unserved(unserved)
-        if now >= self._next_workers and self.d.any_worker() is not None:
+        if now >= self._next_workers and self.dispatcher.any_worker() is not None:
             self._next_workers = now + WORKERS_EVERY_S
-            workers, backlog = self.d.load()
+            workers, backlog = self.dispatcher.load()
             report = [wire.Unserved(camera=c, detector=d, frames=n) for (c, d), n in sorted(unserved.items())]
             self._to_sink(wire.pack(wire.Workers(ts_ns=time.time_ns(), workers=workers, backlog=backlog,
                                                  unserved=report[:4096],
@@ -244,7 +218,7 @@ class Ventilator:
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + HEARTBEAT_S
             beat = wire.pack(wire.Heartbeat())
-            for ident in list(self.d.workers):
+            for ident in list(self.dispatcher.workers):
                 if not self._send(ident, beat):
                     self._forget(ident, "unreachable")
         self._dispatch()
@@ -257,44 +231,38 @@ class Ventilator:
                 self.daemon.repeats(f"unserved:{camera}:{detector}", "no worker serves this camera's detector; "
                                     "its frames are counted unserved", camera=camera, detector=detector, frames=frames)
 
+    def reload(self, cfg: Config | None) -> None:
+        """The cameras and their detectors again; the rest is read at start-up only."""
+        cameras = configured_of(cfg, self.route_flags)
+        if cameras != self.dispatcher.admission.configured:
+            self.log.info("reload: cameras", cameras=sorted(cameras))
+            self.dispatcher.set_configured(cameras)
+        routes = routes_of(cfg, self.route_flags)
+        if {c: tuple(d) for c, d in routes.items()} != self.dispatcher.routes:
+            self.log.info("reload: cameras' detectors", routes=routes)
+            self.dispatcher.set_routes(routes)
+        self.log.info("reload: done", workers=len(self.dispatcher.workers), backlog=self.dispatcher.backlog())
+
     def gauges(self) -> dict:
-        workers, backlog = self.d.load()
+        workers, backlog = self.dispatcher.load()
         return {"backlog": ("frames waiting for a worker", ("camera",), {(c,): n for c, n in backlog.items()}),
                 "worker_in_flight": ("frames a worker holds", ("worker",), {(w.name,): w.in_flight for w in workers}),
                 "worker_credits": ("frames a worker can take now", ("worker",), {(w.name,): w.credits for w in workers}),
                 "workers": ("workers known", (), {(): len(workers)}),
                 "cameras_known": ("cameras with a place: the configured and the pool's", (),
-                                  {(): len(self.d.admission)})}
+                                  {(): len(self.dispatcher.admission)})}
 
 
-def main(args: argparse.Namespace) -> int:
-    daemon = Daemon("ventilator", args, LABELS)
-    config = args.config if isinstance(getattr(args, "config", None), Config) else None
-    dispatcher = Dispatcher(max_backlog=args.max_backlog, counters=daemon.counters, frame_deadline=args.frame_deadline,
-                            max_cameras=args.max_cameras, routes=routes_of(config, args.route),
-                            configured=configured_of(config, args.route), camera_idle_s=args.camera_idle)
-    frontend = daemon.socket(zmq.PULL, bind=args.frontend, rcvhwm=8, linger=0)
-    backend = daemon.socket(zmq.ROUTER, bind=args.backend, linger=1000)
-    vent = Ventilator(daemon, frontend, backend, dispatcher, args.heartbeat_timeout, args.max_frame_bytes)
-    daemon.on(frontend, vent.on_frontend)
-    daemon.on(backend, vent.on_backend)
-    daemon.every(TICK_S, vent.tick, now=True)
-    daemon.stats_extra(dispatcher.stats_extra)
-    daemon.gauges(vent.gauges)
-
-    def reloaded(cfg: Config | None) -> None:  # the cameras and their detectors; the rest is read at start-up only
-        cameras = configured_of(cfg, args.route)
-        if cameras != dispatcher.admission.configured:
-            daemon.log.info("reload: cameras", cameras=sorted(cameras))
-            dispatcher.set_configured(cameras)
-        routes = routes_of(cfg, args.route)
-        if {c: tuple(d) for c, d in routes.items()} != dispatcher.routes:
-            daemon.log.info("reload: cameras' detectors", routes=routes)
-            dispatcher.set_routes(routes)
-        daemon.log.info("reload: done", workers=len(dispatcher.workers), backlog=dispatcher.backlog())
-
-    daemon.on_reload(reloaded)
-    daemon.log.info("ventilator started", frontend=args.frontend, backend=args.backend, routes=dispatcher.routes)
-    code = daemon.run()
-    daemon.log.info("ventilator stopped", stats=daemon.stats())
+def main(args: VentilatorSettings) -> int:
+    d = Daemon("ventilator", args, LABELS)
+    vent = Ventilator(d, args)
+    d.on(vent.frontend, vent.on_frontend)
+    d.on(vent.backend, vent.on_backend)
+    d.every(TICK_S, vent.tick, now=True)
+    d.on_reload(vent.reload)
+    d.stats_extra(vent.dispatcher.stats_extra)
+    d.gauges(vent.gauges)
+    d.log.info("ventilator started", frontend=args.frontend, backend=args.backend, routes=vent.dispatcher.routes)
+    code = d.run()
+    d.log.info("ventilator stopped", stats=d.stats())
     return code

@@ -17,66 +17,32 @@ That thread is watched: if it dies, the frames it held get results with an error
 stops heartbeating and tells the ventilator it is out (``leaving``) until the thread is started
 again, then asks for work anew. A worker never heartbeats with nothing behind it.
 
-This module is the process: its flags, what it refuses before it starts (:func:`check`), and
-:func:`main`, which makes the sockets and hands them to the loop's handlers
-(classifier.worker_loop.Worker); the detection thread and result building are in
-classifier.detection.
+This module is the process: what it refuses before it starts (:func:`check`), and :func:`main`,
+which builds the skeleton (common.daemon, named ``classifier``: its log lines, its metrics
+``camwire_classifier_*``) and the worker (classifier.worker_loop.Worker: its sockets, handlers and
+timers) and runs them; the detection thread and result building are in classifier.detection.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
-from typing import Any
 
-import zmq
 
 from camwire.classifier.detectors import make_detector
 from camwire.classifier.worker_loop import HEARTBEAT_S, Worker
-from camwire.common import wire
-from camwire.common.config import Config
-from camwire.common.curve import SERVER_OF
 from camwire.common.daemon import Daemon
 from camwire.common.logs import configure
-from camwire.common.units import duration, positive, size
+from camwire.common.settings import ClassifierSettings, RunSettings
+from camwire.common.settings.model import as_dict
 
 TICK_S = 0.25  # how soon a dead detection thread is noticed
-SINK_HWM = 1000
-DEALER_HWM = 100  # ready/heartbeat queued while the ventilator is away; past it they are dropped
+PEER_CHECK_S = 1.0  # how often an address that never answers is looked for (common.sockets.PeerWatch)
 LABELS = {"processed": ("camera",), "dropped": ("reason",), "detector_errors": ("error",),
           "failed": ("reason",), "late": ("reason",)}
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--connect", required=True, metavar="ADDR", help="the ventilator's backend")
-    p.add_argument("--sink", required=True, metavar="ADDR", help="the sink's bind address")
-    add_detector_arguments(p)
-    p.add_argument("--name", help="worker name in logs and stats (default: host-pid, or classifier-N)")
-    p.add_argument("--serves", metavar="NAME", help="the detector name this worker serves: cameras whose "
-                   "detector is NAME get their frames from it (default: the --detector spec as written)")
-    p.add_argument("--instance", type=int, metavar="N", help="systemd's %%i: names the worker classifier-N "
-                   "and serves metrics on --metrics-port + N, so one config serves a pool")
-    p.add_argument("--max-frame-bytes", type=positive(size), default=wire.DEFAULT_MAX_FRAME_BYTES, metavar="SIZE",
-                   help="largest frame decoded (its pixels); a larger one gets a result with an error")
-    p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
-
-
-# detector options that ``camwire run`` hands to its workers: (flag, type, default, help)
-DETECTOR_OPTIONS: list[tuple[str, type, Any, str]] = [
-    ("--batch", int, 1, "frames per detector call (the worker's credits)"),
-    ("--batch-wait", duration, 0.02, "longest wait for a batch to fill once its first frame is in"),
-    ("--confidence", float, 0.25, "onnx/roboflow: lowest confidence kept"),
-    ("--iou", float, 0.45, "onnx/roboflow: NMS overlap threshold"),
-    ("--classes", str, None, "onnx/roboflow: comma-separated labels to keep (default: all)"),
-    ("--labels", str, None, "onnx: a file of class names, one per line (default: the model's or, for an SSD, COCO's)"),
-    ("--api-url", str, "http://localhost:9001", "roboflow: the Inference server"),
-    ("--infer-timeout", duration, 10.0, "roboflow: how long before a call to the server counts as failed"),
-    ("--concurrency", int, 4, "roboflow: requests kept in flight per worker"),
-]
-
-
-def check(args: argparse.Namespace) -> None:
+def check(args: ClassifierSettings | RunSettings, build_detectors: bool = True) -> None:
     """What a worker would refuse, judged before it starts and without loading a model (camwire.cli,
     check-config, a reload; ``camwire run`` for its detector flags): an address without a transport,
     ``--batch``/``--concurrency`` below 1, a ``--detector`` spec naming an unknown detector, with
@@ -117,74 +83,36 @@ def check(args: argparse.Namespace) -> None:
             elif name == "roboflow":
                 if not arg:
                     raise ValueError("roboflow needs a model id: roboflow:MODEL_ID")
-            elif getattr(args, "build_detectors", True):
+            elif build_detectors:
                 # a built-in detector is cheap to build: built, its options are judged as the worker will
                 # (not where another daemon judges the whole file: that would load OpenCV there)
-                _registry()[name](arg, vars(args))
+                _registry()[name](arg, as_dict(args))
             else:
                 parse_options(arg)
         except ValueError as exc:
             raise ValueError(f"--detector {spec!r}: {exc}") from None
 
 
-def add_detector_arguments(p: argparse.ArgumentParser) -> None:
-    """Options that ``camwire run`` hands to its workers unchanged."""
-    p.add_argument("--detector", required=True, metavar="SPEC",
-                   help="hog | covered[:frames=N] | onnx:PATH | roboflow:MODEL_ID; join with + "
-                        "(motion is found by the extractor, in every frame)")
-    for flag, kind, default, help_text in DETECTOR_OPTIONS:
-        p.add_argument(flag, type=kind, default=default, help=help_text)
-
-
-def detector_argv(args: argparse.Namespace) -> list[str]:
-    argv = ["--detector", args.detector]
-    for flag, _, _, _ in DETECTOR_OPTIONS:
-        value = getattr(args, flag[2:].replace("-", "_"))
-        if value is not None:
-            argv += [flag, str(value)]
-    return argv
-
-
-def main(args: argparse.Namespace) -> int:
+def main(args: ClassifierSettings) -> int:
     name = args.name or (f"classifier-{args.instance}" if args.instance is not None
                          else f"{socket.gethostname()}-{os.getpid()}")
-    log = configure("classifier").bind(worker=name)
-    daemon = Daemon("worker", args, LABELS, log=log)  # metrics: camwire_worker_*; signals handled from here on
-    detector = make_detector(args.detector, vars(args))  # may take a while: a model loads
-    pipe_addr = f"inproc://results-{os.getpid()}"
-    pipe = daemon.socket(zmq.PULL, bind=pipe_addr, linger=0)
-    dealer = daemon.socket(zmq.DEALER, identity=name.encode(), sndhwm=DEALER_HWM)
-    sink = daemon.socket(zmq.PUSH, sndhwm=SINK_HWM, linger=5000)
-    peers = [daemon.peer_watch(dealer, args.connect, SERVER_OF["connect"]),  # they connect the sockets
-             daemon.peer_watch(sink, args.sink, SERVER_OF["sink"])]
-    worker = Worker(daemon, dealer, sink, pipe, pipe_addr, detector, args.batch, args.batch_wait,
-                    args.max_frame_bytes, name)
-    worker.serves = args.serves or args.detector
-    daemon.on(dealer, worker.on_dealer)
-    daemon.on(pipe, worker.on_pipe)
-    daemon.watch("detection", worker.new_detection)
-    daemon.every(HEARTBEAT_S, worker.heartbeat)
-    daemon.every(TICK_S, worker.check_detection)
+    # signals are handled from here on; its metrics are camwire_classifier_*
+    d = Daemon("classifier", args, LABELS, log=configure("classifier").bind(worker=name))
+    detector = make_detector(args.detector, as_dict(args))  # may take a while: a model loads
+    worker = Worker(d, args, detector, name)
+    d.on(worker.dealer, worker.on_dealer)
+    d.on(worker.pipe, worker.on_pipe)
+    d.watch("detection", worker.new_detection)
+    d.every(HEARTBEAT_S, worker.heartbeat)
+    d.every(TICK_S, worker.check_detection)
     if args.batch > 1:  # a batch of one starts as its frame comes; a bigger one may need its wait ended
-        daemon.every(max(0.005, args.batch_wait / 2), worker.start_batch)
-    daemon.every(1.0, lambda: [p.check() for p in peers])
-    daemon.stats_extra(worker.stats_extra)
-    daemon.gauges(lambda: {"held": ("frames taken and not yet done", (), {(): worker.held()})})
-
-    def reloaded(_cfg: Config | None) -> None:  # the detector is built once; a new one needs a restart
-        log.info("reload: nothing to change", detector=detector.name, held=worker.held())
-
-    daemon.on_reload(reloaded)
-
-    def cleanup() -> None:
-        try:
-            worker.leave()
-        finally:
-            for p in peers:
-                p.close()
-
-    worker._send_ready(args.batch, [])
-    log.info("classifier started", detector=detector.name, batch=args.batch, connect=args.connect)
-    code = daemon.run(cleanup=cleanup)
-    log.info("classifier stopped", stats=daemon.stats())
+        d.every(max(0.005, args.batch_wait / 2), worker.start_batch)
+    d.every(PEER_CHECK_S, worker.check_peers)
+    d.on_reload(worker.reload)
+    d.stats_extra(worker.stats_extra)
+    d.gauges(worker.gauges)
+    worker.ask_for_work()
+    d.log.info("classifier started", detector=detector.name, batch=args.batch, connect=args.connect)
+    code = d.run(cleanup=worker.leave)
+    d.log.info("classifier stopped", stats=d.stats())
     return code

@@ -1,11 +1,13 @@
-"""A ``camwire classifier`` worker's main loop handlers (:class:`Worker`, driven by
-common.daemon from classifier.worker): frames and control messages from the ventilator, results
-from the detection thread (classifier.detection) on to the sink, batching, credits and done frames
-back to the ventilator, heartbeats, the detection thread's care (its frames answered with an error
-if it dies, the worker out until it is back), and leaving."""
+"""A ``camwire classifier`` worker's state and the handlers, timers and hooks common.daemon runs
+for it (:class:`Worker`, wired up by classifier.worker's main): its sockets, frames and control
+messages from the ventilator, results from the detection thread (classifier.detection) on to the
+sink, batching, credits and done frames back to the ventilator, heartbeats, the detection
+thread's care (its frames answered with an error if it dies, the worker out until it is back),
+and leaving, served on the skeleton's loop like the rest."""
 
 from __future__ import annotations
 
+import os
 import queue
 import time
 from typing import Any
@@ -15,26 +17,38 @@ import zmq
 from camwire.classifier.detection import Batch, Detection, result_parts
 from camwire.classifier.detectors import Detector
 from camwire.common import wire
+from camwire.common.config import Config
+from camwire.common.curve import SERVER_OF
 from camwire.common.daemon import Daemon
+from camwire.common.settings import ClassifierSettings
 from camwire.common.sockets import send_nowait
 
 HEARTBEAT_S = 1.0
 LEAVE_TIMEOUT_S = 4.0  # longest a stopping worker spends finishing frames it already took
 BYE_WAIT_S = 1.0
+SINK_HWM = 1000
+DEALER_HWM = 100  # ready/heartbeat queued while the ventilator is away; past it they are dropped
 
 Key = tuple[str, int]
 
 
 class Worker:
-    """The dealer's and the detection pipe's handlers, batching, and the detection thread's care."""
+    """A classifier worker's state: its sockets (DEALER to the ventilator, PUSH to the sink, the
+    detection thread's inproc PULL), what it holds, and the detection thread; its methods are the
+    dealer's and the pipe's handlers, the timers (heartbeat, batching, the thread's care), the
+    reload hook and its leaving."""
 
-    def __init__(self, daemon: Daemon, dealer: zmq.Socket, sink: zmq.Socket, pipe: zmq.Socket, pipe_addr: str,
-                 detector: Detector, batch: int, batch_wait_s: float, max_frame_bytes: int, name: str) -> None:
-        self.daemon, self.dealer, self.sink, self.pipe, self.pipe_addr = daemon, dealer, sink, pipe, pipe_addr
-        self.detector, self.batch, self.batch_wait_s = detector, batch, batch_wait_s
-        self.max_frame_bytes, self.name = max_frame_bytes, name
-        self.serves: str | None = None  # the detector name it serves, said in every ready (main sets it)
+    def __init__(self, daemon: Daemon, args: ClassifierSettings, detector: Detector, name: str) -> None:
+        self.daemon, self.detector, self.name = daemon, detector, name
+        self.batch, self.batch_wait_s, self.max_frame_bytes = args.batch, args.batch_wait, args.max_frame_bytes
+        self.serves = args.serves or args.detector  # the detector name it serves, said in every ready
         self.log, self.counters = daemon.log, daemon.counters
+        self.pipe_addr = f"inproc://results-{os.getpid()}"
+        self.pipe = daemon.socket(zmq.PULL, bind=self.pipe_addr, linger=0)
+        self.dealer = daemon.socket(zmq.DEALER, identity=name.encode(), sndhwm=DEALER_HWM)
+        self.sink = daemon.socket(zmq.PUSH, sndhwm=SINK_HWM, linger=5000)
+        self.peers = [daemon.peer_watch(self.dealer, args.connect, SERVER_OF["connect"]),  # they connect the sockets
+                      daemon.peer_watch(self.sink, args.sink, SERVER_OF["sink"])]
         self.batches: queue.Queue[Batch | None] = queue.Queue()
         self.detection: Detection | None = None
         self.pending: Batch = []  # taken, waiting to be handed to the detection thread
@@ -43,6 +57,7 @@ class Worker:
         self.down = False  # the detection thread died; we are out until it is started again
         self.bye = False
         self.leaving = False
+        self._left_at = 0.0  # when it told the ventilator it is leaving
         self._last_reset = -HEARTBEAT_S
         self.busy_s = 0.0  # of detection threads that have died
 
@@ -146,12 +161,13 @@ class Worker:
 
     # -- output ----------------------------------------------------------------------------------
 
-    def start_batch(self, flush: bool = False) -> None:
-        """Hand the next batch over when the thread is free and the batch full or waited long enough."""
+    def start_batch(self) -> None:
+        """Hand the next batch over when the thread is free and the batch full or waited long enough
+        (leaving: at once, whatever it holds)."""
         if self.in_detection or not self.pending or self.down:
             return
         now = time.monotonic()
-        if len(self.pending) >= self.batch or now >= self.first_pending_at + self.batch_wait_s or flush:
+        if len(self.pending) >= self.batch or now >= self.first_pending_at + self.batch_wait_s or self.leaving:
             batch, self.pending = self.pending[: self.batch], self.pending[self.batch:]
             self.first_pending_at = now
             self.in_detection = {(h.camera, h.seq): h for h, _ in batch}
@@ -176,39 +192,54 @@ class Worker:
         if not send_nowait(self.dealer, [wire.pack(msg)]):
             self.counters.add("dropped", "ready_unsent")
 
+    def ask_for_work(self) -> None:
+        """The first ``ready``: a batch's worth of credits."""
+        self._send_ready(self.batch, [])
+
     def heartbeat(self) -> None:
-        """Only while the detection thread is alive: a worker that cannot work does not say it can."""
+        """Only while the detection thread is alive, and not once leaving: a worker that cannot
+        work does not say it can."""
         thread = self.detection
-        if not self.down and thread is not None and thread.is_alive():
+        if not self.down and not self.leaving and thread is not None and thread.is_alive():
             if not send_nowait(self.dealer, [wire.pack(wire.Heartbeat(worker=self.name))]):
                 self.counters.add("dropped", "heartbeat_unsent")
 
     # -- stopping ----------------------------------------------------------------------------------
 
     def leave(self) -> None:
-        """Tell the ventilator we are leaving, finish what we hold (bounded), then stop the thread."""
-        self.leaving = True
-        started = time.monotonic()
-        self._send_ready(0, [], leaving=True)
-        self.log.info("leaving: finishing the frames already taken", held=self.held())
-        poller = zmq.Poller()
-        poller.register(self.dealer, zmq.POLLIN)
-        poller.register(self.pipe, zmq.POLLIN)
-        while True:
-            now = time.monotonic()
-            if (self.held() == 0 and (self.bye or now > started + BYE_WAIT_S)) or now > started + LEAVE_TIMEOUT_S:
-                break
-            poller.poll(50)
-            self.daemon.drain(self.pipe)
-            self.daemon.drain(self.dealer)
-            self.check_detection()
-            self.start_batch(flush=True)
-        if self.held():
-            self.log.warning("left with frames unfinished", frames=self.held())
-        self.batches.put(None)
-        if self.detection is not None:
-            self.detection.stopping.set()
-            self.detection.join(timeout=5.0)
+        """The daemon's cleanup: tell the ventilator we are leaving, finish what we hold on the
+        skeleton's loop (bounded by LEAVE_TIMEOUT_S), then stop the detection thread."""
+        try:
+            self.leaving = True
+            self._left_at = time.monotonic()
+            self._send_ready(0, [], leaving=True)
+            self.log.info("leaving: finishing the frames already taken", held=self.held())
+            self.start_batch()
+            self.daemon.serve_until(self.left, LEAVE_TIMEOUT_S)
+            if self.held():
+                self.log.warning("left with frames unfinished", frames=self.held())
+            self.batches.put(None)
+            if self.detection is not None:
+                self.detection.stopping.set()
+                self.detection.join(timeout=5.0)
+        finally:
+            for p in self.peers:
+                p.close()
+
+    def left(self) -> bool:
+        """Nothing held, and the ventilator's ``bye`` came (or did not within BYE_WAIT_S)."""
+        return self.held() == 0 and (self.bye or time.monotonic() > self._left_at + BYE_WAIT_S)
+
+    def check_peers(self) -> None:
+        for p in self.peers:
+            p.check()
+
+    def reload(self, _cfg: Config | None) -> None:
+        """The detector is built once; a new one needs a restart."""
+        self.log.info("reload: nothing to change", detector=self.detector.name, held=self.held())
+
+    def gauges(self) -> dict:
+        return {"held": ("frames taken and not yet done", (), {(): self.held()})}
 
     def stats_extra(self) -> dict[str, Any]:
         busy = self.busy_s + (self.detection.busy_s if self.detection else 0.0)

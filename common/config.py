@@ -31,17 +31,19 @@
                               # ignores them, detections standing in them are dropped
     zones = {driveway = [[100, 400], [600, 400], [640, 720], [0, 720]]}   # named polygons events list
     detector = ["objects", "covered"]   # only workers serving these get its frames (default: any)
-    [cameras.front.rules]     # see sink.rules
+    [cameras.front.rules]     # see common.rules
     labels = ["person"]
 
 ``${VAR}`` in any string comes from the environment, or else from a ``.env`` beside the file;
 a file naming a variable that is set nowhere is refused. Every error names the file and line.
 Flags given on a daemon's command line override the file.
 
-This module checks the file's shape and what common/ knows (sockets, cameras, sampling). The
-parts whose types live elsewhere (the sink's rules) are parsed by functions registered with
-:func:`register_part` (camwire.cli does), and each daemon's section is judged by that daemon's own
-flags (camwire.cli's config loader): common/ imports only common/.
+This module checks the whole file against the typed model: sockets, security, cameras
+(sampling, masks, zones, polled feeds), ``[rules]`` (common.rules), ``[upload]``
+(common.upload), and each command's section through its settings (common.settings: the same
+declaration its flags come from). What only a daemon can judge (a detector spec, a rules file
+named by a flag) is its ``check`` hook's (camwire.checks runs them all for check-config and a
+reload). common/ imports only common/.
 """
 
 from __future__ import annotations
@@ -50,15 +52,23 @@ import argparse
 import hashlib
 import os
 import re
-import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+import msgspec
 from dotenv import dotenv_values
 
+from camwire.common.config_lines import ConfigError, line_of
 from camwire.common.env import VAR
+from camwire.common.paths import name_list
+from camwire.common.rules import rules_from_config
+from camwire.common.settings import DAEMONS, SECTIONS as SETTINGS, Settings
+from camwire.common.settings.camera import CameraTable, refusal as camera_refusal
+from camwire.common.settings.model import build, from_file, settings_of
+from camwire.common.upload import upload_from_config
+from camwire.common.settings.extractor import DETECT
 from camwire.common.geometry import Polygon, parse_masks, parse_zones
 from camwire.common.logs import redact_url
 from camwire.common.sampling import Sampling
@@ -66,8 +76,7 @@ from camwire.common.sockets import TRANSPORTS
 from camwire.common.units import duration
 from camwire.common.wire import CAMERA_NAME_PATTERN
 
-DAEMONS = ("extractor", "ventilator", "classifier", "sink", "recorder", "web")
-SECTIONS = (*DAEMONS, "run")  # tables of flags: each daemon's, and camwire run's
+SECTIONS = tuple(SETTINGS)  # tables of settings: each daemon's, and camwire run's
 # [sockets] name -> {daemon: the flag (argparse dest) it fills}
 SOCKETS: dict[str, dict[str, str]] = {
     "frontend": {"extractor": "push", "ventilator": "frontend"},
@@ -80,33 +89,8 @@ SOCKETS: dict[str, dict[str, str]] = {
 # what the web console reads of the other daemons' sections, unless [web] says otherwise
 WEB_FROM = {"data_dir": ("sink", "data_dir"), "events": ("sink", "events"), "recordings": ("recorder", "dir")}
 SECURITY = {"key": "curve_key", "clients": "curve_clients", "servers": "curve_servers"}  # -> every daemon's flag
-CAMERA_KEYS = {"url": str, "fallback": list, "every": int, "fps": (int, float), "keyframes": bool,
-               "realtime": bool, "record": bool, "rules": dict, "publish": str, "metrics_port": int,
-               "detector": (str, list), "detect": str, "masks": list, "zones": dict,
-               "poll": (str, int, float), "placeholder": (str, list), "stale_after": int}
-DETECT = ("motion", "always")  # a camera's ``detect``: frames to the pool while there is motion, or all
 CAMERA_NAME = re.compile(CAMERA_NAME_PATTERN)
 MASK = "***"
-
-# name -> parser of the whole file's data (a dict) and the variables its ${VAR} may name (the
-# environment over the .env beside the file), returning that part's typed value or raising
-# ValueError that starts with the dotted key at fault ("cameras.yard.rules.min_frames: ...")
-PartParser = Callable[[dict[str, Any], dict[str, str]], Any]
-PARTS: dict[str, PartParser] = {}
-
-
-def register_part(name: str, parse: PartParser) -> None:
-    """Have every later load parse (and so validate) a part of the file: ``Config.parts[name]``."""
-    PARTS[name] = parse
-
-
-class ConfigError(ValueError):
-    """A file refused: ``str()`` is ``FILE:LINE: reason`` (or ``FILE: reason`` with no line)."""
-
-    def __init__(self, path: Path, line: int | None, reason: str) -> None:
-        self.path, self.line, self.reason = path, line, reason
-        super().__init__(f"{path}:{line}: {reason}" if line else f"{path}: {reason}")
-
 
 @dataclass(frozen=True, slots=True)
 class CameraConfig:
@@ -145,11 +129,12 @@ class Config:
     text: str
     shown_sections: dict[str, dict[str, Any]] = field(default_factory=dict)  # each ${VAR} masked
     default_rules: dict[str, Any] | None = None  # the [rules] table as written
-    parts: dict[str, Any] = field(default_factory=dict)  # from the registered parsers
+    parts: dict[str, Any] = field(default_factory=dict)  # "rules" (common.rules), "upload" (common.upload)
+    typed: dict[str, dict[str, Any]] = field(default_factory=dict)  # section -> {setting: value}, as its model reads them
 
     @property
     def rules(self) -> Any:
-        """The rules as sink.rules parsed them at load (registered by camwire.cli)."""
+        """The rules as common.rules parsed them at load."""
         return self.parts.get("rules")
 
     def daemon_defaults(self, daemon: str) -> dict[str, Any]:
@@ -170,6 +155,35 @@ class Config:
         values.update(self.sections.get(daemon, {}))
         return values
 
+    def values(self, section: str) -> dict[str, Any]:
+        """The file's typed values for ``section``'s settings (only those it gives)."""
+        return dict(self.typed.get(section, {}))
+
+    def served_alone(self, cameras: str | None) -> dict[str, Any]:
+        """What an extractor serving one camera (``cameras``: its ``--cameras``; none: the file
+        has one) takes from that camera's table: its own ``publish`` and ``metrics_port``."""
+        chosen = name_list(cameras) or list(self.cameras)
+        cam = self.cameras.get(chosen[0]) if len(chosen) == 1 else None
+        if cam is None:
+            return {}
+        return {k: v for k, v in (("publish", cam.publish), ("metrics_port", cam.metrics_port)) if v}
+
+    def settings(self, section: str) -> Settings:
+        """``section``'s settings as this file alone gives them (defaults for the rest)."""
+        settings = build(SETTINGS[section], self.values(section))
+        settings.config, settings.command = self, section
+        return settings
+
+    def reloaded(self, running: Settings) -> Settings:
+        """The settings a daemon started with ``running`` has under this file: its defaults, this
+        file's values over them, and what was given on its command line over both."""
+        values = self.values(running.command)
+        values.update({name: getattr(running, name) for name in running.given})
+        settings = build(type(running), values)
+        settings.config, settings.given, settings.command = self, running.given, running.command
+        settings.config_loader = running.config_loader
+        return settings
+
     def error(self, where: str, reason: str) -> ConfigError:
         """An error about the dotted key ``where`` (``cameras.yard.fps``), at its line."""
         return ConfigError(self.path, line_of(self.text, where), reason)
@@ -184,8 +198,18 @@ class Config:
                                      "zones": {n: z.to_list() for n, z in c.zones.items()}}
                             for c in self.cameras.values()},
                 "sockets": self.sockets,
-                "daemons": {d: {k: _shown(self.shown_sections.get(d, {}).get(k, v))
-                                for k, v in self.daemon_defaults(d).items()} for d in SECTIONS}}
+                "daemons": {d: {k: self._shown_setting(d, k, v) for k, v in self.daemon_defaults(d).items()}
+                            for d in SECTIONS}}
+
+    def _shown_setting(self, section: str, key: str, value: Any) -> Any:
+        """A section's value as check-config prints it: ``${VAR}`` parts masked, a secret setting
+        (a token, a Kafka option's value) masked even when written in the file itself."""
+        secret = {f.name for f in settings_of(SETTINGS[section]) if f.opt and f.opt.secret}
+        if key in secret:
+            values = value if isinstance(value, list) else [value]
+            masked = [f"{str(v).partition('=')[0]}=***" if "=" in str(v) else MASK for v in values]
+            return masked if isinstance(value, list) else masked[0]
+        return _shown(self.shown_sections.get(section, {}).get(key, value))
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -245,12 +269,31 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     if default_rules is not None and not isinstance(default_rules, dict):
         raise cfg.error("rules", "[rules] must be a table")
     parts = {}
-    for name, parse in PARTS.items():
+    for name, parse in (("rules", lambda: rules_from_config(data)), ("upload", lambda: upload_from_config(data, env))):
         try:
-            parts[name] = parse(data, env)
+            parts[name] = parse()
         except ValueError as exc:  # "cameras.yard.rules.min_frames: ..." names the key
             raise cfg.error(str(exc).split(":")[0].split(" ")[0], str(exc)) from None
-    return Config(path, cfg.digest, cameras, dict(sockets), sections, text, shown, default_rules, parts)
+    cfg = Config(path, cfg.digest, cameras, dict(sockets), sections, text, shown, default_rules, parts)
+    for section, model in SETTINGS.items():
+        cfg.typed[section] = _typed(model, section, cfg)
+    return cfg
+
+
+def _typed(model: type[Settings], section: str, cfg: Config) -> dict[str, Any]:
+    """``section``'s values (its own table, and what [sockets] and [security] fill in) read
+    through its settings model; a key it has no setting for, or a value it refuses, at its line."""
+    table = cfg.daemon_defaults(section)
+    try:
+        return {name: value for name, (_, value) in from_file(model, table, section).items()}
+    except KeyError as exc:
+        key = str(exc.args[0]).replace("-", "_")
+        raise cfg.error(f"{section}.{key}", f"[{section}] {key}: camwire {section} has no flag "
+                                            f"--{key.replace('_', '-')}") from None
+    except ValueError as exc:
+        key, reason = exc.args
+        key = key.replace("-", "_")
+        raise cfg.error(f"{section}.{key}", f"[{section}] {key}: {reason}") from None
 
 
 def _camera(name: str, table: Any, env: dict[str, str], cfg: Config) -> CameraConfig:
@@ -260,11 +303,10 @@ def _camera(name: str, table: Any, env: dict[str, str], cfg: Config) -> CameraCo
                           f"cameras.{name!r}: a camera name is 1 to 64 of A-Z a-z 0-9 _ - (no renaming is done)")
     if not isinstance(table, dict):
         raise cfg.error(where, f"[{where}] must be a table")
-    for key, value in table.items():
-        if key not in CAMERA_KEYS:
-            raise cfg.error(f"{where}.{key}", f"{where}: unknown key {key!r}; known: {', '.join(CAMERA_KEYS)}")
-        if not isinstance(value, CAMERA_KEYS[key]) or (isinstance(value, bool) and CAMERA_KEYS[key] is not bool):
-            raise cfg.error(f"{where}.{key}", f"{where}.{key}: wrong type {type(value).__name__}")
+    try:  # the keys and their types, as common.settings.camera declares them
+        msgspec.convert(table, CameraTable, strict=True)
+    except msgspec.ValidationError as exc:
+        raise cfg.error(*camera_refusal(exc, where, table)) from None
     if not table.get("url"):
         raise cfg.error(where, f"{where}: a camera needs a url")
     urls = [table["url"], *table.get("fallback", [])]
@@ -362,96 +404,3 @@ def _shown(value: Any) -> Any:
     if isinstance(value, list):
         return [_shown(v) for v in value]
     return value
-
-
-def line_of(text: str, where: str | tuple[str, ...]) -> int | None:
-    """The line that sets the dotted key ``where`` (or its parts, for a key with a dot in it):
-    under the deepest table header the file has for it, the rest of the key written as a plain or
-    dotted key (``c1.every = 0``); else the header itself; for a key that is not in the file, its
-    nearest table that is."""
-    parts = where.split(".") if isinstance(where, str) else list(where)
-    lines = [_code(line) for line in text.splitlines()]
-    nearest = None  # the deepest table header there is: the answer when the key itself is not found
-    for cut in range(len(parts), -1, -1):
-        table, rest = parts[:cut], parts[cut:]
-        start = _header_line(lines, table) if table else -1
-        if start is None:
-            continue
-        if not rest:
-            return start + 1
-        nearest = start + 1 if nearest is None and start >= 0 else nearest
-        key = r"\s*\.\s*".join(_name(k) for k in rest)
-        for i in range(start + 1, len(lines)):
-            if lines[i].startswith("["):
-                break
-            if re.match(rf"{key}\s*=", lines[i]):
-                return i + 1
-    return nearest
-
-
-def _name(key: str) -> str:
-    """A key as TOML may write it: bare, or in either quotes; a flag's key as max_bytes or max-bytes."""
-    return rf'["\']?{re.escape(key).replace("_", "[-_]")}["\']?'
-
-
-def _code(line: str) -> str:
-    """A line without its comment (a ``#`` inside quotes is not one) and outer spaces."""
-    quote = None
-    for i, c in enumerate(line):
-        if quote:
-            quote = None if c == quote else quote
-        elif c in "\"'":
-            quote = c
-        elif c == "#":
-            return line[:i].strip()
-    return line.strip()
-
-
-def _header_line(lines: list[str], table: list[str]) -> int | None:
-    pattern = re.compile(r"\[\s*" + r"\s*\.\s*".join(_name(t) for t in table) + r"\s*\]")
-    for i, line in enumerate(lines):
-        if pattern.fullmatch(line):
-            return i
-    return None
-
-
-class ConfigWatcher:
-    """Notices when the file changes (its inode, size or mtime); ``poll`` then loads it again."""
-
-    def __init__(self, cfg: Config, every_s: float = 1.0) -> None:
-        self.path, self.digest, self.every_s = cfg.path, cfg.digest, every_s
-        self._stamp = self._now()
-        self._next = time.monotonic() + every_s
-
-    def _now(self) -> tuple[int, int, int] | None:
-        try:
-            st = self.path.stat()
-        except OSError:
-            return None  # mid-replace, or removed: the running config stays
-        return st.st_ino, st.st_size, st.st_mtime_ns
-
-    def poll_now(self, force: bool = False) -> Config | None:
-        """For the daemon skeleton: at most every ``every_s``, the file again if it changed (or
-        at once, changed or not, when ``force``: SIGHUP). Raises ConfigError for a bad file."""
-        if force:
-            self._stamp = self._now()
-            cfg = load_config(self.path)
-            self.digest = cfg.digest
-            return cfg
-        if time.monotonic() < self._next:
-            return None
-        self._next = time.monotonic() + self.every_s
-        return self.poll()
-
-    def poll(self) -> Config | None:
-        """A changed, valid config; None when nothing changed. A changed file that does not
-        load raises ConfigError once (not again until the file changes once more)."""
-        stamp = self._now()
-        if stamp is None or stamp == self._stamp:
-            return None
-        self._stamp = stamp
-        cfg = load_config(self.path)
-        if cfg.digest == self.digest:
-            return None
-        self.digest = cfg.digest
-        return cfg

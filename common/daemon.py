@@ -1,12 +1,32 @@
 """One daemon skeleton for every daemon: start-up, a Poller loop, reload, threads watched, a bounded stop.
 
-A daemon's module builds a :class:`Daemon`, makes its sockets through it, says what handles each
-socket (``on``), what runs on a timer (``every``), what a reload does (``on_reload``) and which
-threads it depends on (``watch``), then calls ``run``. The skeleton owns the rest, the same way
-everywhere:
+All six daemons (extractor, ventilator, classifier, sink, recorder, web) use it one way. The
+daemon's module holds one class of its own (Extractor, Ventilator, Worker, Sink, Recorder,
+WebConsole) whose object holds the daemon's state and makes its sockets through the
+:class:`Daemon`; its methods are the handlers, timers and reload hooks. The module's ``main``
+builds the Daemon, then that object, says which method does what, and runs::
 
-- SIGTERM/SIGINT set the stop flag; the loop finishes its turn, then the daemon's own ``finally``
-  code and the sockets' close (linger set) run, and ``--stats`` is written.
+    def main(args) -> int:
+        d = Daemon("ventilator", args, LABELS)
+        vent = Ventilator(d, args)               # its sockets: d.socket(...)
+        d.on(vent.frontend, vent.on_frontend)    # a socket's messages
+        d.every(TICK_S, vent.tick)               # a timer
+        d.on_reload(vent.reload)                 # SIGHUP, a changed --config
+        d.gauges(vent.gauges)                    # what the metrics show besides the counters
+        d.log.info("ventilator started", ...)
+        code = d.run()                           # until stopped (until=, cleanup= where it has them)
+        d.log.info("ventilator stopped", stats=d.stats())
+        return code
+
+The Daemon is never subclassed and no state lives in closures. What a daemon needs done its own
+way is a hook: ``stats_extra`` and ``stats_shape`` (the extractor's per-camera ``--stats``
+file), ``gauges`` and ``collector`` (the sink's ``camwire_camera_up``), ``watch`` for the
+threads it runs, and ``serve_until`` for a bounded phase of serving sockets and timers outside
+the loop (the extractor waiting for the recorder before it starts, a leaving classifier worker
+finishing its frames in its cleanup). The skeleton owns the rest, the same way everywhere:
+
+- SIGTERM/SIGINT set the stop flag; the loop finishes its turn, then the daemon's ``cleanup`` and
+  the sockets' close (linger set) run, and ``--stats`` is written.
 - SIGHUP reloads: ``--config``'s file is read again and validated whole (every section, as
   check-config does); refused, it is logged with file, line and reason and nothing changes;
   accepted, each ``on_reload`` hook gets the new Config. Hooks that need no file (reopen a log
@@ -37,9 +57,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import zmq
+from prometheus_client.registry import Collector
 
 from camwire.common import wire
-from camwire.common.config import Config, ConfigError, ConfigWatcher
+from camwire.common.config import Config, ConfigError
+from camwire.common.config_watch import ConfigWatcher
 from camwire.common.counters import Counters, write_stats
 from camwire.common.curve import Curve, secured
 from camwire.common.lifecycle import Hangup, StopFlag, backoff_delay
@@ -48,8 +70,10 @@ from camwire.common.metrics import register_stats
 from camwire.common.sockets import HANDSHAKE_FAILED, HANDSHAKE_REASONS, OperatorError, PeerWatch, make_socket
 
 # exit codes, the same for every daemon and camwire run; run and systemd act on them
+# (and for camwire's one-shot commands: status, check-config, clip)
 EXIT_OK = 0  # stopped, or its work done (an extractor's files read to their end)
-EXIT_CRASHED = 1  # a crash (its traceback in the log) or a failure it cannot go on without: restarted
+EXIT_FAILED = 1  # a crash (its traceback in the log) or a failure it cannot go on without: restarted;
+# a command that could not do its work (nothing to read); camwire run --once with a camera failed
 EXIT_OPTIONS = 2  # its options or file refused, or an address in use: a restart would only say so again
 EXIT_SOURCE_FAILED = 3  # an extractor's: a file camera failed for good; camwire run does not restart it
 
@@ -103,14 +127,18 @@ class Daemon:
         self._watched: dict[str, _Watched] = {}
         self._hup = Hangup()
         self._stats_extra: Callable[[], dict[str, Any]] | None = None
+        self._stats_shape: Callable[[dict[str, Any]], dict[str, Any]] = lambda snapshot: snapshot
         self._gauges: Callable[[], dict] | None = None
+        self._collectors: list[Collector] = []
+        self._poller = zmq.Poller()
+        self._polled: set[zmq.Socket] = set()
         self.exit_code = EXIT_OK
         # keys of this daemon's own section that its reload hooks apply; a change to any other is
         # logged as needing a restart, so an operator is never left thinking a reload applied it
         self.reloadable: set[str] = set()
         # the CLI hands over its full check (every daemon's section) so a reload is refused whole
         self._load: Callable[[Path], Config] | None = getattr(args, "config_loader", None)
-        self._watcher = ConfigWatcher(self.config) if self.config is not None else None
+        self._watcher = ConfigWatcher(self.config, load=self._load) if self.config is not None else None
         self._previous_handlers = self._install_signals()  # now: a SIGHUP during start-up must not kill us
         self.curve = Curve.from_args(args)  # OperatorError (a key file others may read) before any bind
         self._secured: list[tuple[zmq.Socket, str, str]] = []  # (socket, address, as bound) with CURVE
@@ -186,12 +214,24 @@ class Daemon:
         """More for the ``--stats`` file than the counters (names, gauges at exit)."""
         self._stats_extra = fn
 
+    def stats_shape(self, fn: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """How the ``--stats`` file arranges the counters' snapshot (``fn(snapshot)``; the
+        extractor's is per camera). Without one, as the counters hold them; the metrics are the
+        counters either way."""
+        self._stats_shape = fn
+
     def gauges(self, fn: Callable[[], dict]) -> None:
         """Gauges for the metrics: ``{name: (help, label names, {label values: value})}``."""
         self._gauges = fn
 
+    def collector(self, collector: Collector) -> None:
+        """A Prometheus collector of the daemon's own, for metrics not named ``camwire_<daemon>_*``
+        (the sink's ``camwire_camera_up``); registered with the counters when ``run`` starts."""
+        self._collectors.append(collector)
+
     def stats(self) -> dict[str, Any]:
-        return {**self.counters.snapshot(), **(self._stats_extra() if self._stats_extra else {})}
+        """What the ``--stats`` file holds: the counters (as ``stats_shape`` arranges them) and ``stats_extra``."""
+        return {**self._stats_shape(self.counters.snapshot()), **(self._stats_extra() if self._stats_extra else {})}
 
     def malformed(self, exc: wire.MalformedMessage, **kw: Any) -> None:
         """Count and (once per interval per reason) log a message dropped for its form."""
@@ -203,25 +243,12 @@ class Daemon:
 
     def run(self, until: Callable[[], bool] | None = None, cleanup: Callable[[], None] | None = None) -> int:
         """Loop until stopped (or ``until()``), then clean up; returns the exit code."""
-        register_stats(self.name, self.counters.snapshot, self.counters.labels, self._gauges)
-        poller = zmq.Poller()
-        polled: set[zmq.Socket] = set()
+        register_stats(self.name, self.counters.snapshot, self.counters.labels, self._gauges, self._collectors)
         try:
             while not self.stop.is_set():
                 if until is not None and until():
                     break
-                for sock in self._handlers:
-                    want = sock not in self._paused
-                    if want and sock not in polled:
-                        poller.register(sock, zmq.POLLIN)
-                        polled.add(sock)
-                    elif not want and sock in polled:
-                        poller.unregister(sock)
-                        polled.discard(sock)
-                ready = dict(poller.poll(self._timeout_ms())) if polled else self._sleep()
-                for sock in list(ready):
-                    self.drain(sock)
-                self._run_timers()
+                self._turn()
                 self._check_threads()
                 self._maybe_reload()
         finally:
@@ -246,16 +273,46 @@ class Daemon:
     def fail(self, reason: str, **kw: Any) -> None:
         """Stop with exit code 1: something this daemon cannot go on without has failed."""
         self.log.error("stopping on failure", reason=reason, **kw)
-        self.exit_code = EXIT_CRASHED
+        self.exit_code = EXIT_FAILED
         self.stop.set()
 
-    def _timeout_ms(self) -> int:
-        due = min((t.due for t in self._timers), default=time.monotonic() + TICK_MS / 1000)
-        return max(0, min(TICK_MS, int((due - time.monotonic()) * 1000) + 1))
+    def serve_until(self, done: Callable[[], bool], within_s: float) -> bool:
+        """Serve the sockets and timers as the loop does until ``done()``, or ``within_s`` has
+        passed; whether ``done()`` came. A bounded phase outside ``run``: before it (the
+        extractor waiting for the recorder's subscriptions) or in its cleanup (a leaving worker
+        finishing the frames it took). The stop flag does not end it, and no reload and no
+        thread restart happens in it."""
+        deadline = time.monotonic() + within_s
+        while not (finished := done()) and time.monotonic() < deadline:
+            self._turn(deadline)
+        return finished
 
-    def _sleep(self) -> dict:
-        self.stop.wait(self._timeout_ms() / 1000)
-        return {}
+    def _turn(self, deadline: float | None = None) -> None:
+        """One turn of the loop: wait for a message (a tick at most, less when a timer or the
+        ``deadline`` is due), handle what came from each socket, run the timers due."""
+        for sock in self._handlers:
+            want = sock not in self._paused
+            if want and sock not in self._polled:
+                self._poller.register(sock, zmq.POLLIN)
+                self._polled.add(sock)
+            elif not want and sock in self._polled:
+                self._poller.unregister(sock)
+                self._polled.discard(sock)
+        timeout_ms = self._timeout_ms(deadline)
+        if self._polled:
+            for sock in list(dict(self._poller.poll(timeout_ms))):
+                self.drain(sock)
+        elif self.stop.is_set():  # a phase after the stop (serve_until): the flag no longer waits
+            time.sleep(timeout_ms / 1000)
+        else:
+            self.stop.wait(timeout_ms / 1000)
+        self._run_timers()
+
+    def _timeout_ms(self, deadline: float | None = None) -> int:
+        due = min((t.due for t in self._timers), default=time.monotonic() + TICK_MS / 1000)
+        if deadline is not None:
+            due = min(due, deadline)
+        return max(0, min(TICK_MS, int((due - time.monotonic()) * 1000) + 1))
 
     def drain(self, sock: zmq.Socket) -> None:
         """Handle what waits on ``sock`` now, at most DRAIN_MAX messages, with the loop's rules for
@@ -417,9 +474,4 @@ class Daemon:
     def _reload_config(self, forced: bool) -> Config | None:
         """The file again, if it changed (or SIGHUP came); validated whole before anything applies."""
         assert self._watcher is not None
-        changed = self._watcher.poll_now(force=forced)
-        if changed is None:
-            return None
-        if self._load is not None:
-            changed = self._load(changed.path)
-        return changed
+        return self._watcher.poll_now(force=forced)  # loaded once, through the daemon's loader

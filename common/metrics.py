@@ -26,7 +26,7 @@ EVENT_LATENCY = Histogram("camwire_event_latency_seconds", "capture time to even
                           ["camera", "type"], buckets=LATENCY_BUCKETS)
 
 
-_registered: dict[str, Collector] = {}
+_registered: dict[str, list[Collector]] = {}  # per daemon, all it registered
 Gauge = tuple[str, tuple[str, ...], dict[tuple, float]]  # help, label names, {label values: value}
 
 
@@ -69,12 +69,15 @@ def _leaves(node: Any, path: tuple[str, ...]) -> Iterable[tuple[tuple[str, ...],
 
 
 def register_stats(daemon: str, snapshot: Callable[[], dict[str, Any]], labels: dict[str, tuple[str, ...]],
-                   gauges: Callable[[], dict] | None = None) -> None:
-    """Expose a daemon's counters (and gauges) to scrapes from now on (replacing any before)."""
-    if daemon in _registered:
-        REGISTRY.unregister(_registered[daemon])
-    _registered[daemon] = StatsCollector(daemon, snapshot, labels, gauges)
-    REGISTRY.register(_registered[daemon])
+                   gauges: Callable[[], dict] | None = None, collectors: Iterable[Collector] = ()) -> None:
+    """Expose a daemon's counters (and gauges), and any ``collectors`` of its own (metrics named
+    otherwise, as the sink's ``camwire_camera_up``), to scrapes from now on, in place of what was
+    registered for ``daemon`` before (a daemon run twice in one process, as tests do)."""
+    for old in _registered.pop(daemon, ()):
+        REGISTRY.unregister(old)
+    _registered[daemon] = [StatsCollector(daemon, snapshot, labels, gauges), *collectors]
+    for collector in _registered[daemon]:
+        REGISTRY.register(collector)
 
 
 def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:

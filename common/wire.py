@@ -38,6 +38,8 @@ from typing import Annotated, Any, Iterable, Literal, Sequence, Union
 import msgspec
 import numpy as np
 
+from camwire.common import camera_state
+
 PROTOCOL_VERSION = 1
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 ENCODINGS = ("raw", "lz4", "jpeg")  # pixels
@@ -193,8 +195,8 @@ class Bye(Message, tag="bye"):
     """To a leaving worker: nothing more will come."""
 
 
-# ``stale``: a polled feed (extractor.feed) whose image has not changed for its ``stale_after`` polls
-CameraState = Literal["connecting", "online", "offline", "failed", "stale"]
+# what an extractor reports of a camera (common.camera_state: what each state means)
+CameraState = camera_state.Reported
 
 
 class Refused(msgspec.Struct, frozen=True):

@@ -40,7 +40,9 @@ from av.bitstream import BitStreamFilterContext
 import structlog
 import zmq
 
+from camwire.common.settings.extractor import FAILED_RETRY_S, PASSTHROUGH
 from camwire.common import wire
+from camwire.common.camera_state import SEVERITY, Reported
 from camwire.common.lifecycle import BACKOFF_CAP_S, StopFlag, backoff_delay
 from camwire.common.logs import redact_url
 from camwire.common.pixels import encode_packet
@@ -50,11 +52,9 @@ from camwire.extractor.feed import FeedLoop
 from camwire.extractor.source import SOURCE_ERRORS, Failure, Stalled, classify, is_file, open_source, read_frames, to_seconds
 from camwire.extractor.spec import CameraSpec
 
-PASSTHROUGH = "passthrough"
 
 RELAY_HWM = 32  # frames or packets on their way to the PUB thread (inproc: references, not copies)
 PUSH_HWM = 2  # frames queued towards the ventilator before we drop: latency stays bounded
-FAILED_RETRY_S = 300.0  # a source that cannot work is tried again this rarely (--failed-retry)
 STATUS_EVERY_S = 5.0
 RECENT_S = 60.0  # "invalid data" from a camera online this recently is a glitch, not a source that is no video
 RECENT_BACKOFF_CAP_S = 2.0  # the longest wait between rounds in a camera's first 40 s offline
@@ -104,7 +104,8 @@ class CameraLoop(threading.Thread):
         self.finished = False  # read by common.daemon: a thread that ended on purpose is not restarted
         self.outcome: str | None = None
         self.stop_reason: str | None = None  # set before ``stop`` when the camera is taken away
-        self.state, self._reason, self.attempts = "connecting", None, 0
+        self.state: Reported = "connecting"  # what it reports in wire.Status (common.camera_state)
+        self._reason, self.attempts = None, 0
         self.last_error: str | None = None
         self._streamed = False  # a frame came from the source now open
         self._online_at: float | None = None  # monotonic time of the last frame from any source
@@ -246,12 +247,12 @@ class CameraLoop(threading.Thread):
 
     # -- status --------------------------------------------------------------------------------
 
-    def set_state(self, state: str, reason: str | None = None, level: str = "warning", fresh: bool = False) -> None:
+    def set_state(self, state: Reported, reason: str | None = None, level: str = "warning", fresh: bool = False) -> None:
         """Change state and say so; ``reason`` stays the one the state began with (why the camera
         went offline), while ``last_error`` follows every failed attempt. ``fresh``: a new reason
         even in the same state (a camera taken away while offline)."""
         if state != self.state or fresh:
-            if state in ("offline", "failed"):
+            if SEVERITY[state] == "down":  # offline, failed
                 getattr(self.log, level)(f"camera {state}", reason=reason, attempts=self.attempts)
             self.state, self._reason = state, reason
         self.send_status()

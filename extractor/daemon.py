@@ -11,14 +11,12 @@ Each camera thread owns its own PUSH socket to the ventilator, so one slow or de
 holds up another. Every camera thread is watched: one that crashes is started again (capped
 backoff, counted under ``thread_restarts``) with its seq running on.
 
-Exit codes (the supervisor's contract):
-  0  stopped by SIGTERM/SIGINT, or (without ``--config``) every file camera read to its end;
-  1  a crash outside a camera thread (or a failure the skeleton cannot go on from);
-  2  bad options or addresses (camwire.cli);
-  3  EXIT_SOURCE_FAILED: without ``--config``, a file camera's sources can never work (no such
-     file, not a video, ...): it sent ``Status(failed)`` and ``Eos``, and there is nothing to retry;
-     or a file camera ended early, at a stretch it cannot read past (``ended_early``, and its
-     ``Eos`` says so in ``reason``).
+Exit codes (common.daemon's, which camwire run acts on): EXIT_OK when stopped by SIGTERM/SIGINT,
+or (without ``--config``) when every file camera was read to its end; EXIT_SOURCE_FAILED, the
+extractor's own, when without ``--config`` a file camera's sources can never work (no such file,
+not a video, ...: it sent ``Status(failed)`` and ``Eos``, and there is nothing to retry) or a
+file camera ended early, at a stretch it cannot read past (``ended_early``, and its ``Eos`` says
+so in ``reason``); EXIT_FAILED and EXIT_OPTIONS as for every daemon.
 With ``--config`` (a service) nothing makes it exit on its own: a failed camera is retried every
 ``--failed-retry``, a file read to its end stays ended, and SIGHUP (or a changed file) reloads the
 camera list.
@@ -29,28 +27,22 @@ metrics are the same counters labelled by camera.
 
 from __future__ import annotations
 
-import argparse
-import json
 import threading
-import time
 from typing import Any, Callable
 
 import zmq
 
-from camwire.common import wire
 from camwire.common.config import Config
 from camwire.common.curve import SERVER_OF
-from camwire.common.daemon import EXIT_SOURCE_FAILED, Daemon
-from camwire.common.geometry import Polygon, parse_polygon
+from camwire.common.daemon import EXIT_OK, EXIT_SOURCE_FAILED, Daemon
 from camwire.common.env import expand
 from camwire.common.paths import name_list
 from camwire.common.sockets import OperatorError, check_addresses
-from camwire.common.units import duration, percent
-from camwire.extractor.camera import FAILED_RETRY_S, PASSTHROUGH, RELAY_HWM, CameraCounters, CameraLoop, CameraSpec
-from camwire.extractor.motion import DETECT, MotionSettings
+from camwire.common.settings import ExtractorSettings
+from camwire.extractor.camera import PASSTHROUGH, RELAY_HWM, CameraCounters, CameraLoop, CameraSpec
+from camwire.extractor.motion import MotionSettings
 from camwire.extractor.poll import POLL_LABELS
 from camwire.extractor.sampling import Sampling
-from camwire.extractor.source import STALL_S
 from camwire.extractor.subscribers import Subscribers
 
 RELAY_ADDR = "inproc://publish-relay"
@@ -61,98 +53,16 @@ CAMERA_LABELS = {key: ("camera",) for key in ("decoded", "sent", "published", "r
     "dropped": ("camera", "reason"), "skipped": ("camera", "reason"), "source_errors": ("camera", "error"),
     "ended_early": ("camera", "error"), **POLL_LABELS}
 THREAD_PREFIX = "camera-"
-MOTION_DEFAULTS = MotionSettings()
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--camera", action=Once,
-                   help="camera name, used in every message and event (without --config); one per extractor")
-    p.add_argument("--source", action="append", metavar="URL",
-                   help="file, rtsp://, http(s)://, HLS .m3u8; repeat for fallbacks in order of preference; "
-                        "${VAR} is filled in from the environment, so a password need not show in ps")
-    p.add_argument("--cameras", metavar="NAMES", help="with --config: serve only these cameras (default: all)")
-    p.add_argument("--push", required=True, metavar="ADDR", help="ventilator frontend, e.g. tcp://host:5555")
-    add_sampling_arguments(p)
-    add_motion_arguments(p)
-    p.add_argument("--publish", metavar="ADDR", help="publish the camera's video here for the recorder (tcp://*:5559)")
-    p.add_argument("--publish-enc", default="lz4", choices=(*wire.ENCODINGS, PASSTHROUGH),
-                   help="encoding on --publish; passthrough sends the source's H.264/HEVC packets undecoded")
-    p.add_argument("--publish-wait", type=duration, default=0.0, metavar="DURATION",
-                   help="before reading, wait up to this long for a subscriber (a file recorded from its first frame)")
-    p.add_argument("--enc", default="raw", choices=wire.ENCODINGS, help="encoding towards the ventilator")
-    p.add_argument("--open-timeout", type=duration, default=10.0, metavar="DURATION",
-                   help="give up opening a source after this long (then retried)")
-    p.add_argument("--read-timeout", type=duration, default=10.0, metavar="DURATION",
-                   help="a source that sends nothing this long is offline (then retried)")
-    p.add_argument("--stall", type=duration, default=STALL_S, metavar="DURATION",
-                   help="a live stream with no video this long is offline, and reconnected (default 5s)")
-    p.add_argument("--failed-retry", type=duration, default=FAILED_RETRY_S, metavar="DURATION",
-                   help="how often a source that cannot work (no such file, 404, not a video) is tried again "
-                        "(default 5m)")
-    p.add_argument("--poll", type=duration, metavar="DURATION",
-                   help="with --camera/--source: the source is a polled feed (a JPEG, MP4/TS clip or HLS playlist "
-                        "at an http(s) URL), fetched this often (extractor.poll)")
-    p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
-
-
-class Once(argparse.Action):
-    """A flag meant to be given once: every value is kept (``_<dest>_given``) so that
-    :func:`check` refuses a second ``--camera`` in one line, rather than taking the last."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        given = f"_{self.dest}_given"
-        setattr(namespace, given, [*(getattr(namespace, given, None) or []), values])
-        setattr(namespace, self.dest, values)
-
-
-def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--every", type=int, default=1, metavar="N", help="send every N-th frame")
-    group.add_argument("--fps", type=float, metavar="F", help="send about F frames a second")
-    group.add_argument("--keyframes", action="store_true", help="decode and send key frames only")
-    p.add_argument("--realtime", action="store_true", help="pace a file at its native rate, as a camera would be")
-
-
-def add_motion_arguments(p: argparse.ArgumentParser) -> None:
-    """Motion is found in every decoded frame (extractor.motion); these tune it and its gate."""
-    p.add_argument("--detect", choices=DETECT, default="motion",
-                   help="motion: send sampled frames to the classifiers only while there is motion (and a "
-                        "heartbeat); always: every sampled frame. A camera's detect in --config overrides it")
-    p.add_argument("--motion-threshold", type=float, default=MOTION_DEFAULTS.threshold, metavar="LEVELS",
-                   help="grey levels (of 255) a pixel must change by, beyond the whole frame's change")
-    p.add_argument("--motion-min-area", type=percent, default=MOTION_DEFAULTS.min_area, metavar="PCT",
-                   help="smallest moving blob that counts, as a share of the frame (0.3%%)")
-    p.add_argument("--motion-off-delay", type=duration, default=MOTION_DEFAULTS.off_delay, metavar="DURATION",
-                   help="motion ends after this long without any (default 5s)")
-    p.add_argument("--motion-heartbeat", type=duration, default=MOTION_DEFAULTS.heartbeat, metavar="DURATION",
-                   help="with --detect motion, a frame to the classifiers at least this often even with no "
-                        "motion, so a still object is still seen (default 10s)")
-    p.add_argument("--mask", type=mask_polygon, action="append", metavar="POINTS",
-                   help="without --config: a polygon motion ignores, as JSON: '[[0,0],[0.5,0],[0.5,0.2]]' "
-                        "(pixels, or fractions of the frame, as in the file's masks); repeat for more")
-
-
-def mask_polygon(text: str) -> Polygon:
-    """``--mask``: a polygon as JSON, read as camwire.toml's ``masks`` are."""
-    try:
-        return parse_polygon(json.loads(text), "--mask")
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"a JSON list of [x, y] points, not {text!r} ({exc.msg})") from None
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("--mask: ")) from None
-
-
-def motion_from_args(args: argparse.Namespace) -> MotionSettings:
+def motion_from_args(args: ExtractorSettings) -> MotionSettings:
     return MotionSettings(threshold=args.motion_threshold, min_area=args.motion_min_area,
                           off_delay=args.motion_off_delay, heartbeat=args.motion_heartbeat)
 
 
-def sampling_from_args(args: argparse.Namespace) -> Sampling:
+def sampling_from_args(args: ExtractorSettings) -> Sampling:
     return Sampling(every=args.every, fps=args.fps, keyframes=args.keyframes)
 
 
-def specs_from_config(cfg: Config, args: argparse.Namespace) -> list[CameraSpec]:
+def specs_from_config(cfg: Config, args: ExtractorSettings) -> list[CameraSpec]:
     """The cameras this extractor serves: all in the file, or the ``--cameras`` named."""
     chosen = name_list(args.cameras) or list(cfg.cameras)
     twice = sorted({name for name in chosen if chosen.count(name) > 1})
@@ -166,13 +76,6 @@ def specs_from_config(cfg: Config, args: argparse.Namespace) -> list[CameraSpec]
                        stall=args.stall, recorded=c.record, detect=c.detect or args.detect, masks=c.masks,
                        motion=motion_from_args(args), poll=c.poll, placeholder=c.placeholder,
                        stale_after=c.stale_after) for c in (cfg.cameras[name] for name in chosen)]
-
-
-class Extractor(Daemon):
-    """The skeleton, with the ``--stats`` file kept per camera as the supervisor and tools read it."""
-
-    def stats(self) -> dict[str, Any]:
-        return per_camera(self.counters.snapshot())
 
 
 def per_camera(snapshot: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -200,7 +103,7 @@ def by_counter(stats: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: ExtractorSettings) -> int:
     config: Config | None = args.config
     if config is not None:
         if args.camera or args.source or args.poll is not None:
@@ -223,60 +126,76 @@ def main(args: argparse.Namespace) -> int:
                             motion=motion_from_args(args), poll=args.poll)]
     else:
         raise OperatorError("give --camera and --source, or --config")
-    d = Extractor("extractor", args, labels=CAMERA_LABELS)
-    relay = None
-    subscribers = Subscribers()
-    if args.publish:
-        pub = d.socket(zmq.XPUB, bind=args.publish, sndhwm=PUB_HWM, linger=1000)
-        relay = d.socket(zmq.PULL, bind=RELAY_ADDR, rcvhwm=RELAY_HWM, linger=0)
-        d.on(relay, lambda parts: pub.send_multipart(parts, copy=False))  # PUB never blocks: it drops at HWM
-        d.on(pub, subscribers.on_message)  # a camera's frames go out while someone wants them
+    d = Daemon("extractor", args, labels=CAMERA_LABELS)
+    d.stats_shape(per_camera)  # the --stats file per camera, as the supervisor and tools read it
+    ex = Extractor(d, args, services=config is not None)
+    if ex.pub is not None:
+        d.on(ex.relay, ex.on_relay)
+        d.on(ex.pub, ex.subscribers.on_message)  # a camera's frames go out while someone wants them
         if args.publish_wait > 0:
-            # for a recorder to mark every recorded camera as its own (a web console watching a
-            # camera subscribes to its frames, never to the marker, so it does not end the wait).
-            # Taken here, so the camera threads start knowing who is there
-            recorded = [s.name for s in specs if s.recorded]
-            deadline = time.monotonic() + args.publish_wait
-            while not all(map(subscribers.recorded, recorded)) and (left := deadline - time.monotonic()) > 0:
-                if pub.poll(int(left * 1000) + 1):
-                    subscribers.on_message(pub.recv_multipart(copy=False))
-            subscribed = all(map(subscribers.recorded, recorded))
-            d.log.info("recorder present" if subscribed else "no recorder yet; going on", publish=args.publish)
+            ex.wait_for_recorder(specs, args.publish_wait)
         if args.publish_enc != PASSTHROUGH and any(s.sampling.keyframes for s in specs):
             d.log.warning("with --keyframes, --publish carries key frames only; "
                           "--publish-enc passthrough records every frame without decoding")
-    def flush() -> None:
-        """Forward everything the camera threads have handed over (a stopped one's last frames)."""
-        while relay is not None and relay.poll(0):
-            pub.send_multipart(relay.recv_multipart(copy=False), copy=False)
-
-    cameras = Cameras(d, RELAY_ADDR if relay is not None else None, services=config is not None, flush=flush,
-                      subscribers=subscribers)
-    d.gauges(lambda: {"decode_fps": ("frames decoded a second, over the last few seconds", ("camera",),
-                                     cameras.decode_fps())})
-
-    def reload(cfg: Config | None) -> None:
-        if cfg is None:
-            d.log.info("nothing to reload: the camera comes from --camera/--source")
-            return
-        # a ConfigError (--cameras names one the new file lacks) is the skeleton's to log: the cameras stay
-        cameras.apply(specs_from_config(cfg, args))
-
-    d.on_reload(reload)
+    d.gauges(ex.gauges)
+    d.on_reload(ex.reload)
     d.log.info("extractor started", cameras=[s.name for s in specs], push=args.push, publish=args.publish,
                sampling={s.name: s.sampling.describe() for s in specs})
-    cameras.apply(specs, reloaded=False)
-
-    def cleanup() -> None:
-        cameras.stop_all()
-        flush()  # what the cameras handed over last (a file's final frames, its eos)
-
-    code = d.run(until=None if config is not None else cameras.all_finished, cleanup=cleanup)
+    ex.cameras.apply(specs, reloaded=False)
+    code = d.run(until=None if config is not None else ex.cameras.all_finished, cleanup=ex.close)
     d.log.info("extractor stopped", stats=d.stats(),
                process={k: v for k, v in d.counters.snapshot().items() if k not in CAMERA_LABELS})
-    if code == 0 and cameras.any_failed():  # or a file ended early: not all of it was read
+    if code == EXIT_OK and ex.cameras.any_failed():  # or a file ended early: not all of it was read
         return EXIT_SOURCE_FAILED
     return code
+
+
+class Extractor:
+    """The extractor's state: the publish socket and the relay the camera threads hand their
+    frames to it over, who subscribes to what (extractor.subscribers), and the camera threads."""
+
+    def __init__(self, d: Daemon, args: ExtractorSettings, services: bool) -> None:
+        self.d, self.args = d, args
+        self.subscribers = Subscribers()
+        self.pub: zmq.Socket | None = None
+        self.relay: zmq.Socket | None = None
+        if args.publish:
+            self.pub = d.socket(zmq.XPUB, bind=args.publish, sndhwm=PUB_HWM, linger=1000)
+            self.relay = d.socket(zmq.PULL, bind=RELAY_ADDR, rcvhwm=RELAY_HWM, linger=0)
+        self.cameras = Cameras(d, RELAY_ADDR if self.relay is not None else None, services=services,
+                               flush=self.flush, subscribers=self.subscribers)
+
+    def on_relay(self, parts: list[zmq.Frame]) -> None:
+        """A camera thread's frame (or packet) out on ``--publish``: PUB never blocks, it drops at HWM."""
+        self.pub.send_multipart(parts, copy=False)
+
+    def wait_for_recorder(self, specs: list[CameraSpec], within_s: float) -> None:
+        """Before the cameras start, up to ``within_s`` for a recorder to mark every recorded camera
+        as its own (a web console watching a camera subscribes to its frames, never to the marker,
+        so it does not end the wait): the camera threads then start knowing who is there."""
+        recorded = [s.name for s in specs if s.recorded]
+        subscribed = self.d.serve_until(lambda: all(map(self.subscribers.recorded, recorded)), within_s)
+        self.d.log.info("recorder present" if subscribed else "no recorder yet; going on", publish=self.args.publish)
+
+    def flush(self) -> None:
+        """Forward everything the camera threads have handed over (a stopped one's last frames)."""
+        while self.relay is not None and self.relay.poll(0):
+            self.pub.send_multipart(self.relay.recv_multipart(copy=False), copy=False)
+
+    def reload(self, cfg: Config | None) -> None:
+        if cfg is None:
+            self.d.log.info("nothing to reload: the camera comes from --camera/--source")
+            return
+        # a ConfigError (--cameras names one the new file lacks) is the skeleton's to log: the cameras stay
+        self.cameras.apply(specs_from_config(cfg, self.args))
+
+    def gauges(self) -> dict:
+        return {"decode_fps": ("frames decoded a second, over the last few seconds", ("camera",),
+                               self.cameras.decode_fps())}
+
+    def close(self) -> None:
+        self.cameras.stop_all()
+        self.flush()  # what the cameras handed over last (a file's final frames, its eos)
 
 
 class Cameras:
@@ -361,12 +280,8 @@ class Cameras:
             return {(name,): loop.fps_in for name, loop in self.loops.items()}
 
 
-def check(args: argparse.Namespace) -> None:
+def check(args: ExtractorSettings) -> None:
     """What camwire.cli and check-config judge before the daemon starts (ValueError: one line)."""
-    cameras = getattr(args, "_camera_given", None) or []
-    if len(cameras) > 1:  # one thread per camera name: last-wins would drop a camera without a word
-        raise ValueError(f"--camera given {len(cameras)} times ({', '.join(cameras)}): one extractor serves "
-                         "one camera from its flags; for several, use --config")
     sampling_from_args(args)
     if getattr(args, "motion_threshold", None) is not None:
         motion_from_args(args)

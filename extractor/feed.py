@@ -37,6 +37,7 @@ from typing import Any, Callable, Protocol
 import av
 
 from camwire.common import wire
+from camwire.common.camera_state import Reported
 from camwire.common.lifecycle import StopFlag, backoff_delay
 from camwire.common.logs import redact_url
 from camwire.extractor.emitter import CameraCounters, Emitter, FrameStep
@@ -65,7 +66,7 @@ class FeedCamera(Protocol):
     failed_retry: float
     publish_enc: str
     out: Emitter
-    state: str
+    state: Reported
     attempts: int  # failed rounds since the last frame
     last_error: str | None
 
@@ -74,7 +75,7 @@ class FeedCamera(Protocol):
 
     def use_seq(self, seq: int) -> None: ...
 
-    def set_state(self, state: str, reason: str | None = None, level: str = "warning",
+    def set_state(self, state: Reported, reason: str | None = None, level: str = "warning",
                   fresh: bool = False) -> None: ...
 
     def send_status(self, heartbeat: bool = False) -> None: ...

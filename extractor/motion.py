@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from camwire.common import wire
-from camwire.common.config import DETECT
+from camwire.common.settings.extractor import DETECT
 from camwire.common.geometry import Polygon, mask_image
 
 

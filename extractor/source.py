@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 import av
 import av.container
 
+
 OPEN_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 10.0
-STALL_S = 5.0  # a live stream with no video this long is offline, and reconnected
 MAX_LEAD_S = 60.0  # a stream ahead of (or behind) real time by more has jumped in its timeline: start afresh
 
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from camwire.common.geometry import Polygon
 from camwire.extractor.motion import MotionSettings
 from camwire.extractor.sampling import Sampling
-from camwire.extractor.source import OPEN_TIMEOUT_S, READ_TIMEOUT_S, STALL_S, is_file
+from camwire.common.settings.extractor import STALL_S
+from camwire.extractor.source import OPEN_TIMEOUT_S, READ_TIMEOUT_S, is_file
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ import av.container
 import av.video.stream
 
 from camwire.recorder.index import Index, Segment
+from camwire.common.daemon import EXIT_FAILED, EXIT_OK, EXIT_OPTIONS
 from camwire.recorder.segment import MS
 
 
@@ -127,7 +128,7 @@ def _packets(segments: list[Segment], root: Path, first: tuple[int, int],
 def main(args: argparse.Namespace) -> int:
     if args.end <= args.start:
         print("camwire clip: error: --end must be after --start", file=sys.stderr)
-        return 2
+        return EXIT_OPTIONS
     root = Path(args.dir)
     index = Index(root, readonly=True)
     try:
@@ -136,9 +137,9 @@ def main(args: argparse.Namespace) -> int:
         index.close()
     if not segments:
         print(f"camwire clip: error: nothing recorded for {args.camera!r} in that range", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     packets = write_clip(segments, root, args.start, args.end, out)
     print(f"wrote {out}: {packets} frames from {len(segments)} segment(s)")
-    return 0
+    return EXIT_OK

@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 import msgspec
 
+from camwire.common.settings.shared import KEEP_TYPES
 from camwire.common import wire
 from camwire.common.counters import Counters
 from camwire.common.logs import RepeatLimiter
@@ -46,7 +47,7 @@ from camwire.recorder.index import Index, Keep, Segment
 
 KEPT_DIR = "kept"
 # motion alone is too common to keep by default: a tree in the wind would fill the disk
-DEFAULT_KEEP_TYPES = ("object", "camera_covered")
+DEFAULT_KEEP_TYPES = KEEP_TYPES  # the settings' default
 
 
 class Keeper:

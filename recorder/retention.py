@@ -26,15 +26,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from camwire.common.settings import shared
 from camwire.common.counters import Counters
 from camwire.common.logs import RepeatLimiter
 from camwire.recorder.index import Index, Segment
 
-DAY_S = 86400.0
-DEFAULT_RETAIN_S = 7 * DAY_S
-DEFAULT_KEEP_RETAIN_S = 30 * DAY_S
-DEFAULT_MIN_FREE = 0.05
-DEFAULT_MAX_SKEW_S = DAY_S
+DAY_S = shared.DAY_S
+DEFAULT_RETAIN_S, DEFAULT_KEEP_RETAIN_S = shared.RETAIN_S, shared.KEEP_RETAIN_S  # the settings' defaults
+DEFAULT_MIN_FREE, DEFAULT_MAX_SKEW_S = shared.MIN_FREE, shared.MAX_SKEW_S
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from pathlib import Path
 import av
 import msgspec
 
+from camwire.common.settings import shared
 from camwire.common import pixels, wire
 from camwire.common.counters import Counters
 from camwire.common.logs import RepeatLimiter
@@ -56,15 +57,14 @@ from camwire.recorder.retention import DEFAULT_MAX_SKEW_S, Retention, capture_ti
 from camwire.recorder.segment import FrameSegment, PacketSegment, SegmentFile, segment_name
 
 WRITE_RETRY_S = 1.0  # after a failed write, how long a camera's frames are dropped before a new file is tried
-DEFAULT_MAX_CAMERAS = 256
-DEFAULT_MAX_SEGMENT_BYTES = 1 << 30  # 60 s of an 8K camera at 130 Mbit/s; a file is cut past this
+DEFAULT_MAX_CAMERAS, DEFAULT_MAX_SEGMENT_BYTES = shared.MAX_CAMERAS, shared.MAX_SEGMENT_BYTES  # the settings' defaults
 # what one open libx264 encoder (veryfast, zerolatency) holds per pixel of its frames, the frame
 # being converted included (25-31 bytes measured from 1080p to 20 MP; rounded up), and whatever
 # its size (0.9 MB measured for 64x48, its threads' stacks not counted)
 ENCODER_BYTES_PER_PIXEL = 32
 ENCODER_FIXED_BYTES = 1 << 20
 # one encoder of an 8K (or 36 MP) camera, or 23 of 1080p: more than one main loop feeds at 25 fps
-DEFAULT_ENCODE_MEMORY = 3 << 29
+DEFAULT_ENCODE_MEMORY = shared.ENCODE_MEMORY
 OVER_LIMIT = "*"  # the camera label for frames of cameras beyond --max-cameras (no real camera has it)
 WRITE_ERRORS = (av.error.FFmpegError, OSError, sqlite3.OperationalError)
 

@@ -4,18 +4,17 @@ SQLite in WAL mode, so a reader never blocks the sink; the WAL is checkpointed a
 so it stays a few pages long and is reused in place (a full disk does not stop status updates
 that need no new pages). Written every FLUSH_S (never per frame). Tables:
 
-- ``cameras``: ``state``, ``reason``, ``covered``, ``last_frame_ts`` (capture time of the newest
+- ``cameras``: ``state``, ``reason``, ``covered``, ``motion`` (1 while the motion events say
+  motion, sink.motion_state), ``last_frame_ts`` (capture time of the newest
   result, s), ``last_status_ts``, ``last_error`` (the extractor's latest), ``reconnects``,
   ``attempts`` (failed rounds since the last frame), ``fps_in`` (frames the extractor decodes a
-  second), ``fps_used`` (results the sink gets a second), ``results``, ``updated_ts``. ``state``:
-
-  - ``connecting``, ``online``, ``offline`` (``reason`` why), ``failed`` (the source cannot work as
-    configured; ``reason`` says why), ``stale`` (a polled feed that stopped changing; ``reason``
-    says for how many polls), ``ended`` (a file read to its end), as the extractor says;
-  - ``offline`` with reason ``extractor silent``: an online camera whose extractor sent nothing
-    (no result, no status) for the sink's ``--silent-after`` (sink.events);
-  - ``degraded``: online, but every result of the last FPS_WINDOW_S carried an ``error``
-    (``reason`` is the newest: a detector or model failing on every frame).
+  second), ``fps_used`` (results the sink gets a second), ``results``, ``updated_ts``. ``state``
+is the camera's state as common.camera_state defines it, from the sink's live record
+(sink.cameras): what the extractor said (``connecting``, ``online``, ``offline``, ``failed``,
+``stale``; ``ended`` with its Eos), unless the sink found it ``offline`` with reason ``extractor
+silent`` (sink.events: nothing for ``--silent-after``) or ``degraded`` (online, but every result
+of the last FPS_WINDOW_S carried an ``error``; ``reason`` is the newest: a detector or model
+failing on every frame). A covered camera stays ``online`` here, with ``covered`` 1.
 
   ``drops`` (JSON ``{"dropped/hwm": n, "skipped/no_motion": n}``): the frames its extractor did
   not send on, by why, as its latest status said.
@@ -44,11 +43,12 @@ from typing import Any
 
 import msgspec
 
+from camwire.sink.cameras import LiveCamera, LiveCameras
 from camwire.sink.store.disk import WriteErrors
-from camwire.sink.events import SILENT
 from camwire.sink.store.status_db import FLUSH_S, SCHEMA
 from camwire.common import database
 from camwire.common import wire
+from camwire.common.camera_state import WITH_REASON
 
 FPS_WINDOW_S = 5.0
 MAX_WORKERS = 4096  # as many as a ventilator reports; names beyond are not counted per worker
@@ -63,6 +63,7 @@ class CameraRow:
     state: str = "connecting"
     reason: str | None = None
     covered: int = 0
+    motion: int = 0
     last_frame_ts: float | None = None
     last_status_ts: float | None = None
     last_error: str | None = None
@@ -92,22 +93,21 @@ class _Window:
 
 
 @dataclass(slots=True)
-class _Source:
-    """What the camera's extractor last said, before silence and result errors are applied."""
+class StatusPart:
+    """What status.db keeps of a camera besides its live record: the row as last written, the window."""
 
-    state: str = "connecting"
-    reason: str | None = None
-    silent: bool = False
-    degraded: str | None = None  # the error every recent result carried
+    row: CameraRow
+    window: _Window
 
 
 class StatusBook:
-    """Kept in memory as messages come, written to ``path`` (None: memory only) by ``flush``."""
+    """Kept in memory as messages come, written to ``path`` (None: memory only) by ``flush``.
+    ``cameras``: the sink's live records (sink.cameras), whose state, covered and motion the rows show."""
 
-    def __init__(self, path: Path | None, errors: WriteErrors | None = None) -> None:
+    def __init__(self, path: Path | None, errors: WriteErrors | None = None, cameras: LiveCameras | None = None) -> None:
         self.path, self.errors = path, errors
         self.db: sqlite3.Connection | None = None
-        self.cameras: dict[str, CameraRow] = {}
+        self.cameras = cameras if cameras is not None else LiveCameras()
         self.workers: dict[str, dict[str, Any]] = {}  # name -> as the ventilator reported it
         self.workers_ts: float | None = None  # when it did
         self.worker_results: dict[str, int] = {}
@@ -115,8 +115,6 @@ class StatusBook:
         self.refused: dict[tuple[str, str, str], tuple[int, float]] = {}
         self._refused_dirty = False
         self.started_ts = time.time()
-        self._source: dict[str, _Source] = {}
-        self._window: dict[str, _Window] = {}
         self._dirty: set[str] = set()
         self._gone: set[str] = set()  # forgotten cameras: rows to delete at the next flush
         self._workers_dirty = False
@@ -141,69 +139,59 @@ class StatusBook:
 
     def forget(self, camera: str) -> None:
         """A camera the sink let go (common.admission: idle, not in the config): its row leaves
-        memory now and status.db at the next flush, so ``camwire status`` lists no invented names."""
-        if self.cameras.pop(camera, None) is None:
+        status.db at the next flush, so ``camwire status`` lists no invented names (the sink
+        drops its live record)."""
+        live = self.cameras.get(camera)
+        if live is None or live.parts.pop(StatusPart, None) is None:
             return
-        self._source.pop(camera, None)
-        self._window.pop(camera, None)
         self._dirty.discard(camera)
         if self.path is not None and len(self._gone) < MAX_GONE:
             self._gone.add(camera)
 
-    def row(self, camera: str) -> CameraRow:
-        if camera not in self.cameras:
+    def part(self, camera: str) -> tuple[LiveCamera, StatusPart]:
+        """The camera's live record and its row, made when first met; the row will be written."""
+        live = self.cameras.at(camera)
+        part = live.part(StatusPart)
+        if part is None:
             self._gone.discard(camera)
-            self.cameras[camera] = CameraRow(camera)
-            self._source[camera] = _Source()
-            self._window[camera] = _Window(time.monotonic())
+            part = live.attach(StatusPart(CameraRow(camera), _Window(time.monotonic())))
         self._dirty.add(camera)
-        return self.cameras[camera]
+        return live, part
+
+    def row(self, camera: str) -> CameraRow:
+        return self.part(camera)[1].row
 
     def on_status(self, msg: wire.Status) -> None:
         self.on_refused("extractor", msg.refused)
-        row = self.row(msg.camera)
-        src = self._source[msg.camera]
-        src.state, src.silent = msg.state, False
-        src.reason = (msg.reason or msg.last_error) if msg.state in ("offline", "failed", "stale") else None
+        live, part = self.part(msg.camera)
+        live.reported = msg.state
+        live.reported_reason = (msg.reason or msg.last_error) if msg.state in WITH_REASON else None
+        row = part.row
         row.last_status_ts = msg.ts_ns / 1e9
         row.last_error = msg.last_error or row.last_error
         row.reconnects, row.attempts = msg.reconnects, msg.attempts
         row.fps_in = msg.fps_in
         row.drops = json.dumps(msg.drops, sort_keys=True) if msg.drops else row.drops
-        self._derive(msg.camera)
 
     def on_eos(self, msg: wire.Eos) -> None:
-        row = self.row(msg.camera)
-        src = self._source[msg.camera]
-        if src.state != "failed":  # a failed source keeps saying why; a file ended early says so
-            src.state, src.reason = "ended", msg.reason
-        row.fps_in = msg.fps_in or row.fps_in
+        live, part = self.part(msg.camera)
+        live.move("eos", msg.reason)  # a failed source keeps saying why; a file ended early says so
+        part.row.fps_in = msg.fps_in or part.row.fps_in
         self._rate(msg.camera, time.monotonic(), partial=True)
-        self._derive(msg.camera)
 
-    def on_result(self, r: wire.Result, covered: bool) -> None:
+    def on_result(self, r: wire.Result) -> None:
+        """After sink.events took it: the record's ``covered`` and ``silent`` are as it left them."""
         if r.worker is not None and (r.worker in self.worker_results or len(self.worker_results) < MAX_WORKERS):
             self.worker_results[r.worker] = self.worker_results.get(r.worker, 0) + 1
             self._workers_dirty = True
-        row = self.row(r.camera)
+        _live, part = self.part(r.camera)
+        row = part.row
         row.results += 1
-        row.covered = int(covered)
         row.last_frame_ts = max(row.last_frame_ts or 0.0, r.ts_ns / 1e9)
-        w = self._window[r.camera]
+        w = part.window
         w.n += 1
         if r.error:
             w.errors, w.error = w.errors + 1, r.error
-        src = self._source[r.camera]
-        if src.silent:  # its extractor is back
-            src.silent = False
-            if src.state in ("connecting", "offline"):
-                src.state, src.reason = "online", None
-            self._derive(r.camera)
-
-    def on_silent(self, camera: str) -> None:
-        self.row(camera)
-        self._source[camera].silent = True
-        self._derive(camera)
 
     def on_refused(self, daemon: str, refused: list[wire.Refused]) -> None:
         """A daemon's failed handshakes (counts since it started), as it last reported them."""
@@ -222,38 +210,41 @@ class StatusBook:
         unserved: dict[str, dict[str, int]] = {}
         for u in msg.unserved:
             unserved.setdefault(u.camera, {})[u.detector] = u.frames
-        for camera, row in self.cameras.items():  # only cameras known already: the report is bounded by them
+        for camera, live in self.cameras.items():  # only cameras known already: the report is bounded by them
+            if (part := live.part(StatusPart)) is None:
+                continue
             wanted = unserved.get(camera, {})
             frames, names = sum(wanted.values()), ", ".join(sorted(wanted)) or None
-            if (row.unserved, row.unserved_detectors) != (frames, names):
-                row.unserved, row.unserved_detectors = frames, names
+            if (part.row.unserved, part.row.unserved_detectors) != (frames, names):
+                part.row.unserved, part.row.unserved_detectors = frames, names
                 self._dirty.add(camera)
 
-    def _derive(self, camera: str) -> None:
-        """The state shown: silence first, then result errors, then what the extractor said."""
-        row, src = self.cameras[camera], self._source[camera]
-        if src.silent:
-            row.state, row.reason = "offline", SILENT
-        elif src.state == "online" and src.degraded:
-            row.state, row.reason = "degraded", src.degraded
-        else:
-            row.state, row.reason = src.state, src.reason
-        self._dirty.add(camera)
+    def _show(self, live: LiveCamera, row: CameraRow) -> None:
+        """The row says what the live record says now (its state, silence and result errors
+        applied: LiveCamera.state); written at the next flush if that changed."""
+        shown = (live.state, live.reason, int(live.covered), int(live.motion))
+        if (row.state, row.reason, row.covered, row.motion) != shown:
+            row.state, row.reason, row.covered, row.motion = shown
+            self._dirty.add(live.name)
 
     def _rate(self, camera: str, now: float, partial: bool = False) -> None:
         """fps_used and ``degraded`` over the window; at the end of a stream, over what there is of it."""
-        w = self._window[camera]
+        live = self.cameras[camera]
+        part = live.part(StatusPart)
+        assert part is not None
+        w = part.window
         if now - w.start >= FPS_WINDOW_S or (partial and w.n and now - w.start >= 0.5):
-            src = self._source[camera]
-            self.cameras[camera].fps_used = round(w.n / (now - w.start), 2)
+            part.row.fps_used = round(w.n / (now - w.start), 2)
             if w.n:  # a window with no results says nothing either way
-                src.degraded = w.error if w.errors == w.n else None
-            self._window[camera] = _Window(now)
-            self._derive(camera)
+                live.degraded = w.error if w.errors == w.n else None
+            part.window = _Window(now)
+            self._dirty.add(camera)
+        self._show(live, part.row)
 
     def up(self) -> dict[str, int]:
         """1 for each camera online (covered or not), 0 for every other state."""
-        return {name: int(row.state == "online") for name, row in self.cameras.items()}
+        return {name: int(live.state == "online") for name, live in self.cameras.items()
+                if live.part(StatusPart) is not None}
 
     # -- what goes out ------------------------------------------------------------------------
 
@@ -262,8 +253,9 @@ class StatusBook:
         if not force and now < self._next_flush:
             return
         self._next_flush = now + FLUSH_S
-        for camera in self._window:
-            self._rate(camera, now)
+        for camera, live in self.cameras.items():
+            if live.part(StatusPart) is not None:
+                self._rate(camera, now)
         if self.path is None or (self.db is None and not self._connect()):
             return
         assert self.db is not None
@@ -272,7 +264,7 @@ class StatusBook:
             with self.db:
                 self.db.executemany("DELETE FROM cameras WHERE camera = ?", [(c,) for c in self._gone])
                 for camera in self._dirty:
-                    row = self.cameras[camera]
+                    row = self.cameras[camera].parts[StatusPart].row
                     row.updated_ts = wall
                     values = asdict(row)
                     self.db.execute(f"INSERT OR REPLACE INTO cameras ({', '.join(values)}) "

@@ -38,7 +38,6 @@ fold into ``other``). A message for a new name while the pool is full is counted
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -47,90 +46,38 @@ from urllib.parse import urlsplit
 
 import msgspec
 import zmq
-from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 
-from camwire.sink.camera_status import FLUSH_S, StatusBook
+from camwire.sink.camera_status import FLUSH_S, StatusBook, StatusPart
 from camwire.sink.store.disk import WriteErrors
 from camwire.sink.store.eventlog import EventLog
-from camwire.sink.events import Events
-from camwire.sink.outputs.homeassistant import DEFAULT_PREFIX, discovery_prefix
-from camwire.sink.outputs.kafka import POLL_EVERY_S as KAFKA_POLL_S, KafkaOutput, kafka_address, kafka_option
+from camwire.sink.cameras import LiveCameras
+from camwire.sink.events import Events, EventsPart
+from camwire.sink.outputs.kafka import POLL_EVERY_S as KAFKA_POLL_S, KafkaOutput, kafka_address
 from camwire.sink.ledger import FILE as LEDGER_FILE, Ledger
 from camwire.sink.motion_state import MotionStates
 from camwire.sink.outputs.mqtt import MqttOutput
 from camwire.sink.outputs.webhook import WebhookOutput, origin
 from camwire.sink.recording_state import TYPES as RECORDING_TYPES, RecordingStates
-from camwire.sink.rules import load_rules
+from camwire.common.rules import load_rules
 from camwire.sink.store.snapshots import SnapshotStore
 from camwire.sink.store.frames import Frames
 from camwire.sink.tracking import Snapshot, Tracking, areas_from_config
 from camwire.common import wire
-from camwire.common.admission import DEFAULT_IDLE_S, DEFAULT_POOL, LABELS as ADMISSION_LABELS, Admission
+from camwire.common.admission import LABELS as ADMISSION_LABELS, Admission
 from camwire.common.config import Config
 from camwire.common.daemon import Daemon
 from camwire.common.metrics import EVENT_LATENCY, RESULT_LATENCY
 from camwire.common.paths import name_list
-from camwire.common.units import duration, percent, positive, size
+from camwire.common.settings import RunSettings, SinkSettings
+from camwire.common.settings.sink import EVENTS_KEEP
 from camwire.common.upload import SINK_WHAT, Uploader, snapshot_parts
 
 PRUNE_EVERY_S = 60.0
 RELEASE_EVERY_S = 0.25  # held results past the reorder window's time bound go on this often
 CLOSE_DRAIN_ROUNDS = 100  # of the skeleton's bounded drains, at exit
 UPLOADED_EVERY_S = 0.2  # uploaded events are taken from the uploader's threads this often
-EVENTS_KEEP = 3  # rotated --events files kept beside the live one
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bind", required=True, metavar="ADDR", help="workers push results here")
-    p.add_argument("--events", required=True, metavar="PATH", help="append events here as JSON lines")
-    p.add_argument("--events-max-bytes", type=positive(size), default="100M", metavar="SIZE",
-                   help=f"rotate --events past this size (PATH.1 ... PATH.{EVENTS_KEEP} kept; default 100M)")
-    p.add_argument("--publish", metavar="ADDR", help="publish every event here for the recorder and other listeners (tcp://*:5558)")
-    p.add_argument("--publish-detections", metavar="ADDR",
-                   help="publish each frame's detections (boxes only) here for live views (tcp://*:5560)")
-    p.add_argument("--data-dir", metavar="DIR", help="save snapshots and status.db here")
-    p.add_argument("--snapshot-retain", type=positive(duration), default="7d", metavar="AGE",
-                   help="delete snapshots older than this (default 7d)")
-    p.add_argument("--snapshot-max-bytes", type=size, default="1G", metavar="SIZE",
-                   help="keep at most this much of snapshots, the oldest deleted first (default 1G)")
-    p.add_argument("--min-free", type=percent, default="5%", metavar="PCT",
-                   help="write no snapshot while less than this share of the disk is free (default 5%%)")
-    p.add_argument("--max-cameras", type=positive(int), default=DEFAULT_POOL, metavar="N",
-                   help=f"cameras not in --config remembered at once (default {DEFAULT_POOL}); messages about a new "
-                        "one past these are counted and dropped. The file's cameras always have a place")
-    p.add_argument("--camera-idle", type=positive(duration), default=DEFAULT_IDLE_S, metavar="DURATION",
-                   help=f"forget a camera not in --config after this long without a message (default "
-                        f"{DEFAULT_IDLE_S:g}s; never less than twice --silent-after), making room for another")
-    p.add_argument("--silent-after", type=positive(duration), default="15s", metavar="S",
-                   help="an online camera whose extractor sends nothing this long is offline (default 15s)")
-    p.add_argument("--cooldown", type=duration, default=1.0, metavar="S",
-                   help="no longer used: events are per tracked object (--update-every, --gone-after) and "
-                        "motion a start and an end; kept so files and scripts that set it still run")
-    p.add_argument("--gone-after", type=positive(duration), default="5s", metavar="S",
-                   help="a tracked object not seen for this much capture time ends (default 5s)")
-    p.add_argument("--update-every", type=duration, default="5s", metavar="S",
-                   help="at most one update per tracked object in this much capture time (default 5s)")
-    p.add_argument("--rules", metavar="FILE", help="per-camera event rules and schedules (TOML; see sink.rules)")
-    p.add_argument("--mqtt", metavar="URL",
-                   help="publish events to this broker: mqtt://[user:pass@]host[:port][/prefix]")
-    p.add_argument("--mqtt-discovery", type=discovery_prefix, default=DEFAULT_PREFIX, metavar="PREFIX",
-                   help="with --mqtt: Home Assistant's MQTT discovery under this prefix (default homeassistant; "
-                        "\"\" for none): per camera motion, a snapshot image, per label occupancy and a count")
-    p.add_argument("--webhook", metavar="URL", help="POST each event as JSON here (retried with backoff)")
-    p.add_argument("--webhook-retries", type=int, default=5, metavar="N",
-                   help="attempts after the first for an event the webhook did not take (5xx, 429, no answer)")
-    p.add_argument("--kafka", metavar="HOST:PORT/TOPIC",
-                   help="produce each event as JSON to this Kafka topic, keyed by camera (sink.outputs.kafka)")
-    p.add_argument("--kafka-option", type=kafka_option, action="append", metavar="KEY=VALUE",
-                   help="with --kafka: a librdkafka setting (security.protocol=SASL_SSL, sasl.mechanism, "
-                        "sasl.username, sasl.password, ssl.ca.location); repeatable")
-    p.add_argument("--exit-when-drained", metavar="CAMERAS",
-                   help="comma-separated cameras: exit once each has ended and all its results are in")
-    p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
-
-
-def check(args: argparse.Namespace) -> None:
+def check(args: SinkSettings | RunSettings) -> None:
     """What the sink would refuse, judged before it starts (camwire.cli, check-config, a reload):
     an address without a transport, a ``--rules`` file that does not load, an ``--mqtt`` URL
     of another form. ValueError naming the flag; reads the rules file, opens no socket.
@@ -160,7 +107,7 @@ def check(args: argparse.Namespace) -> None:
                          "live there)")
 
 
-def _upload(args: argparse.Namespace) -> Any:
+def _upload(args: SinkSettings | RunSettings) -> Any:
     """The file's [upload] when it asks the sink for something (snapshots, frames), else None."""
     cfg = getattr(args, "config", None)
     upload = cfg.parts.get("upload") if cfg is not None else None
@@ -180,14 +127,16 @@ _json = msgspec.json.Encoder()
 class Sink:
     """Everything the sink knows and writes; ``handle`` takes one message off the PULL socket."""
 
-    def __init__(self, d: Daemon, args: argparse.Namespace, rules: Any) -> None:
+    def __init__(self, d: Daemon, args: SinkSettings, rules: Any) -> None:
         self.d, self.args, self.log = d, args, d.log
         self.errors = WriteErrors(d.counters, d.repeats)
         # what the events told, in ledger.db: a restart neither repeats an event nor reuses an id
         self.ledger = Ledger(Path(args.data_dir) / LEDGER_FILE if args.data_dir else None, self.errors)
+        # each camera's one live record: events, status.db, motion and the recorder's pause share it
+        self.cameras = LiveCameras()
         self.events = Events(rules=rules, counters=d.counters, ledger=self.ledger,
                              max_cameras=sys.maxsize,  # common.admission bounds the cameras, before Events
-                             silent_after_s=args.silent_after)
+                             silent_after_s=args.silent_after, cameras=self.cameras)
         data_dir = Path(args.data_dir) if args.data_dir else None
         upload = _upload(args)  # [upload]: common.upload
         if upload and not data_dir:
@@ -198,10 +147,10 @@ class Sink:
                                  update_every_s=args.update_every,
                                  areas=areas_from_config(getattr(args, "config", None)),
                                  sightings="frames" in self.what)
-        self.motion = MotionStates(self.events.ids, d.counters, self.ledger)
-        self.recording = RecordingStates(self.ledger, d.counters)  # the recorder's pauses
+        self.motion = MotionStates(self.events.ids, d.counters, self.ledger, self.cameras)
+        self.recording = RecordingStates(self.ledger, d.counters, self.cameras)  # the recorder's pauses
         self.eventlog = EventLog(Path(args.events), self.errors, args.events_max_bytes, EVENTS_KEEP)
-        self.book = StatusBook(data_dir / "status.db" if data_dir else None, self.errors)
+        self.book = StatusBook(data_dir / "status.db" if data_dir else None, self.errors, self.cameras)
         self.snapshots = (SnapshotStore(data_dir / "snapshots", d.counters, self.errors, args.snapshot_retain,
                                         args.snapshot_max_bytes, args.min_free) if data_dir else None)
         self.outputs: list[Any] = []
@@ -283,7 +232,7 @@ class Sink:
         self.emit_objects(self.tracking.on_result(r, jpeg, time.monotonic()))
         if self.boxes is not None:
             self.boxes.send(wire.pack(self.tracking.unmasked(r)))
-        self.book.on_result(r, self.events.camera(r.camera).covered)
+        self.book.on_result(r)
         self.finish_if_drained(r.camera)
 
     def finish_if_drained(self, camera: str) -> None:
@@ -350,7 +299,6 @@ class Sink:
     def tick(self) -> None:
         """Every FLUSH_S: cameras gone silent, idle ones forgotten, then status.db."""
         for event in self.events.silence_check():
-            self.book.on_silent(event.camera)
             self.emit(event, None)
         if gone := self.admission.expire(time.monotonic()):  # one line, however many a flood left behind
             for camera in gone:
@@ -377,10 +325,8 @@ class Sink:
         objects end, and nothing the sink holds in memory for it stays (what the events told
         stays in the ledger, so a camera heard of again tells no change twice)."""
         self.emit_objects(self.tracking.forget(camera))
-        self.events.cameras.pop(camera, None)
-        self.motion.forget(camera)
-        self.recording.forget(camera)
-        self.book.forget(camera)
+        self.book.forget(camera)  # its row leaves status.db
+        self.cameras.pop(camera, None)
         for output in self.outputs:
             if isinstance(output, MqttOutput):
                 output.forget(camera)
@@ -442,14 +388,14 @@ class Sink:
 
     def gauges(self) -> dict:
         snap = self.snapshots
-        return {"cameras": ("cameras the sink knows", (), {(): len(self.events.cameras)}),
+        return {"cameras": ("cameras the sink knows", (), {(): len(self.cameras)}),
                 "snapshot_bytes": ("bytes of snapshots kept", (), {(): snap.bytes if snap else 0})}
 
     def stats_extra(self) -> dict[str, Any]:
         return {"uptime_s": round(time.monotonic() - self.started, 3),
-                "cameras": {name: {"online": c.online, "covered": c.covered, "results": c.results,
-                                   "state": self.book.cameras[name].state if name in self.book.cameras else None}
-                            for name, c in self.events.cameras.items()}}
+                "cameras": {name: {"online": c.online, "covered": live.covered, "results": c.results,
+                                   "state": live.state if live.part(StatusPart) is not None else None}
+                            for name, live in self.cameras.items() if (c := live.part(EventsPart)) is not None}}
 
 
 class CameraUp:
@@ -474,7 +420,7 @@ def _bytes(frame: Any) -> bytes:
     return frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: SinkSettings) -> int:
     rules = load_rules(args.rules) if args.rules else args.config.rules if args.config else None
     d = Daemon("sink", args, LABELS)
     sink = Sink(d, args, rules)
@@ -489,7 +435,7 @@ def main(args: argparse.Namespace) -> int:
     d.on_reload(sink.reload)
     d.gauges(sink.gauges)
     d.stats_extra(sink.stats_extra)
-    REGISTRY.register(CameraUp(sink.book))
+    d.collector(CameraUp(sink.book))  # camwire_camera_up: not one of camwire_sink_*
     d.log.info("sink started", bind=args.bind, events=args.events, publish=args.publish, mqtt=args.mqtt,
                webhook=origin(args.webhook) if args.webhook else None, data_dir=args.data_dir)
     code = d.run(until=sink.drained, cleanup=sink.close)

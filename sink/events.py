@@ -26,6 +26,8 @@ Results of one camera may arrive out of order from different workers; a result o
 already seen (by capture time, which, unlike seq, an extractor restart does not send
 back to 0) does not move the covered state back.
 
+The camera's record is the sink's live one (sink.cameras): covered and silent are kept there,
+where status.db reads them; the rest of what the events need is its :class:`EventsPart`.
 At most ``max_cameras`` cameras are remembered: messages about more are counted
 (``unknown_cameras``) and ignored, so a sender inventing names cannot grow the sink's memory.
 """
@@ -37,27 +39,27 @@ from dataclasses import dataclass
 
 import msgspec
 
+from camwire.sink.cameras import LiveCamera, LiveCameras
 from camwire.sink.ledger import Ledger
-from camwire.sink.rules import Rules
+from camwire.common.rules import Rules
 from camwire.common import wire
+from camwire.common.camera_state import ONLINE, SILENT
 from camwire.common.counters import Counters
 from camwire.common.ids import event_id
 
-SILENT = "extractor silent"
-
 
 @dataclass(slots=True)
-class CameraState:
+class EventsPart:
+    """What the events keep of a camera besides its live record's ``covered`` and ``silent``."""
+
     last_ts_ns: int = -1  # capture time of the newest result: unlike seq, it never goes back on a restart
-    covered: bool = False
-    run: int = 0  # consecutive frames disagreeing with ``covered``
+    run: int = 0  # consecutive frames disagreeing with the record's ``covered``
     online: bool | None = None
     results: int = 0
     expected: int | None = None  # set by eos: results the sink will get in all
     failed: bool = False  # the extractor said the source cannot work as configured
     ended: bool = False  # eos came: silence is expected from now on
     heard: float = 0.0  # monotonic time of the last result or status
-    silent: bool = False  # taken offline by silence_check, not by its extractor
 
 
 class CameraTold(msgspec.Struct):
@@ -98,46 +100,53 @@ class EventIds:
 
 class Events:
     def __init__(self, rules: Rules | None = None, counters: Counters | None = None,
-                 max_cameras: int = 1000, silent_after_s: float = 15.0, ledger: Ledger | None = None) -> None:
+                 max_cameras: int = 1000, silent_after_s: float = 15.0, ledger: Ledger | None = None,
+                 cameras: LiveCameras | None = None) -> None:
         self.rules = rules or Rules()
         self.counters = counters if counters is not None else Counters()
         self.max_cameras = max_cameras
         self.silent_after_s = silent_after_s
-        self.cameras: dict[str, CameraState] = {}
+        self.cameras = cameras if cameras is not None else LiveCameras()  # the sink's live records, shared
         self.ledger = ledger if ledger is not None else Ledger(None)
         self.ids = EventIds(ledger)
 
     def admit(self, name: str) -> bool:
         """True for a camera already known or one there is room for; the rest are counted."""
-        if name in self.cameras:
+        live = self.cameras.get(name)
+        if live is not None and live.part(EventsPart) is not None:
             return True
-        if len(self.cameras) >= self.max_cameras:
+        if live is None and len(self.cameras) >= self.max_cameras:
             self.counters.add("unknown_cameras")
             return False
-        self.cameras[name] = self._restored(name)
+        self._restore(self.cameras.at(name))
         return True
 
-    def _restored(self, name: str) -> CameraState:
+    def _restore(self, live: LiveCamera) -> None:
         """A camera met now: with what the events told of it before (a restart, or forgotten while idle)."""
-        told = self.ledger.recall(name, "camera", CameraTold) or CameraTold()
-        return CameraState(heard=time.monotonic(), online=told.online, covered=told.covered, failed=told.failed,
-                           silent=told.silent)
+        told = self.ledger.recall(live.name, "camera", CameraTold) or CameraTold()
+        live.covered, live.silent = told.covered, told.silent
+        live.attach(EventsPart(heard=time.monotonic(), online=told.online, failed=told.failed))
 
-    def camera(self, name: str) -> CameraState:
-        if name not in self.cameras:
-            self.admit(name)
-        return self.cameras.get(name) or CameraState()
+    def camera(self, name: str) -> tuple[LiveCamera, EventsPart]:
+        """The camera's live record and its events part; for a camera not admitted, ones kept nowhere."""
+        if not self.admit(name):
+            return LiveCamera(name), EventsPart()
+        live = self.cameras[name]
+        part = live.part(EventsPart)
+        assert part is not None  # admit attached it
+        return live, part
 
     def on_result(self, r: wire.Result, now: float | None = None) -> list[wire.Event]:
-        cam = self.camera(r.camera)
+        live, cam = self.camera(r.camera)
         cam.heard = time.monotonic() if now is None else now
         cam.results += 1
         self.counters.add("results", r.camera)
         if r.error:
             self.counters.add("result_errors", r.camera)
         events: list[wire.Event] = []
-        if cam.silent:  # its extractor speaks again
-            cam.silent = False
+        if live.silent:  # its extractor speaks again, and streams
+            live.silent = False
+            live.move("back")
             if cam.online is False:
                 cam.online = True
                 events.append(self._event("camera_online", r.camera, r.ts_ns))
@@ -146,29 +155,29 @@ class Events:
         cam.last_ts_ns = max(cam.last_ts_ns, r.ts_ns)
         flags = r.flags
         if flags.covered is not None and fresh:
-            if flags.covered != cam.covered:
+            if flags.covered != live.covered:
                 cam.run += 1
                 if cam.run >= flags.covered_after:
-                    cam.covered, cam.run = not cam.covered, 0
-                    events.append(self._event("camera_covered" if cam.covered else "camera_uncovered", r.camera,
+                    live.covered, cam.run = not live.covered, 0
+                    events.append(self._event("camera_covered" if live.covered else "camera_uncovered", r.camera,
                                               r.ts_ns, r, scene=flags.scene))
             else:
                 cam.run = 0
         return events  # detections are tracked objects: sink.tracking
 
     def on_status(self, s: wire.Status, now: float | None = None) -> list[wire.Event]:
-        cam = self.camera(s.camera)
+        live, cam = self.camera(s.camera)
         cam.heard = time.monotonic() if now is None else now
-        cam.silent = False
+        live.silent = False
         was_failed, cam.failed = cam.failed, s.state == "failed"
-        if s.state == "connecting":
+        online = ONLINE[s.state]
+        if online is None:
             return []  # not yet known either way
         if cam.failed:  # the source cannot work as configured: said once, not at every retry
             cam.online = False
             if was_failed:
                 return []
             return [self._event("camera_failed", s.camera, s.ts_ns, reason=s.reason or s.last_error or "failed")]
-        online = s.state == "online"
         if cam.online == online:
             return []
         cam.online = online
@@ -183,24 +192,27 @@ class Events:
         return [self._event("camera_offline", s.camera, s.ts_ns, reason=reason)]
 
     def on_eos(self, e: wire.Eos) -> None:
-        cam = self.camera(e.camera)
+        _live, cam = self.camera(e.camera)
         cam.ended = True
         cam.expected = e.results if e.results is not None else e.sent
 
     def silence_check(self, now: float | None = None) -> list[wire.Event]:
         """``camera_offline`` (reason ``extractor silent``) for each online camera not heard from
-        for ``silent_after_s``; ``now`` is monotonic."""
+        for ``silent_after_s``; ``now`` is monotonic. The live record says ``silent`` from then on."""
         now = time.monotonic() if now is None else now
         out = []
-        for name, cam in self.cameras.items():
-            if cam.online and not cam.ended and not cam.silent and now - cam.heard >= self.silent_after_s:
-                cam.silent, cam.online = True, False
+        for name, live in self.cameras.items():
+            cam = live.part(EventsPart)
+            if (cam is not None and cam.online and not cam.ended and not live.silent
+                    and now - cam.heard >= self.silent_after_s):
+                live.silent, cam.online = True, False
                 out.append(self._event("camera_offline", name, time.time_ns(), reason=SILENT))
         return out
 
     def drained(self, camera: str) -> bool:
         """Every result of an ended camera is in, or its source failed and it ended."""
-        cam = self.cameras.get(camera)
+        live = self.cameras.get(camera)
+        cam = live.part(EventsPart) if live is not None else None
         if cam is None or not cam.ended:
             return False
         return cam.failed or cam.expected is None or cam.results >= cam.expected
@@ -210,9 +222,10 @@ class Events:
                scene: str | None = None) -> wire.Event:
         """Called once the camera's state has changed: the state is kept with the event (sink.ledger)."""
         self.counters.add("events", etype)
-        cam = self.cameras.get(camera)
-        if cam is not None:
-            self.ledger.keep(camera, "camera", CameraTold(cam.online, cam.covered, cam.failed, cam.silent))
+        live = self.cameras.get(camera)
+        cam = live.part(EventsPart) if live is not None else None
+        if live is not None and cam is not None:
+            self.ledger.keep(camera, "camera", CameraTold(cam.online, live.covered, cam.failed, live.silent))
         return wire.Event(id=self.ids(ts_ns, camera, etype), type=etype, camera=camera, ts=ts_ns / 1e9,
                           seq=r.seq if r is not None else None, detections=list(detections or []),
                           worker=r.worker if r is not None else None, detector=r.detector if r is not None else None,

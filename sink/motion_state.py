@@ -19,7 +19,8 @@ one camera may arrive out of order, and the repeats arrive again and again. Here
   that came while it was down still ends the stretch it had started.
 
 Events carry the moving boxes (``detections`` labelled ``motion``) of the frame where motion
-started. Pure logic, no sockets: the sink calls ``on_motion`` (sink.daemon).
+started. The state told is the camera's live record's ``motion`` (sink.cameras), which status.db
+shows. Pure logic, no sockets: the sink calls ``on_motion`` (sink.daemon).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Callable
 
 import msgspec
 
+from camwire.sink.cameras import LiveCameras
 from camwire.sink.ledger import Ledger
 from camwire.common import wire
 from camwire.common.counters import Counters
@@ -38,13 +40,14 @@ MAX_CAMERAS = 10_000  # the sink's own --max-cameras bounds the cameras it admit
 
 
 @dataclass(slots=True)
-class CameraMotion:
-    active: bool = False
+class MotionPart:
+    """What the motion state keeps of a camera besides its live record's ``motion``."""
+
     newest_ns: int = -1  # capture time of the newest message applied
 
 
 class MotionTold(msgspec.Struct):
-    """A camera's CameraMotion as the ledger keeps it."""
+    """A camera's motion as the ledger keeps it: the record's ``motion`` and its MotionPart."""
 
     active: bool
     newest_ns: int
@@ -55,30 +58,29 @@ class MotionStates:
     makes event ids (sink.events.EventIds: unique with the sink's other events)."""
 
     def __init__(self, ids: Callable[[int, str, str], str], counters: Counters | None = None,
-                 ledger: Ledger | None = None) -> None:
+                 ledger: Ledger | None = None, cameras: LiveCameras | None = None) -> None:
         self.ids = ids
         self.counters = counters if counters is not None else Counters()
         self.ledger = ledger if ledger is not None else Ledger(None)
-        self.cameras: dict[str, CameraMotion] = {}
+        self.cameras = cameras if cameras is not None else LiveCameras()  # the sink's live records, shared
 
     def on_motion(self, m: wire.Motion) -> list[wire.Event]:
         events = self._apply(m)
         if events:  # kept before they leave (the sink commits the ledger first)
-            cam = self.cameras[m.camera]
-            self.ledger.keep(m.camera, "motion", MotionTold(cam.active, cam.newest_ns))
+            live = self.cameras[m.camera]
+            self.ledger.keep(m.camera, "motion", MotionTold(live.motion, live.parts[MotionPart].newest_ns))
         return events
 
-    def forget(self, camera: str) -> None:
-        """The sink no longer holds the camera (idle): what was told stays in the ledger."""
-        self.cameras.pop(camera, None)
-
     def _apply(self, m: wire.Motion) -> list[wire.Event]:
-        cam = self.cameras.get(m.camera)
-        if cam is None:
-            if len(self.cameras) >= MAX_CAMERAS:
+        live = self.cameras.get(m.camera)
+        cam = live.part(MotionPart) if live is not None else None
+        if live is None or cam is None:
+            if live is None and len(self.cameras) >= MAX_CAMERAS:
                 return []
+            live = self.cameras.at(m.camera)
             told = self.ledger.recall(m.camera, "motion", MotionTold)
-            cam = self.cameras[m.camera] = CameraMotion(told.active, told.newest_ns) if told else CameraMotion()
+            live.motion = told.active if told else False
+            cam = live.attach(MotionPart(told.newest_ns if told else -1))
             if told is None and not m.active:  # off already when we came: nothing to tell
                 cam.newest_ns = m.ts_ns
                 return []
@@ -87,22 +89,22 @@ class MotionStates:
             return []
         cam.newest_ns = m.ts_ns
         if m.active:
-            if cam.active:
+            if live.motion:
                 return []  # two starts without an end between: the end was lost, the state is on
-            cam.active = True
+            live.motion = True
             return [self._event(START, m, m.ts_ns)]
         events = []
-        if not cam.active:  # its start is late or lost: the whole stretch, as it was
+        if not live.motion:  # its start is late or lost: the whole stretch, as it was
             started = m.started_ns if m.started_ns is not None else m.ts_ns
             events.append(self._event(START, m, min(started, m.ts_ns)))
-        cam.active = False
+        live.motion = False
         events.append(self._event(END, m, m.ts_ns))
         return events
 
     def ended(self, camera: str) -> bool:
         """Whether the camera's motion is off (or was never heard of)."""
-        cam = self.cameras.get(camera)
-        return cam is None or not cam.active
+        live = self.cameras.get(camera)
+        return live is None or not live.motion
 
     def _event(self, etype: str, m: wire.Motion, ts_ns: int) -> wire.Event:
         self.counters.add("events", etype)

@@ -15,10 +15,11 @@ Here, per camera:
   ``recorder_events/<type>/repeated`` and not emitted; one older than the newest applied,
   ``stale``.
 
-The sink admits the camera first (common.admission, as for any message about a camera), and
-forgets it here when it forgets it; MAX_CAMERAS bounds the memory all the same (messages about
-more are counted ``dropped``). Pure logic: the sink emits what :meth:`RecordingStates.on_event`
-returns.
+The state told is the camera's live record's ``recording_paused`` (sink.cameras), the rest its
+RecordingTold part. The sink admits the camera first (common.admission, as for any message
+about a camera), and drops its record when it forgets it; MAX_CAMERAS bounds the memory all the
+same (messages about more are counted ``dropped``). Pure logic: the sink emits what
+:meth:`RecordingStates.on_event` returns.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 import msgspec
 
+from camwire.sink.cameras import LiveCameras
 from camwire.sink.ledger import FILE, Ledger, read_told
 from camwire.common import wire
 from camwire.common.counters import Counters
@@ -47,22 +49,25 @@ class RecordingTold(msgspec.Struct):
 
 
 class RecordingStates:
-    def __init__(self, ledger: Ledger | None = None, counters: Counters | None = None) -> None:
+    def __init__(self, ledger: Ledger | None = None, counters: Counters | None = None,
+                 cameras: LiveCameras | None = None) -> None:
         self.ledger = ledger if ledger is not None else Ledger(None)
         self.counters = counters if counters is not None else Counters()
-        self.cameras: dict[str, RecordingTold] = {}
+        self.cameras = cameras if cameras is not None else LiveCameras()  # the sink's live records, shared
 
     def on_event(self, e: wire.Event) -> list[wire.Event]:
         """The event to emit (``e`` itself), or none when it tells nothing new."""
         if e.type not in TYPES:
             raise ValueError(f"not a recorder pause event: {e.type}")
-        told = self.cameras.get(e.camera)
-        if told is None:
-            if len(self.cameras) >= MAX_CAMERAS:
+        live = self.cameras.get(e.camera)
+        told = live.part(RecordingTold) if live is not None else None
+        if live is None or told is None:
+            if live is None and len(self.cameras) >= MAX_CAMERAS:
                 self.counters.add("recorder_events", e.type, "dropped")
                 return []
-            told = self.ledger.recall(e.camera, WHAT, RecordingTold) or RecordingTold(False, -1.0, 0.0)
-            self.cameras[e.camera] = told
+            live = self.cameras.at(e.camera)
+            told = live.attach(self.ledger.recall(e.camera, WHAT, RecordingTold) or RecordingTold(False, -1.0, 0.0))
+            live.recording_paused = told.paused
         if e.ts <= told.ts:
             self.counters.add("recorder_events", e.type, "stale")
             return []
@@ -72,13 +77,10 @@ class RecordingStates:
             self.counters.add("recorder_events", e.type, "repeated")
             return []
         told.paused, told.since, told.reason, told.event_id = paused, e.ts, e.reason, e.id
+        live.recording_paused = paused
         self.ledger.keep(e.camera, WHAT, told)
         self.counters.add("recorder_events", e.type, "emitted")
         return [e]
-
-    def forget(self, camera: str) -> None:
-        """The sink no longer holds the camera (idle): its state stays in the ledger, recalled if it comes back."""
-        self.cameras.pop(camera, None)
 
 
 def paused_cameras(data_dir: Path) -> list[dict[str, Any]]:

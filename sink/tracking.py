@@ -4,7 +4,7 @@ Pure logic, no sockets or files (the sink writes what comes out). In: the result
 receives (wire.Result, with the JPEG of the frame when a worker found something), in any order.
 Out: ``(wire.Event, Snapshot | None)`` pairs; the event is ``type = "object"`` with a ``phase``:
 
-- ``start``: a track seen ``min_frames`` times (the camera's rule, sink.rules);
+- ``start``: a track seen ``min_frames`` times (the camera's rule, common.rules);
 - ``update``: its label, top score, zones or best snapshot changed, at most one per
   ``update_every_s`` of capture time per object (changes in between are folded into the next);
 - ``end``: not seen in the camera's frames for ``gone_s`` of capture time, or its camera ended,
@@ -53,7 +53,7 @@ import msgspec
 import numpy as np
 
 from camwire.sink.reorder import DEFAULT_MAX_WAIT_S, DEFAULT_WINDOW, Reorder
-from camwire.sink.rules import Rules
+from camwire.common.rules import Rules
 from camwire.common import wire
 from camwire.common.counters import Counters
 from camwire.common.geometry import Polygon, bottom_centre, contains, zones_of

@@ -179,7 +179,7 @@ def zctx():
 class Pipeline:
     """Addresses for one ventilator + sink on TCP loopback, and the commands to start the rest."""
 
-    def __init__(self, daemons: Daemons, zctx: zmq.Context, tmp: Path, cooldown: float = 1.0,
+    def __init__(self, daemons: Daemons, zctx: zmq.Context, tmp: Path,
                  until: str | None = None, heartbeat_timeout: float = 2.0, sink_args: tuple[str, ...] = (),
                  vent_args: tuple[str, ...] = ()) -> None:
         self.d = daemons
@@ -187,7 +187,7 @@ class Pipeline:
         self.events_file = tmp / "events.jsonl"
         self.data_dir = tmp / "data"
         sink = ["sink", "--bind", self.results, "--events", str(self.events_file), "--publish", self.events_pub,
-                "--data-dir", str(self.data_dir), "--cooldown", str(cooldown)]
+                "--data-dir", str(self.data_dir)]
         if until:
             sink += ["--exit-when-drained", until]
         daemons.start("sink", *sink, *sink_args)

@@ -228,7 +228,9 @@ def _camera_list(c: Console) -> list[dict[str, Any]]:
     names = list(dict.fromkeys([*(cfg.cameras if cfg else ()), *by_name]))
     seen = c.hub.cameras_seen()
     stale = sink is None or time.time() - (sink.get("updated_ts") or 0) > STALE_AFTER_S
-    motion = c.index.motion_states()
+    # each camera's motion as the sink holds it (status.db); worked out from the events file
+    # only where the sink writes no status
+    motion = c.index.motion_states() if any(by_name.get(n, {}).get("motion") is None for n in names) else {}
     out = []
     for name in names:
         row = by_name.get(name, {})
@@ -237,7 +239,8 @@ def _camera_list(c: Console) -> list[dict[str, Any]]:
         state = row.get("state") or "unknown"
         out.append({
             "camera": name, "state": state, "reason": row.get("reason"), "covered": bool(row.get("covered")),
-            "motion": motion.get(name, False), "fps_in": row.get("fps_in") or 0.0, "fps_used": row.get("fps_used") or 0.0,
+            "motion": bool(row["motion"]) if row.get("motion") is not None else motion.get(name, False),
+            "fps_in": row.get("fps_in") or 0.0, "fps_used": row.get("fps_used") or 0.0,
             "last_frame_ts": row.get("last_frame_ts"), "last_error": row.get("last_error"),
             "reconnects": row.get("reconnects") or 0, "status_stale": stale,
             "live": c.live_possible,

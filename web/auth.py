@@ -48,15 +48,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def network(text: str) -> Network:
-    """A trusted proxy's address or network (``10.0.0.1``, ``10.0.0.0/24``, ``fd00::/8``);
-    ValueError naming it (web.door believes X-Forwarded-For only from these)."""
-    try:
-        return ipaddress.ip_network(text.strip(), strict=False)
-    except ValueError:
-        raise ValueError(f"an address or network like 10.0.0.1 or 10.0.0.0/24, not {text!r}") from None
-
-
 def check_bind(bind: str, token: str | None) -> None:
     """Refuse (ValueError naming the flags) a console reachable from other hosts without a token."""
     if not is_loopback(bind) and not token:

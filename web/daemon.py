@@ -22,7 +22,6 @@ daemon on this host started with the same ``--config``) takes the new cameras, z
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import signal
@@ -39,8 +38,10 @@ from camwire.common.daemon import Daemon
 from camwire.common.env import expand
 from camwire.common.logs import RepeatLimiter
 from camwire.common.sockets import OperatorError, check_addresses
-from camwire.common.units import duration, positive, size
-from camwire.web.auth import Auth, check_bind, network
+from camwire.common.settings import WebSettings
+from camwire.common.settings.web import TOKEN_ENV
+from camwire.common.settings.values import network
+from camwire.web.auth import Auth, check_bind
 
 # aiohttp, OpenCV and the console's own modules are imported by main(): every daemon judging the
 # whole file builds this parser, and none of them should load a web server to do it
@@ -51,54 +52,12 @@ SUBSCRIBE_EVERY_S = 0.2  # how soon a new viewer's camera starts to flow
 PEER_CHECK_S = 5.0
 LABELS = {"live": ("what",), "refused": ("reason",), "logins": ("outcome",), "api_reloads": ("outcome",),
           "cut_off": ("reason",)}
-TOKEN_ENV = "CAMWIRE_WEB_TOKEN"
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
-                   help="the address the console listens on: this host only by default; another needs a token")
-    p.add_argument("--port", type=int, default=8080, metavar="PORT", help="the console's HTTP port (default 8080)")
-    p.add_argument("--token", metavar="TOKEN",
-                   help="the password for the console and every change made through it; put it in the file as "
-                        f"[web] token = \"${{{TOKEN_ENV}}}\" (or the environment's {TOKEN_ENV}), not on a command line")
-    p.add_argument("--data-dir", metavar="DIR", help="the sink's --data-dir: status.db and snapshots")
-    p.add_argument("--events", metavar="PATH", help="the sink's --events file, followed for the events page")
-    p.add_argument("--recordings", metavar="DIR", help="the recorder's --dir: recordings and kept clips")
-    p.add_argument("--subscribe", action="append", metavar="ADDR",
-                   help="an extractor's --publish, for live views; repeat for more")
-    p.add_argument("--detections", metavar="ADDR", help="the sink's --publish-detections, for boxes on live views")
-    p.add_argument("--cache-max-bytes", type=size, default="1G", metavar="SIZE",
-                   help="MP4s remuxed for the browser are kept up to this much (default 1G)")
-    p.add_argument("--header-timeout", type=positive(duration), default="10s", metavar="S",
-                   help="a request's headers must be in within this of its first byte, or the connection is cut")
-    p.add_argument("--body-timeout", type=positive(duration), default="10s", metavar="S",
-                   help="a request's body must be in within this of its headers, or it is answered 408")
-    p.add_argument("--max-connections", type=positive(int), metavar="N",
-                   help="connections open at once, from everyone (default: 4096, or fewer where the limit "
-                        "on open files is lower: a quarter of it is kept for files and sockets)")
-    p.add_argument("--max-connections-per-address", type=positive(int), default=64, metavar="N",
-                   help="connections open at once from one address (requests in flight, behind a trusted proxy)")
-    p.add_argument("--trusted-proxy", action="append", type=proxy, metavar="ADDR",
-                   help="a reverse proxy's address or network: only from it is X-Forwarded-For believed (the "
-                        "client is its rightmost hop that is not a trusted proxy); repeat for more")
-    p.add_argument("--stats", metavar="PATH", help="write counters as JSON here at exit")
-
-
-def proxy(text: str) -> str:
-    """A --trusted-proxy as given, checked: an address or a network."""
-    try:
-        network(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def token_of(args: argparse.Namespace) -> str | None:
+def token_of(args: WebSettings) -> str | None:
     token = args.token or os.environ.get(TOKEN_ENV) or None
     return expand(token, "--token") if token else None
 
 
-def check(args: argparse.Namespace) -> None:
+def check(args: WebSettings) -> None:
     """What the console would refuse, judged before it starts (check-config, a reload)."""
     check_addresses(args, "subscribe", "detections")
     if not 0 < (args.port or 0) < 65536:
@@ -187,129 +146,170 @@ class Http:
             self.loop.close()
 
 
-def main(args: argparse.Namespace) -> int:
-    from camwire.recorder.catalog import kept_ids
-    from camwire.web import recordings
-    from camwire.web.api import Console, make_app
-    from camwire.web.door import Door, Limits, connection_cap, raise_fd_limit
-    from camwire.web.events_index import EventIndex
-    from camwire.web.live import LiveHub
-
+def main(args: WebSettings) -> int:
     token = token_of(args)
     check_bind(args.bind, token)
     d = Daemon("web", args, LABELS)
-    cfg_now: list[Config | None] = [d.config]
-    hub = LiveHub(zones=lambda camera: dict(cfg_now[0].cameras[camera].zones)
-                  if cfg_now[0] is not None and camera in cfg_now[0].cameras else {})
-    data_dir = Path(args.data_dir) if args.data_dir else None
-    rec_dir = Path(args.recordings) if args.recordings else None
-    kept_now: list[set[str]] = [set()]  # the recorder's kept clips, read again with each events poll
-    events = Path(args.events or "events.jsonl")
-    index = EventIndex(events, data_dir or events.parent,
-                       kept=(lambda event_id: event_id in kept_now[0]) if rec_dir else None)
-    auth = Auth(token)
-    clips = recordings.ClipCache(_cache_dir(data_dir), args.cache_max_bytes) if rec_dir else None
-    fd_limit = raise_fd_limit()
-    total = connection_cap(args.max_connections, fd_limit)
-    if args.max_connections is not None and total < args.max_connections:
-        d.log.warning("--max-connections is more than the limit on open files allows; lowered",
-                      asked=args.max_connections, max_connections=total, fd_limit=fd_limit)
-    http_repeats = RepeatLimiter(d.log)  # the HTTP thread's own: one line a minute per reason
-
-    def note(counter: str, reason: str, client: str) -> None:
-        d.counters.add(counter, reason)
-        http_repeats(f"{counter}:{reason}", "an HTTP client was refused or cut off", reason=reason, client=client)
-
-    door = Door(Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
-                       per_address=args.max_connections_per_address, total=total,
-                       trusted=tuple(network(t) for t in args.trusted_proxy or ())), note)
-
-    def reload_all() -> dict[str, Any]:
-        if cfg_now[0] is None:
-            raise OSError("started without --config: there is no file to reload")
-        from camwire.cli import load_full
-        load_full(cfg_now[0].path, running="web")  # ConfigError with its line: nothing is signalled
-        return {"signalled": signal_daemons(cfg_now[0].path)}
-
-    console = Console(hub=hub, index=index, auth=auth, data_dir=data_dir, recordings=rec_dir, clips=clips,
-                      reload=reload_all, config=lambda: cfg_now[0], live_possible=bool(args.subscribe),
-                      counters=d.counters, bind=args.bind, door=door)
-    http = Http(make_app(console), door, args.bind, args.port)
-
-    peers = []
-    frames = boxes = None
-    if args.subscribe:
-        frames = d.socket(zmq.SUB, rcvhwm=SUB_HWM, linger=0)
-        d.on(frames, lambda parts: on_frame(hub, parts))
-        peers.append(d.peer_watch(frames, args.subscribe, SERVER_OF["subscribe"]))
-    if args.detections:
-        boxes = d.socket(zmq.SUB, rcvhwm=64, linger=0)
-        d.on(boxes, lambda parts: on_result(hub, parts))
-        peers.append(d.peer_watch(boxes, args.detections, SERVER_OF["detections"]))
-    subscribed: set[str] = set()
-
-    def follow_viewers() -> None:
-        """Subscribe to the cameras someone watches now, and only those."""
-        want = hub.wanted()
-        for camera in want - subscribed:
-            for sock, kind in ((frames, wire.FrameHeader), (boxes, wire.Result)):
-                if sock is not None:
-                    sock.setsockopt(zmq.SUBSCRIBE, wire.camera_topic(kind, camera))
-        for camera in subscribed - want:
-            for sock, kind in ((frames, wire.FrameHeader), (boxes, wire.Result)):
-                if sock is not None:
-                    sock.setsockopt(zmq.UNSUBSCRIBE, wire.camera_topic(kind, camera))
-        subscribed.clear()
-        subscribed.update(want)
-
-    def follow_events() -> threading.Thread:
-        """The events file and the kept clips, read on a thread of their own: a big backlog at
-        start never holds up the sockets (a live view's packets would pile up and be lost)."""
-        def loop() -> None:
-            while not d.stop.is_set():
-                if rec_dir is not None:
-                    kept_now[0] = kept_ids(rec_dir)
-                if not index.poll():
-                    d.stop.wait(POLL_EVENTS_S)
-        return threading.Thread(target=loop, name="events", daemon=True)
-
-    d.every(SUBSCRIBE_EVERY_S, follow_viewers)
-    d.watch("events", follow_events)
-    d.every(PEER_CHECK_S, lambda: [p.check() for p in peers])
-
-    def reload(cfg: Config | None) -> None:
-        if cfg is None:
-            return
-        cfg_now[0] = cfg
-        new = cfg.sections.get("web", {}).get("token")
-        auth.set_token(expand(new, "--token") if new else token_of(args))
-        d.log.info("web console reloaded", cameras=len(cfg.cameras), auth_required=auth.required)
-
-    d.on_reload(reload)
+    web = WebConsole(d, args, token)
+    if web.frames is not None:
+        d.on(web.frames, web.on_frame)
+    if web.boxes is not None:
+        d.on(web.boxes, web.on_result)
+    d.every(SUBSCRIBE_EVERY_S, web.follow_viewers)
+    d.watch("events", web.events_thread)
+    d.every(PEER_CHECK_S, web.check_peers)
+    d.on_reload(web.reload)
     d.reloadable = {"token"}
-    d.gauges(lambda: {"viewers": ("live viewers connected now", (), {(): hub.viewer_count()}),
-                      "connections": ("HTTP connections open now", (), {(): door.open_now}),
-                      "requests_in_flight": ("HTTP requests being answered now", (), {(): door.in_flight})})
-    d.stats_extra(lambda: {"live": hub.counters_snapshot()})
-    d.watch("http", http.thread, fatal=True)
-
-    def cleanup() -> None:
-        http.stop(d.unwatch("http"))
-        events_thread = d.unwatch("events")
-        if events_thread is not None:
-            events_thread.join(5.0)  # it sees the stop flag within POLL_EVENTS_S
-        for p in peers:
-            p.close()
-        index.close()
-
-    d.log.info("web console started", url=f"http://{args.bind}:{http.port}/", auth_required=auth.required,
-               max_connections=total, max_connections_per_address=args.max_connections_per_address,
-               fd_limit=fd_limit, trusted_proxies=args.trusted_proxy or [],
+    d.gauges(web.gauges)
+    d.stats_extra(web.stats_extra)
+    d.watch("http", web.http.thread, fatal=True)
+    d.log.info("web console started", url=f"http://{args.bind}:{web.http.port}/", auth_required=web.auth.required,
+               max_connections=web.max_connections, max_connections_per_address=args.max_connections_per_address,
+               fd_limit=web.fd_limit, trusted_proxies=args.trusted_proxy or [],
                subscribe=args.subscribe, detections=args.detections, events=args.events, data_dir=args.data_dir,
                recordings=args.recordings)
-    code = d.run(cleanup=cleanup)
+    code = d.run(cleanup=web.close)
     d.log.info("web console stopped", stats=d.stats())
     return code
+
+
+class WebConsole:
+    """The console's state: the running config, the live hub (web.live), the events index and the
+    recorder's kept clips, the HTTP server and its door, and the two SUBs; its methods are the
+    SUBs' handlers, the timers, the events thread, the reload and the close."""
+
+    def __init__(self, d: Daemon, args: WebSettings, token: str | None) -> None:
+        from camwire.web import recordings
+        from camwire.web.api import Console, make_app
+        from camwire.web.door import Door, Limits, connection_cap, raise_fd_limit
+        from camwire.web.events_index import EventIndex
+        from camwire.web.live import LiveHub
+
+        self.d, self.args = d, args
+        self.config: Config | None = d.config  # the running one: a reload takes the new
+        self.hub = LiveHub(zones=self.zones)
+        self.data_dir = Path(args.data_dir) if args.data_dir else None
+        self.rec_dir = Path(args.recordings) if args.recordings else None
+        self.kept: set[str] = set()  # the recorder's kept clips, read again with each events poll
+        events = Path(args.events or "events.jsonl")
+        self.index = EventIndex(events, self.data_dir or events.parent,
+                                kept=self.is_kept if self.rec_dir else None)
+        self.auth = Auth(token)
+        clips = recordings.ClipCache(_cache_dir(self.data_dir), args.cache_max_bytes) if self.rec_dir else None
+        self.fd_limit = raise_fd_limit()
+        self.max_connections = connection_cap(args.max_connections, self.fd_limit)
+        if args.max_connections is not None and self.max_connections < args.max_connections:
+            d.log.warning("--max-connections is more than the limit on open files allows; lowered",
+                          asked=args.max_connections, max_connections=self.max_connections, fd_limit=self.fd_limit)
+        self.http_repeats = RepeatLimiter(d.log)  # the HTTP thread's own: one line a minute per reason
+        self.door = Door(Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                                per_address=args.max_connections_per_address, total=self.max_connections,
+                                trusted=tuple(network(t) for t in args.trusted_proxy or ())), self.note)
+        console = Console(hub=self.hub, index=self.index, auth=self.auth, data_dir=self.data_dir,
+                          recordings=self.rec_dir, clips=clips, reload=self.reload_all, config=self.running_config,
+                          live_possible=bool(args.subscribe), counters=d.counters, bind=args.bind, door=self.door)
+        self.http = Http(make_app(console), self.door, args.bind, args.port)
+        self.peers = []
+        self.frames: zmq.Socket | None = None
+        self.boxes: zmq.Socket | None = None
+        if args.subscribe:
+            self.frames = d.socket(zmq.SUB, rcvhwm=SUB_HWM, linger=0)
+            self.peers.append(d.peer_watch(self.frames, args.subscribe, SERVER_OF["subscribe"]))
+        if args.detections:
+            self.boxes = d.socket(zmq.SUB, rcvhwm=64, linger=0)
+            self.peers.append(d.peer_watch(self.boxes, args.detections, SERVER_OF["detections"]))
+        self.subscribed: set[str] = set()
+
+    # -- what the HTTP side asks (from its own thread) --------------------------------------------
+
+    def running_config(self) -> Config | None:
+        return self.config
+
+    def zones(self, camera: str) -> dict:
+        """A camera's zones in the running config, drawn on its live view."""
+        cfg = self.config
+        return dict(cfg.cameras[camera].zones) if cfg is not None and camera in cfg.cameras else {}
+
+    def is_kept(self, event_id: str) -> bool:
+        return event_id in self.kept
+
+    def note(self, counter: str, reason: str, client: str) -> None:
+        """The door's: a client refused or cut off, counted and logged (once a minute per reason)."""
+        self.d.counters.add(counter, reason)
+        self.http_repeats(f"{counter}:{reason}", "an HTTP client was refused or cut off", reason=reason, client=client)
+
+    def reload_all(self) -> dict[str, Any]:
+        """``POST /api/reload``: the file checked whole, then every daemon started with it signalled."""
+        if self.config is None:
+            raise OSError("started without --config: there is no file to reload")
+        self.args.config_loader(self.config.path)  # judged whole (ConfigError with its line): nothing is signalled
+        return {"signalled": signal_daemons(self.config.path)}
+
+    # -- the loop's --------------------------------------------------------------------------------
+
+    def on_frame(self, parts: list[zmq.Frame]) -> None:
+        """One message of the frames SUB: a watched camera's frame (its Status/Eos are not subscribed to)."""
+        self.hub.on_frame([p.buffer for p in parts])
+
+    def on_result(self, parts: list[zmq.Frame]) -> None:
+        """One message of the detections SUB: a watched camera's result (boxes only)."""
+        self.hub.on_result(wire.single([p.buffer for p in parts], wire.Result))
+
+    def follow_viewers(self) -> None:
+        """Subscribe to the cameras someone watches now, and only those."""
+        want = self.hub.wanted()
+        for camera in want - self.subscribed:
+            for sock, kind in ((self.frames, wire.FrameHeader), (self.boxes, wire.Result)):
+                if sock is not None:
+                    sock.setsockopt(zmq.SUBSCRIBE, wire.camera_topic(kind, camera))
+        for camera in self.subscribed - want:
+            for sock, kind in ((self.frames, wire.FrameHeader), (self.boxes, wire.Result)):
+                if sock is not None:
+                    sock.setsockopt(zmq.UNSUBSCRIBE, wire.camera_topic(kind, camera))
+        self.subscribed = want
+
+    def events_thread(self) -> threading.Thread:
+        """The events file and the kept clips, read on a thread of their own: a big backlog at
+        start never holds up the sockets (a live view's packets would pile up and be lost)."""
+        return threading.Thread(target=self._follow_events, name="events", daemon=True)
+
+    def _follow_events(self) -> None:
+        from camwire.recorder.catalog import kept_ids
+
+        while not self.d.stop.is_set():
+            if self.rec_dir is not None:
+                self.kept = kept_ids(self.rec_dir)
+            if not self.index.poll():
+                self.d.stop.wait(POLL_EVENTS_S)
+
+    def check_peers(self) -> None:
+        for p in self.peers:
+            p.check()
+
+    def reload(self, cfg: Config | None) -> None:
+        if cfg is None:
+            return
+        self.config = cfg
+        new = cfg.sections.get("web", {}).get("token")
+        self.auth.set_token(expand(new, "--token") if new else token_of(self.args))
+        self.d.log.info("web console reloaded", cameras=len(cfg.cameras), auth_required=self.auth.required)
+
+    def gauges(self) -> dict:
+        return {"viewers": ("live viewers connected now", (), {(): self.hub.viewer_count()}),
+                "connections": ("HTTP connections open now", (), {(): self.door.open_now}),
+                "requests_in_flight": ("HTTP requests being answered now", (), {(): self.door.in_flight})}
+
+    def stats_extra(self) -> dict[str, Any]:
+        return {"live": self.hub.counters_snapshot()}
+
+    def close(self) -> None:
+        self.http.stop(self.d.unwatch("http"))
+        events_thread = self.d.unwatch("events")
+        if events_thread is not None:
+            events_thread.join(5.0)  # it sees the stop flag within POLL_EVENTS_S
+        for p in self.peers:
+            p.close()
+        self.index.close()
 
 
 def _cache_dir(data_dir: Path | None) -> Path:
@@ -319,12 +319,3 @@ def _cache_dir(data_dir: Path | None) -> Path:
         return data_dir / "web-cache"
     import tempfile
     return Path(tempfile.mkdtemp(prefix="camwire-web-"))
-
-
-def on_frame(hub: Any, parts: list[zmq.Frame]) -> None:
-    """One message of the frames SUB: a watched camera's frame (its Status/Eos are not subscribed to)."""
-    hub.on_frame([p.buffer for p in parts])
-
-
-def on_result(hub: Any, parts: list[zmq.Frame]) -> None:
-    hub.on_result(wire.single([p.buffer for p in parts], wire.Result))

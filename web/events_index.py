@@ -32,8 +32,9 @@ from urllib.parse import quote
 import msgspec
 
 from camwire.common import wire
+from camwire.common.settings.sink import EVENTS_KEEP
 
-ROTATED = 3  # sink.daemon's EVENTS_KEEP: <path>.1 .. <path>.3
+ROTATED = EVENTS_KEEP  # the sink's rotated files: <path>.1 .. <path>.3
 MAX_LIMIT = 500
 MAX_LINE = 1 << 20  # a "line" with no newline in this many bytes is garbage, skipped
 CHUNK = 1 << 20  # bytes read at a time, at least; at most 4 of them (the lock is held while they go in)
@@ -293,7 +294,8 @@ class EventIndex:
         return {"taken": self.taken, "malformed": self.malformed, "rows": self._rows}
 
     def motion_states(self) -> dict[str, bool]:
-        """Each camera's motion now, as its newest motion_start or motion_end says."""
+        """Each camera's motion now, as its newest motion_start or motion_end says: for a camera
+        the sink writes no status row of (status.db's ``motion`` is the sink's own, web.api)."""
         with self.lock:
             rows = self.db.execute("SELECT camera, type, MAX(ts) FROM events WHERE type IN "
                                    "('motion_start', 'motion_end') GROUP BY camera").fetchall()

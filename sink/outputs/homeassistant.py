@@ -25,29 +25,18 @@ configs and the counts, in case the broker lost its retained messages.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from dataclasses import dataclass, field
 
 from camwire.common import wire
 
-DEFAULT_PREFIX = "homeassistant"
 MAX_LABELS = 256  # per camera: a detector inventing labels cannot grow the entities without bound
 ON, OFF = "ON", "OFF"
 AVAILABLE, NOT_AVAILABLE = "online", "offline"  # as sink.outputs.mqtt publishes <prefix>/available
 
 Message = tuple[str, str | bytes]  # (topic, payload), retained
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-def discovery_prefix(text: str) -> str:
-    """argparse type of ``--mqtt-discovery``: a topic to publish under (no ``+``, ``#``, empty level),
-    or ``""``: no discovery."""
-    prefix = text.strip("/")
-    if text and (not prefix or any(c in prefix for c in "+#\0") or "//" in prefix):
-        raise argparse.ArgumentTypeError(f"a topic prefix like homeassistant, or \"\" for none, not {text!r}")
-    return prefix
 
 
 def slug(name: str) -> str:

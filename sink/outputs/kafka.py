@@ -21,7 +21,6 @@ override the defaults here; their values are masked in logs where the key names 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 from typing import Any
@@ -65,19 +64,6 @@ def kafka_address(text: str) -> tuple[str, str]:
         raise ValueError(f"--kafka: host:port/topic (several host:port comma-separated), like "
                          f"127.0.0.1:9092/camwire-events, not {text!r}")
     return servers, topic
-
-
-def kafka_option(text: str) -> tuple[str, str]:
-    """``--kafka-option KEY=VALUE`` -> (key, value): argparse's type, so a bad one is refused
-    before the sink starts (with the key only: the value may be a password)."""
-    key, eq, value = str(text).partition("=")
-    key = key.strip()
-    if not eq or not re.fullmatch(r"[a-z0-9._]+", key):
-        raise argparse.ArgumentTypeError(f"KEY=VALUE with a librdkafka setting as KEY (security.protocol=SASL_SSL), "
-                                         f"not {re.match(r'[a-z0-9._]*', key)[0][:60] or '(nothing)'}=...")
-    if key == "bootstrap.servers":
-        raise argparse.ArgumentTypeError("bootstrap.servers comes from --kafka host:port/topic")
-    return key, value
 
 
 def shown(options: dict[str, Any]) -> dict[str, Any]:

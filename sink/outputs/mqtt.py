@@ -1,11 +1,11 @@
-"""Where the sink sends events besides its JSON lines and PUB socket: MQTT and an HTTP webhook.
+"""The sink's MQTT output (the webhook is sink.outputs.webhook, Kafka sink.outputs.kafka).
 
-Both get an event as a common.wire.Event and the JSON the sink wrote for it (``body``: the
+Each output gets an event as a common.wire.Event and the JSON the sink wrote for it (``body``: the
 same bytes as its ``--events`` line), so every output says exactly the same thing.
 
 - MQTT (paho-mqtt): each event as JSON on ``<prefix>/<camera>/<event type>`` (QoS 1), and the
-  camera's state, retained, on ``<prefix>/<camera>/state`` (``online``, ``offline``, ``covered``),
-  as Home Assistant and NVR users expect, and its motion, retained, on ``<prefix>/<camera>/motion``
+  camera's state, retained, on ``<prefix>/<camera>/state`` (``online``, ``offline``, ``failed``,
+  ``covered``: common.camera_state.EVENT_STATE), as Home Assistant and NVR users expect, and its motion, retained, on ``<prefix>/<camera>/motion``
   (``ON`` at ``motion_start``, ``OFF`` at ``motion_end``), and its recording, retained, on
   ``<prefix>/<camera>/recording`` (``paused`` at ``recording_paused``, ``recording`` at
   ``recording_resumed``: the recorder's, sink.recording_state); ``<prefix>/available`` is
@@ -16,34 +16,27 @@ same bytes as its ``--events`` line), so every output says exactly the same thin
   ``<prefix>/<camera>/snapshot``. Those are sent only
   while connected, and all again after each connect (a snapshot made while the broker is away
   is not sent: the next one is), so a long outage queues no pictures.
-- Webhook: each event POSTed as JSON from a background thread; a failed delivery (connection
-  error, 5xx, 429) is retried with backoff, ``retries`` times, then counted as failed. A 4xx is
-  not retried. At shutdown what is queued is still sent, for up to ``drain_s`` seconds.
-Neither ever holds up the sink: each has its own thread and a bounded queue (counted when full).
+It never holds up the sink: its own thread (paho's) and a bounded queue, counted when full.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
-from camwire.sink.outputs.homeassistant import Discovery
+from camwire.sink.outputs.homeassistant import AVAILABLE, NOT_AVAILABLE, Discovery
 from camwire.sink.store.snapshots import written_for
 from camwire.common import wire
+from camwire.common.camera_state import EVENT_STATE
 from camwire.common.counters import Counters
-from camwire.common.logs import RepeatLimiter, redact_url
+from camwire.common.logs import redact_url
 
 QUEUE_MAX = 10_000
-STATE_OF = {"camera_online": "online", "camera_offline": "offline", "camera_failed": "failed", "camera_covered": "covered",
-            "camera_uncovered": "online"}
 MOTION_OF = {"motion_start": "ON", "motion_end": "OFF"}  # <prefix>/<camera>/motion, as Home Assistant reads it
 RECORDING_OF = {"recording_paused": "paused", "recording_resumed": "recording"}  # <prefix>/<camera>/recording
 
@@ -83,7 +76,7 @@ class MqttOutput:
         if parts.username:
             self.client.username_pw_set(unquote(parts.username), unquote(parts.password or "") or None)
         self.client.max_queued_messages_set(QUEUE_MAX)
-        self.client.will_set(f"{self.prefix}/available", "offline", qos=1, retain=True)
+        self.client.will_set(f"{self.prefix}/available", NOT_AVAILABLE, qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.connect_async(parts.hostname, parts.port or 1883)
@@ -95,7 +88,7 @@ class MqttOutput:
             self.log.warning("mqtt connect refused", reason=str(reason))
             return
         self.log.info("mqtt connected")
-        client.publish(f"{self.prefix}/available", "online", qos=1, retain=True)
+        client.publish(f"{self.prefix}/available", AVAILABLE, qos=1, retain=True)
         if self.ha is not None:
             with self._ha_lock:
                 for topic, payload in self.ha.everything():
@@ -108,7 +101,7 @@ class MqttOutput:
 
     def send(self, event: wire.Event, body: bytes) -> None:
         self._publish(f"{self.prefix}/{event.camera}/{event.type}", body, retain=False)
-        if (state := STATE_OF.get(event.type)) is not None:
+        if (state := EVENT_STATE.get(event.type)) is not None:
             self._publish(f"{self.prefix}/{event.camera}/state", state, retain=True)
         if (motion := MOTION_OF.get(event.type)) is not None:
             self._publish(f"{self.prefix}/{event.camera}/motion", motion, retain=True)
@@ -155,7 +148,7 @@ class MqttOutput:
             except (RuntimeError, ValueError):
                 pass  # not sent: counted as published, lost with the connection
         if self.client.is_connected():
-            self.client.publish(f"{self.prefix}/available", "offline", qos=1, retain=True).wait_for_publish(
+            self.client.publish(f"{self.prefix}/available", NOT_AVAILABLE, qos=1, retain=True).wait_for_publish(
                 timeout=max(0.1, deadline - time.monotonic()))
         self.client.disconnect()
         self.client.loop_stop()

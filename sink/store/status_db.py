@@ -17,7 +17,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS cameras (
     camera TEXT PRIMARY KEY, state TEXT, reason TEXT, covered INTEGER, last_frame_ts REAL,
     last_status_ts REAL, last_error TEXT, reconnects INTEGER, fps_in REAL, fps_used REAL,
-    results INTEGER, updated_ts REAL, attempts INTEGER, unserved INTEGER, unserved_detectors TEXT, drops TEXT);
+    results INTEGER, updated_ts REAL, attempts INTEGER, unserved INTEGER, unserved_detectors TEXT, drops TEXT,
+    motion INTEGER);
 CREATE TABLE IF NOT EXISTS workers (
     name TEXT PRIMARY KEY, credits INTEGER, in_flight INTEGER, dispatched INTEGER, completed INTEGER,
     leaving INTEGER, updated_ts REAL, results INTEGER, detector TEXT);

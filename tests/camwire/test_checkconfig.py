@@ -3,7 +3,6 @@ and the daemon started with that file refuses to start with the same line and ex
 
 from __future__ import annotations
 
-import ast
 import os
 import subprocess
 import sys

@@ -99,10 +99,10 @@ def test_secrets_come_from_env_and_dotenv_and_are_masked(tmp_path: Path) -> None
 def test_flags_on_the_command_line_override_the_file(tmp_path: Path) -> None:
     path = tmp_path / "camwire.toml"
     path.write_text('[sockets]\nresults = "tcp://127.0.0.1:5557"\nevents = "tcp://127.0.0.1:5558"\n'
-                    'frames = "tcp://127.0.0.1:5559"\n\n[sink]\nevents = "file.jsonl"\ncooldown = 3.0\n\n'
+                    'frames = "tcp://127.0.0.1:5559"\n\n[sink]\nevents = "file.jsonl"\ngone_after = 3.0\n\n'
                     '[recorder]\ndir = "ring"\nmax_bytes = "2G"\n')
-    args = parse(["sink", "--config", str(path), "--cooldown", "0.5"])
-    assert (args.bind, args.events, args.cooldown) == ("tcp://127.0.0.1:5557", "file.jsonl", 0.5)
+    args = parse(["sink", "--config", str(path), "--gone-after", "0.5"])
+    assert (args.bind, args.events, args.gone_after) == ("tcp://127.0.0.1:5557", "file.jsonl", 0.5)
     args = parse(["recorder", "--config", str(path)])
     assert args.subscribe == ["tcp://127.0.0.1:5559"] and args.max_bytes == 2 * 1024 ** 3
     args = parse(["recorder", "--config", str(path), "--subscribe", "tcp://10.0.0.2:5559"])
@@ -121,7 +121,7 @@ def increasing(seqs: list[int]) -> bool:
 
 def test_one_extractor_serves_three_cameras_and_reloads(pipeline_factory, daemons, zctx, long_clip: Path,
                                                         tmp_path: Path) -> None:
-    p = pipeline_factory(cooldown=0.0)
+    p = pipeline_factory()
     p.worker("worker-1", "covered")
     frames = tcp()
     path = tmp_path / "camwire.toml"

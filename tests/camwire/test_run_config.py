@@ -41,7 +41,7 @@ def run(tmp: Path, *argv: str) -> subprocess.Popen:
 
 def test_run_config_delivers_events_of_two_cameras_over_mqtt(tmp_path: Path, broker: int, sample_clip: Path) -> None:
     cfg = tmp_path / "camwire.toml"
-    cfg.write_text(f'[sink]\nmqtt = "mqtt://127.0.0.1:{broker}/camwire"\ncooldown = "0s"\n\n'
+    cfg.write_text(f'[sink]\nmqtt = "mqtt://127.0.0.1:{broker}/camwire"\n\n'
                    '[classifier]\ndetector = "covered"\n\n[run]\nworkers = 1\n\n'
                    f'[cameras.one]\nurl = "{sample_clip}"\nevery = 5\n\n'
                    f'[cameras.two]\nurl = "{sample_clip}"\nevery = 5\n')

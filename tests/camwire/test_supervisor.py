@@ -98,10 +98,10 @@ def test_children_stop_when_run_is_killed(tmp_path: Path, sample_clip: Path) -> 
 def test_sighup_is_passed_on_and_every_daemon_reloads(tmp_path: Path, sample_clip: Path) -> None:
     """SIGHUP to ``camwire run`` (systemd's ExecReload) does not stop it: each child reloads
     through its skeleton (its reloads counter, in its metrics) and none is restarted."""
-    ports = {"sink": free_port(), "ventilator": free_port(), "worker": free_port(), "extractor": free_port()}
+    ports = {"sink": free_port(), "ventilator": free_port(), "classifier": free_port(), "extractor": free_port()}
     cfg = tmp_path / "camwire.toml"
     cfg.write_text(f'[sink]\nmetrics_port = {ports["sink"]}\n\n[ventilator]\nmetrics_port = {ports["ventilator"]}\n\n'
-                   f'[classifier]\ndetector = "covered"\nmetrics_port = {ports["worker"] - 1}\n\n'  # worker 1: +1
+                   f'[classifier]\ndetector = "covered"\nmetrics_port = {ports["classifier"] - 1}\n\n'  # classifier-1: +1
                    f'[extractor]\nmetrics_port = {ports["extractor"]}\n\n[run]\nworkers = 1\n\n'
                    f'[cameras.cam]\nurl = "{sample_clip}"\nrealtime = true\n')
     stats = tmp_path / "stats.json"

@@ -143,7 +143,7 @@ def test_worker_batches_frames_from_several_cameras(pipeline_factory, daemons, s
     boxes in each camera's own pixels."""
     rows = v8_rows((320, 320, 100, 50, 1, 0.9), classes=3)
     model = build_model(tmp_path / "m.onnx", rows, names=NAMES)
-    p = pipeline_factory(until="a,b", cooldown=0.0)
+    p = pipeline_factory(until="a,b")
     p.worker("worker-1", f"onnx:{model}", "--batch", "4", "--batch-wait", "200ms")
     p.extractor("a", str(sample_clip))
     p.extractor("b", str(sample_clip))

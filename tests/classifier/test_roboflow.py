@@ -105,7 +105,7 @@ def test_class_filter_and_key_from_dotenv(server, monkeypatch, tmp_path: Path) -
 def test_worker_process_survives_an_outage(pipeline_factory, daemons, server, sample_clip: Path,
                                            monkeypatch) -> None:
     monkeypatch.setenv("ROBOFLOW_API_KEY", KEY)  # the worker inherits it, as from a unit's EnvironmentFile
-    p = pipeline_factory(cooldown=0.0)
+    p = pipeline_factory()
     p.worker("worker-1", "roboflow:people/2", "--api-url", server.url, "--infer-timeout", "1",
              "--batch", "2", "--concurrency", "2")
     p.extractor("cam", str(sample_clip), extra=("--realtime",))

@@ -183,7 +183,8 @@ def test_a_cameras_detector_comes_from_the_file_and_route_flags_override_it(tmp_
 
     import pytest
 
-    from camwire.classifier.ventilator import route, routes_of
+    from camwire.classifier.ventilator import routes_of
+    from camwire.common.settings.values import route
     from camwire.common.config import ConfigError, load_config
 
     path = tmp_path / "camwire.toml"

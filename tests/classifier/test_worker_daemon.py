@@ -141,7 +141,7 @@ def test_a_detector_failing_on_every_frame_logs_once_and_answers_every_frame(
 
 
 def test_sighup_reloads_both_daemons_and_frames_keep_flowing(pipeline_factory, daemons, sample_clip: Path) -> None:
-    p = pipeline_factory(until="gen", cooldown=0.0)
+    p = pipeline_factory(until="gen")
     p.worker("worker-1", "covered")
     p.extractor("gen", str(sample_clip), extra=("--realtime", *EVERY))
     p.events.wait_type("motion_start")  # both loops are running (their handlers are in place)

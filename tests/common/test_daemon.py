@@ -128,3 +128,53 @@ def test_counters_cannot_be_grown_without_bound_by_invented_names() -> None:
     assert len(dropped) == MAX_KEYS + 1 and dropped[OTHER] == {"hwm": 500}
     c.add("dropped", "camera-0", "hwm")  # a known name is still counted as itself
     assert c.get("dropped", "camera-0", "hwm") == 2
+
+
+def test_serve_until_serves_sockets_before_the_loop_and_in_cleanup(tmp_path: Path) -> None:
+    """A bounded phase outside ``run`` on the same Poller: before it (the extractor waiting for
+    the recorder) and in its cleanup, after the stop flag is set (a leaving worker finishing)."""
+    d = make(tmp_path)
+    pull = d.socket(zmq.PULL, bind="inproc://phases")
+    seen: list[wire.AnyMessage] = []
+    d.on(pull, lambda parts: seen.append(wire.unpack(parts[0].buffer)))
+    push = d.ctx.socket(zmq.PUSH)
+    push.connect("inproc://phases")
+    push.send(wire.pack(wire.Reset()))
+    assert d.serve_until(lambda: len(seen) == 1, within_s=60)
+
+    def cleanup() -> None:
+        assert d.stop.is_set()
+        push.send(wire.pack(wire.Bye()))
+        try:
+            assert d.serve_until(lambda: len(seen) == 2, within_s=60)
+        finally:
+            push.close(linger=0)
+
+    d.stop.set()
+    assert d.run(cleanup=cleanup) == 0
+    assert seen == [wire.Reset(), wire.Bye()]
+    assert not d.serve_until(lambda: False, within_s=0)  # a phase that never ends says so
+
+
+def test_a_daemon_shapes_its_stats_and_adds_a_collector_through_hooks(tmp_path: Path) -> None:
+    """No subclass: the --stats file's shape (the extractor's per camera) and a metric of the
+    daemon's own (the sink's camwire_camera_up) are given to the skeleton."""
+    from prometheus_client import REGISTRY
+    from prometheus_client.core import GaugeMetricFamily
+
+    class Up:
+        def collect(self):
+            family = GaugeMetricFamily("camwire_testd_own_up", "a metric of the daemon's own", labels=["camera"])
+            family.add_metric(["door"], 1)
+            yield family
+
+    d = Daemon("testd", argparse.Namespace(config=None, stats=str(tmp_path / "stats.json")), {"sent": ("camera",)})
+    d.counters.add("sent", "door")
+    d.stats_shape(lambda snapshot: {"per_camera": snapshot["sent"]})
+    d.collector(Up())
+    scraped: list[float | None] = []
+    d.every(0.01, lambda: scraped.append(REGISTRY.get_sample_value("camwire_testd_own_up", {"camera": "door"})))
+    assert d.run(until=lambda: bool(scraped)) == 0
+    assert scraped == [1.0]
+    assert REGISTRY.get_sample_value("camwire_testd_sent_total", {"camera": "door"}) == 1
+    assert json.loads((tmp_path / "stats.json").read_text()) == {"per_camera": {"door": 1}}

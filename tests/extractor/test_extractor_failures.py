@@ -19,7 +19,7 @@ import pytest
 from camwire.sink.store.status_db import read_status
 from camwire.common import wire
 from conftest import Pull, free_port, tcp, wait_log
-from camwire.extractor.daemon import EXIT_SOURCE_FAILED
+from camwire.common.daemon import EXIT_SOURCE_FAILED
 
 
 @pytest.fixture

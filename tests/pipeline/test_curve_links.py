@@ -54,7 +54,7 @@ class Site:
         for server in ("ventilator", "sink", "extractor"):
             shutil.copy(self.host_public, self.servers / f"{server}.key")
         self.addr = {name: tcp() for name in SOCKETS}
-        self.ports = {name: free_port() for name in ("ventilator", "sink", "worker")}  # worker: the newcomer's
+        self.ports = {name: free_port() for name in ("ventilator", "sink", "classifier")}  # classifier: the newcomer's
         self.data = tmp / "data"
         self.config = tmp / "camwire.toml"
         sockets = "\n".join(f'{name} = "{addr}"' for name, addr in self.addr.items())
@@ -247,7 +247,7 @@ def test_a_key_added_lets_its_worker_in_and_removed_cuts_it_off(tmp_path: Path, 
     site.start("ventilator", "ventilator")
     site.start("extractor", "extractor")
     site.d.start("newcomer", "classifier", "--config", str(site.config), "--name", "newcomer",
-                 "--curve-key", str(site.stranger_secret), "--metrics-port", str(site.ports["worker"]))
+                 "--curve-key", str(site.stranger_secret), "--metrics-port", str(site.ports["classifier"]))
     site.wait_failed("ventilator", "backend", "auth")
     assert site.worker_results("newcomer") == 0
 
@@ -265,7 +265,7 @@ def test_a_key_added_lets_its_worker_in_and_removed_cuts_it_off(tmp_path: Path, 
     site.d.procs["ventilator"].send_signal(signal.SIGHUP)
     # cut off at once: its connection is closed and its handshake again refused
     site.wait_failed("ventilator", "backend", "auth", more_than=before)
-    site.wait_failed("worker", "backend", "auth", more_than=1)  # the newcomer's own count: refused again
+    site.wait_failed("classifier", "backend", "auth", more_than=1)  # the newcomer's own count: refused again
     site.assert_running()
     site.d.stop_all()
     assert site.d.stats("ventilator")["reloads"]["applied"] >= 2

@@ -8,7 +8,7 @@ from typing import Any
 from conftest import free_port, scrape, tcp, value, wait_log
 from camwire.extractor.daemon import by_counter
 
-DAEMONS = ("extractor", "ventilator", "worker", "sink", "recorder")
+DAEMONS = ("extractor", "ventilator", "classifier", "sink", "recorder")
 
 
 def leaves(node: Any) -> float:
@@ -24,13 +24,13 @@ def test_metrics_scraped_during_a_run_match_the_stats(daemons, sample_clip: Path
     config.write_text(f'[sockets]\nfrontend = "{frontend}"\nbackend = "{backend}"\nresults = "{results}"\n'
                       f'events = "{events}"\nframes = "{frames}"\n\n'
                       f'[extractor]\npublish_enc = "passthrough"\npublish_wait = 30\n\n'
-                      f'[sink]\nevents = "{tmp_path / "events.jsonl"}"\ndata_dir = "{tmp_path / "data"}"\ncooldown = 0.0\n\n'
+                      f'[sink]\nevents = "{tmp_path / "events.jsonl"}"\ndata_dir = "{tmp_path / "data"}"\n\n'
                       f'[recorder]\ndir = "{tmp_path / "ring"}"\nsegment = 4\n\n'
                       f'[cameras.cam]\nurl = "{sample_clip}"\nevery = 2\n')
     common = ("--config", str(config), "--metrics-port")
     daemons.start("sink", "sink", *common, str(ports["sink"]))
     daemons.start("ventilator", "ventilator", *common, str(ports["ventilator"]))
-    daemons.start("worker", "classifier", *common, str(ports["worker"]), "--detector", "covered",
+    daemons.start("classifier", "classifier", *common, str(ports["classifier"]), "--detector", "covered",
                   "--name", "w1")
     daemons.start("recorder", "recorder", *common, str(ports["recorder"]))
     daemons.start("extractor", "extractor", *common, str(ports["extractor"]))
@@ -55,11 +55,11 @@ def test_metrics_scraped_during_a_run_match_the_stats(daemons, sample_clip: Path
     assert value(ex, "camwire_extractor_sent_total", camera="cam") == 150
     assert value(ex, "camwire_extractor_published_total", camera="cam") == 300
     assert value(vent, "camwire_ventilator_completed_total", camera="cam") == 150
-    assert value(worker, "camwire_worker_processed_total", camera="cam") == 150
+    assert value(worker, "camwire_classifier_processed_total", camera="cam") == 150
     assert value(sink, "camwire_sink_results_total", camera="cam") == 150
     assert value(rec, "camwire_recorder_written_total", camera="cam") == 300
     # histograms: one inference per batch, one latency per result and per event
-    assert value(worker, "camwire_inference_seconds_count", detector="covered") == stats["worker"]["batches"]
+    assert value(worker, "camwire_inference_seconds_count", detector="covered") == stats["classifier"]["batches"]
     assert value(sink, "camwire_result_latency_seconds_count", camera="cam") == 150
     detected = sum(n for t, n in stats["sink"]["events"].items() if t not in ("camera_online", "camera_offline"))
     assert detected > 0 and value(sink, "camwire_event_latency_seconds_count", camera="cam") == detected

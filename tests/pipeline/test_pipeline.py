@@ -88,7 +88,7 @@ def test_real_clip_gives_motion_events(pipeline_factory, daemons) -> None:
 
 def test_workers_join_mid_run_and_a_killed_worker_costs_only_its_in_flight_frame(
         pipeline_factory, daemons, sample_clip: Path) -> None:
-    p = pipeline_factory(until="live", cooldown=0.0)
+    p = pipeline_factory(until="live")
     p.worker("worker-1")
     p.worker("worker-2")
     p.extractor("live", str(sample_clip), extra=("--realtime",))  # paced like a camera: 12 s
@@ -132,7 +132,7 @@ def test_camwire_run_once_with_stats(tmp_path: Path, sample_clip: Path) -> None:
     for cam in ("a", "b"):
         assert data["extractor"][cam]["decoded"] == 300 and data["extractor"][cam]["sent"] == 150
         assert data["sink"]["results"][cam] == 150
-    assert sum(sum(w["processed"].values()) for w in data["workers"].values()) == 300
+    assert sum(sum(w["processed"].values()) for w in data["classifier"].values()) == 300
     assert data["sink"]["events"]["camera_covered"] == 2
     assert "camwire run summary" in out.stdout
 

@@ -45,7 +45,7 @@ def rtsp(sample_clip):
 
 def test_rtsp_camera_goes_offline_and_comes_back(pipeline_factory, daemons, rtsp, tmp_path: Path) -> None:
     rtsp.start()
-    p = pipeline_factory(cooldown=0.0)
+    p = pipeline_factory()
     p.worker("worker-1")
     # the recorder gets the camera's own H.264 packets (Annex B over RTSP), never decoded
     publish, ring = tcp(), tmp_path / "ring"

@@ -21,7 +21,7 @@ def test_sigterm_stops_every_daemon_cleanly(daemons, zctx, sample_clip: Path, tm
     config.write_text(f'[sockets]\nfrontend = "{frontend}"\nbackend = "{backend}"\nresults = "{results}"\n'
                       f'events = "{events}"\nframes = "{frames}"\n\n'
                       f'[extractor]\npublish_enc = "passthrough"\npublish_wait = 30\n\n'
-                      f'[sink]\nevents = "{tmp_path / "events.jsonl"}"\ndata_dir = "{tmp_path / "data"}"\ncooldown = 0.0\n\n'
+                      f'[sink]\nevents = "{tmp_path / "events.jsonl"}"\ndata_dir = "{tmp_path / "data"}"\n\n'
                       f'[recorder]\ndir = "{ring}"\nsegment = 2\n\n'
                       f'[cameras.hall]\nurl = "{sample_clip}"\nrealtime = true\n')
     daemons.start("sink", "sink", "--config", str(config))

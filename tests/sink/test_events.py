@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from camwire.sink.camera_status import StatusBook
+from camwire.sink.cameras import LiveCameras
 from camwire.sink.events import SILENT, EventIds, Events
+from camwire.sink.motion_state import MotionStates
+from camwire.sink.recording_state import RecordingStates
 from camwire.common import wire
+from camwire.common.camera_state import EVENT_STATE
 
 
 def result(seq: int, covered: bool | None = None, labels=(), ts: float | None = None, after: int = 3,
@@ -108,3 +113,23 @@ def test_results_before_the_first_online_still_count_and_a_camera_back_after_its
     ev.on_result(result(0, ts=500.0))
     ev.on_eos(wire.Eos(camera="c", sent=1, results=1))
     assert ev.drained("c")
+
+
+def test_events_status_motion_and_the_recorders_pause_share_one_live_record() -> None:
+    cameras = LiveCameras()
+    ev, book = Events(cameras=cameras), StatusBook(None, cameras=cameras)
+    motion, recording = MotionStates(ev.ids, cameras=cameras), RecordingStates(cameras=cameras)
+    told = []
+    for state in ("online", "offline", "failed", "online"):
+        told += [e.type for e in ev.on_status(status(state, reason="x"))]
+        book.on_status(status(state, reason="x"))
+    told += types(ev, [result(i, covered, after=1) for i, covered in enumerate((True, False))])
+    assert set(told) == set(EVENT_STATE)  # every camera_* event tells a state of common.camera_state
+    motion.on_motion(wire.Motion(camera="c", active=True, ts_ns=1))
+    recording.on_event(wire.Event(id="r", type="recording_paused", camera="c", ts=1.0, reason="disk full"))
+    live = cameras["c"]
+    assert (live.state, live.covered, live.motion, live.recording_paused) == ("online", False, True, True)
+    ev.on_eos(wire.Eos(camera="c", reason="ended early: x"))
+    book.on_eos(wire.Eos(camera="c", reason="ended early: x"))
+    assert (live.state, live.reason) == ("ended", "ended early: x")
+    assert list(cameras) == ["c"]  # one record, which the sink drops to forget the camera

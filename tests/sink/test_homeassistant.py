@@ -12,7 +12,8 @@ import pytest
 import structlog
 import zmq
 
-from camwire.sink.outputs.homeassistant import Discovery, discovery_prefix
+from camwire.common.settings.values import discovery_prefix
+from camwire.sink.outputs.homeassistant import Discovery
 from camwire.sink.outputs.mqtt import MqttOutput
 from camwire.common import wire
 from camwire.common.counters import Counters

@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 import structlog
 
-from camwire.sink.outputs.kafka import KafkaOutput, kafka_address, kafka_option, shown
+from camwire.common.settings.values import kafka_option
+from camwire.sink.outputs.kafka import KafkaOutput, kafka_address, shown
 from camwire.common.counters import Counters
 from conftest import ROOT, free_port, wait_log
 from kafka_broker import Broker

@@ -12,7 +12,7 @@ from mqtt import Subscriber
 
 def test_events_reach_a_real_mosquitto(pipeline_factory, daemons, broker: int, sample_clip: Path) -> None:
     live = Subscriber(broker, "camwire/#")
-    p = pipeline_factory(cooldown=0.0, until="gate", sink_args=("--mqtt", f"mqtt://127.0.0.1:{broker}/camwire",
+    p = pipeline_factory(until="gate", sink_args=("--mqtt", f"mqtt://127.0.0.1:{broker}/camwire",
                                                                 "--mqtt-discovery", ""))  # test_homeassistant.py
     p.worker("worker-1", "covered")
     p.extractor("gate", str(sample_clip), extra=("--every", "5"))

@@ -78,7 +78,7 @@ def test_full_disk_loses_no_event_and_a_restart_runs_on_it(pipeline_factory, dae
     sink_args = ("--events", str(events_file), "--data-dir", str(data),
                  "--mqtt", f"mqtt://127.0.0.1:{broker}/camwire", "--min-free", "0")
     live = Subscriber(broker, "camwire/#")
-    p = pipeline_factory(cooldown=0.0, until="gate", sink_args=sink_args)
+    p = pipeline_factory(until="gate", sink_args=sink_args)
     wait_sink_row(data / "status.db")
     filler = fill(disk)  # from here on nothing new fits
 
@@ -117,7 +117,7 @@ def test_full_disk_loses_no_event_and_a_restart_runs_on_it(pipeline_factory, dae
     # restarted on the still full disk, with the default free-space floor: it starts and runs
     fill(disk)  # (the space status.db's WAL gave back at the clean exit, taken again)
     argv = ["sink", "--bind", p.results, "--events", str(events_file), "--publish", p.events_pub,
-            "--data-dir", str(data), "--cooldown", "0", "--exit-when-drained", "again"]
+            "--data-dir", str(data), "--exit-when-drained", "again"]
     daemons.start("sink-again", *argv)
     p.extractor("again", str(sample_clip), extra=("--every", "5", "--detect", "always"))
     p.events.wait_for(lambda e: e["camera"] == "again" and e["type"] == "camera_covered")
@@ -133,7 +133,7 @@ def test_snapshots_and_events_file_stay_bounded_and_sighup_reopens(pipeline_fact
                                                                    sample_clip: Path) -> None:
     cap = 120_000  # a few objects' snapshots (each drawn, clean and a thumbnail)
     # one event per tracked object's start, update and end: about 7 kB of lines from the clip
-    p = pipeline_factory(cooldown=0.0, sink_args=("--events-max-bytes", "1k", "--snapshot-max-bytes", str(cap)))
+    p = pipeline_factory(sink_args=("--events-max-bytes", "1k", "--snapshot-max-bytes", str(cap)))
     start_shapes_worker(daemons, p, "worker-1")
     p.extractor("a", str(sample_clip), extra=("--every", "2", "--detect", "always"))
     status = p.data_dir / "status.db"

@@ -13,11 +13,12 @@ import sqlite3
 
 import numpy as np
 
-from camwire.sink.camera_status import StatusBook
+from camwire.sink.camera_status import StatusBook, StatusPart
+from camwire.sink.cameras import LiveCameras
 from camwire.sink.store.status_db import read_sink, read_status
 from camwire.sink.store.disk import WriteErrors
 from camwire.sink.store.eventlog import EventLog
-from camwire.sink.events import SILENT
+from camwire.sink.events import SILENT, Events
 from camwire.sink.store.snapshots import SnapshotStore
 from camwire.common import wire
 from camwire.common.counters import Counters
@@ -129,34 +130,47 @@ def result(seq: int, error: str | None = None) -> wire.Result:
 
 def test_status_book_says_failed_degraded_silent_and_who_is_up(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "status.db"
-    book = StatusBook(path, errors())
-    book.on_status(status("failed", reason="HTTP 404 Not Found", last_error="HTTP 404 Not Found", attempts=3))
+    cameras = LiveCameras()  # the sink's live records, which the events and the book share
+    events, book = Events(cameras=cameras, silent_after_s=15.0), StatusBook(path, errors(), cameras)
+
+    def tell(msg: wire.Status | wire.Result) -> None:  # as the sink does: the events first
+        if isinstance(msg, wire.Status):
+            events.on_status(msg)
+            book.on_status(msg)
+        else:
+            events.on_result(msg)
+            book.on_result(msg)
+
+    tell(status("failed", reason="HTTP 404 Not Found", last_error="HTTP 404 Not Found", attempts=3))
     book.flush(force=True)
     (row,), _ = read_status(path)
     assert (row["state"], row["reason"], row["attempts"]) == ("failed", "HTTP 404 Not Found", 3)
     assert book.up() == {"c": 0}
 
-    book.on_status(status("online"))
+    tell(status("online"))
     assert book.up() == {"c": 1}
     clock = [time.monotonic()]
     monkeypatch.setattr("camwire.sink.camera_status.time.monotonic", lambda: clock[0])
-    book._window["c"].start = clock[0]
+    cameras["c"].parts[StatusPart].window.start = clock[0]
     for i in range(3):
-        book.on_result(result(i, error="InferenceError: HTTP 503"), covered=False)
+        tell(result(i, error="InferenceError: HTTP 503"))
     clock[0] += 6
     book.flush(force=True)
     (row,), _ = read_status(path)
     assert (row["state"], row["reason"]) == ("degraded", "InferenceError: HTTP 503") and book.up() == {"c": 0}
-    book.on_result(result(3), covered=False)  # one good result in the next window: not degraded
+    tell(result(3))  # one good result in the next window: not degraded
     clock[0] += 6
     book.flush(force=True)
     assert read_status(path)[0][0]["state"] == "online"
 
-    book.on_silent("c")
+    assert [e.reason for e in events.silence_check(now=time.monotonic() + 60)] == [SILENT]
     book.flush(force=True)
     assert (read_status(path)[0][0]["state"], read_status(path)[0][0]["reason"]) == ("offline", SILENT)
-    book.on_result(result(4), covered=False)
-    assert book.cameras["c"].state == "online"
+    tell(result(4))
+    assert cameras["c"].state == "online"
+    cameras["c"].motion = True  # as sink.motion_state tells it
+    book.flush(force=True)
+    assert read_status(path)[0][0]["motion"] == 1
     book.close()
 
 

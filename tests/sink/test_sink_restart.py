@@ -81,7 +81,7 @@ def test_a_killed_sink_started_again_repeats_no_event(pipeline_factory, daemons,
                                                       long_clip: Path, tmp_path: Path) -> None:
     live = Subscriber(broker, "camwire/door/+")
     outputs = ("--webhook", webhook, "--mqtt", f"mqtt://127.0.0.1:{broker}/camwire", "--mqtt-discovery", "")
-    p = pipeline_factory(cooldown=0.0, sink_args=outputs)
+    p = pipeline_factory(sink_args=outputs)
     p.worker("worker-1", "covered")
     p.extractor("door", str(long_clip), extra=("--realtime",))
     p.events.wait_type("camera_online")

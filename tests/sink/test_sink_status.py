@@ -30,7 +30,7 @@ def live_clip(sample_clip: Path) -> Path:
 
 def test_a_killed_extractor_goes_offline_as_silent(pipeline_factory, daemons, sample_clip: Path) -> None:
     port = free_port()
-    p = pipeline_factory(cooldown=0.0, sink_args=("--silent-after", "3", "--metrics-port", str(port)))
+    p = pipeline_factory(sink_args=("--silent-after", "3", "--metrics-port", str(port)))
     p.worker("worker-1")
     extractor = p.extractor("door", str(live_clip(sample_clip)), extra=("--realtime",))
     p.events.wait_for(lambda e: e["type"] == "camera_online" and e["camera"] == "door")

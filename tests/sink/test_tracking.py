@@ -8,7 +8,7 @@ import random
 import msgspec
 
 from camwire.sink.events import EventIds
-from camwire.sink.rules import Rule, Rules
+from camwire.common.rules import Rule, Rules
 from camwire.sink.tracking import Tracking
 from camwire.common import wire
 

@@ -177,3 +177,28 @@ def test_a_new_token_ends_the_sessions_of_the_old(tmp_path: Path, stopped) -> No
         assert time.monotonic() < deadline, "the new token was never taken"
         time.sleep(0.2)  # a file watcher has nothing to await but its next look
     assert call(port, "GET", "/api/cameras", headers=session)[0] == 401
+
+
+def test_the_console_shows_motion_as_the_sink_holds_it(tmp_path: Path, stopped) -> None:
+    """A camera's motion comes from the sink's live record as status.db keeps it (written here by
+    the sink's own StatusBook), not worked out again from the events file, which says nothing."""
+    from camwire.common import wire
+    from camwire.sink.camera_status import StatusBook
+    from camwire.sink.cameras import LiveCameras
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "events.jsonl").write_text("")
+    cameras = LiveCameras()
+    book = StatusBook(data / "status.db", cameras=cameras)
+    for name in ("moving", "still"):
+        book.on_status(wire.Status(camera=name, state="online", ts_ns=time.time_ns()))
+    cameras.at("moving").motion = True
+    book.flush(force=True)
+    book.close()
+    proc, port = start_web(tmp_path, "--data-dir", str(data), "--events", str(tmp_path / "events.jsonl"))
+    stopped.append(proc)
+    status, body, _ = call(port, "GET", "/api/cameras")
+    assert status == 200
+    motion = {c["camera"]: c["motion"] for c in body["cameras"]}
+    assert motion == {"moving": True, "still": False}

@@ -260,7 +260,7 @@ def test_a_flood_of_refusals_is_counted_not_logged_line_by_line(tmp_path: Path, 
 
 
 def test_the_client_behind_a_trusted_proxy_is_the_rightmost_hop_it_did_not_write() -> None:
-    from camwire.web.auth import network
+    from camwire.common.settings.values import network
     from camwire.web.door import Door, Limits
 
     door = Door(Limits(1.0, 1.0, 4, 100, (network("127.0.0.1"), network("10.1.0.0/16"))), lambda *_: None)

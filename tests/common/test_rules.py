@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from camwire.sink.events import EventIds
-from camwire.sink.rules import load_rules
+from camwire.common.rules import load_rules
 from camwire.sink.tracking import Tracking
 from camwire.common import wire
 from conftest import ROOT, tcp
@@ -82,7 +82,7 @@ def test_schedule_in_the_cameras_time_zone(rules) -> None:
 def test_default_rule_and_cameras_without_rules(rules) -> None:
     assert starts(rules, "door", [[("cat", 0.31)]], at(12, 0)) == [(0, "cat")]  # the default: 0.3, any label
     assert starts(rules, "door", [[("cat", 0.29)]] * 3, at(12, 0)) == []
-    from camwire.sink.rules import Rules
+    from camwire.common.rules import Rules
     assert starts(Rules(), "door", [[("cat", 0.3)]], 1.0) == [(0, "cat")]  # no rules at all
 
 

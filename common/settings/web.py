@@ -1,0 +1,48 @@
+"""``[web]`` and ``camwire web``'s flags: the console (web/)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from camwire.common.settings.model import Group, opt, section
+from camwire.common.settings.shared import DaemonOptions, FileOptions
+from camwire.common.settings.values import proxy
+from camwire.common.units import duration, positive, size
+
+TOKEN_ENV = "CAMWIRE_WEB_TOKEN"
+
+
+class Web(Group):
+    bind: Annotated[str, opt("the address the console listens on: this host only by default; another needs a token",
+                             metavar="ADDR")] = "127.0.0.1"
+    port: Annotated[int, opt("the console's HTTP port (default 8080)", metavar="PORT")] = 8080
+    token: Annotated[str | None, opt("the password for the console and every change made through it; put it in the "
+                                     f"file as [web] token = \"${{{TOKEN_ENV}}}\" (or the environment's {TOKEN_ENV}), "
+                                     "not on a command line", metavar="TOKEN", secret=True)] = None
+    data_dir: Annotated[str | None, opt("the sink's --data-dir: status.db and snapshots", metavar="DIR")] = None
+    events: Annotated[str | None, opt("the sink's --events file, followed for the events page",
+                                      metavar="PATH")] = None
+    recordings: Annotated[str | None, opt("the recorder's --dir: recordings and kept clips", metavar="DIR")] = None
+    subscribe: Annotated[list[str] | None, opt("an extractor's --publish, for live views; repeat for more",
+                                               metavar="ADDR", repeat=True)] = None
+    detections: Annotated[str | None, opt("the sink's --publish-detections, for boxes on live views",
+                                          metavar="ADDR")] = None
+    cache_max_bytes: Annotated[int, opt("MP4s remuxed for the browser are kept up to this much (default 1G)",
+                                        metavar="SIZE", parse=size)] = 1 << 30
+    header_timeout: Annotated[float, opt("a request's headers must be in within this of its first byte, or the "
+                                         "connection is cut", metavar="S", parse=positive(duration))] = 10.0
+    body_timeout: Annotated[float, opt("a request's body must be in within this of its headers, or it is answered "
+                                       "408", metavar="S", parse=positive(duration))] = 10.0
+    max_connections: Annotated[int | None, opt("connections open at once, from everyone (default: 4096, or fewer "
+                                               "where the limit on open files is lower: a quarter of it is kept for "
+                                               "files and sockets)", metavar="N", parse=positive(int))] = None
+    max_connections_per_address: Annotated[int, opt("connections open at once from one address (requests in flight, "
+                                                    "behind a trusted proxy)", metavar="N",
+                                                    parse=positive(int))] = 64
+    trusted_proxy: Annotated[list[str] | None, opt("a reverse proxy's address or network: only from it is "
+                                                   "X-Forwarded-For believed (the client is its rightmost hop that "
+                                                   "is not a trusted proxy); repeat for more", metavar="ADDR",
+                                                   parse=proxy, repeat=True)] = None
+
+
+WebSettings = section("WebSettings", Web, FileOptions, DaemonOptions)
