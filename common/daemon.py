@@ -47,7 +47,6 @@ finishing its frames in its cleanup). The skeleton owns the rest, the same way e
 
 from __future__ import annotations
 
-import argparse
 import errno
 import signal
 import threading
@@ -67,6 +66,7 @@ from camwire.common.curve import Curve, secured
 from camwire.common.lifecycle import Hangup, StopFlag, backoff_delay
 from camwire.common.logs import RepeatLimiter, configure
 from camwire.common.metrics import register_stats
+from camwire.common.settings import Settings
 from camwire.common.sockets import HANDSHAKE_FAILED, HANDSHAKE_REASONS, OperatorError, PeerWatch, make_socket
 
 # exit codes, the same for every daemon and camwire run; run and systemd act on them
@@ -108,7 +108,7 @@ class _Watched:
 class Daemon:
     """The life of one camwire daemon; ``name`` is its command (extractor, sink, ...)."""
 
-    def __init__(self, name: str, args: argparse.Namespace, labels: dict[str, tuple[str, ...]] | None = None,
+    def __init__(self, name: str, args: Settings, labels: dict[str, tuple[str, ...]] | None = None,
                  log: Any = None) -> None:
         self.name, self.args = name, args
         self.log = log if log is not None else configure(name)
@@ -118,7 +118,7 @@ class Daemon:
         self.repeats = RepeatLimiter(self.log)
         self.stop = StopFlag()
         self.ctx = zmq.Context()
-        self.config: Config | None = args.config if isinstance(getattr(args, "config", None), Config) else None
+        self.config: Config | None = args.config if isinstance(args.config, Config) else None
         self._sockets: list[zmq.Socket] = []
         self._handlers: dict[zmq.Socket, Handler] = {}
         self._paused: set[zmq.Socket] = set()
@@ -137,7 +137,7 @@ class Daemon:
         # logged as needing a restart, so an operator is never left thinking a reload applied it
         self.reloadable: set[str] = set()
         # the CLI hands over its full check (every daemon's section) so a reload is refused whole
-        self._load: Callable[[Path], Config] | None = getattr(args, "config_loader", None)
+        self._load: Callable[[Path], Config] | None = args.config_loader
         self._watcher = ConfigWatcher(self.config, load=self._load) if self.config is not None else None
         self._previous_handlers = self._install_signals()  # now: a SIGHUP during start-up must not kill us
         self.curve = Curve.from_args(args)  # OperatorError (a key file others may read) before any bind
@@ -263,7 +263,7 @@ class Daemon:
                     sock.close()
                 self.ctx.term()
                 try:
-                    write_stats(getattr(self.args, "stats", None), self.stats())
+                    write_stats(self.args.stats, self.stats())
                 except OSError as exc:  # a full disk at exit: say so, the exit code stays what it was
                     self.log.error("could not write the stats file", path=str(self.args.stats), error=exc.strerror)
                 for signum, handler in self._previous_handlers.items():
@@ -459,7 +459,7 @@ class Daemon:
                 time.sleep(0.02)
 
     def _say_what_needs_a_restart(self, old: Config, new: Config) -> None:
-        section = getattr(self.args, "command", self.name)
+        section = self.args.command or self.name
         before, after = old.daemon_defaults(section), new.daemon_defaults(section)
         changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k) and k not in self.reloadable)
         if changed:

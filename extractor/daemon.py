@@ -283,8 +283,7 @@ class Cameras:
 def check(args: ExtractorSettings) -> None:
     """What camwire.cli and check-config judge before the daemon starts (ValueError: one line)."""
     sampling_from_args(args)
-    if getattr(args, "motion_threshold", None) is not None:
-        motion_from_args(args)
-    if getattr(args, "stall", 1.0) <= 0:
+    motion_from_args(args)
+    if args.stall <= 0:
         raise ValueError("--stall: a duration above zero")
     check_addresses(args, "push", "publish")  # refused once here, not by every camera thread start

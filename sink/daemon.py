@@ -145,7 +145,7 @@ class Sink:
         self.what = set(upload.what) if upload else set()
         self.tracking = Tracking(self.events.ids, rules, d.counters, gone_s=args.gone_after,
                                  update_every_s=args.update_every,
-                                 areas=areas_from_config(getattr(args, "config", None)),
+                                 areas=areas_from_config(args.config),
                                  sightings="frames" in self.what)
         self.motion = MotionStates(self.events.ids, d.counters, self.ledger, self.cameras)
         self.recording = RecordingStates(self.ledger, d.counters, self.cameras)  # the recorder's pauses
@@ -169,7 +169,7 @@ class Sink:
         self.until = set(name_list(args.exit_when_drained))
         # a camera silent this long has been told offline (silence_check) before it is forgotten
         idle_s = max(args.camera_idle, 2 * args.silent_after)
-        self.admission = Admission(d.counters, self._configured(getattr(args, "config", None)), args.max_cameras,
+        self.admission = Admission(d.counters, self._configured(args.config), args.max_cameras,
                                    idle_s)
         self.uploader = Uploader(upload, data_dir, d.counters, self.log) if upload else None
         self.frames = (Frames(data_dir / "frames", d.counters, self.errors, args.min_free)

@@ -5,7 +5,6 @@ ZeroMQ sockets; each daemon's own tests run it as a real process."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -16,12 +15,16 @@ from pathlib import Path
 import pytest
 import zmq
 
+from camwire.common.settings.model import section
+from camwire.common.settings.shared import DaemonOptions, FileOptions
 from camwire.common import wire
 from camwire.common.daemon import Daemon
 
+TestdSettings = section("TestdSettings", FileOptions, DaemonOptions)  # a daemon with no settings of its own
+
 
 def make(tmp_path: Path) -> Daemon:
-    return Daemon("testd", argparse.Namespace(config=None, stats=str(tmp_path / "stats.json")))
+    return Daemon("testd", TestdSettings(stats=str(tmp_path / "stats.json")))
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
@@ -168,7 +171,7 @@ def test_a_daemon_shapes_its_stats_and_adds_a_collector_through_hooks(tmp_path: 
             family.add_metric(["door"], 1)
             yield family
 
-    d = Daemon("testd", argparse.Namespace(config=None, stats=str(tmp_path / "stats.json")), {"sent": ("camera",)})
+    d = Daemon("testd", TestdSettings(stats=str(tmp_path / "stats.json")), {"sent": ("camera",)})
     d.counters.add("sent", "door")
     d.stats_shape(lambda snapshot: {"per_camera": snapshot["sent"]})
     d.collector(Up())
