@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camwire.classifier.threads import share
 from camwire.common.config import SECURITY, Config
 from camwire.common.sampling import Sampling
 from camwire.common.settings import RunSettings
@@ -197,6 +198,9 @@ class _Wiring:
                                                     *self.over("backend", "--backend")])
 
     def workers(self) -> list[Planned]:
+        # this host's cores shared among the workers run starts here, unless run or the file says
+        threads = ([] if self.told("threads") and self.args.threads or "threads" in self.sections.get("classifier", {})
+                   else ["--threads", str(share(self.args.workers))])
         out = []
         for i in range(1, self.args.workers + 1):
             # named classifier-N as the child is; with a file by --instance N, which also takes the
@@ -205,7 +209,8 @@ class _Wiring:
             naming = ["--instance", str(i)] if self.file else ["--name", name]
             out.append(Planned(name, "classifier",
                                ["classifier", *self.cfg_argv, *naming, *self.over("backend", "--connect"),
-                                *self.over("results", "--sink"), *to_argv(self.args, DetectorOptions, self.told)]))
+                                *self.over("results", "--sink"), *to_argv(self.args, DetectorOptions, self.told),
+                                *threads]))
         return out
 
     def recorder(self) -> Planned:

@@ -29,6 +29,7 @@ import os
 import socket
 
 
+from camwire.classifier.threads import limit_threads
 from camwire.classifier.detectors import make_detector
 from camwire.classifier.worker_loop import HEARTBEAT_S, Worker
 from camwire.common.daemon import Daemon
@@ -98,7 +99,8 @@ def main(args: ClassifierSettings) -> int:
                          else f"{socket.gethostname()}-{os.getpid()}")
     # signals are handled from here on; its metrics are camwire_classifier_*
     d = Daemon("classifier", args, LABELS, log=configure("classifier").bind(worker=name))
-    detector = make_detector(args.detector, as_dict(args))  # may take a while: a model loads
+    threads = limit_threads(args.threads)  # before the model loads: its session takes the same number
+    detector = make_detector(args.detector, {**as_dict(args), "threads": threads["onnxruntime"]})
     worker = Worker(d, args, detector, name)
     d.on(worker.dealer, worker.on_dealer)
     d.on(worker.pipe, worker.on_pipe)
@@ -109,10 +111,10 @@ def main(args: ClassifierSettings) -> int:
         d.every(max(0.005, args.batch_wait / 2), worker.start_batch)
     d.every(PEER_CHECK_S, worker.check_peers)
     d.on_reload(worker.reload)
-    d.stats_extra(worker.stats_extra)
+    d.stats_extra(lambda: {**worker.stats_extra(), "threads": threads})
     d.gauges(worker.gauges)
     worker.ask_for_work()
-    d.log.info("classifier started", detector=detector.name, batch=args.batch, connect=args.connect)
+    d.log.info("classifier started", detector=detector.name, batch=args.batch, connect=args.connect, threads=threads)
     code = d.run(cleanup=worker.leave)
     d.log.info("classifier stopped", stats=d.stats())
     return code

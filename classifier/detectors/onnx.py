@@ -43,11 +43,13 @@ def providers() -> list[str]:
 
 class OnnxDetector:
     def __init__(self, path: str, labels: list[str] | None = None, thresholds: Thresholds = Thresholds(),
-                 layout: str | None = None, allowed: Sequence[str] | None = None) -> None:
+                 layout: str | None = None, allowed: Sequence[str] | None = None, threads: int | None = None) -> None:
         if not Path(path).is_file():
             raise ValueError(f"onnx: no model file at {path}")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:  # the worker's --threads (classifier.threads); ONNX Runtime's own default is every core
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         try:
             self.session = ort.InferenceSession(path, options, providers=providers())
         except Exception as exc:  # onnxruntime's own error types: a bad file is a bad option here
@@ -151,4 +153,5 @@ def build(arg: str, extra: dict[str, Any]) -> OnnxDetector:
     allowed = name_list(extra.get("classes")) or None
     thresholds = Thresholds(confidence=float(extra.get("confidence") or 0.25), iou=float(extra.get("iou") or 0.45),
                             max_detections=int(extra.get("max_detections") or 300))
-    return OnnxDetector(options["path"], labels, thresholds, options.get("layout"), allowed)
+    return OnnxDetector(options["path"], labels, thresholds, options.get("layout"), allowed,
+                        threads=extra.get("threads"))

@@ -71,6 +71,10 @@ class DetectorOptions(Group):
     infer_timeout: Annotated[float, opt("roboflow: how long before a call to the server counts as failed",
                                         metavar="DURATION", parse=duration)] = 10.0
     concurrency: Annotated[int, opt("roboflow: requests kept in flight per worker", metavar="N")] = 4
+    threads: Annotated[int | None, opt("threads each of this worker's libraries may use (ONNX Runtime, OpenCV, "
+                                       "numpy's BLAS); default: every core, or under camwire run the host's cores "
+                                       "shared among the workers it starts", metavar="N",
+                                       parse=positive(int))] = None
 
 
 # the recorder's defaults (recorder.ring, recorder.retention, recorder.keep read them from here)
