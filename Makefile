@@ -43,6 +43,8 @@ bench: venv
 	$(PY) bench/replay.py
 	$(PY) bench/web.py
 	$(PY) bench/upload.py
+	$(PY) bench/frame_cost.py
+	$(PY) bench/pool.py
 	$(PY) bench/clip.py
 
 clean:

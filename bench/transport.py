@@ -20,7 +20,16 @@
    ``raw``, ``lz4`` and ``jpeg`` (quality 90), encoded by the sender and decoded by the receiver
    per frame as the extractor and a worker do, on frames of a real clip (the shared street scene
    when present, else the built-in sample clip; the output says which); and a worker's result
-   with 10 detections, alone and with the snapshot JPEG a result with detections carries.
+   with 10 detections, alone and with the frame's pixels (LZ4, as between hosts) a result with
+   detections carries for the sink's snapshots.
+
+5. Shared memory on one host (common.shm): 1920x1080 BGR frames per second from a sender process
+   through a relay process (PULL -> PUSH, checking each frame with ``wire.peek_frame`` as the
+   ventilator does) to a receiver process, for camwire raw frames over TCP loopback and over ipc,
+   and for frames in a ring of 8 shared-memory slots whose header alone (``shm=ShmRef``, empty
+   part 1) crosses the sockets (TCP loopback); read in place (``shm``) or copied out of the slot
+   first (``shm+copy``, an image the receiver owns). Beside them, the ceiling: one process copying
+   the same frames with ``np.copyto``, as the sender copies each into its slot.
 
 Run: ``.venv/bin/python bench/transport.py [--seconds S] [--only PART] [--out FILE]`` (``make
 bench`` runs every part). Pickle appears here only as the thing to compare against; camwire
@@ -35,6 +44,7 @@ import json
 import multiprocessing as mp
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -54,7 +64,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from camwire.sample import make_sample_clip  # noqa: E402
-from camwire.common import pixels, wire  # noqa: E402
+from camwire.common import pixels, shm, wire  # noqa: E402
 from camwire.common.counters import Counters  # noqa: E402
 from camwire.common.sampling import Sampling  # noqa: E402
 from camwire.extractor.camera import CameraCounters, CameraLoop, CameraSpec  # noqa: E402
@@ -299,7 +309,9 @@ def curve_sender(case: str, size: tuple[int, int], addr: str, keys: CurveKeys | 
     ``progress`` holds this process's CPU seconds and the messages sent, for the receiver."""
     width, height = size
     frames = np.load(frames_file) if case in CURVE_ENCODINGS else None
-    snapshot = pixels.encode_jpeg(np.load(frames_file)[0]) if case == "result+snapshot" else b""
+    # a result with a detection carries its frame's pixels for the sink's snapshots: LZ4 between
+    # hosts, where CURVE is used (common.pixels.pack_pixels; raw on one host)
+    snapshot = pixels.pack_pixels(np.load(frames_file)[0], "lz4")[0] if case == "result+snapshot" else b""
     every = 1 if frames is not None else 16  # how often to publish progress: cheap next to a frame
     deadline = time.monotonic() + seconds + 2.0  # outlive the receiver's window; it ends us
     with zmq.Context() as ctx, ctx.socket(zmq.PUSH) as sock:
@@ -404,7 +416,7 @@ def curve_cost(tmp: Path, seconds: float, rounds: int) -> dict:
     out: dict = {"frames": source_text, "rounds": rounds, "cases": {}}
     cases = [(f"{w}x{h} {enc}", enc, (w, h)) for w, h in CURVE_SIZES for enc in CURVE_ENCODINGS]
     cases += [(f"result ({N_DETECTIONS} detections)", "result", (W, H)),
-              (f"result + {W}x{H} snapshot JPEG", "result+snapshot", (W, H))]
+              (f"result + {W}x{H} pixels (LZ4)", "result+snapshot", (W, H))]
     for label, case, (w, h) in cases:
         frames_file = tmp / f"frames-{w}x{h}.npy"
         if not frames_file.exists():
@@ -432,7 +444,233 @@ def curve_cost(tmp: Path, seconds: float, rounds: int) -> dict:
     return out
 
 
-PARTS = ("framing", "transport", "decode", "curve")
+# -- shared memory against sockets, through a relay as the ventilator -------------------------
+
+SHM_SLOTS = 8
+SHM_CASES = ("tcp", "ipc", "shm", "shm+copy")  # how the pixels travel; "memcpy" is measured apart
+SHM_HEADERS = "tcp"  # the transport a shared-memory frame's header takes (the default deployment's)
+SHM_WAIT_S = 0.0002  # the sender's pause when every slot is held
+
+
+def _exit_on_sigterm() -> None:
+    """A terminated child still runs its finally (a ring is unlinked, not left in /dev/shm)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+
+
+def _send_until(sock: zmq.Socket, parts: list, stop) -> bool:
+    """Send ``parts`` once (waiting for room as long as it takes), unless ``stop`` comes first."""
+    while not stop.is_set():
+        try:
+            sock.send_multipart(parts, copy=False)
+            return True
+        except zmq.Again:
+            continue
+    return False
+
+
+def shm_sender(case: str, addr: str, stop, stats) -> None:
+    """camwire frames to ``addr`` until ``stop``: pixels inline (tcp, ipc) or put in a ring with
+    only the header sent (shm). ``stats``: ring-full waits and this process's CPU seconds, for
+    the receiver."""
+    _exit_on_sigterm()
+    frames = [test_frame(i) for i in range(4)]
+    ring = shm.Ring("bench", SHM_SLOTS, frames[0].nbytes) if case.startswith("shm") else None
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUSH)
+    sock.setsockopt(zmq.SNDHWM, FRAME_HWM)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDTIMEO, 100)  # never stuck in a send once the run is over
+    sock.connect(addr)
+    try:
+        i = 0
+        while not stop.is_set():
+            frame = frames[i % len(frames)]
+            ref = None
+            if ring is not None:
+                ref = ring.put(frame)
+                if ref is None:  # the ring's back-pressure: every slot is still held downstream
+                    stats[0] += 1
+                    time.sleep(SHM_WAIT_S)
+                    continue
+            header = wire.FrameHeader(camera="cam", seq=i, ts_ns=time.time_ns(), width=W, height=H, shm=ref)
+            parts = pixels.encode_frame(header, frame) if ref is None else wire.frame_parts(header, b"")
+            if not _send_until(sock, parts, stop):
+                break
+            i += 1
+            stats[1] = time.process_time()
+    finally:
+        if ring is not None:
+            ring.close()
+        sock.close()
+        ctx.term()
+
+
+def shm_relay(front: str, back: str, stop, stats) -> None:
+    """The ventilator's part in the path: PULL, check the header (``peek_frame``), PUSH on, the
+    frames' buffers forwarded as they came (no copy). ``stats``: this process's CPU seconds."""
+    _exit_on_sigterm()
+    ctx = zmq.Context()
+    pull, push = ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
+    for sock, opt in ((pull, zmq.RCVHWM), (push, zmq.SNDHWM)):
+        sock.setsockopt(opt, FRAME_HWM)
+        sock.setsockopt(zmq.LINGER, 0)
+    push.setsockopt(zmq.SNDTIMEO, 100)
+    pull.bind(front)
+    push.bind(back)
+    try:
+        while not stop.is_set():
+            if not pull.poll(100):
+                continue
+            parts = pull.recv_multipart(copy=False)
+            wire.peek_frame([p.buffer for p in parts])
+            _send_until(push, parts, stop)
+            stats[0] = time.process_time()
+    finally:
+        pull.close()
+        push.close()
+        ctx.term()
+
+
+def _addresses(case: str, tmp: Path) -> tuple[str, str]:
+    if case == "ipc":
+        return f"ipc://{tmp}/shm-front", f"ipc://{tmp}/shm-back"
+    ports = []
+    with zmq.Context() as c:
+        for _ in range(2):
+            with c.socket(zmq.PULL) as s:
+                ports.append(s.bind_to_random_port("tcp://127.0.0.1"))
+    return tuple(f"tcp://127.0.0.1:{p}" for p in ports)
+
+
+def shm_receive(case: str, tmp: Path, seconds: float) -> dict[str, float]:
+    """Frames per second the receiver has in hand (a numpy image, touched as a detector would
+    start on it: a sum over every 64th row and column) over ``seconds`` after 1 s of warm-up; also
+    the bytes per frame that crossed the sockets, the CPU milliseconds per frame of the three
+    processes together (every thread: ZeroMQ's I/O threads copy the inline pixels), ring-full
+    waits and frames thrown away."""
+    front, back = _addresses(case, tmp)
+    spawn = mp.get_context("spawn")
+    stop = spawn.Event()
+    stats = spawn.RawArray("d", 2)  # the sender's ring-full waits and CPU seconds
+    relay_stats = spawn.RawArray("d", 1)  # the relay's CPU seconds
+    relay = spawn.Process(target=shm_relay, args=(front, back, stop, relay_stats))
+    sender = spawn.Process(target=shm_sender, args=(case, front, stop, stats))
+    readers = shm.Readers()
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PULL)
+    sock.setsockopt(zmq.RCVHWM, FRAME_HWM)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 20_000)  # a child that died fails the run
+    relay.start()
+    sender.start()
+    sock.connect(back)
+    try:
+        warm_until = start = None
+        count = nbytes = thrown = 0
+        while True:
+            try:
+                parts = [p.buffer for p in sock.recv_multipart(copy=False)]
+            except zmq.Again:
+                raise RuntimeError(f"shm {case}: nothing for 20 s (sender {sender.exitcode}, "
+                                   f"relay {relay.exitcode})") from None
+            header = wire.unpack(parts[0])
+            ref = header.shm
+            if ref is None:
+                image = pixels.decode_frame(parts)[1]
+            else:
+                image = np.frombuffer(readers.view(ref, header.raw_size), np.uint8).reshape(header.shape)
+                if case == "shm+copy":
+                    image = image.copy()  # then the slot goes back at once: the image is the receiver's
+            int(image[::64, ::64].sum())
+            if ref is not None:
+                if not readers.valid(ref):  # the slot was reused while read: never with the lease
+                    thrown += 1
+                readers.release(ref)
+            del image
+            now = time.monotonic()
+            if warm_until is None:
+                warm_until = now + 1.0
+            if now < warm_until:
+                continue
+            if start is None:  # this frame only opens the window
+                start, full0, cpu0 = now, stats[0], stats[1] + relay_stats[0] + time.process_time()
+                continue
+            count += 1
+            nbytes += sum(p.nbytes for p in parts)
+            if now - start >= seconds:
+                cpu = stats[1] + relay_stats[0] + time.process_time() - cpu0
+                return {"fps": count / (now - start), "wire_bytes": nbytes / count, "cpu_ms": cpu / count * 1e3,
+                        "ring_full": int(stats[0] - full0), "thrown_away": thrown}
+    finally:
+        stop.set()
+        for proc in (sender, relay):
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=10)
+        sock.close()
+        ctx.term()
+        readers.close()
+
+
+def memcpy_rate(seconds: float) -> dict[str, float]:
+    """Frames per second one process copies with ``np.copyto``, and CPU ms per frame: the same
+    frames into 8 frame-sized places in turn, as the sender copies each into the next slot (the
+    ceiling)."""
+    frames = [test_frame(i) for i in range(4)]
+    places = np.empty((SHM_SLOTS, H, W, 3), np.uint8)
+    places[:] = 1  # touched: no first-touch page faults in the window
+    count = 0
+    start, cpu0 = time.monotonic(), time.process_time()
+    while (elapsed := time.monotonic() - start) < seconds:
+        np.copyto(places[count % SHM_SLOTS], frames[count % len(frames)])
+        count += 1
+    return {"fps": count / elapsed, "wire_bytes": 0, "cpu_ms": (time.process_time() - cpu0) / count * 1e3,
+            "ring_full": 0, "thrown_away": 0}
+
+
+def shm_bench(tmp: Path, seconds: float, rounds: int) -> dict:
+    """Every case and the memcpy ceiling, ``rounds`` times, the order turned each round; of each
+    case the best round is kept (the least disturbed by whatever else the machine runs)."""
+    if reclaimed := shm.reclaim():
+        print(f"shm: reclaimed {len(reclaimed)} segment(s) of a run that died", flush=True)
+    cases = (*SHM_CASES, "memcpy")
+    runs: dict[str, list[dict]] = {case: [] for case in cases}
+    for r in range(rounds):
+        order = cases[r % len(cases):] + cases[:r % len(cases)]
+        for case in order:
+            got = memcpy_rate(seconds) if case == "memcpy" else shm_receive(case, tmp, seconds)
+            runs[case].append(got)
+            print(f"shm round {r + 1} {case:9} {got['fps']:8.1f} frames/s  {got['cpu_ms']:6.2f} CPU ms/frame  "
+                  f"{got['wire_bytes']:8.0f} B/frame on the wire  ring full {got['ring_full']}  "
+                  f"thrown away {got['thrown_away']}", flush=True)
+    best = {case: max(got, key=lambda g: g["fps"]) for case, got in runs.items()}
+    least_cpu = {case: min(g["cpu_ms"] for g in got) for case, got in runs.items()}
+    out: dict = {"rounds": rounds, "seconds": seconds, "headers_over": SHM_HEADERS, "slots": SHM_SLOTS,
+                 "touch": "sum of image[::64, ::64] (shm+copy: a full copy out of the slot first)",
+                 "best": {case: {k: round(v, 1) for k, v in got.items()} for case, got in best.items()},
+                 "least_cpu_ms": {case: round(v, 3) for case, v in least_cpu.items()},
+                 "every_round_fps": {case: [round(g["fps"], 1) for g in got] for case, got in runs.items()}}
+    fps = {case: got["fps"] for case, got in best.items()}
+    out["ratios"] = {"shm / tcp": round(fps["shm"] / fps["tcp"], 2), "shm / ipc": round(fps["shm"] / fps["ipc"], 2),
+                     "shm / memcpy": round(fps["shm"] / fps["memcpy"], 2),
+                     "shm+copy / tcp": round(fps["shm+copy"] / fps["tcp"], 2),
+                     "shm+copy / memcpy": round(fps["shm+copy"] / fps["memcpy"], 2)}
+    # the same ratios within each round (its cases ran back to back): less at the mercy of one lucky round
+    out["per_round"] = [{"shm / tcp": round(runs["shm"][r]["fps"] / runs["tcp"][r]["fps"], 2),
+                         "shm / memcpy": round(runs["shm"][r]["fps"] / runs["memcpy"][r]["fps"], 2)}
+                        for r in range(rounds)]
+    for r, ratios in enumerate(out["per_round"]):
+        print(f"shm round {r + 1} ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()), flush=True)
+    for case in cases:
+        print(f"shm best {case:9} {fps[case]:8.1f} frames/s  least CPU {least_cpu[case]:6.2f} ms/frame  "
+              f"{best[case]['wire_bytes']:8.0f} B/frame on the wire", flush=True)
+    for k, v in out["ratios"].items():
+        print(f"shm {k:18} {v:6.2f}x", flush=True)
+    return out
+
+
+PARTS = ("framing", "transport", "decode", "curve", "shm")
 
 
 def main() -> None:
@@ -441,8 +679,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0, help="measuring window per transport case")
     ap.add_argument("--clip-seconds", type=float, default=20.0)
     ap.add_argument("--only", choices=PARTS, action="append",
-                    help="run only this part (1 framing, 2 transport, 3 decode, 4 curve; repeatable); default: all")
-    ap.add_argument("--rounds", type=int, default=1, help="curve: off/on pairs per case, the best kept")
+                    help="run only this part (1 framing, 2 transport, 3 decode, 4 curve, 5 shm; repeatable); "
+                         "default: all")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="curve: off/on pairs per case; shm: rounds of every case; the best kept")
     ap.add_argument("--out", help="write the figures as JSON here too")
     args = ap.parse_args()
     parts = args.only or PARTS
@@ -488,6 +728,8 @@ def main() -> None:
                                                       / dec["every 1 (full decode)"]["source_fps"], 2)
         if "curve" in parts:
             results["curve"] = curve_cost(Path(tmp), args.seconds, args.rounds)  # its ratios are in its rows
+        if "shm" in parts:
+            results["shm"] = shm_bench(Path(tmp), args.seconds, args.rounds)  # its ratios are in it
     results["ratios"] = ratios
     for k, v in ratios.items():
         print(f"{k:28} {v:6.2f}x")

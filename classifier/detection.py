@@ -1,14 +1,18 @@
 """The detection thread of a ``camwire classifier`` worker (:class:`Detection`): it runs the
 detector over the batches the worker's loop hands it and pushes each frame's result back over an
 inproc PUSH; and how a frame's ``result`` message is built (:func:`result_parts`), by that thread
-and by the loop for frames it answers with an error."""
+and by the loop for frames it answers with an error.
+
+A result that found something (or a covered lens) carries the frame's pixels as an LZ4 block
+(common.pixels.pack_pixels), not a JPEG: the sink encodes one only for the few snapshots and
+frames it keeps, so no worker pays for the many it would throw away."""
 
 from __future__ import annotations
 
 import queue
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import zmq
 
@@ -21,15 +25,21 @@ from camwire.common.sockets import make_socket, send_nowait
 
 PIPE_SEND_WAIT_MS = 500
 
-Batch = list[tuple[wire.FrameHeader, list[zmq.Frame]]]
+# each frame's header and its parts: zmq.Frames as received, or buffers (a view of shared memory)
+Batch = list[tuple[wire.FrameHeader, list[Any]]]
 
 
 def result_parts(header: wire.FrameHeader, worker: str, detector: str, result: FrameResult | None = None,
-                 image: Any = None, error: str | None = None, infer_ms: float = 0.0) -> list[bytes]:
-    """A frame's ``result`` (and its JPEG snapshot when something was found or the lens is covered).
+                 image: Any = None, error: str | None = None, infer_ms: float = 0.0,
+                 pixel_enc: str = "lz4") -> list[bytes]:
+    """A frame's ``result`` (part 0), and the pixels the detector saw (``image``) as part 1 when
+    something was found or the lens is covered: raw or an LZ4 block (``pixel_enc``;
+    ``Result.image`` says their size), copied out of ``image``, which may be a view of shared memory.
 
     The detector's own result is converted and validated here, once; one the sink could not
-    decode (a NaN box) becomes a result with the error instead."""
+    decode (a NaN box) becomes a result with the error instead. Boxes leave in source pixels: a
+    frame the extractor resized for detection (``header.source``) has them scaled up to the
+    source, and the result says the source's size; ``image`` says the pixels' own."""
     detections: list[wire.Detection] = []
     flags = wire.Flags()
     if result is not None:
@@ -37,25 +47,56 @@ def result_parts(header: wire.FrameHeader, worker: str, detector: str, result: F
             detections, flags = result.to_wire()
         except (ValueError, TypeError) as exc:  # msgspec.ValidationError is a ValueError
             error = error or f"detector gave an invalid result: {exc}"
-    body = wire.Result(camera=header.camera, seq=header.seq, ts_ns=header.ts_ns, width=header.width,
-                       height=header.height, pts=header.pts, worker=worker, detector=detector, detections=detections,
-                       flags=flags, error=error[:1000] if error else None, infer_ms=min(infer_ms, 1e6),
-                       motion=header.motion, prev=header.prev)
-    parts = [wire.pack(body)]
+    if header.source is not None:
+        detections = to_source(detections, header)
+    packed = None
     if image is not None and error is None and (detections or flags.covered):
-        parts.append(pixels.encode_jpeg(image))  # the sink saves it as the event's snapshot
-    return parts
+        packed = pixels.pack_pixels(image, pixel_enc)  # the sink makes a JPEG of them if it keeps this frame
+    width, height = header.source or (header.width, header.height)
+    body = wire.Result(camera=header.camera, seq=header.seq, ts_ns=header.ts_ns, width=width, height=height,
+                       pts=header.pts, worker=worker, detector=detector, detections=detections,
+                       flags=flags, error=error[:1000] if error else None, infer_ms=min(infer_ms, 1e6),
+                       motion=header.motion, prev=header.prev, image=packed[1] if packed else None,
+                       image_enc="raw" if pixel_enc == "raw" else "lz4")
+    return [wire.pack(body), packed[0]] if packed else [wire.pack(body)]
+
+
+def to_source(detections: list[wire.Detection], header: wire.FrameHeader) -> list[wire.Detection]:
+    """Boxes found in a resized frame's pixels, in its source's (``header.source``). Held within
+    the wire's bound, so an absurd box a detector gave cannot make the whole result one the sink
+    refuses."""
+    if not detections or header.source is None:
+        return detections
+    sx, sy = header.source[0] / header.width, header.source[1] / header.height
+    return [wire.Detection(d.label, d.confidence, (_coord(d.box[0] * sx), _coord(d.box[1] * sy),
+                                                   _coord(d.box[2] * sx), _coord(d.box[3] * sy)))
+            for d in detections]
+
+
+def _coord(v: float) -> float:
+    return round(min(max(v, -wire.LIMIT), wire.LIMIT), 1)  # the detectors' own rounding (Detection.to_map)
+
+
+SHM_RECYCLED = "shm_recycled: the frame's shared-memory slot was reused before detection finished"
 
 
 class Detection(threading.Thread):
-    """Runs the detector over batches from a queue; results go back over an inproc PUSH."""
+    """Runs the detector over batches from a queue; results go back over an inproc PUSH.
+
+    ``still_valid(header)``: whether a frame's pixels are still its own (a frame in shared
+    memory: its slot not reused meanwhile). Asked of each frame after the detector ran on it and
+    its pixels were copied into its result: a frame it says False of gets a result with the
+    error ``shm_recycled`` (counted ``failed/shm_recycled``) instead, since both may have read
+    another frame. None: every frame's pixels are its own (they came in the message)."""
 
     def __init__(self, ctx: zmq.Context, detector: Detector, pipe_addr: str, worker: str,
-                 batches: queue.Queue[Batch | None], counters: Counters, max_frame_bytes: int, log: Any) -> None:
+                 batches: queue.Queue[Batch | None], counters: Counters, max_frame_bytes: int, log: Any,
+                 still_valid: Callable[[wire.FrameHeader], bool] | None = None, pixel_enc: str = "lz4") -> None:
         super().__init__(name="detection", daemon=True)
+        self.pixel_enc = pixel_enc  # how a result carries its pixels to the sink (result_parts)
         self.ctx, self.detector, self.pipe_addr, self.worker = ctx, detector, pipe_addr, worker
         self.batches, self.counters, self.max_frame_bytes = batches, counters, max_frame_bytes
-        self.log = log
+        self.log, self.still_valid = log, still_valid
         self.repeats = RepeatLimiter(log)  # this thread's own: a failing detector logs once a minute
         self.busy_s = 0.0
         self.finished = False  # set on a clean stop, so the watcher does not restart it
@@ -65,7 +106,11 @@ class Detection(threading.Thread):
         pipe = make_socket(self.ctx, zmq.PUSH, connect=self.pipe_addr)
         try:
             while (batch := self.batches.get()) is not None:
-                for parts in self.process(batch):
+                results = self.process(batch)
+                # held no longer than its results need: a frame's pixels may be a view of a
+                # shared-memory slot, which must not stay pinned while this thread waits for more
+                del batch
+                for parts in results:
                     # the main thread always reads; the bounded wait only guards a stopping worker
                     while not send_nowait(pipe, parts, PIPE_SEND_WAIT_MS):
                         if self.stopping.is_set():  # the worker has stopped reading: say so, never spin
@@ -76,10 +121,14 @@ class Detection(threading.Thread):
             pipe.close()
 
     def process(self, batch: Batch) -> list[list[bytes]]:
+        """Each frame's result parts (bytes only: nothing refers to the frames' pixels after)."""
         decoded, out = [], []
         for header, parts in batch:
             try:
-                decoded.append(pixels.decode_frame([p.buffer for p in parts], self.max_frame_bytes))
+                _, image = pixels.decode_frame([_buffer(p) for p in parts], self.max_frame_bytes)
+                # the batch's header, not the one decoded: a shared-memory frame's names its slot
+                # (still_valid asks of it) though its pixels may be handed over as an inline part
+                decoded.append((header, image))
             except wire.MalformedMessage as exc:
                 self.counters.add("malformed", exc.reason)
                 out.append(result_parts(header, self.worker, self.detector.name, error=f"malformed: {exc}"))
@@ -101,7 +150,19 @@ class Detection(threading.Thread):
         self.busy_s += elapsed
         INFERENCE_SECONDS.labels(self.detector.name).observe(elapsed)
         for (header, image), result in zip(decoded, results):
-            self.counters.add("processed", header.camera)
-            out.append(result_parts(header, self.worker, self.detector.name, result, image, error=error,
-                                    infer_ms=round(1000 * elapsed / len(decoded), 3)))
+            parts = result_parts(header, self.worker, self.detector.name, result, image, error=error,
+                                 infer_ms=round(1000 * elapsed / len(decoded), 3), pixel_enc=self.pixel_enc)
+            # asked only now, after the detector and the copy in result_parts read the pixels
+            # (a seqlock's reader: check after reading), so a slot reused during either is caught
+            if self.still_valid is not None and not self.still_valid(header):
+                self.counters.add("failed", "shm_recycled")
+                parts = result_parts(header, self.worker, self.detector.name, error=SHM_RECYCLED)
+            else:
+                self.counters.add("processed", header.camera)
+            out.append(parts)
         return out
+
+
+def _buffer(part: Any) -> Any:
+    """A part's bytes: a zmq.Frame's buffer, or a buffer as it is (a view of shared memory)."""
+    return part.buffer if isinstance(part, zmq.Frame) else part

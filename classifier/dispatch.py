@@ -9,10 +9,21 @@
 - Routing by detector: each worker serves one detector (its ``ready`` says which), and a camera
   may name the detector(s) it wants (``routes``). A frame of such a camera waits once per
   detector it wants, in that detector's group, and goes to one worker serving it; a camera that
-  names none goes to any worker (ANY); a worker that names no detector takes only those. Within a group cameras take turns; a worker that may take from its own group and
-  from ANY takes the frame that has waited longer. Credits, superseding, losses and deadlines
-  work per delivery exactly as with one group, so a camera with two detectors counts each frame
-  dispatched and completed twice (and the sink gets two results for it, one per detector).
+  names none goes to any worker (ANY); a worker that names no detector takes only those. A
+  worker that may take from its own group and from ANY takes from the one whose next frame (of
+  the camera whose turn it is there) has waited longer. Credits, superseding, losses and
+  deadlines work per delivery exactly as with one group, so a camera with two detectors counts
+  each frame dispatched and completed twice (and the sink gets two results for it, one per
+  detector).
+- Fair turns by weight: within a group the cameras with a frame waiting take turns, each in
+  proportion to its ``weight`` (the config's, :meth:`Dispatcher.set_weights`; 1 for any camera
+  not named), so under overload a camera of weight 2 gets twice the frames of one of weight 1
+  (a live camera never more than it sends), and identical cameras the same. Start-time fair
+  queueing (:class:`Turns`): O(log n) a frame for hundreds of cameras. A camera back from an idle
+  spell, or new, starts level with the others, with no credit for the turns it missed; one whose
+  next frame was merely on its way keeps its place (:data:`OWED`). Superseding keeps a camera's
+  place; a frame given back (a failed send) goes first again. Fairness is within a group: across
+  a worker's two groups the older frame goes first, as above.
 - A frame for a detector that no connected worker serves is not queued (it would wait for ever,
   and a file's frames would pause the frontend for every camera): it is counted
   ``unserved/<camera>/<detector>`` and reported (:meth:`Dispatcher.unserved_now`). Frames that
@@ -20,6 +31,14 @@
   empty does everything wait, as it always has: nobody serves anything yet.
 - A live camera keeps at most its newest frame while no worker is free: a newer frame replaces
   the waiting one (counted ``superseded``), so latency stays bounded under overload.
+- The drop hook (``on_drop(pending, reason)``): each frame waits as one :class:`Pending` per
+  detector its camera wants, and every Pending either goes to a worker (:meth:`next_dispatch`)
+  or is passed to the hook exactly once, after the tables are right again: ``superseded``,
+  ``unserved`` (no worker serves its detector: at once when it comes, or when the last one
+  leaves while it waits) or ``forgotten`` (its camera lost its place). Frames handed to a worker
+  and lost there are not (they were sent: the counters say ``worker_lost``/``deadline``); a frame
+  refused by the pool (:meth:`offer` False) never became a Pending. It counts nothing: the
+  counters above do. The ventilator uses it to give a frame's shared memory back.
 - A file read as fast as the pipeline takes it (``live`` false) is never superseded; its frames
   queue, and the daemon stops reading its frontend while the backlog is full, which is what
   makes the extractor wait.
@@ -38,11 +57,12 @@
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -55,6 +75,7 @@ MAX_WORKERS = 1024  # the pool; a Workers message holds at most 4096
 ANY = ""  # the group of cameras that name no detector (and of workers that name none); no name is ""
 Key = tuple[str, int]  # (camera, seq)
 Routes = Mapping[str, Sequence[str]]  # camera -> the detectors it wants
+Weights = Mapping[str, float]  # camera -> its share under overload, against 1 for a camera not named
 
 
 @dataclass(slots=True)
@@ -63,6 +84,103 @@ class Pending:
     parts: Sequence[Buffer]
     group: str = ANY  # the detector it waits for
     order: int = 0  # when it came: a worker that may take from two groups takes the older
+
+
+OnDrop = Callable[[Pending, str], None]  # a frame let go without a worker, and why
+# How far behind the group's virtual time a camera that waits again may be and keep its pass, in
+# rounds: a round is the stride of a camera of weight 1 (everyone's unless named), or its own when
+# longer. Anything further behind was idle, and starts again with no credit. Measured with live
+# cameras (tests/classifier/test_dispatch.py's overload), whose one frame each is often on its
+# way: weights 2:1:1 at 2x overload give the weight-2 camera 0.500 of the frames (textbook
+# start-time fair queueing, which owes nothing: 0.448); 5:1:1:1:1 at 3x give the weight-5 one
+# 0.536 of its 0.556 (0.313). Counted in its own strides instead, a heavy camera would be owed
+# almost nothing: a single weight-1 camera's turn puts it that far behind.
+OWED = 2.0
+
+
+class Turns:
+    """One group's fair turns between the cameras waiting in it: start-time fair queueing.
+
+    Each camera has a ``pass``, where its next frame starts in the group's virtual time; the
+    waiting camera with the least pass goes next, and going costs it its stride, ``1/weight``,
+    so under overload each camera is served in proportion to its weight. The group's virtual
+    time is the greatest pass served so far. A camera that starts waiting again after an idle
+    spell (or a new one) starts at the virtual time: the turns it missed are not credit to spend
+    in a burst. But one only briefly behind keeps its pass (:data:`OWED`): a live camera has
+    nothing waiting from the moment its frame is sent until its next one comes, and the turns
+    others take in that gap are its due, not idleness (a burst after a short silence: two rounds'
+    share at most). Equal passes go in the order the cameras took their place in line: plain
+    round-robin when all weights are equal. O(log n) per frame: a heap whose entries go stale
+    instead of being removed (an entry is live while its ticket is its camera's), swept when they
+    outnumber the live ones.
+    """
+
+    __slots__ = ("vtime", "_passes", "_tickets", "_heap", "_count")
+
+    def __init__(self) -> None:
+        self.vtime = 0.0
+        self._passes: dict[str, float] = {}  # camera -> its pass; kept while it is not waiting
+        self._tickets: dict[str, int] = {}  # camera -> its live heap entry's ticket, while it waits
+        self._heap: list[tuple[float, int, str]] = []  # (pass, ticket, camera)
+        self._count = itertools.count(1)
+
+    def join(self, camera: str, stride: float) -> None:
+        """``camera`` has a frame waiting now (it had none): it keeps its pass if that is at most
+        :data:`OWED` rounds behind the virtual time, else (new, or idle) it starts at the virtual time."""
+        if camera not in self._tickets:
+            start = self._passes.get(camera, self.vtime)
+            if start < self.vtime - OWED * max(stride, 1.0):
+                start = self.vtime
+            self._push(camera, start, next(self._count))
+
+    def front(self, camera: str) -> None:
+        """``camera`` goes first (a frame given back): at the least pass waiting, ahead of any
+        other there; right after it was served that is its pass before, so the turn is not lost."""
+        head = self.head()
+        start = self.vtime if head is None else min(self.vtime, self._heap[0][0])
+        self._push(camera, start, -next(self._count))
+
+    def head(self) -> str | None:
+        """The camera whose turn it is, None when none waits."""
+        heap = self._heap
+        while heap and self._tickets.get(heap[0][2]) != heap[0][1]:
+            heapq.heappop(heap)  # stale: the camera left, or was put elsewhere since
+        return heap[0][2] if heap else None
+
+    def served(self, camera: str, stride: float, waiting: bool) -> None:
+        """``camera`` (the one :meth:`head` named just now: its entry is the heap's top) sent a
+        frame, costing it ``stride``; ``waiting``: it has another."""
+        start = self._passes[camera]
+        self.vtime = max(self.vtime, start)
+        self._passes[camera] = start + stride
+        if waiting:
+            ticket = next(self._count)
+            self._tickets[camera] = ticket
+            heapq.heapreplace(self._heap, (start + stride, ticket, camera))
+        else:
+            del self._tickets[camera]
+            heapq.heappop(self._heap)
+
+    def leave(self, camera: str) -> None:
+        """``camera`` has nothing waiting any more (cleared); its pass stays."""
+        if self._tickets.pop(camera, None) is not None:
+            self._sweep()
+
+    def forget(self, camera: str) -> None:
+        self.leave(camera)
+        self._passes.pop(camera, None)
+
+    def _push(self, camera: str, start: float, ticket: int) -> None:
+        self._passes[camera] = start
+        self._tickets[camera] = ticket
+        heapq.heappush(self._heap, (start, ticket, camera))
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Stale entries out once they outnumber the live ones: the heap stays O(cameras waiting)."""
+        if len(self._heap) > 2 * len(self._tickets) + 16:
+            self._heap = [e for e in self._heap if self._tickets.get(e[2]) == e[1]]
+            heapq.heapify(self._heap)
 
 
 @dataclass(slots=True)
@@ -83,7 +201,8 @@ class Dispatcher:
     def __init__(self, max_backlog: int = 64, counters: Counters | None = None, frame_deadline: float = 30.0,
                  max_cameras: int = DEFAULT_POOL, max_credits: int = MAX_CREDITS, max_workers: int = MAX_WORKERS,
                  routes: Routes | None = None, configured: Iterable[str] = (),
-                 camera_idle_s: float = DEFAULT_IDLE_S) -> None:
+                 camera_idle_s: float = DEFAULT_IDLE_S, weights: Weights | None = None,
+                 on_drop: OnDrop | None = None) -> None:
         self.max_backlog, self.frame_deadline = max_backlog, frame_deadline
         self.max_credits, self.max_workers = max_credits, max_workers
         self.counters = counters if counters is not None else Counters()
@@ -92,13 +211,16 @@ class Dispatcher:
         self.routes: dict[str, tuple[str, ...]] = {}
         self.unserved: dict[tuple[str, str], int] = {}  # (camera, detector) -> frames no worker could take
         self._queues: dict[tuple[str, str], deque[Pending]] = {}  # (group, camera) -> frames waiting
-        self._ready: dict[str, deque[str]] = {}  # group -> cameras with a waiting frame, in turn order
+        self._turns: dict[str, Turns] = {}  # group -> its cameras with a waiting frame, in fair turns
+        self.weights: dict[str, float] = {}
+        self.on_drop = on_drop
         self._tokens: dict[str, deque[tuple[int, bytes]]] = {}  # group -> one (stamp, worker) per credit
         self._stamps = itertools.count()  # credits' and frames' arrival, across groups
         self._serving: Counter[str] = Counter()  # detector -> workers serving it (not leaving)
         self._eos: dict[str, Eos] = {}
         self._completed: dict[str, int] = {}
         self.set_routes(routes or {})
+        self.set_weights(weights or {})
 
     # -- cameras -------------------------------------------------------------------------------
 
@@ -135,19 +257,34 @@ class Dispatcher:
 
     def _forget_camera(self, camera: str) -> None:
         """Everything held for a camera that lost its place; its counts stay in the totals as ``other``."""
+        dropped = []
         for key in [k for k in self._queues if k[1] == camera]:
-            del self._queues[key]
+            dropped += self._queues.pop(key)
+        for turns in self._turns.values():
+            turns.forget(camera)
         for key in [k for k in self.unserved if k[0] == camera]:
             del self.unserved[key]
         self._eos.pop(camera, None)
         self._completed.pop(camera, None)
         self.counters.fold("camera", camera)
+        self._drop(dropped, "forgotten")
 
     def set_routes(self, routes: Routes) -> None:
         """Which detectors each camera wants (at start and on reload); frames already waiting stay
         where they are, the next ones follow the new routes."""
         self.routes = {camera: tuple(dict.fromkeys(wanted)) for camera, wanted in routes.items() if wanted}
         self.unserved = {k: n for k, n in self.unserved.items() if k[1] in self.routes.get(k[0], ())}
+
+    def set_weights(self, weights: Weights) -> None:
+        """Each camera's share under overload (at start and on reload), against 1 for any camera
+        not named; the next frames pay the new price, the turns already earned stay."""
+        bad = {camera: w for camera, w in weights.items() if not w > 0}
+        if bad:
+            raise ValueError(f"a camera's weight must be above 0: {bad}")
+        self.weights = {camera: float(w) for camera, w in weights.items() if w != 1}
+
+    def _stride(self, camera: str) -> float:
+        return 1.0 / self.weights.get(camera, 1.0)
 
     def serves(self, detector: str) -> bool:
         """Whether a frame for ``detector`` may wait: a worker serves it, or the pool is empty."""
@@ -156,25 +293,43 @@ class Dispatcher:
     # -- frames in -----------------------------------------------------------------------------
 
     def offer(self, header: FrameHeader, parts: Sequence[Buffer], now: float | None = None, peer: Any = None) -> bool:
-        """Queue a checked frame once per detector its camera wants; False when its camera finds
-        no place (counted per ``peer``, dropped)."""
+        """Queue a checked frame once per detector its camera wants, as one Pending each (one that
+        no worker serves goes to ``on_drop`` at once); False when its camera finds no place
+        (counted per ``peer``, dropped, no Pending made)."""
         camera = header.camera
         if not self.admit(camera, now, peer):
             return False
         self.counters.add("received", camera)
         order = next(self._stamps)
         for group in self.routes.get(camera, (ANY,)):
+            pending = Pending(header, parts, group, order)
             if not self.serves(group):
                 self._count_unserved(camera, group)
+                self._drop([pending], "unserved")
                 continue
             queue = self._queues.setdefault((group, camera), deque())
-            if not queue:  # a camera is in its group's turn order once, while it waits
-                self._ready.setdefault(group, deque()).append(camera)
-            elif header.live:
-                self.counters.add("dropped", camera, "superseded", n=len(queue))
+            superseded = list(queue) if header.live else []
+            if superseded:  # the camera keeps its place in line: only its frame is newer
+                self.counters.add("dropped", camera, "superseded", n=len(superseded))
                 queue.clear()
-            queue.append(Pending(header, parts, group, order))
+            elif not queue:
+                self._turns_of(group).join(camera, self._stride(camera))
+            queue.append(pending)
+            self._drop(superseded, "superseded")
         return True
+
+    def _turns_of(self, group: str) -> Turns:
+        turns = self._turns.get(group)
+        if turns is None:
+            turns = self._turns[group] = Turns()
+        return turns
+
+    def _drop(self, pendings: Iterable[Pending], reason: str) -> None:
+        """Frames let go without a worker, to the hook (after the tables are right again, so the
+        hook sees a consistent dispatcher)."""
+        if self.on_drop is not None:
+            for pending in pendings:
+                self.on_drop(pending, reason)
 
     def _count_unserved(self, camera: str, detector: str, n: int = 1) -> None:
         self.counters.add("unserved", camera, detector, n=n)
@@ -260,11 +415,14 @@ class Dispatcher:
     def _pool_changed(self) -> None:
         """Who serves what, again; frames waiting for a detector nobody serves now are unserved."""
         self._serving = Counter(w.detector for w in self.workers.values() if not w.leaving)
+        dropped: list[Pending] = []
         for (group, camera), queue in self._queues.items():
             if queue and not self.serves(group):
                 self._count_unserved(camera, group, n=len(queue))
+                dropped += queue
                 queue.clear()
-                self._ready[group].remove(camera)
+                self._turns[group].leave(camera)
+        self._drop(dropped, "unserved")
 
     def expired(self, now: float, timeout: float) -> list[bytes]:
         return [w.ident for w in self.workers.values() if now - w.last_seen > timeout]
@@ -297,16 +455,16 @@ class Dispatcher:
         worker.credits = 0
 
     def requeue(self, ident: bytes, pending: Pending) -> None:
-        """A send that failed: the frame goes back to the front of its camera's queue."""
+        """A send that failed: the frame goes back to the front of its camera's queue, and its
+        camera to the front of its group's turns."""
         worker = self.workers.get(ident)
         if worker is not None:
             worker.in_flight.pop((pending.header.camera, pending.header.seq), None)
             self.counters.add("workers", worker.name, "dispatched", n=-1)
         self.counters.add("dispatched", pending.header.camera, n=-1)
         queue = self._queues.setdefault((pending.group, pending.header.camera), deque())
-        if not queue:
-            self._ready.setdefault(pending.group, deque()).appendleft(pending.header.camera)
         queue.appendleft(pending)
+        self._turns_of(pending.group).front(pending.header.camera)
 
     # -- frames out ----------------------------------------------------------------------------
 
@@ -316,12 +474,11 @@ class Dispatcher:
             group, source = pick
             _, ident = self._tokens[group].popleft()
             worker = self.workers[ident]
-            turn = self._ready[source]
-            camera = turn.popleft()
+            turns = self._turns[source]
+            camera = turns.head()
             queue = self._queues[(source, camera)]
             pending = queue.popleft()
-            if queue:
-                turn.append(camera)  # round-robin between cameras
+            turns.served(camera, self._stride(camera), waiting=bool(queue))
             worker.credits -= 1
             worker.in_flight[(camera, pending.header.seq)] = now
             self.counters.add("dispatched", camera)
@@ -350,8 +507,11 @@ class Dispatcher:
     def _source(self, group: str) -> str | None:
         """Where a worker of ``group`` takes its next frame: its own group or ANY, whichever's next
         frame has waited longer; None when neither has one."""
-        heads = [(self._queues[(g, self._ready[g][0])][0].order, g)
-                 for g in dict.fromkeys((group, ANY)) if self._ready.get(g)]
+        heads = []
+        for g in dict.fromkeys((group, ANY)):
+            camera = self._turns[g].head() if g in self._turns else None
+            if camera is not None:  # the camera whose turn it is: its frame, not the group's oldest
+                heads.append((self._queues[(g, camera)][0].order, g))
         return min(heads)[1] if heads else None
 
     def any_worker(self) -> bytes | None:

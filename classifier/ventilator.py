@@ -9,7 +9,13 @@ Sockets (both bound, both owned by the main thread, run by common.daemon):
     ``status`` and ``eos`` ride to the sink through any worker, and so does a ``workers`` message
     every WORKERS_EVERY_S (each worker's detector, credits, frames in flight, done and lost; the
     backlog per camera; each camera's detector that no worker serves), which the sink keeps for
-    ``camwire status``.
+    ``camwire status``. A worker's heartbeat carrying ``sent`` is echoed at once (``echo``): its
+    round trip sizes its credit window (classifier.worker_loop).
+Shared memory (common.shm): a frame whose pixels wait in its extractor's ring comes as a header
+alone. It goes on as it came to a worker that maps the same memory (its ``ready`` says its host),
+and inline, copied out of the slot, to any other (``shm/inlined``), and inline from the start for
+a camera with two detectors (two readers of one slot); a frame dropped here (superseded,
+unserved, its camera forgotten or refused) has its slot given back at once.
 Routing: a camera's ``detector`` in the file (one name or a list), or ``--route CAMERA=DETECTOR``
 (repeatable; a camera given here takes only these), sends its frames only to workers serving
 that detector; the file's cameras are followed on reload. A camera whose detector no worker
@@ -26,11 +32,14 @@ from __future__ import annotations
 import errno
 import time
 from collections import deque
+from typing import Any, Sequence
+
+import msgspec
 
 import zmq
 
-from camwire.classifier.dispatch import Dispatcher
-from camwire.common import wire
+from camwire.classifier.dispatch import Dispatcher, Pending
+from camwire.common import shm, wire
 from camwire.common.admission import LABELS as ADMISSION_LABELS
 from camwire.common.config import Config
 from camwire.common.daemon import Daemon
@@ -43,7 +52,7 @@ WORKERS_EVERY_S = 2.0
 LABELS = {"received": ("camera",), "dispatched": ("camera",), "completed": ("camera",),
           "dropped": ("camera", "reason"), "workers": ("worker", "what"), "workers_forgotten": ("reason",),
           "refused": ("reason",), "late": ("reason",), "outbox_dropped": (), "unserved": ("camera", "detector"),
-          **ADMISSION_LABELS}
+          "shm": ("what",), **ADMISSION_LABELS}
 
 
 def routes_of(cfg: Config | None, flags: list[tuple[str, str]] | None) -> dict[str, list[str]]:
@@ -59,6 +68,12 @@ def routes_of(cfg: Config | None, flags: list[tuple[str, str]] | None) -> dict[s
 def configured_of(cfg: Config | None, flags: list[tuple[str, str]] | None) -> set[str]:
     """The cameras that always have a place: the file's, and those ``--route`` names."""
     return {*(cfg.cameras if cfg else ()), *(camera for camera, _ in flags or ())}
+
+
+def weights_of(cfg: Config | None) -> dict[str, float]:
+    """Camera -> its share under overload, for the file's cameras whose ``weight`` is not 1 (the
+    dispatcher's turns; every other camera counts 1)."""
+    return {name: cam.weight for name, cam in (cfg.cameras.items() if cfg else ()) if cam.weight != 1}
 
 
 def check(args: VentilatorSettings) -> None:
@@ -85,10 +100,13 @@ class Ventilator:
                                      frame_deadline=args.frame_deadline, max_cameras=args.max_cameras,
                                      routes=routes_of(daemon.config, args.route),
                                      configured=configured_of(daemon.config, args.route),
-                                     camera_idle_s=args.camera_idle)
+                                     camera_idle_s=args.camera_idle, weights=weights_of(daemon.config),
+                                     on_drop=self._dropped)
         self.frontend = daemon.socket(zmq.PULL, bind=args.frontend, rcvhwm=8, linger=0)
         self.backend = daemon.socket(zmq.ROUTER, bind=args.backend, linger=1000)
         self.outbox: deque[bytes] = deque()
+        self.hosts: dict[bytes, str | None] = {}  # worker -> its shared-memory host (wire.Ready.host)
+        self._rings: shm.Readers | None = None
         self._next_heartbeat = 0.0
         self._next_workers = 0.0
         self._unserved_logged: dict[tuple[str, str], int] = {}
@@ -100,7 +118,13 @@ class Ventilator:
         try:
             if len(parts) == 2:
                 header = wire.peek_frame([p.buffer for p in parts], self.max_frame_bytes)
-                self.dispatcher.offer(header, parts, peer=parts[0])
+                peer, body = parts[0], parts
+                if header.shm is not None and len(self.dispatcher.routes.get(header.camera, ())) > 1:
+                    # two detectors would read one slot and each give it back: the pixels go inline
+                    if (inline := self._inline(header)) is not None:
+                        header, body = msgspec.structs.replace(header, shm=None), inline
+                if not self.dispatcher.offer(header, body, peer=peer) and header.shm is not None:
+                    self.rings().release(header.shm)  # refused (no place for its camera): nobody will read it
                 return
             msg = wire.unpack(parts[0].buffer)
             if isinstance(msg, wire.FrameHeader):
@@ -129,6 +153,8 @@ class Ventilator:
                 self._ready(ident, msg, now)
             elif ident in self.dispatcher.workers:
                 self.dispatcher.worker_seen(ident, msg.worker or ident.hex(), now)
+                if msg.sent is not None:  # straight back: the worker sizes its credit window by the round trip
+                    self._send(ident, wire.pack(wire.Heartbeat(echo=msg.sent)))
             else:  # unknown (we restarted, or it was forgotten): ask for its credits
                 self._send(ident, wire.pack(wire.Reset()))
         finally:
@@ -139,6 +165,7 @@ class Ventilator:
         worker = self.dispatcher.ready(ident, msg.worker, msg.credits, msg.done, now, detector=msg.detector or "")
         if worker is None:
             return  # the pool is full: refused and counted
+        self.hosts[ident] = msg.host  # where it maps shared memory: frames from another host's rings go inline
         if not known:
             self.log.info("worker joined", worker=msg.worker, detector=msg.detector, credits=worker.credits)
             self._next_workers = 0.0  # the sink's table learns of it at the next tick
@@ -160,7 +187,7 @@ class Ventilator:
         now = time.monotonic()
         while (item := self.dispatcher.next_dispatch(now)) is not None:
             ident, pending = item
-            if not self._send(ident, *pending.parts):
+            if not self._send(ident, *self._parts_for(ident, pending)):
                 self.dispatcher.requeue(ident, pending)
                 self._forget(ident, "unreachable")
         # a full backlog stops reading the frontend: TCP back-pressure then slows a file reader
@@ -176,6 +203,43 @@ class Ventilator:
             else:
                 self._forget(ident, "unreachable")
 
+    def _parts_for(self, ident: bytes, pending: Pending) -> Sequence[Any]:
+        """A frame as its worker can take it: a shared-memory frame goes as it came to a worker
+        that maps the same memory (common.shm.host_id), and inline to any other (the frame stays
+        inline should its send fail and it wait again). A slot that cannot be read here goes as
+        it came: the worker answers it with the error, so it is counted once."""
+        ref = pending.header.shm
+        if ref is None or self.hosts.get(ident) == ref.host:
+            return pending.parts
+        parts = self._inline(pending.header)
+        if parts is None:
+            return pending.parts
+        pending.parts, pending.header = parts, msgspec.structs.replace(pending.header, shm=None)
+        return parts
+
+    def _inline(self, header: wire.FrameHeader) -> list | None:
+        """The frame's parts with its pixels copied out of its slot, and the slot given back
+        (counted ``shm/inlined``); None when the slot cannot be read here (counted by why)."""
+        assert header.shm is not None
+        try:
+            view = self.rings().view(header.shm, header.raw_size)
+            pixels = bytes(view)  # a copy: the slot is given back now, the send may outlive it
+            del view
+            if not self.rings().valid(header.shm):
+                raise shm.ShmError("recycled", "the slot was reused while it was copied")
+        except shm.ShmError as exc:
+            self.counters.add("shm", exc.reason)
+            return None
+        self.rings().release(header.shm)
+        self.counters.add("shm", "inlined")
+        return wire.frame_parts(msgspec.structs.replace(header, shm=None), pixels)
+
+    def rings(self) -> shm.Readers:
+        """The extractors' rings, mapped when first needed (a pool of remote workers, or a frame dropped)."""
+        if self._rings is None:
+            self._rings = shm.Readers()
+        return self._rings
+
     def _send(self, ident: bytes, *parts) -> bool:
         try:
             self.backend.send_multipart([ident, *parts], flags=zmq.NOBLOCK, copy=False)
@@ -188,8 +252,16 @@ class Ventilator:
     def _forget(self, ident: bytes, reason: str) -> None:
         name = self.dispatcher.workers[ident].name if ident in self.dispatcher.workers else ident.hex()
         lost = self.dispatcher.forget(ident, reason)
+        self.hosts.pop(ident, None)
         self.log.warning("worker forgotten", worker=name, reason=reason, frames_lost=len(lost))
         self._next_workers = 0.0
+
+    def _dropped(self, pending: Pending, reason: str) -> None:
+        """A frame the dispatcher let go without a worker (``superseded``, ``unserved``,
+        ``forgotten``; once per Pending, so once per detector its camera wants): the frame's
+        shared-memory slot back to its ring (common.shm)."""
+        if pending.header.shm is not None:
+            self.rings().release(pending.header.shm)
 
     def tick(self) -> None:
         """Deadlines, silent and finished workers, heartbeats and the pool's load for the sink."""
@@ -241,6 +313,10 @@ class Ventilator:
         if {c: tuple(d) for c, d in routes.items()} != self.dispatcher.routes:
             self.log.info("reload: cameras' detectors", routes=routes)
             self.dispatcher.set_routes(routes)
+        weights = weights_of(cfg)
+        if weights != self.dispatcher.weights:
+            self.log.info("reload: cameras' weights", weights=weights)
+            self.dispatcher.set_weights(weights)
         self.log.info("reload: done", workers=len(self.dispatcher.workers), backlog=self.dispatcher.backlog())
 
     def gauges(self) -> dict:

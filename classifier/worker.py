@@ -12,6 +12,13 @@ Every send is non-blocking: a ventilator or sink that is away for hours costs co
 never a worker stuck in a send. A wrong ``--connect`` or ``--sink`` is warned about with the
 address (common.sockets.PeerWatch).
 
+Credits: a worker asks for a window of frames, its batch plus the next frame plus what it finishes
+during one round trip to the ventilator (measured by its heartbeats' echoes), bounded by
+``--max-window`` (classifier.worker_loop.window_for), so a distant worker is as busy as a near one.
+A frame whose pixels are in its extractor's shared-memory ring (common.shm) is detected in place;
+the slot's generation is checked after the detector ran, and the slot given back when its result
+is out.
+
 The detector runs in its own thread, so heartbeats and status keep flowing during a slow batch.
 That thread is watched: if it dies, the frames it held get results with an error, the worker
 stops heartbeating and tells the ventilator it is out (``leaving``) until the thread is started
@@ -38,9 +45,10 @@ from camwire.common.settings import ClassifierSettings, RunSettings
 from camwire.common.settings.model import as_dict
 
 TICK_S = 0.25  # how soon a dead detection thread is noticed
+RING_SWEEP_S = 10.0  # how often shared-memory rings not used for a while are unmapped (common.shm.Readers)
 PEER_CHECK_S = 1.0  # how often an address that never answers is looked for (common.sockets.PeerWatch)
 LABELS = {"processed": ("camera",), "dropped": ("reason",), "detector_errors": ("error",),
-          "failed": ("reason",), "late": ("reason",)}
+          "failed": ("reason",), "late": ("reason",), "shm": ("what",)}
 
 
 def check(args: ClassifierSettings | RunSettings, build_detectors: bool = True) -> None:
@@ -110,6 +118,7 @@ def main(args: ClassifierSettings) -> int:
     if args.batch > 1:  # a batch of one starts as its frame comes; a bigger one may need its wait ended
         d.every(max(0.005, args.batch_wait / 2), worker.start_batch)
     d.every(PEER_CHECK_S, worker.check_peers)
+    d.every(RING_SWEEP_S, worker.sweep_rings)
     d.on_reload(worker.reload)
     d.stats_extra(lambda: {**worker.stats_extra(), "threads": threads})
     d.gauges(worker.gauges)

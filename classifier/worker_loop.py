@@ -9,27 +9,49 @@ from __future__ import annotations
 
 import os
 import queue
+import statistics
 import time
+from collections import deque
 from typing import Any
 
+import msgspec
 import zmq
 
 from camwire.classifier.detection import Batch, Detection, result_parts
 from camwire.classifier.detectors import Detector
-from camwire.common import wire
+from camwire.common import shm, wire
 from camwire.common.config import Config
 from camwire.common.curve import SERVER_OF
 from camwire.common.daemon import Daemon
 from camwire.common.settings import ClassifierSettings
-from camwire.common.sockets import send_nowait
+from camwire.common.sockets import is_local, send_nowait
 
 HEARTBEAT_S = 1.0
 LEAVE_TIMEOUT_S = 4.0  # longest a stopping worker spends finishing frames it already took
 BYE_WAIT_S = 1.0
-SINK_HWM = 1000
+# results queued while the sink is away; past it they are dropped, counted. A result with a
+# detection carries its frame's pixels (0.3 MB at 416 px, 6.2 MB at 1080p raw), so this bounds
+# what a worker holds for a sink that is gone
+SINK_HWM = 300
 DEALER_HWM = 100  # ready/heartbeat queued while the ventilator is away; past it they are dropped
 
+RTT_SAMPLES = 8  # round trips kept; the window follows their median
+FRAME_TIME_ALPHA = 0.2  # how fast the per-frame detection time follows a change
+
 Key = tuple[str, int]
+
+
+def window_for(batch: int, rtt_s: float | None, frame_s: float | None, max_window: int) -> int:
+    """The frames a worker asks the ventilator for at once: a batch, the next frame (at hand when
+    the last is done: no idle gap per frame, which on a loaded host is where a pool lost a fifth
+    of its work), and what it finishes during one round trip at the pace it works (so a frame
+    asked for arrives before it is needed), bounded by ``max_window``. A live camera's frame waits at
+    most one detection at the worker; the ventilator still keeps only the newest of the rest.
+    Before a frame's time is known: the batch alone."""
+    if rtt_s is None or not frame_s:
+        return max(1, batch)
+    in_flight = int(rtt_s / frame_s + 0.9)  # frames it finishes during one round trip, rounded up
+    return max(1, min(batch + 1 + in_flight, max(batch, max_window)))
 
 
 class Worker:
@@ -41,6 +63,10 @@ class Worker:
     def __init__(self, daemon: Daemon, args: ClassifierSettings, detector: Detector, name: str) -> None:
         self.daemon, self.detector, self.name = daemon, detector, name
         self.batch, self.batch_wait_s, self.max_frame_bytes = args.batch, args.batch_wait, args.max_frame_bytes
+        self.max_window = args.max_window
+        # a result's pixels (for the snapshots the sink keeps): raw to a sink on this host, where a
+        # copy costs less than any codec; LZ4 across a network
+        self.pixel_enc = "raw" if is_local(args.sink or "") else "lz4"
         self.serves = args.serves or args.detector  # the detector name it serves, said in every ready
         self.log, self.counters = daemon.log, daemon.counters
         self.pipe_addr = f"inproc://results-{os.getpid()}"
@@ -60,6 +86,15 @@ class Worker:
         self._left_at = 0.0  # when it told the ventilator it is leaving
         self._last_reset = -HEARTBEAT_S
         self.busy_s = 0.0  # of detection threads that have died
+        # the credit window (window_for): credits given and not yet used by a frame, the round
+        # trips measured by heartbeats, and the detection time per frame (from results)
+        self.outstanding = 0
+        self.rtts: deque[float] = deque(maxlen=RTT_SAMPLES)
+        self.frame_s: float | None = None
+        # the extractors' shared-memory rings this worker maps (common.shm): a frame whose pixels
+        # wait in one is detected in place and its slot given back when its result is out
+        self.host = shm.host_id()
+        self.readers = shm.Readers()
 
     def held(self) -> int:
         return len(self.pending) + len(self.in_detection)
@@ -72,11 +107,12 @@ class Worker:
             self.check_detection()  # its frames are answered before a new thread starts
             self.busy_s += self.detection.busy_s
         self.detection = Detection(self.daemon.ctx, self.detector, self.pipe_addr, self.name, self.batches,
-                                   self.counters, self.max_frame_bytes, self.log)
+                                   self.counters, self.max_frame_bytes, self.log, still_valid=self.still_valid,
+                                   pixel_enc=self.pixel_enc)
         if self.down:
             self.down, self.bye = False, False  # the bye our "leaving" brought is not the last one
             self.log.info("detection thread back; asking for work again")
-            self._send_ready(max(0, self.batch - self.held()), [])
+            self._top_up([])
         return self.detection
 
     def check_detection(self) -> None:
@@ -98,8 +134,9 @@ class Worker:
         self.in_detection.clear()
         self.pending = []
         self.log.error("detection thread died; its frames get results with an error", frames=len(lost))
-        self._fail(lost, "detection_died", "the detection thread died", credits=0)
+        self._fail(lost, "detection_died", "the detection thread died", refill=False)
         self._send_ready(0, [], leaving=True)  # no more work until the thread is back
+        self.outstanding = 0  # a leaving worker's credits are dropped by the ventilator
 
     # -- input -----------------------------------------------------------------------------------
 
@@ -114,17 +151,22 @@ class Worker:
             raise wire.MalformedMessage("bad_part_count", f"{type(msg).__name__} in {len(parts)} parts")
         if isinstance(msg, (wire.Status, wire.Eos, wire.Motion, wire.Workers)):
             self._to_sink([parts[0].bytes])
+        elif isinstance(msg, wire.Heartbeat):
+            if msg.echo is not None:  # our own heartbeat's time, sent straight back: one round trip
+                self.rtts.append(max(0.0, (time.monotonic_ns() - msg.echo) / 1e9))
         elif isinstance(msg, wire.Reset):
             # the ventilator does not know us (it restarted): our credits again, once per beat
             # however many resets a backlog of heartbeats brings back
             now = time.monotonic()
             if not self.down and not self.leaving and now - self._last_reset >= HEARTBEAT_S:
                 self._last_reset = now
-                self._send_ready(max(0, self.batch - self.held()), [])
+                self.outstanding = 0  # those it had are gone with it
+                self._top_up([])
         elif isinstance(msg, wire.Bye):
             self.bye = True
 
     def _frame(self, parts: list[zmq.Frame]) -> None:
+        self.outstanding = max(0, self.outstanding - 1)
         try:
             header = wire.peek_frame([p.buffer for p in parts], self.max_frame_bytes)
         except wire.MalformedMessage as exc:
@@ -134,13 +176,21 @@ class Worker:
             except wire.MalformedMessage:
                 header = None
             if isinstance(header, wire.FrameHeader):  # answered, so the ventilator completes it
-                self._fail([header], f"malformed_{exc.reason}", f"malformed: {exc}", credits=1)
+                self._fail([header], f"malformed_{exc.reason}", f"malformed: {exc}")
             else:  # nothing names it: its credit back, the ventilator's deadline settles it
-                self._send_ready(1, [])
+                self._top_up([])
             return
         if self.down:
-            self._fail([header], "detection_down", "the detection thread is down", credits=0)
+            self._fail([header], "detection_down", "the detection thread is down", refill=False)
             return
+        if header.shm is not None:
+            try:  # the pixels in place: no copy; the header without its ref, so decoding takes the view
+                view = self.readers.view(header.shm, header.raw_size)
+            except shm.ShmError as exc:
+                self.counters.add("shm", exc.reason)
+                self._fail([header], f"shm_{exc.reason}", f"shared memory: {exc}")
+                return
+            parts = [zmq.Frame(wire.pack(msgspec.structs.replace(header, shm=None))), zmq.Frame(view, copy=False)]
         if not self.pending:
             self.first_pending_at = time.monotonic()
         self.pending.append((header, parts))
@@ -151,12 +201,17 @@ class Worker:
         result = wire.unpack(parts[0].buffer)
         wire.expect(result, wire.Result)
         key = (result.camera, result.seq)
-        if self.in_detection.pop(key, None) is None:
+        header = self.in_detection.pop(key, None)
+        if header is None:
             self.counters.add("late", "unknown_result")  # already answered with an error
             return
+        self._give_back(header)
         self.counters.add("results")
+        if result.error is None and result.infer_ms > 0:
+            t = result.infer_ms / 1000
+            self.frame_s = t if self.frame_s is None else self.frame_s + FRAME_TIME_ALPHA * (t - self.frame_s)
         self._to_sink([p.bytes for p in parts])
-        self._send_ready(1, [key])
+        self._top_up([key])
         self.start_batch()
 
     # -- output ----------------------------------------------------------------------------------
@@ -173,14 +228,45 @@ class Worker:
             self.in_detection = {(h.camera, h.seq): h for h, _ in batch}
             self.batches.put(batch)
 
-    def _fail(self, headers: list[wire.FrameHeader], reason: str, error: str, credits: int) -> None:
-        """Results with ``error`` for frames that will not be processed, and them done."""
+    def _fail(self, headers: list[wire.FrameHeader], reason: str, error: str, refill: bool = True) -> None:
+        """Results with ``error`` for frames that will not be processed, and them done (with
+        credits for more, unless ``refill`` is False: a worker that cannot work asks for none)."""
         if not headers:
             return
         for header in headers:
             self.counters.add("failed", reason)
+            self._give_back(header)
             self._to_sink(result_parts(header, self.name, self.detector.name, error=error))
-        self._send_ready(credits * len(headers), [(h.camera, h.seq) for h in headers])
+        done = [(h.camera, h.seq) for h in headers]
+        if refill:
+            self._top_up(done)
+        else:
+            self._send_ready(0, done)
+
+    def _give_back(self, header: wire.FrameHeader) -> None:
+        """A frame done with: its shared-memory slot back to its ring's writer."""
+        if header.shm is not None:
+            self.readers.release(header.shm)
+
+    def still_valid(self, header: wire.FrameHeader) -> bool:
+        """(The detection thread's check after the detector ran) the frame's slot was not reused
+        meanwhile: what the detector saw was this frame."""
+        return header.shm is None or self.readers.valid(header.shm)
+
+    def sweep_rings(self) -> None:
+        """Unmap the rings of extractors gone or restarted under a new name."""
+        self.readers.sweep()
+
+    def window(self) -> int:
+        rtt = statistics.median(self.rtts) if self.rtts else None
+        return window_for(self.batch, rtt, self.frame_s, self.max_window)
+
+    def _top_up(self, done: list[Key]) -> None:
+        """Frames done, and credits enough that what it holds and what is on its way fill its window."""
+        credits = 0 if self.down or self.leaving else max(0, self.window() - self.held() - self.outstanding)
+        if credits or done:
+            self.outstanding += credits
+            self._send_ready(credits, done)
 
     def _to_sink(self, parts: list[bytes]) -> None:
         if not send_nowait(self.sink, parts):
@@ -188,21 +274,23 @@ class Worker:
 
     def _send_ready(self, credits: int, done: list[Key], leaving: bool = False) -> None:
         msg = wire.Ready(worker=self.name, credits=min(credits, 4096), done=done, leaving=leaving,
-                         detector=self.serves)
+                         detector=self.serves, host=self.host)
         if not send_nowait(self.dealer, [wire.pack(msg)]):
             self.counters.add("dropped", "ready_unsent")
 
     def ask_for_work(self) -> None:
-        """The first ``ready``: a batch's worth of credits."""
-        self._send_ready(self.batch, [])
+        """The first ``ready``: a batch's worth of credits (the window grows once round trips are measured)."""
+        self._top_up([])
 
     def heartbeat(self) -> None:
         """Only while the detection thread is alive, and not once leaving: a worker that cannot
         work does not say it can."""
         thread = self.detection
         if not self.down and not self.leaving and thread is not None and thread.is_alive():
-            if not send_nowait(self.dealer, [wire.pack(wire.Heartbeat(worker=self.name))]):
+            beat = wire.Heartbeat(worker=self.name, sent=time.monotonic_ns())  # echoed: a round trip measured
+            if not send_nowait(self.dealer, [wire.pack(beat)]):
                 self.counters.add("dropped", "heartbeat_unsent")
+            self._top_up([])  # a window grown since the last frame (a round trip measured) is filled now
 
     # -- stopping ----------------------------------------------------------------------------------
 
@@ -225,6 +313,7 @@ class Worker:
         finally:
             for p in self.peers:
                 p.close()
+            self.readers.close()
 
     def left(self) -> bool:
         """Nothing held, and the ventilator's ``bye`` came (or did not within BYE_WAIT_S)."""
@@ -239,8 +328,14 @@ class Worker:
         self.log.info("reload: nothing to change", detector=self.detector.name, held=self.held())
 
     def gauges(self) -> dict:
-        return {"held": ("frames taken and not yet done", (), {(): self.held()})}
+        rtt = statistics.median(self.rtts) if self.rtts else 0.0
+        return {"held": ("frames taken and not yet done", (), {(): self.held()}),
+                "window": ("frames it asks for at once: its batch and a round trip's worth", (), {(): self.window()}),
+                "round_trip_seconds": ("to the ventilator and back (median of recent heartbeats)", (), {(): rtt})}
 
     def stats_extra(self) -> dict[str, Any]:
         busy = self.busy_s + (self.detection.busy_s if self.detection else 0.0)
-        return {"name": self.name, "busy_seconds": round(busy, 3)}
+        rtt = statistics.median(self.rtts) if self.rtts else None
+        return {"name": self.name, "busy_seconds": round(busy, 3), "window": self.window(),
+                "round_trip_ms": None if rtt is None else round(rtt * 1000, 3),
+                "frame_ms": None if self.frame_s is None else round(self.frame_s * 1000, 3)}

@@ -74,7 +74,7 @@ from camwire.common.logs import redact_url
 from camwire.common.sampling import Sampling
 from camwire.common.sockets import TRANSPORTS
 from camwire.common.units import duration
-from camwire.common.wire import CAMERA_NAME_PATTERN
+from camwire.common.wire import CAMERA_NAME_PATTERN, MAX_SIDE
 
 SECTIONS = tuple(SETTINGS)  # tables of settings: each daemon's, and camwire run's
 # [sockets] name -> {daemon: the flag (argparse dest) it fills}
@@ -117,6 +117,8 @@ class CameraConfig:
     poll: float | None = None
     placeholder: tuple[str, ...] = ()  # sha256 (hex) of its "camera offline" images
     stale_after: int | None = None  # unchanged polls before it is ``stale``; None: extractor.feed's default
+    detect_size: int | None = None  # the long side its frames are resized to for the detectors; None: the source's
+    weight: float = 1.0  # its share of the pool under overload (classifier.dispatch), against 1 for the others
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,8 @@ class Config:
                 "cameras": {c.name: {"sources": list(c.shown), "sampling": c.sampling.describe(),
                                      "realtime": c.realtime, "record": c.record, "publish": c.publish,
                                      "metrics_port": c.metrics_port, "detector": list(c.detector),
-                                     "detect": c.detect or "motion", "masks": [m.to_list() for m in c.masks],
+                                     "detect": c.detect or "motion", "detect_size": c.detect_size,
+                                     "weight": c.weight, "masks": [m.to_list() for m in c.masks],
                                      "zones": {n: z.to_list() for n, z in c.zones.items()}}
                             for c in self.cameras.values()},
                 "sockets": self.sockets,
@@ -331,9 +334,17 @@ def _camera(name: str, table: Any, env: dict[str, str], cfg: Config) -> CameraCo
     if not all(isinstance(d, str) and 0 < len(d) <= 128 for d in wanted) or len(set(wanted)) != len(wanted):
         raise cfg.error(f"{where}.detector", f"{where}.detector: a detector name (1 to 128 characters) or a list "
                                              f"of different ones, not {table['detector']!r}")
+    detect_size = table.get("detect_size")
+    if detect_size is not None and not 16 <= detect_size <= MAX_SIDE:
+        raise cfg.error(f"{where}.detect_size", f"{where}.detect_size: a long side in pixels, 16 to {MAX_SIDE}, "
+                                                f"not {detect_size}")
+    weight = table.get("weight", 1)
+    if not 0 < weight <= 1000:
+        raise cfg.error(f"{where}.weight", f"{where}.weight: a share above 0 and at most 1000, not {weight}")
     return CameraConfig(name, tuple(r[0] for r in resolved), tuple(redact_url(r[1]) for r in resolved), sampling,
                         table.get("realtime", False), table.get("record", True), publish, port, table.get("rules"),
-                        detector=tuple(wanted), **_motion_keys(table, where, cfg),
+                        detector=tuple(wanted), detect_size=detect_size, weight=float(weight),
+                        **_motion_keys(table, where, cfg),
                         **_poll_keys(table, where, cfg, resolved[0][0]))
 
 

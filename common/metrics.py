@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from prometheus_client import REGISTRY, Histogram, start_http_server
+from prometheus_client import REGISTRY, Gauge as PromGauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -26,6 +26,20 @@ RESULT_LATENCY = Histogram("camwire_result_latency_seconds", "capture time to re
                            ["camera"], buckets=LATENCY_BUCKETS)
 EVENT_LATENCY = Histogram("camwire_event_latency_seconds", "capture time to event emitted (end to end)",
                           ["camera", "type"], buckets=LATENCY_BUCKETS)
+# a 640x360 snapshot takes a few ms, a 4K one with its box drawn, clean copy and thumbnail tens
+ENCODE_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0)
+SNAPSHOT_ENCODE_SECONDS = Histogram(
+    "camwire_sink_snapshot_encode_seconds",
+    "sink: a kept result's pixels to JPEG, per snapshot (LZ4 decoded, box drawn, the JPEGs written: "
+    "drawn, clean, thumbnail) or per object frame kept for upload",
+    ["what"], buckets=ENCODE_BUCKETS)
+# weight of the newest result in CAPTURE_TO_RESULT's moving average: about the last 20 count
+CAPTURE_EMA_ALPHA = 0.1
+CAPTURE_TO_RESULT = PromGauge(
+    "camwire_sink_capture_to_result_seconds",
+    "sink: capture time to result arrival per camera, an exponential moving average "
+    f"(the newest result weighs {CAPTURE_EMA_ALPHA}: about the last 20 results)",
+    ["camera"])
 
 
 _registered: dict[str, list[Collector]] = {}  # per daemon, all it registered

@@ -57,6 +57,25 @@ def check_addresses(args: object, *dests: str) -> None:
                 raise ValueError(str(exc)) from None
 
 
+def is_local(addr: str) -> bool:
+    """Whether ``addr`` cannot leave this host: ipc:// and inproc://, or TCP to a loopback address
+    (127.0.0.0/8, ::1, localhost). What shared memory between two daemons needs (common.shm)."""
+    import ipaddress
+
+    if addr.startswith(("ipc://", "inproc://")):
+        return True
+    if not addr.startswith("tcp://"):
+        return False
+    host = addr[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    host = host.rsplit(";", 1)[-1]  # a source address first ("tcp://src;dst:port"): the destination counts
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def make_socket(
     ctx: zmq.Context,
     kind: int,

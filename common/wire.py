@@ -18,7 +18,9 @@ What goes where:
   ``--publish-enc passthrough``, the source's own H.264/HEVC packet in Annex B form (key packets
   also carry the codec's ``extradata``). Pixel codecs live in common.pixels, so a relay such as
   the ventilator never loads OpenCV: it checks a frame with :func:`peek_frame` alone.
-- ``result`` (worker -> sink): one part, or two when a JPEG snapshot of the frame rides along.
+- ``result`` (worker -> sink): one part, or two when the frame's pixels ride along (something
+  was found, or the lens is covered): an LZ4 block of them, their size in ``Result.image``; the
+  sink makes a JPEG of them only for a snapshot or a frame it keeps (common.pixels.Pixels).
 - ``ready`` / ``heartbeat`` (worker -> ventilator), ``heartbeat`` / ``reset`` / ``bye``
   (ventilator -> worker): credits and liveness, see classifier.ventilator.
 - ``status`` / ``eos`` (extractor -> ventilator -> worker -> sink, and extractor PUB ->
@@ -56,6 +58,7 @@ LIMIT = 1e12  # any float on the wire: finite and within this
 MAX_MOTION_BOXES = 64  # moving areas in one frame (extractor.motion keeps the largest, drops the rest)
 
 Buffer = bytes | memoryview
+SHM_RING_PATTERN = r"^camwire-[A-Za-z0-9_.-]{1,200}$"  # common.shm's segment names, in /dev/shm
 
 CameraName = Annotated[str, msgspec.Meta(pattern=CAMERA_NAME_PATTERN)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]  # workers, detectors, labels
@@ -98,6 +101,18 @@ class OfFrame(Message):
     pts: Real | None = None
 
 
+class ShmRef(msgspec.Struct, array_like=True, frozen=True):
+    """Where a frame's pixels wait in shared memory (common.shm) instead of riding in part 1:
+    the host (``common.shm.host_id``: who can map it), the ring (a /dev/shm segment), the slot,
+    and the generation the slot had when written; a reader checks it after reading, so a slot
+    reused meanwhile is never taken for this frame."""
+
+    host: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    ring: Annotated[str, msgspec.Meta(pattern=SHM_RING_PATTERN)]
+    slot: Annotated[int, msgspec.Meta(ge=0, lt=4096)]
+    gen: Annotated[int, msgspec.Meta(ge=1, le=MAX_SEQ)]
+
+
 class FrameHeader(OfFrame, tag="frame"):
     """What a frame says about itself; the pixels (or the packet) travel in the next part.
 
@@ -120,6 +135,12 @@ class FrameHeader(OfFrame, tag="frame"):
     # its body) and its index in that clip; None from a stream
     clip: Annotated[str, msgspec.Meta(max_length=128)] | None = None
     clip_index: Count | None = None
+    # the pixels are in shared memory (part 1 is then empty): a frame that crossed no host
+    shm: ShmRef | None = None
+    # (width, height) of the source when the extractor resized the frame for detection
+    # (a camera's detect_size): a detector's boxes are scaled back to it, so results, events and
+    # snapshots speak in source pixels; None: the pixels are the source's
+    source: tuple[Side, Side] | None = None
 
     @property
     def is_packet(self) -> bool:
@@ -167,6 +188,11 @@ class Result(OfFrame, tag="result"):
     infer_ms: Rate = 0.0
     motion: MotionBoxes = []  # the frame header's, copied by the worker
     prev: Annotated[int, msgspec.Meta(ge=-1, le=MAX_SEQ)] | None = None  # the frame header's
+    # (width, height, channels) of the pixels in part 1, 8-bit BGR (or grey), ``image_enc``; the
+    # detector's, smaller than width x height when the frame was resized for detection (boxes are
+    # in width x height, the source's). None: no part 1
+    image: tuple[Side, Side, Literal[1, 3]] | None = None
+    image_enc: Literal["raw", "lz4"] = "lz4"  # part 1: raw to a sink on the worker's host, else an LZ4 block
 
 
 class Ready(Message, tag="ready"):
@@ -181,10 +207,18 @@ class Ready(Message, tag="ready"):
     done: Annotated[list[tuple[CameraName, Seq]], msgspec.Meta(max_length=4096)] = []
     leaving: bool = False
     detector: Name | None = None
+    # the worker's shared-memory host (common.shm.host_id): frames in a ring on another host reach
+    # it inline; None: it maps no shared memory
+    host: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
 
 
 class Heartbeat(Message, tag="heartbeat"):
+    """Liveness both ways. A worker's carries ``sent`` (its clock, ns); the ventilator answers
+    at once with ``echo`` set to it, so the worker measures its round trip (its credit window)."""
+
     worker: Name | None = None
+    sent: Nanos | None = None
+    echo: Nanos | None = None
 
 
 class Reset(Message, tag="reset"):
@@ -488,7 +522,10 @@ def peek_frame(parts: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_FRAME_BYTES
                                             f"is {header.raw_size} bytes, the limit {max_bytes}")
     if len(parts[1]) > max_bytes:
         raise MalformedMessage("too_large", f"payload of {len(parts[1])} bytes, the limit {max_bytes}")
-    if header.enc == "raw" and len(parts[1]) != header.raw_size:
+    if header.shm is not None:
+        if header.enc != "raw" or len(parts[1]):
+            raise MalformedMessage("bad_shm", "a shared-memory frame is raw with an empty part 1")
+    elif header.enc == "raw" and len(parts[1]) != header.raw_size:
         raise MalformedMessage("bad_size", f"{len(parts[1])} bytes, header says {header.raw_size}")
     return header
 

@@ -117,7 +117,8 @@ class CameraLoop(threading.Thread):
         push = make_socket(self.ctx, zmq.PUSH, sndhwm=PUSH_HWM, linger=5000)
         peer = self.peer_watch(push, self.push_addr)  # connects it, its monitor on first
         relay = make_socket(self.ctx, zmq.PUSH, connect=self.relay_addr, sndhwm=RELAY_HWM) if self.relay_addr else None
-        self.out = Emitter(push, peer, relay, self.counters, self.log, self.stop, self._prev_start)
+        self.out = Emitter(push, peer, relay, self.counters, self.log, self.stop, self._prev_start,
+                           camera=self.spec.name, shm_slots=self.spec.shm_slots)
         try:
             self._loop()
             if self.stop_reason is not None:

@@ -37,7 +37,7 @@ from camwire.common.curve import SERVER_OF
 from camwire.common.daemon import EXIT_OK, EXIT_SOURCE_FAILED, Daemon
 from camwire.common.env import expand
 from camwire.common.paths import name_list
-from camwire.common.sockets import OperatorError, check_addresses
+from camwire.common.sockets import OperatorError, check_addresses, is_local
 from camwire.common.settings import ExtractorSettings
 from camwire.extractor.camera import PASSTHROUGH, RELAY_HWM, CameraCounters, CameraLoop, CameraSpec
 from camwire.extractor.motion import MotionSettings
@@ -51,7 +51,7 @@ STOP_JOIN_S = 5.0
 # per camera: the label names under each counter (the camera first), for the metrics
 CAMERA_LABELS = {key: ("camera",) for key in ("decoded", "sent", "published", "reconnects")} | {
     "dropped": ("camera", "reason"), "skipped": ("camera", "reason"), "source_errors": ("camera", "error"),
-    "ended_early": ("camera", "error"), **POLL_LABELS}
+    "ended_early": ("camera", "error"), "shm": ("camera", "what"), **POLL_LABELS}
 THREAD_PREFIX = "camera-"
 def motion_from_args(args: ExtractorSettings) -> MotionSettings:
     return MotionSettings(threshold=args.motion_threshold, min_area=args.motion_min_area,
@@ -75,7 +75,16 @@ def specs_from_config(cfg: Config, args: ExtractorSettings) -> list[CameraSpec]:
                        enc=args.enc, open_timeout=args.open_timeout, read_timeout=args.read_timeout,
                        stall=args.stall, recorded=c.record, detect=c.detect or args.detect, masks=c.masks,
                        motion=motion_from_args(args), poll=c.poll, placeholder=c.placeholder,
-                       stale_after=c.stale_after) for c in (cfg.cameras[name] for name in chosen)]
+                       stale_after=c.stale_after, detect_size=c.detect_size or args.detect_size,
+                       shm_slots=shm_slots(args)) for c in (cfg.cameras[name] for name in chosen)]
+
+
+def shm_slots(args: ExtractorSettings) -> int:
+    """The ring each camera's frames go through (0: none): ``--shm on``, or ``auto`` when ``--push``
+    stays on this host (ipc://, or TCP to a loopback address), and frames go raw."""
+    if args.enc != "raw" or args.shm == "off":
+        return 0
+    return args.shm_slots if args.shm == "on" or is_local(args.push or "") else 0
 
 
 def per_camera(snapshot: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -122,11 +131,16 @@ def main(args: ExtractorSettings) -> int:
         specs = [CameraSpec(name=args.camera, sources=sources, sampling=sampling_from_args(args),
                             realtime=args.realtime, enc=args.enc, open_timeout=args.open_timeout,
                             read_timeout=args.read_timeout, stall=args.stall, detect=args.detect,
-                            masks=tuple(args.mask or ()),
-                            motion=motion_from_args(args), poll=args.poll)]
+                            masks=tuple(args.mask or ()), motion=motion_from_args(args), poll=args.poll,
+                            detect_size=args.detect_size, shm_slots=shm_slots(args))]
     else:
         raise OperatorError("give --camera and --source, or --config")
     d = Daemon("extractor", args, labels=CAMERA_LABELS)
+    if any(spec.shm_slots for spec in specs):  # rings a killed extractor left in /dev/shm go now
+        from camwire.common import shm
+
+        if reclaimed := shm.reclaim():
+            d.log.info("shared memory of dead extractors reclaimed", rings=reclaimed[:10], count=len(reclaimed))
     d.stats_shape(per_camera)  # the --stats file per camera, as the supervisor and tools read it
     ex = Extractor(d, args, services=config is not None)
     if ex.pub is not None:

@@ -3,13 +3,19 @@
 
 - CameraCounters: one camera's view of the daemon's counters.
 - Emitter: the camera thread's sockets: its PUSH socket to the ventilator (with the watch on its
-  peer) and, with ``--publish``, its PUSH socket to the process's publish relay. Control messages
+  peer) and, with ``--publish``, its PUSH socket to the process's publish relay; and, when the
+  ventilator is on this host (``--shm``), the camera's shared-memory ring (common.shm): a frame's
+  pixels go into a slot and only its header (with the slot's ShmRef) goes over the socket; when
+  every slot is taken a live frame goes by the socket as before, counted ``shm/full``, and a
+  file's frame waits for a slot as it waits for the socket. Control messages
   (Status, Eos) wait a little for room; heartbeats, motion, frames and published frames never
   wait (a file not paced in real time excepted: its frames wait for the pool), and every drop is
   counted (``dropped/<camera>/<reason>``).
 - FrameStep: one decoded frame: motion found in it (on a small grey copy), the camera's sampling
-  and motion gate, colour conversion only when the frame goes somewhere, then to the pool and to
-  the relay, counted (``sent``, ``published``, ``skipped/no_motion``).
+  and motion gate, colour conversion only when the frame goes somewhere (resized once, in the same
+  pass, to the camera's ``detect_size`` for the pool; the header's ``source`` then says the
+  source's size, which results' boxes are scaled back to), then to the pool and to the relay,
+  counted (``sent``, ``published``, ``skipped/no_motion``).
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+import msgspec
 import numpy as np
 import zmq
 
 from camwire.common import wire
 from camwire.common.counters import Counters
+from camwire.common import shm
 from camwire.common.lifecycle import StopFlag
 from camwire.common.pixels import encode_frame
 from camwire.common.sockets import PeerWatch, send_nowait
@@ -33,6 +41,9 @@ from camwire.extractor.spec import CameraSpec
 CONTROL_SEND_TIMEOUT_MS = 2000
 HEARTBEAT_SEND_TIMEOUT_MS = 100  # a heartbeat waits this long for room at most (see Emitter.send_heartbeat)
 PEER_CHECK_S = 1.0  # how often the PUSH socket's peer is looked for (common.sockets.PeerWatch)
+SLOT_WAIT_S = 0.005  # a file's frame waiting for a free slot looks again this often
+SLOT_WAIT_MAX_S = 1.0  # ... and goes by the socket after this long
+CLOSE_WAIT_S = 2.0  # at close, how long the ring waits for readers to give back the slots they hold
 
 
 class CameraCounters:
@@ -53,9 +64,12 @@ class Emitter:
     """One camera thread's sockets, made and closed in that thread (``close``)."""
 
     def __init__(self, push: zmq.Socket, peer: PeerWatch, relay: zmq.Socket | None, counters: CameraCounters,
-                 log: Any, stop: StopFlag, prev_sent: int | None) -> None:
+                 log: Any, stop: StopFlag, prev_sent: int | None, camera: str = "", shm_slots: int = 0) -> None:
         self.push, self.peer, self.relay = push, peer, relay
         self.counters, self.log, self.stop = counters, log, stop
+        self.camera, self.shm_slots = camera, shm_slots
+        self.ring: shm.Ring | None = None  # made for the first frame, again when a frame outgrows it
+        self.slots_stuck = False  # a wait for a slot timed out, and no slot came free since
         self.prev_sent = prev_sent  # the seq last sent to the pool (FrameHeader.prev); None: unknown
         self.motion_said: wire.Motion | None = None  # the last change of the motion state, repeated
         self._peer_checked = 0.0
@@ -65,6 +79,44 @@ class Emitter:
         self.push.close()
         if self.relay is not None:
             self.relay.close()
+        self._close_ring()
+
+    def _close_ring(self) -> None:
+        """Unlink the ring once its readers gave back what they hold (bounded: a frame still
+        queued after that fails at its worker, counted there, as a socket's linger drops one)."""
+        if self.ring is None:
+            return
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        while self.ring.free() < self.ring.slots and time.monotonic() < deadline:
+            time.sleep(SLOT_WAIT_S)
+        self.ring.close()
+        self.ring = None
+
+    def _to_ring(self, header: wire.FrameHeader, image: np.ndarray,
+                 wait: bool) -> tuple[list | None, wire.ShmRef | None]:
+        """The frame's parts with its pixels in the ring, and its slot ((None, None): it goes by
+        the socket)."""
+        if self.ring is None or self.ring.slot_bytes < image.nbytes:
+            self._close_ring()
+            try:
+                self.ring = shm.Ring(self.camera, self.shm_slots, image.nbytes)
+            except OSError as exc:  # no /dev/shm, or it is full: the socket, said once per ring tried
+                self.counters.add("shm", "unavailable")
+                self.log.warning("shared memory unavailable; frames go by the socket", error=str(exc))
+                self.shm_slots = 0
+                return None, None
+        waited_until = time.monotonic() + (0.0 if self.slots_stuck else SLOT_WAIT_MAX_S)
+        while (ref := self.ring.put(image)) is None:
+            if not wait or self.stop.is_set() or time.monotonic() >= waited_until:
+                # a file waits for a slot a while; when none comes back (a peer that never gives
+                # slots back: a plain socket reader) the next full ring goes by the socket at once
+                self.slots_stuck = self.slots_stuck or wait
+                self.counters.add("shm", "full")
+                return None, None
+            time.sleep(SLOT_WAIT_S)  # a file not paced in real time waits for the pool, here as at the socket
+        self.slots_stuck = False
+        self.counters.add("shm", "used")
+        return wire.frame_parts(msgspec.structs.replace(header, shm=ref), b""), ref
 
     def check_peer(self) -> None:
         if time.monotonic() - self._peer_checked >= PEER_CHECK_S:
@@ -103,18 +155,29 @@ class Emitter:
             self.counters.add("dropped", "motion")
 
     def send_frame(self, header: wire.FrameHeader, image: np.ndarray, block: bool) -> None:
-        parts = encode_frame(header, image)
+        """To the pool: a live frame only when the socket has room (else dropped and counted,
+        before anything is encoded or written to the ring); a file's waits for room."""
         if block:
             # a file not paced in real time: waiting is what "as fast as the pipeline takes it" means
             while not self.push.poll(200, zmq.POLLOUT):
                 self.check_peer()  # a wrong --push address would otherwise wait here without a word
                 if self.stop.is_set():
                     return
+        elif not self.push.poll(0, zmq.POLLOUT):
+            self.counters.add("dropped", "hwm")
+            return
+        parts, ref = None, None
+        if self.shm_slots and header.enc == "raw":
+            parts, ref = self._to_ring(header, np.ascontiguousarray(image), wait=block)
+        if parts is None:
+            parts = encode_frame(header, image)
         try:
             self.push.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
             self.counters.add("sent")
         except zmq.Again:
             self.counters.add("dropped", "hwm")
+            if ref is not None and self.ring is not None:
+                self.ring.release(ref)  # nobody will read it: the slot is free again at once
 
     def publish(self, parts: list) -> None:
         """A frame or a packet to the publish relay (``--publish``); never waits."""
@@ -124,6 +187,15 @@ class Emitter:
             self.counters.add("published")
         except zmq.Again:
             self.counters.add("dropped", "publish")
+
+
+def detect_size(width: int, height: int, long_side: int | None) -> tuple[int, int] | None:
+    """(width, height) scaled so the long side is ``long_side``, the aspect kept; None when the
+    source is no larger (never scaled up) or no size is set."""
+    if long_side is None or max(width, height) <= long_side:
+        return None
+    scale = long_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 class FrameStep:
@@ -157,15 +229,21 @@ class FrameStep:
         publish_enc = self.publish_enc if self.publish_enc is not None and self.subscribed() else None
         if not take and publish_enc is None:
             return  # skipped before colour conversion: the cheapest a skip can be
-        image = sf.frame.to_ndarray(format="bgr24")
-        header = wire.FrameHeader(camera=self.spec.name, seq=seq, ts_ns=ts_ns, pts=sf.t, width=image.shape[1],
-                                  height=image.shape[0], enc=self.spec.enc, live=live, key=sf.key, motion=boxes,
+        width, height = sf.frame.width, sf.frame.height
+        size = detect_size(width, height, self.spec.detect_size)
+        header = wire.FrameHeader(camera=self.spec.name, seq=seq, ts_ns=ts_ns, pts=sf.t, width=width, height=height,
+                                  enc=self.spec.enc, live=live, key=sf.key, motion=boxes,
                                   prev=self.out.prev_sent if take else None, clip=clip,
                                   clip_index=None if clip is None else sf.index)
-        if publish_enc is not None:
-            self.out.publish(encode_frame(header.with_enc(publish_enc), image))
+        full = sf.frame.to_ndarray(format="bgr24") if publish_enc is not None or size is None else None
+        if publish_enc is not None:  # the recorder and live views: the source's size
+            self.out.publish(encode_frame(header.with_enc(publish_enc), full))
         if take:
             self.gate.sent(t)
+            image = full
+            if size is not None:  # scaled in the colour conversion's own pass (swscale), once
+                image = sf.frame.to_ndarray(width=size[0], height=size[1], format="bgr24", interpolation="AREA")
+                header = msgspec.structs.replace(header, width=size[0], height=size[1], source=(width, height))
             # a stream sends a live frame or drops it; a file not paced in real time, or a clip's
             # sampled frames, all go to the pool
             self.out.send_frame(header, image, block=not live)

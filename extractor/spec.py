@@ -34,6 +34,8 @@ class CameraSpec:
     poll: float | None = None
     placeholder: tuple[str, ...] = ()  # sha256 (hex) of the feed's "camera offline" images
     stale_after: int | None = None  # unchanged polls before ``stale``; None: extractor.feed's default
+    detect_size: int | None = None  # the long side frames are resized to for the pool; None: the source's
+    shm_slots: int = 0  # frames to the pool through a shared-memory ring of this many (common.shm); 0: the socket
 
     @property
     def files_only(self) -> bool:

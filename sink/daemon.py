@@ -1,22 +1,32 @@
 """``camwire sink``: turns workers' results into events, snapshots and camera status.
 
 Sockets (common.daemon owns the loop):
-  - PULL (bound, ``--bind``): common.wire ``Result`` from workers (one part, or two with a JPEG of
-    the frame), and relayed through the workers the extractors' ``Status``, ``Eos`` and ``Motion``
-    and the ventilator's ``Workers``; from the recorder, ``Event`` of type ``uploaded`` (its kept
-    clips in object storage), emitted as the sink's own, and ``recording_paused`` /
-    ``recording_resumed`` (sink.recording_state: once per change, the state kept for
-    ``camwire status``). Anything else is counted under ``malformed/<reason>`` and dropped.
+  - PULL (bound, ``--bind``): common.wire ``Result`` from workers (one part, or two with the
+    frame's pixels, an LZ4 block: common.pixels.Pixels), and relayed through the workers the
+    extractors' ``Status``, ``Eos`` and ``Motion`` and the ventilator's ``Workers``; from the
+    recorder, ``Event`` of type ``uploaded`` (its kept clips in object storage), emitted as the
+    sink's own, and ``recording_paused`` / ``recording_resumed`` (sink.recording_state: once per
+    change, the state kept for ``camwire status``). Anything else is counted under
+    ``malformed/<reason>`` and dropped.
   - PUB (bound, ``--publish``): every ``Event``, one part, ``wire.pack(event)``.
   - PUB (bound, ``--publish-detections``): every ``Result`` as it arrives, one part, without its
-    snapshot and with the detections the camera's masks drop taken out: boxes for live views
-    (the web console). Nothing is sent while no one subscribes.
+    pixels (``image`` None) and with the detections the camera's masks drop taken out: boxes for
+    live views (the web console). Nothing is sent while no one subscribes.
 Each result goes to sink.events (covered, online, motion) at once, and through a
 per-camera reorder window into the object tracker (sink.tracking: ``object`` events, a
 start, updates and an end per tracked object). Each event is also a JSON line in ``--events``
 (sink.store.eventlog), sent to ``--mqtt`` (with Home Assistant's discovery, sink.outputs.homeassistant),
-``--webhook`` (sink.outputs.mqtt) and ``--kafka`` (sink.outputs.kafka), and with a JPEG, a snapshot under ``--data-dir``
-(sink.store.snapshots; an object's with its box drawn; events name it relative to ``--data-dir``);
+``--webhook`` (sink.outputs.mqtt) and ``--kafka`` (sink.outputs.kafka), and with the pixels of its frame, a
+snapshot under ``--data-dir`` (sink.store.snapshots; an object's with its box drawn; events name it
+relative to ``--data-dir``).
+
+A result's pixels are checked on arrival as far as can be without decompressing them (a part
+that cannot be what ``Result.image`` declares is counted ``malformed/bad_pixels`` and the result
+goes on without it) and kept compressed: the tracker holds each object's best frame, and a JPEG
+is made only for a snapshot or an object's frame written (``snapshot_pixels/received`` against
+``snapshot_pixels/encoded``; the encoding's time in ``camwire_sink_snapshot_encode_seconds``).
+Each camera's capture-to-result time, a moving average, is ``camwire_sink_capture_to_result_seconds``.
+
 ``--data-dir``/status.db holds each camera's, each worker's and the sink's own status
 (sink.camera_status); ``--data-dir``/ledger.db what the events have told (sink.ledger:
 each camera's motion, online, covered and recording state, and the ids given), written before an
@@ -67,7 +77,8 @@ from camwire.common import wire
 from camwire.common.admission import LABELS as ADMISSION_LABELS, Admission
 from camwire.common.config import Config
 from camwire.common.daemon import Daemon
-from camwire.common.metrics import EVENT_LATENCY, RESULT_LATENCY
+from camwire.common.metrics import CAPTURE_EMA_ALPHA, CAPTURE_TO_RESULT, EVENT_LATENCY, RESULT_LATENCY
+from camwire.common.pixels import Pixels
 from camwire.common.paths import name_list
 from camwire.common.settings import RunSettings, SinkSettings
 from camwire.common.settings.sink import EVENTS_KEEP
@@ -119,7 +130,8 @@ LABELS = {"results": ("camera",), "result_errors": ("camera",), "suppressed": ("
           "snapshots": ("outcome",), "unknown_cameras": (), "late": ("camera",), "reordered": ("camera",),
           **ADMISSION_LABELS,
           "objects": ("camera", "phase"),
-          "motion_messages": ("camera", "what"), "uploads": ("outcome",), "recorder_events": ("type", "outcome")}
+          "motion_messages": ("camera", "what"), "uploads": ("outcome",), "recorder_events": ("type", "outcome"),
+          "snapshot_pixels": ("outcome",)}
 
 _json = msgspec.json.Encoder()
 
@@ -176,6 +188,7 @@ class Sink:
                        if "frames" in self.what else None)
         if self.frames is not None:  # objects that never ended (a sink killed): their frames go
             self.frames.sweep(self.uploader.pending_paths())
+        self.behind: dict[str, float] = {}  # camera -> its capture-to-result moving average, s
         self.started = time.monotonic()
 
     # -- messages in ------------------------------------------------------------------------------
@@ -204,7 +217,7 @@ class Sink:
             for event in self.recording.on_event(msg):
                 self.emit(event, None)
         elif isinstance(msg, wire.Result):
-            self.on_result(msg, _bytes(parts[1]) if len(parts) == 2 else None)
+            self.on_result(msg, _buffer(parts[1]) if len(parts) == 2 else None)  # kept as it came: no copy
         elif isinstance(msg, wire.Status):
             for event in self.events.on_status(msg):
                 self.emit(event, None)
@@ -220,20 +233,49 @@ class Sink:
             self.log.info("camera ended", camera=msg.camera, results=msg.results)
             self.finish_if_drained(msg.camera)
 
-    def on_result(self, r: wire.Result, jpeg: bytes | None) -> None:
+    def on_result(self, r: wire.Result, part: Any = None) -> None:
+        """A result and its part 1, if it has one (the frame's pixels)."""
         now = time.time()
-        RESULT_LATENCY.labels(r.camera).observe(max(0.0, now - r.ts_ns / 1e9))
+        self.arrived(r.camera, max(0.0, now - r.ts_ns / 1e9))
         if r.error:
             self.d.repeats(f"result_error:{r.camera}", "results carry an error", camera=r.camera, worker=r.worker,
                            error=r.error)
+        pixels = self.pixels_of(r, part)
         for event in self.events.on_result(r):
             EVENT_LATENCY.labels(event.camera, event.type).observe(max(0.0, now - event.ts))
-            self.emit(event, jpeg if event.seq is not None else None, (r.width, r.height))
-        self.emit_objects(self.tracking.on_result(r, jpeg, time.monotonic()))
+            self.emit(event, pixels if event.seq is not None else None, (r.width, r.height))
+        self.emit_objects(self.tracking.on_result(r, pixels, time.monotonic()))
         if self.boxes is not None:
-            self.boxes.send(wire.pack(self.tracking.unmasked(r)))
+            shown = self.tracking.unmasked(r)
+            if shown.image is not None:  # its pixels do not go with it
+                shown = msgspec.structs.replace(shown, image=None)
+            self.boxes.send(wire.pack(shown))
         self.book.on_result(r)
         self.finish_if_drained(r.camera)
+
+    def arrived(self, camera: str, age_s: float) -> None:
+        """A result ``age_s`` after its capture: the latency histogram and the camera's moving average."""
+        RESULT_LATENCY.labels(camera).observe(age_s)
+        mean = self.behind.get(camera)
+        mean = age_s if mean is None else mean + CAPTURE_EMA_ALPHA * (age_s - mean)
+        self.behind[camera] = mean
+        CAPTURE_TO_RESULT.labels(camera).set(mean)
+
+    def pixels_of(self, r: wire.Result, part: Any) -> Pixels | None:
+        """The pixels a result brought, checked without decompressing them (that happens only for
+        the few a JPEG is made of); a part that cannot be them is counted malformed, and the
+        result goes on without."""
+        if part is None and r.image is None:
+            return None
+        try:
+            pixels = Pixels.of(r.image, part, enc=r.image_enc)
+        except wire.MalformedMessage as exc:
+            self.d.counters.add("malformed", exc.reason)
+            self.d.repeats(f"malformed:{exc.reason}", "a result's pixels refused; it goes on without them",
+                           reason=exc.reason, detail=str(exc)[:300], camera=r.camera, worker=r.worker)
+            return None
+        self.d.counters.add("snapshot_pixels", "received")
+        return pixels
 
     def finish_if_drained(self, camera: str) -> None:
         """An ended camera whose results are all in: its held results go on, its objects end."""
@@ -254,27 +296,28 @@ class Sink:
                     event = msgspec.structs.replace(event, snapshot=saved[event.object_id])
                 self.emit(event, None)
             else:
-                event = self.emit(event, snap.jpeg, snap.size, snap)
+                event = self.emit(event, snap.pixels, snap.size, snap)
                 self.tracking.saved(event.camera, event.object_id, event.snapshot)
                 if event.snapshot is not None:
                     saved[event.object_id] = event.snapshot
 
     # -- events out -------------------------------------------------------------------------------
 
-    def emit(self, event: wire.Event, jpeg: bytes | None, size: tuple[int, int] = (0, 0),
+    def emit(self, event: wire.Event, pixels: Pixels | None, size: tuple[int, int] = (0, 0),
              drawn: Snapshot | None = None) -> wire.Event:
         """Snapshot, JSON line, PUB, MQTT, webhook: a failure in one never holds back the others.
+        ``pixels``: the frame's, made a JPEG snapshot here (``size``: the frame's, the source's);
         ``drawn``: an object's best frame, saved with its box drawn. Returns the event as sent."""
         self.ledger.commit()  # the state that made it, and its id, on disk before the event is anywhere
-        if jpeg is not None and self.snapshots is not None:
-            path = self.snapshots.save(event, jpeg, size, drawn.box if drawn else None,
+        if pixels is not None and self.snapshots is not None:
+            path = self.snapshots.save(event, pixels, size, drawn.box if drawn else None,
                                        drawn.label if drawn else None)
             if path is not None:
                 event = msgspec.structs.replace(event, snapshot=path)
         body = _json.encode(event)
         self.eventlog.write(body + b"\n")
         if self.uploader is not None:
-            self.upload(event, body, jpeg is not None)
+            self.upload(event, body, pixels is not None)
         if self.pub is not None:
             self.pub.send(wire.pack(event))
         for output in self.outputs:
@@ -332,6 +375,8 @@ class Sink:
                 output.forget(camera)
         RESULT_LATENCY.remove_by_labels({"camera": camera})
         EVENT_LATENCY.remove_by_labels({"camera": camera})
+        CAPTURE_TO_RESULT.remove_by_labels({"camera": camera})
+        self.behind.pop(camera, None)
         self.d.counters.fold("camera", camera)
 
     def reload(self, cfg: Config | None) -> None:
@@ -414,10 +459,6 @@ class CameraUp:
 
 def _buffer(frame: Any) -> Any:
     return frame.buffer if isinstance(frame, zmq.Frame) else frame
-
-
-def _bytes(frame: Any) -> bytes:
-    return frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)
 
 
 def main(args: SinkSettings) -> int:

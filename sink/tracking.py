@@ -1,7 +1,8 @@
 """Tracked objects: each camera's results in seq order, through a tracker, into object events.
 
 Pure logic, no sockets or files (the sink writes what comes out). In: the results the sink
-receives (wire.Result, with the JPEG of the frame when a worker found something), in any order.
+receives (wire.Result, with the frame's pixels when a worker found something: common.pixels.Pixels,
+an LZ4 block never decoded here), in any order.
 Out: ``(wire.Event, Snapshot | None)`` pairs; the event is ``type = "object"`` with a ``phase``:
 
 - ``start``: a track seen ``min_frames`` times (the camera's rule, common.rules);
@@ -16,8 +17,9 @@ All three carry ``object_id`` (the id of the start event), label (the one with t
 confidence over the object's frames), score (newest frame) and top score, first/last seen,
 box, zones entered, and ``snapshot``: the object's best frame so far, the one with the highest
 score among those whose box is not cut by the frame's edge (an edge-cut frame only until an
-uncut one comes). When the best frame changed since the last event, its JPEG and box ride along
-as a :class:`Snapshot` for the sink to write (sink.store.snapshots draws the box).
+uncut one comes). When the best frame changed since the last event, its pixels and box ride
+along as a :class:`Snapshot` for the sink to write (sink.store.snapshots makes the JPEG then, and
+draws the box): a frame that is never an object's best is never encoded.
 
 Per camera and detector: a sink.reorder window puts results back in seq order (late ones
 are counted ``late/<camera>`` and not tracked), then ByteTrack (``supervision``) gives each
@@ -34,8 +36,8 @@ boxes are motion, not objects: never tracked. A camera's masks drop detections s
 them (``suppressed/<camera>/masked``); its zones are listed as objects enter them, and a rule's
 ``zones`` holds back the start of an object until it has entered one (``.../zones`` if never).
 With ``sightings=True`` (the sink's ``[upload] what = ["frames"]``, sink.store.frames) it also
-keeps, until :meth:`Tracking.take_sightings`, every ``(object, seq, JPEG)`` it tracked (each
-frame an object was seen in, whose JPEG the worker sent) and the objects that ended without ever
+keeps, until :meth:`Tracking.take_sightings`, every ``(object, seq, pixels)`` it tracked (each
+frame an object was seen in, whose pixels the worker sent) and the objects that ended without ever
 starting.
 
 Bounded: ``MAX_PER_FRAME`` detections per frame (the most confident), ``MAX_OBJECTS`` live
@@ -53,6 +55,7 @@ import msgspec
 import numpy as np
 
 from camwire.sink.reorder import DEFAULT_MAX_WAIT_S, DEFAULT_WINDOW, Reorder
+from camwire.common.pixels import Pixels
 from camwire.common.rules import Rules
 from camwire.common import wire
 from camwire.common.counters import Counters
@@ -95,9 +98,10 @@ def areas_from_config(cfg) -> dict[str, Areas]:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """An object's best frame: the JPEG as the worker sent it, the box to draw, the frame's size."""
+    """An object's best frame: its pixels as the worker sent them, the box to draw and the frame's
+    size (the source's, which the box is in; the pixels may be smaller: resized for detection)."""
 
-    jpeg: bytes
+    pixels: Pixels
     box: Box
     size: tuple[int, int]
     label: str
@@ -157,13 +161,13 @@ class Tracking:
         self.window, self.max_wait_s = window, max_wait_s
         self.areas = areas or {}  # camera -> its masks and zones (replaced whole on a reload)
         self.cameras: dict[tuple[str, str | None], CameraTracks] = {}  # (camera, detector) -> its stream
-        # until take_sightings(): each (object, seq, JPEG) tracked, and the objects ended unstarted
-        self.sightings: list[tuple[TrackedObject, int, bytes]] | None = [] if sightings else None
+        # until take_sightings(): each (object, seq, pixels) tracked, and the objects ended unstarted
+        self.sightings: list[tuple[TrackedObject, int, Pixels]] | None = [] if sightings else None
         self.unstarted: list[TrackedObject] = []
 
     # -- in ---------------------------------------------------------------------------------------
 
-    def on_result(self, r: wire.Result, jpeg: bytes | None, now: float) -> list[Out]:
+    def on_result(self, r: wire.Result, pixels: Pixels | None, now: float) -> list[Out]:
         """One result as it came; the events of every result this releases, in seq order."""
         key = (r.camera, r.detector)
         cam = self.cameras.get(key)
@@ -171,7 +175,7 @@ class Tracking:
             cam = self.cameras[key] = CameraTracks(Reorder(self.window, self.max_wait_s), _byte_track())
         cam.heard = now
         before = cam.reorder.out_of_order
-        released, late = cam.reorder.push(r.seq, r.ts_ns, (r, jpeg), now, r.prev)
+        released, late = cam.reorder.push(r.seq, r.ts_ns, (r, pixels), now, r.prev)
         if late:
             self.counters.add("late", r.camera)
         if cam.reorder.out_of_order > before:
@@ -203,7 +207,7 @@ class Tracking:
             del self.cameras[key]
         return out
 
-    def take_sightings(self) -> tuple[list[tuple[TrackedObject, int, bytes]], list[TrackedObject]]:
+    def take_sightings(self) -> tuple[list[tuple[TrackedObject, int, Pixels]], list[TrackedObject]]:
         """The frames objects were seen in since the last call, in the order tracked, and the
         objects that ended without a start (their frames are of no use); both cleared."""
         sightings, unstarted = self.sightings or [], self.unstarted
@@ -233,13 +237,13 @@ class Tracking:
     def _streams(self, camera: str) -> list[CameraTracks]:
         return [cam for (name, _detector), cam in self.cameras.items() if name == camera]
 
-    def _track(self, name: str, cam: CameraTracks, released: list[tuple[wire.Result, bytes | None]]) -> list[Out]:
+    def _track(self, name: str, cam: CameraTracks, released: list[tuple[wire.Result, Pixels | None]]) -> list[Out]:
         out: list[Out] = []
-        for r, jpeg in released:
-            out += self._frame(name, cam, r, jpeg)
+        for r, pixels in released:
+            out += self._frame(name, cam, r, pixels)
         return out
 
-    def _frame(self, name: str, cam: CameraTracks, r: wire.Result, jpeg: bytes | None) -> list[Out]:
+    def _frame(self, name: str, cam: CameraTracks, r: wire.Result, pixels: Pixels | None) -> list[Out]:
         import supervision as sv
 
         cam.last_ts_ns = max(cam.last_ts_ns, r.ts_ns)
@@ -265,7 +269,7 @@ class Tracking:
             class_id=np.zeros(len(dets), dtype=int), data={"i": np.arange(len(dets))}))
         out: list[Out] = []
         for track_id, i in zip(found.tracker_id.tolist(), found.data.get("i", np.array([])).tolist()):
-            obj = self._seen(name, cam, int(track_id), dets[int(i)], r, jpeg, areas)
+            obj = self._seen(name, cam, int(track_id), dets[int(i)], r, pixels, areas)
             if obj is None:
                 continue
             in_zone = rule.zones is None or any(z in rule.zones for z in obj.zones)
@@ -277,7 +281,7 @@ class Tracking:
         return out + self._end(name, cam, gone, r.ts_ns)
 
     def _seen(self, name: str, cam: CameraTracks, track_id: int, det: wire.Detection, r: wire.Result,
-              jpeg: bytes | None, areas: Areas | None) -> TrackedObject | None:
+              pixels: Pixels | None, areas: Areas | None) -> TrackedObject | None:
         obj = cam.objects.get(track_id)
         if obj is None and (obj := _lost_near(cam, det, r.ts_ns)) is not None:
             # ByteTrack lost it for a frame or two (people crossing, an occlusion) and started a new
@@ -304,11 +308,11 @@ class Tracking:
             new = [z for z in zones_of(det.box, areas.zones, r.width, r.height) if z not in obj.zones]
             if new:
                 obj.zones, obj.changed = obj.zones + new, True
-        if self.sightings is not None and jpeg is not None:
-            self.sightings.append((obj, r.seq, jpeg))
+        if self.sightings is not None and pixels is not None:
+            self.sightings.append((obj, r.seq, pixels))
         rank = (not _cut(det.box, r.width, r.height), det.confidence)
-        if jpeg is not None and rank > obj.best_rank:
-            obj.best, obj.best_rank = Snapshot(jpeg, det.box, (r.width, r.height), det.label), rank
+        if pixels is not None and rank > obj.best_rank:
+            obj.best, obj.best_rank = Snapshot(pixels, det.box, (r.width, r.height), det.label), rank
             obj.best_new = obj.changed = True
         return obj
 

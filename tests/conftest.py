@@ -23,7 +23,7 @@ from processes import free_port  # noqa: F401 (the tests import it from here)
 import leaks
 import msgspec
 
-from camwire.common import wire
+from camwire.common import shm, wire
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_MEDIA = ROOT.parent / "shared" / "media"
@@ -32,6 +32,16 @@ SHARED_MODELS = ROOT.parent / "shared" / "models"
 
 def tcp() -> str:
     return f"tcp://127.0.0.1:{free_port()}"
+
+
+def bound(ctx: zmq.Context, kind: int) -> tuple[zmq.Socket, str]:
+    """A socket of ``kind`` bound on a loopback address of its own (linger 0), and the address:
+    a test standing in for a daemon's peer (a worker's ventilator and sink)."""
+    addr = tcp()
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind(addr)
+    return sock, addr
 
 
 class Pull:
@@ -44,6 +54,8 @@ class Pull:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.bind(self.addr)
         self.seen: list[wire.Message] = []
+        self.last_frame: list[bytes] | None = None  # the newest frame's parts, pixels and all
+        self.rings: shm.Readers | None = None
 
     def until(self, predicate: Callable[[wire.Message], bool], timeout: float = 60.0, since: int = 0) -> wire.Message:
         """The first message from index ``since`` on that matches; waits for it with a timeout."""
@@ -56,10 +68,23 @@ class Pull:
                 break
             parts = self.sock.recv_multipart()
             msg = wire.peek_frame(parts) if len(parts) == 2 else wire.unpack(parts[0])
+            if len(parts) == 2:
+                self.last_frame = self._inline(msg, parts)
             self.seen.append(msg)
             if predicate(msg):
                 return msg
         raise AssertionError(f"nothing matching within {timeout}s; saw {[type(m).__name__ for m in self.seen][-20:]}")
+
+    def _inline(self, header: wire.FrameHeader, parts: list[bytes]) -> list[bytes]:
+        """A frame whose pixels wait in its extractor's ring (common.shm): copied out and the slot
+        given back, as the ventilator and a worker would, so a file's extractor never waits on us."""
+        if header.shm is None:
+            return parts
+        if self.rings is None:
+            self.rings = shm.Readers()
+        pixels = bytes(self.rings.view(header.shm, header.raw_size))
+        self.rings.release(header.shm)
+        return wire.frame_parts(msgspec.structs.replace(header, shm=None), pixels)
 
     def frames(self, camera: str) -> list[wire.FrameHeader]:
         return [m for m in self.seen if isinstance(m, wire.FrameHeader) and m.camera == camera]

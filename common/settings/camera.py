@@ -34,6 +34,10 @@ class CameraTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     poll: Annotated[str | int | float | None, key("a polled feed: how often its one http(s) url is fetched")] = None
     placeholder: Annotated[str | list[Any], key("sha256 of the feed's 'camera offline' images")] = []
     stale_after: Annotated[int | None, key("unchanged polls before a polled feed is stale")] = None
+    detect_size: Annotated[int | None, key("the long side, in pixels, its frames are resized to once for the "
+                                           "detectors (e.g. the model's 416 or 640); none: the source's")] = None
+    weight: Annotated[int | float, key("its share of the pool under overload, against 1 for every other "
+                                       "camera")] = 1
 
 
 KEYS = tuple(f.name for f in msgspec.structs.fields(CameraTable))

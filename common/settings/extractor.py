@@ -9,11 +9,12 @@ from camwire.common.paths import camera_name
 from camwire.common.settings.model import Group, opt, section
 from camwire.common.settings.shared import DaemonOptions, FileOptions, SamplingOptions
 from camwire.common.settings.values import mask_polygon
-from camwire.common.units import duration, percent
+from camwire.common.units import duration, percent, positive
 from camwire.common.wire import ENCODINGS
 
 PASSTHROUGH = "passthrough"  # --publish-enc: the source's H.264/HEVC packets, not decoded
 DETECT = ("motion", "always")  # a camera's frames to the pool while there is motion, or all
+SHM_MODES = ("auto", "on", "off")
 STALL_S = 5.0  # a live stream with no video this long is offline, and reconnected
 FAILED_RETRY_S = 300.0  # a source that cannot work is tried again this rarely
 
@@ -64,6 +65,16 @@ class Output(Group):
                                        metavar="DURATION", parse=duration)] = 10.0
     read_timeout: Annotated[float, opt("a source that sends nothing this long is offline (then retried)",
                                        metavar="DURATION", parse=duration)] = 10.0
+    detect_size: Annotated[int | None, opt("resize frames once, to this long side in pixels, before the detectors see "
+                                           "them (a camera's detect_size in --config overrides it); boxes still come "
+                                           "back in source pixels. Default: the source's size", metavar="PX",
+                                           parse=positive(int))] = None
+    shm: Annotated[str, opt("frames to the ventilator through a shared-memory ring instead of the "
+                            "socket: auto (when --push is ipc:// or loopback, i.e. this host), on, off",
+                            choices=SHM_MODES)] = "auto"
+    shm_slots: Annotated[int, opt("frames a camera's ring holds (a 1080p frame is 6.2 MB of /dev/shm, taken when "
+                                  "the camera starts); when all are taken, a live frame goes by the socket, "
+                                  "counted", metavar="N", parse=positive(int))] = 8
     stall: Annotated[float, opt("a live stream with no video this long is offline, and reconnected (default 5s)",
                                 metavar="DURATION", parse=duration)] = STALL_S
     failed_retry: Annotated[float, opt("how often a source that cannot work (no such file, 404, not a video) is "

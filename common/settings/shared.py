@@ -75,6 +75,9 @@ class DetectorOptions(Group):
                                        "numpy's BLAS); default: every core, or under camwire run the host's cores "
                                        "shared among the workers it starts", metavar="N",
                                        parse=positive(int))] = None
+    max_window: Annotated[int, opt("most frames a worker asks for at once: its credit window grows from --batch "
+                                   "to cover the round trip to the ventilator (measured), up to this",
+                                   metavar="N", parse=positive(int))] = 32
 
 
 # the recorder's defaults (recorder.ring, recorder.retention, recorder.keep read them from here)

@@ -4,13 +4,22 @@ An event names its snapshot relative to the data dir (``snapshots/<camera>/<date
 the store's ``base``), never as a host path: the JSON line, PUB, MQTT and the webhook say the
 same wherever the folder is mounted or moved.
 
+A snapshot is made from the frame's pixels as a worker sent them (common.pixels.Pixels, an LZ4
+block): the JPEG is encoded here, only for the frames the sink keeps (most results' pixels are
+never encoded), counted ``snapshot_pixels/encoded`` and timed in
+``camwire_sink_snapshot_encode_seconds{what="snapshot"}``. Pixels whose LZ4 does not decode to
+the size they declare are counted ``malformed/bad_pixels`` and no snapshot is written.
+
 A tracked object's snapshot (sink.tracking) is its best frame with its box and label drawn
 (``<id>.jpg``), the frame as it came beside it (``<id>.clean.jpg``), and a small thumbnail of
 the object (``<id>.thumb.jpg``: the box and a margin around it, at most THUMB pixels a side).
+The box is in the source's pixels; a frame resized for detection (a camera's ``detect_size``)
+has it drawn scaled to the pixels, which are the resized frame's.
 
-Only bytes that decode as a JPEG are written (common.pixels.decode_jpeg); the rest are counted
-(``snapshots/not_jpeg``). The event id is unique forever (common.ids), and a file is created
-exclusively, so no snapshot ever overwrites another, across restarts too.
+A JPEG made elsewhere may be saved too; only bytes that decode as a JPEG of the frame's size are
+written (common.pixels.decode_jpeg), the rest are counted (``snapshots/not_jpeg``). The event id
+is unique forever (common.ids), and a file is created exclusively, so no snapshot ever
+overwrites another, across restarts too.
 
 Bounded on disk: snapshots older than ``retain_s`` and, past ``max_bytes`` in all, the oldest
 ones are deleted (pairs of .jpg and .json, oldest first). Under ``min_free`` of the volume free,
@@ -26,17 +35,21 @@ from collections import deque
 from pathlib import Path
 
 import msgspec
+import numpy as np
 
 from camwire.sink.store.disk import WriteErrors, free_fraction
 from camwire.common import wire
 from camwire.common.counters import Counters
+from camwire.common.metrics import SNAPSHOT_ENCODE_SECONDS
 from camwire.common.paths import safe_name, utc_day
-from camwire.common.pixels import decode_jpeg, encode_jpeg
+from camwire.common.pixels import Pixels, decode_jpeg, encode_jpeg
 
 THUMB = 160  # a thumbnail's longest side, in pixels
 MARGIN = 0.25  # of the box's size, kept around it in the thumbnail
 COLOUR = (0, 255, 0)  # BGR: the box drawn on an object's snapshot
 SUFFIXES = (".jpg", ".json", ".clean.jpg", ".thumb.jpg")  # one snapshot's files
+
+Box = tuple[float, ...]
 
 
 class SnapshotStore:
@@ -63,22 +76,56 @@ class SnapshotStore:
         self._kept.extend(found)
         self.bytes = sum(n for _, _, n in found)
 
-    def save(self, event: wire.Event, jpeg: bytes, size: tuple[int, int], box: tuple[float, ...] | None = None,
+    def save(self, event: wire.Event, picture: Pixels | bytes, size: tuple[int, int], box: Box | None = None,
              label: str | None = None) -> str | None:
-        """Write ``jpeg`` and the event (with its snapshot path); the path (relative to ``base``), or
-        None when not written.
-        ``size``: the frame's (width, height), which the JPEG must declare and decode to. With a
-        ``box``, the snapshot has it drawn (and ``label`` beside it), with a clean copy and a thumbnail."""
+        """Write the event's snapshot and the event (with its snapshot path) beside it; the path
+        (relative to ``base``), or None when not written.
+        ``picture``: the frame's pixels as a result brought them, encoded here; or a JPEG already
+        made, which must declare and decode to ``size``. ``size``: the frame's (width, height),
+        the source's, which ``box`` is in. With a ``box``, the snapshot has it drawn (and
+        ``label`` beside it), with a clean copy and a thumbnail."""
+        free = free_fraction(self.root if self.root.exists() else self.root.parent)
+        if free is not None and free < self.min_free:  # before any decoding: nothing is spent on it
+            self.counters.add("snapshots", "low_space")
+            return None
+        if isinstance(picture, Pixels):
+            files = self._encoded(picture, size, box, label)
+        else:
+            files = self._as_sent(picture, size, box, label)
+        return None if files is None else self._write(event, files)
+
+    def _encoded(self, pixels: Pixels, size: tuple[int, int], box: Box | None,
+                 label: str | None) -> dict[str, bytes] | None:
+        """A snapshot's JPEGs from a result's pixels, timed: the one encoding the sink does for a
+        snapshot, which the worker no longer does for every result."""
+        started = time.perf_counter()
+        try:
+            image = pixels.decode()
+        except wire.MalformedMessage as exc:
+            self.counters.add("malformed", exc.reason)
+            return None
+        clean = encode_jpeg(image)
+        files = {".jpg": clean} if box is None else self._boxed(image, clean, _scaled(box, size, image), label)
+        SNAPSHOT_ENCODE_SECONDS.labels("snapshot").observe(time.perf_counter() - started)
+        self.counters.add("snapshot_pixels", "encoded")
+        return files
+
+    def _as_sent(self, jpeg: bytes, size: tuple[int, int], box: Box | None,
+                 label: str | None) -> dict[str, bytes] | None:
+        """A snapshot's JPEGs from a JPEG made elsewhere, which must be one of the frame's size."""
         image = decode_jpeg(jpeg, size=size)
         if image is None or image.shape[1::-1] != size:
             self.counters.add("snapshots", "not_jpeg")
             return None
-        free = free_fraction(self.root if self.root.exists() else self.root.parent)
-        if free is not None and free < self.min_free:
-            self.counters.add("snapshots", "low_space")
-            return None
-        files = {".jpg": jpeg} if box is None else {".jpg": _drawn(image, box, label), ".clean.jpg": jpeg,
-                                                    ".thumb.jpg": _thumbnail(image, box)}
+        return {".jpg": jpeg} if box is None else self._boxed(image, jpeg, box, label)
+
+    @staticmethod
+    def _boxed(image: np.ndarray, clean: bytes, box: Box, label: str | None) -> dict[str, bytes]:
+        """An object's snapshot: the box drawn, the frame as it came, the thumbnail (``box`` in the image's pixels)."""
+        return {".jpg": _drawn(image, box, label), ".clean.jpg": clean, ".thumb.jpg": _thumbnail(image, box)}
+
+    def _write(self, event: wire.Event, files: dict[str, bytes]) -> str | None:
+        """``files`` (suffix -> bytes) and the event's JSON, each created exclusively; the path named."""
         folder = self.root / safe_name(event.camera) / utc_day(event.ts)
         path = folder / f"{safe_name(event.id)}.jpg"
         named = str(path.relative_to(self.base))
@@ -154,11 +201,22 @@ def _files(jpg: Path) -> list[Path]:
     return [_with(jpg, suffix) for suffix in SUFFIXES]
 
 
-def _drawn(image, box: tuple[float, ...], label: str | None) -> bytes:
+def _scaled(box: Box, size: tuple[int, int], image: np.ndarray) -> Box:
+    """``box``, in the source's pixels (``size``), in the image's: smaller when the extractor
+    resized the frame for detection (a camera's detect_size)."""
+    height, width = image.shape[:2]
+    if (width, height) == tuple(size) or not all(size):
+        return box
+    sx, sy = width / size[0], height / size[1]
+    x1, y1, x2, y2 = box
+    return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+
+
+def _drawn(image, box: Box, label: str | None) -> bytes:
     """The frame with the box drawn, lines thick enough to see on a big frame."""
     import cv2  # as common.pixels: loaded only where a picture is touched
 
-    out = image.copy()
+    out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)  # a grey frame: a green box
     h, w = out.shape[:2]
     thick = max(2, round(min(w, h) / 200))
     x1, y1, x2, y2 = (int(round(v)) for v in box)
@@ -172,7 +230,7 @@ def _drawn(image, box: tuple[float, ...], label: str | None) -> bytes:
     return encode_jpeg(out, quality=90)
 
 
-def _thumbnail(image, box: tuple[float, ...]) -> bytes:
+def _thumbnail(image, box: Box) -> bytes:
     """The object and a margin round it, scaled to at most THUMB pixels a side."""
     import cv2
 

@@ -89,7 +89,7 @@ def test_secrets_come_from_env_and_dotenv_and_are_masked(tmp_path: Path) -> None
     assert shown["cameras"]["gate"] == {"sources": ["rtsp://admin:***@10.0.0.9/live"], "sampling": "fps=2",
                                         "realtime": False, "record": True, "publish": None,
                                         "metrics_port": None, "detector": [], "detect": "motion", "masks": [],
-                                        "zones": {}}
+                                        "zones": {}, "detect_size": None, "weight": 1.0}
     assert shown["daemons"]["sink"]["webhook"] == "https://hooks.example.com/services/***"
     assert cfg.daemon_defaults("sink")["webhook"] == "https://hooks.example.com/services/T0-B0-tok"
     for secret in ("s3cret", "from-env-wins", "dotenv-mqtt", "T0-B0-tok"):

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from camwire.common import wire
-from conftest import ROOT, tcp, wait_log
+from conftest import ROOT, bound, tcp, wait_log
 from garbage import noise, spoiled, wrong_kind
 from test_ventilator_daemon import EVERY, HUGE, clip_passes_whole, push
 
@@ -40,16 +40,8 @@ def test_a_2gib_frame_gets_a_result_with_an_error_and_the_clip_after_it_passes_w
 
 def test_garbage_into_a_worker_is_counted_and_dropped(daemons, zctx, sample_clip: Path) -> None:
     """The test is the worker's ventilator and sink: garbage first, then a real clip's frames."""
-    backend, results, frontend = tcp(), tcp(), tcp()
-    router = zctx.socket(zmq.ROUTER)
-    router.setsockopt(zmq.LINGER, 0)
-    router.bind(backend)
-    sink = zctx.socket(zmq.PULL)
-    sink.setsockopt(zmq.LINGER, 0)
-    sink.bind(results)
-    frames_in = zctx.socket(zmq.PULL)
-    frames_in.setsockopt(zmq.LINGER, 0)
-    frames_in.bind(frontend)
+    (router, backend), (sink, results), (frames_in, frontend) = (bound(zctx, zmq.ROUTER), bound(zctx, zmq.PULL),
+                                                                 bound(zctx, zmq.PULL))
     daemons.start("worker", "classifier", "--connect", backend, "--sink", results, "--detector", "covered",
                   "--name", "w1")
     assert router.poll(30_000)

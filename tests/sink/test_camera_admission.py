@@ -153,11 +153,14 @@ def test_the_sink_forgets_an_idle_camera_everywhere_and_takes_a_new_one(pipeline
     status = p.data_dir / "status.db"
     metrics = scrape(sink_port)
     assert value(metrics, "camwire_result_latency_seconds_count", camera="fake0000") == 1
+    assert value(metrics, "camwire_sink_capture_to_result_seconds", camera="fake0000") > 0
     # silent: told offline first (after 1 s), then forgotten (twice --silent-after, 2 s)
     p.events.wait_for(lambda e: e["type"] == "camera_offline" and e["camera"] == "fake0015")
     wait_metric(sink_port, "camwire_sink_cameras", lambda n: n == 0)
     metrics = scrape(sink_port)
     assert value(metrics, "camwire_result_latency_seconds_count", camera="fake0000") == 0  # its series went too
+    assert not [labels for labels, _ in metrics.get("camwire_sink_capture_to_result_seconds", [])
+                if labels.get("camera") == "fake0000"]  # its moving average too
     assert value(metrics, "camwire_sink_results_total", camera="other") == 16  # its count stays, as other
     deadline = time.monotonic() + 60
     while (rows := read_status(status)[0]):  # the rows go at the next flush

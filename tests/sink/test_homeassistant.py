@@ -17,7 +17,7 @@ from camwire.sink.outputs.homeassistant import Discovery
 from camwire.sink.outputs.mqtt import MqttOutput
 from camwire.common import wire
 from camwire.common.counters import Counters
-from camwire.common.pixels import decode_jpeg, encode_jpeg
+from camwire.common.pixels import decode_jpeg, pack_pixels
 from conftest import EventStream, free_port, tcp
 from mqtt import Subscriber, run_broker
 
@@ -85,17 +85,19 @@ def all_of(topics: set[str]):
     return lambda got: topics <= {t for t, _, _ in got}
 
 
-def frame(i: int) -> bytes:
+def frame(i: int) -> tuple[bytes, tuple[int, int, int]]:
+    """The frame's pixels as a worker's result carries them (an LZ4 block, and their size)."""
     image = np.full((H, W, 3), 90, np.uint8)
     image[60 + i:180 + i, 100 + 4 * i:150 + 4 * i] = (40, 40, 220)  # the person, walking right
-    return encode_jpeg(image)
+    return pack_pixels(image)
 
 
 def result(i: int, person: bool) -> list[bytes]:
     dets = [wire.Detection("person", 0.8, (100.0 + 4 * i, 60.0 + i, 150.0 + 4 * i, 180.0 + i))] if person else []
+    pixels, image = frame(i) if person else (None, None)
     r = wire.Result(camera="yard", seq=i, ts_ns=T0 + i * STEP, width=W, height=H, worker="w1", detector="test",
-                    detections=dets)
-    return [wire.pack(r), frame(i)] if person else [wire.pack(r)]
+                    detections=dets, image=image)
+    return [wire.pack(r), pixels] if person else [wire.pack(r)]
 
 
 def test_home_assistant_discovers_motion_occupancy_count_and_snapshot(daemons, zctx, broker: int,

@@ -97,7 +97,7 @@ def test_the_best_snapshot_is_the_most_confident_frame_not_cut_by_the_edge() -> 
               result(3, ("car", 0.9, (12.0, 100.0, 92.0, 160.0))),
               result(4, ("car", 0.8, (16.0, 100.0, 96.0, 160.0)))] + [result(s) for s in range(5, 12)]
     out = feed(t, frames)
-    sent = [(e.phase, e.seq, snap.jpeg if snap else None) for e, snap in out]
+    sent = [(e.phase, e.seq, snap.pixels if snap else None) for e, snap in out]
     assert sent == [("start", 0, b"jpeg-0"), ("update", 1, b"jpeg-1"), ("update", 2, b"jpeg-2"),
                     ("update", 3, b"jpeg-3"), ("end", 4, None)]
     best = out[3][1]

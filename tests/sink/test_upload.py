@@ -22,7 +22,7 @@ from camwire.common import wire
 from camwire.common.counters import Counters
 from camwire.common.logs import RepeatLimiter
 from camwire.common.paths import utc_day
-from camwire.common.pixels import encode_jpeg
+from camwire.common.pixels import Pixels, decode_jpeg, encode_jpeg, pack_pixels
 from camwire.common.upload import (UploadConfig, Uploader, backoff, index_width, object_key, snapshot_parts,
                            upload_from_config)
 from conftest import ROOT, free_port, wait_log
@@ -30,7 +30,9 @@ from s3_server import ACCESS_KEY, SECRET_KEY, S3Server
 
 BUCKET = "camwire-test"
 SIZE = (160, 120)
-JPEG = encode_jpeg(np.random.default_rng(1).integers(0, 255, (SIZE[1], SIZE[0], 3), dtype=np.uint8))
+FRAME = np.random.default_rng(1).integers(0, 255, (SIZE[1], SIZE[0], 3), dtype=np.uint8)
+JPEG = encode_jpeg(FRAME)
+PIXELS, IMAGE = pack_pixels(FRAME)  # the frame as a worker's result carries it
 ENV = {"S3_ACCESS_KEY": ACCESS_KEY, "S3_SECRET_KEY": SECRET_KEY}
 
 
@@ -191,8 +193,8 @@ def test_an_events_parts_go_in_order_and_the_manifest_last(tmp_path: Path) -> No
 # -- the sink, a real process from camwire.toml -------------------------------------------------------
 
 class Results:
-    """Pushes results to the sink as a worker would: each flips the camera covered/uncovered, so each
-    is an event with a snapshot."""
+    """Pushes results to the sink as a worker would (with the frame's pixels): each flips the camera
+    covered/uncovered, so each is an event with a snapshot."""
 
     def __init__(self, ctx: zmq.Context, addr: str, camera: str) -> None:
         self.sock = ctx.socket(zmq.PUSH)
@@ -204,8 +206,9 @@ class Results:
         for _ in range(n):
             self.seq += 1
             r = wire.Result(camera=self.camera, seq=self.seq, ts_ns=time.time_ns(), width=SIZE[0], height=SIZE[1],
-                            flags=wire.Flags(covered=self.seq % 2 == 1), worker="w1", detector="covered")
-            self.sock.send_multipart([wire.pack(r), JPEG])
+                            flags=wire.Flags(covered=self.seq % 2 == 1), worker="w1", detector="covered",
+                            image=IMAGE)
+            self.sock.send_multipart([wire.pack(r), PIXELS])
 
     def close(self) -> None:
         self.sock.close()
@@ -335,6 +338,12 @@ def test_keys_sort_in_order_however_many_parts() -> None:
     assert keys[0] == f"yard/{utc_day(ev.ts)}/{ev.id}.frames/000-frame-0.jpg"
 
 
+def pixels(seq: int) -> Pixels:
+    """A tiny frame's pixels as a result brings them, its grey level 10 x seq."""
+    packed, image = pack_pixels(np.full((6, 8, 3), 10 * seq, np.uint8))
+    return Pixels(packed, *image)
+
+
 def test_frames_are_held_until_the_start_capped_and_swept(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
@@ -346,29 +355,30 @@ def test_frames_are_held_until_the_start_capped_and_swept(tmp_path: Path) -> Non
     for seq in range(1, 7):
         if seq == 2:  # seen twice before its start (min_frames = 2): both held, then written
             walker.object_id = "obj-1"
-        frames.observe([(walker, seq, b"jpeg-%d" % seq)], [])
+        frames.observe([(walker, seq, pixels(seq))], [])
     assert sorted(p.name for p in (tmp_path / "frames" / "obj-1").iterdir()) == ["1.jpg", "2.jpg", "3.jpg", "4.jpg"]
     assert counters.get("uploads", "frames_capped") == 2
     parts = frames.end("obj-1")
     assert [p.name for p in parts] == ["frame-1.jpg", "frame-2.jpg", "frame-3.jpg", "frame-4.jpg"]
     assert all(p.remove and p.content_type == "image/jpeg" for p in parts)
-    assert parts[2].path.read_bytes() == b"jpeg-3"
+    assert abs(int(decode_jpeg(parts[2].path.read_bytes(), size=(8, 6))[0, 0, 0]) - 30) <= 2  # seq 3's grey
+    assert counters.get("snapshot_pixels", "encoded") == 4  # the frames written, and no other
     # one that ends unstarted is forgotten, its held frames never written
     passer = SimpleNamespace(object_id=None)
-    frames.observe([(passer, 7, b"jpeg-7")], [])
+    frames.observe([(passer, 7, pixels(7))], [])
     frames.observe([], [passer])
     assert id(passer) not in frames.live
     # a sink killed: another object's frames never ended; at the next start they go, queued ones stay
     other = SimpleNamespace(object_id="obj-2")
-    frames.observe([(other, 9, b"jpeg-9")], [])
+    frames.observe([(other, 9, pixels(9))], [])
     assert Frames(tmp_path / "frames", counters, WriteErrors(counters, RepeatLimiter(_Log()))).sweep(
         {str(p.path) for p in parts}) == 1
     assert not (tmp_path / "frames" / "obj-2").exists() and all(p.path.exists() for p in parts)
 
 
 class Walker:
-    """Pushes results as a worker would: one person walking across the frame, each frame a distinct
-    JPEG, in seq order with ``prev`` named (so the sink's reorder window releases each at once)."""
+    """Pushes results as a worker would: one person walking across the frame, each frame's pixels
+    distinct, in seq order with ``prev`` named (so the sink's reorder window releases each at once)."""
 
     def __init__(self, ctx: zmq.Context, addr: str, camera: str) -> None:
         self.sock = ctx.socket(zmq.PUSH)
@@ -379,13 +389,14 @@ class Walker:
     def walk(self, n: int) -> None:
         rng = np.random.default_rng(3)
         for seq in range(n):
-            jpeg = encode_jpeg(rng.integers(0, 255, (SIZE[1], SIZE[0], 3), dtype=np.uint8))
+            frame = rng.integers(0, 255, (SIZE[1], SIZE[0], 3), dtype=np.uint8)
+            packed, image = pack_pixels(frame)
             x = 20.0 + seq * 0.5
             r = wire.Result(camera=self.camera, seq=seq, ts_ns=time.time_ns(), width=SIZE[0], height=SIZE[1],
-                            worker="w1", detector="objects", prev=seq - 1,
+                            worker="w1", detector="objects", prev=seq - 1, image=image,
                             detections=[wire.Detection("person", 0.9, (x, 30.0, x + 30.0, 100.0))])
-            self.sock.send_multipart([wire.pack(r), jpeg])
-            self.sent.append(jpeg)
+            self.sock.send_multipart([wire.pack(r), packed])
+            self.sent.append(frame)
 
     def end(self) -> None:
         n = len(self.sent)
@@ -418,8 +429,9 @@ def test_an_objects_every_frame_goes_in_order_at_its_end(daemons, zctx, tmp_path
         found = objects(s3)
         assert sorted(found) == keys  # nothing else: no snapshots were asked for
         assert all(found[k]["LastModified"] <= found[keys[-1]]["LastModified"] for k in keys)
-        for i in (0, 57, n - 1):
-            assert s3.get_object(Bucket=BUCKET, Key=keys[i])["Body"].read() == walker.sent[i]
+        for i in (0, 57, n - 1):  # each the JPEG the sink made of that frame's pixels
+            got = decode_jpeg(s3.get_object(Bucket=BUCKET, Key=keys[i])["Body"].read(), size=SIZE).astype(int)
+            assert np.abs(got - walker.sent[i]).mean() < np.abs(got - walker.sent[i - 1]).mean()
         manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=keys[-1])["Body"].read())
         assert manifest["event"]["id"] == end["id"] and [p["key"] for p in manifest["parts"]] == keys[:-1]
         wait(lambda: not frames_dir.exists() or not any(frames_dir.iterdir()), what="the frames deleted once up")
