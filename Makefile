@@ -1,4 +1,4 @@
-# make demo: set up and run the whole pipeline on a built-in sample clip.
+# make demo: set up and run the whole pipeline on the built-in clip (camwire/media) with the built-in model.
 # make test: set up (Debian packages too) and run the test suite.
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,12 +21,11 @@ debs:
 
 demo: venv debs
 	@mkdir -p $(DEMO_DIR)
-	@clip="$(CLIP)"; if [ -z "$$clip" ]; then clip=$(DEMO_DIR)/sample.mp4; \
-	  [ -f $$clip ] || $(VENV)/bin/camwire sample-clip $$clip; fi; \
-	rm -rf $(DEMO_DIR)/events.jsonl $(DEMO_DIR)/recordings $(DEMO_DIR)/status.db*; \
-	CAMWIRE_LOG_FORMAT=console $(VENV)/bin/camwire run --camera demo=$$clip --detector covered \
+	@clip="$(CLIP)"; [ -n "$$clip" ] || clip=camwire/media/people-walking-30s.mp4; \
+	rm -rf $(DEMO_DIR)/events.jsonl $(DEMO_DIR)/recordings $(DEMO_DIR)/status.db* $(DEMO_DIR)/snapshots; \
+	CAMWIRE_LOG_FORMAT=console $(VENV)/bin/camwire run --camera demo=$$clip --detector onnx \
 	  --workers 2 --once --events $(DEMO_DIR)/events.jsonl --data-dir $(DEMO_DIR) \
-	  --record $(DEMO_DIR)/recordings --segment 4 --pre 2 --post 2 --keep-types camera_covered \
+	  --record $(DEMO_DIR)/recordings --segment 4 --pre 2 --post 2 --keep-types object \
 	  --stats $(DEMO_DIR)/stats.json
 	@echo "events: $(DEMO_DIR)/events.jsonl  snapshots: $(DEMO_DIR)/snapshots  counters: $(DEMO_DIR)/stats.json"
 	@echo "recordings: $(DEMO_DIR)/recordings (kept event clips under kept/; camwire clip cuts any range)"

@@ -87,8 +87,8 @@ def check(args: ClassifierSettings | RunSettings, build_detectors: bool = True) 
                 raise ValueError(f"unknown detector {name!r}; known: {', '.join(sorted(NAMES))}")
             if name == "onnx":  # the model is loaded only by the worker itself: here, that it is there
                 path = ({"path": arg} if "=" not in arg else parse_options(arg)).get("path")
-                if not path or not Path(path).is_file():
-                    raise ValueError(f"no model file at {path}" if path else "onnx needs a model path: onnx:model.onnx")
+                if path and not Path(path).is_file():  # no path: the built-in model
+                    raise ValueError(f"no model file at {path}")
             elif name == "roboflow":
                 if not arg:
                     raise ValueError("roboflow needs a model id: roboflow:MODEL_ID")

@@ -13,8 +13,11 @@ The family is read from the model's inputs and outputs:
 A batch of frames, from any cameras and of any sizes, is fitted to the model's input size and run
 as one tensor when the model's batch dimension is dynamic; a model exported for a fixed batch gets
 batches of exactly that size (the last one padded). Boxes come back in each frame's own pixels.
-Spec options: ``onnx:PATH`` or ``onnx:path=PATH,layout=v8|v5|nms|nms7|ssd`` (the layout is
-otherwise read from the model).
+- YOLOX (the raw head: camwire's built-in YOLOX-Nano, ``onnx`` with no path): the same input,
+  its frame in the top-left corner, BGR, 0-255; the COCO-80 names when the model has none.
+
+Spec options: ``onnx`` (the built-in model, ``classifier/models/``), ``onnx:PATH`` or
+``onnx:path=PATH,layout=v8|v5|nms|nms7|yolox|ssd`` (the layout is otherwise read from the model).
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ import onnxruntime as ort
 import structlog
 
 from camwire.classifier.detectors import Detection, Frame, FrameResult, parse_options, ssd
+from camwire.classifier.detectors.ssd import COCO80
 from camwire.classifier.detectors.yolo import LAYOUTS, Thresholds, decode, guess_layout, letterbox
 from camwire.common.paths import name_list
 
 DEFAULT_SIZE = 640
+# camwire's own model (YOLOX-Nano, COCO, Apache-2.0: classifier/models/README.md): ``onnx`` with no path
+BUILTIN_MODEL = Path(__file__).resolve().parent.parent / "models" / "yolox-nano-416.onnx"
 Found = tuple[np.ndarray, np.ndarray, np.ndarray]  # one frame's boxes (source pixels), scores, class ids
 
 
@@ -73,7 +79,9 @@ class OnnxDetector:
             self.size = _input_size(inp.shape, meta)
             self.labels = labels or _names(meta)
             out_shape = tuple(self.session.get_outputs()[0].shape)
-            self.layout = layout or guess_layout(out_shape, len(self.labels) if self.labels else None)
+            self.layout = layout or guess_layout(out_shape, len(self.labels) if self.labels else None, self.size)
+            if not self.labels and self.layout == "yolox" and out_shape[-1] == 5 + len(COCO80):
+                self.labels = list(COCO80)  # YOLOX exports carry no names; 80 classes are COCO's
             if self.layout not in LAYOUTS:
                 raise ValueError(f"onnx: layout {self.layout!r} is not one of {', '.join((*LAYOUTS, 'ssd'))}")
         if allowed:
@@ -101,9 +109,9 @@ class OnnxDetector:
         return results
 
     def _run_yolo(self, images: list[np.ndarray]) -> list[Found]:
-        tensors, fits = zip(*(letterbox(image, self.size) for image in images))
+        tensors, fits = zip(*(letterbox(image, self.size, yolox=self.layout == "yolox") for image in images))
         output = self.session.run(None, {self.input_name: np.stack(tensors)})[0]
-        decoded = decode(output, self.layout, self.thresholds)
+        decoded = decode(output, self.layout, self.thresholds, self.size)
         # an end-to-end model reports no rows for the last images when they have nothing in them
         empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
         decoded += [empty] * (len(images) - len(decoded))
@@ -145,10 +153,11 @@ def read_labels(path: str) -> list[str]:
 
 
 def build(arg: str, extra: dict[str, Any]) -> OnnxDetector:
-    """``onnx:PATH`` or ``onnx:path=PATH,layout=...``, with thresholds from the command line."""
+    """``onnx`` (the built-in model), ``onnx:PATH`` or ``onnx:path=PATH,layout=...``, with
+    thresholds from the command line."""
     options = {"path": arg} if "=" not in arg else parse_options(arg)
     if not options.get("path"):
-        raise ValueError("onnx needs a model path: --detector onnx:model.onnx")
+        options["path"] = str(BUILTIN_MODEL)
     labels = read_labels(extra["labels"]) if extra.get("labels") else None
     allowed = name_list(extra.get("classes")) or None
     thresholds = Thresholds(confidence=float(extra.get("confidence") or 0.25), iou=float(extra.get("iou") or 0.45),

@@ -42,6 +42,10 @@ COCO90 = {
 }
 
 
+# the 80 categories in id order, as models trained on contiguous COCO classes (YOLO, YOLOX) number them
+COCO80 = tuple(COCO90[k] for k in sorted(COCO90))
+
+
 def coco_labels(columns: int) -> list[str]:
     """Names of score columns ``0..columns-1``: column j is category j + 1; a gap is its id."""
     return [COCO90.get(j + 1, str(j + 1)) for j in range(columns)]

@@ -1,5 +1,5 @@
 """A worker process given a frame the extractor resized for detection (``FrameHeader.source``):
-its result speaks in source pixels, and carries the pixels the detector saw as an LZ4 block."""
+its result speaks in source pixels, and carries the pixels the detector saw (raw: the sink is on its host)."""
 
 from __future__ import annotations
 
