@@ -57,23 +57,28 @@ def check_addresses(args: object, *dests: str) -> None:
                 raise ValueError(str(exc)) from None
 
 
-def is_local(addr: str) -> bool:
-    """Whether ``addr`` cannot leave this host: ipc:// and inproc://, or TCP to a loopback address
-    (127.0.0.0/8, ::1, localhost). What shared memory between two daemons needs (common.shm)."""
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, no brackets) is this host's loopback: localhost,
+    127.0.0.0/8, ::1."""
     import ipaddress
 
-    if addr.startswith(("ipc://", "inproc://")):
-        return True
-    if not addr.startswith("tcp://"):
-        return False
-    host = addr[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
-    host = host.rsplit(";", 1)[-1]  # a source address first ("tcp://src;dst:port"): the destination counts
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_local(addr: str) -> bool:
+    """Whether ``addr`` cannot leave this host: ipc:// and inproc://, or TCP to a loopback address.
+    What shared memory between two daemons needs (common.shm)."""
+    if addr.startswith(("ipc://", "inproc://")):
+        return True
+    if not addr.startswith("tcp://"):
+        return False
+    host = addr[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    return is_loopback(host.rsplit(";", 1)[-1])  # a source address first ("tcp://src;dst:port"): the destination counts
 
 
 def make_socket(

@@ -30,6 +30,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from camwire.common.sockets import is_loopback
+
 COOKIE = "camwire_session"
 SESSION_S = 12 * 3600.0
 MAX_SESSIONS = 1024
@@ -37,15 +39,6 @@ MAX_FAILURES = 10
 FAILURE_WINDOW_S = 60.0
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(bind: str, token: str | None) -> None:
