@@ -40,6 +40,7 @@ bench: venv
 	$(PY) bench/cameras.py
 	$(PY) bench/events.py
 	$(PY) bench/replay.py
+	$(PY) bench/tracks.py
 	$(PY) bench/web.py
 	$(PY) bench/upload.py
 	$(PY) bench/frame_cost.py

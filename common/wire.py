@@ -335,7 +335,7 @@ class Workers(Message, tag="workers"):
 
 # what the sink makes (sink.events, sink.tracking); the recorder's --keep-types names some of them
 EVENT_TYPES = ("object", "camera_covered", "camera_uncovered", "camera_online", "camera_offline",
-               "camera_failed", "motion_start", "motion_end", "uploaded")
+               "camera_failed", "motion_start", "motion_end", "uploaded", "suggested_mask")
 
 
 class Event(Message, tag="event"):
@@ -348,6 +348,12 @@ class Event(Message, tag="event"):
     ``score`` (in the newest frame), ``top_score``, ``first_seen``/``last_seen`` (capture time,
     s), ``box`` (the newest, in source pixels), ``zones`` (entered so far) and ``snapshot`` (its
     best frame so far). Other types leave these at their defaults.
+    An object's ``stationary`` says it has not moved for a while (an ``update`` says when it
+    stops and when it moves again); an ``update``'s ``changes`` say what it tells, among
+    ``label``, ``zones``, ``stationary``, ``active`` (moving again), ``snapshot`` (a clearly better
+    one) and ``score`` (a higher top score, the only change that is not worth an alert).
+    A ``suggested_mask`` event (sink.tracking) names a place (``box``, ``label``) where the model
+    sees an object that never moved: a fixed post it takes for a person, to be masked.
     """
 
     id: Annotated[str, msgspec.Meta(min_length=1, max_length=160)]
@@ -370,6 +376,8 @@ class Event(Message, tag="event"):
     last_seen: Seconds | None = None
     box: tuple[Real, Real, Real, Real] | None = None
     zones: Annotated[list[Name], msgspec.Meta(max_length=256)] = []
+    stationary: bool = False
+    changes: Annotated[list[Name], msgspec.Meta(max_length=16)] = []
     # ``uploaded`` (common.upload): the id of the event whose media are now in object storage,
     # and their URLs in key order, the manifest's last (an object's frames: up to 300 and the manifest)
     of: Annotated[str, msgspec.Meta(min_length=1, max_length=160)] | None = None

@@ -1,7 +1,8 @@
 """What another daemon (the web console) reads of a recorder's DIR, never writing there.
 
 The index (recorder.index: ``index.db``) opened read-only for each read: the segments in a time
-window, the files of an event's kept clip, the totals. An index not there yet, or without its
+window, an event's kept clip (:func:`kept_clip`: its files and the window the keeper kept them
+for, which a clip made of them is cut to), the totals. An index not there yet, or without its
 tables yet, or locked, reads as nothing recorded. A segment still being written has no end in
 the index: :func:`open_end` reads how far its file goes, as the recorder's recovery does
 (recorder.recovery). File names are the ring's (recorder.segment: ``start_of``, ``name_order``).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -30,11 +32,28 @@ def segments(root: Path, camera: str | None, from_ns: int | None, to_ns: int | N
     return _read(root, lambda index: index.in_window(camera, from_ns, to_ns), [])
 
 
+@dataclass(frozen=True, slots=True)
+class KeptClip:
+    """An event's kept clip: its files on disk in time order, and the window the keeper kept them
+    for (from, to: capture times, ns); None where the index has none for them (the files then
+    play whole)."""
+
+    files: list[Path]
+    window: tuple[int, int] | None
+
+
 def kept_files(root: Path, event_id: str) -> list[Path]:
     """The files of the clip the recorder kept for ``event_id`` (a tracked object's object_id)
     that are on disk, in time order; empty when none (or no index)."""
-    files = [root / p for p in _read(root, lambda index: index.kept_paths(event_id), [])]
-    return sorted((f for f in files if f.is_file()), key=name_order)
+    return kept_clip(root, event_id).files
+
+
+def kept_clip(root: Path, event_id: str) -> KeptClip:
+    """The clip the recorder kept for ``event_id``, files and window read in one go, so the window
+    is the one those files were linked for (an object's grows with its updates)."""
+    paths, window = _read(root, lambda index: _kept(index, event_id), ([], None))
+    files = sorted((f for f in (root / p for p in paths) if f.is_file()), key=name_order)
+    return KeptClip(files, window)
 
 
 def kept_ids(root: Path) -> set[str]:
@@ -70,6 +89,22 @@ def open_end(root: Path, seg: Segment) -> int:
             _open_ends.clear()
         _open_ends[key] = end_ns
     return end_ns
+
+
+def _kept(index: Index, event_id: str) -> tuple[list[str], tuple[int, int] | None]:
+    """The kept paths and the window from one snapshot of the index (one read transaction)."""
+    index.db.execute("BEGIN")
+    try:
+        return index.kept_paths(event_id), _window(index, event_id)
+    finally:
+        index.db.rollback()
+
+
+def _window(index: Index, event_id: str) -> tuple[int, int] | None:
+    """The keeps row's window: ``[first seen - pre, last seen + post]`` for an object,
+    ``[t - pre, t + post]`` for any other event (recorder.keep)."""
+    row = index.db.execute("SELECT from_ns, to_ns FROM keeps WHERE event_id = ?", (event_id,)).fetchone()
+    return (row[0], row[1]) if row else None
 
 
 def _read(root: Path, fn: Callable[[Index], T], empty: T) -> T:

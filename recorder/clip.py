@@ -4,6 +4,10 @@ Packets are copied, never re-encoded: the clip starts at the last key frame at o
 ``--start`` (so its first frame decodes) and ends before the first frame at or after ``--end``.
 The segments are found in the ring's index, not by listing folders. The output container
 follows the file name (``.mkv``, ``.mp4``, ...).
+
+:func:`write_clip` is the one cut every clip takes: this command's, the web console's exports and
+kept event clips (web.recordings: a kept clip cut to the window it was kept for), and kept clips
+going to object storage (recorder.uploads).
 """
 
 from __future__ import annotations

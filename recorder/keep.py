@@ -2,8 +2,11 @@
 
 An event at capture time ``t`` keeps every segment of its camera that overlaps
 ``[t - pre, t + post]``: each is hard-linked there (no copy; a copy only where the file system
-cannot link) with ``event.json`` beside them. Ring retention deletes ring paths only, so a kept
-file lives on under ``kept/``, within the kept clips' own budget (``--keep-retain`` by event time,
+cannot link) with ``event.json`` beside them. The segments are whole files; the window they were
+kept for is in the index's row and in ``event.json`` (``window``: ``from_ns``, ``to_ns``), and
+what makes a clip of them (web.recordings, recorder.uploads) cuts it to that window, from the key
+frame at or before its start. Ring retention deletes ring paths only, so a kept file lives on
+under ``kept/``, within the kept clips' own budget (``--keep-retain`` by event time,
 ``--keep-max-bytes`` in all, the oldest event going first), and by nothing else: the volume's
 free-space floor (``--min-free``) never deletes evidence; when the ring alone cannot meet it,
 recording pauses instead (recorder.retention, recorder.pause). An event that arrives
@@ -14,9 +17,9 @@ A tracked object (an ``object`` event, sink.tracking) keeps one clip, not one pe
 ``kept/<date first seen>/<object id>/`` over ``[first seen - pre, last seen + post]``. Its start
 makes it; each update and its end stretch the window to the new last seen (a clip already
 complete is opened again and gains the segments of the longer window) and its ``event.json``
-becomes the newest event. Objects seen at the same time keep the same ring segments: hard links
-to one file, stored once. An update or end whose start this recorder never saw (it started
-late) makes the clip then.
+becomes the newest event, with the stretched window, at once. Objects seen at the same time keep
+the same ring segments: hard links to one file, stored once. An update or end whose start this
+recorder never saw (it started late) makes the clip then.
 
 A clip complete is handed to ``completed`` when one is set (recorder.uploads: kept clips to
 object storage), on the same thread, before the budgets are enforced.
@@ -82,6 +85,7 @@ class Keeper:
             try:
                 if self.index.extend_keep(key, last_ns + self.post_ns, body):
                     self._sizes.pop(key, None)  # measured again once complete
+                    self._stretched(key, event.camera)
                     return event.camera
             except sqlite3.OperationalError as exc:
                 return self._refuse(event, "index_error", error=str(exc))
@@ -101,6 +105,18 @@ class Keeper:
         self.counters.add("events_kept", event.type)
         self.log.info("keeping event", event_id=event.id, camera=event.camera, type=event.type)
         return event.camera
+
+    def _stretched(self, key: str, camera: str) -> None:
+        """An object's clip just took a later event: its ``event.json`` says the new window (and
+        event) at once, as pending, not only once the longer window is on disk, so what reads the
+        folder never cuts to a window the clip has outgrown. A window that did not grow leaves a
+        complete clip complete: its JSON is written when it completes again, if ever."""
+        try:
+            keep = next((k for k in self.index.pending_keeps(camera) if k.event_id == key), None)
+            if keep is not None:
+                self._write_json(keep, _mkv_names(self.root / keep.dir), complete=False)
+        except (OSError, sqlite3.OperationalError) as exc:  # kept all the same: its JSON comes when it completes
+            self.repeats("keep:write", "kept clip folder not written yet", level="error", error=str(exc))
 
     def _refuse(self, event: wire.Event, reason: str, **kw: Any) -> None:
         self.counters.add("keeps_refused", reason)
@@ -180,7 +196,7 @@ class Keeper:
                 shutil.copy2(self.root / seg.path, target)
                 self.counters.add("kept_copies")
             self.index.mark_kept(keep.event_id, seg.id, str(target.relative_to(self.root)))
-        return sorted(p.name for p in folder.iterdir() if p.suffix == ".mkv")
+        return _mkv_names(folder)
 
     def _write_json(self, keep: Keep, files: list[str], complete: bool) -> None:
         body = {**keep.event, "window": {"from_ns": keep.from_ns, "to_ns": keep.to_ns},
@@ -194,6 +210,11 @@ class Keeper:
 def kept_name(camera: str, seg: Segment) -> str:
     """The name a ring segment is linked under in a kept clip's folder."""
     return f"{safe_name(camera)}-{Path(seg.path).name}"
+
+
+def _mkv_names(folder: Path) -> list[str]:
+    """The segment files linked into a kept clip's folder, by name (its clip.mp4 is not one)."""
+    return sorted(p.name for p in folder.iterdir() if p.suffix == ".mkv")
 
 
 def _folder_bytes(folder: Path) -> int:

@@ -246,7 +246,7 @@ class Sink:
             self.emit(event, pixels if event.seq is not None else None, (r.width, r.height))
         self.emit_objects(self.tracking.on_result(r, pixels, time.monotonic()))
         if self.boxes is not None:
-            shown = self.tracking.unmasked(r)
+            shown = self.tracking.shown(r)
             if shown.image is not None:  # its pixels do not go with it
                 shown = msgspec.structs.replace(shown, image=None)
             self.boxes.send(wire.pack(shown))
@@ -298,7 +298,7 @@ class Sink:
             else:
                 event = self.emit(event, snap.pixels, snap.size, snap)
                 self.tracking.saved(event.camera, event.object_id, event.snapshot)
-                if event.snapshot is not None:
+                if event.snapshot is not None and event.object_id is not None:  # not a suggested mask
                     saved[event.object_id] = event.snapshot
 
     # -- events out -------------------------------------------------------------------------------

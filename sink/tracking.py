@@ -5,9 +5,14 @@ receives (wire.Result, with the frame's pixels when a worker found something: co
 an LZ4 block never decoded here), in any order.
 Out: ``(wire.Event, Snapshot | None)`` pairs; the event is ``type = "object"`` with a ``phase``:
 
-- ``start``: a track seen ``min_frames`` times (the camera's rule, common.rules);
-- ``update``: its label, top score, zones or best snapshot changed, at most one per
-  ``update_every_s`` of capture time per object (changes in between are folded into the next);
+- ``start``: a track sure enough by its label's filter (the camera's rule, common.rules: seen
+  ``min_frames`` times, the median of its newest scores at ``threshold``) that has moved, or
+  stands where objects of its label have moved before (see stationary objects below);
+- ``update``: what changed, in ``changes``: ``label``, ``zones``, ``stationary``/``active`` at
+  once; a higher top score (``score``) or a better snapshot at most one per ``update_every_s``
+  of capture time per object (changes in between are folded into the next), ``snapshot`` among
+  them only when clearly better (uncut where the last told was cut by the frame's edge, or
+  SNAPSHOT_BETTER more sure). A stationary object sends no update until it moves;
 - ``end``: not seen in the camera's frames for ``gone_s`` of capture time, or its camera ended,
   sent nothing for ``QUIET_S`` of wall time (:meth:`Tracking.tick`; longer than the extractor's
   motion heartbeat, so a parked car on a still scene is not ended and started again), or the
@@ -30,7 +35,17 @@ where a live object of its label was lost (within ``RELINK`` of its size: ByteTr
 walker hidden by another for a frame or two) carries that object on (``relinked/<camera>``),
 so a crossing stays one object.
 
-The rule's labels and min_confidence filter detections before tracking; outside the
+Stationary objects: an object whose box stays over the box it had when it last moved (IoU of at
+least MOVED_IOU) for the rule's ``stationary_after`` seconds is ``stationary`` (one update says so;
+``active`` when it moves again), and is ended only after STATIONARY_GONE times ``gone_s`` unseen
+(a parked car the model misses for a while is still the same car). An object that has never
+moved since its first sighting, in a place (a cell of a PLACES grid over the frame) where no
+object of its label was ever seen moving, is held back: it starts when it moves; one that stays
+still for ``stationary_after`` there is *fixed* (a post the model takes for a person) and is
+reported once per place as a ``suggested_mask`` event, with its snapshot, so the user can mask
+it; it never alerts (``suppressed/<camera>/fixed`` when it ends).
+
+The rule's labels and filters (common.rules) take detections out before tracking; outside the
 rule's active windows nothing is tracked (``suppressed/<camera>/outside_schedule``). ``motion``
 boxes are motion, not objects: never tracked. A camera's masks drop detections standing in
 them (``suppressed/<camera>/masked``); its zones are listed as objects enter them, and a rule's
@@ -56,7 +71,7 @@ import numpy as np
 
 from camwire.sink.reorder import DEFAULT_MAX_WAIT_S, DEFAULT_WINDOW, Reorder
 from camwire.common.pixels import Pixels
-from camwire.common.rules import Rules
+from camwire.common.rules import SCORES_KEPT, Rules
 from camwire.common import wire
 from camwire.common.counters import Counters
 from camwire.common.geometry import Polygon, bottom_centre, contains, zones_of
@@ -72,6 +87,12 @@ MATCH = 0.9  # ByteTrack's cost (1 - IoU x score) below which a box continues a 
 PAD = 0.5
 EDGE = 0.005  # a box within this share of a side from the frame's edge is cut by it
 RELINK = 0.75  # a new track this near (in box sizes) to a lost object of its label is that object
+MOVED_IOU = 0.5  # a box overlapping where the object last moved less than this: it moved
+STATIONARY_GONE = 6  # a stationary object is ended after this many times gone_s unseen
+PLACES = (32, 24)  # the grid (columns, rows) of places where objects of a label were seen moving
+MAX_FIXED = 256  # places told as suggested masks, remembered per camera (so each is told once)
+SNAPSHOT_BETTER = 0.1  # a snapshot this much more sure than the last told is worth telling
+NOTABLE = frozenset({"label", "zones", "stationary", "active"})  # changes told at once
 QUIET_S = 60.0  # a camera that sends no result this long (wall time) ends its objects
 
 Box = tuple[float, float, float, float]
@@ -123,7 +144,14 @@ class TrackedObject:
     best: Snapshot | None = None
     best_rank: tuple[bool, float] = (False, -1.0)
     best_new: bool = False  # a better frame than the one last sent
-    changed: bool = False  # label, top score, zones or best since the last event
+    changes: set[str] = field(default_factory=set)  # what changed since the last event (wire.Event.changes)
+    scores: list[float] = field(default_factory=list)  # the newest scores (common.rules.SCORES_KEPT)
+    anchor: Box = (0.0, 0.0, 0.0, 0.0)  # its box when it last moved (or first seen)
+    anchor_ns: int = 0
+    moved: bool = False  # ever, since first seen
+    stationary: bool = False
+    fixed: bool = False  # held: never moved, in a place no object of its label moved in
+    told_rank: tuple[bool, float] = (False, -1.0)  # the snapshot last told worth telling
     last_event_ns: int = 0
     snapshot_path: str | None = None
     worker: str | None = None
@@ -138,6 +166,8 @@ class CameraTracks:
     objects: dict[int, TrackedObject] = field(default_factory=dict)
     last_ts_ns: int = 0  # newest capture time released to the tracker
     heard: float = 0.0  # monotonic time of the last result taken
+    walked: dict[str, set[tuple[int, int]]] = field(default_factory=dict)  # label -> PLACES cells seen moving
+    fixed: list[tuple[str, Box]] = field(default_factory=list)  # places told as suggested masks
 
 
 def _byte_track():
@@ -223,14 +253,17 @@ class Tracking:
                 if obj.object_id == object_id:
                     obj.snapshot_path = path
 
-    def unmasked(self, r: wire.Result) -> wire.Result:
-        """``r`` with the detections its camera's masks drop taken out
-        (what live views draw; the tracker drops the same ones)."""
-        areas = self.areas.get(r.camera)
-        if areas is None or not areas.masks or not r.detections:
+    def shown(self, r: wire.Result) -> wire.Result:
+        """``r`` with only what live views draw: motion boxes and the boxes of tracked labels that
+        pass their filters (common.rules.Rule.shown), outside the camera's masks (the tracker
+        drops the same ones)."""
+        if not r.detections:
             return r
-        return msgspec.structs.replace(r, detections=[d for d in r.detections
-                                                      if not _masked(d.box, areas.masks, r.width, r.height)])
+        dets = self.rules.for_camera(r.camera).shown(r.detections, r.width, r.height)
+        areas = self.areas.get(r.camera)
+        if areas is not None and areas.masks:
+            dets = [d for d in dets if d.label == "motion" or not _masked(d.box, areas.masks, r.width, r.height)]
+        return r if len(dets) == len(r.detections) else msgspec.structs.replace(r, detections=dets)
 
     # -- tracking ---------------------------------------------------------------------------------
 
@@ -248,7 +281,7 @@ class Tracking:
 
         cam.last_ts_ns = max(cam.last_ts_ns, r.ts_ns)
         rule = self.rules.for_camera(name)
-        dets = rule.wanted([d for d in r.detections if d.label != "motion"])
+        dets = rule.wanted(r.detections, r.width, r.height)
         areas = self.areas.get(name)
         if areas is not None and areas.masks and dets:
             kept = [d for d in dets if not _masked(d.box, areas.masks, r.width, r.height)]
@@ -272,13 +305,60 @@ class Tracking:
             obj = self._seen(name, cam, int(track_id), dets[int(i)], r, pixels, areas)
             if obj is None:
                 continue
-            in_zone = rule.zones is None or any(z in rule.zones for z in obj.zones)
-            if obj.object_id is None and obj.hits >= rule.min_frames and in_zone:
-                out.append(self._event(name, obj, "start", r.ts_ns))
-            elif obj.object_id is not None and obj.changed and r.ts_ns - obj.last_event_ns >= self.update_every_ns:
+            self._moving(cam, obj, r, rule.stationary_after_s)
+            if obj.object_id is None:
+                out += self._maybe_start(name, cam, obj, rule, r)
+            elif obj.stationary and "stationary" not in obj.changes:
+                continue  # still where it stopped: nothing to tell until it moves
+            elif obj.changes & NOTABLE or (obj.changes and r.ts_ns - obj.last_event_ns >= self.update_every_ns):
                 out.append(self._event(name, obj, "update", r.ts_ns))
-        gone = [o for o in cam.objects.values() if r.ts_ns - o.last_seen_ns >= self.gone_ns]
+        gone = [o for o in cam.objects.values()
+                if r.ts_ns - o.last_seen_ns >= self.gone_ns * (STATIONARY_GONE if o.stationary or o.fixed else 1)]
         return out + self._end(name, cam, gone, r.ts_ns)
+
+    def _moving(self, cam: CameraTracks, obj: TrackedObject, r: wire.Result, stationary_after_s: float) -> None:
+        """Has the object moved from where it last moved, or stood still long enough to be stationary?"""
+        if obj.hits == 1:
+            obj.anchor, obj.anchor_ns = obj.box, r.ts_ns
+            return
+        if _iou(obj.anchor, obj.box) < MOVED_IOU:
+            obj.anchor, obj.anchor_ns, obj.moved = obj.box, r.ts_ns, True
+            cam.walked.setdefault(obj.label, set()).add(_place(obj.box, r.width, r.height))
+            if obj.stationary:
+                obj.stationary = False
+                obj.changes.add("active")
+            obj.fixed = False
+        elif (stationary_after_s > 0 and not obj.stationary and obj.object_id is not None
+              and r.ts_ns - obj.anchor_ns >= stationary_after_s * 1e9):
+            obj.stationary = True
+            obj.changes.add("stationary")
+            obj.changes.discard("active")
+
+    def _maybe_start(self, name: str, cam: CameraTracks, obj: TrackedObject, rule, r: wire.Result) -> list[Out]:
+        """The object's start when it is sure, in the rule's zones, and not held as still; a
+        ``suggested_mask`` when it turns out fixed; else nothing yet."""
+        if obj.fixed or not rule.filter(obj.label).sure(obj.scores):
+            return []
+        if rule.zones is not None and not any(z in rule.zones for z in obj.zones):
+            return []
+        if (rule.stationary_after_s > 0 and not obj.moved
+                and _place(obj.box, r.width, r.height) not in cam.walked.get(obj.label, ())):
+            if r.ts_ns - obj.anchor_ns < rule.stationary_after_s * 1e9:
+                return []  # not moved yet, where nothing of its label ever moved: wait and see
+            obj.fixed = True  # counted suppressed/<camera>/fixed at its end
+            if any(label == obj.label and _iou(box, obj.anchor) >= MOVED_IOU for label, box in cam.fixed):
+                return []  # this place was told already
+            cam.fixed = (cam.fixed + [(obj.label, obj.anchor)])[-MAX_FIXED:]
+            self.counters.add("events", "suggested_mask")
+            event = wire.Event(id=self.ids(r.ts_ns, name, "suggested_mask"), type="suggested_mask", camera=name,
+                               ts=r.ts_ns / 1e9, seq=obj.seq, worker=obj.worker, detector=obj.detector,
+                               label=obj.label, score=obj.score, top_score=obj.top_score,
+                               first_seen=obj.first_seen_ns / 1e9, last_seen=obj.last_seen_ns / 1e9,
+                               box=obj.anchor, stationary=True,
+                               reason=f"a {obj.label} that has not moved since first seen, where no "
+                                      f"{obj.label} ever moved: mask it if it is not one")
+            return [(event, obj.best)]
+        return [self._event(name, obj, "start", r.ts_ns)]
 
     def _seen(self, name: str, cam: CameraTracks, track_id: int, det: wire.Detection, r: wire.Result,
               pixels: Pixels | None, areas: Areas | None) -> TrackedObject | None:
@@ -298,43 +378,66 @@ class Tracking:
         obj.last_seen_ns = max(obj.last_seen_ns, r.ts_ns)
         obj.box, obj.score, obj.hits = det.box, det.confidence, obj.hits + 1
         obj.worker, obj.detector, obj.seq = r.worker, r.detector, r.seq
+        obj.scores = (obj.scores + [det.confidence])[-SCORES_KEPT:]
         if det.confidence > obj.top_score:
-            obj.top_score, obj.changed = det.confidence, True
+            obj.top_score = det.confidence
+            obj.changes.add("score")
         obj.label_sums[det.label] = obj.label_sums.get(det.label, 0.0) + det.confidence
         label = max(obj.label_sums, key=obj.label_sums.__getitem__)
         if label != obj.label:
-            obj.label, obj.changed = label, True
+            if obj.label:
+                obj.changes.add("label")
+            obj.label = label
         if areas is not None and areas.zones:
             new = [z for z in zones_of(det.box, areas.zones, r.width, r.height) if z not in obj.zones]
             if new:
-                obj.zones, obj.changed = obj.zones + new, True
+                obj.zones = obj.zones + new
+                obj.changes.add("zones")
         if self.sightings is not None and pixels is not None:
             self.sightings.append((obj, r.seq, pixels))
         rank = (not _cut(det.box, r.width, r.height), det.confidence)
         if pixels is not None and rank > obj.best_rank:
             obj.best, obj.best_rank = Snapshot(pixels, det.box, (r.width, r.height), det.label), rank
-            obj.best_new = obj.changed = True
+            obj.best_new = True
+            if (rank[0] and not obj.told_rank[0]) or rank[1] >= obj.told_rank[1] + SNAPSHOT_BETTER:
+                obj.changes.add("snapshot")
+            else:
+                obj.changes.add("score")  # a better picture, not worth telling: goes with the next update
         return obj
 
     def _end(self, name: str, cam: CameraTracks, objs: list[TrackedObject], ts_ns: int) -> list[Out]:
         out: list[Out] = []
         for obj in objs:
             del cam.objects[obj.track_id]
-            if obj.object_id is None:  # never seen min_frames times (or never in the rule's zones)
-                self.counters.add("suppressed", name, "min_frames" if obj.hits < self.rules.for_camera(name).min_frames
-                                  else "zones")
+            if obj.object_id is None:  # never sure enough, in the rule's zones, or moving
+                self.counters.add("suppressed", name, self._why_unstarted(name, obj))
                 if self.sightings is not None:
                     self.unstarted.append(obj)
                 continue
             out.append(self._event(name, obj, "end", max(ts_ns, obj.last_event_ns)))
         return out
 
+    def _why_unstarted(self, camera: str, obj: TrackedObject) -> str:
+        """The reason an object ended before its start, as counted under ``suppressed``."""
+        rule = self.rules.for_camera(camera)
+        filt = rule.filter(obj.label)
+        if obj.fixed:
+            return "fixed"
+        if obj.hits < filt.min_frames:
+            return "min_frames"
+        if not filt.sure(obj.scores):
+            return "threshold"
+        return "zones" if rule.zones is not None and not any(z in rule.zones for z in obj.zones) else "still"
+
     def _event(self, camera: str, obj: TrackedObject, phase: str, ts_ns: int) -> Out:
         event_id = self.ids(ts_ns, camera, "object")
         if obj.object_id is None:
             obj.object_id = event_id
         snap = obj.best if obj.best_new else None
-        obj.best_new = obj.changed = False
+        changes = sorted(obj.changes) if phase == "update" else []
+        if phase == "start" or "snapshot" in obj.changes:
+            obj.told_rank = obj.best_rank
+        obj.best_new, obj.changes = False, set()
         obj.last_event_ns = ts_ns
         self.counters.add("objects", camera, phase)
         self.counters.add("events", "object")
@@ -342,7 +445,8 @@ class Tracking:
                            snapshot=obj.snapshot_path, worker=obj.worker, detector=obj.detector,
                            object_id=obj.object_id, phase=phase, label=obj.label, score=obj.score,
                            top_score=obj.top_score, first_seen=obj.first_seen_ns / 1e9,
-                           last_seen=obj.last_seen_ns / 1e9, box=obj.box, zones=list(obj.zones))
+                           last_seen=obj.last_seen_ns / 1e9, box=obj.box, zones=list(obj.zones),
+                           stationary=obj.stationary, changes=changes)
         return event, snap
 
 
@@ -361,6 +465,22 @@ def _lost_near(cam: CameraTracks, det: wire.Detection, ts_ns: int) -> TrackedObj
         if d < best_d:
             best, best_d = obj, d
     return best
+
+
+def _iou(a: Box, b: Box) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def _place(box: Box, width: int, height: int) -> tuple[int, int]:
+    """The PLACES cell the box stands in (its bottom-centre)."""
+    x, y = bottom_centre(box)
+    cols, rows = PLACES
+    return (min(cols - 1, max(0, int(x * cols / max(1, width)))), min(rows - 1, max(0, int(y * rows / max(1, height)))))
 
 
 def _masked(box: Box, masks: tuple[Polygon, ...], width: int, height: int) -> bool:

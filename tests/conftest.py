@@ -201,8 +201,12 @@ def zctx():
     ctx.destroy(linger=0)
 
 
+SHAPES_RULES = ROOT / "tests" / "pipeline" / "shapes_rules.toml"  # every label tracked: the shapes are no people
+
+
 class Pipeline:
-    """Addresses for one ventilator + sink on TCP loopback, and the commands to start the rest."""
+    """Addresses for one ventilator + sink on TCP loopback, and the commands to start the rest.
+    A sink given no ``--config`` or ``--rules`` tracks every label (SHAPES_RULES)."""
 
     def __init__(self, daemons: Daemons, zctx: zmq.Context, tmp: Path,
                  until: str | None = None, heartbeat_timeout: float = 2.0, sink_args: tuple[str, ...] = (),
@@ -215,6 +219,8 @@ class Pipeline:
                 "--data-dir", str(self.data_dir)]
         if until:
             sink += ["--exit-when-drained", until]
+        if "--config" not in sink_args and "--rules" not in sink_args:
+            sink += ["--rules", str(SHAPES_RULES)]
         daemons.start("sink", *sink, *sink_args)
         self.events = EventStream(zctx, self.events_pub)
         daemons.start("ventilator", "ventilator", "--frontend", self.frontend, "--backend", self.backend,

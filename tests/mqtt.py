@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -77,6 +78,14 @@ class Subscriber:
                     raise AssertionError(f"{len(out)} of {n} MQTT messages within {timeout}s: {out}") from None
                 break
         return out
+
+    def until(self, done, timeout: float = 30.0) -> list[tuple[str, str | bytes, bool]]:
+        """Messages as they come, until ``done(messages so far)``; ``timeout`` only fails a test."""
+        got: list[tuple[str, str | bytes, bool]] = []
+        deadline = time.monotonic() + timeout
+        while not done(got):
+            got += self.take(1, timeout=max(0.1, deadline - time.monotonic()))
+        return got
 
     def close(self) -> None:
         self.client.loop_stop()

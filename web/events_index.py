@@ -15,7 +15,10 @@ row's (ts, key), so rows added meanwhile never shift the next page. At most ``ma
 kept, the oldest dropped.
 
 Nothing here goes over the wire; :meth:`EventIndex.query` gives the dicts the HTTP API sends: the
-JSON line plus ``snapshot_url``, ``thumb_url`` and ``clip_url``.
+JSON line plus ``snapshot_url``, ``thumb_url`` and ``clip_url``, and for a tracked object
+``duration``: how long it stayed (``last_seen - first_seen`` of its newest phase: so far, while
+that is not ``end``). A type this module does not know (``suggested_mask``, a new one) is a row
+like any other.
 """
 
 from __future__ import annotations
@@ -321,6 +324,8 @@ class EventIndex:
         thumb = thumb_path(snapshot) if snapshot else None
         event["thumb_url"] = media_url(thumb) if thumb and (self.data_dir / thumb).is_file() else None
         event["clip_url"] = f"/api/events/{quote(key, safe='')}/clip.mp4" if self.kept and self.kept(key) else None
+        if event.get("type") == "object":
+            event["duration"] = duration(event)
         return event
 
 
@@ -337,6 +342,15 @@ def clip_key(event: dict[str, Any]) -> str:
     if event.get("type") == "object" and event.get("object_id"):
         return event["object_id"]
     return event["id"]
+
+
+def duration(event: dict[str, Any]) -> float | None:
+    """How long a tracked object stayed, in seconds (so far, before its ``end``); None when its
+    line lacks a first or last sighting."""
+    first, last = event.get("first_seen"), event.get("last_seen")  # numbers: the line was a valid wire.Event
+    if first is None or last is None:
+        return None
+    return max(0.0, last - first)  # a camera's clock stepped back mid-object is no negative stay
 
 
 def thumb_path(snapshot: str) -> str | None:

@@ -7,6 +7,11 @@ and never writes there. Clips are the recorder's packets copied into MP4
 the front (``faststart``) so a browser plays one as it loads. The recorder's encoded
 segments are H.264 (libx264); passed-through camera packets are whatever the camera sends.
 
+An event's kept clip is cut to the window the recorder kept it for (an object's
+``[first seen - pre, last seen + post]``, another event's ``[t - pre, t + post]``), from the key
+frame at or before its start: it plays from just before the object, not from the start of the
+first whole segment. Files the index has no window for play whole.
+
 :class:`ClipCache` keeps the MP4s made, by key, within a byte budget: a file is written under a
 temporary name and renamed, so a file half written is never served.
 """
@@ -83,16 +88,18 @@ def export_range(root: Path, camera: str, start: float, end: float, out: Path) -
     return out
 
 
-def remux_to_mp4(sources: list[Path], out: Path) -> Path:
+def remux_to_mp4(sources: list[Path], out: Path, window: tuple[int, int] | None = None) -> Path:
     """Segment files (a kept clip's, named as the ring names them) one after another in ``out``,
-    packets copied, timed from each file's start in its name. ValueError for a file named otherwise."""
+    packets copied, timed from each file's start in its name: cut to ``window`` (capture times,
+    ns) from the key frame at or before its start, or whole without one. ValueError for a file
+    named otherwise; LookupError when no frame falls in the window."""
     if not sources:
         raise LookupError("no files to remux")
     segments = [Segment(i, "", start_of(p), None, str(p.resolve()), "", 0, 0, 0, True)
                 for i, p in enumerate(sorted(sources, key=name_order))]
+    start_ns, end_ns = window or (segments[0].start_ns, FOREVER_NS)
     try:  # paths are absolute: root / path is the path
-        write_clip(segments, Path("/"), segments[0].start_ns, FOREVER_NS, out,
-                   MP4_OPTIONS if out.suffix == ".mp4" else None)
+        write_clip(segments, Path("/"), start_ns, end_ns, out, MP4_OPTIONS if out.suffix == ".mp4" else None)
     except BaseException:
         _unlink(out)
         raise
@@ -165,13 +172,16 @@ class ClipCache:
 
 
 def event_clip(root: Path, key: str, cache: ClipCache) -> Path:
-    """The kept clip of an event (``key``: events_index.clip_key) as a cached MP4; LookupError if none.
-    The key names its files too: an object's clip that gained files is made again."""
-    sources = catalog.kept_files(root, key)
-    if not sources:
+    """The kept clip of an event (``key``: events_index.clip_key) as a cached MP4 cut to its kept
+    window; LookupError if none. The cache key names the window and the files: an object's clip
+    stretched by a later update is made again, even where the longer window needs no new file."""
+    kept = catalog.kept_clip(root, key)
+    if not kept.files:
         raise LookupError(f"no clip kept for {key!r}")
-    signature = ",".join(f"{p.name}:{_size(p)}" for p in sources)
-    return cache.get(f"event\0{key}\0{signature}", lambda tmp: remux_to_mp4(sources, tmp))
+    window = "whole" if kept.window is None else "{}-{}".format(*kept.window)
+    signature = ",".join(f"{p.name}:{_size(p)}" for p in kept.files)
+    return cache.get(f"event\0{key}\0{window}\0{signature}",
+                     lambda tmp: remux_to_mp4(kept.files, tmp, kept.window))
 
 
 def range_clip(root: Path, camera: str, start: float, end: float, cache: ClipCache) -> Path:

@@ -4,18 +4,24 @@ What goes to the broker, every message retained (``<prefix>`` is ``--mqtt``'s, `
 discovery prefix, ``--mqtt-discovery``, ``homeassistant`` by default; ``<node>`` is
 ``<prefix>_<camera>`` as HA's ids allow: ``[A-Za-z0-9_-]``):
 
-- per camera, once known (``--config``'s cameras, then any camera an event names):
+- per camera, once known (``--config``'s cameras, then any camera an event names), three configs:
+  ``<ha>/binary_sensor/<node>/connectivity/config`` (device_class ``connectivity``, state on
+  ``<prefix>/<camera>/state``, which sink.outputs.mqtt publishes: its ``value_template`` reads
+  ``online`` and ``covered``, still connected, as on, ``offline`` and ``failed`` as off),
   ``<ha>/binary_sensor/<node>/motion/config`` (device_class ``motion``, state on
-  ``<prefix>/<camera>/motion`` ``ON``/``OFF``, which sink.outputs.mqtt publishes) and
-  ``<ha>/image/<node>/snapshot/config`` (the latest snapshot: JPEG bytes on
-  ``<prefix>/<camera>/snapshot``);
-- per camera and label, from the label's first tracked object on:
+  ``<prefix>/<camera>/motion`` ``ON``/``OFF``) and ``<ha>/image/<node>/snapshot/config`` (the
+  best snapshot worth showing: JPEG bytes on ``<prefix>/<camera>/snapshot``, sent at an object's
+  start and when it has a clearly better one, sink.outputs.mqtt.worth_showing);
+- per camera and tracked label, from the label's first tracked object on (only ``object``
+  events make them, and the sink makes those only for the labels a camera tracks: no other
+  event, a ``suggested_mask`` or a detection, names a label here):
   ``<ha>/binary_sensor/<node>/<label>_occupancy/config`` (device_class ``occupancy``, state on
   ``<prefix>/<camera>/<label>/occupied`` ``ON``/``OFF``) and ``<ha>/sensor/<node>/<label>_count/config``
   (on ``<prefix>/<camera>/<label>/count``: the tracked objects of that label present now, one
   more at an object's ``start``, one less at its ``end``; an object whose label changes moves
   between counts). A label is written as a topic level of ``[A-Za-z0-9_-]`` (``traffic light``:
-  ``traffic_light``).
+  ``traffic_light``); at most ``MAX_LABELS`` per camera. A count and its occupancy are published
+  only when they change.
 
 Every config is one device per camera (identifiers ``[<node>]``, manufacturer ``camwire``) and
 says camwire's availability: ``<prefix>/available``, ``online``/``offline`` (the broker's last
@@ -34,6 +40,8 @@ from camwire.common import wire
 MAX_LABELS = 256  # per camera: a detector inventing labels cannot grow the entities without bound
 ON, OFF = "ON", "OFF"
 AVAILABLE, NOT_AVAILABLE = "online", "offline"  # as sink.outputs.mqtt publishes <prefix>/available
+# <prefix>/<camera>/state (common.camera_state.EVENT_STATE's values) as connectivity: covered is still connected
+CONNECTED_TEMPLATE = "{{ 'ON' if value in ['online', 'covered'] else 'OFF' }}"
 
 Message = tuple[str, str | bytes]  # (topic, payload), retained
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -59,6 +67,9 @@ class Discovery:
 
     # -- topics -----------------------------------------------------------------------------------
 
+    def state_topic(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/state"
+
     def snapshot_topic(self, camera: str) -> str:
         return f"{self.prefix}/{camera}/snapshot"
 
@@ -78,8 +89,9 @@ class Discovery:
         return self._camera_configs(camera)
 
     def on_event(self, event: wire.Event) -> list[Message]:
-        """What an event changes: its camera's configs if new; for a tracked object, its label's
-        configs if new, and the count and occupancy it moves."""
+        """What an event changes: its camera's configs if new; for a tracked object (type
+        ``object``, the only events that make label entities), its label's configs if new, and
+        the count and occupancy it moves."""
         out = self.camera(event.camera)
         if event.type != "object" or event.object_id is None or event.label is None:
             return out
@@ -129,7 +141,10 @@ class Discovery:
         return [(self.count_topic(camera, label), str(n)), (self.occupied_topic(camera, label), ON if n else OFF)]
 
     def _camera_configs(self, camera: str) -> list[Message]:
-        return [self._config("binary_sensor", camera, "motion", name="Motion", device_class="motion",
+        return [self._config("binary_sensor", camera, "connectivity", name="Connectivity",
+                             device_class="connectivity", state_topic=self.state_topic(camera),
+                             value_template=CONNECTED_TEMPLATE, payload_on=ON, payload_off=OFF),
+                self._config("binary_sensor", camera, "motion", name="Motion", device_class="motion",
                              state_topic=f"{self.prefix}/{camera}/motion", payload_on=ON, payload_off=OFF),
                 self._config("image", camera, "snapshot", name="Snapshot", image_topic=self.snapshot_topic(camera),
                              content_type="image/jpeg")]

@@ -1,22 +1,36 @@
 """The sink's MQTT output (the webhook is sink.outputs.webhook, Kafka sink.outputs.kafka).
 
 Each output gets an event as a common.wire.Event and the JSON the sink wrote for it (``body``: the
-same bytes as its ``--events`` line), so every output says exactly the same thing.
+same bytes as its ``--events`` line). The webhook and Kafka send every event; MQTT, read by people
+and by Home Assistant, sends what is worth telling. What goes out, QoS 1:
 
-- MQTT (paho-mqtt): each event as JSON on ``<prefix>/<camera>/<event type>`` (QoS 1), and the
-  camera's state, retained, on ``<prefix>/<camera>/state`` (``online``, ``offline``, ``failed``,
-  ``covered``: common.camera_state.EVENT_STATE), as Home Assistant and NVR users expect, and its motion, retained, on ``<prefix>/<camera>/motion``
-  (``ON`` at ``motion_start``, ``OFF`` at ``motion_end``), and its recording, retained, on
-  ``<prefix>/<camera>/recording`` (``paused`` at ``recording_paused``, ``recording`` at
-  ``recording_resumed``: the recorder's, sink.recording_state); ``<prefix>/available`` is
-  ``online`` while the sink runs and ``offline`` (the broker's last will) when it is gone. With
-  Home Assistant's discovery on (``discovery``, sink.outputs.homeassistant), also its retained
-  configs, each label's ``<prefix>/<camera>/<label>/count`` and ``.../occupied``, and each new
-  snapshot's JPEG (the file the event names, read from ``data_dir``) on
-  ``<prefix>/<camera>/snapshot``. Those are sent only
-  while connected, and all again after each connect (a snapshot made while the broker is away
-  is not sent: the next one is), so a long outage queues no pictures.
-It never holds up the sink: its own thread (paho's) and a bounded queue, counted when full.
+- ``<prefix>/<camera>/<event type>``: the event's JSON, for every event but a tracked object's
+  quiet ``update``. Of an object (type ``object``) it sends the ``start``, the ``end``, and an
+  ``update`` only when its ``changes`` name something besides ``score`` (:func:`worth_telling`:
+  ``label``, ``zones``, ``stationary``, ``active``, ``snapshot``; a higher top score alone is
+  not news). Those held back are counted ``outputs/mqtt/quiet``. Every other type (camera state,
+  motion, recording, covered, ``suggested_mask``, ...) goes out as it comes.
+- retained, the camera's state on ``<prefix>/<camera>/state`` (``online``, ``offline``,
+  ``failed``, ``covered``: common.camera_state.EVENT_STATE), its motion on
+  ``<prefix>/<camera>/motion`` (``ON`` at ``motion_start``, ``OFF`` at ``motion_end``) and its
+  recording on ``<prefix>/<camera>/recording`` (``paused`` at ``recording_paused``,
+  ``recording`` at ``recording_resumed``: the recorder's, sink.recording_state), as Home
+  Assistant and NVR users expect;
+- retained, ``<prefix>/available``: ``online`` while the sink runs, ``offline`` (at close, or the
+  broker's last will) when it is gone;
+- with Home Assistant's discovery on (``discovery``, sink.outputs.homeassistant), also retained:
+  its configs, each tracked label's ``<prefix>/<camera>/<label>/count`` and ``.../occupied``, and
+  on ``<prefix>/<camera>/snapshot`` the JPEG of an object's best snapshot when it changes in a way
+  worth showing (:func:`worth_showing`: at the object's ``start``, its first, and when an event's
+  ``changes`` name ``snapshot``, a clearly better one): the file written with that event, read
+  from ``data_dir``. A snapshot written for any other event (an update better by its score
+  alone, a camera's event) is not sent: counted ``outputs/mqtt/snapshot_quiet``. These are sent
+  only while connected, and all but the picture again after each connect (a snapshot made while
+  the broker is away is not sent: the next one worth showing is), so a long outage queues no
+  pictures.
+
+It never holds up the sink: its own thread (paho's) and a bounded queue, counted when full
+(``outputs/mqtt/dropped``; what was handed to paho is ``outputs/mqtt/published``).
 """
 
 from __future__ import annotations
@@ -39,6 +53,21 @@ from camwire.common.logs import redact_url
 QUEUE_MAX = 10_000
 MOTION_OF = {"motion_start": "ON", "motion_end": "OFF"}  # <prefix>/<camera>/motion, as Home Assistant reads it
 RECORDING_OF = {"recording_paused": "paused", "recording_resumed": "recording"}  # <prefix>/<camera>/recording
+NOT_NEWS = frozenset({"score"})  # an update's changes that alone are not worth a message
+
+
+def worth_telling(event: wire.Event) -> bool:
+    """Whether MQTT sends ``event``: all but a tracked object's ``update`` whose ``changes`` name
+    nothing besides a higher score."""
+    return not (event.type == "object" and event.phase == "update" and set(event.changes) <= NOT_NEWS)
+
+
+def worth_showing(event: wire.Event) -> bool:
+    """Whether ``event``'s snapshot goes to the retained ``<prefix>/<camera>/snapshot``: a
+    tracked object's, written with this event (sink.store.snapshots.written_for), at its
+    ``start`` or when its ``changes`` name a clearly better ``snapshot``."""
+    return (event.type == "object" and written_for(event)
+            and (event.phase == "start" or "snapshot" in event.changes))
 
 
 def mqtt_address(url: str) -> SplitResult:
@@ -100,7 +129,10 @@ class MqttOutput:
             self._ready = False
 
     def send(self, event: wire.Event, body: bytes) -> None:
-        self._publish(f"{self.prefix}/{event.camera}/{event.type}", body, retain=False)
+        if worth_telling(event):
+            self._publish(f"{self.prefix}/{event.camera}/{event.type}", body, retain=False)
+        else:
+            self.counters.add("outputs", "mqtt", "quiet")
         if (state := EVENT_STATE.get(event.type)) is not None:
             self._publish(f"{self.prefix}/{event.camera}/state", state, retain=True)
         if (motion := MOTION_OF.get(event.type)) is not None:
@@ -108,7 +140,7 @@ class MqttOutput:
         if (recording := RECORDING_OF.get(event.type)) is not None:
             self._publish(f"{self.prefix}/{event.camera}/recording", recording, retain=True)
         if self.ha is not None:
-            self._home_assistant(event)
+            self._home_assistant(event)  # a quiet update too: the counts follow every event
 
     def forget(self, camera: str) -> None:
         """The sink let ``camera`` go: Home Assistant's record of it goes too (sink.outputs.homeassistant)."""
@@ -123,13 +155,17 @@ class MqttOutput:
                 return
             for topic, payload in changes:
                 self._publish(topic, payload, retain=True)
-            if self.data_dir is not None and written_for(event):
-                try:  # the file just written, from the page cache
-                    image = (self.data_dir / event.snapshot).read_bytes()
-                except OSError:
-                    self.counters.add("outputs", "mqtt", "snapshot_unreadable")
-                    return
-                self._publish(self.ha.snapshot_topic(event.camera), image, retain=True)
+            if self.data_dir is None or not written_for(event):
+                return
+            if not worth_showing(event):
+                self.counters.add("outputs", "mqtt", "snapshot_quiet")
+                return
+            try:  # the file just written, from the page cache
+                image = (self.data_dir / event.snapshot).read_bytes()
+            except OSError:
+                self.counters.add("outputs", "mqtt", "snapshot_unreadable")
+                return
+            self._publish(self.ha.snapshot_topic(event.camera), image, retain=True)
 
     def _publish(self, topic: str, payload: str | bytes, retain: bool) -> None:
         info = self.client.publish(topic, payload, qos=1, retain=retain)

@@ -7,8 +7,8 @@ here (:meth:`Frames.observe`), before it emits the events that call made. From a
 on, each of its frames is encoded to JPEG (once for all the objects seen in it: counted
 ``snapshot_pixels/encoded``, timed in ``camwire_sink_snapshot_encode_seconds{what="frame"}``) and
 written as ``DATA_DIR/frames/<object id>/<seq>.jpg``; the few seen before its start (a rule's
-``min_frames`` or ``zones`` holding it back) are held in memory, still compressed, and written at
-its start, or forgotten, never encoded, when it ends unstarted. Pixels that do not decode to the
+``min_frames`` or ``zones`` holding it back, or it has not moved yet) are held in memory, still
+compressed, and written at its start, or forgotten, never encoded, when it ends unstarted. Pixels that do not decode to the
 size they declare are counted ``malformed/bad_pixels`` and that frame is not written. At the
 object's ``end`` :meth:`Frames.end` hands its files over as upload parts (common.upload.Part) in
 seq order, each deleted once it is up or has failed for good.
@@ -37,7 +37,7 @@ from camwire.common.upload import Part
 from camwire.common.wire import MalformedMessage
 
 MAX_FRAMES = 300  # per object: a minute at 5 fps
-HELD = 10  # frames held in memory per object not started yet (a rule's min_frames, zones)
+HELD = 25  # frames held in memory per object not started yet (a rule's min_frames, zones, not moved yet)
 
 
 @dataclass(slots=True)

@@ -12,9 +12,12 @@ the size they declare are counted ``malformed/bad_pixels`` and no snapshot is wr
 
 A tracked object's snapshot (sink.tracking) is its best frame with its box and label drawn
 (``<id>.jpg``), the frame as it came beside it (``<id>.clean.jpg``), and a small thumbnail of
-the object (``<id>.thumb.jpg``: the box and a margin around it, at most THUMB pixels a side).
+the object in its surroundings (``<id>.thumb.jpg``, at most THUMB pixels a side): the box grown
+by half its size on each side (more above, where a head is), widened or heightened to 16:9 (the
+console shows thumbnails so, cropping nothing), and moved, not shrunk, to stay inside the frame;
+only a crop bigger than the frame is shrunk, and never past the box, which is always whole.
 The box is in the source's pixels; a frame resized for detection (a camera's ``detect_size``)
-has it drawn scaled to the pixels, which are the resized frame's.
+has it drawn, and cropped, scaled to the pixels, which are the resized frame's.
 
 A JPEG made elsewhere may be saved too; only bytes that decode as a JPEG of the frame's size are
 written (common.pixels.decode_jpeg), the rest are counted (``snapshots/not_jpeg``). The event id
@@ -29,6 +32,7 @@ fails (a full disk) is counted under ``write_errors/snapshots`` and loses nothin
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import deque
@@ -45,7 +49,11 @@ from camwire.common.paths import safe_name, utc_day
 from camwire.common.pixels import Pixels, decode_jpeg, encode_jpeg
 
 THUMB = 160  # a thumbnail's longest side, in pixels
-MARGIN = 0.25  # of the box's size, kept around it in the thumbnail
+# a thumbnail's context, in box widths (sides) and heights (above, below): a detector's box often
+# cuts a person at the hairline, and a person's head and what is beside them say who and where
+SIDE, ABOVE, BELOW = 0.5, 0.75, 0.5
+ASPECT = 16 / 9  # the console's thumbnails (object-fit: cover): a crop of this shape shows whole
+MIN_WIDTH = 96  # image pixels a crop spans at least (the console's thumbnail width): a far-off object in its place
 COLOUR = (0, 255, 0)  # BGR: the box drawn on an object's snapshot
 SUFFIXES = (".jpg", ".json", ".clean.jpg", ".thumb.jpg")  # one snapshot's files
 
@@ -230,21 +238,54 @@ def _drawn(image, box: Box, label: str | None) -> bytes:
     return encode_jpeg(out, quality=90)
 
 
-def _thumbnail(image, box: Box) -> bytes:
-    """The object and a margin round it, scaled to at most THUMB pixels a side."""
+def _thumbnail(image: np.ndarray, box: Box) -> bytes:
+    """The object in its surroundings (:func:`thumb_crop`), scaled to at most THUMB pixels a side."""
     import cv2
 
     h, w = image.shape[:2]
-    x1, y1, x2, y2 = box
-    mx, my = (x2 - x1) * MARGIN, (y2 - y1) * MARGIN
-    left, top = max(0, int(x1 - mx)), max(0, int(y1 - my))
-    right, bottom = min(w, int(x2 + mx) + 1), min(h, int(y2 + my) + 1)
-    crop = image[top:bottom, left:right] if right > left and bottom > top else image
+    left, top, right, bottom = thumb_crop(box, (w, h))
+    crop = image[top:bottom, left:right]
     scale = min(1.0, THUMB / max(crop.shape[:2]))
     if scale < 1.0:
         crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
                           interpolation=cv2.INTER_AREA)
     return encode_jpeg(crop)
+
+
+def thumb_crop(box: Box, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The (left, top, right, bottom) of an image of ``size`` (width, height) a thumbnail shows:
+    the box (in the image's pixels) grown by SIDE, ABOVE and BELOW (MIN_WIDTH at least), at
+    ASPECT, inside the image and holding the whole box. What gives way when not all can hold: first the margin (a crop
+    bigger than the image is shrunk to it), then the aspect (a box too tall or wide for any crop
+    of ASPECT inside the image); never the box."""
+    w, h = size
+    x1, y1, x2, y2 = _inside(box, size)
+    bw, bh = x2 - x1, y2 - y1
+    cw, ch = _at_aspect(max(MIN_WIDTH, bw * (1 + 2 * SIDE)), bh * (1 + ABOVE + BELOW))
+    fit = min(1.0, w / cw, h / ch)  # the margin gives way to the image's edges, the aspect kept
+    cw, ch = min(w, max(bw, round(cw * fit))), min(h, max(bh, round(ch * fit)))
+    # centred on the grown box (a little above the box's centre), then moved into the image
+    # without uncovering any of the box: a range that is never empty, as the box fits
+    left = _clamp(round((x1 + x2 - cw) / 2), max(0, x2 - cw), min(x1, w - cw))
+    top = _clamp(round(y1 - bh * ABOVE + (bh * (1 + ABOVE + BELOW) - ch) / 2), max(0, y2 - ch), min(y1, h - ch))
+    return left, top, left + cw, top + ch
+
+
+def _inside(box: Box, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The box as whole pixels covering it, within the image; at least one pixel each way."""
+    w, h = size
+    x1, y1 = (min(max(0, math.floor(v)), edge - 1) for v, edge in ((box[0], w), (box[1], h)))
+    x2, y2 = (min(max(lo + 1, math.ceil(v)), edge) for v, lo, edge in ((box[2], x1, w), (box[3], y1, h)))
+    return x1, y1, x2, y2
+
+
+def _at_aspect(width: float, height: float) -> tuple[float, float]:
+    """The smallest ASPECT rectangle holding ``width`` x ``height`` (one side grown, never shrunk)."""
+    return max(width, height * ASPECT), max(height, width / ASPECT)
+
+
+def _clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(high, value))
 
 
 def _size(path: Path) -> int:

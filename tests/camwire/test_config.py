@@ -202,7 +202,7 @@ def test_the_sink_follows_rule_changes_in_the_file(pipeline_factory, daemons, lo
     later = datetime.now(timezone.utc) + timedelta(hours=12)  # a window that is not now
     window = f"{later:%H:%M}-{later + timedelta(minutes=1):%H:%M}"
     path = tmp_path / "camwire.toml"
-    write(path, camera("porch", long_clip) + f'[cameras.porch.rules]\nactive = ["{window}"]\n')
+    write(path, camera("porch", long_clip) + f'[cameras.porch.rules]\nlabels = ["*"]\nactive = ["{window}"]\n')
     port = free_port()
     p = pipeline_factory(sink_args=("--config", str(path), "--metrics-port", str(port)))
     start_shapes_worker(daemons, p, "worker-1")  # finds the clip's moving box and disc: objects to hold back
@@ -217,7 +217,7 @@ def test_the_sink_follows_rule_changes_in_the_file(pipeline_factory, daemons, lo
     assert value(metrics, "camwire_sink_objects_total", camera="porch") == 0, held
     assert not [e for e in p.events_written() if e["type"] == "object"]
 
-    write(path, camera("porch", long_clip))  # the rule is gone: every object counts
+    write(path, camera("porch", long_clip) + '[cameras.porch.rules]\nlabels = ["*"]\n')  # no schedule: every object counts
     wait_log(daemons.tmp / "sink.log", lambda r: r["event"] == "rules reloaded")
     start = p.events.wait_for(lambda e: e["type"] == "object")
     assert (start["camera"], start["phase"]) == ("porch", "start") and start["label"] in ("box", "disc")

@@ -16,14 +16,22 @@ from camwire.sink.tracking import Tracking
 from camwire.common import wire
 from conftest import ROOT, tcp
 
+# Still boxes, a track's score and stationary objects left out (threshold 0, stationary_after 0):
+# those are tests/sink/test_filters.py's
 RULES = """
 [rules]
+labels = ["*"]
 min_confidence = 0.3
+threshold = 0
+min_frames = 1
+stationary_after = 0
 
 [cameras.yard.rules]
 labels = ["person", "car"]
 min_confidence = 0.5
+threshold = 0
 min_frames = 3
+stationary_after = 0
 timezone = "Europe/Paris"
 active = ["22:00-06:00"]
 """
@@ -83,7 +91,7 @@ def test_default_rule_and_cameras_without_rules(rules) -> None:
     assert starts(rules, "door", [[("cat", 0.31)]], at(12, 0)) == [(0, "cat")]  # the default: 0.3, any label
     assert starts(rules, "door", [[("cat", 0.29)]] * 3, at(12, 0)) == []
     from camwire.common.rules import Rules
-    assert starts(Rules(), "door", [[("cat", 0.3)]], 1.0) == [(0, "cat")]  # no rules at all
+    assert starts(Rules(), "door", [[("cat", 0.9)]] * 3, 1.0) == []  # no rules at all: people only
 
 
 def test_bad_rules_are_refused_with_the_line(tmp_path: Path) -> None:

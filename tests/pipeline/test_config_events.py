@@ -71,6 +71,10 @@ masks = [[[{x1}, {y1}], [{x2}, {y1}], [{x2}, {y2}], [{x1}, {y2}]]]
 zones = {{road = [[0.0, {ROAD_TOP}], [1.0, {ROAD_TOP}], [1.0, 1.0], [0.0, 1.0]]}}
 
 [cameras.yard.rules]
+# shapes, not people; started at their first frame out of the mask (no sightings or move to wait for)
+labels = ["*"]
+min_frames = 1
+stationary_after = 0
 {RULE}
 """)
     return config
@@ -183,7 +187,7 @@ def test_zones_masks_rules_routing_and_home_assistant_from_one_file(daemons, bro
     late = Subscriber(broker, "homeassistant/#", raw=True)
     try:
         kept: list[tuple[str, Any, bool]] = []
-        mqtt_until(late, lambda s: len({t for t, _, retain in s if retain}) >= 4, kept)
+        mqtt_until(late, lambda s: len({t for t, _, retain in s if retain}) >= 5, kept)
     finally:
         late.close()
 
@@ -239,6 +243,7 @@ def test_zones_masks_rules_routing_and_home_assistant_from_one_file(daemons, bro
     configs = {topic: json.loads(payload) for topic, payload in last.items() if topic.startswith("homeassistant/")}
     assert set(configs) == {"homeassistant/binary_sensor/camwire_yard/motion/config",
                             "homeassistant/image/camwire_yard/snapshot/config",
+                            "homeassistant/binary_sensor/camwire_yard/connectivity/config",
                             "homeassistant/binary_sensor/camwire_yard/disc_occupancy/config",
                             "homeassistant/sensor/camwire_yard/disc_count/config"}  # no box: never an event
     assert {topic for topic, _, retain in kept if retain} == set(configs)

@@ -56,15 +56,19 @@ def test_reads_what_the_recorder_wrote(tmp_path: Path) -> None:
     (tmp_path / "kept/ev").mkdir(parents=True)
     (tmp_path / "kept/ev" / ("door-" + segment_name(T0))).write_bytes(b"")
     assert catalog.kept_files(tmp_path, "ev") == [tmp_path / "kept/ev" / ("door-" + segment_name(T0))]
+    # with the window it was kept for, which a clip of it is cut to
+    assert catalog.kept_clip(tmp_path, "ev") == catalog.KeptClip(catalog.kept_files(tmp_path, "ev"), (T0, T0 + S))
 
 
 def test_reads_nothing_and_writes_nothing_without_an_index(tmp_path: Path) -> None:
     assert catalog.segments(tmp_path, None, None, None) == []
     assert catalog.kept_ids(tmp_path) == set() and catalog.kept_files(tmp_path, "ev") == []
+    assert catalog.kept_clip(tmp_path, "ev") == catalog.KeptClip([], None)
     assert catalog.totals(tmp_path) == Totals(0, 0, 0)
     assert list(tmp_path.iterdir()) == []
     sqlite3.connect(tmp_path / "index.db").close()  # there, but the recorder has made no tables yet
     assert catalog.segments(tmp_path, "door", 0, T0) == [] and catalog.totals(tmp_path) == Totals(0, 0, 0)
+    assert catalog.kept_clip(tmp_path, "ev") == catalog.KeptClip([], None)
 
 
 def test_an_open_segment_without_a_readable_file_ends_at_its_start(tmp_path: Path) -> None:

@@ -23,7 +23,8 @@ TS = time.time_ns()
 
 def config(tmp: Path, camera: str, clip: Path) -> str:
     path = tmp / "camwire.toml"
-    path.write_text(f'[cameras.{camera}]\nurl = "{clip}"\n')
+    # the shapes worker's "box" and "disc" are no people: every label tracked
+    path.write_text(f'[cameras.{camera}]\nurl = "{clip}"\n[cameras.{camera}.rules]\nlabels = ["*"]\n')
     return str(path)
 
 

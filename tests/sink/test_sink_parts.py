@@ -236,7 +236,7 @@ def test_an_object_snapshot_has_its_box_drawn_a_clean_copy_and_a_thumbnail(tmp_p
     assert all(np.abs(edge.astype(int) - green).max() < 60 for edge in edges)
     assert np.abs(drawn[160, 200].astype(int) - 128).max() < 10 and np.abs(drawn[300, 500].astype(int) - 128).max() < 10
     assert np.abs(clean[80, 100:301].astype(int) - 128).max() < 10  # the clean copy has no box
-    assert thumb.shape == (128, 160, 3)  # the box and a quarter of it round it, 160 pixels across at most
+    assert thumb.shape == (90, 160, 3)  # the box with context round it, 16:9, 160 pixels across at most
     meta = json.loads(path.with_name(path.name.replace(".jpg", ".json")).read_text())
     assert meta["snapshot"] == named and meta["box"] == [100.0, 80.0, 300.0, 240.0]
     assert store.prune(now=time.time() + 30 * 86400) == 1 and not list(tmp_path.rglob("*.*"))  # all four go

@@ -167,12 +167,14 @@ def test_the_sink_encodes_only_the_snapshots_it_keeps(daemons, zctx, tmp_path: P
     push.connect(bind)
     rng = np.random.default_rng(5)
     n = 12
-    for seq in range(n):  # one person walking, seen in every frame: a worker's results for a resized camera
+    # one person walking, seen in every frame, surer than the rules' default threshold (0.7, a median) so
+    # it starts: a worker's results for a resized camera
+    for seq in range(n):
         data, image = pack_pixels(rng.integers(0, 255, (RESIZED[1], RESIZED[0], 3), dtype=np.uint8))
         x = 100.0 + 4 * seq
         r = wire.Result(camera="lane", seq=seq, ts_ns=time.time_ns(), width=SOURCE[0], height=SOURCE[1], prev=seq - 1,
                         worker="w1", detector="d", image=image,
-                        detections=[wire.Detection("person", 0.5 + seq / 100, (x, 100.0, x + 80.0, 300.0))])
+                        detections=[wire.Detection("person", 0.75 + seq / 100, (x, 100.0, x + 80.0, 300.0))])
         push.send_multipart([wire.pack(r), data])
     # malformed pixels: the results still count, without them
     stray = wire.Result(camera="lane", seq=n, ts_ns=time.time_ns(), width=SOURCE[0], height=SOURCE[1], prev=n - 1)

@@ -1,5 +1,8 @@
 """Tracked objects from synthetic boxes: ids, start after min_frames, rate-limited updates, end
-after the gone time, the best snapshot, and results put back in order first."""
+after the gone time, the best snapshot, and results put back in order first.
+
+These take every label at any score, and no stationary objects (``EVERYTHING``): what the default
+rule filters, and stationary objects, are tests/sink/test_filters.py's."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import random
 import msgspec
 
 from camwire.sink.events import EventIds
-from camwire.common.rules import Rule, Rules
+from camwire.common.rules import Filter, Rule, Rules
 from camwire.sink.tracking import Tracking
 from camwire.common import wire
 
@@ -28,9 +31,13 @@ def walker(seq: int, x0: float = 100.0, y: float = 100.0, label: str = "person",
     return (label, conf, (x, y, x + 40, y + 80))
 
 
+EVERYTHING = Rule(labels=None, base=Filter(min_confidence=0.0, threshold=0.0, min_frames=1), stationary_after_s=0.0)
+
+
 def tracking(min_frames: int = 1, gone_s: float = 1.0, update_every_s: float = 100.0, **kw) -> Tracking:
-    return Tracking(EventIds(), Rules(default=Rule(min_frames=min_frames)), gone_s=gone_s,
-                    update_every_s=update_every_s, **kw)
+    rule = Rule(labels=None, base=Filter(min_confidence=0.0, threshold=0.0, min_frames=min_frames),
+                stationary_after_s=0.0)
+    return Tracking(EventIds(), Rules(default=rule), gone_s=gone_s, update_every_s=update_every_s, **kw)
 
 
 def feed(t: Tracking, results, now: float = 0.0) -> list:
@@ -78,7 +85,8 @@ def test_updates_are_rate_limited_and_carry_what_changed() -> None:
 
 
 def test_two_objects_two_ids_and_other_labels_and_confidences_per_the_rule() -> None:
-    rules = Rules(default=Rule(labels=frozenset({"person"}), min_confidence=0.5))
+    rules = Rules(default=Rule(labels=frozenset({"person"}), base=Filter(min_confidence=0.5, threshold=0.0),
+                               stationary_after_s=0.0))
     t = Tracking(EventIds(), rules, gone_s=1.0, window=1)
     frames = [result(s, walker(s), walker(s, y=250.0), walker(s, x0=400, label="dog"),
                      walker(s, x0=500, conf=0.3)) for s in range(10)]
@@ -156,7 +164,8 @@ def test_masks_drop_detections_standing_in_them_and_zones_are_listed_and_require
     # the left quarter of the frame is masked; "lawn" is the band y 150..250 from x 300 on
     areas = {"c": Areas(masks=(parse_polygon([[0.0, 0.0], [0.25, 0.0], [0.25, 1.0], [0.0, 1.0]], "m"),),
                         zones=parse_zones({"lawn": [[300, 150], [640, 150], [640, 250], [300, 250]]}, "z"))}
-    rules = Rules(default=Rule(), cameras={"gate": Rule(zones=frozenset({"lawn"}))})
+    rules = Rules(default=EVERYTHING, cameras={"gate": Rule(labels=None, base=EVERYTHING.base, stationary_after_s=0.0,
+                                                             zones=frozenset({"lawn"}))})
     t = Tracking(EventIds(), rules, gone_s=1.0, update_every_s=0.0, window=1, areas=areas)
     # a walker from x 100 (standing at x 120: masked, 160 is the mask's edge) to the right, feet at y 180
     frames = [result(s, ("person", 0.8, (100 + 20 * s, 100.0, 140 + 20 * s, 180.0))) for s in range(20)]

@@ -391,7 +391,7 @@ class Walker:
         for seq in range(n):
             frame = rng.integers(0, 255, (SIZE[1], SIZE[0], 3), dtype=np.uint8)
             packed, image = pack_pixels(frame)
-            x = 20.0 + seq * 0.5
+            x = 20.0 + seq * 1.0  # a walk: it starts once it has moved (sink.tracking)
             r = wire.Result(camera=self.camera, seq=seq, ts_ns=time.time_ns(), width=SIZE[0], height=SIZE[1],
                             worker="w1", detector="objects", prev=seq - 1, image=image,
                             detections=[wire.Detection("person", 0.9, (x, 30.0, x + 30.0, 100.0))])

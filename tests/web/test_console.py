@@ -6,7 +6,8 @@ blue disc, as a model finds objects), the sink, the recorder and ``camwire web``
 
 What a user would check, each against the pixels or the video: the login refuses a wrong token;
 the grid shows every camera with an image that changes; the box of a detection is drawn where
-the detected object is; an event's clip plays (its currentTime moves); a recorded range downloads
+the detected object is; an object's row in the events list says when it appeared and how long it
+stayed; an event's clip plays (its currentTime moves); a recorded range downloads
 as a playable file; a dead RTSP server turns its tile offline with the reason; the yard, not
 recorded (record = false), is live all the same. The screenshots of
 the grid and the events page go to $CAMWIRE_SCREENSHOTS when it is set (the README's are made so).
@@ -15,10 +16,12 @@ the grid and the events page go to $CAMWIRE_SCREENSHOTS when it is set (the READ
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from fractions import Fraction
@@ -92,6 +95,10 @@ keep_types = "object"
 port = {port}
 token = "${{CAMWIRE_WEB_TOKEN}}"
 
+[rules]                 # the shapes are a "box" and a "disc", no people; the yard's box is parked
+labels = ["*"]
+stationary_after = 0
+
 [cameras.door]
 url = "{rtsp_url}"
 detect = "always"
@@ -149,7 +156,6 @@ def browser() -> Iterator[Any]:
 
 def wait_api(console: Console, path: str, predicate, timeout: float = 60.0) -> Any:
     """GET ``path`` until ``predicate(body)`` holds: the API is the state waited on (no sleeps)."""
-    import time
     deadline = time.monotonic() + timeout
     body = None
     while time.monotonic() < deadline:
@@ -161,6 +167,14 @@ def wait_api(console: Console, path: str, predicate, timeout: float = 60.0) -> A
             return body
         time.sleep(0.25)  # an HTTP API has nothing to await but its next answer
     raise AssertionError(f"{path} never matched; last: {json.dumps(body)[:2000]}")
+
+
+def stayed(seconds: float) -> str:
+    """How the console words an ended object's stay: "for 12 s", "for 3 min 5 s"."""
+    s = math.floor(seconds + 0.5)  # as the page rounds (Math.round)
+    if s < 1:
+        return "for under 1 s"
+    return f"for {s} s" if s < 60 else f"for {s // 60} min {s % 60} s" if s % 60 else f"for {s // 60} min"
 
 
 def pixels(png: bytes) -> np.ndarray:
@@ -186,7 +200,7 @@ def test_console_in_a_real_browser(tmp_path: Path, browser, daemons, monkeypatch
         assert console.api("/api/cameras", token="wrong")[0] == 401
         assert console.api("/api/reload", token="wrong", method="POST")[0] == 401
         assert console.api("/api/cameras", token=None)[0] == 401
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, timezone_id="UTC")  # times read here
         page.goto(console.url + "/")
         page.fill("input.token", "wrong")
         page.keyboard.press("Enter")
@@ -228,6 +242,11 @@ def test_console_in_a_real_browser(tmp_path: Path, browser, daemons, monkeypatch
         page.goto(console.url + "/#/events")
         row = page.locator(f'.event[data-id="{event["id"]}"]')
         row.wait_for(timeout=30_000)
+        # its row: when it appeared (not when it ended) and how long it stayed
+        appeared = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(event["first_seen"]))
+        assert event["first_seen"] < event["ts"] and row.locator(".ev-at").inner_text() == appeared
+        assert row.locator(".ev-for").inner_text() == stayed(event["duration"])
+        assert event["duration"] == event["last_seen"] - event["first_seen"]
         page.screenshot(path=str(shots / "console-events.png"))
         row.click()
         clip = page.locator("video.clip")

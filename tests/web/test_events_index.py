@@ -154,6 +154,8 @@ def test_object_phases_are_one_row(tmp_path: Path) -> None:
     assert (row["phase"], row["object_id"], row["last_seen"]) == ("end", start.id, T0 + 15)
     assert row["zones"] == ["drive", "gate"]
     assert row["kind"] == "event" and row["v"] == 1  # the sink's line as it is
+    assert row["duration"] == 5.0  # how long it stayed: first_seen to its last sighting
+    assert "duration" not in page["events"][0]  # an object's alone
     assert index.get(start.id)["id"] == end.id and index.get(end.id)["id"] == end.id
     assert index.get("nope") is None
 
@@ -168,6 +170,26 @@ def test_object_phases_are_one_row(tmp_path: Path) -> None:
     assert ids(index.query(camera="yard")) == [detection(11, camera="yard").id, end.id]
     assert ids(index.query(since=T0 + 10, until=T0 + 11)) == [detection(11, camera="yard").id, end.id]
     assert index.labels() == ["car", "dog", "person"] and index.cameras() == ["door", "yard"]
+
+
+def test_a_live_object_has_stayed_so_far_and_a_new_type_is_a_row_like_any_other(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, _errors())
+    parked = obj("update", T0 + 10, T0 + 22, stationary=True)  # no end yet: 12 s so far, not moved lately
+    mask = wire.Event(id=event_id(int((T0 + 30) * 1e9), "yard", "suggested_mask"), type="suggested_mask",
+                      camera="yard", ts=T0 + 30, label="person", box=(10, 20, 30, 90))
+    for e in (parked, mask):
+        log.write(line(e))
+    index = EventIndex(path, tmp_path)
+    assert index.poll() == 2
+    live = index.get(parked.object_id)
+    assert (live["phase"], live["duration"], live["stationary"]) == ("update", 12.0, True)
+    assert ids(index.query()) == [mask.id, parked.id] and ids(index.query(label="person")) == [mask.id]
+    assert index.query(type="suggested_mask")["events"][0]["box"] == [10, 20, 30, 90]
+    stepped_back = obj("end", T0 + 10, T0 + 9)  # a camera's clock stepped back: no negative stay
+    log.write(line(msgspec.structs.replace(stepped_back, ts=T0 + 40)))
+    index.poll()
+    assert index.get(parked.object_id)["duration"] == 0.0
 
 
 def test_paging_is_stable_while_lines_arrive(tmp_path: Path) -> None:

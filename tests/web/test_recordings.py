@@ -5,6 +5,8 @@ every clip made checked by opening it with PyAV."""
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from camwire.common import pixels, wire
 from camwire.common.counters import Counters
 from camwire.common.ids import event_id
 from camwire.common.logs import RepeatLimiter
+from camwire.recorder import catalog
 from camwire.recorder.catalog import kept_files, kept_ids
 from camwire.recorder.index import Index
 from camwire.recorder.keep import Keeper
@@ -176,12 +179,46 @@ def test_kept_clip_and_its_mp4(recorded: Recorded, tmp_path: Path) -> None:
         remux_to_mp4([tmp_path / "kept.mp4"], tmp_path / "again.mp4")
 
 
+# the object's window, [2.5 s, 5.5 s], from the key frame at 2 s: 2.00 s to 5.48 s
+CUT_FRAMES = 88
+
+
+def test_an_event_clip_is_cut_to_its_window_and_made_again_when_it_grows(recorded: Recorded, tmp_path: Path) -> None:
+    root = tmp_path / "ring"
+    shutil.copytree(recorded.root, root)
+    oid, t0_ns = recorded.object_id, int(recorded.t0 * 1e9)
+    files = kept_files(root, oid)
+    assert catalog.kept_clip(root, oid).window == (int((recorded.t0 + 3.5) * 1e9) - 10**9,
+                                                    int((recorded.t0 + 4.5) * 1e9) + 10**9)
+    cache = ClipCache(tmp_path / "cache")
+    cut = event_clip(root, oid, cache)
+    codec, frames, span = opened(cut)
+    assert codec == "h264" and faststart(cut)
+    assert frames == CUT_FRAMES and abs(span - 3.5) <= FRAME_S  # the two whole files hold 4 s
+
+    # the object seen for longer, its window still within the same two files: a new cut, not the cached one
+    index = Index(root)
+    try:
+        assert index.extend_keep(oid, t0_ns + 5_900_000_000, {"id": oid, "object_id": oid})
+    finally:
+        index.close()
+    assert kept_files(root, oid) == files
+    longer = event_clip(root, oid, cache)
+    assert longer != cut and opened(longer)[1] == CUT_FRAMES + 10  # to 5.88 s
+
+    # a kept clip the index has no window for plays whole, as before windows were read
+    with sqlite3.connect(root / "index.db") as db:
+        db.execute("DELETE FROM keeps WHERE event_id = ?", (oid,))
+    assert catalog.kept_clip(root, oid) == catalog.KeptClip(files, None)
+    assert opened(event_clip(root, oid, cache))[1] == 4 * FPS
+
+
 def test_cache_serves_the_same_file_and_never_a_partial_one(recorded: Recorded, tmp_path: Path) -> None:
     cache = ClipCache(tmp_path / "cache", max_bytes=1 << 30)
     first = event_clip(recorded.root, recorded.object_id, cache)
     before = first.stat().st_mtime_ns
     assert event_clip(recorded.root, recorded.object_id, cache) == first and first.stat().st_mtime_ns == before
-    assert opened(first)[1] == 4 * FPS
+    assert opened(first)[1] == CUT_FRAMES
     with pytest.raises(LookupError):
         event_clip(recorded.root, "nope", cache)
 

@@ -8,7 +8,8 @@
 //
 // Hooks for tests (stable): .tile[data-camera][data-state][data-covered][data-live]; .live-image
 // (a canvas, data-seq / data-ts of the last frame drawn); .state[data-state]; .reason; .no-live;
-// .motion[data-motion]; .event[data-id]; .event-detail .snapshot / video.clip / .event-json;
+// .motion[data-motion]; .event[data-id][data-stationary] .ev-at / .ev-for / .ev-stationary;
+// .event-detail .snapshot / video.clip / .event-json;
 // .timeline[data-camera] .range / .tick[data-id] / .selection; video.range-video; a.download;
 // .rec-message.nothing; table.sys-*; .sys-sink[data-state]; button.reload; .reload-result[data-ok];
 // form.login .token / .login-error; #banner .banner-msg; .ws-state[data-state].
@@ -25,7 +26,7 @@ const EVENTS_POLL_MS = 5000;
 const RECORDINGS_POLL_MS = 15000;
 const STALE_FRAME_MS = 5000;   // a watched tile with no frame for this long is marked stale
 const EVENT_TYPES = ["object", "motion_start", "motion_end", "camera_online", "camera_offline",
-  "camera_covered", "camera_uncovered", "camera_failed", "scene"];
+  "camera_covered", "camera_uncovered", "camera_failed", "scene", "suggested_mask"];
 
 // ---------------------------------------------------------------- small helpers
 
@@ -83,6 +84,16 @@ function fmtDuration(s) {
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m ${pad(s % 60)}s`;
   return `${Math.floor(s / 3600)}h ${pad(Math.floor((s % 3600) / 60))}m`;
+}
+
+/** How long something stayed, in words a list reads: "under 1 s", "12 s", "3 min 5 s", "2 h 4 min". */
+function fmtStay(s) {
+  s = Math.max(0, Math.round(s));
+  if (s < 1) return "under 1 s";
+  if (s < 60) return `${s} s`;
+  const [h, m, sec] = [Math.floor(s / 3600), Math.floor((s % 3600) / 60), s % 60];
+  if (h) return m ? `${h} h ${m} min` : `${h} h`;
+  return sec ? `${m} min ${sec} s` : `${m} min`;
 }
 
 function fmtAge(ts, now = Date.now() / 1000) {
@@ -701,17 +712,48 @@ function eventThumb(ev) {
     : h("div", { class: "thumb none" }, "no image");
 }
 
+const isObject = (ev) => ev.type === "object" && !!ev.object_id;
+
+/** What a list holds one row of, as the server keys it (web.events_index): a tracked object by its
+ * object_id (its newest phase replaces the one shown), any other event by its id. */
+const rowKey = (ev) => (isObject(ev) ? ev.object_id : ev.id);
+
+/** When a row happened: a tracked object when it appeared, not when its newest phase was sent. */
+const rowTime = (ev) => (isObject(ev) ? ev.first_seen ?? ev.ts : ev.ts);
+
+/** How long an object stayed, "for 12 s", or "for 12 s so far" while it has not ended; "" for
+ * anything else. The server's ``duration`` (last_seen - first_seen), else worked out the same way. */
+function stayText(ev) {
+  if (!isObject(ev)) return "";
+  const d = ev.duration ?? (ev.first_seen != null && ev.last_seen != null ? ev.last_seen - ev.first_seen : null);
+  if (d == null) return "";
+  return `for ${fmtStay(d)}${ev.phase === "end" ? "" : " so far"}`;
+}
+
+/** A row's time cell: when it happened, and for an object how long it stayed beneath. */
+function eventTime(ev) {
+  const at = rowTime(ev);
+  const stay = stayText(ev);
+  const title = isObject(ev) ? `appeared ${fmtTime(at)}, last seen ${fmtTime(ev.last_seen)}` : null;
+  return h("span", { class: "ev-time", title },
+    h("span", { class: "ev-at" }, fmtTime(at)),
+    stay ? h("span", { class: "ev-for", dataset: { live: ev.phase !== "end" } }, stay) : null);
+}
+
 function eventRow(ev) {
   const type = ev.phase ? `${ev.type} · ${ev.phase}` : ev.type;
   const zones = (ev.zones || []).join(", ");
-  const row = h("div", { class: "event", dataset: { id: ev.id, type: ev.type ?? "" }, tabIndex: 0, role: "button" },
+  const stationary = isObject(ev) && ev.stationary === true;
+  const row = h("div", { class: "event", dataset: { id: ev.id, type: ev.type ?? "", stationary }, tabIndex: 0,
+    role: "button" },
     eventThumb(ev),
-    h("span", { class: "ev-type", dataset: { type: ev.type ?? "" } }, type),
+    h("span", { class: "ev-type", dataset: { type: ev.type ?? "" } }, type,
+      stationary ? h("span", { class: "ev-stationary", title: "has not moved for a while" }, "stationary") : null),
     ev.label ? h("span", { class: "ev-label" }, ev.label)
       : h("span", { class: "ev-label ev-reason", title: ev.reason ?? "" }, ev.reason ?? ""),
     h("span", { class: "ev-score" }, fmtScore(ev)),
     h("span", { class: "ev-camera" }, ev.camera ?? ""),
-    h("span", { class: "ev-time" }, fmtTime(ev.ts)),
+    eventTime(ev),
     h("span", { class: "ev-zones", title: zones }, zones),
     ev.clip_url ? h("span", { class: "ev-clip", title: "a clip was kept" }, "▶") : h("span"));
   row.tabIndex = 0;
@@ -720,47 +762,58 @@ function eventRow(ev) {
   return row;
 }
 
-/** A list of events kept newest first, keyed by id: a refreshed page updates rows in place (an
- * object's row changes phase) and adds new ones, without rebuilding the rest. */
+/** A list of events kept newest first (an object by when it appeared, as the server orders them),
+ * keyed by rowKey: a refreshed page updates rows in place (an object's row changes phase, and id)
+ * and adds new ones, without rebuilding the rest. */
 class EventRows {
   constructor(container) {
     this.container = container;
-    this.events = new Map();  // id -> event
-    this.rows = new Map();    // id -> [json, element]
+    this.events = new Map();  // rowKey -> event
+    this.rows = new Map();    // rowKey -> [json, element]
   }
 
   /** Show exactly these events. */
   replace(events) {
-    this.events = new Map(events.map((e) => [e.id, e]));
+    this.events = new Map(events.map((e) => [rowKey(e), e]));
     this.render();
   }
 
-  /** Add or update these events, keeping the others. */
+  /** Add or update these events, keeping the others; an object's older phase (a page read before
+   * a newer one) never replaces the newer one shown. */
   merge(events) {
-    for (const e of events) this.events.set(e.id, e);
+    for (const e of events) {
+      const held = this.events.get(rowKey(e));
+      if (!held || (e.ts ?? 0) >= (held.ts ?? 0)) this.events.set(rowKey(e), e);
+    }
     this.render();
+  }
+
+  has(ev) {
+    return this.events.has(rowKey(ev));
   }
 
   render() {
-    const sorted = [...this.events.values()].sort((a, b) => (b.ts ?? 0) - (a.ts ?? 0));
+    // newest first, ties by key, as the server pages them (ORDER BY ts DESC, key DESC)
+    const sorted = [...this.events.entries()].sort(([ka, a], [kb, b]) =>
+      (rowTime(b) ?? 0) - (rowTime(a) ?? 0) || (kb > ka) - (kb < ka));
     let prev = null;
     const keep = new Set();
-    for (const ev of sorted) {
-      keep.add(ev.id);
+    for (const [key, ev] of sorted) {
+      keep.add(key);
       const json = JSON.stringify(ev);
-      let entry = this.rows.get(ev.id);
+      let entry = this.rows.get(key);
       if (!entry || entry[0] !== json) {
         const el = eventRow(ev);
         if (entry) entry[1].replaceWith(el);
         entry = [json, el];
-        this.rows.set(ev.id, entry);
+        this.rows.set(key, entry);
       }
       const want = prev ? prev.nextSibling : this.container.firstChild;
       if (want !== entry[1]) this.container.insertBefore(entry[1], want);
       prev = entry[1];
     }
-    for (const [id, [, el]] of this.rows) {
-      if (!keep.has(id)) { el.remove(); this.rows.delete(id); }
+    for (const [key, [, el]] of this.rows) {
+      if (!keep.has(key)) { el.remove(); this.rows.delete(key); }
     }
   }
 }
@@ -785,8 +838,10 @@ const detail = {
   show(ev) {
     const pane = $("#detail");
     const title = [ev.type, ev.phase, ev.label].filter(Boolean).join(" · ");
-    const t = ev.ts ?? 0;
+    const at = rowTime(ev);
+    const t = at ?? 0;  // an object's recording from when it appeared
     const rec = `#/recordings?camera=${encodeURIComponent(ev.camera ?? "")}&at=${t}`;
+    const stay = stayText(ev);
     let video = null;
     if (ev.clip_url) {
       video = h("video", { class: "clip", controls: true, autoplay: true, muted: true, playsinline: true, src: ev.clip_url });
@@ -799,7 +854,8 @@ const detail = {
         h("span", { class: "spacer" }),
         h("a", { href: rec, title: "the recording around this event" }, "recording"),
         h("button", { class: "close", title: "close (Esc)", onclick: () => this.close() }, "×")),
-      h("p", { class: "detail-sub" }, `${ev.camera ?? ""} · ${fmtTime(ev.ts)}` +
+      h("p", { class: "detail-sub" }, `${ev.camera ?? ""} · ${isObject(ev) ? "appeared " : ""}${fmtTime(at)}` +
+        (stay ? ` · ${stay}` : "") + (ev.stationary === true ? " · stationary" : "") +
         (ev.zones?.length ? ` · zones ${ev.zones.join(", ")}` : "") + (fmtScore(ev) ? ` · ${fmtScore(ev)}` : "")),
       video,
       h("p", { class: "clip-message", hidden: true }),
@@ -939,7 +995,7 @@ function mountEvents(root, _parts, params) {
     const my = gen;
     const data = await api(`/api/events?${query()}`);
     if (my !== gen) return;
-    const overlaps = data.events.some((e) => rows.events.has(e.id));
+    const overlaps = data.events.some((e) => rows.has(e));
     if (overlaps || !rows.events.size) {
       const wasEmpty = !rows.events.size;
       rows.merge(data.events);
