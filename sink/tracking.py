@@ -38,7 +38,9 @@ so a crossing stays one object.
 Stationary objects: an object whose box stays over the box it had when it last moved (IoU of at
 least MOVED_IOU) for the rule's ``stationary_after`` seconds is ``stationary`` (one update says so;
 ``active`` when it moves again), and is ended only after STATIONARY_GONE times ``gone_s`` unseen
-(a parked car the model misses for a while is still the same car). An object that has never
+(a parked car the model misses for a while is still the same car). An object last seen at an
+edge of the picture going towards it has left: it ends after EXIT_S unseen, so a walker who
+comes in there a moment later is a new object, not the one who left. An object that has never
 moved since its first sighting, in a place (a cell of a PLACES grid over the frame) where no
 object of its label was ever seen moving, is held back: it starts when it moves; one that stays
 still for ``stationary_after`` there is *fixed* (a post the model takes for a person) and is
@@ -90,6 +92,9 @@ RELINK = 0.75  # a new track this near (in box sizes) to a lost object of its la
 MOVED_IOU = 0.5  # a box overlapping where the object last moved less than this: it moved
 STATIONARY_GONE = 6  # a stationary object is ended after this many times gone_s unseen
 PLACES = (32, 24)  # the grid (columns, rows) of places where objects of a label were seen moving
+TRAIL = 5  # box centres kept per object: which way it was going when last seen
+EXIT_S = 1.0  # an object last seen going out through an edge ends after this long unseen
+EXIT_MARGIN = 0.05  # of the frame's side: a box this near an edge is at it
 MAX_FIXED = 256  # places told as suggested masks, remembered per camera (so each is told once)
 SNAPSHOT_BETTER = 0.1  # a snapshot this much more sure than the last told is worth telling
 NOTABLE = frozenset({"label", "zones", "stationary", "active"})  # changes told at once
@@ -152,6 +157,7 @@ class TrackedObject:
     stationary: bool = False
     fixed: bool = False  # held: never moved, in a place no object of its label moved in
     told_rank: tuple[bool, float] = (False, -1.0)  # the snapshot last told worth telling
+    trail: list[tuple[float, float]] = field(default_factory=list)  # its newest box centres (TRAIL)
     last_event_ns: int = 0
     snapshot_path: str | None = None
     worker: str | None = None
@@ -312,9 +318,18 @@ class Tracking:
                 continue  # still where it stopped: nothing to tell until it moves
             elif obj.changes & NOTABLE or (obj.changes and r.ts_ns - obj.last_event_ns >= self.update_every_ns):
                 out.append(self._event(name, obj, "update", r.ts_ns))
-        gone = [o for o in cam.objects.values()
-                if r.ts_ns - o.last_seen_ns >= self.gone_ns * (STATIONARY_GONE if o.stationary or o.fixed else 1)]
+        gone = [o for o in cam.objects.values() if r.ts_ns - o.last_seen_ns >= self._gone_after_ns(o, r)]
         return out + self._end(name, cam, gone, r.ts_ns)
+
+    def _gone_after_ns(self, obj: TrackedObject, r: wire.Result) -> float:
+        """How long unseen before ``obj`` ends: longer when it stands still, shorter when it was
+        last seen walking out through an edge of the picture (a walker coming in there a moment
+        later is someone else, not this one back)."""
+        if obj.stationary or obj.fixed:
+            return self.gone_ns * STATIONARY_GONE
+        if _leaving(obj, r.width, r.height):
+            return min(self.gone_ns, EXIT_S * 1e9)
+        return self.gone_ns
 
     def _moving(self, cam: CameraTracks, obj: TrackedObject, r: wire.Result, stationary_after_s: float) -> None:
         """Has the object moved from where it last moved, or stood still long enough to be stationary?"""
@@ -376,6 +391,7 @@ class Tracking:
                 return None
             obj = cam.objects[track_id] = TrackedObject(track_id, r.ts_ns, r.ts_ns, det.box, det.confidence)
         obj.last_seen_ns = max(obj.last_seen_ns, r.ts_ns)
+        obj.trail = (obj.trail + [((det.box[0] + det.box[2]) / 2, (det.box[1] + det.box[3]) / 2)])[-TRAIL:]
         obj.box, obj.score, obj.hits = det.box, det.confidence, obj.hits + 1
         obj.worker, obj.detector, obj.seq = r.worker, r.detector, r.seq
         obj.scores = (obj.scores + [det.confidence])[-SCORES_KEPT:]
@@ -465,6 +481,17 @@ def _lost_near(cam: CameraTracks, det: wire.Detection, ts_ns: int) -> TrackedObj
         if d < best_d:
             best, best_d = obj, d
     return best
+
+
+def _leaving(obj: TrackedObject, width: int, height: int) -> bool:
+    """Was the object last seen at an edge of the picture, going towards it?"""
+    if len(obj.trail) < 2:
+        return False
+    (x0, y0), (x1, y1) = obj.trail[0], obj.trail[-1]
+    bx1, by1, bx2, by2 = obj.box
+    mx, my = width * EXIT_MARGIN, height * EXIT_MARGIN
+    return ((bx1 <= mx and x1 < x0) or (bx2 >= width - mx and x1 > x0)
+            or (by1 <= my and y1 < y0) or (by2 >= height - my and y1 > y0))
 
 
 def _iou(a: Box, b: Box) -> float:

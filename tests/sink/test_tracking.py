@@ -240,3 +240,30 @@ def test_sightings_name_every_frame_an_object_was_seen_in_even_when_results_come
     sightings, unstarted = t2.take_sightings()
     assert [seq for _obj, seq, _jpeg in sightings] == [1, 2] and [id(o) for o in unstarted] == [id(sightings[0][0])]
     assert tracking().take_sightings() == ([], [])  # off by default: nothing kept
+
+
+def test_a_walker_who_left_through_an_edge_is_not_the_one_who_comes_in_there_next() -> None:
+    """One walks out at the right edge; two seconds later another comes in there, walking left.
+    ByteTrack would hand the newcomer the lost track (and the gone time would keep the object):
+    an object last seen going out through an edge ends after EXIT_S, so these are two objects.
+    One who stops short of the edge and is missed as long is still one object."""
+    from camwire.sink.tracking import EXIT_S
+
+    out_at = [result(s, ("person", 0.8, (520.0 + 12 * s, 100.0, 560.0 + 12 * s, 180.0))) for s in range(7)]
+    gap = [result(s) for s in range(7, 17)]  # 2 s: longer than EXIT_S, shorter than gone_s
+    back_in = [result(s, ("person", 0.8, (600.0 - 12 * (s - 17), 100.0, 640.0 - 12 * (s - 17), 180.0)))
+               for s in range(17, 27)]
+    t = tracking(gone_s=5.0, window=1)
+    out = [e for e, _ in feed(t, out_at + gap + back_in + [result(s) for s in range(27, 60)])]
+    assert EXIT_S < len(gap) * STEP_NS / 1e9 < 5.0
+    starts = [e for e in out if e.phase == "start"]
+    assert len(starts) == 2 and len({e.object_id for e in out}) == 2
+    first_end = next(e for e in out if e.phase == "end")
+    assert first_end.last_seen == (T0 + 6 * STEP_NS) / 1e9 and first_end.box[2] == 632.0
+
+    # the same gap in the middle of the picture: missed, not gone
+    middle = [result(s, walker(s, x0=100.0)) for s in range(7)] + gap + \
+             [result(s, walker(s, x0=100.0)) for s in range(17, 27)]
+    t = tracking(gone_s=5.0, window=1)
+    out = [e for e, _ in feed(t, middle + [result(s) for s in range(27, 60)])]
+    assert [e.phase for e in out if e.phase != "update"] == ["start", "end"]
