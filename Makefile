@@ -1,12 +1,20 @@
-# make demo: set up and run the whole pipeline on the built-in clip (camwire/media) with the built-in model.
+# make demo: set up (one line a step, the whole log in demo-output/setup.log), then run the whole pipeline
+# on the built-in clip (camwire/media) with the built-in model (camwire/demo.py).
+# make demo-console: the web console over the demo's results, afterwards.
 # make test: set up (Debian packages too) and run the test suite.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CLIP ?=
 DEMO_DIR ?= demo-output
+DEMO_PORT ?=
+DEMO_LOG := $(DEMO_DIR)/setup.log
 
-.PHONY: demo test venv debs bench clean
+# one set-up step as one line: "WHAT... done"; its output goes to the log, whose end is shown if it fails
+step = printf '%s... ' '$(1)'; if ( $(2) ) >>$(DEMO_LOG) 2>&1; then echo done; else echo failed; \
+	tail -n 20 $(DEMO_LOG); echo "the whole log: $(DEMO_LOG)"; exit 1; fi
+
+.PHONY: demo demo-console test venv debs bench clean
 
 venv: $(VENV)/.installed
 
@@ -19,17 +27,14 @@ $(VENV)/.installed: pyproject.toml
 debs:
 	bash deploy/install-debian-packages.sh
 
-demo: venv debs
-	@mkdir -p $(DEMO_DIR)
-	@clip="$(CLIP)"; [ -n "$$clip" ] || clip=camwire/media/people-walking-30s.mp4; \
-	rm -rf $(DEMO_DIR)/events.jsonl $(DEMO_DIR)/recordings $(DEMO_DIR)/status.db* $(DEMO_DIR)/snapshots; \
-	CAMWIRE_LOG_FORMAT=console $(VENV)/bin/camwire run --camera demo=$$clip --detector onnx \
-	  --workers 2 --once --events $(DEMO_DIR)/events.jsonl --data-dir $(DEMO_DIR) \
-	  --record $(DEMO_DIR)/recordings --segment 4 --pre 2 --post 2 --keep-types object \
-	  --stats $(DEMO_DIR)/stats.json
-	@echo "events: $(DEMO_DIR)/events.jsonl  snapshots: $(DEMO_DIR)/snapshots  counters: $(DEMO_DIR)/stats.json"
-	@echo "recordings: $(DEMO_DIR)/recordings (kept event clips under kept/; camwire clip cuts any range)"
-	@echo; $(VENV)/bin/camwire status --dir $(DEMO_DIR)
+demo:
+	@mkdir -p $(DEMO_DIR); : > $(DEMO_LOG)
+	@$(call step,setting up the Python environment,$(MAKE) --no-print-directory venv)
+	@$(call step,installing Debian packages,$(MAKE) --no-print-directory debs)
+	@$(PY) -m camwire.demo --out $(DEMO_DIR) $(if $(CLIP),--clip '$(CLIP)') $(if $(DEMO_PORT),--port $(DEMO_PORT))
+
+demo-console:
+	$(PY) -m camwire web --config $(DEMO_DIR)/camwire.toml
 
 test: venv debs
 	$(PY) -m pytest -q

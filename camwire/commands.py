@@ -88,13 +88,16 @@ Run every daemon on this host, supervised: cameras in, detection, events, and re
 Give --config camwire.toml (its cameras and every daemon's settings: MQTT, webhook, metrics
 ports, the recorder when [recorder] names a dir), or cameras as --camera NAME=URL with
 --detector. Flags given here override the file. Events go to --events and the file's outputs;
-snapshots and status.db (for camwire status) to --data-dir; video to --record DIR. A daemon that
-dies is restarted; SIGHUP makes every daemon reload; SIGTERM or Ctrl-C stops them all in order.
+snapshots and status.db (for camwire status) to --data-dir; video to --record DIR. With the web
+console (--web PORT, or the file's [web]) it prints the console's address in one line on stdout.
+A daemon that dies is restarted; SIGHUP makes every daemon reload; SIGTERM or Ctrl-C stops them
+all in order.
 With --once (every source a file) it ends when every camera is done: exit 1 if a camera failed.""",
     "status": """\
 Print each camera's state (online, offline, failed, degraded, covered) with its latest error, and
 each worker's load, as the sink last wrote them (DATA_DIR/status.db); first, whether that is
-current or the sink has stopped reporting. Works while the pipeline runs and after it stopped.""",
+current or the sink has stopped reporting. Works while the pipeline runs and after it stopped,
+and on a --config file that is refused: a warning names FILE:LINE, the status follows (exit 0).""",
     "web": """\
 The web console: every camera live (boxes, zones and motion drawn, its state and why), the
 events with their snapshots and clips, the recordings on a timeline (pick a range, play it,
@@ -103,8 +106,9 @@ download it), and the workers, drops and disks; its JSON API is in the README.
 It reads what the other daemons write and publish: the sink's --events file and --data-dir, the
 recorder's --dir (--recordings), the extractors' --publish (--subscribe, only while someone
 watches) and the sink's --publish-detections (--detections). It listens on 127.0.0.1 unless
---bind says otherwise, which needs a token ([web] token = "${CAMWIRE_WEB_TOKEN}"); every change
-(reload) needs the token.""",
+--bind says otherwise, which needs a token ([web] token = "${CAMWIRE_WEB_TOKEN}"). A reload
+needs the token when one is set; on loopback without one, anyone on this host may reload (it only
+re-reads the owner's file). A --config file the daemons refuse is shown on every page until fixed.""",
     "check-config": """\
 Check a camwire.toml as every daemon would read it, and print the cameras, sockets and settings
 it comes to, secrets masked. Exit 0 when every daemon would take it; else exit 2 with

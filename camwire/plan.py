@@ -105,6 +105,8 @@ def spec_from_config(args: RunSettings, cfg: Config) -> RunSpec:
         raise ValueError(f"{cfg.path}: no [cameras.NAME] to run")
     if args.once and not all(is_file(u) for c in cfg.cameras.values() for u in c.sources):
         raise ValueError("--once needs every camera's sources to be files")
+    if args.once and (looping := [c.name for c in cfg.cameras.values() if c.loop]):
+        raise ValueError(f"--once: camera {', '.join(looping)} has loop = true, so it never ends")
     cameras = [RunCamera(c.name, c.sources, c.sampling, realtime=c.realtime, record=c.record, publish=c.publish,
                          metrics_port=c.metrics_port, detect=c.detect,
                          masks=tuple(json.dumps(m.to_list()) for m in c.masks))

@@ -6,15 +6,23 @@ first whether what follows is current: the sink rewrites its own row every secon
 older than a few seconds means the sink has stopped (cleanly or not) or cannot write, and the
 tables below are what it last saw. Failed writes (a full disk) are shown beside it, and the
 cameras whose recording the recorder has paused (``DATA_DIR/ledger.db``, sink.recording_state).
+
+With ``--config`` on a file that is refused (a typo saved: the daemons keep running on their last
+good one), it still shows what the sink last wrote: the data dir is read from what can be read
+(the TOML, if it parses; else the ``[sink] data_dir`` line alone), and one warning line on stderr
+names the refusal (``FILE:LINE: reason``); the exit code stays 0. Only a data dir that cannot be
+read even so is an error (exit 2: give ``--dir``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +30,8 @@ from camwire.sink.store.status_db import read_refused, read_sink, read_status
 from camwire.sink.recording_state import paused_cameras
 from camwire.common.camera_state import WITH_REASON, with_covered
 from camwire.common.config import ConfigError, load_config
+from camwire.common.config_lines import line_of
+from camwire.common.env import VAR
 from camwire.common.daemon import EXIT_FAILED, EXIT_OK, EXIT_OPTIONS
 
 
@@ -33,17 +43,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.config:
-        try:
-            data_dir = load_config(args.config).daemon_defaults("sink").get("data_dir")
-        except ConfigError as exc:
-            print(f"camwire status: error: {exc}", file=sys.stderr)
-            return EXIT_OPTIONS
+    data_dir, config_error = data_dir_of(args)
+    if config_error is not None:
         if not data_dir:
-            print(f"camwire status: error: {args.config} sets no [sink] data_dir", file=sys.stderr)
+            print(f"camwire status: error: {config_error} (and no [sink] data_dir can be read from it: "
+                  f"give --dir instead)", file=sys.stderr)
             return EXIT_OPTIONS
-    else:
-        data_dir = args.dir
+        print(f"camwire status: warning: {config_error} (the daemons keep their last good config; "
+              f"status read from {data_dir})", file=sys.stderr)
+    elif not data_dir:
+        print(f"camwire status: error: {args.config} sets no [sink] data_dir", file=sys.stderr)
+        return EXIT_OPTIONS
     path = Path(data_dir) / "status.db"
     try:
         cameras, workers = read_status(path)
@@ -55,8 +65,11 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_FAILED
     if args.json:
-        print(json.dumps({"sink": sink, "cameras": cameras, "workers": workers, "refused": refused,
-                          "recording_paused": paused}, indent=1))
+        shown = {"sink": sink, "cameras": cameras, "workers": workers, "refused": refused,
+                 "recording_paused": paused}
+        if config_error is not None:
+            shown["config_error"] = str(config_error)
+        print(json.dumps(shown, indent=1))
         return EXIT_OK
     now = time.time()
     print(sink_line(sink, cameras, now))
@@ -75,8 +88,54 @@ def main(args: argparse.Namespace) -> int:
     if refused:  # only where CURVE is on and someone was turned away
         print()
         print(table(["REFUSED BY", "SOCKET", "REASON", "HANDSHAKES", "LAST"],
-                    [[r["daemon"], r["socket"], r["reason"], r["count"], ago(r["updated_ts"], now)] for r in refused]))
+                    [[r["daemon"], r["socket"], r["reason"], r["count"], ago(r["updated_ts"], now)]
+                     for r in refused]))
     return EXIT_OK
+
+
+def data_dir_of(args: argparse.Namespace) -> tuple[str | None, ConfigError | None]:
+    """The data dir to read (``--dir``, or ``--config``'s [sink] data_dir), and the file's
+    refusal when it is refused (the data dir then as :func:`data_dir_in` reads it)."""
+    if not args.config:
+        return args.dir, None
+    try:
+        return load_config(args.config).daemon_defaults("sink").get("data_dir"), None
+    except ConfigError as exc:
+        return data_dir_in(Path(args.config)), exc
+
+
+def data_dir_in(path: Path) -> str | None:
+    """``[sink] data_dir`` as a refused file still gives it: from the whole TOML when it parses (a
+    value refused elsewhere), else from its own line alone (a syntax error elsewhere); ``${VAR}``
+    filled in as common.config does (the environment, else a ``.env`` beside the file). None when
+    even that cannot be read (the mistake is on that line, or a variable is set nowhere)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        line = line_of(text, "sink.data_dir")
+        try:
+            # ``data_dir = "..."`` under [sink], or ``sink.data_dir = "..."`` at the top
+            alone = tomllib.loads(text.splitlines()[line - 1]) if line else {}
+        except tomllib.TOMLDecodeError:
+            return None
+        data = alone if "sink" in alone else {"sink": alone}
+    table = data.get("sink")
+    value = next((v for k, v in table.items() if k.replace("-", "_") == "data_dir"), None) \
+        if isinstance(table, dict) else None
+    if not isinstance(value, str) or not value:
+        return None
+    if "${" in value:
+        from dotenv import dotenv_values
+
+        env = {**{k: v for k, v in dotenv_values(path.parent / ".env").items() if v is not None}, **os.environ}
+        if any(m.group(1) not in env for m in VAR.finditer(value)):
+            return None
+        value = VAR.sub(lambda m: env[m.group(1)], value)
+    return value
 
 
 def sink_line(sink: dict[str, Any] | None, cameras: list[dict[str, Any]], now: float) -> str:

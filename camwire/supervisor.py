@@ -7,6 +7,9 @@ settings: MQTT, webhook, metrics ports, the recorder if its section names a ``di
 ``--camera NAME=URL`` flags.
 
 SIGHUP is passed on to every running child, and each reloads (common.daemon); run goes on.
+When run starts the web console it says where, in one line on stdout (a terminal or not):
+``camwire: console at http://127.0.0.1:8080/ (events, live views, recordings)``.
+
 A child that exits 2 refused its options (or an address is in use): a restart would only say so
 again, so the run stops with exit 2. Any other death (a crash is exit 1, with its traceback in the
 log) is restarted with a capped backoff and the restart logged. An extractor that
@@ -36,10 +39,12 @@ from camwire.sink import daemon as sink_daemon
 from camwire.classifier import worker as worker_daemon
 from camwire.common.counters import merge, write_stats
 from camwire.common.daemon import EXIT_FAILED, EXIT_OK, EXIT_OPTIONS, EXIT_SOURCE_FAILED
+from camwire.common.config import Config
 from camwire.common.lifecycle import Hangup, StopFlag, backoff_delay
 from camwire.common.logs import configure
 from camwire.common.sockets import OperatorError
-from camwire.common.settings import RunSettings
+from camwire.common.settings import RunSettings, WebSettings
+from camwire.common.settings.model import build
 
 STOP_TIMEOUT_S = 10.0
 RESTART_WINDOW_S = 60.0
@@ -122,6 +127,9 @@ def main(args: RunSettings) -> int:
     for child in children:
         child.start()
         log.info("started", child=child.name, pid=child.proc.pid)
+    url = console_url(args, children)
+    if url is not None:  # in plain words, not only in the console's own log line
+        print(f"camwire: console at {url} (events, live views, recordings)", flush=True)
     try:
         code = supervise(children, stop, args.once, log, hangup)
     finally:
@@ -134,6 +142,20 @@ def main(args: RunSettings) -> int:
         print(summary(stats), flush=True)
         shutil.rmtree(run_dir, ignore_errors=True)
     return code
+
+
+def console_url(args: RunSettings, children: list[Child]) -> str | None:
+    """Where the web console that run starts listens (None: it starts none): the port run gives it
+    (``--web PORT``), else the file's ``[web]`` port, else the console's default; the file's bind
+    address, a wildcard one written as this host's loopback."""
+    web = next((c for c in children if c.role == "web"), None)
+    if web is None:
+        return None
+    cfg = getattr(args, "config", None)
+    settings = cfg.settings("web") if isinstance(cfg, Config) else build(WebSettings, {})
+    port = web.argv[web.argv.index("--port") + 1] if "--port" in web.argv else settings.port
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.bind, settings.bind)
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
 
 def supervise(children: list[Child], stop: StopFlag, once: bool, log,

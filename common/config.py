@@ -119,6 +119,7 @@ class CameraConfig:
     stale_after: int | None = None  # unchanged polls before it is ``stale``; None: extractor.feed's default
     detect_size: int | None = None  # the long side its frames are resized to for the detectors; None: the source's
     weight: float = 1.0  # its share of the pool under overload (classifier.dispatch), against 1 for the others
+    loop: bool = False  # a file played again from its start when it ends (extractor.camera): it never ends
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ class Config:
         """What ``check-config`` prints: cameras with secrets masked, sockets, daemons' settings."""
         return {"file": str(self.path),
                 "cameras": {c.name: {"sources": list(c.shown), "sampling": c.sampling.describe(),
-                                     "realtime": c.realtime, "record": c.record, "publish": c.publish,
+                                     "realtime": c.realtime, "loop": c.loop, "record": c.record, "publish": c.publish,
                                      "metrics_port": c.metrics_port, "detector": list(c.detector),
                                      "detect": c.detect or "motion", "detect_size": c.detect_size,
                                      "weight": c.weight, "masks": [m.to_list() for m in c.masks],
@@ -343,7 +344,8 @@ def _camera(name: str, table: Any, env: dict[str, str], cfg: Config) -> CameraCo
         raise cfg.error(f"{where}.weight", f"{where}.weight: a share above 0 and at most 1000, not {weight}")
     return CameraConfig(name, tuple(r[0] for r in resolved), tuple(redact_url(r[1]) for r in resolved), sampling,
                         table.get("realtime", False), table.get("record", True), publish, port, table.get("rules"),
-                        detector=tuple(wanted), detect_size=detect_size, weight=float(weight),
+                        loop=table.get("loop", False), detector=tuple(wanted), detect_size=detect_size,
+                        weight=float(weight),
                         **_motion_keys(table, where, cfg),
                         **_poll_keys(table, where, cfg, resolved[0][0]))
 

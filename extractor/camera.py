@@ -12,7 +12,8 @@ What it sends on its PUSH socket to the ventilator (common.wire):
     (the rest counted as ``skipped/no_motion``); every frame header carries its motion boxes;
   - one ``Eos`` when a file camera is done: read to its end, ended early by a corrupt stretch
     (counted under ``ended_early``), or, in a process without ``--config``, failed for good
-    (after its ``Status(failed)``), so the sink and the recorder drain it either way.
+    (after its ``Status(failed)``), so the sink and the recorder drain it either way. A file
+    camera with ``loop`` is never done, and sends none.
 When ``--publish`` is on, the process's publish relay gets every decoded frame (LZ4 by default)
 or, with ``passthrough``, every compressed packet of an H.264/HEVC source, undecoded; Status and
 Eos go there too, so a recorder knows when a camera ended (Motion does not: it is the sink's).
@@ -21,19 +22,34 @@ extractor.emitter's, shared with a polled feed (extractor.feed), which drives th
 
 Failures (extractor.source.classify): a transient one (timeout, refused, stream ended, or a
 stall: a live stream with no video for ``stall`` seconds) leaves the camera ``offline`` and
-retried with capped backoff; a camera that was online is never waited for longer than
-OUTAGE_SHARE of its outage so far (at least RECENT_BACKOFF_CAP_S, at most the usual cap), so one
-whose server stopped, restarted or froze for a minute is back within seconds of its answering
-again. A permanent one (no such file, unknown protocol, HTTP 401/403/404, not a video) in every
-source makes it ``failed``, retried on the long ``failed_retry``. A file never loops back to its
-start. Anything else raised is a bug: the thread dies, and the daemon skeleton starts a new one whose seq runs on (``seq_start``).
+retried (the retry policy below). A permanent one (no such file, unknown protocol, HTTP
+401/403/404, not a video) in every source makes it ``failed``, retried on the long ``failed_retry``. A file loops back to its start
+only with ``loop`` (a test camera): at its end, or at a stretch it cannot read past, it is opened
+again (counted under ``loops``), its seq running on and its capture times going on from where
+the pass before ended (its length, as the container says). Anything else raised is a bug: the thread dies, and the daemon skeleton starts a new one whose seq runs on (``seq_start``).
+
+The retry policy (:func:`retry_delay`), after every failed round of a live camera:
+  - ``fast``: a camera whose last frame came less than RECENT_ONLINE_S (5 min) ago is probed
+    every FAST_PROBE_S (1 s; 0.5 s after its first failure), so a server that stopped, restarted
+    or froze is found again within a second or two of its answering. The probe is cheap: a
+    refused connection costs nothing, and an RTSP source being retried (either policy) is first
+    knocked at with a bare TCP connect bounded by KNOCK_TIMEOUT_S (:func:`knock`), so a round
+    against a host that does not answer (a camera rebooting) takes two seconds, not FFmpeg's
+    ``open_timeout``;
+  - ``backoff``: a camera never online in this thread, or down for longer than RECENT_ONLINE_S,
+    waits common.lifecycle.backoff_delay: 0.5, 1, 2, 4 ... capped at 30 s.
+Each attempt's log record (``connecting``) says the wait before it (``waited_s``) and the policy
+that chose it (``retry``); ``attempts`` counts the failed rounds since the last frame. A camera
+back online sends no ``last_error`` (what failed before is the sink's to keep as past).
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Literal
+from urllib.parse import urlsplit
 
 import av
 from av.bitstream import BitStreamFilterContext
@@ -43,13 +59,14 @@ import zmq
 from camwire.common.settings.extractor import FAILED_RETRY_S, PASSTHROUGH
 from camwire.common import wire
 from camwire.common.camera_state import SEVERITY, Reported
-from camwire.common.lifecycle import BACKOFF_CAP_S, StopFlag, backoff_delay
+from camwire.common.lifecycle import StopFlag, backoff_delay
 from camwire.common.logs import redact_url
 from camwire.common.pixels import encode_packet
 from camwire.common.sockets import PeerWatch, make_socket
 from camwire.extractor.emitter import PEER_CHECK_S, CameraCounters, Emitter, FrameStep
 from camwire.extractor.feed import FeedLoop
-from camwire.extractor.source import SOURCE_ERRORS, Failure, Stalled, classify, is_file, open_source, read_frames, to_seconds
+from camwire.extractor.source import (SOURCE_ERRORS, Failure, Stalled, classify, file_span, is_file, open_source,
+                                      read_frames, to_seconds)
 from camwire.extractor.spec import CameraSpec
 
 
@@ -57,8 +74,39 @@ RELAY_HWM = 32  # frames or packets on their way to the PUB thread (inproc: refe
 PUSH_HWM = 2  # frames queued towards the ventilator before we drop: latency stays bounded
 STATUS_EVERY_S = 5.0
 RECENT_S = 60.0  # "invalid data" from a camera online this recently is a glitch, not a source that is no video
-RECENT_BACKOFF_CAP_S = 2.0  # the longest wait between rounds in a camera's first 40 s offline
-OUTAGE_SHARE = 0.05  # then up to this share of the time offline so far: 3 s after a minute, 30 s after 10
+RECENT_ONLINE_S = 300.0  # a camera whose last frame came this recently is probed fast while it is down
+FAST_PROBE_S = 1.0  # the wait between its rounds meanwhile (the retry policy: the module's docstring)
+KNOCK_TIMEOUT_S = 2.0  # a knock at an RTSP server's port gives up after this long
+RTSP_PORTS = {"rtsp": 554, "rtsps": 322}
+
+Retry = Literal["fast", "backoff"]
+
+
+def retry_delay(attempts: int, down_for: float | None) -> tuple[float, Retry]:
+    """The wait before the next round after ``attempts`` failed rounds, and the policy that chose
+    it (the module's docstring): ``fast`` while the camera's last frame came less than
+    RECENT_ONLINE_S ago (``down_for``: the seconds since; None: never online in this thread),
+    else ``backoff``."""
+    if down_for is not None and down_for < RECENT_ONLINE_S:
+        return min(FAST_PROBE_S, backoff_delay(attempts)), "fast"
+    return backoff_delay(attempts), "backoff"
+
+
+def knock(url: str, timeout: float = KNOCK_TIMEOUT_S) -> None:
+    """A bare TCP connect to an RTSP source's host and port, closed at once; raises OSError
+    (refused, unreachable, or TimeoutError "no answer within ...") when nothing answers there.
+    Other schemes are not knocked at (HTTP may go through a proxy that FFmpeg alone knows of)."""
+    parts = urlsplit(url)
+    if parts.scheme not in RTSP_PORTS or not parts.hostname:
+        return
+    try:
+        port = parts.port or RTSP_PORTS[parts.scheme]
+    except ValueError:
+        return  # a bad port: FFmpeg refuses it in its own words
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except TimeoutError:
+        raise TimeoutError(f"no answer within {timeout:g}s") from None
 
 
 class CameraLoop(threading.Thread):
@@ -100,6 +148,7 @@ class CameraLoop(threading.Thread):
         # sent, with the same seq and capture times, instead of reading the file again from its start
         self.file_progress: tuple[str, int, int] | None = None
         self._resume = resume
+        self._replay_ns = 0  # a looping file's next pass is stamped from here on (its last pass's end)
         self.fps_in = 0.0
         self.finished = False  # read by common.daemon: a thread that ended on purpose is not restarted
         self.outcome: str | None = None
@@ -145,14 +194,19 @@ class CameraLoop(threading.Thread):
         index = 0
         round_permanent = True  # every source tried in this round failed for good
         failure: Failure | None = None
+        waited: tuple[float, str] | None = None  # the wait before this round and what chose it
         self.set_state("connecting")
         while not self.stop.is_set():
             url = self.spec.sources[index]
             file = is_file(url)
-            self.log.info("connecting", source=redact_url(url), attempt=self.attempts + 1)
+            self.log.info("connecting", source=redact_url(url), attempt=self.attempts + 1,
+                          **({"waited_s": round(waited[0], 3), "retry": waited[1]} if waited else {}))
+            waited = None
             self._streamed, opened = False, False
             started = time.monotonic()
             try:
+                if self.attempts and not file:
+                    knock(url)  # a retry: a host that does not answer costs KNOCK_TIMEOUT_S, not open_timeout
                 with open_source(url, self.spec.open_timeout, self.spec.read_timeout,
                                  None if file else self.spec.stall) as container:
                     opened = True
@@ -162,6 +216,9 @@ class CameraLoop(threading.Thread):
                 failure = self._classify(exc, opened, file, time.monotonic() - started)
             if self.stop.is_set():
                 return
+            if file and self.spec.loop and self._streamed:
+                self._replay(failure)  # from its start again: a looping file never ends
+                continue
             if file and (failure is None or self._streamed):
                 self._end_file(failure)
                 return
@@ -182,23 +239,20 @@ class CameraLoop(threading.Thread):
                 if self.finish_failed and self.spec.files_only:
                     self._finish("failed")
                     return
-                self.wait(self.failed_retry)
+                waited = (self.failed_retry, "failed")
             else:
                 self.set_state("offline", failure.reason)
-                self.wait(self._retry_delay())
+                waited = retry_delay(self.attempts, self._down_for())
+            self.wait(waited[0])
             round_permanent = True
 
-    def _recently_online(self) -> bool:
-        return self._online_at is not None and time.monotonic() - self._online_at < RECENT_S
+    def _down_for(self) -> float | None:
+        """Seconds since the last frame from any source; None: none came in this thread."""
+        return None if self._online_at is None else time.monotonic() - self._online_at
 
-    def _retry_delay(self) -> float:
-        """The wait before the next round: short while the camera was online a moment ago, and a
-        small share of its outage after that, so its return is noticed soon whenever it comes."""
-        if self._online_at is None:  # never online in this thread: the usual backoff
-            return backoff_delay(self.attempts)
-        offline_for = time.monotonic() - self._online_at
-        cap = min(BACKOFF_CAP_S, max(RECENT_BACKOFF_CAP_S, OUTAGE_SHARE * offline_for))
-        return backoff_delay(self.attempts, cap=cap)
+    def _recently_online(self) -> bool:
+        down_for = self._down_for()
+        return down_for is not None and down_for < RECENT_S
 
     def _classify(self, exc: BaseException, opened: bool, file: bool, took: float) -> Failure:
         """extractor.source.classify, told whether the attempt ran into its deadline; a live
@@ -228,6 +282,17 @@ class CameraLoop(threading.Thread):
         self.log.info("end of file", frames=self._seq)
         self._finish("ended")
 
+    def _replay(self, failure: Failure | None) -> None:
+        """A looping file read to its end (or to a stretch it cannot read past): counted, and
+        opened again by the caller, with no Eos."""
+        if failure is not None:
+            self.counters.add("ended_early", failure.kind)
+            self.last_error = failure.reason
+        if not self.counters.get("loops"):
+            self.log.info("end of file; playing it again from its start, each time it ends", frames=self._seq,
+                          reason=failure.reason if failure is not None else None)
+        self.counters.add("loops")
+
     def _finish(self, outcome: str, reason: str | None = None) -> None:
         """End of stream; ``reason`` (a file that ended early) shows in the camera's status."""
         self.out.send_control(wire.Eos(camera=self.spec.name, sent=self.counters.get("sent"),
@@ -250,11 +315,14 @@ class CameraLoop(threading.Thread):
 
     def set_state(self, state: Reported, reason: str | None = None, level: str = "warning", fresh: bool = False) -> None:
         """Change state and say so; ``reason`` stays the one the state began with (why the camera
-        went offline), while ``last_error`` follows every failed attempt. ``fresh``: a new reason
-        even in the same state (a camera taken away while offline)."""
+        went offline), while ``last_error`` follows every failed attempt, and is cleared when the
+        camera is online again (the error is past: the sink keeps it as such). ``fresh``: a new
+        reason even in the same state (a camera taken away while offline)."""
         if state != self.state or fresh:
             if SEVERITY[state] == "down":  # offline, failed
                 getattr(self.log, level)(f"camera {state}", reason=reason, attempts=self.attempts)
+            if state == "online":
+                self.last_error = None
             self.state, self._reason = state, reason
         self.send_status()
 
@@ -281,7 +349,7 @@ class CameraLoop(threading.Thread):
         """Decode until the source ends (``_streamed`` says whether any frame came)."""
         file = is_file(url)
         live = not file or self.spec.realtime
-        opened_ns, opened_mono = time.time_ns(), time.monotonic()
+        opened_ns, opened_mono = max(time.time_ns(), self._replay_ns), time.monotonic()
         seq_base, skip_below = self._seq, 0
         if file and self._resume is not None and self._resume[0] == url:
             _, seq_base, opened_ns = self._resume  # frames below self._seq were sent by the thread before
@@ -335,6 +403,8 @@ class CameraLoop(threading.Thread):
             self.fps_in = beat_count / elapsed  # a short stream's rate, measured over all of it
         if not self.stop.is_set():
             self.file_progress = None  # read to its end (or its corrupt stretch): nothing to resume
+        if file and self.spec.loop:  # its next pass goes on from the end of this one
+            self._replay_ns = opened_ns + int(file_span(container) * 1e9)
 
     def _pacer(self, origin: list[float]) -> Callable[[float], None]:
         """For a file read in real time: wait until ``t`` seconds of its timeline have passed

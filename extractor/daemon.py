@@ -18,7 +18,8 @@ not a video, ...: it sent ``Status(failed)`` and ``Eos``, and there is nothing t
 file camera ended early, at a stretch it cannot read past (``ended_early``, and its ``Eos`` says
 so in ``reason``); EXIT_FAILED and EXIT_OPTIONS as for every daemon.
 With ``--config`` (a service) nothing makes it exit on its own: a failed camera is retried every
-``--failed-retry``, a file read to its end stays ended, and SIGHUP (or a changed file) reloads the
+``--failed-retry``, a file read to its end stays ended (one with ``loop = true`` is played again
+from its start, counted under ``loops``), and SIGHUP (or a changed file) reloads the
 camera list.
 
 The ``--stats`` file is per camera (``{camera: {decoded, sent, ..., thread_restarts}}``); the
@@ -51,7 +52,7 @@ STOP_JOIN_S = 5.0
 # per camera: the label names under each counter (the camera first), for the metrics
 CAMERA_LABELS = {key: ("camera",) for key in ("decoded", "sent", "published", "reconnects")} | {
     "dropped": ("camera", "reason"), "skipped": ("camera", "reason"), "source_errors": ("camera", "error"),
-    "ended_early": ("camera", "error"), "shm": ("camera", "what"), **POLL_LABELS}
+    "ended_early": ("camera", "error"), "shm": ("camera", "what"), "loops": ("camera",), **POLL_LABELS}
 THREAD_PREFIX = "camera-"
 def motion_from_args(args: ExtractorSettings) -> MotionSettings:
     return MotionSettings(threshold=args.motion_threshold, min_area=args.motion_min_area,
@@ -72,7 +73,7 @@ def specs_from_config(cfg: Config, args: ExtractorSettings) -> list[CameraSpec]:
     if missing:
         raise cfg.error("cameras", f"--cameras names {', '.join(missing)}, not in the file")
     return [CameraSpec(name=c.name, sources=c.sources, sampling=c.sampling, realtime=c.realtime or args.realtime,
-                       enc=args.enc, open_timeout=args.open_timeout, read_timeout=args.read_timeout,
+                       loop=c.loop, enc=args.enc, open_timeout=args.open_timeout, read_timeout=args.read_timeout,
                        stall=args.stall, recorded=c.record, detect=c.detect or args.detect, masks=c.masks,
                        motion=motion_from_args(args), poll=c.poll, placeholder=c.placeholder,
                        stale_after=c.stale_after, detect_size=c.detect_size or args.detect_size,

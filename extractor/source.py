@@ -202,6 +202,18 @@ def read_frames(container: av.container.InputContainer, keyframes_only: bool,
             yield SourceFrame(i, frame, to_seconds(frame.pts, base, tb), frame.key_frame or keyframes_only)
 
 
+def file_span(container: av.container.InputContainer) -> float:
+    """How long a file plays, in seconds of its timeline: its container's duration, else its
+    video stream's, else its frames at their rate; 0.0 when it says none of these."""
+    stream = container.streams.video[0]
+    if container.duration:
+        return container.duration / av.time_base
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    rate = stream.average_rate or stream.guessed_rate
+    return float(stream.frames / rate) if stream.frames and rate else 0.0
+
+
 def to_seconds(pts: int | None, base: int, time_base) -> float | None:
     if pts is None or time_base is None:
         return None

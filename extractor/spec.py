@@ -21,6 +21,7 @@ class CameraSpec:
     sources: tuple[str, ...]
     sampling: Sampling = field(default_factory=Sampling)
     realtime: bool = False
+    loop: bool = False  # a file played again from its start when it ends (extractor.camera): never an Eos
     enc: str = "raw"
     open_timeout: float = OPEN_TIMEOUT_S
     read_timeout: float = READ_TIMEOUT_S

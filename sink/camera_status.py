@@ -6,9 +6,12 @@ that need no new pages). Written every FLUSH_S (never per frame). Tables:
 
 - ``cameras``: ``state``, ``reason``, ``covered``, ``motion`` (1 while the motion events say
   motion, sink.motion_state), ``last_frame_ts`` (capture time of the newest
-  result, s), ``last_status_ts``, ``last_error`` (the extractor's latest), ``reconnects``,
-  ``attempts`` (failed rounds since the last frame), ``fps_in`` (frames the extractor decodes a
-  second), ``fps_used`` (results the sink gets a second), ``results``, ``updated_ts``. ``state``
+  result, s), ``last_status_ts``, ``last_error`` and ``last_error_ts`` (the extractor's latest
+  error and when it last said it: current, so none while the extractor says the camera is
+  online), ``past_error`` and ``past_error_ts`` (the error the camera came back from: what
+  ``last_error`` was when it was last online again), ``reconnects``, ``attempts`` (failed rounds
+  since the last frame), ``fps_in`` (frames the extractor decodes a second), ``fps_used``
+  (results the sink gets a second), ``results``, ``updated_ts``. ``state``
 is the camera's state as common.camera_state defines it, from the sink's live record
 (sink.cameras): what the extractor said (``connecting``, ``online``, ``offline``, ``failed``,
 ``stale``; ``ended`` with its Eos), unless the sink found it ``offline`` with reason ``extractor
@@ -21,6 +24,9 @@ failing on every frame). A covered camera stays ``online`` here, with ``covered`
   ``unserved_detectors`` (comma-separated) and ``unserved`` (frames): the detectors the camera
   wants that no worker serves now, as the ventilator last reported (classifier.dispatch); its
   state stays what the extractor says.
+  ``detectors`` and ``workers`` (comma-separated, sorted): the detectors and workers whose
+  results for the camera came within SERVED_S of its newest result (wire.Result's ``detector``
+  and ``worker``): what serves it now, or what served it last while no results come.
 - ``workers``: as the ventilator last reported them (``detector``, ``credits``, ``in_flight``, ``dispatched``,
   ``completed``, ``leaving``, ``updated_ts``), and ``results``, the sink's own count of the
   results each worker sent (a worker the ventilator has not reported yet has only this).
@@ -37,7 +43,7 @@ import json
 import os
 import sqlite3
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +59,8 @@ from camwire.common.camera_state import WITH_REASON
 FPS_WINDOW_S = 5.0
 MAX_WORKERS = 4096  # as many as a ventilator reports; names beyond are not counted per worker
 MAX_GONE = 10_000  # forgotten cameras whose rows wait for a flush that works; past it a stale row may stay
+SERVED_S = 60.0  # a detector or worker is listed as serving a camera while its results are this recent
+MAX_SERVED = 64  # names kept per camera (detectors and workers each); the oldest goes first
 
 
 
@@ -67,6 +75,9 @@ class CameraRow:
     last_frame_ts: float | None = None
     last_status_ts: float | None = None
     last_error: str | None = None
+    last_error_ts: float | None = None  # when the extractor last said it
+    past_error: str | None = None  # the error it came back from (last_error when it was online again)
+    past_error_ts: float | None = None
     reconnects: int = 0
     attempts: int = 0
     fps_in: float = 0.0
@@ -76,6 +87,8 @@ class CameraRow:
     unserved: int = 0  # frames counted while a detector it wants has no worker
     unserved_detectors: str | None = None  # those detectors, comma-separated
     drops: str | None = None  # JSON: the extractor's frames not sent on, by why (wire.Status.drops)
+    detectors: str | None = None  # those that served its recent results, comma-separated
+    workers: str | None = None  # likewise the workers
 
 
 # a status.db from an older sink gains the columns added since (untyped, as SQLite allows)
@@ -93,11 +106,40 @@ class _Window:
 
 
 @dataclass(slots=True)
+class _Served:
+    """Who served a camera's results: name -> the result's capture time (s), newest kept."""
+
+    detectors: dict[str, float] = field(default_factory=dict)
+    workers: dict[str, float] = field(default_factory=dict)
+
+    def add(self, detector: str | None, worker: str | None, ts: float) -> None:
+        for names, name in ((self.detectors, detector), (self.workers, worker)):
+            if name is None:
+                continue
+            if name not in names and len(names) >= MAX_SERVED:
+                del names[min(names, key=names.__getitem__)]
+            names[name] = max(names.get(name, ts), ts)
+
+    def shown(self) -> tuple[str | None, str | None]:
+        """The names within SERVED_S of the newest result, comma-separated (the rest forgotten)."""
+        out: list[str | None] = []
+        for names in (self.detectors, self.workers):
+            if names:
+                newest = max(names.values())
+                for name in [n for n, ts in names.items() if ts < newest - SERVED_S]:
+                    del names[name]
+            out.append(", ".join(sorted(names)) or None)
+        return out[0], out[1]
+
+
+@dataclass(slots=True)
 class StatusPart:
-    """What status.db keeps of a camera besides its live record: the row as last written, the window."""
+    """What status.db keeps of a camera besides its live record: the row as last written, the
+    window, who served it."""
 
     row: CameraRow
     window: _Window
+    served: _Served = field(default_factory=_Served)
 
 
 class StatusBook:
@@ -167,8 +209,15 @@ class StatusBook:
         live.reported = msg.state
         live.reported_reason = (msg.reason or msg.last_error) if msg.state in WITH_REASON else None
         row = part.row
-        row.last_status_ts = msg.ts_ns / 1e9
-        row.last_error = msg.last_error or row.last_error
+        row.last_status_ts = ts = msg.ts_ns / 1e9
+        if msg.state == "online":  # back: the error it had is past (an extractor online sends none)
+            if row.last_error is not None:
+                row.past_error, row.past_error_ts = row.last_error, row.last_error_ts
+            if msg.last_error and msg.last_error != row.past_error:  # one said while online (a feed throttled)
+                row.past_error, row.past_error_ts = msg.last_error, ts
+            row.last_error = row.last_error_ts = None
+        elif msg.last_error:
+            row.last_error, row.last_error_ts = msg.last_error, ts
         row.reconnects, row.attempts = msg.reconnects, msg.attempts
         row.fps_in = msg.fps_in
         row.drops = json.dumps(msg.drops, sort_keys=True) if msg.drops else row.drops
@@ -188,6 +237,7 @@ class StatusBook:
         row = part.row
         row.results += 1
         row.last_frame_ts = max(row.last_frame_ts or 0.0, r.ts_ns / 1e9)
+        part.served.add(r.detector, r.worker, r.ts_ns / 1e9)
         w = part.window
         w.n += 1
         if r.error:
@@ -219,12 +269,13 @@ class StatusBook:
                 part.row.unserved, part.row.unserved_detectors = frames, names
                 self._dirty.add(camera)
 
-    def _show(self, live: LiveCamera, row: CameraRow) -> None:
+    def _show(self, live: LiveCamera, part: StatusPart) -> None:
         """The row says what the live record says now (its state, silence and result errors
-        applied: LiveCamera.state); written at the next flush if that changed."""
-        shown = (live.state, live.reason, int(live.covered), int(live.motion))
-        if (row.state, row.reason, row.covered, row.motion) != shown:
-            row.state, row.reason, row.covered, row.motion = shown
+        applied: LiveCamera.state), and who served it; written at the next flush if that changed."""
+        row = part.row
+        shown = (live.state, live.reason, int(live.covered), int(live.motion), *part.served.shown())
+        if (row.state, row.reason, row.covered, row.motion, row.detectors, row.workers) != shown:
+            row.state, row.reason, row.covered, row.motion, row.detectors, row.workers = shown
             self._dirty.add(live.name)
 
     def _rate(self, camera: str, now: float, partial: bool = False) -> None:
@@ -239,7 +290,7 @@ class StatusBook:
                 live.degraded = w.error if w.errors == w.n else None
             part.window = _Window(now)
             self._dirty.add(camera)
-        self._show(live, part.row)
+        self._show(live, part)
 
     def up(self) -> dict[str, int]:
         """1 for each camera online (covered or not), 0 for every other state."""

@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 import zmq
@@ -393,3 +393,39 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 _RUN_MARK = pytest.StashKey[str]()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's chromium (console.CHROMIUM) through Playwright; skipped where either is missing."""
+    from console import CHROMIUM
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed: run `make debs`")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+def wait_status(path: Path, camera: str, predicate: Callable[[dict[str, Any]], bool],
+                timeout: float = 60.0) -> dict[str, Any]:
+    """The camera's row in the sink's status.db once it matches (the sink rewrites it each second)."""
+    import sqlite3
+
+    from camwire.sink.store.status_db import read_status
+
+    deadline = time.monotonic() + timeout
+    row = None
+    while time.monotonic() < deadline:
+        try:
+            row = next((r for r in read_status(path)[0] if r["camera"] == camera), None)
+        except sqlite3.Error:
+            row = None  # not created yet
+        if row is not None and predicate(row):
+            return row
+        time.sleep(0.1)  # SQLite has no change notification to await
+    raise AssertionError(f"status of {camera} never matched; last: {row}")

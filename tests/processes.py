@@ -1,13 +1,15 @@
 """What the tests' helpers for real servers share (conftest, kafka_broker, s3_server, and
-bench/upload.py, which imports no pytest): a free loopback port, and a child process stopped
-gently, then for sure."""
+bench/upload.py, which imports no pytest): a free loopback port, a child process stopped
+gently, then for sure, and a child's output read line by line with a deadline."""
 
 from __future__ import annotations
 
 import itertools
 import os
+import select
 import socket
 import subprocess
+import time
 
 # Ports are handed out from below the kernel's ephemeral range (32768-60999 on Linux), so no
 # outgoing connection of this machine can be given one between our check and the daemon's bind,
@@ -49,3 +51,35 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+class OutputLines:
+    """A child's output pipe read as lines, each wait bounded (``os.read`` on the pipe itself, so no
+    line can sit unseen in a file object's buffer while ``select`` waits)."""
+
+    def __init__(self, pipe) -> None:
+        self.fd = pipe.fileno()
+        self.pending = b""
+        self.seen: list[str] = []
+
+    def until(self, text: str, timeout: float) -> str:
+        """The next line holding ``text``; AssertionError (with what came) if none within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self.pending:
+                line, self.pending = self.pending.split(b"\n", 1)
+                self.seen.append(line.decode(errors="replace"))
+                if text in self.seen[-1]:
+                    return self.seen[-1]
+            left = deadline - time.monotonic()
+            chunk = os.read(self.fd, 65536) if left > 0 and select.select([self.fd], [], [], left)[0] else b""
+            if not chunk:
+                raise AssertionError(f"no line with {text!r}; the output:\n" + "\n".join(self.seen)[-3000:])
+            self.pending += chunk
+
+    def drain(self, timeout: float) -> None:
+        """Read to the end of the output (the child exiting), so a child never blocks on a full pipe."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0 and select.select([self.fd], [], [], left)[0]:
+            if not os.read(self.fd, 65536):
+                return

@@ -26,7 +26,7 @@ from aiohttp import web
 from camwire.sink.store.status_db import STALE_AFTER_S, read_refused, read_sink, read_status
 from camwire.common.config import CAMERA_NAME, Config, ConfigError
 from camwire.web import recordings
-from camwire.web.auth import COOKIE, SESSION_S, Auth, bearer_of, host_ok, same_origin
+from camwire.web.auth import COOKIE, SESSION_S, Auth, bearer_of, change_allowed, host_ok, same_origin
 from camwire.web.door import Door
 from camwire.web.events_index import EventIndex, clip_key
 from camwire.web.live import LiveHub
@@ -53,6 +53,7 @@ class Console:
     clips: recordings.ClipCache | None
     reload: Callable[[], dict[str, Any]]  # validates the file and signals the daemons; raises ConfigError
     config: Callable[[], Config | None]  # the config now (a reload replaces it)
+    config_state: Callable[[], dict[str, Any]]  # whether the file as it stands loads (web.daemon.ConfigTruth)
     live_possible: bool  # the console subscribes to at least one extractor
     bind: str = "127.0.0.1"  # the address it listens on (web.auth.host_ok)
     counters: Any = None
@@ -81,6 +82,7 @@ def make_app(console: Console) -> web.Application:
     r.add_get("/api/recordings", _recordings)
     r.add_get("/api/recordings/{camera}/clip.mp4", _range_clip)
     r.add_get("/api/system", _system_route)
+    r.add_get("/api/config", _config_route)
     r.add_post("/api/reload", _reload)
     r.add_get("/api/live", lambda request: live_socket(console.hub, request))
     r.add_get("/media/{path:.+}", _media)
@@ -125,7 +127,7 @@ async def _headers(request: web.Request, handler: Callable[[web.Request], Awaita
 @web.middleware
 async def _guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
     """The policy of web.auth: the API, media and live stream need a session when a token is set;
-    every write needs the token, and comes from this console's own pages."""
+    every write comes from this console's own pages, and needs the token but a reload on loopback."""
     c = _console(request)
     path = request.path
     if path.startswith("/static/") and not _file_name_ok(path[len("/static/"):]):
@@ -151,7 +153,7 @@ async def _guard(request: web.Request, handler: Callable[[web.Request], Awaitabl
             c.auth.failed(client)  # a guess counts the same in a header as in the login form
         _count(c, "refused", "unauthorised")
         return _error(401, "log in first: this console needs its token")
-    if request.method not in ("GET", "HEAD") and not c.auth.required:
+    if request.method not in ("GET", "HEAD") and not change_allowed(path, c.auth.required, c.bind):
         _count(c, "refused", "no_token")
         return _error(403, "changes need a token: set [web] token (\"${CAMWIRE_WEB_TOKEN}\") and log in")
     return await handler(request)
@@ -295,6 +297,11 @@ def _disk(c: Console) -> dict[str, Any]:
 
 async def _system_route(request: web.Request) -> web.Response:
     return web.json_response(await _blocking(_system, _console(request)))
+
+
+async def _config_route(request: web.Request) -> web.Response:
+    """Whether camwire.toml as it stands loads; refused, its ``FILE:LINE: reason`` and since when."""
+    return web.json_response(_console(request).config_state())
 
 
 async def _reload(request: web.Request) -> web.Response:

@@ -2,13 +2,15 @@
 
 The policy, in one place:
 
-- Bound to a loopback address with no token set, anyone on this host may read; no one may write
-  (reload, delete): a write always needs the token, so without one it is refused with what to set.
+- Bound to a loopback address with no token set, anyone on this host may read, and reload: a
+  reload only makes the daemons read the owner's own file again, so it changes nothing the owner
+  did not write. Any other write needs the token, so without one it is refused with what to set.
 - With a token set (``[web] token = "${CAMWIRE_WEB_TOKEN}"``; required before ``--bind`` may name
   anything but loopback), every API call, medium and live stream needs it: as
   ``Authorization: Bearer TOKEN`` (scripts), or as the session cookie that ``POST /api/login``
   sets when given the token (browsers). The pages themselves (HTML, JS, CSS) hold nothing secret
   and are served to anyone; they ask for the token in a form.
+- With a token set, or bound beyond loopback (which needs one), a reload needs the token too.
 - The cookie holds a random session id, never the token; it is HttpOnly and SameSite=Strict, so no
   other site's page can use it, and a write with an ``Origin`` of another site is refused too.
 - Every request to the API, media or live stream, the WebSocket included, must come from this
@@ -37,6 +39,7 @@ SESSION_S = 12 * 3600.0
 MAX_SESSIONS = 1024
 MAX_FAILURES = 10
 FAILURE_WINDOW_S = 60.0
+REREAD = ("/api/reload",)  # writes that only re-read the owner's file: open on a loopback bind without a token
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -46,6 +49,13 @@ def check_bind(bind: str, token: str | None) -> None:
     if not is_loopback(bind) and not token:
         raise ValueError(f"--bind {bind}: the console would be reachable from other hosts; set a token first "
                          f"([web] token = \"${{CAMWIRE_WEB_TOKEN}}\", or --token)")
+
+
+def change_allowed(path: str, token_set: bool, bind: str) -> bool:
+    """Whether a write to ``path`` (its session already checked) may go on: with a token set,
+    yes (the token or its session came with it); without one, only a reload, and only on a
+    loopback bind."""
+    return token_set or (path in REREAD and is_loopback(bind))
 
 
 @dataclass
@@ -124,7 +134,8 @@ class Auth:
 
     def allowed(self, bearer: str | None, sid: str | None) -> bool:
         """A request that carries the token or a live session (always True when no token is set:
-        then only loopback can reach the console, and writes are refused elsewhere)."""
+        then only loopback can reach the console, and writes but a reload are refused:
+        :func:`change_allowed`)."""
         if not self.required:
             return True
         return self.token_ok(bearer) or self.session_ok(sid)

@@ -18,6 +18,9 @@ console whose server died exits 1). The two meet only in thread-safe objects: th
 
 SIGHUP (or ``POST /api/reload``, which checks the file first and then signals every camwire
 daemon on this host started with the same ``--config``) takes the new cameras, zones and token.
+Every load of the file goes through one :class:`ConfigTruth` (the skeleton's watcher, a SIGHUP,
+the reload's check): a file refused is what ``GET /api/config`` answers, with its
+``FILE:LINE: reason`` and since when, until a good one loads; the page shows it on every view.
 """
 
 from __future__ import annotations
@@ -26,13 +29,14 @@ import asyncio
 import os
 import signal
 import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import zmq
 
 from camwire.common import wire
-from camwire.common.config import DAEMONS, Config
+from camwire.common.config import DAEMONS, Config, ConfigError, load_config
 from camwire.common.curve import SERVER_OF
 from camwire.common.daemon import Daemon
 from camwire.common.env import expand
@@ -114,6 +118,44 @@ def _camwire_command(argv: list[str]) -> str | None:
     return None
 
 
+class ConfigTruth:
+    """Whether camwire.toml as it stands loads: every load of the console's goes through
+    :meth:`load`, which remembers the outcome. A refused file (a typo saved) stays the answer,
+    with its ``FILE:LINE: reason`` and when it was first refused, until a load succeeds (the file
+    fixed, or put back as it was). The daemons refuse the same file with the same line and keep
+    running on their last good one; this is what lets the console say so. Thread-safe: the main
+    thread's watcher and the HTTP thread's reload both load."""
+
+    def __init__(self, loader: Callable[[Path], Config] | None, path: Path | None) -> None:
+        self._loader = loader or load_config
+        self._lock = threading.Lock()
+        self._path = path
+        self._refused: ConfigError | None = None
+        self._since: float | None = None  # wall time of the first refusal since the last good load
+
+    def load(self, path: Path) -> Config:
+        """The loader's answer for ``path``; a ConfigError is remembered, then raised on."""
+        try:
+            cfg = self._loader(path)
+        except ConfigError as exc:
+            with self._lock:
+                self._path, self._refused = path, exc
+                self._since = self._since if self._since is not None else time.time()
+            raise
+        with self._lock:
+            self._path, self._refused, self._since = path, None, None
+        return cfg
+
+    def answer(self) -> dict[str, Any]:
+        """``GET /api/config``: ``ok``, ``file``; when refused, ``error`` (``FILE:LINE: reason``,
+        as the daemons log it), ``line`` and ``since`` (seconds since the epoch)."""
+        with self._lock:
+            exc, since, path = self._refused, self._since, self._path
+        if exc is None:
+            return {"ok": True, "file": str(path) if path else None, "error": None, "line": None, "since": None}
+        return {"ok": False, "file": str(exc.path), "error": str(exc), "line": exc.line, "since": since}
+
+
 class Http:
     """The aiohttp server on its own event loop: bound in the main thread (so a port in use is an
     operator's error at start), served in a watched thread, stopped from the main thread."""
@@ -149,8 +191,11 @@ class Http:
 def main(args: WebSettings) -> int:
     token = token_of(args)
     check_bind(args.bind, token)
+    cfg = args.config if isinstance(args.config, Config) else None
+    truth = ConfigTruth(args.config_loader, cfg.path if cfg else None)
+    args.config_loader = truth.load  # before the skeleton takes it: its watcher and SIGHUP load through it
     d = Daemon("web", args, LABELS)
-    web = WebConsole(d, args, token)
+    web = WebConsole(d, args, token, truth)
     if web.frames is not None:
         d.on(web.frames, web.on_frame)
     if web.boxes is not None:
@@ -174,11 +219,12 @@ def main(args: WebSettings) -> int:
 
 
 class WebConsole:
-    """The console's state: the running config, the live hub (web.live), the events index and the
-    recorder's kept clips, the HTTP server and its door, and the two SUBs; its methods are the
-    SUBs' handlers, the timers, the events thread, the reload and the close."""
+    """The console's state: the running config and whether the file loads (``truth``), the live
+    hub (web.live), the events index and the recorder's kept clips, the HTTP server and its door,
+    and the two SUBs; its methods are the SUBs' handlers, the timers, the events thread, the
+    reload and the close."""
 
-    def __init__(self, d: Daemon, args: WebSettings, token: str | None) -> None:
+    def __init__(self, d: Daemon, args: WebSettings, token: str | None, truth: ConfigTruth) -> None:
         from camwire.web import recordings
         from camwire.web.api import Console, make_app
         from camwire.web.door import Door, Limits, connection_cap, raise_fd_limit
@@ -187,6 +233,7 @@ class WebConsole:
 
         self.d, self.args = d, args
         self.config: Config | None = d.config  # the running one: a reload takes the new
+        self.truth = truth
         self.hub = LiveHub(zones=self.zones)
         self.data_dir = Path(args.data_dir) if args.data_dir else None
         self.rec_dir = Path(args.recordings) if args.recordings else None
@@ -207,6 +254,7 @@ class WebConsole:
                                 trusted=tuple(network(t) for t in args.trusted_proxy or ())), self.note)
         console = Console(hub=self.hub, index=self.index, auth=self.auth, data_dir=self.data_dir,
                           recordings=self.rec_dir, clips=clips, reload=self.reload_all, config=self.running_config,
+                          config_state=self.truth.answer,
                           live_possible=bool(args.subscribe), counters=d.counters, bind=args.bind, door=self.door)
         self.http = Http(make_app(console), self.door, args.bind, args.port)
         self.peers = []
@@ -242,7 +290,7 @@ class WebConsole:
         """``POST /api/reload``: the file checked whole, then every daemon started with it signalled."""
         if self.config is None:
             raise OSError("started without --config: there is no file to reload")
-        self.args.config_loader(self.config.path)  # judged whole (ConfigError with its line): nothing is signalled
+        self.truth.load(self.config.path)  # judged whole (ConfigError with its line): nothing is signalled
         return {"signalled": signal_daemons(self.config.path)}
 
     # -- the loop's --------------------------------------------------------------------------------

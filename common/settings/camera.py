@@ -22,6 +22,8 @@ class CameraTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     fps: Annotated[int | float | None, key("send about this many frames a second")] = None
     keyframes: Annotated[bool, key("decode and send key frames only")] = False
     realtime: Annotated[bool, key("a file read at its own pace, as a camera would send it")] = False
+    loop: Annotated[bool, key("a file played again from its start when it ends (seq and capture times go on); "
+                              "it never ends")] = False
     record: Annotated[bool, key("published to the recorder")] = True
     rules: Annotated[dict[str, Any] | None, key("what its detections must be to become events (common.rules)")] = None
     publish: Annotated[str | None, key("an extractor serving this camera alone publishes its video here")] = None

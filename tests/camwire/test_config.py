@@ -87,7 +87,7 @@ def test_secrets_come_from_env_and_dotenv_and_are_masked(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
     assert shown["cameras"]["gate"] == {"sources": ["rtsp://admin:***@10.0.0.9/live"], "sampling": "fps=2",
-                                        "realtime": False, "record": True, "publish": None,
+                                        "realtime": False, "loop": False, "record": True, "publish": None,
                                         "metrics_port": None, "detector": [], "detect": "motion", "masks": [],
                                         "zones": {}, "detect_size": None, "weight": 1.0}
     assert shown["daemons"]["sink"]["webhook"] == "https://hooks.example.com/services/***"

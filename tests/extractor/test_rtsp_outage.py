@@ -65,7 +65,9 @@ def test_a_frozen_rtsp_server_is_offline_then_online_soon_after_it_resumes(daemo
     during = states(pull, frozen, resumed)
     assert {s.state for s in during} == {"offline"}  # offline all along the freeze
     assert max(s.attempts for s in during) >= 3  # retried all along, each attempt a timeout
-    assert "no answer within 10s" in during[-1].last_error  # a timeout, not "not a video"
+    # a timeout, not "not a video": FFmpeg's 10 s while the frozen server's kernel still queues
+    # connections, then the knock's (extractor.camera.knock) once its accept queue is full
+    assert during[-1].last_error.startswith(("no answer within 10s", "no answer within 2s"))
     # the attempt under way when it resumed, or the next one, brought it back: no round failed after
     after = states(pull, resumed)
     assert after[-1] is back and sum(s.state == "offline" for s in after) <= 1

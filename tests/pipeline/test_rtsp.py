@@ -6,34 +6,15 @@ import json
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
 
 import av
 import pytest
 
-from camwire.sink.store.status_db import read_status
-from conftest import free_port, tcp
+from conftest import free_port, tcp, wait_status
 from rtsp import RtspServer, needs_rtsp
 
 pytestmark = needs_rtsp
-
-
-def wait_status(path: Path, camera: str, predicate: Callable[[dict[str, Any]], bool],
-                timeout: float = 60.0) -> dict[str, Any]:
-    """The camera's row in the sink's status.db once it matches (the sink rewrites it each second)."""
-    deadline = time.monotonic() + timeout
-    row = None
-    while time.monotonic() < deadline:
-        try:
-            row = next((r for r in read_status(path)[0] if r["camera"] == camera), None)
-        except sqlite3.Error:
-            row = None  # not created yet
-        if row is not None and predicate(row):
-            return row
-        time.sleep(0.1)  # SQLite has no change notification to await
-    raise AssertionError(f"status of {camera} never matched; last: {row}")
 
 
 @pytest.fixture
@@ -75,7 +56,8 @@ def test_rtsp_camera_goes_offline_and_comes_back(pipeline_factory, daemons, rtsp
     again = p.events.wait_type("motion_start", since=mark)
     assert again["seq"] > first["seq"]  # seq runs on across the reconnect
     row = wait_status(status, "door", lambda r: r["state"] == "online" and r["last_frame_ts"] > last_frame)
-    assert row["reconnects"] >= 1 and row["reason"] is None and row["last_error"]  # the last error stays on record
+    assert row["reconnects"] >= 1 and row["reason"] is None
+    assert row["last_error"] is None and row["past_error"] and row["past_error_ts"]  # on record, as past
 
     shown = subprocess.run([sys.executable, "-m", "camwire", "status", "--dir", str(p.data_dir)],
                            capture_output=True, text=True, check=True).stdout

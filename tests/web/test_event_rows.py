@@ -9,35 +9,16 @@ known here."""
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
 
 import msgspec
-import pytest
 
 from camwire.common import wire
 from camwire.common.ids import event_id
-from conftest import free_port
+from console import needs_chromium, start_console
 
-CHROMIUM = "/usr/bin/chromium"
+pytestmark = needs_chromium
 T0 = 1_790_000_000.0
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="Debian's chromium is not installed: run `make debs`")
-playwright = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
-
 
 def obj(phase: str, first: float, last: float, label: str, **kw) -> wire.Event:
     """A tracked object's phase, as sink.tracking writes it."""
@@ -61,20 +42,7 @@ def start_web(daemons, tmp: Path, events: Path) -> str:
     config = tmp / "camwire.toml"
     config.write_text(f'[sink]\nevents = "{events}"\ndata_dir = "{tmp / "data"}"\n\n'
                       f'[cameras.yard]\nurl = "{tmp / "yard.mp4"}"\n')
-    port = free_port()
-    proc = daemons.start("web", "web", "--config", str(config), "--port", str(port))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/api/whoami", timeout=5) as response:
-                if response.status == 200:
-                    return url
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        assert proc.poll() is None, (tmp / "web.log").read_text()[-3000:]
-        time.sleep(0.1)  # a server starting has nothing to await but its port
-    raise AssertionError("the console never answered")
+    return start_console(daemons, "--config", str(config))
 
 
 def rows(page, scope: str) -> list[str]:

@@ -8,11 +8,13 @@
 //
 // Hooks for tests (stable): .tile[data-camera][data-state][data-covered][data-live]; .live-image
 // (a canvas, data-seq / data-ts of the last frame drawn); .state[data-state]; .reason; .no-live;
-// .motion[data-motion]; .event[data-id][data-stationary] .ev-at / .ev-for / .ev-stationary;
+// .motion[data-motion]; .waiting; .fps; .cam-info dd[data-key] (.past-error: an error the camera came back from);
+// .event[data-id][data-stationary] .ev-at / .ev-for / .ev-stationary;
 // .event-detail .snapshot / video.clip / .event-json;
 // .timeline[data-camera] .range / .tick[data-id] / .selection; video.range-video; a.download;
 // .rec-message.nothing; table.sys-*; .sys-sink[data-state]; button.reload; .reload-result[data-ok];
-// form.login .token / .login-error; #banner .banner-msg; .ws-state[data-state].
+// form.login .token / .login-error; #banner .banner-msg; .ws-state[data-state];
+// .config-banner[data-ok] .config-error (camwire.toml refused: on every page until a good one loads).
 
 const GRID_FPS = 5;
 const FULL_FPS = 15;
@@ -22,6 +24,7 @@ const FULL_MAX_WIDTH = 1920;
 const WIDTH_STEPS = [160, 240, 320, 480, 640, 800, 960, 1280, 1600, 1920];
 const CAMERA_POLL_MS = 2000;
 const SYSTEM_POLL_MS = 2000;
+const CONFIG_POLL_MS = 2000;
 const EVENTS_POLL_MS = 5000;
 const RECORDINGS_POLL_MS = 15000;
 const STALE_FRAME_MS = 5000;   // a watched tile with no frame for this long is marked stale
@@ -155,6 +158,29 @@ const banner = {
   },
 };
 
+/** camwire.toml as the console last loaded it (GET /api/config). A file the daemons refused (a typo
+ * saved) is shown above every page with its FILE:LINE: reason, until a good one is loaded: the daemons
+ * run on their last good file meanwhile. No dismiss button: it goes when the file is fixed. */
+const configBanner = {
+  el: null,
+  poller: null,
+  start() {
+    this.el = h("div", { class: "config-banner", role: "alert", hidden: true, dataset: { ok: "true" } });
+    $("#banner").before(this.el);
+    this.poller = poll("config", async () => this.show(await api("/api/config")), CONFIG_POLL_MS);
+  },
+  show(c) {
+    this.el.dataset.ok = String(!!c.ok);
+    this.el.hidden = !!c.ok;
+    if (c.ok) { this.el.replaceChildren(); return; }
+    this.el.replaceChildren(
+      h("span", { class: "config-title" }, "config refused; the daemons run on their last good one:"),
+      h("span", { class: "config-error", text: c.error }),
+      h("span", { class: "config-since" }, c.since ? `since ${fmtTime(c.since)}` : ""));
+  },
+  now() { this.poller?.now(); },
+};
+
 window.addEventListener("error", (e) => banner.set("js", `page error: ${e.message}`));
 window.addEventListener("unhandledrejection", (e) => banner.set("js", `page error: ${e.reason?.message ?? e.reason}`));
 
@@ -274,6 +300,7 @@ const auth = {
     $("#login").hidden = true;
     live.start();
     if (!was) router.render();  // fresh data at once, not at the next tick
+    if (!was) configBanner.now();
   },
 
   async login(token) {
@@ -542,12 +569,14 @@ class Tile {
     this.reason.hidden = !cam.reason;
     this.motion.dataset.motion = String(!!cam.motion);
     this.motion.textContent = cam.motion ? "motion" : "no motion";
-    this.fps.textContent = `${fmtNum(cam.fps_in)} in · ${fmtNum(cam.fps_used)} used fps`;
-    this.fps.title = `frames a second: ${fmtNum(cam.fps_in, 2)} from the camera, ${fmtNum(cam.fps_used, 2)} used` +
+    const ended = state === "ended";  // a file read to its end: no video will come, and no rate is current
+    this.fps.textContent = ended ? "" : `${fmtNum(cam.fps_in)} in · ${fmtNum(cam.fps_used)} used fps`;
+    this.fps.title = ended ? "" : `frames a second: ${fmtNum(cam.fps_in, 2)} from the camera, ${fmtNum(cam.fps_used, 2)} used` +
       (cam.last_frame_ts ? `; last frame ${fmtAge(cam.last_frame_ts)}` : "");
     const publishes = cam.live !== false;
-    this.noLive.hidden = publishes;
-    this.waiting.hidden = !publishes || this.lastFrameAt > 0;
+    this.noLive.hidden = publishes || ended;
+    this.waiting.textContent = ended ? "ended" : "waiting for video…";
+    this.waiting.hidden = !ended && (!publishes || this.lastFrameAt > 0);
     if (this.full && cam.width && cam.height) this.media.style.aspectRatio = `${cam.width} / ${cam.height}`;
     this.el.classList.toggle("stale", publishes && this.lastFrameAt > 0 && Date.now() - this.lastFrameAt > STALE_FRAME_MS);
     this.want();
@@ -670,23 +699,26 @@ function mountCamera(root, [name]) {
   const obs = tileObservers(new Map());
   obs.add(tile);
   const stopCam = poll("cameras", async () => {
-    const { cameras } = await api("/api/cameras");
+    // the sink's whole row (who served it, its errors and when) is in the system view's status
+    const [{ cameras }, system] = await Promise.all([api("/api/cameras"), api("/api/system")]);
     const cam = cameras.find((c) => c.camera === name);
     missing.hidden = !!cam;
     if (!cam) return;
+    const row = (system.cameras || []).find((c) => c.camera === name) ?? {};
     tile.update(cam);
     const zones = Object.keys(cam.zones || {});
     const rows = [
       ["state", cam.state + (cam.reason ? `: ${cam.reason}` : "") + (cam.covered ? " (covered)" : "")],
+      ["last error", camError(row)],
       ["frame size", cam.width && cam.height ? `${cam.width}×${cam.height}` : "not known yet"],
-      ["fps in / used", `${fmtNum(cam.fps_in, 2)} / ${fmtNum(cam.fps_used, 2)}`],
+      ["fps in / used", cam.state === "ended" ? "— (ended)" : `${fmtNum(cam.fps_in, 2)} / ${fmtNum(cam.fps_used, 2)}`],
       ["last frame", cam.last_frame_ts ? `${fmtTime(cam.last_frame_ts)} (${fmtAge(cam.last_frame_ts)})` : "never"],
       ["motion", cam.motion ? "yes" : "no"],
-      ["detectors", (cam.detector || []).join(", ") || "none"],
+      ["detectors", camDetectors(cam, row)],
       ["zones", zones.join(", ") || "none"],
       ["live video", cam.live === false ? "not published" : "published"],
     ];
-    info.replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+    info.replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { dataset: { key: k } }, v)]));
   }, CAMERA_POLL_MS);
   const rows = new EventRows(evList);
   const stopEv = poll("camera-events", async () => {
@@ -701,6 +733,27 @@ function mountCamera(root, [name]) {
     obs.disconnect();
     tile.destroy();
   };
+}
+
+/** A camera's error (status.db's row): the current one in red with when it was last said; once
+ * the camera is back, the one it came back from, muted and in the past; else "none". */
+function camError(row) {
+  if (row.last_error) {
+    return h("span", { class: "error-text" }, row.last_error + (row.last_error_ts ? ` (${fmtClock(row.last_error_ts)})` : ""));
+  }
+  if (row.past_error) {
+    return h("span", { class: "muted past-error", title: row.past_error_ts ? fmtTime(row.past_error_ts) : "" },
+      `last error${row.past_error_ts ? ` ${fmtClock(row.past_error_ts)}` : ""}: ${row.past_error}`);
+  }
+  return "none";
+}
+
+/** The detectors that served the camera's recent results, and by which workers (status.db's
+ * row); before any result, the ones its config asks for. */
+function camDetectors(cam, row) {
+  if (row.detectors) return row.detectors + (row.workers ? ` (${row.workers})` : "");
+  const wanted = (cam.detector || []).join(", ");
+  return wanted ? `${wanted} (no results yet)` : "no results yet";
 }
 
 // ---------------------------------------------------------------- event rows and the detail pane
@@ -1457,12 +1510,14 @@ function mountSystem(root) {
     try {
       const res = await api("/api/reload", { method: "POST" });
       result.dataset.ok = "true";
-      result.textContent = `reloaded at ${fmtClock(Date.now() / 1000)}; signalled: ${(res.signalled || []).join(", ") || "nothing"}`;
+      const signalled = (res.signalled || []).map((s) => `${s.daemon} (pid ${s.pid})`);
+      result.textContent = `reloaded at ${fmtClock(Date.now() / 1000)}; signalled: ${signalled.join(", ") || "nothing"}`;
     } catch (e) {
       result.dataset.ok = "false";
       result.textContent = e.body?.error ?? e.message;  // the FILE:LINE: reason line itself
     } finally {
       reload.disabled = false;
+      configBanner.now();  // the file as the check just found it
     }
   });
 
@@ -1536,6 +1591,7 @@ async function start() {
   });
   window.addEventListener("hashchange", () => router.render());
   startClock();
+  configBanner.start();
   for (let wait = 1000; ; wait = Math.min(wait * 2, 15000)) {
     try {
       await auth.check();
