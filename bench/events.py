@@ -98,6 +98,11 @@ def inside(box: list[float] | None, size: tuple[int, int]) -> bool:
     return box[0] > mx and box[1] > my and box[2] < w - mx and box[3] < h - my
 
 
+def on_post(box: list[float] | tuple) -> bool:
+    """Does the box stand on people-walking's post (its centre within POST_NEAR of POST)?"""
+    return abs((box[0] + box[2]) / 2 - POST[0]) < POST_NEAR and abs((box[1] + box[3]) / 2 - POST[1]) < POST_NEAR
+
+
 def source_size(clip: Path) -> tuple[int, int]:
     with av.open(str(clip)) as c:
         return c.streams.video[0].width, c.streams.video[0].height
@@ -270,9 +275,8 @@ def run(clip: Path, mode: str, fps: float, confidence: float, workers: str, work
                for oid, evs in chains.items()]
     types = Counter(e["type"] for e in events)
     phases = Counter(e["phase"] for e in events if e["type"] == "object")
-    post = sum(1 for evs in chains.values() if evs[-1]["label"] == "person" and all(
-        abs((e["box"][0] + e["box"][2]) / 2 - POST[0]) < POST_NEAR and abs((e["box"][1] + e["box"][3]) / 2 - POST[1])
-        < POST_NEAR for e in evs)) if clip.stem == "people-walking" else None
+    post = sum(1 for evs in chains.values() if evs[-1]["label"] == "person" and all(on_post(e["box"]) for e in evs)) \
+        if clip.stem == "people-walking" else None
     minutes = duration / 60
     if broker:
         deadline = time.monotonic() + 10

@@ -12,8 +12,8 @@ Reported per model: person objects started (``objects``) against the crossings c
 picture, away from the clip's start and end: a crossing in pieces or a swap); ``merged`` (objects
 whose time span fits no single crossing: two walkers in one object, so a swap); ``jumps`` (a box
 that leapt more than JUMP of its size between sampled frames); ``--crops`` writes a sheet of each
-person object's crops, to check swaps by eye (what BENCHMARKS.md reports); ``post`` (objects started on the fixed information-board post the
-built-in model takes for a person, box centre within ``POST`` of it) and ``suggested_mask`` events;
+person object's crops, to check swaps by eye (what BENCHMARKS.md reports); ``post`` (objects started on the black-signed post, top left, that the
+built-in model takes for a person: bench.events.on_post) and ``suggested_mask`` events;
 object events by phase and the updates worth telling (``changes`` besides ``score``).
 
 Run: ``.venv/bin/python bench/tracks.py [--models builtin ssd] [--fps 5] [--rule 'min_frames = 3' ...]``.
@@ -35,20 +35,19 @@ import av
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT.parent))
 
 from camwire.common import wire  # noqa: E402
 from camwire.common.rules import Rules, parse_rule  # noqa: E402
 from camwire.sink.tracking import Tracking  # noqa: E402
+from bench.events import inside, on_post  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 CLIP = SHARED / "media" / "people-walking.mp4"
 MODELS = {"builtin": "onnx", "ssd": f"onnx:{SHARED / 'models' / 'coco-ssd-mobilenetv2.onnx'}"}
 CONFIDENCE = 0.25  # the worker's floor: the rule's filters decide above it
-POST = (40.0, 126.0)  # the post with a black sign, top left, in people-walking.mp4 (source pixels, box centre)
-POST_NEAR = 20.0  # px
 JUMP = 0.6  # box sizes a walker's box cannot move between two sampled frames
-EDGE_SHARE = 0.05
 CAMERA = "cam"
 
 
@@ -159,12 +158,6 @@ def _spread(seen: list, n: int) -> list:
     return [seen[round(i * (len(seen) - 1) / (n - 1))] for i in range(n)]
 
 
-def inside(box, size) -> bool:
-    w, h = size
-    return box[0] > w * EDGE_SHARE and box[1] > h * EDGE_SHARE and box[2] < w * (1 - EDGE_SHARE) \
-        and box[3] < h * (1 - EDGE_SHARE)
-
-
 def jumps(tracking: Recorded, step: int) -> int:
     """Sightings of a started person object whose box centre is more than JUMP of its size from
     the one before, per sampled frame between them: a box that leapt to another walker (a swap)."""
@@ -196,9 +189,7 @@ def figures(events: list[wire.Event], size: tuple[int, int], duration: float, fp
     spans = [(evs[-1].first_seen, evs[-1].last_seen) for evs in people.values()]
     # an object longer than any crossing it could be: two walkers or more (a swap), whatever else it did
     merged = sum(1 for first, last in spans if not any(a - 1.0 <= first and last <= b + 1.0 for a, b in cross))
-    post = sum(1 for evs in people.values()
-               if all(abs((e.box[0] + e.box[2]) / 2 - POST[0]) < POST_NEAR and abs((e.box[1] + e.box[3]) / 2 - POST[1])
-                      < POST_NEAR for e in evs))
+    post = sum(1 for evs in people.values() if all(on_post(e.box) for e in evs))
     phases = Counter(e.phase for e in events if e.type == "object")
     told = sum(1 for e in events if e.phase == "update" and set(e.changes) - {"score"})
     return {"objects": len(people), "other_objects": dict(Counter(evs[-1].label for evs in chains.values()

@@ -96,15 +96,17 @@ class Rule:
     def filter(self, label: str) -> Filter:
         return self.filters.get(label, self.base)
 
+    def passes(self, d: Detection, width: int, height: int) -> bool:
+        """Is the box of a tracked label, and does it pass its label's filter?"""
+        return self.tracks(d.label) and self.filter(d.label).keeps(d, width, height)
+
     def wanted(self, detections: list[Detection], width: int, height: int) -> list[Detection]:
-        """The boxes of tracked labels that pass their label's filter (motion boxes are not objects: out)."""
-        return [d for d in detections if d.label != "motion" and self.tracks(d.label)
-                and self.filter(d.label).keeps(d, width, height)]
+        """What is tracked: the boxes that pass (motion boxes are not objects: out)."""
+        return [d for d in detections if d.label != "motion" and self.passes(d, width, height)]
 
     def shown(self, detections: list[Detection], width: int, height: int) -> list[Detection]:
         """What a live view draws: :meth:`wanted`'s boxes and the motion boxes."""
-        return [d for d in detections if d.label == "motion" or (self.tracks(d.label)
-                                                                 and self.filter(d.label).keeps(d, width, height))]
+        return [d for d in detections if d.label == "motion" or self.passes(d, width, height)]
 
     def active_at(self, ts: float) -> bool:
         if not self.active:
