@@ -14,7 +14,7 @@ DEMO_LOG := $(DEMO_DIR)/setup.log
 step = printf '%s... ' '$(1)'; if ( $(2) ) >>$(DEMO_LOG) 2>&1; then echo done; else echo failed; \
 	tail -n 20 $(DEMO_LOG); echo "the whole log: $(DEMO_LOG)"; exit 1; fi
 
-.PHONY: demo demo-console test venv debs bench clean
+.PHONY: demo demo-console test screenshots venv debs bench clean
 
 venv: $(VENV)/.installed
 
@@ -38,6 +38,11 @@ demo-console:
 
 test: venv debs
 	$(PY) -m pytest -q
+
+# the README's pictures of the console, taken by its Chromium tests (tests/console.py screenshot)
+screenshots: venv debs
+	CAMWIRE_SCREENSHOTS=$(CURDIR)/docs $(PY) -m pytest -q -p no:cacheprovider \
+		tests/web/test_review.py tests/web/test_timeline.py
 
 bench: venv
 	$(PY) bench/transport.py

@@ -260,7 +260,7 @@ class _Wiring:
 
     def console(self) -> Planned:
         args = self.args
-        argv = ["web", *self.cfg_argv, *self.over("detections", "--detections"),
+        argv = ["web", *self.cfg_argv, *self.over("detections", "--detections"), *self.over("results", "--sink"),
                 *(["--port", str(args.web)] if self.told("web") else []), *self.events,
                 *self.passed(["--data-dir", args.data_dir]),
                 *(["--recordings", self.record_dir] if self.told("record") and self.record_dir else []),

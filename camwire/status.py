@@ -87,10 +87,17 @@ def main(args: argparse.Namespace) -> int:
                   ago(w["updated_ts"], now)] for w in workers]))
     if refused:  # only where CURVE is on and someone was turned away
         print()
-        print(table(["REFUSED BY", "SOCKET", "REASON", "HANDSHAKES", "LAST"],
-                    [[r["daemon"], r["socket"], r["reason"], r["count"], ago(r["updated_ts"], now)]
-                     for r in refused]))
+        print(table(["REFUSED BY", "SOCKET", "REASON", "HANDSHAKES", "LAST", "PEERS (ADDRESS KEY COUNT)"],
+                    [[r["daemon"], r["socket"], r["reason"], r["count"], ago(r["updated_ts"], now),
+                      peers_cell(r.get("peers") or [])] for r in refused]))
     return EXIT_OK
+
+
+def peers_cell(peers: list[dict[str, Any]], shown: int = 3) -> str:
+    """The peers refused on one socket, most first: ``10.0.0.7 key=AbCd1234 x12, unknown x3 (+2 more)``."""
+    cell = ", ".join(p["peer"] + ("" if p["key"] in ("-", None) else f" key={p['key']}") + f" x{p['count']}"
+                     for p in peers[:shown])
+    return cell + (f" (+{len(peers) - shown} more)" if len(peers) > shown else "") or "-"
 
 
 def data_dir_of(args: argparse.Namespace) -> tuple[str | None, ConfigError | None]:
@@ -171,6 +178,9 @@ def state(c: dict[str, Any]) -> str:
         shown = with_covered(c["state"], bool(c["covered"]))
     if c.get("unserved_detectors"):  # a detector it wants that no worker serves: never a silent starve
         shown += f"; no worker serves {c['unserved_detectors']} ({c['unserved']} frames unserved)"
+    off = [name for name, on in (c.get("switches") or {}).items() if not on]  # sink.switches
+    if off:
+        shown += f"; switched off: {', '.join(off)}"
     return shown
 
 

@@ -286,7 +286,8 @@ class Ventilator:
             report = [wire.Unserved(camera=c, detector=d, frames=n) for (c, d), n in sorted(unserved.items())]
             self._to_sink(wire.pack(wire.Workers(ts_ns=time.time_ns(), workers=workers, backlog=backlog,
                                                  unserved=report[:4096],
-                                                 refused=wire.refusals(self.counters.get_tree("handshakes_failed")))))
+                                                 refused=wire.refusals(self.counters.get_tree("handshakes_failed"),
+                                                                      self.counters.get_tree("refused_peers")))))
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + HEARTBEAT_S
             beat = wire.pack(wire.Heartbeat())

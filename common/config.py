@@ -81,7 +81,8 @@ SECTIONS = tuple(SETTINGS)  # tables of settings: each daemon's, and camwire run
 SOCKETS: dict[str, dict[str, str]] = {
     "frontend": {"extractor": "push", "ventilator": "frontend"},
     "backend": {"ventilator": "backend", "classifier": "connect"},
-    "results": {"classifier": "sink", "sink": "bind", "recorder": "sink"},  # the recorder: uploaded clips
+    "results": {"classifier": "sink", "sink": "bind", "recorder": "sink", "web": "sink"},  # the recorder: uploaded
+    # clips; the console: switches and review marks
     "events": {"sink": "publish", "recorder": "events"},
     "frames": {"extractor": "publish", "recorder": "subscribe", "web": "subscribe"},
     "detections": {"sink": "publish_detections", "web": "detections"},  # each result's boxes, for live views

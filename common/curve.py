@@ -17,14 +17,17 @@ Opt-in per deployment, the IronHouse pattern of ZeroMQ (libsodium, in pyzmq's wh
 - ``ipc://`` and ``inproc://`` stay plain: they never leave the host, and file modes guard them.
 
 A handshake that fails (no key, a key not listed, a wrong server key, not CURVE at all) lets
-nothing through and is counted by socket and reason (``handshakes_failed``). A secret key lives
-in :class:`Curve` only, whose repr hides it; nothing logs it.
+nothing through and is counted by socket and reason (``handshakes_failed``), and by peer
+(``refused_peers``: its IP address, and the :func:`fingerprint` of the key it offered where the
+ZAP handler saw one: common.refusals). A secret key lives in :class:`Curve` only, whose repr
+hides it; nothing logs it. A public key is named by its fingerprint only.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +44,28 @@ SECURED = ("tcp://",)  # transports that get CURVE; ipc and inproc never leave t
 SERVER_OF = {"push": "ventilator", "connect": "ventilator", "sink": "sink", "events": "sink",
              "subscribe": "extractor", "detections": "sink"}
 SERVERS = ("ventilator", "sink", "extractor")
+FINGERPRINT_CHARS = 8
+DENIED_KEPT = 256  # refusals the ZAP handler remembers until the daemon's loop names them
 
+
+def fingerprint(public: bytes | str) -> str:
+    """A public key's name in logs and status: its first 8 Z85 characters, as its key file's
+    ``public-key = "..."`` line starts, so ``grep -l 'public-key = "FPRINT' clients/*.key`` finds
+    the file. Only ever of a public key (Z85: 40 characters, 32 bytes)."""
+    text = public.decode("ascii", "replace") if isinstance(public, bytes) else public
+    return text[:FINGERPRINT_CHARS]
+
+
+class _Authenticator(ThreadAuthenticator):
+    """pyzmq's ZAP handler thread, keeping the address of the peer it is asked about: ZAP's own
+    request carries it, pyzmq's credentials callback does not."""
+
+    address = ""
+
+    async def handle_zap_message(self, msg: list[bytes]) -> None:
+        # one request at a time in this thread, and the callback is not awaited: no interleaving
+        self.address = msg[3].decode("utf-8", "replace")[:64] if len(msg) > 3 else ""
+        await super().handle_zap_message(msg)
 
 
 @contextmanager
@@ -129,7 +153,10 @@ class Curve:
     clients: Path | None = None  # folder of allowed client keys, for what this daemon binds
     servers: dict[str, bytes] = field(default_factory=dict)  # server daemon -> its public key
     allowed: dict[bytes, str] = field(default_factory=dict)  # from ``clients``: key -> file; swapped whole
-    _auth: ThreadAuthenticator | None = field(default=None, repr=False)
+    # (peer address, key fingerprint) of each key the ZAP handler refused, oldest first: appended
+    # by its thread, taken by the daemon's loop (deque's append and popleft are thread-safe)
+    denied: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=DENIED_KEPT), repr=False)
+    _auth: _Authenticator | None = field(default=None, repr=False)
 
     @classmethod
     def from_args(cls, args: Any) -> Curve | None:
@@ -177,13 +204,24 @@ class Curve:
         if self.clients is None:
             raise OperatorError("binding a tcp:// address with --curve-key needs --curve-clients DIR: the public "
                                 "keys allowed to connect")
-        self._auth = ThreadAuthenticator(ctx)
+        self._auth = _Authenticator(ctx)
         self._auth.start()
         self._auth.configure_curve_callback(domain=ZAP_DOMAIN.decode(), credentials_provider=self)
 
     def callback(self, _domain: str, client_key: bytes) -> bool:
-        """The ZAP handler's question, from its thread: is this client's key listed?"""
-        return client_key in self.allowed
+        """The ZAP handler's question, from its thread: is this client's key listed? A refusal is
+        remembered with the peer's address and the key's fingerprint (:meth:`take_denied`)."""
+        if client_key in self.allowed:
+            return True
+        self.denied.append((self._auth.address if self._auth is not None else "", fingerprint(client_key)))
+        return False
+
+    def take_denied(self) -> tuple[str, str] | None:
+        """The oldest refusal of the ZAP handler not yet taken: (peer address, key fingerprint)."""
+        try:
+            return self.denied.popleft()
+        except IndexError:
+            return None
 
     def reload(self) -> tuple[list[str], list[str]]:
         """Read ``clients`` again; returns the files added and removed. The running set stays if

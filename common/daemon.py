@@ -41,7 +41,8 @@ finishing its frames in its cleanup). The skeleton owns the rest, the same way e
 - Counters are declared once with their label names: the ``--stats`` file and the metrics are
   read from the same tree.
 - With ``--curve-key`` every tcp:// link is CURVE (common.curve): sockets made here are secured,
-  a failed handshake on any of them is counted under ``handshakes_failed/<address>/<reason>``,
+  a failed handshake on any of them is counted under ``handshakes_failed/<address>/<reason>``
+  (and, on what it binds, ``refused_peers/<address>/<reason>/<peer>/<key>``: common.refusals),
   and a reload reads the allowed client keys again, cutting off a peer whose key was removed.
 """
 
@@ -67,7 +68,8 @@ from camwire.common.lifecycle import Hangup, StopFlag, backoff_delay
 from camwire.common.logs import RepeatLimiter, configure
 from camwire.common.metrics import register_stats
 from camwire.common.settings import Settings
-from camwire.common.sockets import HANDSHAKE_FAILED, HANDSHAKE_REASONS, OperatorError, PeerWatch, make_socket
+from camwire.common.refusals import PeerNames, Refusal, RefusalWatch
+from camwire.common.sockets import OperatorError, PeerWatch, make_socket
 
 # exit codes, the same for every daemon and camwire run; run and systemd act on them
 # (and for camwire's one-shot commands: status, check-config, clip)
@@ -114,7 +116,9 @@ class Daemon:
         self.log = log if log is not None else configure(name)
         self.counters = Counters({"malformed": ("reason",), "errors": ("error",), "thread_restarts": ("thread",),
                                   "reloads": ("outcome",), "handshakes_failed": ("socket", "reason"),
-                                  **(labels or {})})
+                                  "refused_peers": ("socket", "reason", "peer", "key"), **(labels or {})})
+        self._peer_names = PeerNames()  # refused peers named apart, up to a cap (common.refusals)
+        self._loop_thread = threading.get_ident()  # the thread that makes the daemon runs its loop
         self.repeats = RepeatLimiter(self.log)
         self.stop = StopFlag()
         self.ctx = zmq.Context()
@@ -162,31 +166,49 @@ class Daemon:
             # the name each was bound as (a wildcard or port 0 resolved): what unbind takes
             names = [e for e in sock.getsockopt_string(zmq.LAST_ENDPOINT).split() if e]
             self._secured += [(sock, addr, names[-1] if len(bound) == 1 and names else addr) for addr in bound]
-            monitor = sock.get_monitor_socket(HANDSHAKE_FAILED)
-            self._sockets.append(monitor)
-            self.on(monitor, self._on_handshake_failed)
+            watch = RefusalWatch(sock, self.curve.take_denied)  # type: ignore[union-attr]
+            self._sockets.append(watch.monitor)
+            self.on(watch.monitor, lambda parts, w=watch: self._on_refused(w.on_event(parts)))
         return sock
 
     def peer_watch(self, sock: zmq.Socket, addrs: str | list[str], server: str) -> PeerWatch:
         """Connect ``sock`` to ``addrs`` (the ``server`` daemon's: common.curve.SERVER_OF), warning
-        about addresses that never answer and counting failed handshakes (common.sockets.PeerWatch)."""
-        return PeerWatch(sock, addrs, self.log, curve=self.curve, server=server, failed=self.handshake_failed)
+        about addresses that never answer and counting failed handshakes (common.sockets.PeerWatch).
+        Made by the loop's own thread, its events are read by the loop as they come, so a refused
+        handshake is let go at once; another thread's (an extractor's camera) reads them in its
+        ``check``."""
+        watch = PeerWatch(sock, addrs, self.log, curve=self.curve, server=server, failed=self.handshake_failed)
+        if threading.get_ident() == self._loop_thread:
+            self.on(watch.monitor, watch.on_monitor)
+            watch.forget = lambda: self.off(watch.monitor)  # its close takes it out of the loop first
+        return watch
 
     def handshake_failed(self, address: str, reason: str) -> None:
         """Count a peer that could not handshake (thread-safe: camera threads call it too)."""
         self.counters.add("handshakes_failed", address, reason)
 
-    def _on_handshake_failed(self, parts: list[zmq.Frame]) -> None:
-        event = int.from_bytes(parts[0].bytes[:2], "little")
-        address = parts[1].bytes.decode(errors="replace") if len(parts) > 1 else "?"
-        reason = HANDSHAKE_REASONS.get(event, "failed")
-        self.handshake_failed(address, reason)
-        self.repeats(f"handshake:{address}:{reason}", "a peer failed the CURVE handshake; nothing of it got through",
-                     address=address, reason=reason)
+    def _on_refused(self, refusals: list[Refusal]) -> None:
+        """Count and log each refused handshake on a socket this daemon binds, with its peer: by
+        socket and reason (``handshakes_failed``), and by peer (``refused_peers``); logged once a
+        minute per peer (``address``: this daemon's socket; ``peer``: the client's IP address;
+        ``client_key``: the fingerprint of the key it offered, common.curve.fingerprint)."""
+        for r in refusals:
+            peer, key = self._peer_names.name(r.peer, r.key)
+            self.handshake_failed(r.socket, r.reason)
+            self.counters.add("refused_peers", r.socket, r.reason, peer, key)
+            self.repeats(f"handshake:{r.socket}:{r.reason}:{peer}:{key}", "a peer failed the CURVE handshake; nothing "
+                         "of it got through", address=r.socket, reason=r.reason, peer=peer, client_key=key)
 
     def on(self, sock: zmq.Socket, handler: Handler) -> None:
         """Call ``handler(parts)`` for each message on ``sock`` (parts are zmq.Frames, not copied)."""
         self._handlers[sock] = handler
+
+    def off(self, sock: zmq.Socket) -> None:
+        """Stop polling ``sock`` (before it is closed by its owner)."""
+        self._handlers.pop(sock, None)
+        if sock in self._polled:
+            self._poller.unregister(sock)
+            self._polled.discard(sock)
 
     def pause(self, sock: zmq.Socket, paused: bool) -> None:
         """Stop (or resume) reading ``sock``: back-pressure towards its peers."""

@@ -14,14 +14,23 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
+from zmq.utils.monitor import parse_monitor_message, recv_monitor_message
 
 LINGER_MS = 1000  # how long queued messages may still go out after close()
 # a failed handshake's monitor event -> the reason it is counted under (common.curve)
 HANDSHAKE_REASONS = {zmq.EVENT_HANDSHAKE_FAILED_AUTH: "auth",  # a key not listed: refused by the ZAP handler
                      zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "protocol",  # no key, a wrong server key, not ZeroMQ
                      zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "failed"}
-RETRY_FIRST_S, RETRY_CAP_S = 1.0, 30.0  # connecting again after a refused handshake: backoff
+# connecting again after a refused handshake (PeerWatch): 1 s doubling to 10 s. libzmq itself
+# retries a connection that was made and then dropped every RECONNECT_IVL (100 ms), whatever
+# RECONNECT_IVL_MAX says (each retry is a new connecter, its backoff started afresh), so a client
+# with a wrong server key would handshake about 7 times a second for ever: PeerWatch disconnects
+# a refused address at once and connects it again itself, on this backoff.
+RETRY_FIRST_S, RETRY_CAP_S = 1.0, 10.0
+# a TCP connect that fails (nothing listens there: a peer restarting, a host down) is retried by
+# libzmq from 100 ms doubling to this cap; low, so a peer back from a restart is rejoined within
+# about 2 s, and a refused connect costs its host nothing (a kernel RST)
+RECONNECT_IVL_MAX_MS = 2000
 HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 TRANSPORTS = ("tcp://", "ipc://", "inproc://", "pgm://", "epgm://", "udp://")
@@ -94,11 +103,13 @@ def make_socket(
     maxmsgsize: int | None = None,
     curve: Security | None = None,
     server: str | None = None,
+    immediate: bool = False,
 ) -> zmq.Socket:
     """Create a socket, set its options, then bind and/or connect it. ``maxmsgsize``: a peer
     sending a larger message part is disconnected by ZeroMQ before the part is taken in.
     ``curve`` (common.curve.Curve) secures its tcp:// links; ``server`` names the daemon a
-    connect reaches (common.curve.SERVER_OF), whose key it pins."""
+    connect reaches (common.curve.SERVER_OF), whose key it pins. ``immediate``: queue messages
+    only towards connected peers (a send with none fails instead of waiting for one)."""
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, linger)
     if maxmsgsize is not None:
@@ -109,6 +120,9 @@ def make_socket(
         sock.setsockopt(zmq.RCVHWM, rcvhwm)
     if identity is not None:
         sock.setsockopt(zmq.IDENTITY, identity)
+    if immediate:
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
     if kind == zmq.ROUTER:
         # a send to a worker that has gone raises EHOSTUNREACH instead of vanishing silently
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -177,13 +191,17 @@ class PeerWatch:
     warned about. Raises OperatorError as make_socket does, the socket closed.
 
     With ``curve`` its links are secured (``server`` names the daemon there); a handshake that
-    fails (this daemon's key not allowed there, a wrong server key) is logged once per address
-    and given to ``failed(address, reason)`` each time, for a counter."""
+    fails (this daemon's key not allowed there, a wrong server key, no key where one is wanted)
+    is logged once per address and given to ``failed(address, reason)`` each time, for a counter.
+    The address is then disconnected and connected again after RETRY_FIRST_S, doubling to
+    RETRY_CAP_S while it keeps refusing: a key listed there later gets in without a restart, and
+    a refused client costs its server one handshake per RETRY_CAP_S, not ten a second."""
 
     def __init__(self, sock: zmq.Socket, addrs: str | list[str], log, after_s: float = 5.0,
                  curve: Security | None = None, server: str | None = None,
                  failed: Callable[[str, str], Any] | None = None) -> None:
         self.log, self.after_s, self.failed = log, after_s, failed
+        self.forget: Callable[[], Any] | None = None  # set by a poll loop that reads the monitor (common.daemon)
         self.sock, self.curve, self.server = sock, curve, server
         self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
                                                | HANDSHAKE_FAILED)
@@ -197,41 +215,21 @@ class PeerWatch:
             sock.close(linger=0)
             raise
 
+    def on_monitor(self, parts: list) -> None:
+        """One message of :attr:`monitor` (bytes or zmq.Frames), from a poll loop: a refused
+        handshake is let go at once, before libzmq's own 100 ms retries pile up."""
+        self._event(parse_monitor_message([p.bytes if hasattr(p, "bytes") else p for p in parts]))
+
     def check(self) -> bool:
         """Read the socket's events and warn about silent addresses; True while every address
         has a peer."""
         while self.monitor.poll(0):
-            msg = recv_monitor_message(self.monitor)
-            endpoint = msg["endpoint"].decode(errors="replace")
-            peer = self.peers.get(endpoint)
-            if peer is None:  # an endpoint the socket was not given (an accepted peer): not ours to judge
-                continue
-            if msg["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                if peer.warned or peer.refused:
-                    self.log.info("peer answered", address=endpoint)
-                peer.connected, peer.warned, peer.refused = True, False, False
-            elif msg["event"] & HANDSHAKE_FAILED:
-                reason = HANDSHAKE_REASONS.get(msg["event"], "failed")
-                if self.failed is not None:
-                    self.failed(endpoint, reason)
-                if not peer.refused:
-                    self.log.error("handshake with peer failed: is this daemon's public key in its --curve-clients, "
-                                   "and the server key in --curve-servers its own?", address=endpoint, reason=reason)
-                    peer.retry_s = RETRY_FIRST_S
-                # libzmq gives an address up after a refused handshake; try it again now and then,
-                # so a key listed there later (and a reload) lets this daemon in without a restart
-                peer.refused, peer.retry_at = True, time.monotonic() + peer.retry_s
-                peer.retry_s = min(RETRY_CAP_S, peer.retry_s * 2)
-            elif msg["event"] == zmq.EVENT_DISCONNECTED:
-                peer.connected, peer.since = False, time.monotonic()
+            self._event(recv_monitor_message(self.monitor))
         now = time.monotonic()
         for addr, peer in self.peers.items():
             if peer.refused and peer.retry_at is not None and now >= peer.retry_at:
                 peer.retry_at = None
-                try:
-                    self.sock.disconnect(addr)
-                except zmq.ZMQError:  # already gone from the socket's endpoints
-                    pass
+                self._detach(addr)
                 attach(self.sock, addr, False, self.curve, self.server)
             if not peer.connected and not peer.warned and now - peer.since >= self.after_s:
                 self.log.warning("no answer from peer; is the address right and the daemon there?", address=addr,
@@ -239,7 +237,50 @@ class PeerWatch:
                 peer.warned = True
         return all(p.connected for p in self.peers.values())
 
+    def _event(self, msg: dict[str, Any]) -> None:
+        endpoint = msg["endpoint"].decode(errors="replace")
+        peer = self.peers.get(endpoint)
+        if peer is None:  # an endpoint the socket was not given (an accepted peer): not ours to judge
+            return
+        if msg["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            if peer.warned or peer.refused:
+                self.log.info("peer answered", address=endpoint)
+            peer.connected, peer.warned, peer.refused = True, False, False
+        elif msg["event"] & HANDSHAKE_FAILED:
+            reason = HANDSHAKE_REASONS.get(msg["event"], "failed")
+            if self.failed is not None:
+                self.failed(endpoint, reason)
+            if peer.retry_at is not None:  # already given up until its retry (a late event)
+                return
+            if not peer.refused:
+                self.log.error("handshake with peer failed: is this daemon's public key in its --curve-clients, "
+                               "and the server key in --curve-servers its own?", address=endpoint, reason=reason,
+                               retry_s=RETRY_FIRST_S)
+                peer.retry_s = RETRY_FIRST_S
+            # libzmq gives an address up after some refusals (auth, no key) and retries others
+            # every 100 ms (a wrong server key): either way it is let go now and connected
+            # again on the backoff, so a key listed there later (and a reload) gets in
+            self._detach(endpoint)
+            peer.refused, peer.retry_at = True, time.monotonic() + peer.retry_s
+            peer.retry_s = min(RETRY_CAP_S, peer.retry_s * 2)
+        elif msg["event"] == zmq.EVENT_DISCONNECTED:
+            peer.connected, peer.since = False, time.monotonic()
+
+    def _detach(self, addr: str) -> None:
+        """Disconnect ``addr`` now. With linger 0: messages queued for a refused peer never go, and
+        while a disconnect lingers on them libzmq goes on reconnecting every 100 ms."""
+        linger = self.sock.getsockopt(zmq.LINGER)
+        self.sock.setsockopt(zmq.LINGER, 0)  # libzmq reads it as the disconnect is made
+        try:
+            self.sock.disconnect(addr)
+        except zmq.ZMQError:  # already gone from the socket's endpoints
+            pass
+        finally:
+            self.sock.setsockopt(zmq.LINGER, linger)
+
     def close(self) -> None:
+        if self.forget is not None:
+            self.forget()
         self.monitor.close(linger=0)
 
 

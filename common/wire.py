@@ -27,6 +27,7 @@ What goes where:
   recorder): a camera's state and its end; ``motion`` (extractor -> ventilator -> worker ->
   sink, not to the recorder): its motion state; ``workers`` (ventilator -> sink): the pool's load.
 - ``event`` (sink PUB -> recorder and anyone): what happened.
+- ``switch`` / ``reviewed`` (web console -> sink): a camera's switch set, objects marked reviewed.
 - a recorder's subscriptions to an extractor's PUB also carry a mark (:func:`recorder_topic`)
   that no message starts with, so the extractor tells a recorder from a console viewer.
 
@@ -198,8 +199,8 @@ class Result(OfFrame, tag="result"):
 class Ready(Message, tag="ready"):
     """A worker's credits (frames it can take now) and the frames it has finished.
 
-    ``detector``: the one it serves (its ``--serves NAME``, else its ``--detector`` spec as
-    written); a camera that names a detector gets frames only from workers serving it. None (a
+    ``detector``: the one it serves (its ``--serves NAME``, else its ``--detector`` spec with
+    an onnx model named by its file name, not its path: classifier.worker_loop.served_name); a camera that names a detector gets frames only from workers serving it. None (a
     worker from before routing): it serves only the cameras that name no detector."""
 
     worker: Name
@@ -235,20 +236,36 @@ CameraState = camera_state.Reported
 
 class Refused(msgspec.Struct, frozen=True):
     """Failed CURVE handshakes on one of a daemon's sockets, for one reason, since it started
-    (common.curve): shown in status.db so an operator sees a stranger, or a key not yet listed."""
+    (common.curve): shown in status.db so an operator sees a stranger, or a key not yet listed.
+
+    ``peer``: the client's IP address (``unknown`` where it could not be read, ``other`` past the
+    daemon's cap on peers named); ``key``: the fingerprint of the key it offered (common.curve.
+    fingerprint: its first 8 Z85 characters; ``-``: none seen). Both None on a row that counts
+    what no peer was named for (a client's own refusals, a daemon from before peers were named)."""
 
     socket: Text
     reason: Name
     count: Count
+    peer: Name | None = None
+    key: Name | None = None
 
 
 Refusals = Annotated[list[Refused], msgspec.Meta(max_length=256)]
 
 
-def refusals(counted: dict) -> list[Refused]:
-    """A daemon's ``handshakes_failed`` counters ({socket: {reason: n}}) as sent on the wire."""
-    return [Refused(socket=sock[:4096], reason=why[:128], count=n) for sock, reasons in sorted(counted.items())
-            for why, n in sorted(reasons.items())][:256]
+def refusals(counted: dict, peers: dict | None = None) -> list[Refused]:
+    """A daemon's ``handshakes_failed`` counters ({socket: {reason: n}}) as sent on the wire, one
+    row per peer named in ``peers`` (its ``refused_peers``: {socket: {reason: {peer: {key: n}}}}),
+    and one without a peer for the rest."""
+    rows: list[Refused] = []
+    for sock, reasons in sorted(counted.items()):
+        for why, n in sorted(reasons.items()):
+            named = [Refused(socket=sock[:4096], reason=why[:128], count=m, peer=peer[:128], key=key[:128])
+                     for peer, keys in sorted(((peers or {}).get(sock, {}).get(why, {})).items())
+                     for key, m in sorted(keys.items())]
+            rest = n - sum(r.count for r in named)
+            rows += named + ([Refused(socket=sock[:4096], reason=why[:128], count=rest)] if rest > 0 else [])
+    return rows[:256]
 
 
 class Status(Message, tag="status"):
@@ -335,7 +352,7 @@ class Workers(Message, tag="workers"):
 
 # what the sink makes (sink.events, sink.tracking); the recorder's --keep-types names some of them
 EVENT_TYPES = ("object", "camera_covered", "camera_uncovered", "camera_online", "camera_offline",
-               "camera_failed", "motion_start", "motion_end", "uploaded", "suggested_mask")
+               "camera_failed", "motion_start", "motion_end", "uploaded", "suggested_mask", "camera_switch")
 
 
 class Event(Message, tag="event"):
@@ -384,7 +401,52 @@ class Event(Message, tag="event"):
     urls: Annotated[list[Text], msgspec.Meta(max_length=1024)] = []
 
 
-AnyMessage = Union[FrameHeader, Result, Ready, Heartbeat, Reset, Bye, Status, Eos, Motion, Workers, Event]
+# a camera's switches (sink.switches): what an operator turns off without editing camwire.toml
+SWITCHES = ("detect", "record", "snapshots")
+Who = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]  # "console 10.0.0.7", "mqtt"
+
+
+class Switch(Message, tag="switch"):
+    """One of a camera's switches set (console -> sink, or the sink's own MQTT command topics):
+    ``detect`` (its objects become events), ``record`` (the recorder writes it), ``snapshots``
+    (the sink writes its pictures). The sink keeps them (they survive a restart), logs ``by``,
+    and tells each change as a ``camera_switch`` event (``reason``: ``SWITCH=on|off by WHO``)."""
+
+    camera: CameraName
+    switch: Literal["detect", "record", "snapshots"]
+    on: bool
+    by: Who
+
+
+def switch_reason(switch: str, on: bool, by: str) -> str:
+    """A ``camera_switch`` event's ``reason``: ``SWITCH=on|off by WHO`` (``record=off by mqtt``)."""
+    return f"{switch}={'on' if on else 'off'} by {by}"
+
+
+def switch_told(event: Event) -> tuple[str, bool] | None:
+    """The switch and its setting a ``camera_switch`` event tells (read from its ``reason``, as
+    :func:`switch_reason` wrote it: the recorder and MQTT read it back), or None for any other event."""
+    if event.type != "camera_switch" or not event.reason:
+        return None
+    switch, _, value = event.reason.partition(" ")[0].partition("=")
+    if switch not in SWITCHES or value not in ("on", "off"):
+        return None
+    return switch, value == "on"
+
+
+class Reviewed(Message, tag="reviewed"):
+    """Tracked objects marked reviewed, or not (console -> sink, which keeps the marks in its store);
+    ``user``: whose mark (a console user), or None for everyone's."""
+
+    object_ids: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=160)]],
+                          msgspec.Meta(min_length=1, max_length=1024)]
+    by: Who
+    reviewed: bool = True
+    user: Name | None = None
+
+
+AnyMessage = Union[FrameHeader, Result, Ready, Heartbeat, Reset, Bye, Status, Eos, Motion, Workers, Event, Switch,
+                   Reviewed]
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(AnyMessage)

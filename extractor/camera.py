@@ -129,7 +129,7 @@ class CameraLoop(threading.Thread):
                  failed_retry: float = FAILED_RETRY_S, finish_failed: bool = False, log: Any = None,
                  resume: tuple[str, int, int] | None = None,
                  peer_watch: Callable[[zmq.Socket, str], PeerWatch] | None = None,
-                 subscribed: Callable[[], bool] | None = None) -> None:
+                 subscribed: Callable[[], bool] | None = None, online_at: float | None = None) -> None:
         super().__init__(name=f"camera-{spec.name}", daemon=True)
         # whether anyone subscribes to this camera's published video now (the daemon's XPUB
         # says): frames no one would receive are not converted, compressed or relayed
@@ -157,7 +157,9 @@ class CameraLoop(threading.Thread):
         self._reason, self.attempts = None, 0
         self.last_error: str | None = None
         self._streamed = False  # a frame came from the source now open
-        self._online_at: float | None = None  # monotonic time of the last frame from any source
+        # monotonic time of the last frame from any source; a thread taking over a camera (a crash,
+        # a reload) starts from its predecessor's, so a camera online a moment ago is probed fast
+        self._online_at: float | None = online_at
         # the seq last sent to the pool (FrameHeader.prev): -1 from a fresh start, unknown (None)
         # in a thread that took over a camera, whose previous frame another thread sent
         self._prev_start: int | None = -1 if seq_start == 0 and resume is None else None
@@ -246,8 +248,13 @@ class CameraLoop(threading.Thread):
             self.wait(waited[0])
             round_permanent = True
 
+    @property
+    def online_at(self) -> float | None:
+        """Monotonic time of the camera's last frame (in this thread or the one it took over from)."""
+        return self._online_at
+
     def _down_for(self) -> float | None:
-        """Seconds since the last frame from any source; None: none came in this thread."""
+        """Seconds since the last frame from any source; None: none came in this thread or its predecessors."""
         return None if self._online_at is None else time.monotonic() - self._online_at
 
     def _recently_online(self) -> bool:
@@ -336,7 +343,8 @@ class CameraLoop(threading.Thread):
         status = wire.Status(camera=self.spec.name, state=self.state, ts_ns=time.time_ns(), reason=self._reason,
                              fps_in=round(self.fps_in, 2), reconnects=self.counters.get("reconnects"),
                              attempts=self.attempts, last_error=self.last_error,
-                             refused=wire.refusals(self.counters.counters.get_tree("handshakes_failed")),
+                             refused=wire.refusals(self.counters.counters.get_tree("handshakes_failed"),
+                                                   self.counters.counters.get_tree("refused_peers")),
                              drops=self._drops())
         if heartbeat:
             self.out.send_heartbeat(status)

@@ -235,7 +235,8 @@ class Cameras:
                           peer_watch=lambda sock, addr: self.d.peer_watch(sock, addr, SERVER_OF["push"]),
                           log=self.d.log.bind(camera=name),
                           resume=before.file_progress if before is not None and before.spec == self.specs[name] else None,
-                          subscribed=lambda: self.subscribers.wants(name))
+                          subscribed=lambda: self.subscribers.wants(name),
+                          online_at=before.online_at if before is not None else None)
         with self._lock:
             self.loops[name] = loop
         return loop

@@ -7,7 +7,8 @@ Sockets, owned by the main thread (common.daemon's loop):
     libx264) or passed-through ``h264``/``hevc`` packets (remuxed, never decoded), plus each
     camera's ``Status`` and ``Eos`` (one part each);
   - SUB, connected to ``--events`` (the sink's ``--publish``): ``Event`` messages; each one of
-    the ``--keep-types`` keeps the segments around it (see recorder.keep);
+    the ``--keep-types`` keeps the segments around it (see recorder.keep), and a ``camera_switch``
+    for ``record`` stops or resumes recording its camera (recorder.record_switch, kept in index.db);
   - PUSH, connected to ``--sink`` (the sink's ``--bind``, [sockets] results), when given: one
     ``Event`` of type ``recording_paused`` / ``recording_resumed`` per camera when recording pauses
     for space and resumes (recorder.pause), and with ``[upload] what = ["clips"]`` one of type
@@ -58,6 +59,7 @@ from camwire.common.wire import recorder_topics
 from camwire.recorder.index import Index
 from camwire.recorder.keep import Keeper
 from camwire.recorder.pause import Pause
+from camwire.recorder.record_switch import RecordSwitch
 from camwire.recorder.retention import Limits, Retention
 from camwire.recorder.ring import Encoding, Ring
 from camwire.recorder.uploads import ClipUploads
@@ -147,6 +149,8 @@ class Recorder:
             self.clips = ClipUploads(Uploader(upload, root, d.counters, d.log), root, self.index, d.counters, d.log,
                                      d.repeats)
             self.keeper.completed = self.clips.completed
+        self.switch = RecordSwitch(self.index)  # cameras switched off from the console or MQTT
+        self.ring.off = self.switch.off
         self.ring.tick()  # recovers what a killed recorder left open
         if self.clips is not None:
             self.clips.resume(time.time_ns())  # final clips completed but never queued (killed mid-remux)
@@ -196,7 +200,15 @@ class Recorder:
 
     def on_event(self, parts: list[zmq.Frame]) -> None:
         """One message of the events SUB: an Event."""
-        self.ring.on_event(wire.single([p.buffer for p in parts], wire.Event))
+        event = wire.single([p.buffer for p in parts], wire.Event)
+        on = self.switch.on_event(event)
+        if on is not None:
+            self.d.log.info("recording switched on" if on else "recording switched off", camera=event.camera,
+                            reason=event.reason)
+            cam = self.ring.cameras.get(event.camera)
+            if not on and cam is not None:
+                self.ring.close_segment(cam)  # what was recorded is complete on disk
+        self.ring.on_event(event)
 
     # -- timers -----------------------------------------------------------------------------------
 
@@ -214,6 +226,7 @@ class Recorder:
         """Every RETENTION_EVERY_S: idle files closed, the ring's limits, clips' MP4s retried."""
         self.ring.close_idle(max(2 * self.ring.segment_s, 10.0))
         self.ring.tick()
+        self.switch.flush()  # record switches a full disk held back
         self.ring.enforce_retention()
         if self.clips is not None:
             self.clips.retry(time.time_ns())  # MP4s that could not be written (a full disk)
@@ -264,7 +277,8 @@ class Recorder:
                 p.close()
 
     def stats_extra(self) -> dict:
-        return {"cameras": sorted(self.ring.cameras), "paused": self.pause.paused}
+        return {"cameras": sorted(self.ring.cameras), "paused": self.pause.paused,
+                "switched_off": sorted(self.switch.off)}
 
     def gauges(self) -> dict:
         return {"paused": ("1 while recording is paused for space (the free-space floor cannot be met with the "

@@ -56,6 +56,12 @@ CREATE TABLE IF NOT EXISTS kept (
     path       TEXT    NOT NULL,
     PRIMARY KEY (event_id, segment_id)
 );
+CREATE TABLE IF NOT EXISTS record_switch (  -- each camera's record switch as the sink last told it
+    camera    TEXT    PRIMARY KEY,
+    recording INTEGER NOT NULL,             -- 0: switched off, not recorded (recorder.record_switch)
+    ts        REAL    NOT NULL,             -- the camera_switch event's time: an older one is not applied
+    reason    TEXT                          -- its reason: "record=off by console 10.0.0.7"
+);
 """
 
 
@@ -209,6 +215,18 @@ class Index:
         self._check()
         rows = self.db.execute(f"SELECT {_SEGMENT_COLUMNS} FROM segments {where}", params).fetchall()
         return [Segment(*row[:9], bool(row[9])) for row in rows]
+
+    # -- the record switch ---------------------------------------------------------------------
+
+    def record_switches(self) -> dict[str, tuple[bool, float]]:
+        """Each camera's record switch as last kept: camera -> (on, the event's time)."""
+        self._check()
+        return {camera: (bool(on), ts) for camera, on, ts in
+                self.db.execute("SELECT camera, recording, ts FROM record_switch")}
+
+    def set_record_switch(self, camera: str, on: bool, ts: float, reason: str | None) -> None:
+        self._check()
+        self.db.execute("INSERT OR REPLACE INTO record_switch VALUES (?, ?, ?, ?)", (camera, int(on), ts, reason))
 
     # -- kept event clips ---------------------------------------------------------------------
 

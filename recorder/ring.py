@@ -29,7 +29,9 @@ frame for the next ``WRITE_RETRY_S`` are counted as ``dropped/<camera>/write_err
 (in the next segment's row), the error is logged once per interval, and a new segment is tried
 after that, so recording resumes by itself when space comes back. When the free-space floor cannot
 be met with the ring's own files, recording pauses (recorder.pause): open files are closed, and
-frames are counted as ``dropped/<camera>/paused`` and as gaps until space returns. At most
+frames are counted as ``dropped/<camera>/paused`` and as gaps until space returns. A camera whose
+record switch is off (recorder.record_switch) is not recorded: its frames are counted as
+``dropped/<camera>/switched_off``, not as gaps (none was lost that was meant to be kept). At most
 ``max_cameras`` cameras are recorded; frames of any beyond them are counted under
 ``dropped/*/max_cameras``.
 """
@@ -115,6 +117,7 @@ class Ring:
         self.encode_memory = encode_memory
         self.encoding_bytes = 0  # what the open FrameSegments' encoders hold, estimated (encoder_bytes)
         self.pause = pause if pause is not None else Pause(counters, log, notify=False)
+        self.off: set[str] = set()  # cameras whose record switch is off (recorder.record_switch)
         self.segment_s = segment_s
         self.encoding = encoding
         self.counters, self.log, self.repeats = counters, log, repeats
@@ -141,7 +144,10 @@ class Ring:
                          camera=header.camera, ts_ns=header.ts_ns, max_skew_s=self.max_skew_ns / 1e9)
             header = msgspec.structs.replace(header, ts_ns=ts_ns)
         self._account_seq(cam, header)
-        self.pause.camera(cam.name)
+        self.pause.camera(cam.name)  # told even while off: the sink answers with its record switch
+        if cam.name in self.off:  # switched off on purpose: nothing lost, so no gap
+            self.counters.add("dropped", cam.name, "switched_off")
+            return
         if self.pause.paused:
             self._lost(cam, "paused")
             return

@@ -27,6 +27,8 @@ failing on every frame). A covered camera stays ``online`` here, with ``covered`
   ``detectors`` and ``workers`` (comma-separated, sorted): the detectors and workers whose
   results for the camera came within SERVED_S of its newest result (wire.Result's ``detector``
   and ``worker``): what serves it now, or what served it last while no results come.
+  ``switches`` (JSON ``{"detect": true, "record": false, "snapshots": true}``): the camera's
+  switches as the sink keeps them (sink.switches); every one on until someone turns it off.
 - ``workers``: as the ventilator last reported them (``detector``, ``credits``, ``in_flight``, ``dispatched``,
   ``completed``, ``leaving``, ``updated_ts``), and ``results``, the sink's own count of the
   results each worker sent (a worker the ventilator has not reported yet has only this).
@@ -52,6 +54,7 @@ import msgspec
 from camwire.sink.cameras import LiveCamera, LiveCameras
 from camwire.sink.store.disk import WriteErrors
 from camwire.sink.store.status_db import FLUSH_S, SCHEMA
+from camwire.sink.switches import Switches
 from camwire.common import database
 from camwire.common import wire
 from camwire.common.camera_state import WITH_REASON
@@ -89,10 +92,12 @@ class CameraRow:
     drops: str | None = None  # JSON: the extractor's frames not sent on, by why (wire.Status.drops)
     detectors: str | None = None  # those that served its recent results, comma-separated
     workers: str | None = None  # likewise the workers
+    switches: str | None = None  # JSON: its switches, {"detect": true, ...} (sink.switches)
 
 
 # a status.db from an older sink gains the columns added since (untyped, as SQLite allows)
-ADDED = {"cameras": [(f.name, "") for f in fields(CameraRow)], "workers": [("detector", "TEXT")]}
+ADDED = {"cameras": [(f.name, "") for f in fields(CameraRow)], "workers": [("detector", "TEXT")],
+         "refused": [("peers", "TEXT")]}
 
 
 @dataclass(slots=True)
@@ -144,17 +149,20 @@ class StatusPart:
 
 class StatusBook:
     """Kept in memory as messages come, written to ``path`` (None: memory only) by ``flush``.
-    ``cameras``: the sink's live records (sink.cameras), whose state, covered and motion the rows show."""
+    ``cameras``: the sink's live records (sink.cameras), whose state, covered and motion the rows show;
+    ``switches``: the sink's switches (sink.switches), shown too."""
 
-    def __init__(self, path: Path | None, errors: WriteErrors | None = None, cameras: LiveCameras | None = None) -> None:
+    def __init__(self, path: Path | None, errors: WriteErrors | None = None, cameras: LiveCameras | None = None,
+                 switches: Switches | None = None) -> None:
         self.path, self.errors = path, errors
+        self.switches = switches
         self.db: sqlite3.Connection | None = None
         self.cameras = cameras if cameras is not None else LiveCameras()
         self.workers: dict[str, dict[str, Any]] = {}  # name -> as the ventilator reported it
         self.workers_ts: float | None = None  # when it did
         self.worker_results: dict[str, int] = {}
         # failed CURVE handshakes: (daemon, socket, reason) -> (count, when reported)
-        self.refused: dict[tuple[str, str, str], tuple[int, float]] = {}
+        self.refused: dict[tuple[str, str, str], tuple[int, float, str]] = {}  # -> count, when, peers (JSON)
         self._refused_dirty = False
         self.started_ts = time.time()
         self._dirty: set[str] = set()
@@ -246,10 +254,17 @@ class StatusBook:
     def on_refused(self, daemon: str, refused: list[wire.Refused]) -> None:
         """A daemon's failed handshakes (counts since it started), as it last reported them."""
         now = time.time()
-        for r in refused:
+        grouped: dict[tuple[str, str, str], tuple[int, list[list[Any]]]] = {}
+        for r in refused:  # a row per peer named (common.refusals): one status row per socket and reason
             key = (daemon, r.socket, r.reason)
-            if key not in self.refused or self.refused[key][0] != r.count:
-                self.refused[key] = (r.count, now)
+            n, peers = grouped.get(key, (0, []))
+            if r.peer is not None:
+                peers.append([r.peer, r.key, r.count])
+            grouped[key] = (n + r.count, peers)
+        for key, (n, peers) in grouped.items():
+            if key not in self.refused or self.refused[key][0] != n:
+                peers.sort(key=lambda p: -p[2])
+                self.refused[key] = (n, now, json.dumps(peers[:32]))
                 self._refused_dirty = True
 
     def on_workers(self, msg: wire.Workers) -> None:
@@ -273,9 +288,10 @@ class StatusBook:
         """The row says what the live record says now (its state, silence and result errors
         applied: LiveCamera.state), and who served it; written at the next flush if that changed."""
         row = part.row
-        shown = (live.state, live.reason, int(live.covered), int(live.motion), *part.served.shown())
-        if (row.state, row.reason, row.covered, row.motion, row.detectors, row.workers) != shown:
-            row.state, row.reason, row.covered, row.motion, row.detectors, row.workers = shown
+        switches = json.dumps(self.switches.shown(live.name)) if self.switches is not None else None
+        shown = (live.state, live.reason, int(live.covered), int(live.motion), *part.served.shown(), switches)
+        if (row.state, row.reason, row.covered, row.motion, row.detectors, row.workers, row.switches) != shown:
+            row.state, row.reason, row.covered, row.motion, row.detectors, row.workers, row.switches = shown
             self._dirty.add(live.name)
 
     def _rate(self, camera: str, now: float, partial: bool = False) -> None:
@@ -331,8 +347,9 @@ class StatusBook:
                                         "leaving, updated_ts, results, detector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                         rows)
                 if self._refused_dirty:
-                    self.db.executemany("INSERT OR REPLACE INTO refused VALUES (?, ?, ?, ?, ?)",
-                                        [(*key, n, ts) for key, (n, ts) in self.refused.items()])
+                    self.db.executemany("INSERT OR REPLACE INTO refused (daemon, socket, reason, count, updated_ts, "
+                                        "peers) VALUES (?, ?, ?, ?, ?, ?)",
+                                        [(*key, *row) for key, row in self.refused.items()])
                 errors = self.errors
                 self.db.execute("INSERT OR REPLACE INTO sink VALUES ('sink', ?, ?, ?, ?, ?, ?, ?)",
                                 (os.getpid(), self.started_ts, wall, wall if stopping else None,

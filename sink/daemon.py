@@ -6,9 +6,11 @@ Sockets (common.daemon owns the loop):
     extractors' ``Status``, ``Eos`` and ``Motion`` and the ventilator's ``Workers``; from the
     recorder, ``Event`` of type ``uploaded`` (its kept clips in object storage), emitted as the
     sink's own, and ``recording_paused`` / ``recording_resumed`` (sink.recording_state: once per
-    change, the state kept for ``camwire status``). Anything else is counted under
-    ``malformed/<reason>`` and dropped.
-  - PUB (bound, ``--publish``): every ``Event``, one part, ``wire.pack(event)``.
+    change, the state kept for ``camwire status``); from the console (web.sink_link), ``Switch``:
+    a camera's detect, record or snapshots switch set (sink.switches; MQTT's command topics take
+    the same path). Anything else is counted under ``malformed/<reason>`` and dropped.
+  - PUB (bound, ``--publish``): every ``Event``, one part, ``wire.pack(event)``; and, when the
+    recorder reports in on a camera, the event that set its ``record`` switch again.
   - PUB (bound, ``--publish-detections``): every ``Result`` as it arrives, one part, without its
     pixels (``image`` None) and with the detections the camera's masks drop taken out: boxes for
     live views (the web console). Nothing is sent while no one subscribes.
@@ -69,7 +71,9 @@ from camwire.sink.motion_state import MotionStates
 from camwire.sink.outputs.mqtt import MqttOutput
 from camwire.sink.outputs.webhook import WebhookOutput, origin
 from camwire.sink.recording_state import TYPES as RECORDING_TYPES, RecordingStates
+from camwire.sink.switches import Switches
 from camwire.common.rules import load_rules
+from camwire.sink.store.reviews import FILE as REVIEWS_FILE, Reviews
 from camwire.sink.store.snapshots import SnapshotStore
 from camwire.sink.store.frames import Frames
 from camwire.sink.tracking import Snapshot, Tracking, areas_from_config
@@ -88,6 +92,7 @@ PRUNE_EVERY_S = 60.0
 RELEASE_EVERY_S = 0.25  # held results past the reorder window's time bound go on this often
 CLOSE_DRAIN_ROUNDS = 100  # of the skeleton's bounded drains, at exit
 UPLOADED_EVERY_S = 0.2  # uploaded events are taken from the uploader's threads this often
+COMMANDS_EVERY_S = 0.1  # switches set on MQTT are taken from paho's thread this often
 def check(args: SinkSettings | RunSettings) -> None:
     """What the sink would refuse, judged before it starts (camwire.cli, check-config, a reload):
     an address without a transport, a ``--rules`` file that does not load, an ``--mqtt`` URL
@@ -131,7 +136,7 @@ LABELS = {"results": ("camera",), "result_errors": ("camera",), "suppressed": ("
           **ADMISSION_LABELS,
           "objects": ("camera", "phase"),
           "motion_messages": ("camera", "what"), "uploads": ("outcome",), "recorder_events": ("type", "outcome"),
-          "snapshot_pixels": ("outcome",)}
+          "snapshot_pixels": ("outcome",), "switches": ("switch", "outcome"), "reviews": ("outcome",)}
 
 _json = msgspec.json.Encoder()
 
@@ -149,6 +154,7 @@ class Sink:
         self.events = Events(rules=rules, counters=d.counters, ledger=self.ledger,
                              max_cameras=sys.maxsize,  # common.admission bounds the cameras, before Events
                              silent_after_s=args.silent_after, cameras=self.cameras)
+        self.switches = Switches(self.ledger, self.events.ids)  # detect, record, snapshots: sink.switches
         data_dir = Path(args.data_dir) if args.data_dir else None
         upload = _upload(args)  # [upload]: common.upload
         if upload and not data_dir:
@@ -162,14 +168,17 @@ class Sink:
         self.motion = MotionStates(self.events.ids, d.counters, self.ledger, self.cameras)
         self.recording = RecordingStates(self.ledger, d.counters, self.cameras)  # the recorder's pauses
         self.eventlog = EventLog(Path(args.events), self.errors, args.events_max_bytes, EVENTS_KEEP)
-        self.book = StatusBook(data_dir / "status.db" if data_dir else None, self.errors, self.cameras)
+        self.book = StatusBook(data_dir / "status.db" if data_dir else None, self.errors, self.cameras, self.switches)
         self.snapshots = (SnapshotStore(data_dir / "snapshots", d.counters, self.errors, args.snapshot_retain,
                                         args.snapshot_max_bytes, args.min_free) if data_dir else None)
         self.outputs: list[Any] = []
+        self.mqtt: MqttOutput | None = None
         if args.mqtt:
             cfg = getattr(args, "config", None)
-            self.outputs.append(MqttOutput(args.mqtt, d.counters, self.log, discovery=args.mqtt_discovery,
-                                           cameras=list(cfg.cameras) if cfg else (), data_dir=data_dir))
+            self.mqtt = MqttOutput(args.mqtt, d.counters, self.log, discovery=args.mqtt_discovery,
+                                   cameras=list(cfg.cameras) if cfg else (), data_dir=data_dir,
+                                   switches={c: self.switches.shown(c) for c in self.switches.cameras})
+            self.outputs.append(self.mqtt)
         if args.webhook:
             self.outputs.append(WebhookOutput(args.webhook, d.counters, self.log, retries=args.webhook_retries))
         self.kafka = KafkaOutput(args.kafka, d.counters, self.log, dict(args.kafka_option or ())) if args.kafka else None
@@ -188,6 +197,8 @@ class Sink:
                        if "frames" in self.what else None)
         if self.frames is not None:  # objects that never ended (a sink killed): their frames go
             self.frames.sweep(self.uploader.pending_paths())
+        # the console's review marks (sink.store.reviews): none kept without --data-dir
+        self.reviews = Reviews(data_dir / REVIEWS_FILE if data_dir else None, self.errors)
         self.behind: dict[str, float] = {}  # camera -> its capture-to-result moving average, s
         self.started = time.monotonic()
 
@@ -197,12 +208,18 @@ class Sink:
         if not 1 <= len(parts) <= 2:
             raise wire.MalformedMessage("bad_part_count", f"{len(parts)} parts")
         msg = wire.unpack(_buffer(parts[0]))
-        wire.expect(msg, wire.Result, wire.Status, wire.Eos, wire.Motion, wire.Workers, wire.Event)
+        wire.expect(msg, wire.Result, wire.Status, wire.Eos, wire.Motion, wire.Workers, wire.Event, wire.Switch,
+                    wire.Reviewed)
         if len(parts) == 2 and not isinstance(msg, wire.Result):
             raise wire.MalformedMessage("bad_part_count", f"{type(msg).__name__} with 2 parts")
         if isinstance(msg, wire.Workers):
             self.book.on_workers(msg)
             return
+        if isinstance(msg, wire.Reviewed):  # the console's: objects marked reviewed
+            self.on_reviewed(msg)
+            return
+        if isinstance(msg, wire.Switch) and msg.camera not in self.admission:  # the console's, MQTT's
+            raise wire.MalformedMessage("unknown_camera", f"a switch for {msg.camera!r}, a camera the sink does not know")
         if isinstance(msg, wire.Event):  # the recorder's: kept clips in object storage, recording paused/resumed
             if msg.type == "uploaded":
                 self.emit(msg, None)
@@ -216,6 +233,9 @@ class Sink:
         if isinstance(msg, wire.Event):  # a pause takes a camera's place like any message about it
             for event in self.recording.on_event(msg):
                 self.emit(event, None)
+            self.retell_record(msg.camera)  # the recorder reports in on the camera
+        elif isinstance(msg, wire.Switch):
+            self.on_switch(msg)
         elif isinstance(msg, wire.Result):
             self.on_result(msg, _buffer(parts[1]) if len(parts) == 2 else None)  # kept as it came: no copy
         elif isinstance(msg, wire.Status):
@@ -233,6 +253,48 @@ class Sink:
             self.log.info("camera ended", camera=msg.camera, results=msg.results)
             self.finish_if_drained(msg.camera)
 
+    def on_switch(self, msg: wire.Switch) -> None:
+        """A camera's switch set (the console's, or MQTT's): kept, logged, told (sink.switches);
+        detection off ends the camera's objects now."""
+        event = self.switches.set(msg)
+        if event is None:  # set so already
+            self.d.counters.add("switches", msg.switch, "unchanged")
+            return
+        self.d.counters.add("switches", msg.switch, "changed")
+        self.log.info("camera switch set", camera=msg.camera, switch=msg.switch, on=msg.on, by=msg.by)
+        if msg.switch == "detect" and not msg.on:  # what it tracked ends first; afresh when it is on again
+            self.emit_objects(self.tracking.forget(msg.camera))
+        self.emit(event, None)
+
+    def commands(self) -> None:
+        """Every COMMANDS_EVERY_S: the switches set on MQTT's command topics (queued by paho's
+        thread), through the same path as the console's."""
+        for msg in self.mqtt.take_commands() if self.mqtt is not None else ():
+            try:
+                self.handle([wire.pack(msg)])
+            except wire.MalformedMessage as exc:  # a camera the sink does not know
+                self.d.malformed(exc, by=msg.by)
+
+    def retell_record(self, camera: str) -> None:
+        """The recorder reported in on ``camera``: the event that set its ``record`` switch goes
+        out again on PUB alone (the same event; a recorder applies it once), so a recorder that
+        was down when it was set learns it."""
+        event = self.switches.told(camera, "record")
+        if event is not None and self.pub is not None:
+            self.pub.send(wire.pack(event))
+
+    def on_reviewed(self, msg: wire.Reviewed) -> None:
+        """Objects marked reviewed in the console: kept in the store (sink.store.reviews), logged
+        with who marked them; counted ``reviews/kept``, ``reviews/unkept`` (no --data-dir, or the
+        disk refused: then also ``write_errors/reviews``)."""
+        kept = self.reviews.mark(msg)
+        self.d.counters.add("reviews", "kept" if kept else "unkept")
+        if not self.reviews.keeping:
+            self.d.repeats("reviews:unkept", "review marks are not kept: the sink has no --data-dir",
+                           by=msg.by, objects=len(msg.object_ids))
+        self.log.info("objects marked reviewed" if msg.reviewed else "review marks taken back", by=msg.by,
+                      user=msg.user, objects=len(msg.object_ids), first=msg.object_ids[0], kept=kept)
+
     def on_result(self, r: wire.Result, part: Any = None) -> None:
         """A result and its part 1, if it has one (the frame's pixels)."""
         now = time.time()
@@ -244,9 +306,12 @@ class Sink:
         for event in self.events.on_result(r):
             EVENT_LATENCY.labels(event.camera, event.type).observe(max(0.0, now - event.ts))
             self.emit(event, pixels if event.seq is not None else None, (r.width, r.height))
-        self.emit_objects(self.tracking.on_result(r, pixels, time.monotonic()))
+        detect = self.switches.on(r.camera, "detect")  # off: no objects, no boxes (sink.switches)
+        if detect:  # without its pixels where snapshots are off: no snapshot, no object's frames
+            pictures = pixels if self.switches.on(r.camera, "snapshots") else None
+            self.emit_objects(self.tracking.on_result(r, pictures, time.monotonic()))
         if self.boxes is not None:
-            shown = self.tracking.shown(r)
+            shown = self.tracking.shown(r) if detect else msgspec.structs.replace(r, detections=[])
             if shown.image is not None:  # its pixels do not go with it
                 shown = msgspec.structs.replace(shown, image=None)
             self.boxes.send(wire.pack(shown))
@@ -309,7 +374,7 @@ class Sink:
         ``pixels``: the frame's, made a JPEG snapshot here (``size``: the frame's, the source's);
         ``drawn``: an object's best frame, saved with its box drawn. Returns the event as sent."""
         self.ledger.commit()  # the state that made it, and its id, on disk before the event is anywhere
-        if pixels is not None and self.snapshots is not None:
+        if pixels is not None and self.snapshots is not None and self.switches.on(event.camera, "snapshots"):
             path = self.snapshots.save(event, pixels, size, drawn.box if drawn else None,
                                        drawn.label if drawn else None)
             if path is not None:
@@ -347,7 +412,8 @@ class Sink:
             for camera in gone:
                 self.forget(camera)
             self.log.info("idle cameras forgotten", count=len(gone), cameras=gone[:10], idle_s=self.admission.idle_s)
-        self.book.on_refused("sink", wire.refusals(self.d.counters.get_tree("handshakes_failed")))
+        self.book.on_refused("sink", wire.refusals(self.d.counters.get_tree("handshakes_failed"),
+                                                   self.d.counters.get_tree("refused_peers")))
         self.book.flush(force=True)
 
     def release(self) -> None:
@@ -428,6 +494,7 @@ class Sink:
             self.book.close()
             self.ledger.close()
             self.eventlog.close()
+            self.reviews.close()
 
     # -- what the metrics and --stats say ---------------------------------------------------------
 
@@ -440,7 +507,8 @@ class Sink:
         return {"uptime_s": round(time.monotonic() - self.started, 3),
                 "cameras": {name: {"online": c.online, "covered": live.covered, "results": c.results,
                                    "state": live.state if live.part(StatusPart) is not None else None}
-                            for name, live in self.cameras.items() if (c := live.part(EventsPart)) is not None}}
+                            for name, live in self.cameras.items() if (c := live.part(EventsPart)) is not None},
+                "switched_off": self.switches.off()}
 
 
 class CameraUp:
@@ -473,6 +541,8 @@ def main(args: SinkSettings) -> int:
         d.every(UPLOADED_EVERY_S, sink.uploaded)
     if sink.kafka is not None:
         d.every(KAFKA_POLL_S, sink.kafka.poll)  # delivery reports are served on this thread
+    if sink.mqtt is not None:
+        d.every(COMMANDS_EVERY_S, sink.commands)  # switches set on MQTT
     d.on_reload(sink.reload)
     d.gauges(sink.gauges)
     d.stats_extra(sink.stats_extra)

@@ -35,3 +35,17 @@ def start_console(daemons, *argv: str) -> str:
         assert proc.poll() is None, (daemons.tmp / "web.log").read_text()[-3000:]
         time.sleep(0.1)  # a server starting has nothing to await but its port
     raise AssertionError("the console never answered")
+
+
+SCREENSHOTS_ENV = "CAMWIRE_SCREENSHOTS"
+
+
+def screenshot(page, name: str) -> None:
+    """The page as the test left it, saved as NAME.png under $CAMWIRE_SCREENSHOTS when that is set
+    (the README's pictures come from the tests: `make screenshots`); nothing otherwise."""
+    import os
+
+    folder = os.environ.get(SCREENSHOTS_ENV)
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"))

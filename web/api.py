@@ -17,52 +17,31 @@ import shutil
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
 from camwire.sink.store.status_db import STALE_AFTER_S, read_refused, read_sink, read_status
-from camwire.common.config import CAMERA_NAME, Config, ConfigError
-from camwire.web import recordings
-from camwire.web.auth import COOKIE, SESSION_S, Auth, bearer_of, change_allowed, host_ok, same_origin
-from camwire.web.door import Door
-from camwire.web.events_index import EventIndex, clip_key
-from camwire.web.live import LiveHub
+from camwire.common import wire
+from camwire.common.config import CAMERA_NAME, ConfigError
+from camwire.web import previews, recordings
+from camwire.web.auth import COOKIE, SESSION_S, bearer_of, change_allowed, host_ok, same_origin
+from camwire.web.events_index import clip_key
 from camwire.web.live_socket import live_socket
+from camwire.web.console import Console, blocking, console_of, count, error
+from camwire.web.sink_link import SinkUnreachable, delivered
+from camwire.web import review_api
 
 STATIC = Path(__file__).parent / "static"
 OPEN = ("/api/login", "/api/logout", "/api/whoami")  # reachable without a session
+NEED_TOKEN = "changes need a token: set [web] token (\"${CAMWIRE_WEB_TOKEN}\") and log in"
+SWITCHES_PATH = "/api/cameras/{name}/switches"  # POST: a camera's switch set (web.auth.change_allowed judges it)
 MAX_CLIP_S = 3600.0  # the longest range one request may cut
 MAX_PATH_CHARS = 1024  # a media path longer than this names no file of ours
 MAX_NAME_BYTES = 255  # nor does a part longer than a file name may be (NAME_MAX)
 CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; "
        "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-
-
-@dataclass
-class Console:
-    """What the routes serve from; built by web.daemon, read here."""
-
-    hub: LiveHub
-    index: EventIndex
-    auth: Auth
-    data_dir: Path | None
-    recordings: Path | None
-    clips: recordings.ClipCache | None
-    reload: Callable[[], dict[str, Any]]  # validates the file and signals the daemons; raises ConfigError
-    config: Callable[[], Config | None]  # the config now (a reload replaces it)
-    config_state: Callable[[], dict[str, Any]]  # whether the file as it stands loads (web.daemon.ConfigTruth)
-    live_possible: bool  # the console subscribes to at least one extractor
-    bind: str = "127.0.0.1"  # the address it listens on (web.auth.host_ok)
-    counters: Any = None
-    door: Door | None = None  # caps, deadlines, the client behind a trusted proxy (web.door)
-    started: float = field(default_factory=time.time)
-
-    @property
-    def status_db(self) -> Path | None:
-        return self.data_dir / "status.db" if self.data_dir else None
 
 
 def make_app(console: Console) -> web.Application:
@@ -76,29 +55,20 @@ def make_app(console: Console) -> web.Application:
     r.add_post("/api/logout", _logout)
     r.add_get("/api/whoami", _whoami)
     r.add_get("/api/cameras", _cameras)
+    r.add_post(SWITCHES_PATH, _set_switch)
     r.add_get("/api/events", _events)
     r.add_get("/api/events/{id}", _event)
     r.add_get("/api/events/{id}/clip.mp4", _event_clip)
     r.add_get("/api/recordings", _recordings)
     r.add_get("/api/recordings/{camera}/clip.mp4", _range_clip)
+    r.add_get("/api/recordings/{camera}/preview.jpg", _preview)
     r.add_get("/api/system", _system_route)
     r.add_get("/api/config", _config_route)
     r.add_post("/api/reload", _reload)
+    review_api.add_routes(r)  # /api/review...
     r.add_get("/api/live", lambda request: live_socket(console.hub, request))
     r.add_get("/media/{path:.+}", _media)
     return app
-
-
-def _console(request: web.Request) -> Console:
-    return request.app["console"]
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-async def _blocking(fn: Callable[..., Any], *args: Any) -> Any:
-    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
 # clips (remuxing up to an hour of video) get their own two threads: a few downloads at once never
@@ -128,40 +98,35 @@ async def _headers(request: web.Request, handler: Callable[[web.Request], Awaita
 async def _guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
     """The policy of web.auth: the API, media and live stream need a session when a token is set;
     every write comes from this console's own pages, and needs the token but a reload on loopback."""
-    c = _console(request)
+    c = console_of(request)
     path = request.path
     if path.startswith("/static/") and not _file_name_ok(path[len("/static/"):]):
-        _count(c, "refused", "bad_path")  # aiohttp's static files would answer a name too long with a 500
-        return _error(400, "not a file name")
+        count(c, "refused", "bad_path")  # aiohttp's static files would answer a name too long with a 500
+        return error(400, "not a file name")
     if not (path.startswith("/api/") or path.startswith("/media/")):
         return await handler(request)
     if not host_ok(request.host, c.bind):
-        _count(c, "refused", "host")
-        return _error(403, f"this console answers to its own address, not {request.host[:100]!r}")
+        count(c, "refused", "host")
+        return error(403, f"this console answers to its own address, not {request.host[:100]!r}")
     if not same_origin(request.headers.get("Origin"), request.scheme, request.host):
-        _count(c, "refused", "cross_origin")  # a page of another site, the live WebSocket included
-        return _error(403, "a request from another site's page is refused")
+        count(c, "refused", "cross_origin")  # a page of another site, the live WebSocket included
+        return error(403, "a request from another site's page is refused")
     if path in OPEN:
         return await handler(request)
     client = request.remote or "?"
     bearer = bearer_of(request.headers.get("Authorization"))
     if c.auth.required and c.auth.locked_out(client):
-        _count(c, "refused", "locked_out")
-        return _error(429, "too many wrong tokens from here; wait a minute")
+        count(c, "refused", "locked_out")
+        return error(429, "too many wrong tokens from here; wait a minute")
     if not c.auth.allowed(bearer, request.cookies.get(COOKIE)):
         if bearer is not None:
             c.auth.failed(client)  # a guess counts the same in a header as in the login form
-        _count(c, "refused", "unauthorised")
-        return _error(401, "log in first: this console needs its token")
+        count(c, "refused", "unauthorised")
+        return error(401, "log in first: this console needs its token")
     if request.method not in ("GET", "HEAD") and not change_allowed(path, c.auth.required, c.bind):
-        _count(c, "refused", "no_token")
-        return _error(403, "changes need a token: set [web] token (\"${CAMWIRE_WEB_TOKEN}\") and log in")
+        count(c, "refused", "no_token")
+        return error(403, NEED_TOKEN)
     return await handler(request)
-
-
-def _count(c: Console, *path: str) -> None:
-    if c.counters is not None:
-        c.counters.add(*path)
 
 
 # -- pages and login --------------------------------------------------------------------------------
@@ -171,13 +136,13 @@ async def _index(_request: web.Request) -> web.FileResponse:
 
 
 async def _login(request: web.Request) -> web.Response:
-    c = _console(request)
+    c = console_of(request)
     if not c.auth.required:
         return web.json_response({"ok": True, "auth_required": False})
     client = request.remote or "?"
     if c.auth.locked_out(client):
-        _count(c, "logins", "locked_out")
-        return _error(429, "too many wrong tokens from here; wait a minute")
+        count(c, "logins", "locked_out")
+        return error(429, "too many wrong tokens from here; wait a minute")
     try:
         body = await request.json()
         given = body.get("token") if isinstance(body, dict) else None
@@ -187,9 +152,9 @@ async def _login(request: web.Request) -> web.Response:
         given = None  # a lone surrogate or a control character is no token, and no 500 either
     sid = c.auth.login(given if isinstance(given, str) else None, client)
     if sid is None:
-        _count(c, "logins", "wrong_token")
-        return _error(401, "wrong token")
-    _count(c, "logins", "ok")
+        count(c, "logins", "wrong_token")
+        return error(401, "wrong token")
+    count(c, "logins", "ok")
     response = web.json_response({"ok": True})
     response.set_cookie(COOKIE, sid, max_age=int(SESSION_S), httponly=True, samesite="Strict", path="/",
                         secure=request.secure)
@@ -197,14 +162,14 @@ async def _login(request: web.Request) -> web.Response:
 
 
 async def _logout(request: web.Request) -> web.Response:
-    _console(request).auth.logout(request.cookies.get(COOKIE))
+    console_of(request).auth.logout(request.cookies.get(COOKIE))
     response = web.json_response({"ok": True})
     response.del_cookie(COOKIE, path="/")
     return response
 
 
 async def _whoami(request: web.Request) -> web.Response:
-    c = _console(request)
+    c = console_of(request)
     return web.json_response({"auth_required": c.auth.required,
                               "logged_in": c.auth.allowed(bearer_of(request.headers.get("Authorization")),
                                                           request.cookies.get(COOKIE)),
@@ -250,12 +215,58 @@ def _camera_list(c: Console) -> list[dict[str, Any]]:
             "zones": ({z: poly.points(*size).round(1).tolist() for z, poly in cam.zones.items()}
                       if cam is not None and size else {}),
             "detector": list(cam.detector) if cam is not None else [],
+            # as the sink keeps them (sink.switches, status.db); all on before it has said
+            "switches": row.get("switches") or dict.fromkeys(wire.SWITCHES, True),
         })
     return out
 
 
 async def _cameras(request: web.Request) -> web.Response:
-    return web.json_response({"cameras": await _blocking(_camera_list, _console(request))})
+    """The cameras, and whether their switches can be set from here now (``switches``: ``settable``,
+    and ``why`` not: the page greys its toggles out with it)."""
+    c = console_of(request)
+    why = _switches_locked(c)
+    return web.json_response({"cameras": await blocking(_camera_list, c),
+                              "switches": {"settable": why is None, "why": why}})
+
+
+def _switches_locked(c: Console) -> str | None:
+    """Why a camera's switch cannot be set from this console now, or None."""
+    if not change_allowed(SWITCHES_PATH, c.auth.required, c.bind):
+        return NEED_TOKEN
+    return c.sink.unreachable()
+
+
+async def _set_switch(request: web.Request) -> web.Response:
+    """``POST /api/cameras/{name}/switches`` ``{"switch": "detect", "on": false}``: a ``wire.Switch``
+    to the sink (web.sink_link), which keeps it and tells it (sink.switches); ``{"ok": true}`` once
+    it went, 503 with why when the sink is not there. The new state shows in ``/api/cameras``
+    once the sink has written it (status.db, every second)."""
+    c, name = console_of(request), request.match_info["name"]
+    try:
+        body = json.loads(await request.read())
+    except (json.JSONDecodeError, UnicodeError):
+        body = None
+    switch, on = (body.get("switch"), body.get("on")) if isinstance(body, dict) else (None, None)
+    if switch not in wire.SWITCHES or not isinstance(on, bool):
+        count(c, "refused", "bad_switch")
+        return error(400, f'{{"switch": {"|".join(wire.SWITCHES)}, "on": true|false}}, not {str(body)[:100]}')
+    if not CAMERA_NAME.fullmatch(name) or not await blocking(_known, c, name):
+        count(c, "refused", "bad_camera")
+        return error(400, f"no camera named {name[:70]!r}")
+    try:
+        await delivered(c.sink, wire.Switch(camera=name, switch=switch, on=on, by=f"console {request.remote or '?'}"))
+    except SinkUnreachable as exc:
+        count(c, "switches", "unsent")
+        return error(503, str(exc))
+    count(c, "switches", "sent")
+    return web.json_response({"ok": True})
+
+
+def _known(c: Console, name: str) -> bool:
+    """A camera of the file, or one the sink has a row of."""
+    cfg = c.config()
+    return (cfg is not None and name in cfg.cameras) or any(r["camera"] == name for r in _status(c)[0])
 
 
 def _system(c: Console) -> dict[str, Any]:
@@ -296,24 +307,24 @@ def _disk(c: Console) -> dict[str, Any]:
 
 
 async def _system_route(request: web.Request) -> web.Response:
-    return web.json_response(await _blocking(_system, _console(request)))
+    return web.json_response(await blocking(_system, console_of(request)))
 
 
 async def _config_route(request: web.Request) -> web.Response:
     """Whether camwire.toml as it stands loads; refused, its ``FILE:LINE: reason`` and since when."""
-    return web.json_response(_console(request).config_state())
+    return web.json_response(console_of(request).config_state())
 
 
 async def _reload(request: web.Request) -> web.Response:
-    c = _console(request)
+    c = console_of(request)
     try:
-        done = await _blocking(c.reload)
+        done = await blocking(c.reload)
     except ConfigError as exc:
-        _count(c, "reloads", "refused")
-        return _error(400, str(exc))
+        count(c, "reloads", "refused")
+        return error(400, str(exc))
     except OSError as exc:
-        return _error(409, str(exc))
-    _count(c, "reloads", "ok")
+        return error(409, str(exc))
+    count(c, "reloads", "ok")
     return web.json_response({"ok": True, **done})
 
 
@@ -334,51 +345,51 @@ def _number(request: web.Request, name: str) -> float | None:
 
 
 async def _events(request: web.Request) -> web.Response:
-    c, q = _console(request), request.query
+    c, q = console_of(request), request.query
     limit = _number(request, "limit")
     try:
-        page = await _blocking(lambda: c.index.query(
+        page = await blocking(lambda: c.index.query(
             camera=q.get("camera") or None, label=q.get("label") or None, zone=q.get("zone") or None,
             type=q.get("type") or None, since=_number(request, "since"), until=_number(request, "until"),
             before=q.get("before") or None, limit=int(limit) if limit else 50))
     except ValueError as exc:  # a cursor that is not one
-        return _error(400, f"before: {exc}")
+        return error(400, f"before: {exc}")
     return web.json_response(page)
 
 
 async def _event(request: web.Request) -> web.Response:
-    event = await _blocking(_console(request).index.get, request.match_info["id"])
-    return web.json_response(event) if event else _error(404, "no such event")
+    event = await blocking(console_of(request).index.get, request.match_info["id"])
+    return web.json_response(event) if event else error(404, "no such event")
 
 
 async def _event_clip(request: web.Request) -> web.StreamResponse:
-    c = _console(request)
-    event = await _blocking(c.index.get, request.match_info["id"])
+    c = console_of(request)
+    event = await blocking(c.index.get, request.match_info["id"])
     if event is None:
-        return _error(404, "no such event")
+        return error(404, "no such event")
     if c.recordings is None or c.clips is None:
-        return _error(404, "no recorder folder: this console was not given one")
+        return error(404, "no recorder folder: this console was not given one")
     try:
         mp4 = await _clip(recordings.event_clip, c.recordings, clip_key(event), c.clips)
     except LookupError:
-        return _error(404, "no clip kept for this event (yet)")
+        return error(404, "no clip kept for this event (yet)")
     except (OSError, ValueError) as exc:
-        return _error(500, f"the kept clip cannot be read: {exc}")
+        return error(500, f"the kept clip cannot be read: {exc}")
     return web.FileResponse(mp4, headers={"Content-Type": "video/mp4"})
 
 
 # -- recordings -------------------------------------------------------------------------------------
 
 async def _recordings(request: web.Request) -> web.Response:
-    c = _console(request)
+    c = console_of(request)
     camera = request.query.get("camera") or None
     since, until = _number(request, "since"), _number(request, "until")
     if c.recordings is None:
         return web.json_response({"cameras": {}})
-    ranges = await _blocking(recordings.ranges, c.recordings, camera, since, until)
+    ranges = await blocking(recordings.ranges, c.recordings, camera, since, until)
     out: dict[str, Any] = {}
     for name, spans in ranges.items():
-        page = await _blocking(lambda n=name: c.index.query(camera=n, since=since, until=until, limit=500))
+        page = await blocking(lambda n=name: c.index.query(camera=n, since=since, until=until, limit=500))
         out[name] = {"ranges": spans, "events": [{"id": e["id"], "ts": e.get("first_seen") or e["ts"],
                                                    "type": e["type"], "label": e.get("label")}
                                                   for e in page["events"]]}
@@ -386,22 +397,22 @@ async def _recordings(request: web.Request) -> web.Response:
 
 
 async def _range_clip(request: web.Request) -> web.StreamResponse:
-    c = _console(request)
+    c = console_of(request)
     camera = request.match_info["camera"]
     if not CAMERA_NAME.fullmatch(camera):
-        _count(c, "refused", "bad_camera")
-        return _error(400, f"{camera[:70]!r} is not a camera name")
+        count(c, "refused", "bad_camera")
+        return error(400, f"{camera[:70]!r} is not a camera name")
     start, end = _number(request, "start"), _number(request, "end")
     if start is not None and end is not None:
         start, end = round(start, 1), round(end, 1)  # one cached file for requests a frame apart
     if start is None or end is None or not 0 < end - start <= MAX_CLIP_S:
-        return _error(400, f"start and end: seconds since the epoch, end after start, at most {MAX_CLIP_S:.0f} s apart")
+        return error(400, f"start and end: seconds since the epoch, end after start, at most {MAX_CLIP_S:.0f} s apart")
     if c.recordings is None or c.clips is None:
-        return _error(404, "no recorder folder: this console was not given one")
+        return error(404, "no recorder folder: this console was not given one")
     try:
         mp4 = await _clip(recordings.range_clip, c.recordings, camera, start, end, c.clips)
     except LookupError:
-        return _error(404, "nothing recorded in that range")
+        return error(404, "nothing recorded in that range")
     headers = {"Content-Type": "video/mp4"}
     if request.query.get("download"):
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(start))
@@ -409,17 +420,42 @@ async def _range_clip(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(mp4, headers=headers)
 
 
+async def _preview(request: web.Request) -> web.StreamResponse:
+    """The timeline's still: the key frame at or before ``ts`` (web.previews), small, as JPEG."""
+    c = console_of(request)
+    camera = request.match_info["camera"]
+    if not CAMERA_NAME.fullmatch(camera):
+        count(c, "refused", "bad_camera")
+        return error(400, f"{camera[:70]!r} is not a camera name")
+    try:
+        ts = _number(request, "ts")
+    except web.HTTPBadRequest:
+        count(c, "refused", "bad_time")
+        raise
+    if ts is None:
+        count(c, "refused", "bad_time")
+        return error(400, "ts: seconds since the epoch")
+    if c.recordings is None:
+        return error(404, "no recorder folder: this console was not given one")
+    try:
+        jpeg = await blocking(previews.preview_jpeg, c.recordings, camera, ts)
+    except LookupError:
+        return error(404, "nothing recorded at that time")
+    # the same key frame for any ts of its group of pictures: a browser may keep it a while
+    return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
+
+
 # -- media ------------------------------------------------------------------------------------------
 
 async def _media(request: web.Request) -> web.StreamResponse:
     """A snapshot under the sink's data dir, and nothing else there (status.db, events)."""
-    c = _console(request)
+    c = console_of(request)
     if c.data_dir is None:
-        return _error(404, "no data dir")
+        return error(404, "no data dir")
     name = request.match_info["path"]
     if not _file_name_ok(name):
-        _count(c, "refused", "bad_path")
-        return _error(400, "not a file name")
+        count(c, "refused", "bad_path")
+        return error(400, "not a file name")
     try:
         root = (c.data_dir / "snapshots").resolve()
         path = (c.data_dir / name).resolve()
@@ -427,7 +463,7 @@ async def _media(request: web.Request) -> web.StreamResponse:
     except (OSError, RuntimeError):  # a link loop, a path the file system will not take
         found = False
     if not found:
-        return _error(404, "no such file")
+        return error(404, "no such file")
     return web.FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
 
 

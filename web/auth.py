@@ -39,7 +39,9 @@ SESSION_S = 12 * 3600.0
 MAX_SESSIONS = 1024
 MAX_FAILURES = 10
 FAILURE_WINDOW_S = 60.0
-REREAD = ("/api/reload",)  # writes that only re-read the owner's file: open on a loopback bind without a token
+# writes open on a loopback bind without a token: a reload only re-reads the owner's file, and a
+# review mark only says what someone has looked at. A switch can stop detection or recording: the token.
+LOOPBACK_OPEN = ("/api/reload", "/api/review/reviewed")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -53,9 +55,9 @@ def check_bind(bind: str, token: str | None) -> None:
 
 def change_allowed(path: str, token_set: bool, bind: str) -> bool:
     """Whether a write to ``path`` (its session already checked) may go on: with a token set,
-    yes (the token or its session came with it); without one, only a reload, and only on a
-    loopback bind."""
-    return token_set or (path in REREAD and is_loopback(bind))
+    yes (the token or its session came with it); without one, only a reload or a review mark,
+    and only on a loopback bind."""
+    return token_set or (path in LOOPBACK_OPEN and is_loopback(bind))
 
 
 @dataclass

@@ -8,6 +8,8 @@ It reads what the other daemons already produce and changes none of them:
   crosses the wire; with no viewer the console subscribes to nothing and costs next to nothing.
 - SUB, connected to the sink's ``--publish-detections`` (``--detections``): each frame's
   ``result`` (boxes only) of the watched cameras, drawn on their live images.
+- PUSH, connected to the sink's ``--bind`` (``--sink``): what the console changes that the sink
+  keeps, ``switch`` and ``reviewed`` (web.sink_link).
 - The sink's ``--events`` file (followed, web.events_index) and ``--data-dir`` (status.db,
   snapshots); the recorder's ``--recordings`` folder (index.db, segments, kept clips).
 
@@ -46,6 +48,7 @@ from camwire.common.settings import WebSettings
 from camwire.common.settings.web import TOKEN_ENV
 from camwire.common.settings.values import network
 from camwire.web.auth import Auth, check_bind
+from camwire.web.sink_link import FLUSH_S, SNDHWM, SinkLink
 
 # aiohttp, OpenCV and the console's own modules are imported by main(): every daemon judging the
 # whole file builds this parser, and none of them should load a web server to do it
@@ -55,7 +58,7 @@ POLL_EVENTS_S = 0.5
 SUBSCRIBE_EVERY_S = 0.2  # how soon a new viewer's camera starts to flow
 PEER_CHECK_S = 5.0
 LABELS = {"live": ("what",), "refused": ("reason",), "logins": ("outcome",), "api_reloads": ("outcome",),
-          "cut_off": ("reason",)}
+          "cut_off": ("reason",), "switches": ("outcome",)}
 def token_of(args: WebSettings) -> str | None:
     token = args.token or os.environ.get(TOKEN_ENV) or None
     return expand(token, "--token") if token else None
@@ -201,6 +204,7 @@ def main(args: WebSettings) -> int:
     if web.boxes is not None:
         d.on(web.boxes, web.on_result)
     d.every(SUBSCRIBE_EVERY_S, web.follow_viewers)
+    d.every(FLUSH_S, web.sink.flush)
     d.watch("events", web.events_thread)
     d.every(PEER_CHECK_S, web.check_peers)
     d.on_reload(web.reload)
@@ -211,7 +215,8 @@ def main(args: WebSettings) -> int:
     d.log.info("web console started", url=f"http://{args.bind}:{web.http.port}/", auth_required=web.auth.required,
                max_connections=web.max_connections, max_connections_per_address=args.max_connections_per_address,
                fd_limit=web.fd_limit, trusted_proxies=args.trusted_proxy or [],
-               subscribe=args.subscribe, detections=args.detections, events=args.events, data_dir=args.data_dir,
+               subscribe=args.subscribe, detections=args.detections, sink=args.sink, events=args.events,
+               data_dir=args.data_dir,
                recordings=args.recordings)
     code = d.run(cleanup=web.close)
     d.log.info("web console stopped", stats=d.stats())
@@ -226,10 +231,12 @@ class WebConsole:
 
     def __init__(self, d: Daemon, args: WebSettings, token: str | None, truth: ConfigTruth) -> None:
         from camwire.web import recordings
-        from camwire.web.api import Console, make_app
+        from camwire.web.api import make_app
+        from camwire.web.console import Console
         from camwire.web.door import Door, Limits, connection_cap, raise_fd_limit
         from camwire.web.events_index import EventIndex
         from camwire.web.live import LiveHub
+        from camwire.web.review import Alerts
 
         self.d, self.args = d, args
         self.config: Config | None = d.config  # the running one: a reload takes the new
@@ -252,10 +259,15 @@ class WebConsole:
         self.door = Door(Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
                                 per_address=args.max_connections_per_address, total=self.max_connections,
                                 trusted=tuple(network(t) for t in args.trusted_proxy or ())), self.note)
-        console = Console(hub=self.hub, index=self.index, auth=self.auth, data_dir=self.data_dir,
+        link = None
+        if args.sink:
+            link = d.socket(zmq.PUSH, sndhwm=SNDHWM, linger=1000, immediate=True)
+        self.sink = SinkLink(link)
+        console = Console(hub=self.hub, sink=self.sink, index=self.index, auth=self.auth, data_dir=self.data_dir,
                           recordings=self.rec_dir, clips=clips, reload=self.reload_all, config=self.running_config,
                           config_state=self.truth.answer,
-                          live_possible=bool(args.subscribe), counters=d.counters, bind=args.bind, door=self.door)
+                          live_possible=bool(args.subscribe), counters=d.counters, bind=args.bind, door=self.door,
+                          alerts=Alerts.of(args.alert_labels, args.alert_zones))
         self.http = Http(make_app(console), self.door, args.bind, args.port)
         self.peers = []
         self.frames: zmq.Socket | None = None
@@ -266,6 +278,9 @@ class WebConsole:
         if args.detections:
             self.boxes = d.socket(zmq.SUB, rcvhwm=64, linger=0)
             self.peers.append(d.peer_watch(self.boxes, args.detections, SERVER_OF["detections"]))
+        if link is not None:
+            self.sink.watch = d.peer_watch(link, args.sink, SERVER_OF["sink"])  # whether the sink is there
+            self.peers.append(self.sink.watch)
         self.subscribed: set[str] = set()
 
     # -- what the HTTP side asks (from its own thread) --------------------------------------------

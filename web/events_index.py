@@ -313,6 +313,10 @@ class EventIndex:
         with self.lock:
             return [r[0] for r in self.db.execute("SELECT DISTINCT label FROM labels ORDER BY label")]
 
+    def zones(self) -> list[str]:
+        with self.lock:
+            return [r[0] for r in self.db.execute("SELECT DISTINCT zone FROM zones ORDER BY zone")]
+
     def cameras(self) -> list[str]:
         with self.lock:
             return [r[0] for r in self.db.execute("SELECT DISTINCT camera FROM events ORDER BY camera")]

@@ -41,7 +41,8 @@ class Classifier(Group):
     name: Annotated[str | None, opt("worker name in logs and stats (default: host-pid, or classifier-N)",
                                     metavar="NAME")] = None
     serves: Annotated[str | None, opt("the detector name this worker serves: cameras whose detector is NAME get "
-                                      "their frames from it (default: the --detector spec as written)",
+                                      "their frames from it (default: the --detector spec, an onnx model by its file name: "
+                                      "onnx:yolov8n.onnx)",
                                       metavar="NAME")] = None
     instance: Annotated[int | None, opt("systemd's %i: names the worker classifier-N and serves metrics on "
                                         "--metrics-port + N, so one config serves a pool", metavar="N")] = None

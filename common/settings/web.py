@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Annotated
 
 from camwire.common.settings.model import Group, opt, section
@@ -10,6 +11,15 @@ from camwire.common.settings.values import proxy
 from camwire.common.units import duration, positive, size
 
 TOKEN_ENV = "CAMWIRE_WEB_TOKEN"
+ALERT_LABELS = ("person",)  # the review page's alerts when [web] alert_labels is not set
+
+
+def review_name(text: str) -> str:
+    """An alert label or zone (web.review): 1 to 64 printable characters."""
+    if not 0 < len(text) <= 64 or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"a label or zone name of 1 to 64 printable characters, not {text[:70]!r}")
+    return text
+
 
 
 class Web(Group):
@@ -27,6 +37,14 @@ class Web(Group):
                                                metavar="ADDR", repeat=True)] = None
     detections: Annotated[str | None, opt("the sink's --publish-detections, for boxes on live views",
                                           metavar="ADDR")] = None
+    sink: Annotated[str | None, opt("the sink's --bind, where the console sends what it changes (a camera's "
+                                    "switches, objects marked reviewed)", metavar="ADDR")] = None
+    alert_labels: Annotated[list[str] | None, opt("the review page's alerts: objects of these labels (the rest are "
+                                                  "detections); repeat for more", metavar="LABEL",
+                                                  parse=review_name, repeat=True, shown="person")] = None
+    alert_zones: Annotated[list[str] | None, opt("... and only those in one of these zones (default: anywhere); "
+                                                 "repeat for more", metavar="ZONE", parse=review_name,
+                                                 repeat=True)] = None
     cache_max_bytes: Annotated[int, opt("MP4s remuxed for the browser are kept up to this much (default 1G)",
                                         metavar="SIZE", parse=size)] = 1 << 30
     header_timeout: Annotated[float, opt("a request's headers must be in within this of its first byte, or the "

@@ -11,7 +11,10 @@ discovery prefix, ``--mqtt-discovery``, ``homeassistant`` by default; ``<node>``
   ``<ha>/binary_sensor/<node>/motion/config`` (device_class ``motion``, state on
   ``<prefix>/<camera>/motion`` ``ON``/``OFF``) and ``<ha>/image/<node>/snapshot/config`` (the
   best snapshot worth showing: JPEG bytes on ``<prefix>/<camera>/snapshot``, sent at an object's
-  start and when it has a clearly better one, sink.outputs.mqtt.worth_showing);
+  start and when it has a clearly better one, sink.outputs.mqtt.worth_showing); and one
+  ``<ha>/switch/<node>/<switch>/config`` for each of its switches (``detect``, ``record``,
+  ``snapshots``: sink.switches), commanded on ``<prefix>/<camera>/<switch>/set`` and stated on
+  ``<prefix>/<camera>/<switch>/state``, ``ON``/``OFF`` both (:func:`switch_topic`);
 - per camera and tracked label, from the label's first tracked object on (only ``object``
   events make them, and the sink makes those only for the labels a camera tracks: no other
   event, a ``suggested_mask`` or a detection, names a label here):
@@ -45,11 +48,19 @@ CONNECTED_TEMPLATE = "{{ 'ON' if value in ['online', 'covered'] else 'OFF' }}"
 
 Message = tuple[str, str | bytes]  # (topic, payload), retained
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+# each switch's entity: its name and icon in Home Assistant
+SWITCH_ENTITIES = {"detect": ("Detection", "mdi:motion-sensor"), "record": ("Recording", "mdi:record-rec"),
+                   "snapshots": ("Snapshots", "mdi:image-multiple")}
 
 
 def slug(name: str) -> str:
     """``name`` as one MQTT topic level and an HA id: ``[A-Za-z0-9_-]``, the rest as ``_``."""
     return _UNSAFE.sub("_", name) or "_"
+
+
+def switch_topic(prefix: str, camera: str, switch: str, leaf: str) -> str:
+    """``<prefix>/<camera>/<switch>/set`` (``leaf`` ``set``: commands in) or ``.../state`` (retained, out)."""
+    return f"{prefix}/{camera}/{switch}/{leaf}"
 
 
 @dataclass(slots=True)
@@ -147,7 +158,12 @@ class Discovery:
                 self._config("binary_sensor", camera, "motion", name="Motion", device_class="motion",
                              state_topic=f"{self.prefix}/{camera}/motion", payload_on=ON, payload_off=OFF),
                 self._config("image", camera, "snapshot", name="Snapshot", image_topic=self.snapshot_topic(camera),
-                             content_type="image/jpeg")]
+                             content_type="image/jpeg"),
+                *[self._config("switch", camera, switch, name=name, icon=icon, entity_category="config",
+                               command_topic=switch_topic(self.prefix, camera, switch, "set"),
+                               state_topic=switch_topic(self.prefix, camera, switch, "state"),
+                               payload_on=ON, payload_off=OFF, state_on=ON, state_off=OFF)
+                  for switch in wire.SWITCHES for name, icon in [SWITCH_ENTITIES[switch]]]]
 
     def _label_configs(self, camera: str, label: str) -> list[Message]:
         words = label.replace("_", " ").capitalize()

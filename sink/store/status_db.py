@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS workers (
     name TEXT PRIMARY KEY, credits INTEGER, in_flight INTEGER, dispatched INTEGER, completed INTEGER,
     leaving INTEGER, updated_ts REAL, results INTEGER, detector TEXT);
 CREATE TABLE IF NOT EXISTS refused (
-    daemon TEXT, socket TEXT, reason TEXT, count INTEGER, updated_ts REAL, PRIMARY KEY (daemon, socket, reason));
+    daemon TEXT, socket TEXT, reason TEXT, count INTEGER, updated_ts REAL, peers TEXT,
+    PRIMARY KEY (daemon, socket, reason));
 CREATE TABLE IF NOT EXISTS sink (
     name TEXT PRIMARY KEY, pid INTEGER, started_ts REAL, updated_ts REAL, stopped_ts REAL,
     write_errors TEXT, last_write_error TEXT, last_write_error_ts REAL);
@@ -31,7 +32,8 @@ CREATE TABLE IF NOT EXISTS sink (
 
 
 def read_status(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Cameras and workers as last written to ``path``, read without disturbing the sink."""
+    """Cameras and workers as last written to ``path``, read without disturbing the sink. A
+    camera's ``switches`` come as a dict (``{"detect": True, ...}``), None from an older sink."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
@@ -39,15 +41,22 @@ def read_status(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
         workers = [dict(r) for r in db.execute("SELECT * FROM workers ORDER BY name")]
     finally:
         db.close()
+    for row in cameras:
+        row["switches"] = json.loads(row["switches"]) if row.get("switches") else None
     return cameras, workers
 
 
 def read_refused(path: Path) -> list[dict[str, Any]]:
-    """Failed handshakes per daemon and socket ([] from a status.db written before they were kept)."""
+    """Failed handshakes per daemon and socket ([] from a status.db written before they were kept),
+    each with ``peers``: [{"peer": IP address, "key": key fingerprint or "-", "count": n}], most first
+    (common.refusals; [] where none was named)."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
-        return [dict(r) for r in db.execute("SELECT * FROM refused ORDER BY daemon, socket, reason")]
+        rows = [dict(r) for r in db.execute("SELECT * FROM refused ORDER BY daemon, socket, reason")]
+        for row in rows:
+            row["peers"] = [{"peer": p, "key": k, "count": n} for p, k, n in json.loads(row.get("peers") or "[]")]
+        return rows
     except sqlite3.OperationalError:
         return []  # no such table
     finally:

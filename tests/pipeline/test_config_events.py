@@ -31,6 +31,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from camwire.common import wire
 from camwire.sample import make_sample_clip
 from camwire.sink.store.status_db import read_status
 from conftest import ROOT, tcp, wait_log
@@ -187,7 +188,7 @@ def test_zones_masks_rules_routing_and_home_assistant_from_one_file(daemons, bro
     late = Subscriber(broker, "homeassistant/#", raw=True)
     try:
         kept: list[tuple[str, Any, bool]] = []
-        mqtt_until(late, lambda s: len({t for t, _, retain in s if retain}) >= 5, kept)
+        mqtt_until(late, lambda s: len({t for t, _, retain in s if retain}) >= 5 + len(wire.SWITCHES), kept)
     finally:
         late.close()
 
@@ -245,7 +246,8 @@ def test_zones_masks_rules_routing_and_home_assistant_from_one_file(daemons, bro
                             "homeassistant/image/camwire_yard/snapshot/config",
                             "homeassistant/binary_sensor/camwire_yard/connectivity/config",
                             "homeassistant/binary_sensor/camwire_yard/disc_occupancy/config",
-                            "homeassistant/sensor/camwire_yard/disc_count/config"}  # no box: never an event
+                            "homeassistant/sensor/camwire_yard/disc_count/config",  # no box: never an event
+                            *[f"homeassistant/switch/camwire_yard/{s}/config" for s in wire.SWITCHES]}
     assert {topic for topic, _, retain in kept if retain} == set(configs)
     motion = configs["homeassistant/binary_sensor/camwire_yard/motion/config"]
     assert motion["device_class"] == "motion" and motion["state_topic"] == "camwire/yard/motion"

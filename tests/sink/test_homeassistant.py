@@ -41,6 +41,7 @@ def test_counts_follow_objects_and_configs_come_once_per_camera_and_label() -> N
     assert topics == ["homeassistant/binary_sensor/camwire_yard/connectivity/config",
                       "homeassistant/binary_sensor/camwire_yard/motion/config",
                       "homeassistant/image/camwire_yard/snapshot/config",
+                      *[f"homeassistant/switch/camwire_yard/{s}/config" for s in wire.SWITCHES],
                       "homeassistant/binary_sensor/camwire_yard/person_occupancy/config",
                       "homeassistant/sensor/camwire_yard/person_count/config",
                       "camwire/yard/person/count", "camwire/yard/person/occupied"]
@@ -61,7 +62,7 @@ def test_counts_follow_objects_and_configs_come_once_per_camera_and_label() -> N
     assert "camwire/yard/traffic_light/count" in states(ha.on_event(obj("start", "traffic light", "o3")))
     again = dict(ha.everything())
     assert again["camwire/yard/person/count"] == "1" and again["camwire/yard/dog/occupied"] == "OFF"
-    assert len([t for t in again if t.endswith("/config")]) == 3 + 2 * 3
+    assert len([t for t in again if t.endswith("/config")]) == 6 + 2 * 3
     assert discovery_prefix("") == "" and discovery_prefix("ha/") == "ha"
     for bad in ("#", "a/+/b", "/", "a//b"):
         with pytest.raises(argparse.ArgumentTypeError):
@@ -143,7 +144,8 @@ def test_home_assistant_discovers_motion_occupancy_count_and_snapshot(daemons, z
     wanted = {motion_config, "homeassistant/image/camwire_yard/snapshot/config",
               "homeassistant/binary_sensor/camwire_yard/connectivity/config",
               "homeassistant/binary_sensor/camwire_yard/person_occupancy/config",
-              "homeassistant/sensor/camwire_yard/person_count/config"}
+              "homeassistant/sensor/camwire_yard/person_count/config",
+              *[f"homeassistant/switch/camwire_yard/{s}/config" for s in wire.SWITCHES]}
     late = Subscriber(broker, "#", raw=True)
     told = late.until(all_of(wanted | {count, occupied, "camwire/yard/motion", "camwire/yard/snapshot"}))
     late.close()
@@ -156,7 +158,7 @@ def test_home_assistant_discovers_motion_occupancy_count_and_snapshot(daemons, z
             "camwire/available", "online", "offline")
         assert config["device"] == {"identifiers": ["camwire_yard"], "name": "yard", "manufacturer": "camwire",
                                     "model": "camera"}
-    assert len({c["unique_id"] for c in configs.values()}) == 5
+    assert len({c["unique_id"] for c in configs.values()}) == 8
     motion = configs[motion_config]
     assert (motion["device_class"], motion["state_topic"], motion["payload_on"], motion["payload_off"]) == (
         "motion", "camwire/yard/motion", "ON", "OFF")

@@ -51,7 +51,8 @@ def test_label_entities_come_only_from_tracked_objects() -> None:
     ha = Discovery("ha", "site")
     camera = ha.on_event(event("m", type="suggested_mask", label="person", box=(1.0, 2.0, 3.0, 4.0)))
     assert [t for t, _ in camera] == ["ha/binary_sensor/site_porch/connectivity/config",
-                                      "ha/binary_sensor/site_porch/motion/config", "ha/image/site_porch/snapshot/config"]
+                                      "ha/binary_sensor/site_porch/motion/config", "ha/image/site_porch/snapshot/config",
+                                      *[f"ha/switch/site_porch/{s}/config" for s in wire.SWITCHES]]
     assert ha.on_event(event("d", type="detection", label="person")) == []
     assert [t for t, _ in ha.everything() if "person" in t] == []
     assert "site/porch/person/count" in dict(ha.on_event(event("s", phase="start")))
@@ -115,7 +116,8 @@ def test_an_object_goes_out_at_its_start_its_end_and_its_news(broker: int, tmp_p
     assert on("site/porch/state") == [b"online", b"covered", b"offline"]
     assert {t for t, _, _ in got if t.endswith("/config")} == {
         CONNECTIVITY_CONFIG, "ha/binary_sensor/site_porch/motion/config", SNAPSHOT_CONFIG,
-        "ha/binary_sensor/site_porch/person_occupancy/config", "ha/sensor/site_porch/person_count/config"}
+        "ha/binary_sensor/site_porch/person_occupancy/config", "ha/sensor/site_porch/person_count/config",
+        *[f"ha/switch/site_porch/{s}/config" for s in wire.SWITCHES]}
 
     # a Home Assistant that comes later finds the better picture and the camera's connectivity
     late = Subscriber(broker, "#", raw=True)

@@ -23,7 +23,8 @@ def test_events_reach_a_real_mosquitto(pipeline_factory, daemons, broker: int, s
     states = {"camera_online": "online", "camera_covered": "covered", "camera_uncovered": "online"}
     motion = {"motion_start": "ON", "motion_end": "OFF"}
     kept = sum(e["type"] in states for e in events) + sum(e["type"] in motion for e in events)
-    expected = 2 + len(events) + kept  # available online/offline, each event, states and motion
+    switches = 3  # the camera's switches (detect, record, snapshots), ON, once it is first named
+    expected = 2 + len(events) + kept + switches  # available online/offline, each event, states and motion
     got = live.take(expected)
     live.close()
     by_topic = [(t, body) for t, body, _ in got if t.startswith("camwire/gate/")
@@ -34,13 +35,16 @@ def test_events_reach_a_real_mosquitto(pipeline_factory, daemons, broker: int, s
     assert [body for t, body, _ in got if t == "camwire/gate/motion"] == [motion[e["type"]] for e in events
                                                                          if e["type"] in motion]
     assert [body for t, body, _ in got if t == "camwire/available"] == ["online", "offline"]
-    assert daemons.stats("sink")["outputs"]["mqtt"]["published"] == len(events) + kept
+    assert [(t, body) for t, body, _ in got if t.endswith(("/detect/state", "/record/state", "/snapshots/state"))] \
+        == [(f"camwire/gate/{s}/state", "ON") for s in ("detect", "record", "snapshots")]
+    assert daemons.stats("sink")["outputs"]["mqtt"]["published"] == len(events) + kept + switches
 
     # a client that comes later (Home Assistant after a restart) is told the state by the broker
     late = Subscriber(broker, "camwire/#")
     retained = {t: body for t, body, retain in late.take() if retain}
     late.close()
-    assert retained == {"camwire/gate/state": "online", "camwire/gate/motion": "OFF", "camwire/available": "offline"}
+    assert retained == {"camwire/gate/state": "online", "camwire/gate/motion": "OFF", "camwire/available": "offline",
+                        **{f"camwire/gate/{s}/state": "ON" for s in ("detect", "record", "snapshots")}}
 
 
 class FlakyHook(BaseHTTPRequestHandler):

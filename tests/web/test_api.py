@@ -80,7 +80,10 @@ def test_without_a_token_this_host_may_read_and_reload(tmp_path: Path, stopped) 
     proc, port = start_web(tmp_path, "--data-dir", str(tmp_path), "--events", str(tmp_path / "events.jsonl"))
     stopped.append(proc)
     status, body, _ = call(port, "GET", "/api/cameras")
-    assert status == 200 and body == {"cameras": []}
+    assert status == 200 and body["cameras"] == []
+    assert body["switches"] == {"settable": False,  # a camera's switches need the token, like every change
+                                "why": 'changes need a token: set [web] token ("${CAMWIRE_WEB_TOKEN}") and log in'}
+    assert call(port, "POST", "/api/cameras/door/switches", body={"switch": "detect", "on": False})[0] == 403
     # a reload only re-reads the owner's file: allowed on loopback (here there is no file to read)
     status, body, _ = call(port, "POST", "/api/reload")
     assert status == 409 and "--config" in body["error"]

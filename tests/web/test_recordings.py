@@ -28,6 +28,7 @@ from camwire.recorder.keep import Keeper
 from camwire.recorder.retention import Limits, Retention
 from camwire.recorder.ring import Encoding, Ring
 from camwire.recorder.segment import start_of
+from camwire.web import previews
 from camwire.web.recordings import ClipCache, event_clip, export_range, range_clip, ranges, remux_to_mp4, usage
 
 FPS = 25
@@ -274,3 +275,18 @@ def test_cache_evicts_the_oldest_beyond_its_budget(tmp_path: Path) -> None:
     (tmp_path / "cache" / ".x.dead.tmp.mp4").write_bytes(b"left by a killed maker")
     ClipCache(tmp_path / "cache", max_bytes=250)
     assert not (tmp_path / "cache" / ".x.dead.tmp.mp4").exists()
+
+
+def test_a_preview_is_the_key_frame_at_or_before_the_time_decoded_once(recorded: Recorded) -> None:
+    t0 = recorded.t0
+    before = previews.decodes
+    still = previews.preview_jpeg(recorded.root, "door", t0 + 2.2)
+    assert pixels.jpeg_size(still) == (240, 180)  # 64x48 at 240 px wide
+    # the same key frame (2 s) for any time of its second: from the cache, not decoded again
+    assert previews.preview_jpeg(recorded.root, "door", t0 + 2.9) == still and previews.decodes == before + 1
+    assert previews.preview_jpeg(recorded.root, "door", t0 + 3.1) != still
+    # the file still being written (17-19 s) as far as its frames on disk go
+    assert pixels.jpeg_size(previews.preview_jpeg(recorded.root, "door", t0 + 17.2)) == (240, 180)
+    for camera, ts in (("door", t0 + 12), ("door", t0 - 1), ("yard", t0 + 60), ("nobody", t0 + 1)):
+        with pytest.raises(LookupError):
+            previews.preview_jpeg(recorded.root, camera, ts)

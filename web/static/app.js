@@ -14,7 +14,14 @@
 // .timeline[data-camera] .range / .tick[data-id] / .selection; video.range-video; a.download;
 // .rec-message.nothing; table.sys-*; .sys-sink[data-state]; button.reload; .reload-result[data-ok];
 // form.login .token / .login-error; #banner .banner-msg; .ws-state[data-state];
-// .config-banner[data-ok] .config-error (camwire.toml refused: on every page until a good one loads).
+// .config-banner[data-ok] .config-error (camwire.toml refused: on every page until a good one loads);
+// a camera's switches: switches.js (.switches .switch[data-switch][data-on]); a tile's .switch-off-badge.
+// The recordings page's own (zoom, previews, gaps): timeline.js.
+
+import { mountRecordings } from "./timeline.js";
+
+import { mountReview } from "./review.js";  // #/review: it imports this module back (functions only)
+import { SwitchPanel, offBadges } from "./switches.js";  // a camera's switches: it imports this module back
 
 const GRID_FPS = 5;
 const FULL_FPS = 15;
@@ -26,17 +33,16 @@ const CAMERA_POLL_MS = 2000;
 const SYSTEM_POLL_MS = 2000;
 const CONFIG_POLL_MS = 2000;
 const EVENTS_POLL_MS = 5000;
-const RECORDINGS_POLL_MS = 15000;
 const STALE_FRAME_MS = 5000;   // a watched tile with no frame for this long is marked stale
 const EVENT_TYPES = ["object", "motion_start", "motion_end", "camera_online", "camera_offline",
-  "camera_covered", "camera_uncovered", "camera_failed", "scene", "suggested_mask"];
+  "camera_covered", "camera_uncovered", "camera_failed", "scene", "suggested_mask", "camera_switch"];
 
 // ---------------------------------------------------------------- small helpers
 
-const $ = (sel, root = document) => root.querySelector(sel);
+export const $ = (sel, root = document) => root.querySelector(sel);
 
 /** An element: h("div", {class: "x", onclick: fn, dataset: {a: 1}}, child, "text", [more]). */
-function h(tag, attrs = {}, ...children) {
+export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v == null || v === false) continue;
@@ -55,34 +61,63 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-const pad = (n) => String(n).padStart(2, "0");
+export const pad = (n) => String(n).padStart(2, "0");
 
 /** Local date and time with seconds, "2026-11-21 15:37:18": unambiguous and sortable. */
-function fmtTime(ts) {
+export function fmtTime(ts) {
   if (ts == null) return "—";
   const d = new Date(ts * 1000);
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
     `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
-function fmtClock(ts) {
+export function fmtClock(ts) {
   const d = new Date(ts * 1000);
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
-/** An epoch time as a datetime-local input's value (local time, with seconds). */
-function toLocalInput(ts) {
-  return ts == null ? "" : fmtTime(Math.floor(ts)).replace(" ", "T");
+/** An epoch time as a time field's text: "YYYY-MM-DD HH:MM:SS", 24-hour local time. (A
+ * datetime-local input shows 12-hour times in an en-US browser, beside 24-hour times everywhere else.) */
+export function toLocalInput(ts) {
+  return ts == null ? "" : fmtTime(Math.floor(ts));
 }
 
-/** A datetime-local value (read as local time, as the spec says) to seconds since the epoch, or null. */
-function fromLocalInput(value) {
-  if (!value) return null;
-  const ms = new Date(value).getTime();
-  return Number.isFinite(ms) ? ms / 1000 : null;
+const LOCAL_TIME = /^(\d{4})-(\d{1,2})-(\d{1,2})[ T](\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?$/;
+
+/** A time field's text ("YYYY-MM-DD HH:MM[:SS]", 24-hour local time) to seconds since the epoch;
+ * null when empty, NaN when it is no such time (a 13th month, 24:00, 31 April). */
+export function fromLocalInput(value) {
+  const text = String(value ?? "").trim();
+  if (!text) return null;
+  const m = LOCAL_TIME.exec(text);
+  if (!m) return NaN;
+  const [y, mo, d, hh, mm, ss = "0"] = m.slice(1, 7).map(Number);
+  const date = new Date(y, mo - 1, d, hh, mm, ss);
+  if (date.getFullYear() !== y || date.getMonth() !== mo - 1 || date.getDate() !== d ||
+      date.getHours() !== hh || date.getMinutes() !== mm) return NaN;
+  return date.getTime() / 1000 + (m[7] ? Number(m[7]) : 0);
 }
 
-function fmtDuration(s) {
+/** A time field read: its seconds since the epoch, null when empty; a bad value is said on the field
+ * (one clear line, as the browser shows a field's own errors) and reads as undefined. */
+export function readTimeInput(input) {
+  const ts = fromLocalInput(input.value);
+  if (Number.isNaN(ts)) {
+    input.setCustomValidity(`not a time: ${JSON.stringify(input.value.slice(0, 40))}; write YYYY-MM-DD HH:MM:SS (24-hour, local time)`);
+    input.reportValidity();
+    return undefined;
+  }
+  input.setCustomValidity("");
+  return ts;
+}
+
+/** A text field for a time, 24-hour local "YYYY-MM-DD HH:MM:SS" (see toLocalInput). */
+export function timeInput(attrs = {}) {
+  return h("input", { type: "text", size: 19, spellcheck: "false", autocomplete: "off",
+    placeholder: "YYYY-MM-DD HH:MM:SS", title: "24-hour local time: YYYY-MM-DD HH:MM:SS", ...attrs });
+}
+
+export function fmtDuration(s) {
   s = Math.max(0, Math.round(s));
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m ${pad(s % 60)}s`;
@@ -90,7 +125,7 @@ function fmtDuration(s) {
 }
 
 /** How long something stayed, in words a list reads: "under 1 s", "12 s", "3 min 5 s", "2 h 4 min". */
-function fmtStay(s) {
+export function fmtStay(s) {
   s = Math.max(0, Math.round(s));
   if (s < 1) return "under 1 s";
   if (s < 60) return `${s} s`;
@@ -99,21 +134,22 @@ function fmtStay(s) {
   return sec ? `${m} min ${sec} s` : `${m} min`;
 }
 
-function fmtAge(ts, now = Date.now() / 1000) {
+export function fmtAge(ts, now = Date.now() / 1000) {
   return ts == null ? "never" : `${fmtDuration(now - ts)} ago`;
 }
 
-function fmtBytes(n) {
+/** Bytes in decimal units (1 kB = 1000 B), as disks are sold: "512 B", "3.4 MB", "1.9 TB". */
+export function fmtBytes(n) {
   if (n == null) return "—";
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  const units = ["B", "kB", "MB", "GB", "TB", "PB"];
   let i = 0;
-  while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  while (Math.abs(n) >= 1000 && i < units.length - 1) { n /= 1000; i++; }
   return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
-const fmtNum = (v, digits = 1) => (v == null ? "—" : Number(v).toFixed(digits));
+export const fmtNum = (v, digits = 1) => (v == null ? "—" : Number(v).toFixed(digits));
 
-function fmtScore(ev) {
+export function fmtScore(ev) {
   let s = ev.top_score ?? ev.score;
   if (s == null && Array.isArray(ev.detections) && ev.detections.length) {
     s = Math.max(...ev.detections.map((d) => d.confidence ?? 0));
@@ -121,7 +157,7 @@ function fmtScore(ev) {
   return s == null ? "" : `${Math.round(s * 100)}%`;
 }
 
-function parseHash() {
+export function parseHash() {
   const raw = location.hash.replace(/^#\/?/, "");
   const q = raw.indexOf("?");
   const path = q < 0 ? raw : raw.slice(0, q);
@@ -130,7 +166,7 @@ function parseHash() {
 }
 
 /** Replace the hash's query without a hashchange (the view already shows it). */
-function setHashQuery(route, params) {
+export function setHashQuery(route, params) {
   const qs = new URLSearchParams([...params].filter(([, v]) => v !== "" && v != null)).toString();
   history.replaceState(null, "", `#/${route}${qs ? "?" + qs : ""}`);
 }
@@ -139,7 +175,7 @@ function setHashQuery(route, params) {
 
 /** Errors shown plainly at the top; each under a key, so a poll that fails again replaces its own
  * line instead of piling up, and clears it once it succeeds. */
-const banner = {
+export const banner = {
   msgs: new Map(),
   set(key, text) {
     if (this.msgs.get(key) === text) return;
@@ -161,7 +197,7 @@ const banner = {
 /** camwire.toml as the console last loaded it (GET /api/config). A file the daemons refused (a typo
  * saved) is shown above every page with its FILE:LINE: reason, until a good one is loaded: the daemons
  * run on their last good file meanwhile. No dismiss button: it goes when the file is fixed. */
-const configBanner = {
+export const configBanner = {
   el: null,
   poller: null,
   start() {
@@ -186,7 +222,7 @@ window.addEventListener("unhandledrejection", (e) => banner.set("js", `page erro
 
 // ---------------------------------------------------------------- the API
 
-class ApiError extends Error {
+export class ApiError extends Error {
   constructor(status, message, body = null) {
     super(message);
     this.status = status;
@@ -195,7 +231,7 @@ class ApiError extends Error {
 }
 
 /** fetch + JSON, same-origin credentials; a 401 brings the login form back. Throws ApiError. */
-async function api(path, { method = "GET", body } = {}) {
+export async function api(path, { method = "GET", body } = {}) {
   const opts = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
   if (body !== undefined) {
     opts.headers["Content-Type"] = "application/json";
@@ -224,7 +260,7 @@ async function api(path, { method = "GET", body } = {}) {
 
 /** Run fn now and every `ms` until the returned stop() is called. Its failures go to the banner under
  * `key` (401s do not: the login form says it); skipped while logged out or while the tab is hidden. */
-function poll(key, fn, ms) {
+export function poll(key, fn, ms) {
   let stopped = false;
   let timer = null;
   let running = false;
@@ -261,7 +297,7 @@ function poll(key, fn, ms) {
 
 // ---------------------------------------------------------------- login
 
-const auth = {
+export const auth = {
   ok: false,        // may call the API (logged in, or no token required)
   checked: false,
 
@@ -491,10 +527,10 @@ class LiveClient {
   }
 }
 
-const live = new LiveClient();
+export const live = new LiveClient();
 
 /** The width to ask for: the element's width in device pixels, up a step, capped. */
-function liveWidth(el, cap, sourceWidth) {
+export function liveWidth(el, cap, sourceWidth) {
   const px = Math.round(el.clientWidth * (window.devicePixelRatio || 1));
   let w = WIDTH_STEPS.find((s) => s >= px) ?? WIDTH_STEPS[WIDTH_STEPS.length - 1];
   w = Math.min(w, cap);
@@ -526,12 +562,13 @@ class Tile {
     this.media = h("div", { class: "media" }, this.canvas, this.waiting, this.noLive, this.frameTime, this.motion);
     this.badge = h("span", { class: "state", dataset: { state: "unknown" } }, "unknown");
     this.covered = h("span", { class: "covered-badge", hidden: true }, "covered");
+    this.offs = h("span", { class: "switch-offs" });  // "detect off": switches.js
     this.fps = h("span", { class: "fps" });
     this.reason = h("div", { class: "reason", hidden: true });
     this.el = h("div", { class: full ? "tile full" : "tile", dataset: { camera: name, state: "unknown" } },
       this.media,
       h("div", { class: "bar" }, h("span", { class: "name", title: name }, name), this.badge, this.covered,
-        h("span", { class: "spacer" }), this.fps),
+        this.offs, h("span", { class: "spacer" }), this.fps),
       this.reason);
     if (onopen) {
       this.el.tabIndex = 0;
@@ -565,6 +602,7 @@ class Tile {
     this.badge.dataset.state = state;
     this.badge.textContent = state;
     this.covered.hidden = !cam.covered;
+    this.offs.replaceChildren(...offBadges(cam));
     this.reason.textContent = cam.reason || "";
     this.reason.hidden = !cam.reason;
     this.motion.dataset.motion = String(!!cam.motion);
@@ -681,6 +719,7 @@ function mountLive(root) {
 function mountCamera(root, [name]) {
   if (!name) { location.replace("#/live"); return null; }
   const tile = new Tile(name, { full: true });
+  const switches = new SwitchPanel(name);
   const info = h("dl", { class: "cam-info" });
   const evList = h("div", { class: "events" });
   const evEmpty = h("p", { class: "empty", hidden: true }, "no events");
@@ -693,19 +732,20 @@ function mountCamera(root, [name]) {
       h("a", { href: `#/events?camera=${q}` }, "all events")),
     missing,
     h("div", { class: "camera-page" },
-      h("div", { class: "camera-main" }, tile.el, info),
+      h("div", { class: "camera-main" }, tile.el, switches.el, info),
       h("section", { class: "camera-events" }, h("h3", {}, "Recent events"), evEmpty, evList)));
 
   const obs = tileObservers(new Map());
   obs.add(tile);
   const stopCam = poll("cameras", async () => {
     // the sink's whole row (who served it, its errors and when) is in the system view's status
-    const [{ cameras }, system] = await Promise.all([api("/api/cameras"), api("/api/system")]);
+    const [{ cameras, switches: settable }, system] = await Promise.all([api("/api/cameras"), api("/api/system")]);
     const cam = cameras.find((c) => c.camera === name);
     missing.hidden = !!cam;
     if (!cam) return;
     const row = (system.cameras || []).find((c) => c.camera === name) ?? {};
     tile.update(cam);
+    switches.update(cam, settable);
     const zones = Object.keys(cam.zones || {});
     const rows = [
       ["state", cam.state + (cam.reason ? `: ${cam.reason}` : "") + (cam.covered ? " (covered)" : "")],
@@ -737,7 +777,7 @@ function mountCamera(root, [name]) {
 
 /** A camera's error (status.db's row): the current one in red with when it was last said; once
  * the camera is back, the one it came back from, muted and in the past; else "none". */
-function camError(row) {
+export function camError(row) {
   if (row.last_error) {
     return h("span", { class: "error-text" }, row.last_error + (row.last_error_ts ? ` (${fmtClock(row.last_error_ts)})` : ""));
   }
@@ -750,7 +790,7 @@ function camError(row) {
 
 /** The detectors that served the camera's recent results, and by which workers (status.db's
  * row); before any result, the ones its config asks for. */
-function camDetectors(cam, row) {
+export function camDetectors(cam, row) {
   if (row.detectors) return row.detectors + (row.workers ? ` (${row.workers})` : "");
   const wanted = (cam.detector || []).join(", ");
   return wanted ? `${wanted} (no results yet)` : "no results yet";
@@ -758,25 +798,25 @@ function camDetectors(cam, row) {
 
 // ---------------------------------------------------------------- event rows and the detail pane
 
-function eventThumb(ev) {
+export function eventThumb(ev) {
   const src = ev.thumb_url || ev.snapshot_url;
   return src
     ? h("img", { class: "thumb", src, alt: "", loading: "lazy", decoding: "async" })
     : h("div", { class: "thumb none" }, "no image");
 }
 
-const isObject = (ev) => ev.type === "object" && !!ev.object_id;
+export const isObject = (ev) => ev.type === "object" && !!ev.object_id;
 
 /** What a list holds one row of, as the server keys it (web.events_index): a tracked object by its
  * object_id (its newest phase replaces the one shown), any other event by its id. */
-const rowKey = (ev) => (isObject(ev) ? ev.object_id : ev.id);
+export const rowKey = (ev) => (isObject(ev) ? ev.object_id : ev.id);
 
 /** When a row happened: a tracked object when it appeared, not when its newest phase was sent. */
-const rowTime = (ev) => (isObject(ev) ? ev.first_seen ?? ev.ts : ev.ts);
+export const rowTime = (ev) => (isObject(ev) ? ev.first_seen ?? ev.ts : ev.ts);
 
 /** How long an object stayed, "for 12 s", or "for 12 s so far" while it has not ended; "" for
  * anything else. The server's ``duration`` (last_seen - first_seen), else worked out the same way. */
-function stayText(ev) {
+export function stayText(ev) {
   if (!isObject(ev)) return "";
   const d = ev.duration ?? (ev.first_seen != null && ev.last_seen != null ? ev.last_seen - ev.first_seen : null);
   if (d == null) return "";
@@ -784,7 +824,7 @@ function stayText(ev) {
 }
 
 /** A row's time cell: when it happened, and for an object how long it stayed beneath. */
-function eventTime(ev) {
+export function eventTime(ev) {
   const at = rowTime(ev);
   const stay = stayText(ev);
   const title = isObject(ev) ? `appeared ${fmtTime(at)}, last seen ${fmtTime(ev.last_seen)}` : null;
@@ -793,7 +833,7 @@ function eventTime(ev) {
     stay ? h("span", { class: "ev-for", dataset: { live: ev.phase !== "end" } }, stay) : null);
 }
 
-function eventRow(ev) {
+export function eventRow(ev) {
   const type = ev.phase ? `${ev.type} · ${ev.phase}` : ev.type;
   const zones = (ev.zones || []).join(", ");
   const stationary = isObject(ev) && ev.stationary === true;
@@ -871,7 +911,7 @@ class EventRows {
   }
 }
 
-const detail = {
+export const detail = {
   current: null,
 
   async open(ev) {
@@ -936,7 +976,7 @@ const detail = {
 document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !$("#detail").hidden) detail.close(); });
 
 /** A <video> could not load: ask the server why (a 404 means nothing recorded) and say it. */
-async function clipError(video, msgEl, nothingText = "nothing recorded for this clip") {
+export async function clipError(video, msgEl, nothingText = "nothing recorded for this clip") {
   const url = video.getAttribute("src");
   if (!url) return;
   const say = (text, nothing = false) => {
@@ -983,8 +1023,8 @@ function mountEvents(root, _parts, params) {
     h("label", {}, "label", field("label", { list: "dl-labels", placeholder: "any", size: 10 })),
     h("label", {}, "zone", field("zone", { list: "dl-zones", placeholder: "any", size: 10 })),
     h("label", {}, "type", field("type", { list: "dl-types", placeholder: "any", size: 14 })),
-    h("label", {}, "since", h("input", { type: "datetime-local", step: 1, name: "since", class: "f-since", value: tsParam("since") })),
-    h("label", {}, "until", h("input", { type: "datetime-local", step: 1, name: "until", class: "f-until", value: tsParam("until") })),
+    h("label", {}, "since", timeInput({ name: "since", class: "f-since time-field", value: tsParam("since") })),
+    h("label", {}, "until", timeInput({ name: "until", class: "f-until time-field", value: tsParam("until") })),
     h("button", { type: "submit" }, "Apply"),
     h("button", { type: "button", class: "clear", onclick: () => { form.reset(); for (const el of form.elements) if (el.name) el.value = ""; apply(); } }, "Clear"),
     h("label", { class: "inline", title: "fetch the newest events every 5 s" },
@@ -1013,7 +1053,7 @@ function mountEvents(root, _parts, params) {
     }
     for (const k of ["since", "until"]) {
       const ts = fromLocalInput(String(fd.get(k) ?? ""));
-      if (ts != null) q.set(k, String(ts));
+      if (ts != null && !Number.isNaN(ts)) q.set(k, String(ts));  // a bad one is said on its field
     }
     return q;
   };
@@ -1073,8 +1113,9 @@ function mountEvents(root, _parts, params) {
     }
   };
 
-  form.addEventListener("submit", (e) => { e.preventDefault(); apply(); });
-  form.addEventListener("change", (e) => { if (e.target.type !== "checkbox") apply(); });
+  const timesOk = () => [...form.querySelectorAll(".time-field")].every((el) => readTimeInput(el) !== undefined);
+  form.addEventListener("submit", (e) => { e.preventDefault(); if (timesOk()) apply(); });
+  form.addEventListener("change", (e) => { if (e.target.type !== "checkbox" && timesOk()) apply(); });
   more.addEventListener("click", async () => {
     more.disabled = true;
     try {
@@ -1107,309 +1148,12 @@ function mountEvents(root, _parts, params) {
 
 // ---------------------------------------------------------------- Recordings
 
-/** Axis step (seconds) that gives about 6 to 12 labels over `span` seconds. */
-function axisStep(span) {
-  const steps = [10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
-  return steps.find((s) => span / s <= 12) ?? 86400;
-}
-
-function mountRecordings(root, _parts, params) {
-  const now = () => Date.now() / 1000;
-  const at = Number(params.get("at")) || null;
-  let win = { since: Number(params.get("since")) || null, until: Number(params.get("until")) || null };
-  // follow: the window ends now and slides with time, until the user picks fixed times
-  let follow = !win.since && !at && !params.get("start");
-  if (at) win = { since: at - 1800, until: at + 1800 };
-  else if (!win.since) win = { since: now() - 3600, until: now() };
-  else if (!win.until) win.until = win.since + 3600;
-  // a range to select: start/end (a link to exactly that), or at (an event: 10 s before to 20 s after)
-  const start = Number(params.get("start")) || null, end = Number(params.get("end")) || null;
-  if (start && end && !at) win = { since: start - 1800, until: end + 1800 };
-  let sel = start && end ? { camera: params.get("camera") || null, start, end }
-    : at ? { camera: params.get("camera") || null, start: at - 10, end: at + 20 } : null;
-  let data = {};
-  let dragging = false;
-
-  const camSel = h("select", { class: "rec-camera", name: "camera" }, h("option", { value: "" }, "all cameras"));
-  const wantedCam = params.get("camera") ?? "";
-  if (wantedCam) camSel.append(h("option", { value: wantedCam }, wantedCam));
-  camSel.value = wantedCam;
-  const sinceIn = h("input", { type: "datetime-local", step: 1, class: "rec-since" });
-  const untilIn = h("input", { type: "datetime-local", step: 1, class: "rec-until" });
-  const spanButtons = [["1h", 3600], ["6h", 21600], ["24h", 86400]].map(([label, s]) =>
-    h("button", { type: "button", class: "span", dataset: { span: s }, onclick: () => lastSpan(s) }, label));
-  const shift = (dir) => {
-    const span = win.until - win.since;
-    win = { since: win.since + dir * span / 2, until: win.until + dir * span / 2 };
-    follow = false;
-    if (win.until >= now()) { win = { since: now() - span, until: now() }; follow = true; }
-    changed();
-  };
-  const winBar = h("form", { class: "filters rec-window", onsubmit: (e) => e.preventDefault() },
-    h("label", {}, "camera", camSel),
-    h("label", {}, "from", sinceIn), h("label", {}, "to", untilIn),
-    h("span", { class: "group" }, h("span", { class: "muted" }, "last"), spanButtons),
-    h("button", { type: "button", class: "earlier", title: "half a window earlier", onclick: () => shift(-1) }, "◀"),
-    h("button", { type: "button", class: "later", title: "half a window later", onclick: () => shift(1) }, "▶"),
-    h("span", { class: "follow-note muted" }));
-
-  const axis = h("div", { class: "axis" });
-  const timelines = h("div", { class: "timelines" });
-  const hover = h("div", { class: "hover-time", hidden: true });
-
-  const selCam = h("span", { class: "sel-camera" }, "—");
-  const selStart = h("input", { type: "datetime-local", step: 1, class: "sel-start" });
-  const selEnd = h("input", { type: "datetime-local", step: 1, class: "sel-end" });
-  const selLen = h("span", { class: "sel-length muted" });
-  const play = h("button", { type: "button", class: "play" }, "Play");
-  const download = h("a", { class: "download button", download: "", "aria-disabled": "true" }, "Download");
-  const message = h("p", { class: "rec-message", hidden: true });
-  const video = h("video", { class: "range-video", controls: true, muted: true, playsinline: true, preload: "metadata" });
-  video.muted = true;
-  root.append(
-    h("div", { class: "toolbar" }, h("h2", {}, "Recordings"), h("span", { class: "summary muted" },
-      "drag on a timeline to pick a range; click an event tick to pick around it")),
-    winBar,
-    h("div", { class: "timeline-box" }, h("div", { class: "timeline axis-row" }, h("div", { class: "tl-name" }), axis),
-      timelines, hover),
-    h("form", { class: "filters selection-bar", onsubmit: (e) => { e.preventDefault(); playSel(); } },
-      h("span", { class: "muted" }, "selection"), selCam,
-      h("label", {}, "start", selStart), h("label", {}, "end", selEnd), selLen,
-      play, download),
-    message,
-    video);
-
-  const rangesOf = (cam) => data[cam]?.ranges ?? [];
-
-  function clipUrl(download = false) {
-    const q = new URLSearchParams({ start: sel.start.toFixed(3), end: sel.end.toFixed(3) });
-    if (download) q.set("download", "1");
-    return `/api/recordings/${encodeURIComponent(sel.camera)}/clip.mp4?${q}`;
-  }
-
-  function showSelection() {
-    const ok = sel && sel.camera && sel.end > sel.start;
-    selCam.textContent = sel?.camera ?? "—";
-    if (sel) {
-      if (document.activeElement !== selStart) selStart.value = toLocalInput(sel.start);
-      if (document.activeElement !== selEnd) selEnd.value = toLocalInput(sel.end);
-    }
-    selLen.textContent = ok ? fmtDuration(sel.end - sel.start) : "";
-    play.disabled = !ok;
-    if (ok) {
-      download.href = clipUrl(true);
-      download.setAttribute("aria-disabled", "false");
-    } else {
-      download.removeAttribute("href");
-      download.setAttribute("aria-disabled", "true");
-    }
-    for (const el of timelines.querySelectorAll(".selection")) el.remove();
-    if (ok) {
-      const track = timelines.querySelector(`.timeline[data-camera="${CSS.escape(sel.camera)}"] .track`);
-      if (track) track.append(selectionEl(sel.start, sel.end));
-    }
-  }
-
-  const pct = (ts) => `${((ts - win.since) / (win.until - win.since)) * 100}%`;
-  const clampTs = (ts) => Math.min(Math.max(ts, win.since), win.until);
-
-  function selectionEl(start, end) {
-    const s = clampTs(start);
-    const e = clampTs(end);
-    return h("div", { class: "selection", style: `left:${pct(s)};width:calc(${pct(e)} - ${pct(s)})` });
-  }
-
-  function hasRecording(cam, start, end) {
-    return rangesOf(cam).some(([s, e]) => s < end && e > start);
-  }
-
-  function playSel() {
-    if (!sel?.camera || !(sel.end > sel.start)) return;
-    message.hidden = true;
-    message.classList.remove("nothing");
-    if (data[sel.camera] && !hasRecording(sel.camera, sel.start, sel.end)) {
-      // the timeline already says so; still ask the server, which is the authority
-      message.textContent = `nothing recorded on ${sel.camera} between ${fmtTime(sel.start)} and ${fmtTime(sel.end)} (as of the timeline)`;
-      message.classList.add("nothing");
-      message.hidden = false;
-    }
-    video.src = clipUrl();
-    video.play().catch((e) => { if (e.name !== "AbortError" && e.name !== "NotSupportedError") message.textContent = e.message; });
-  }
-  video.addEventListener("error", () => clipError(video, message,
-    sel ? `nothing recorded on ${sel.camera} between ${fmtTime(sel.start)} and ${fmtTime(sel.end)}` : "nothing recorded"));
-  video.addEventListener("loadeddata", () => { message.hidden = true; });
-  play.addEventListener("click", playSel);
-
-  const selectAround = (camera, ts) => {
-    sel = { camera, start: ts - 10, end: ts + 20 };
-    showSelection();
-  };
-
-  function onSelInput() {
-    const s = fromLocalInput(selStart.value);
-    const e = fromLocalInput(selEnd.value);
-    if (s == null || e == null) return;
-    sel = { camera: sel?.camera ?? (camSel.value || Object.keys(data)[0] || null), start: s, end: e };
-    showSelection();
-  }
-  selStart.addEventListener("change", onSelInput);
-  selEnd.addEventListener("change", onSelInput);
-
-  /** Drag on a track to select; a click without a drag selects 30 s around the point. */
-  function attachDrag(track, camera) {
-    const tsAt = (x) => {
-      const r = track.getBoundingClientRect();
-      return win.since + Math.min(Math.max((x - r.left) / r.width, 0), 1) * (win.until - win.since);
-    };
-    track.addEventListener("pointerdown", (e) => {
-      if (e.button !== 0 || e.target.closest(".tick")) return;
-      e.preventDefault();
-      track.setPointerCapture(e.pointerId);
-      dragging = true;
-      const x0 = e.clientX;
-      const t0 = tsAt(x0);
-      const move = (ev) => {
-        if (Math.abs(ev.clientX - x0) < 4) return;
-        const t1 = tsAt(ev.clientX);
-        sel = { camera, start: Math.min(t0, t1), end: Math.max(t0, t1) };
-        showSelection();
-      };
-      const up = (ev) => {
-        track.removeEventListener("pointermove", move);
-        track.removeEventListener("pointerup", up);
-        track.removeEventListener("pointercancel", up);
-        dragging = false;
-        if (Math.abs(ev.clientX - x0) < 4) selectAround(camera, t0 - 5);
-      };
-      track.addEventListener("pointermove", move);
-      track.addEventListener("pointerup", up);
-      track.addEventListener("pointercancel", up);
-    });
-    track.addEventListener("pointermove", (e) => {
-      const r = timelines.parentElement.getBoundingClientRect();
-      hover.hidden = false;
-      hover.textContent = fmtTime(tsAt(e.clientX));
-      hover.style.left = `${e.clientX - r.left}px`;
-      hover.style.top = `${track.getBoundingClientRect().top - r.top - 18}px`;
-    });
-    track.addEventListener("pointerleave", () => { hover.hidden = true; });
-  }
-
-  function renderAxis() {
-    const span = win.until - win.since;
-    const step = axisStep(span);
-    const offset = new Date().getTimezoneOffset() * 60;  // labels on local round times
-    const first = Math.ceil((win.since - offset) / step) * step + offset;
-    const labels = [];
-    for (let t = first; t <= win.until; t += step) {
-      const d = new Date(t * 1000);
-      const text = step >= 86400 || (d.getHours() === 0 && d.getMinutes() === 0 && d.getSeconds() === 0)
-        ? `${d.getMonth() + 1}/${d.getDate()}` : step < 60 ? fmtClock(t) : `${pad(d.getHours())}:${pad(d.getMinutes())}`;
-      labels.push(h("span", { class: "axis-label", style: `left:${pct(t)}` }, text));
-    }
-    axis.replaceChildren(...labels);
-  }
-
-  function render() {
-    renderAxis();
-    const t = now();
-    const names = Object.keys(data).sort();
-    const rows = names.map((cam) => {
-      const { ranges = [], events = [] } = data[cam];
-      const inWin = ranges.filter(([s, e]) => e > win.since && s < win.until);
-      const recorded = inWin.reduce((n, [s, e]) => n + (Math.min(e, win.until) - Math.max(s, win.since)), 0);
-      const track = h("div", { class: "track" },
-        inWin.map(([s, e]) => {
-          const a = Math.max(s, win.since);
-          const b = Math.min(e, win.until);
-          return h("div", { class: "range", title: `recorded ${fmtTime(s)} – ${fmtTime(e)} (${fmtDuration(e - s)})`,
-            dataset: { start: s, end: e }, style: `left:${pct(a)};width:calc(${pct(b)} - ${pct(a)})` });
-        }),
-        t < win.until ? h("div", { class: "future", style: `left:${pct(Math.max(t, win.since))};right:0` }) : null,
-        events.filter((ev) => ev.ts >= win.since && ev.ts <= win.until).map((ev) =>
-          h("button", { type: "button", class: "tick", dataset: { id: ev.id, type: ev.type ?? "" },
-            title: `${[ev.type, ev.label].filter(Boolean).join(" · ")} at ${fmtTime(ev.ts)}`,
-            style: `left:${pct(ev.ts)}`, onclick: () => selectAround(cam, ev.ts) })),
-        inWin.length ? null : h("div", { class: "nothing" }, "nothing recorded"));
-      attachDrag(track, cam);
-      // gaps: between ranges, before the first, and after the last when it ended well before now
-      // (the newest segment is indexed only once written, so a range short of now by a minute is fine)
-      const tail = Math.min(t, win.until) - 60;
-      const gaps = Math.max(0, inWin.length - 1) + (inWin.length && inWin[0][0] > win.since ? 1 : 0) +
-        (inWin.length && inWin[inWin.length - 1][1] < tail ? 1 : 0);
-      return h("div", { class: "timeline", dataset: { camera: cam } },
-        h("div", { class: "tl-name", title: cam },
-          h("span", { class: "name" }, cam),
-          h("span", { class: "tl-sum muted" }, inWin.length ? `${fmtDuration(recorded)} · ${gaps} gap${gaps === 1 ? "" : "s"}` : "nothing recorded")),
-        track);
-    });
-    timelines.replaceChildren(...(rows.length ? rows : [h("p", { class: "empty nothing" }, "nothing recorded in this window")]));
-    showSelection();
-  }
-
-  const load = async () => {
-    if (dragging) return;  // a redraw would take the track from under the pointer
-    if (follow) {
-      const span = win.until - win.since;
-      win = { since: now() - span, until: now() };
-    }
-    if (document.activeElement !== sinceIn) sinceIn.value = toLocalInput(win.since);
-    if (document.activeElement !== untilIn) untilIn.value = toLocalInput(win.until);
-    winBar.querySelector(".follow-note").textContent = follow ? "following now" : "";
-    const q = new URLSearchParams({ since: win.since.toFixed(3), until: win.until.toFixed(3) });
-    if (camSel.value) q.set("camera", camSel.value);
-    setHashQuery("recordings", new URLSearchParams(follow ? { camera: camSel.value } :
-      { camera: camSel.value, since: Math.round(win.since), until: Math.round(win.until) }));
-    try {
-      const res = await api(`/api/recordings?${q}`);
-      data = res.cameras || {};
-    } catch (e) {
-      if (e.status !== 404) throw e;
-      data = {};  // an unknown camera or nothing at all: "nothing recorded" below
-    }
-    render();
-  };
-  const stop = poll("recordings", load, RECORDINGS_POLL_MS);
-  const changed = () => stop.now();
-
-  function lastSpan(s) {
-    win = { since: now() - s, until: now() };
-    follow = true;
-    changed();
-  }
-  const onWinInput = () => {
-    const s = fromLocalInput(sinceIn.value);
-    const e = fromLocalInput(untilIn.value);
-    if (s == null || e == null || e <= s) return;
-    win = { since: s, until: e };
-    follow = false;
-    changed();
-  };
-  sinceIn.addEventListener("change", onWinInput);
-  untilIn.addEventListener("change", onWinInput);
-  camSel.addEventListener("change", changed);
-
-  api("/api/cameras").then(({ cameras }) => {
-    for (const c of cameras) if (c.camera !== wantedCam) camSel.append(h("option", { value: c.camera }, c.camera));
-  }).catch((e) => { if (e.status !== 401) banner.set("recordings-cameras", e.message); });
-
-  const onResize = () => showSelection();
-  window.addEventListener("resize", onResize);
-  return () => {
-    stop();
-    window.removeEventListener("resize", onResize);
-    video.pause();
-    video.removeAttribute("src");
-    video.load();
-    banner.clear("recordings-cameras");
-  };
-}
+// the recordings page (mountRecordings): timeline.js
 
 // ---------------------------------------------------------------- System
 
 /** A table: head is a list of column names, rows a list of lists of cells (text or elements). */
-function table(cls, head, rows) {
+export function table(cls, head, rows) {
   return h("table", { class: cls },
     h("thead", {}, h("tr", {}, head.map((c) => h("th", {}, c)))),
     h("tbody", {}, rows.length
@@ -1421,7 +1165,7 @@ function fmtValue(key, v) {
   if (v == null) return "—";
   if (typeof v === "boolean") return v ? "yes" : "no";
   if (typeof v === "number") {
-    if (/bytes/.test(key)) return fmtBytes(v);
+    if (/bytes|^volume_(total|free)$/.test(key)) return fmtBytes(v);  // the disk table's volume sizes too
     if (/_ts$/.test(key)) return `${fmtTime(v)} (${fmtAge(v)})`;
     return Number.isInteger(v) ? String(v) : v.toFixed(2);
   }
@@ -1435,7 +1179,7 @@ const isPlain = (v) => v != null && typeof v === "object" && !Array.isArray(v);
 /** Any JSON object as a table, not knowing its shape in advance: a map of maps becomes rows with
  * the union of their keys as columns (with a use bar where a used and a budget are side by side);
  * anything else one row per key (nested keys joined with "."). */
-function objectTable(cls, obj, firstHead = "name") {
+export function objectTable(cls, obj, firstHead = "name") {
   if (!isPlain(obj) || !Object.keys(obj).length) return table(cls, [firstHead, "value"], []);
   const entries = Object.entries(obj);
   if (entries.every(([, v]) => isPlain(v))) {
@@ -1458,7 +1202,7 @@ function objectTable(cls, obj, firstHead = "name") {
   return table(cls, [firstHead, "value"], flat);
 }
 
-function useBar(used, budget) {
+export function useBar(used, budget) {
   if (!(used >= 0) || !(budget > 0)) return "—";
   const p = (used / budget) * 100;
   return h("span", { class: "use" },
@@ -1551,8 +1295,9 @@ function mountSystem(root) {
 
 // ---------------------------------------------------------------- routing and start-up
 
-const router = {
-  routes: { live: mountLive, camera: mountCamera, events: mountEvents, recordings: mountRecordings, system: mountSystem },
+export const router = {
+  routes: { live: mountLive, camera: mountCamera, events: mountEvents, recordings: mountRecordings, system: mountSystem,
+    review: mountReview },
   unmount: null,
 
   render() {
