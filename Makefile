@@ -42,7 +42,7 @@ test: venv debs
 # the README's pictures of the console, taken by its Chromium tests (tests/console.py screenshot)
 screenshots: venv debs
 	CAMWIRE_SCREENSHOTS=$(CURDIR)/docs $(PY) -m pytest -q -p no:cacheprovider \
-		tests/web/test_review.py tests/web/test_timeline.py
+		tests/camwire/test_demo.py
 
 bench: venv
 	$(PY) bench/transport.py

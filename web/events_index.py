@@ -61,7 +61,12 @@ CREATE TABLE labels (key TEXT NOT NULL, label TEXT NOT NULL, PRIMARY KEY (key, l
 CREATE INDEX labels_by_label ON labels (label);
 CREATE TABLE zones (key TEXT NOT NULL, zone TEXT NOT NULL, PRIMARY KEY (key, zone)) WITHOUT ROWID;
 CREATE INDEX zones_by_zone ON zones (zone);
+-- each phase a tracked object's lines told (start, the updates and what they changed, end): the
+-- review page's timeline of an object
+CREATE TABLE phases (key TEXT NOT NULL, ts REAL NOT NULL, phase TEXT NOT NULL, changes TEXT NOT NULL,
+                     PRIMARY KEY (key, ts, phase)) WITHOUT ROWID;
 """
+MAX_PHASES = 64  # an object's phases answered at most (its first and its newest kept when more)
 
 _decoder = msgspec.json.Decoder(wire.Event)
 
@@ -226,6 +231,9 @@ class EventIndex:
         is_object = event.type == "object" and event.object_id is not None
         key = event.object_id if is_object else event.id
         ts = event.first_seen if is_object and event.first_seen is not None else event.ts
+        if is_object and event.phase is not None:  # a phase older than the one held is still one it had
+            self.db.execute("INSERT OR IGNORE INTO phases VALUES (?, ?, ?, ?)",
+                            (key, event.ts, event.phase, ",".join(event.changes)))
         held = self.db.execute("SELECT line_ts, ts FROM events WHERE key = ?", (key,)).fetchone()
         if held is not None:
             if not is_object or event.ts < held[0]:
@@ -241,7 +249,7 @@ class EventIndex:
 
     def _drop_oldest(self, n: int) -> None:
         keys = [(r[0],) for r in self.db.execute("SELECT key FROM events ORDER BY ts, key LIMIT ?", (n,))]
-        for table in ("events", "labels", "zones"):
+        for table in ("events", "labels", "zones", "phases"):
             self.db.executemany(f"DELETE FROM {table} WHERE key = ?", keys)
         self._rows -= len(keys)
 
@@ -320,6 +328,20 @@ class EventIndex:
     def cameras(self) -> list[str]:
         with self.lock:
             return [r[0] for r in self.db.execute("SELECT DISTINCT camera FROM events ORDER BY camera")]
+
+    def phases(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Each tracked object's phases, oldest first: ``{ts, phase, changes}``; past MAX_PHASES, the
+        first and the newest ones."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        with self.lock:
+            for key in keys:
+                rows = self.db.execute("SELECT ts, phase, changes FROM phases WHERE key = ? ORDER BY ts",
+                                       (key,)).fetchall()
+                if len(rows) > MAX_PHASES:
+                    rows = rows[:1] + rows[-(MAX_PHASES - 1):]
+                out[key] = [{"ts": ts, "phase": phase, "changes": changes.split(",") if changes else []}
+                            for ts, phase, changes in rows]
+        return out
 
     def _shape(self, key: str, body: str) -> dict[str, Any]:
         event = json.loads(body)

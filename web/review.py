@@ -1,7 +1,7 @@
 """The review page's items: a camera's tracked objects grouped by when they were there.
 
-Reads the events index (web.events_index: one row per tracked object with its newest phase, and
-the motion_start / motion_end rows); holds no state. Nothing goes over the wire here:
+Reads the events index (web.events_index: one row per tracked object with its newest phase and
+the list of its phases, and the motion_start / motion_end rows); holds no state. Nothing goes over the wire here:
 :func:`page` gives the dict ``GET /api/review`` sends (web.review_api).
 
 An item is one camera's objects whose stays ``[first_seen, last_seen]`` overlap, or are less
@@ -179,6 +179,9 @@ def _item(index: EventIndex, item: Item, sev: str, marks: set[str]) -> dict[str,
             for e in index.query(camera=item.camera, type=kind, since=item.start - MOTION_LOOKBACK_S,
                                  until=item.end + POST_S, limit=100)["events"]]
     objects = [_object(o, o["object_id"] in marks) for o in item.objects]
+    phases = index.phases([o["object_id"] for o in objects])
+    for o in objects:
+        o["phases"] = phases.get(o["object_id"], [])
     return {
         "id": item.id, "camera": item.camera, "start": item.start, "end": item.end, "severity": sev,
         "labels": sorted({o["label"] for o in objects if o.get("label")}),

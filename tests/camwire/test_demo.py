@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Iterator
@@ -25,6 +26,7 @@ import pytest
 
 from camwire.demo import Told, errors, new_lines
 from conftest import ROOT, free_port
+from console import screenshot
 from processes import OutputLines
 
 VENV = Path(sys.executable).parent.parent
@@ -74,7 +76,7 @@ def get(url: str) -> tuple[int, bytes]:
 
 
 def test_make_demo_in_a_fresh_clone_tracks_people_and_its_console_serves_their_events(
-        tmp_path: Path, sessions: list[subprocess.Popen]) -> None:
+        tmp_path: Path, sessions: list[subprocess.Popen], browser) -> None:
     clone = fresh_copy(tmp_path / "camwire")
     assert (clone / "camwire" / "media" / "people-walking-30s.mp4").is_file()
     if subprocess.run(["make", "-q", "venv", f"VENV={VENV}"], cwd=clone, env=MAKE_ENV).returncode != 0:
@@ -115,9 +117,7 @@ def test_make_demo_in_a_fresh_clone_tracks_people_and_its_console_serves_their_e
     # afterwards, the console as the closing lines say, on the demo's own file
     console = make(clone, sessions, "demo-console")
     OutputLines(console.stdout).until("web console started", timeout=60)
-    status, body = get(f"http://127.0.0.1:{port}/api/events?type=object&limit=200")
-    assert status == 200
-    rows = json.loads(body)["events"]
+    rows = indexed(f"http://127.0.0.1:{port}/api/events?type=object&limit=200", seen)
     assert len(rows) == seen and all(row["label"] == "person" for row in rows)  # one row per tracked person
     assert all(row["snapshot_url"] for row in rows)
     status, jpeg = get(f"http://127.0.0.1:{port}{rows[0]['snapshot_url']}")
@@ -129,6 +129,55 @@ def test_make_demo_in_a_fresh_clone_tracks_people_and_its_console_serves_their_e
     status, body = get(f"http://127.0.0.1:{port}/api/recordings")
     ranges = json.loads(body)["cameras"]["demo"]["ranges"]
     assert status == 200 and sum(end - start for start, end in ranges) >= 25
+    look_at_the_console(browser, f"http://127.0.0.1:{port}", ranges)
+
+
+def indexed(url: str, n: int, timeout: float = 60.0) -> list[dict]:
+    """The console's rows once it has read ``n`` (it reads the events file on a thread of its own,
+    after its start is logged)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = get(url)
+        assert status == 200
+        rows = json.loads(body)["events"]
+        if len(rows) >= n or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)  # the index has no notification to await over HTTP
+
+
+def look_at_the_console(browser, url: str, ranges: list[list[float]]) -> None:
+    """What a newcomer sees next, in Chromium: the people as alerts on the review page with their
+    pictures, one opened on its clip; the recording on the timeline with a still under the pointer.
+    These are the README's pictures (`make screenshots`)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{url}/#/review")
+    alert = page.locator('.review-item[data-severity="alert"]').first
+    alert.wait_for(timeout=30_000)
+    page.wait_for_function("() => { const imgs = [...document.querySelectorAll('.review-item .objects img')];"
+                           " return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0); }",
+                           timeout=30_000)
+    alert.click()
+    page.wait_for_function("() => document.querySelector('video.review-clip')?.readyState >= 1", timeout=60_000)
+    assert page.locator(".review-timeline .phase[data-phase='start']").count() >= 1
+    screenshot(page, "review")
+    page.click(".event-detail .close")
+
+    start, end = ranges[0]
+    page.goto(f"{url}/#/recordings?camera=demo&since={start - 10:.3f}&until={end + 20:.3f}")
+    page.reload()  # a hash change alone keeps the mounted page
+    track = page.locator('.timeline[data-camera="demo"] .track')
+    page.locator('.timeline[data-camera="demo"] .range').first.wait_for(timeout=30_000)
+    box = page.locator(".timeline-box")
+    frm, to = float(box.get_attribute("data-from")), float(box.get_attribute("data-to"))
+    rect = track.bounding_box()
+    page.mouse.move(rect["x"] + ((start + end) / 2 - frm) / (to - frm) * rect["width"], rect["y"] + rect["height"] / 2)
+    page.wait_for_function("() => { const i = document.querySelector('.timeline .preview img');"
+                           " return i && i.complete && i.naturalWidth > 0; }", timeout=30_000)
+    screenshot(page, "timeline")
+    assert errors == []
+    page.close()
 
 
 def test_the_demo_tells_each_tracked_object_once_numbered_in_the_order_seen(tmp_path: Path) -> None:

@@ -88,6 +88,9 @@ def test_without_a_token_this_host_may_read_and_reload(tmp_path: Path, stopped) 
     status, body, _ = call(port, "POST", "/api/reload")
     assert status == 409 and "--config" in body["error"]
     assert call(port, "POST", "/api/reload", headers={"Origin": "http://evil.example"})[0] == 403
+    # a review mark only says what someone looked at: allowed too (here no sink to keep it: said so)
+    status, body, _ = call(port, "POST", "/api/review/reviewed", body={"ids": ["x"], "reviewed": True})
+    assert status == 503 and "--sink" in body["error"]
     assert call(port, "GET", "/api/whoami")[1] == {"auth_required": False, "logged_in": True, "can_write": False}
 
 

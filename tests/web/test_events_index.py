@@ -159,9 +159,12 @@ def test_object_phases_are_one_row(tmp_path: Path) -> None:
     assert index.get(start.id)["id"] == end.id and index.get(end.id)["id"] == end.id
     assert index.get("nope") is None
 
-    # an older phase read late (a file read again) does not replace the newest
+    # an older phase read late (a file read again) does not replace the newest, nor is it told twice
     log.write(line(update))
     assert index.poll() == 1 and index.get(start.id)["phase"] == "end"
+    # every phase it told, oldest first (the review page's timeline of the object)
+    assert [(p["ts"], p["phase"]) for p in index.phases([start.id])[start.id]] == [
+        (T0 + 10, "start"), (T0 + 12, "update"), (T0 + 15, "end")]
 
     assert ids(index.query(label="car")) == [end.id]
     assert ids(index.query(label="dog")) == [detection(11, camera="yard").id]

@@ -35,7 +35,7 @@ from camwire.recorder.ring import Encoding, Ring
 from camwire.sink.store.reviews import FILE as REVIEWS
 from camwire.web.review import Alerts, group, motion_spans, severity
 from conftest import tcp
-from console import needs_chromium, screenshot, start_console
+from console import needs_chromium, start_console
 
 TOKEN = "review-token-1"
 FPS, W, H = 10, 64, 48
@@ -103,8 +103,10 @@ def test_review_items_alerts_marks_and_clips(tmp_path: Path, browser, daemons, m
     person, car = obj("yard", t0 + 8, t0 + 11, "person", ("path",)), obj("yard", t0 + 10, t0 + 14, "car")
     dog = obj("yard", t0 + 20, t0 + 22, "dog")  # 6 s after the car left: an item of its own
     events = tmp_path / "events.jsonl"
+    person_start = msgspec.structs.replace(person, id=person.object_id, ts=t0 + 8, phase="start", last_seen=t0 + 8)
     events.write_bytes(b"".join(msgspec.json.encode(e) + b"\n" for e in (
-        motion("yard", "motion_start", t0 + 7), person, car, motion("yard", "motion_end", t0 + 15), dog)))
+        motion("yard", "motion_start", t0 + 7), person_start, person, car, motion("yard", "motion_end", t0 + 15),
+        dog)))
 
     data, bind = tmp_path / "data", tcp()
     daemons.start("sink", "sink", "--bind", bind, "--events", str(tmp_path / "sink-events.jsonl"),
@@ -131,7 +133,6 @@ def test_review_items_alerts_marks_and_clips(tmp_path: Path, browser, daemons, m
     assert page.locator(f'.review-item[data-id="{dog.object_id}"]').get_attribute("data-severity") == "detection"
     assert alert.locator(".ri-for").inner_text() == "6 s"  # from the person's arrival to the car's leaving
     page.locator('select.f-label option[value="dog"]').wait_for(state="attached")  # the filters' lists
-    screenshot(page, "review")
 
     page.click('.sev-tab[data-severity="detection"]')
     page.wait_for_function("() => [...document.querySelectorAll('.review-item')].map(e => e.dataset.severity)"
@@ -149,6 +150,10 @@ def test_review_items_alerts_marks_and_clips(tmp_path: Path, browser, daemons, m
     page.wait_for_function("() => document.querySelector('video.review-clip').readyState >= 1", timeout=60_000)
     assert page.locator(".clip-message").is_hidden()
     assert page.locator(".review-timeline .obj-span").count() == 2
+    # each phase told where it fell: the person's start and end, the car's end
+    phases = page.locator(f'.review-timeline .obj-row:has([data-object-id="{person.object_id}"]) .phase')
+    assert [phases.nth(i).get_attribute("data-phase") for i in range(phases.count())] == ["start", "end"]
+    assert page.locator(".review-timeline .phase").count() == 3
     assert page.locator(".review-timeline .motion-layer .span").count() == 1
     page.click(".event-detail .close")
 

@@ -31,7 +31,7 @@ import pytest
 
 from camwire.sample import make_sample_clip
 from conftest import Daemons, tcp
-from console import needs_chromium, screenshot, start_console
+from console import needs_chromium, start_console
 
 CLIP_S = 6
 FPS = 25
@@ -192,7 +192,6 @@ def test_zoom_scrub_select_and_play(recorded: Recorded, browser) -> None:
     img.wait_for(state="visible", timeout=30_000)
     page.wait_for_function("el => el.complete && el.naturalWidth === 240", arg=img.element_handle(), timeout=30_000)
     assert LOCAL_TIME.match(row.locator(".preview .at").inner_text())
-    screenshot(page, "timeline")
 
     # a drag selects, scrubbing the preview along; the fields say the ends in 24-hour local time
     page.mouse.down()

@@ -10,7 +10,7 @@
 // Hooks for tests (stable): .sev-tab[data-severity] (.active); select.f-camera / .f-label / .f-zone;
 // input.f-reviewed; .review-item[data-id][data-severity][data-reviewed][data-camera] .objects .thumb;
 // button.mark-reviewed; button.mark-all-reviewed; .review-empty; .review-detail[data-id]
-// video.review-clip[data-start]; .review-timeline .obj-span[data-object-id] / .motion-layer .span;
+// video.review-clip[data-start]; .review-timeline .obj-span[data-object-id] / .phase[data-phase] / .motion-layer .span;
 // .review-snapshots img.snapshot.
 
 import { $, h, api, poll, fmtTime, fmtStay, banner, detail, eventThumb, clipError, setHashQuery } from "./app.js";
@@ -165,7 +165,12 @@ function openItem(it) {
         style: `left:${pct(o.first_seen)};width:max(${width(o.first_seen, o.last_seen)}, 3px)`,
         title: `${o.label ?? "object"}: ${fmtTime(o.first_seen)} for ${fmtStay(o.last_seen - o.first_seen)}` +
           (o.phase && o.phase !== "end" ? " so far" : "") + (o.stationary ? ", stationary" : ""),
-        onclick: (e) => { e.stopPropagation(); seek(o.first_seen); } }, o.label ?? ""))),
+        onclick: (e) => { e.stopPropagation(); seek(o.first_seen); } }, o.label ?? ""),
+      // each phase the sink told: a start, the updates (what changed) and an end, where they fell
+      ...(o.phases ?? []).map((p) => h("div", { class: "phase", dataset: { phase: p.phase },
+        style: `left:${pct(p.ts)}`,
+        title: `${p.phase}${p.changes.length ? ` (${p.changes.join(", ")})` : ""} ${fmtTime(p.ts)}`,
+        onclick: (e) => { e.stopPropagation(); seek(p.ts); } })))),
     cursor);
   timeline.addEventListener("click", (e) => {
     const r = timeline.getBoundingClientRect();
