@@ -38,6 +38,7 @@ import msgspec
 
 import zmq
 
+from camwire.classifier.detector_name import served_name
 from camwire.classifier.dispatch import Dispatcher, Pending
 from camwire.common import shm, wire
 from camwire.common.admission import LABELS as ADMISSION_LABELS
@@ -57,11 +58,14 @@ LABELS = {"received": ("camera",), "dispatched": ("camera",), "completed": ("cam
 
 def routes_of(cfg: Config | None, flags: list[tuple[str, str]] | None) -> dict[str, list[str]]:
     """Camera -> the detectors it wants: the file's ``detector`` keys, each camera named by
-    ``--route`` taking those given there instead."""
-    routes = {name: list(cam.detector) for name, cam in (cfg.cameras.items() if cfg else ()) if cam.detector}
+    ``--route`` taking those given there instead. Each is named as a worker serves it
+    (classifier.detector_name: an onnx model by its file name), so ``onnx:/models/x.onnx``
+    written with a path still finds the workers that serve ``onnx:x.onnx``."""
+    routes = {name: [served_name(d) for d in cam.detector] for name, cam in (cfg.cameras.items() if cfg else ())
+              if cam.detector}
     given: dict[str, list[str]] = {}
     for camera, detector in flags or ():
-        given.setdefault(camera, []).append(detector)
+        given.setdefault(camera, []).append(served_name(detector))
     return {**routes, **given}
 
 

@@ -37,7 +37,8 @@ import socket
 
 from camwire.classifier.threads import limit_threads
 from camwire.classifier.detectors import make_detector
-from camwire.classifier.worker_loop import HEARTBEAT_S, Worker, served_name
+from camwire.classifier.detector_name import served_name
+from camwire.classifier.worker_loop import HEARTBEAT_S, Worker
 from camwire.common.daemon import Daemon
 from camwire.common.logs import configure
 from camwire.common.settings import ClassifierSettings, RunSettings
@@ -62,7 +63,7 @@ def check(args: ClassifierSettings | RunSettings, build_detectors: bool = True) 
     from camwire.common.sockets import check_addresses
 
     check_addresses(args, "connect", "sink")
-    served = getattr(args, "serves", None) or served_name(getattr(args, "detector", None))
+    served = served_name(getattr(args, "serves", None) or getattr(args, "detector", None))
     if served is not None and not 0 < len(served) <= 128:
         raise ValueError(f"--serves: the detector name a worker serves is 1 to 128 characters (a longer --detector "
                          f"spec needs --serves NAME), not {len(served)}")

@@ -18,6 +18,7 @@ import msgspec
 import zmq
 
 from camwire.classifier.detection import Batch, Detection, result_parts
+from camwire.classifier.detector_name import served_name
 from camwire.classifier.detectors import Detector
 from camwire.common import shm, wire
 from camwire.common.config import Config
@@ -34,27 +35,6 @@ BYE_WAIT_S = 1.0
 # what a worker holds for a sink that is gone
 SINK_HWM = 300
 DEALER_HWM = 100  # ready/heartbeat queued while the ventilator is away; past it they are dropped
-
-def served_name(spec: str | None) -> str | None:
-    """The detector name a worker serves without ``--serves``: its ``--detector`` spec with each
-    ``onnx`` model named by its file name, not its path (``onnx:/opt/m/yolov8n.onnx`` ->
-    ``onnx:yolov8n.onnx``; ``onnx:path=/opt/m/x.onnx,layout=v8`` -> ``onnx:path=x.onnx,layout=v8``),
-    so workers on two hosts with the same model in different folders serve one detector, and a
-    camera's ``detector`` in camwire.toml names it the same way everywhere."""
-    if not spec:
-        return spec
-    parts = []
-    for item in spec.split("+"):
-        name, sep, arg = item.strip().partition(":")
-        if name == "onnx" and arg:
-            if "=" not in arg:
-                arg = os.path.basename(arg)
-            else:  # options: only the path's value is a host's own
-                arg = ",".join(f"path={os.path.basename(v)}" if k.strip() == "path" else f"{k}={v}"
-                               for k, _, v in (o.partition("=") for o in arg.split(",") if o))
-        parts.append(f"{name}{sep}{arg}")
-    return "+".join(parts)
-
 
 RTT_SAMPLES = 8  # round trips kept; the window follows their median
 FRAME_TIME_ALPHA = 0.2  # how fast the per-frame detection time follows a change
@@ -88,7 +68,7 @@ class Worker:
         # a result's pixels (for the snapshots the sink keeps): raw to a sink on this host, where a
         # copy costs less than any codec; LZ4 across a network
         self.pixel_enc = "raw" if is_local(args.sink or "") else "lz4"
-        self.serves = args.serves or served_name(args.detector)  # the detector name it serves, said in every ready
+        self.serves = served_name(args.serves or args.detector)  # the detector name it serves, said in every ready
         self.log, self.counters = daemon.log, daemon.counters
         self.pipe_addr = f"inproc://results-{os.getpid()}"
         self.pipe = daemon.socket(zmq.PULL, bind=self.pipe_addr, linger=0)

@@ -200,7 +200,7 @@ class Ready(Message, tag="ready"):
     """A worker's credits (frames it can take now) and the frames it has finished.
 
     ``detector``: the one it serves (its ``--serves NAME``, else its ``--detector`` spec with
-    an onnx model named by its file name, not its path: classifier.worker_loop.served_name); a camera that names a detector gets frames only from workers serving it. None (a
+    an onnx model named by its file name, not its path: classifier.detector_name.served_name); a camera that names a detector gets frames only from workers serving it. None (a
     worker from before routing): it serves only the cameras that name no detector."""
 
     worker: Name

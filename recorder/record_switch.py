@@ -5,10 +5,11 @@ The sink owns the switches (sink.switches) and tells each change as a ``camera_s
 its PUB, which the recorder subscribes to (``--events``); the event's ``reason`` says which switch
 and how (``record=off by console 10.0.0.7``, common.wire.switch_told). Here:
 
-- an event for ``record`` newer than the one applied for its camera is applied (an older one,
-  or the same again, is not: the sink sends the event in force again each time the recorder
-  reports in on a camera, so a recorder that was down when it was set learns it) and kept in
-  ``index.db``'s ``record_switch`` table, so a restarted recorder stays off;
+- an event for ``record`` is applied as it says: the sink owns the switch and its PUB is one
+  ordered stream, so what it says last is in force (it says each camera's again each time the
+  recorder reports in on it and every minute, so a recorder that was down or cut off when it was
+  set learns it, and an ``off`` kept here that the sink no longer has goes). It is kept in
+  ``index.db``'s ``record_switch`` table, so a restarted recorder stays off until told;
 - a camera switched off is in :attr:`RecordSwitch.off`, which the ring reads (recorder.ring: its
   frames counted ``dropped/<camera>/switched_off``, not recorded, and not a gap: nothing was lost
   that was meant to be kept); the recorder closes its open file when it goes off.
@@ -38,27 +39,27 @@ class RecordSwitch:
 
     def on_event(self, event: wire.Event) -> bool | None:
         """A ``camera_switch`` event for ``record``: the camera's new setting (True: on) when it
-        changes; None for any other event, one not newer than the setting applied, or no change."""
+        changes; None for any other event, or one that changes nothing."""
         told = wire.switch_told(event)
         if told is None or told[0] != "record":
             return None
         self.flush()  # what was kept before is read first, once the index opens
         before = self.settings.get(event.camera)
-        if before is not None and event.ts <= before[1]:
-            return None
         on = told[1]
+        if on == (before is None or before[0]):
+            return None  # said again (the sink retells it): nothing to write
         self.settings[event.camera] = (on, event.ts)
         self._apply(event.camera, on)
         self.unwritten[event.camera] = (on, event.ts, event.reason)
         self.flush()
-        return on if on != (before is None or before[0]) else None
+        return on
 
     def flush(self) -> None:
         """What the index refused so far, written; the settings kept before read, once it opens."""
         try:
             if not self.loaded:
                 for camera, (on, ts) in self.index.record_switches().items():
-                    if camera not in self.settings or ts > self.settings[camera][1]:
+                    if camera not in self.settings:  # what the sink said since the start comes first
                         self.settings[camera] = (on, ts)
                         self._apply(camera, on)
                 self.loaded = True

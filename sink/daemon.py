@@ -8,9 +8,11 @@ Sockets (common.daemon owns the loop):
     sink's own, and ``recording_paused`` / ``recording_resumed`` (sink.recording_state: once per
     change, the state kept for ``camwire status``); from the console (web.sink_link), ``Switch``:
     a camera's detect, record or snapshots switch set (sink.switches; MQTT's command topics take
-    the same path). Anything else is counted under ``malformed/<reason>`` and dropped.
+    the same path), and ``Reviewed``: objects marked reviewed, kept in ``--data-dir``/reviews.db
+    (sink.store.reviews). Anything else is counted under ``malformed/<reason>`` and dropped.
   - PUB (bound, ``--publish``): every ``Event``, one part, ``wire.pack(event)``; and, when the
-    recorder reports in on a camera, the event that set its ``record`` switch again.
+    recorder reports in on a camera and every minute for each camera, the event that set its
+    ``record`` switch again (sink.switches).
   - PUB (bound, ``--publish-detections``): every ``Result`` as it arrives, one part, without its
     pixels (``image`` None) and with the detections the camera's masks drop taken out: boxes for
     live views (the web console). Nothing is sent while no one subscribes.
@@ -93,6 +95,7 @@ RELEASE_EVERY_S = 0.25  # held results past the reorder window's time bound go o
 CLOSE_DRAIN_ROUNDS = 100  # of the skeleton's bounded drains, at exit
 UPLOADED_EVERY_S = 0.2  # uploaded events are taken from the uploader's threads this often
 COMMANDS_EVERY_S = 0.1  # switches set on MQTT are taken from paho's thread this often
+RETELL_EVERY_S = 60.0  # each camera's record switch told again on PUB (a recorder that missed one)
 def check(args: SinkSettings | RunSettings) -> None:
     """What the sink would refuse, judged before it starts (camwire.cli, check-config, a reload):
     an address without a transport, a ``--rules`` file that does not load, an ``--mqtt`` URL
@@ -279,9 +282,13 @@ class Sink:
         """The recorder reported in on ``camera``: the event that set its ``record`` switch goes
         out again on PUB alone (the same event; a recorder applies it once), so a recorder that
         was down when it was set learns it."""
-        event = self.switches.told(camera, "record")
-        if event is not None and self.pub is not None:
-            self.pub.send(wire.pack(event))
+        if self.pub is not None:
+            self.pub.send(wire.pack(self.switches.told(camera, "record")))
+
+    def retell_records(self) -> None:
+        """Every RETELL_EVERY_S: each known camera's ``record`` switch on PUB again (sink.switches)."""
+        for camera in sorted(self.admission.names()):
+            self.retell_record(camera)
 
     def on_reviewed(self, msg: wire.Reviewed) -> None:
         """Objects marked reviewed in the console: kept in the store (sink.store.reviews), logged
@@ -543,6 +550,7 @@ def main(args: SinkSettings) -> int:
         d.every(KAFKA_POLL_S, sink.kafka.poll)  # delivery reports are served on this thread
     if sink.mqtt is not None:
         d.every(COMMANDS_EVERY_S, sink.commands)  # switches set on MQTT
+    d.every(RETELL_EVERY_S, sink.retell_records)
     d.on_reload(sink.reload)
     d.gauges(sink.gauges)
     d.stats_extra(sink.stats_extra)

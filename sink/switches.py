@@ -17,9 +17,11 @@ What each does (sink.daemon):
   none of its objects' frames (sink.store.frames).
 - ``record`` off: nothing in the sink. The recorder, subscribed to the sink's events, stops
   writing the camera (recorder.record_switch). Whenever the recorder reports in on a camera (its
-  ``recording_paused`` / ``recording_resumed``, sent once per camera after each of its starts)
-  the sink sends the event that set its ``record`` again (:meth:`Switches.told`), so a recorder
-  that was down when it was set learns it.
+  ``recording_paused`` / ``recording_resumed``, sent once per camera after each of its starts),
+  and every RETELL_EVERY_S for every camera it knows, the sink sends the event that set its
+  ``record`` again on PUB alone (:meth:`Switches.told`; one never set is told ``on``), so a
+  recorder that was down or cut off when it was set learns it, and one that kept an ``off`` the
+  sink has lost follows the sink.
 
 Kept where the sink keeps what its events told: ledger.db's ``told`` table (sink.ledger, ``what``
 ``switches``, one row per camera ever set), written before the event that tells a change
@@ -100,11 +102,15 @@ class Switches:
         self.ledger.keep(msg.camera, WHAT, cam)  # on disk before the event is anywhere (the sink's emit)
         return _event(msg.camera, msg.switch, setting)
 
-    def told(self, camera: str, switch: str) -> wire.Event | None:
-        """The event that set ``switch`` as it is now (the same id), or None if it was never set."""
+    def told(self, camera: str, switch: str) -> wire.Event:
+        """The event that set ``switch`` as it is now (the same id); for one never set, an event
+        saying it is on (``SWITCH=on by default``), so a recorder that kept an ``off`` this sink no
+        longer knows (its ledger lost, or none kept) follows the sink, which owns the switches."""
         cam = self.cameras.get(camera)
         setting = cam.set.get(switch) if cam is not None else None
-        return _event(camera, switch, setting) if setting is not None else None
+        if setting is None:
+            setting = Setting(True, "default", 0.0, f"{camera}-{switch}-default")
+        return _event(camera, switch, setting)
 
 
 def _event(camera: str, switch: str, setting: Setting) -> wire.Event:

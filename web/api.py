@@ -38,6 +38,7 @@ OPEN = ("/api/login", "/api/logout", "/api/whoami")  # reachable without a sessi
 NEED_TOKEN = "changes need a token: set [web] token (\"${CAMWIRE_WEB_TOKEN}\") and log in"
 SWITCHES_PATH = "/api/cameras/{name}/switches"  # POST: a camera's switch set (web.auth.change_allowed judges it)
 MAX_CLIP_S = 3600.0  # the longest range one request may cut
+MAX_TS = 4e9  # a time asked of the recordings: past it (the year 2096) no index holds anything
 MAX_PATH_CHARS = 1024  # a media path longer than this names no file of ours
 MAX_NAME_BYTES = 255  # nor does a part longer than a file name may be (NAME_MAX)
 CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; "
@@ -432,7 +433,7 @@ async def _preview(request: web.Request) -> web.StreamResponse:
     except web.HTTPBadRequest:
         count(c, "refused", "bad_time")
         raise
-    if ts is None:
+    if ts is None or not 0 <= ts <= MAX_TS:
         count(c, "refused", "bad_time")
         return error(400, "ts: seconds since the epoch")
     if c.recordings is None:

@@ -2,9 +2,11 @@
 
 The policy, in one place:
 
-- Bound to a loopback address with no token set, anyone on this host may read, and reload: a
-  reload only makes the daemons read the owner's own file again, so it changes nothing the owner
-  did not write. Any other write needs the token, so without one it is refused with what to set.
+- Bound to a loopback address with no token set, anyone on this host may read, reload and mark
+  review items: a reload only makes the daemons read the owner's own file again, so it changes
+  nothing the owner did not write, and a mark only says what someone has looked at ("show
+  reviewed" brings any item back). Any other write (a camera's switches: they stop detection or
+  recording) needs the token, so without one it is refused with what to set.
 - With a token set (``[web] token = "${CAMWIRE_WEB_TOKEN}"``; required before ``--bind`` may name
   anything but loopback), every API call, medium and live stream needs it: as
   ``Authorization: Bearer TOKEN`` (scripts), or as the session cookie that ``POST /api/login``

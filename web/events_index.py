@@ -66,7 +66,7 @@ CREATE INDEX zones_by_zone ON zones (zone);
 CREATE TABLE phases (key TEXT NOT NULL, ts REAL NOT NULL, phase TEXT NOT NULL, changes TEXT NOT NULL,
                      PRIMARY KEY (key, ts, phase)) WITHOUT ROWID;
 """
-MAX_PHASES = 64  # an object's phases answered at most (its first and its newest kept when more)
+MAX_PHASES = 64  # an object's phases kept at most: its first and its newest
 
 _decoder = msgspec.json.Decoder(wire.Event)
 
@@ -232,8 +232,7 @@ class EventIndex:
         key = event.object_id if is_object else event.id
         ts = event.first_seen if is_object and event.first_seen is not None else event.ts
         if is_object and event.phase is not None:  # a phase older than the one held is still one it had
-            self.db.execute("INSERT OR IGNORE INTO phases VALUES (?, ?, ?, ?)",
-                            (key, event.ts, event.phase, ",".join(event.changes)))
+            self._phase(key, event)
         held = self.db.execute("SELECT line_ts, ts FROM events WHERE key = ?", (key,)).fetchone()
         if held is not None:
             if not is_object or event.ts < held[0]:
@@ -246,6 +245,15 @@ class EventIndex:
         labels = {d.label for d in event.detections} | ({event.label} if event.label else set())
         self.db.executemany("INSERT OR IGNORE INTO labels VALUES (?, ?)", [(key, x) for x in labels])
         self.db.executemany("INSERT OR IGNORE INTO zones VALUES (?, ?)", [(key, z) for z in event.zones])
+
+    def _phase(self, key: str, event: wire.Event) -> None:
+        """One of an object's phases; past MAX_PHASES (a car parked for a day, updated every few
+        seconds), the second oldest goes: its start and its newest ones are what a timeline shows."""
+        self.db.execute("INSERT OR IGNORE INTO phases VALUES (?, ?, ?, ?)",
+                        (key, event.ts, event.phase, ",".join(event.changes)))
+        if self.db.execute("SELECT COUNT(*) FROM phases WHERE key = ?", (key,)).fetchone()[0] > MAX_PHASES:
+            self.db.execute("DELETE FROM phases WHERE key = ? AND ts = (SELECT ts FROM phases WHERE key = ? "
+                            "ORDER BY ts LIMIT 1 OFFSET 1)", (key, key))
 
     def _drop_oldest(self, n: int) -> None:
         keys = [(r[0],) for r in self.db.execute("SELECT key FROM events ORDER BY ts, key LIMIT ?", (n,))]
@@ -330,15 +338,13 @@ class EventIndex:
             return [r[0] for r in self.db.execute("SELECT DISTINCT camera FROM events ORDER BY camera")]
 
     def phases(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
-        """Each tracked object's phases, oldest first: ``{ts, phase, changes}``; past MAX_PHASES, the
-        first and the newest ones."""
+        """Each tracked object's phases, oldest first: ``{ts, phase, changes}`` (at most MAX_PHASES:
+        its first and its newest)."""
         out: dict[str, list[dict[str, Any]]] = {}
         with self.lock:
             for key in keys:
                 rows = self.db.execute("SELECT ts, phase, changes FROM phases WHERE key = ? ORDER BY ts",
                                        (key,)).fetchall()
-                if len(rows) > MAX_PHASES:
-                    rows = rows[:1] + rows[-(MAX_PHASES - 1):]
                 out[key] = [{"ts": ts, "phase": phase, "changes": changes.split(",") if changes else []}
                             for ts, phase, changes in rows]
         return out

@@ -6,13 +6,12 @@
 - ``GET /api/review/filters``: the cameras, labels, zones and severities the selects offer.
 - ``POST /api/review/reviewed`` ``{"ids": [object ids], "reviewed": true, "user": null}``: a
   ``wire.Reviewed`` sent to the sink (web.sink_link), which keeps it; ``{"ok": true}`` once
-  ZeroMQ took it, 503 with the reason when the sink is not connected. A change: web.api's guard
-  lets it through only with the token (web.auth.change_allowed).
+  ZeroMQ took it, 503 with the reason when the sink is not connected. Like a reload, open on a
+  loopback bind without a token, else only with it (web.auth.change_allowed).
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 
 import msgspec
@@ -22,9 +21,8 @@ from camwire.common import wire
 from camwire.sink.store.reviews import FILE as REVIEWS_FILE, read_reviewed
 from camwire.web import review
 from camwire.web.console import Console, blocking, console_of, count, error
-from camwire.web.sink_link import SinkUnreachable
+from camwire.web.sink_link import SinkUnreachable, delivered
 
-SEND_WAIT_S = 5.0  # the console's loop sends every 50 ms: a future not done by then will not be
 MAX_IDS = 1024  # as wire.Reviewed takes in one message
 
 
@@ -89,13 +87,10 @@ async def _mark(request: web.Request) -> web.Response:
         return error(400, f'{{"ids": [object ids, 1 to {MAX_IDS}], "reviewed": true|false, "user": null|NAME}}: '
                            f"{str(exc)[:200]}")
     try:
-        await asyncio.wait_for(asyncio.wrap_future(c.sink.send(msg)), SEND_WAIT_S)
+        await delivered(c.sink, msg)
     except SinkUnreachable as exc:
         count(c, "reviews", "unsent")
         return error(503, str(exc))
-    except asyncio.TimeoutError:
-        count(c, "reviews", "unsent")
-        return error(503, "the console's loop did not send it in time; try again")
     count(c, "reviews", "sent")
     return web.json_response({"ok": True, "ids": msg.object_ids, "reviewed": msg.reviewed})
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 
-from camwire.classifier.worker_loop import served_name
+from camwire.classifier.detector_name import served_name
 from camwire.common import wire
 from camwire.common.curve import fingerprint, read_keys
 from camwire.common.refusals import MAX_PEERS, OTHER, PeerNames
@@ -128,3 +128,16 @@ def test_refused_workers_are_named_and_back_off(tmp_path: Path, daemons: Daemons
         secret = read_keys(keys / f"{name}.key_secret", secret=True)[1].decode()
         for log in tmp_path.glob("*.log"):
             assert secret not in log.read_text(errors="replace"), log
+
+
+def test_a_camera_naming_its_detector_with_a_path_finds_the_workers_that_serve_it(tmp_path) -> None:
+    """camwire.toml written before workers named models by file: the ventilator names a camera's
+    detector as workers serve it, so ``onnx:/models/x.onnx`` routes to workers of ``onnx:x.onnx``."""
+    from camwire.classifier.ventilator import routes_of
+    from camwire.common.config import load_config
+
+    config = tmp_path / "camwire.toml"
+    config.write_text('[cameras.door]\nurl = "rtsp://127.0.0.1:1/door"\n'
+                      'detector = ["onnx:/opt/models/yolov8n.onnx + covered", "onnx:path=/m/s.onnx,fp16"]\n')
+    assert routes_of(load_config(config), [("gate", "onnx:/srv/yolov8n.onnx")]) == {
+        "door": ["onnx:yolov8n.onnx+covered", "onnx:path=s.onnx,fp16"], "gate": ["onnx:yolov8n.onnx"]}

@@ -64,7 +64,7 @@ def test_record_off_stops_a_camera_on_resumes_it_and_a_restart_keeps_it(daemons,
     events.send(told("a", False, switch="detect"))  # another switch: nothing to the recorder
     events.send(told("a", False))
     off = switched(feed, log, "a", on=False)
-    events.send(told("a", True, ts_ns=off - 10**10))  # older than the one applied: not applied
+    events.send(told("a", False))  # said again, as the sink retells it: nothing changes
     b = closed_of(root, "b")
     feed.play(lambda: closed_of(root, "b") >= b + 3, cameras=both)
     assert started_after(root, "a", off) == [] and all(r["closed"] for r in rows(root) if r["camera"] == "a")
@@ -128,3 +128,15 @@ def test_a_recorder_down_when_it_was_set_learns_it_from_the_sink(daemons, zctx, 
     # told once in the events file: what went to the recorder again was the same event, on PUB alone
     lines = (tmp_path / "events.jsonl").read_text().count('"camera_switch"')
     assert lines == 1
+
+    # a sink that lost what it kept (a new --data-dir): it says a records, and the recorder, which
+    # kept a's "off" in its index, follows the sink that owns the switch
+    daemons.start("sink2", "sink", "--bind", results, "--events", str(tmp_path / "events2.jsonl"), "--publish",
+                  published, "--data-dir", str(tmp_path / "data2"), "--config", str(config))
+    again = Feed(zctx)
+    again.seq = dict(feed.seq)
+    start_recorder(daemons, again, root, "--events", published, "--sink", results, name="again")
+    again.subscribed()
+    on = switched(again, daemons.tmp / "again.log", "a", on=True)
+    again.play(lambda: any(r["closed"] for r in started_after(root, "a", on)), cameras=both)
+    assert daemons.stop("again") == 0

@@ -286,3 +286,22 @@ def test_bounded_rows_and_queries_from_another_thread(tmp_path: Path) -> None:
     assert index.counts() == {"detection": 10} and index.stats() == {"taken": 40, "malformed": 0, "rows": 10}
     assert ids(index.query(limit=100)) == [detection(i).id for i in range(39, 29, -1)]
     assert index.labels() == ["person"]
+
+
+def test_a_long_stay_keeps_its_start_and_newest_phases_only(tmp_path: Path) -> None:
+    """A car parked all day is updated every few seconds: the index keeps MAX_PHASES of its phases
+    (its start and the newest), not thousands."""
+    from camwire.web.events_index import MAX_PHASES
+
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, _errors())
+    start = obj("start", T0, T0)
+    log.write(line(start))
+    for i in range(1, MAX_PHASES + 20):
+        log.write(line(obj("update", T0, T0 + i, changes=["stationary"] if i == 1 else ["score"])))
+    index = EventIndex(path, tmp_path)
+    index.poll()
+    phases = index.phases([start.id])[start.id]
+    assert len(phases) == MAX_PHASES
+    assert phases[0] == {"ts": T0, "phase": "start", "changes": []}
+    assert [p["ts"] for p in phases[1:]] == [T0 + i for i in range(21, MAX_PHASES + 20)]

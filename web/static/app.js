@@ -969,6 +969,8 @@ export const detail = {
     for (const v of pane.querySelectorAll("video")) { v.pause(); v.removeAttribute("src"); v.load(); }
     pane.replaceChildren();
     pane.hidden = true;
+    pane.classList.remove("review-detail");  // review.js's layout, not an event's
+    delete pane.dataset.id;
     document.body.classList.remove("detail-open");
   },
 };
