@@ -31,6 +31,7 @@ from camwire.sink.recording_state import paused_cameras
 from camwire.common.camera_state import WITH_REASON, with_covered
 from camwire.common.config import ConfigError, load_config
 from camwire.common.config_lines import line_of
+from camwire.common.frame_account import BUCKETS, OPEN
 from camwire.common.env import VAR
 from camwire.common.daemon import EXIT_FAILED, EXIT_OK, EXIT_OPTIONS
 
@@ -80,6 +81,9 @@ def main(args: argparse.Namespace) -> int:
                 [[c["camera"], state(c), ago(c["last_frame_ts"], now), f"{c['fps_in'] or 0:.1f}",
                   f"{c['fps_used'] or 0:.1f}", c["reconnects"], c.get("attempts") or 0, c["last_error"] or ""]
                  for c in cameras]))
+    if any(c.get("pool") or c.get("sent") for c in cameras):
+        print()
+        print(frames_table(cameras))
     print()
     print(table(["WORKER", "DETECTOR", "RESULTS", "CREDITS", "IN FLIGHT", "DISPATCHED", "COMPLETED", "REPORTED"],
                 [[w["name"] + (" (leaving)" if w["leaving"] else ""), w.get("detector") or "-", w["results"], *(
@@ -91,6 +95,17 @@ def main(args: argparse.Namespace) -> int:
                     [[r["daemon"], r["socket"], r["reason"], r["count"], ago(r["updated_ts"], now),
                       peers_cell(r.get("peers") or [])] for r in refused]))
     return EXIT_OK
+
+
+def frames_table(cameras: list[dict[str, Any]]) -> str:
+    """One account of every frame per camera (common.frame_account): the extractor's decoded, sent
+    and drops by why, then the pool's final buckets and what is still waiting or in flight."""
+    shown = (*BUCKETS, *OPEN)
+    return table(["CAMERA", "DECODED", "SENT", "EXTRACTOR DROPS", *(b.replace("_", " ").upper() for b in shown)],
+                 [[c["camera"], c.get("decoded") or 0, c.get("sent") or 0,
+                   ", ".join(f"{why} {n}" for why, n in sorted(json.loads(c["drops"]).items())) if c.get("drops")
+                   else "0", *("-" if not c.get("pool") else c["pool"].get(b, 0) for b in shown)]
+                  for c in cameras])
 
 
 def peers_cell(peers: list[dict[str, Any]], shown: int = 3) -> str:

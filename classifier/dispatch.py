@@ -53,6 +53,10 @@
   (``cameras_refused/pool_full/<peer>``) and dropped, never stored.
 - A camera's ``eos`` is passed on only when its last frame is done, with the number of results
   the sink should expect, so the sink knows when that camera has drained.
+- Every delivery (a Pending) lands in exactly one final bucket of its camera's account
+  (:attr:`Dispatcher.accounts`, common.frame_account: what each bucket means, and that a late
+  answer moves a lost frame to ``late``); :meth:`Dispatcher.account` reports it with what still
+  waits or is in flight.
 """
 
 from __future__ import annotations
@@ -67,7 +71,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import msgspec
 
 from camwire.common.admission import DEFAULT_IDLE_S, DEFAULT_POOL, Admission
+from camwire.common import wire
 from camwire.common.counters import Counters
+from camwire.common.frame_account import FrameAccounts
 from camwire.common.wire import Buffer, Eos, FrameHeader, WorkerLoad
 
 MAX_CREDITS = 1024  # a worker's credits plus frames held: far above any --batch, far below harm
@@ -219,6 +225,7 @@ class Dispatcher:
         self._serving: Counter[str] = Counter()  # detector -> workers serving it (not leaving)
         self._eos: dict[str, Eos] = {}
         self._completed: dict[str, int] = {}
+        self.accounts = FrameAccounts()  # every delivery in one final bucket, per camera
         self.set_routes(routes or {})
         self.set_weights(weights or {})
 
@@ -267,6 +274,7 @@ class Dispatcher:
         self._eos.pop(camera, None)
         self._completed.pop(camera, None)
         self.counters.fold("camera", camera)
+        self.accounts.forget(camera)
         self._drop(dropped, "forgotten")
 
     def set_routes(self, routes: Routes) -> None:
@@ -303,6 +311,7 @@ class Dispatcher:
         order = next(self._stamps)
         for group in self.routes.get(camera, (ANY,)):
             pending = Pending(header, parts, group, order)
+            self.accounts.received(camera)
             if not self.serves(group):
                 self._count_unserved(camera, group)
                 self._drop([pending], "unserved")
@@ -311,6 +320,7 @@ class Dispatcher:
             superseded = list(queue) if header.live else []
             if superseded:  # the camera keeps its place in line: only its frame is newer
                 self.counters.add("dropped", camera, "superseded", n=len(superseded))
+                self.accounts.ended(camera, "superseded", n=len(superseded))
                 queue.clear()
             elif not queue:
                 self._turns_of(group).join(camera, self._stride(camera))
@@ -333,6 +343,7 @@ class Dispatcher:
 
     def _count_unserved(self, camera: str, detector: str, n: int = 1) -> None:
         self.counters.add("unserved", camera, detector, n=n)
+        self.accounts.ended(camera, "unserved", n=n)
         self.unserved[(camera, detector)] = self.unserved.get((camera, detector), 0) + n
 
     def backlog(self) -> int:
@@ -376,7 +387,10 @@ class Dispatcher:
                 self.counters.add("completed", camera)
                 self.counters.add("workers", worker.name, "completed")
                 self._completed[camera] = self._completed.get(camera, 0) + 1
-            else:  # already counted lost (deadline), or never sent: not counted twice
+                self.accounts.ended(camera, "processed")
+            elif self.accounts.answered_late(worker.detector, camera, seq):  # counted lost: now late only
+                self.counters.add("late", "answered")
+            else:  # lost too long ago to be remembered, or never sent: not counted twice
                 self.counters.add("late", "unknown_done")
         if credits > 0 and not worker.leaving:
             room = max(0, self.max_credits - worker.credits - len(worker.in_flight))
@@ -405,8 +419,9 @@ class Dispatcher:
         del self.workers[ident]
         self._pool_changed()
         lost = list(worker.in_flight)
-        for camera, _seq in lost:
+        for camera, seq in lost:
             self.counters.add("dropped", camera, "worker_lost")
+            self.accounts.lost(worker.detector, camera, seq, "worker_lost")
         if lost:
             self.counters.add("workers", worker.name, "lost", n=len(lost))
         self.counters.add("workers_forgotten", reason)
@@ -438,6 +453,7 @@ class Dispatcher:
                     break
                 del worker.in_flight[key]
                 self.counters.add("dropped", key[0], "deadline")
+                self.accounts.lost(worker.detector, key[0], key[1], "deadline")
                 self.counters.add("workers", worker.name, "lost")
                 out.append((worker, key))
         return out
@@ -560,7 +576,17 @@ class Dispatcher:
             backlog[camera] = backlog.get(camera, 0) + len(queue)
         return workers, backlog
 
+    def account(self) -> dict[str, wire.PoolAccount]:
+        """Each camera's frames by final bucket, with what waits and is in flight now
+        (common.frame_account)."""
+        waiting: Counter[str] = Counter()
+        for (_, camera), queue in self._queues.items():
+            waiting[camera] += len(queue)
+        in_flight = Counter(key[0] for w in self.workers.values() for key in w.in_flight)
+        return self.accounts.report(waiting, in_flight)
+
     def stats_extra(self) -> dict:
         return {"backlog": self.backlog(),
+                "accounts": {c: msgspec.structs.asdict(a) for c, a in self.account().items()},
                 "known_workers": {w.name: {"credits": w.credits, "in_flight": len(w.in_flight),
                                            "detector": w.detector or None} for w in self.workers.values()}}

@@ -8,9 +8,10 @@ Sockets (both bound, both owned by the main thread, run by common.daemon):
     after a restart of either side) and ``bye`` (when a leaving worker will get nothing more).
     ``status`` and ``eos`` ride to the sink through any worker, and so does a ``workers`` message
     every WORKERS_EVERY_S (each worker's detector, credits, frames in flight, done and lost; the
-    backlog per camera; each camera's detector that no worker serves), which the sink keeps for
-    ``camwire status``. A worker's heartbeat carrying ``sent`` is echoed at once (``echo``): its
-    round trip sizes its credit window (classifier.worker_loop).
+    backlog per camera; each camera's detector that no worker serves; each camera's frames by
+    final bucket, common.frame_account), which the sink keeps for ``camwire status``. A worker's
+    heartbeat carrying ``sent`` is echoed at once (``echo``): its round trip sizes its credit
+    window (classifier.worker_loop).
 Shared memory (common.shm): a frame whose pixels wait in its extractor's ring comes as a header
 alone. It goes on as it came to a worker that maps the same memory (its ``ready`` says its host),
 and inline, copied out of the slot, to any other (``shm/inlined``), and inline from the start for
@@ -44,6 +45,7 @@ from camwire.common import shm, wire
 from camwire.common.admission import LABELS as ADMISSION_LABELS
 from camwire.common.config import Config
 from camwire.common.daemon import Daemon
+from camwire.common.frame_account import BUCKETS, OPEN
 from camwire.common.settings import VentilatorSettings
 
 HEARTBEAT_S = 1.0
@@ -289,7 +291,7 @@ class Ventilator:
             workers, backlog = self.dispatcher.load()
             report = [wire.Unserved(camera=c, detector=d, frames=n) for (c, d), n in sorted(unserved.items())]
             self._to_sink(wire.pack(wire.Workers(ts_ns=time.time_ns(), workers=workers, backlog=backlog,
-                                                 unserved=report[:4096],
+                                                 unserved=report[:4096], accounts=self.dispatcher.account(),
                                                  refused=wire.refusals(self.counters.get_tree("handshakes_failed"),
                                                                       self.counters.get_tree("refused_peers")))))
         if now >= self._next_heartbeat:
@@ -326,7 +328,12 @@ class Ventilator:
 
     def gauges(self) -> dict:
         workers, backlog = self.dispatcher.load()
-        return {"backlog": ("frames waiting for a worker", ("camera",), {(c,): n for c, n in backlog.items()}),
+        # a gauge, not a counter: a late answer moves a frame out of worker_lost or deadline
+        frames = {(camera, bucket): getattr(account, bucket) for camera, account in self.dispatcher.account().items()
+                  for bucket in (*BUCKETS, *OPEN)}
+        return {"frames": ("frames received per camera, by final bucket or where they are now (common.frame_account)",
+                           ("camera", "bucket"), frames),
+                "backlog": ("frames waiting for a worker", ("camera",), {(c,): n for c, n in backlog.items()}),
                 "worker_in_flight": ("frames a worker holds", ("worker",), {(w.name,): w.in_flight for w in workers}),
                 "worker_credits": ("frames a worker can take now", ("worker",), {(w.name,): w.credits for w in workers}),
                 "workers": ("workers known", (), {(): len(workers)}),

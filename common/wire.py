@@ -287,6 +287,8 @@ class Status(Message, tag="status"):
     # frames this camera's extractor did not send on, by why, since it started:
     # "dropped/<reason>" (a consumer too slow) and "skipped/<reason>" (sampling, no motion)
     drops: Annotated[dict[Name, Count], msgspec.Meta(max_length=64)] = {}
+    decoded: Count = 0  # frames its decoder gave, since the extractor started (common.frame_account)
+    sent: Count = 0  # frames pushed to the pool, likewise
 
 
 class Eos(Message, tag="eos"):
@@ -339,15 +341,33 @@ class Unserved(msgspec.Struct, frozen=True):
     frames: Count = 0
 
 
+class PoolAccount(msgspec.Struct, frozen=True):
+    """One camera's frames at the ventilator since it started: ``received`` (once per detector the
+    camera wants), each final bucket, and those still ``waiting`` or ``in_flight``; what each
+    bucket means, and that each delivery lands in exactly one, is common.frame_account's."""
+
+    received: Count = 0
+    superseded: Count = 0
+    unserved: Count = 0
+    worker_lost: Count = 0
+    deadline: Count = 0
+    processed: Count = 0
+    late: Count = 0
+    waiting: Count = 0
+    in_flight: Count = 0
+
+
 class Workers(Message, tag="workers"):
     """The ventilator's view of its pool, every few seconds and on every join or departure; and
-    ``unserved``, each camera's detector that no worker serves now (classifier.dispatch)."""
+    ``unserved``, each camera's detector that no worker serves now (classifier.dispatch); and
+    ``accounts``, each camera's frames by final bucket (common.frame_account)."""
 
     ts_ns: Nanos
     workers: Annotated[list[WorkerLoad], msgspec.Meta(max_length=4096)] = []
     backlog: dict[CameraName, Count] = {}
     unserved: Annotated[list[Unserved], msgspec.Meta(max_length=4096)] = []
     refused: Refusals = []  # the ventilator's own
+    accounts: Annotated[dict[CameraName, PoolAccount], msgspec.Meta(max_length=4096)] = {}
 
 
 # what the sink makes (sink.events, sink.tracking); the recorder's --keep-types names some of them

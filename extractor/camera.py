@@ -345,7 +345,8 @@ class CameraLoop(threading.Thread):
                              attempts=self.attempts, last_error=self.last_error,
                              refused=wire.refusals(self.counters.counters.get_tree("handshakes_failed"),
                                                    self.counters.counters.get_tree("refused_peers")),
-                             drops=self._drops())
+                             drops=self._drops(), decoded=self.counters.get("decoded"),
+                             sent=self.counters.get("sent"))  # its side of the frames' account (common.frame_account)
         if heartbeat:
             self.out.send_heartbeat(status)
         else:

@@ -20,7 +20,11 @@ of the last FPS_WINDOW_S carried an ``error``; ``reason`` is the newest: a detec
 failing on every frame). A covered camera stays ``online`` here, with ``covered`` 1.
 
   ``drops`` (JSON ``{"dropped/hwm": n, "skipped/no_motion": n}``): the frames its extractor did
-  not send on, by why, as its latest status said.
+  not send on, by why, as its latest status said; ``decoded`` and ``sent``: its frames decoded
+  and pushed to the pool, likewise (0 from an older extractor).
+  ``pool`` (JSON, wire.PoolAccount: ``{"received": n, "superseded": n, ..., "processed": n,
+  "late": n, "waiting": n, "in_flight": n}``): its frames at the ventilator by final bucket, as
+  the ventilator last reported (common.frame_account says what each bucket holds); NULL until then.
   ``unserved_detectors`` (comma-separated) and ``unserved`` (frames): the detectors the camera
   wants that no worker serves now, as the ventilator last reported (classifier.dispatch); its
   state stays what the extractor says.
@@ -93,6 +97,9 @@ class CameraRow:
     detectors: str | None = None  # those that served its recent results, comma-separated
     workers: str | None = None  # likewise the workers
     switches: str | None = None  # JSON: its switches, {"detect": true, ...} (sink.switches)
+    decoded: int = 0  # frames its extractor decoded (wire.Status.decoded)
+    sent: int = 0  # frames its extractor pushed to the pool
+    pool: str | None = None  # JSON: its frames at the ventilator by final bucket (wire.PoolAccount)
 
 
 # a status.db from an older sink gains the columns added since (untyped, as SQLite allows)
@@ -229,6 +236,7 @@ class StatusBook:
         row.reconnects, row.attempts = msg.reconnects, msg.attempts
         row.fps_in = msg.fps_in
         row.drops = json.dumps(msg.drops, sort_keys=True) if msg.drops else row.drops
+        row.decoded, row.sent = msg.decoded, msg.sent
 
     def on_eos(self, msg: wire.Eos) -> None:
         live, part = self.part(msg.camera)
@@ -280,8 +288,11 @@ class StatusBook:
                 continue
             wanted = unserved.get(camera, {})
             frames, names = sum(wanted.values()), ", ".join(sorted(wanted)) or None
-            if (part.row.unserved, part.row.unserved_detectors) != (frames, names):
-                part.row.unserved, part.row.unserved_detectors = frames, names
+            account = msg.accounts.get(camera)
+            # a camera the ventilator does not know (forgotten, or a restarted ventilator) keeps its last
+            pool = part.row.pool if account is None else msgspec.json.encode(account).decode()
+            if (part.row.unserved, part.row.unserved_detectors, part.row.pool) != (frames, names, pool):
+                part.row.unserved, part.row.unserved_detectors, part.row.pool = frames, names, pool
                 self._dirty.add(camera)
 
     def _show(self, live: LiveCamera, part: StatusPart) -> None:
@@ -307,6 +318,22 @@ class StatusBook:
             part.window = _Window(now)
             self._dirty.add(camera)
         self._show(live, part)
+
+    def frames(self) -> dict[tuple[str, str], int]:
+        """(camera, bucket) -> frames, for the metrics: the extractor's ``decoded`` and ``sent``, its
+        drops by why (``dropped/hwm``) and the pool's buckets (common.frame_account), as last reported."""
+        out: dict[tuple[str, str], int] = {}
+        for name, live in self.cameras.items():
+            if (part := live.part(StatusPart)) is None:
+                continue
+            row = part.row
+            out[(name, "decoded")], out[(name, "sent")] = row.decoded, row.sent
+            for why, n in (json.loads(row.drops) if row.drops else {}).items():
+                out[(name, why)] = n
+            for bucket, n in (json.loads(row.pool) if row.pool else {}).items():
+                if bucket != "received":  # the same frames as ``sent``, less those on their way
+                    out[(name, bucket)] = n
+        return out
 
     def up(self) -> dict[str, int]:
         """1 for each camera online (covered or not), 0 for every other state."""

@@ -508,7 +508,10 @@ class Sink:
     def gauges(self) -> dict:
         snap = self.snapshots
         return {"cameras": ("cameras the sink knows", (), {(): len(self.cameras)}),
-                "snapshot_bytes": ("bytes of snapshots kept", (), {(): snap.bytes if snap else 0})}
+                "snapshot_bytes": ("bytes of snapshots kept", (), {(): snap.bytes if snap else 0}),
+                "frames": ("each camera's frames: decoded, sent, the extractor's drops by why and the pool's final "
+                           "buckets, as last reported (common.frame_account)", ("camera", "bucket"),
+                           self.book.frames())}
 
     def stats_extra(self) -> dict[str, Any]:
         return {"uptime_s": round(time.monotonic() - self.started, 3),

@@ -25,6 +25,7 @@ from aiohttp import web
 from camwire.sink.store.status_db import STALE_AFTER_S, read_refused, read_sink, read_status
 from camwire.common import wire
 from camwire.common.config import CAMERA_NAME, ConfigError
+from camwire.common import frame_account
 from camwire.web import previews, recordings
 from camwire.web.auth import COOKIE, SESSION_S, bearer_of, change_allowed, host_ok, same_origin
 from camwire.web.events_index import clip_key
@@ -282,9 +283,13 @@ def _system(c: Console) -> dict[str, Any]:
             drops[why] = drops.get(why, 0) + n
         if row.get("unserved"):
             drops["unserved"] = drops.get("unserved", 0) + row["unserved"]
+        for bucket in frame_account.LOSSES:  # the pool's side (common.frame_account), beside the extractor's
+            if n := (row.get("pool") or {}).get(bucket):
+                drops[f"pool/{bucket}"] = drops.get(f"pool/{bucket}", 0) + n
     if sink is not None:
         sink["stale"] = now - (sink.get("updated_ts") or 0) > STALE_AFTER_S
     return {"sink": sink, "cameras": cameras, "workers": workers, "refused": refused, "drops": drops,
+            "frame_buckets": [*frame_account.BUCKETS, *frame_account.OPEN],  # the columns of each camera's ``pool``, in order
             "disk": _disk(c), "web": {"started_ts": c.started, "live": c.hub.counters_snapshot(),
                                       "events": c.index.stats()}}
 

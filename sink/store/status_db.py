@@ -33,7 +33,9 @@ CREATE TABLE IF NOT EXISTS sink (
 
 def read_status(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Cameras and workers as last written to ``path``, read without disturbing the sink. A
-    camera's ``switches`` come as a dict (``{"detect": True, ...}``), None from an older sink."""
+    camera's ``switches`` come as a dict (``{"detect": True, ...}``), None from an older sink; its
+    ``pool`` as a dict (wire.PoolAccount's fields: common.frame_account), None until the
+    ventilator reported it (or from an older sink)."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
@@ -43,6 +45,7 @@ def read_status(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
         db.close()
     for row in cameras:
         row["switches"] = json.loads(row["switches"]) if row.get("switches") else None
+        row["pool"] = json.loads(row["pool"]) if row.get("pool") else None
     return cameras, workers
 
 

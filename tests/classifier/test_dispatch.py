@@ -138,8 +138,9 @@ def test_frames_held_past_the_deadline_are_lost_and_taken_back() -> None:
     d.end_of_stream(Eos(camera="a", sent=2))
     assert [key for _, key in d.overdue(now=51)] == [("a", 1)]
     assert d.drained() == [Eos(camera="a", sent=2, results=0)]  # nothing held: the eos goes on
-    d.ready(b"w1", "w1", 1, [("a", 0)], now=52)  # a late answer is not counted twice
-    assert d.counters.get("completed", "a") == 0 and d.counters.get("late", "unknown_done") == 1
+    d.ready(b"w1", "w1", 1, [("a", 0)], now=52)  # a late answer is not counted twice: late, no longer lost
+    assert d.counters.get("completed", "a") == 0 and d.counters.get("late", "answered") == 1
+    assert (d.account()["a"].deadline, d.account()["a"].late) == (1, 1)  # common.frame_account
     (load,), _ = d.load()
     assert load.lost == 2 and load.in_flight == 0
 

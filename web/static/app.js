@@ -1280,6 +1280,12 @@ function mountSystem(root) {
           fmtNum(c.fps_in), fmtNum(c.fps_used), fmtAge(c.last_frame_ts, t),
           c.reconnects ?? 0, c.attempts ?? 0, c.results ?? "—",
           h("span", { class: "error-text" }, c.last_error ?? "")]))),
+      // one account of every frame (common.frame_account): the extractor's side, then the pool's buckets
+      section("Frames", table("sys-frames",
+        ["camera", "decoded", "sent", "extractor drops", ...(s.frame_buckets || []).map((b) => b.replace("_", " "))],
+        (s.cameras || []).map((c) => [c.camera, c.decoded ?? 0, c.sent ?? 0,
+          Object.entries(c.drops || {}).map(([why, n]) => `${why} ${n}`).join(", ") || "0",
+          ...(s.frame_buckets || []).map((b) => c.pool?.[b] ?? "—")]))),
       section("Workers", table("sys-workers",
         ["worker", "detector", "credits", "in flight", "dispatched", "completed", "results", "reported"],
         (s.workers || []).map((w) => [
