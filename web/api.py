@@ -402,12 +402,19 @@ async def _recordings(request: web.Request) -> web.Response:
     return web.json_response({"cameras": out})
 
 
+def _bad_camera(c: Console, camera: str) -> web.Response | None:
+    """The 400 for a path's camera that cannot be a camera's name (counted), or None."""
+    if CAMERA_NAME.fullmatch(camera):
+        return None
+    count(c, "refused", "bad_camera")
+    return error(400, f"{camera[:70]!r} is not a camera name")
+
+
 async def _range_clip(request: web.Request) -> web.StreamResponse:
     c = console_of(request)
     camera = request.match_info["camera"]
-    if not CAMERA_NAME.fullmatch(camera):
-        count(c, "refused", "bad_camera")
-        return error(400, f"{camera[:70]!r} is not a camera name")
+    if (refused := _bad_camera(c, camera)) is not None:
+        return refused
     start, end = _number(request, "start"), _number(request, "end")
     if start is not None and end is not None:
         start, end = round(start, 1), round(end, 1)  # one cached file for requests a frame apart
@@ -430,9 +437,8 @@ async def _preview(request: web.Request) -> web.StreamResponse:
     """The timeline's still: the key frame at or before ``ts`` (web.previews), small, as JPEG."""
     c = console_of(request)
     camera = request.match_info["camera"]
-    if not CAMERA_NAME.fullmatch(camera):
-        count(c, "refused", "bad_camera")
-        return error(400, f"{camera[:70]!r} is not a camera name")
+    if (refused := _bad_camera(c, camera)) is not None:
+        return refused
     try:
         ts = _number(request, "ts")
     except web.HTTPBadRequest:
