@@ -55,6 +55,9 @@ def test_metrics_listen_on_this_host_only_by_default(tmp_path: Path) -> None:
             assert proc.poll() is None
             time.sleep(0.1)  # a listening socket is kernel state: poll it
         assert listening(port) == {"127.0.0.1"}
+        # the server listens before the daemon has registered its own gauges: await them
+        while "camwire_ventilator_workers" not in scrape(port) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert "camwire_ventilator_workers" in scrape(port)
     finally:
         proc.terminate()
