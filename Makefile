@@ -56,6 +56,7 @@ bench: venv
 	$(PY) bench/frame_cost.py
 	$(PY) bench/pool.py
 	$(PY) bench/clip.py
+	$(PY) bench/ventilator.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

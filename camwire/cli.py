@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from camwire import __version__
-from camwire.checks import load_full, run_check
+from camwire.checks import load_for, run_check
 from camwire.commands import COMMANDS, DESCRIPTIONS
 from camwire.common.config import ConfigError
 from camwire.common.daemon import EXIT_OPTIONS
@@ -60,8 +60,9 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
 
 def parse(argv: list[str]) -> Any:
     """``argv`` as the command's typed settings (a configured command: common.settings) or, for a
-    tool, its Namespace. With ``--config`` the file is judged whole first (a mistake in any section
-    is refused with its line, exit 2); its values are the defaults that flags override."""
+    tool, its Namespace. With ``--config`` the file is judged first for this command (what it
+    reads: camwire.checks.load_for; a mistake there is refused with its line, exit 2), and so is
+    every reload of it; its values are the defaults that flags override."""
     command = next((a for a in argv if not a.startswith("-")), None)
     parser, subs = build_parser(command if command in COMMANDS else None)
     if command not in SECTIONS:
@@ -71,11 +72,17 @@ def parse(argv: list[str]) -> Any:
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config")
     pre.add_argument("--cameras")
+    if command == "run":  # what run starts is judged with it: the recorder, the console
+        pre.add_argument("--record")
+        pre.add_argument("--web")
     known, _ = pre.parse_known_args(rest)
     cfg, from_file = None, {}
+    # what this command reads of the file, at start and at each reload: its own, not the others'
+    load = functools.partial(load_for, daemons=(command,), cameras=known.cameras if command == "extractor" else None,
+                             record=bool(getattr(known, "record", None)), web=bool(getattr(known, "web", None)))
     if known.config:
         try:
-            cfg = load_full(known.config, running=command)
+            cfg = load(known.config)
         except ConfigError as exc:
             parser.exit(EXIT_OPTIONS, f"camwire {command}: error: {exc}\n")
         from_file = cfg.values(command)
@@ -97,7 +104,7 @@ def parse(argv: list[str]) -> Any:
                 raise ValueError(f"{f.flag} given {len(seen)} times ({', '.join(seen)}): {f.opt.once}")  # type: ignore[union-attr]
         settings = build(cls, values)
         settings.config, settings.given, settings.command = cfg, frozenset(given), command
-        settings.config_loader = functools.partial(load_full, running=command)
+        settings.config_loader = load
         run_check(command, settings)  # what the file said passed already: this is about the flags
     except (ValueError, argparse.ArgumentTypeError) as exc:
         parser.exit(EXIT_OPTIONS, f"camwire {command}: error: {exc}\n")

@@ -14,6 +14,7 @@ COMMANDS = {
     "clip": ("camwire.recorder.clip", "write one file for a camera and a time range from the recorder's ring"),
     "run": ("camwire.supervisor", "run every daemon on this host, supervised (--config FILE or --camera)"),
     "status": ("camwire.status", "print the cameras and workers as the sink last saw them"),
+    "reload": ("camwire.reload", "make every daemon of the deployment read camwire.toml again, and show each answer"),
     "check-config": ("camwire.checkconfig", "validate a camwire.toml as the daemons would, secrets masked"),
     "sample-clip": ("camwire.sample", "write the built-in sample clip (H.264) for demos and tests"),
     "web": ("camwire.web.daemon", "the web console: live views, events, recordings and status in a browser"),
@@ -27,7 +28,8 @@ Write a CURVE key pair: NAME.key (the public key: copy it to the hosts that talk
 and NAME.key_secret (this daemon's secret: mode 0600, never copied). A daemon given
 --curve-key NAME.key_secret (or [security] key) encrypts every tcp:// link; a daemon that binds
 lets in only the clients whose NAME.key is in its --curve-clients folder, and a daemon that
-connects checks the server against --curve-servers (ventilator.key, sink.key, extractor.key).
+connects checks the server against --curve-servers (HOST.key for tcp://HOST:PORT, else
+ventilator.key, sink.key, extractor.key).
 An existing key is never overwritten.""",
     "extractor": """\
 Read cameras and send their frames on: to the ventilator for detection (--push) and, with
@@ -55,7 +57,8 @@ A worker: run a detector on the cameras' frames and send what it finds to the si
 (a YOLO model, on the GPU when there is one), roboflow:MODEL_ID; join several with +. Motion
 is not found here: the extractor sees every frame and sends frames on only while there is
 motion (a camera's detect = "always" sends them all). Point
---connect at the ventilator's --backend and --sink at the sink's --bind. Start as many workers as
+--connect at the ventilator's --backend and --sink at the sink's --bind (repeat either for several
+ventilators or sinks; every worker lists the same sinks). Start as many workers as
 the detector needs; --instance N names each one and gives it its own metrics port. A frame that
 cannot be read, or a detector error, reaches the sink as a result with the error (camwire status
 shows the camera degraded). It keeps nothing on disk.""",
@@ -109,10 +112,17 @@ watches) and the sink's --publish-detections (--detections). It listens on 127.0
 --bind says otherwise, which needs a token ([web] token = "${CAMWIRE_WEB_TOKEN}"). A reload
 needs the token when one is set; on loopback without one, anyone on this host may reload (it only
 re-reads the owner's file). A --config file the daemons refuse is shown on every page until fixed.""",
+    "reload": """\
+Make every daemon read camwire.toml again: those on this host started with --config FILE are
+signalled, and each daemon listed in its [web] daemons (or --daemon ROLE=ADDR) is asked over its
+serve address, with the [security] keys, and says what came of it: applied, refused at FILE:LINE
+(the file on its host), or unreachable. Exit 0 when every one took it, else 1.""",
     "check-config": """\
 Check a camwire.toml as every daemon would read it, and print the cameras, sockets and settings
 it comes to, secrets masked. Exit 0 when every daemon would take it; else exit 2 with
-FILE:LINE: what to fix (the line the daemon itself would refuse to start with).""",
+FILE:LINE: what to fix (the line the daemon itself would refuse to start with). With --daemons,
+only what those daemons read, as each judges it at start: the ones a host runs (a host needs no
+other daemon's model file, token or keys).""",
     "sample-clip": """\
 Write the built-in sample clip (H.264: shapes moving across a street-like scene, the lens covered
 for a while in the middle), to try camwire without a camera.""",

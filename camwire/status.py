@@ -12,6 +12,10 @@ good one), it still shows what the sink last wrote: the data dir is read from wh
 (the TOML, if it parses; else the ``[sink] data_dir`` line alone), and one warning line on stderr
 names the refusal (``FILE:LINE: reason``); the exit code stays 0. Only a data dir that cannot be
 read even so is an error (exit 2: give ``--dir``).
+
+On a host without the sink (no status.db at ``[sink] data_dir`` here) it asks the sink listed in
+the file's ``[web] daemons`` over its ``serve`` (web.remote, with ``[security]``'s keys), or the one
+``--sink ADDR`` names; a sink that does not answer is named with its address (exit 1).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from camwire.sink.recording_state import paused_cameras
 from camwire.common.camera_state import WITH_REASON, with_covered
 from camwire.common.config import ConfigError, load_config
 from camwire.common.config_lines import line_of
+from camwire.common.config_scope import Scope
 from camwire.common.frame_account import BUCKETS, OPEN
 from camwire.common.env import VAR
 from camwire.common.daemon import EXIT_FAILED, EXIT_OK, EXIT_OPTIONS
@@ -39,11 +44,17 @@ from camwire.common.daemon import EXIT_FAILED, EXIT_OK, EXIT_OPTIONS
 def add_arguments(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--dir", metavar="DIR", help="the sink's --data-dir")
-    where.add_argument("--config", metavar="FILE", help="camwire.toml: its [sink] data_dir")
+    where.add_argument("--config", metavar="FILE", help="camwire.toml: its [sink] data_dir; where that is not on "
+                       "this host, the sink of its [web] daemons, asked over the network")
+    where.add_argument("--sink", metavar="ADDR", help="a sink's serve address on another host (no CURVE: give "
+                       "--config for a file with [security] and [web] daemons instead)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
 def main(args: argparse.Namespace) -> int:
+    remote = remote_sink(args)
+    if remote is not None:
+        return remote
     data_dir, config_error = data_dir_of(args)
     if config_error is not None:
         if not data_dir:
@@ -65,6 +76,51 @@ def main(args: argparse.Namespace) -> int:
         print(f"camwire status: error: cannot read {path}: {exc} (is the sink running with --data-dir?)",
               file=sys.stderr)
         return EXIT_FAILED
+    return show(args, sink, cameras, workers, refused, paused, config_error)
+
+
+def remote_sink(args: argparse.Namespace) -> int | None:
+    """The status asked of a sink on another host (``--sink``, or ``--config``'s [web] daemons
+    where its [sink] data_dir is not on this host); None when the status is to be read here."""
+    from camwire.web.remote import Remote, curve_in, daemons_in
+
+    if args.sink:
+        daemons, curve, what = [("sink", args.sink)], None, args.sink
+    elif not args.config:
+        return None
+    else:
+        try:  # [sink] data_dir, [web] daemons and [security]: none of the other daemons' secrets
+            cfg = load_config(args.config, Scope.of(()))
+        except ConfigError:
+            return None  # the local path says what is wrong with the file
+        data_dir = cfg.daemon_defaults("sink").get("data_dir")
+        daemons = [d for d in daemons_in(cfg) if d[0] == "sink"]
+        if not daemons or (data_dir and (Path(data_dir) / "status.db").exists()):
+            return None
+        curve, what = curve_in(cfg), ", ".join(a for _, a in daemons)
+    import zmq
+
+    ctx = zmq.Context()
+    remote = Remote.of(ctx, daemons, curve)
+    try:
+        cameras, workers, sink, refused = remote.status()
+        down = [p for p in remote.sinks if p.error]
+    finally:
+        remote.close()
+        ctx.term()
+    if down and not cameras and sink is None:
+        for p in down:
+            print(f"camwire status: error: the sink at {p.address} does not answer ({p.error})", file=sys.stderr)
+        return EXIT_FAILED
+    for p in down:
+        print(f"camwire status: warning: the sink at {p.address} does not answer ({p.error})", file=sys.stderr)
+    print(f"status from the sink at {what}", file=sys.stderr)
+    return show(args, sink, cameras, workers, refused, [], None)
+
+
+def show(args: argparse.Namespace, sink: dict[str, Any] | None, cameras: list[dict[str, Any]],
+         workers: list[dict[str, Any]], refused: list[dict[str, Any]], paused: list[dict[str, Any]],
+         config_error: ConfigError | None) -> int:
     if args.json:
         shown = {"sink": sink, "cameras": cameras, "workers": workers, "refused": refused,
                  "recording_paused": paused}

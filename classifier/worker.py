@@ -1,12 +1,15 @@
-"""``camwire classifier``: a worker that asks the ventilator for frames and runs a detector on them.
+"""``camwire classifier``: a worker that asks its ventilator(s) for frames and runs a detector on them.
 
 Sockets, all owned by the main thread (run by common.daemon):
-  - DEALER to the ventilator: sends ``ready`` (credits, frames done, ``leaving``) and
-    ``heartbeat``; receives frames, ``heartbeat``, ``reset``, ``bye``, and ``status``/``eos``/
-    ``workers`` for the sink;
-  - PUSH to the sink: one ``result`` per frame taken, always, even when the frame was malformed
-    or too large, or the detector or its thread failed (``error`` says why), plus the
-    ``status``/``eos``/``workers`` messages passed on unchanged;
+  - a DEALER to each ventilator (``--connect``, one or several; classifier.links): sends
+    ``ready`` (credits, frames done, ``leaving``) and ``heartbeat``; receives frames,
+    ``heartbeat``, ``reset``, ``bye``, and ``status``/``eos``/``motion``/``workers`` for the sink.
+    Each frame's done goes back over the link it came by;
+  - a PUSH to each sink (``--sink``, one or several; classifier.sinks): one ``result`` per frame
+    taken, always, even when the frame was malformed or too large, or the detector or its thread
+    failed (``error`` says why), plus the ``status``/``eos``/``motion``/``workers`` messages passed
+    on; each camera's to the one sink that owns it (rendezvous hashing, common.rendezvous), what
+    is not per camera to every sink;
   - PULL (inproc) from the detection thread, which pushes each result as it is made.
 Every send is non-blocking: a ventilator or sink that is away for hours costs counted drops,
 never a worker stuck in a send. A wrong ``--connect`` or ``--sink`` is warned about with the
@@ -15,13 +18,15 @@ address (common.sockets.PeerWatch).
 Credits: a worker asks for a window of frames, its batch plus the next frame plus what it finishes
 during one round trip to the ventilator (measured by its heartbeats' echoes), bounded by
 ``--max-window`` (classifier.worker_loop.window_for), so a distant worker is as busy as a near one.
+Each ventilator's link has its own window (sized by its own round trip), and the detection thread
+takes their frames first come; a ventilator that goes away costs only its own link's credits.
 A frame whose pixels are in its extractor's shared-memory ring (common.shm) is detected in place;
 the slot's generation is checked after the detector ran, and the slot given back when its result
 is out.
 
 The detector runs in its own thread, so heartbeats and status keep flowing during a slow batch.
 That thread is watched: if it dies, the frames it held get results with an error, the worker
-stops heartbeating and tells the ventilator it is out (``leaving``) until the thread is started
+stops heartbeating and tells each ventilator it is out (``leaving``) until the thread is started
 again, then asks for work anew. A worker never heartbeats with nothing behind it.
 
 This module is the process: what it refuses before it starts (:func:`check`), and :func:`main`,
@@ -32,13 +37,15 @@ timers) and runs them; the detection thread and result building are in classifie
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 
 from camwire.classifier.threads import limit_threads
 from camwire.classifier.detectors import make_detector
 from camwire.classifier.detector_name import served_name
-from camwire.classifier.worker_loop import HEARTBEAT_S, Worker
+from camwire.classifier.links import HEARTBEAT_S
+from camwire.classifier.worker_loop import Worker
 from camwire.common.daemon import Daemon
 from camwire.common.logs import configure
 from camwire.common.settings import ClassifierSettings, RunSettings
@@ -103,14 +110,17 @@ def check(args: ClassifierSettings | RunSettings, build_detectors: bool = True) 
 
 
 def main(args: ClassifierSettings) -> int:
-    name = args.name or (f"classifier-{args.instance}" if args.instance is not None
+    # HOST-classifier-N under systemd's camwire-classifier@N: two hosts' @1 are two workers (the
+    # ventilator's ROUTER would let only the first of two peers with one name in, silently)
+    name = args.name or (f"{socket.gethostname()}-classifier-{args.instance}" if args.instance is not None
                          else f"{socket.gethostname()}-{os.getpid()}")
     # signals are handled from here on; its metrics are camwire_classifier_*
     d = Daemon("classifier", args, LABELS, log=configure("classifier").bind(worker=name))
     threads = limit_threads(args.threads)  # before the model loads: its session takes the same number
     detector = make_detector(args.detector, {**as_dict(args), "threads": threads["onnxruntime"]})
     worker = Worker(d, args, detector, name)
-    d.on(worker.dealer, worker.on_dealer)
+    for link in worker.links:  # one handler per ventilator: a frame's done goes back where it came from
+        d.on(link.dealer, functools.partial(worker.on_link, link))
     d.on(worker.pipe, worker.on_pipe)
     d.watch("detection", worker.new_detection)
     d.every(HEARTBEAT_S, worker.heartbeat)
@@ -123,7 +133,8 @@ def main(args: ClassifierSettings) -> int:
     d.stats_extra(lambda: {**worker.stats_extra(), "threads": threads})
     d.gauges(worker.gauges)
     worker.ask_for_work()
-    d.log.info("classifier started", detector=detector.name, batch=args.batch, connect=args.connect, threads=threads)
+    d.log.info("classifier started", detector=detector.name, batch=args.batch, connect=args.connect, sink=args.sink,
+               threads=threads)
     code = d.run(cleanup=worker.leave)
     d.log.info("classifier stopped", stats=d.stats())
     return code

@@ -1,17 +1,21 @@
 """A ``camwire classifier`` worker's state and the handlers, timers and hooks common.daemon runs
 for it (:class:`Worker`, wired up by classifier.worker's main): its sockets, frames and control
-messages from the ventilator, results from the detection thread (classifier.detection) on to the
-sink, batching, credits and done frames back to the ventilator, heartbeats, the detection
-thread's care (its frames answered with an error if it dies, the worker out until it is back),
-and leaving, served on the skeleton's loop like the rest."""
+messages from its ventilators (one link each, classifier.links), results from the detection
+thread (classifier.detection) on to the camera's sink (classifier.sinks), batching, credits and
+done frames back to the ventilator that sent each frame, heartbeats, the detection thread's care
+(its frames answered with an error if it dies, the worker out until it is back), and leaving,
+served on the skeleton's loop like the rest.
+
+With several ventilators each link has its own credit window, heartbeats, ``reset`` and
+``leaving``; the detection thread takes their frames first come. A ventilator that goes away
+costs only its own link: its credits are never used, the frames it sent are still detected (their
+results reach the sink, their done is lost with it), and the others' frames flow on."""
 
 from __future__ import annotations
 
 import os
 import queue
-import statistics
 import time
-from collections import deque
 from typing import Any
 
 import msgspec
@@ -20,23 +24,16 @@ import zmq
 from camwire.classifier.detection import Batch, Detection, result_parts
 from camwire.classifier.detector_name import served_name
 from camwire.classifier.detectors import Detector
+from camwire.classifier.links import HEARTBEAT_S, Link
+from camwire.classifier.sinks import Sinks
 from camwire.common import shm, wire
 from camwire.common.config import Config
-from camwire.common.curve import SERVER_OF
 from camwire.common.daemon import Daemon
 from camwire.common.settings import ClassifierSettings
-from camwire.common.sockets import is_local, send_nowait
+from camwire.common.sockets import PeerWatch
 
-HEARTBEAT_S = 1.0
 LEAVE_TIMEOUT_S = 4.0  # longest a stopping worker spends finishing frames it already took
 BYE_WAIT_S = 1.0
-# results queued while the sink is away; past it they are dropped, counted. A result with a
-# detection carries its frame's pixels (0.3 MB at 416 px, 6.2 MB at 1080p raw), so this bounds
-# what a worker holds for a sink that is gone
-SINK_HWM = 300
-DEALER_HWM = 100  # ready/heartbeat queued while the ventilator is away; past it they are dropped
-
-RTT_SAMPLES = 8  # round trips kept; the window follows their median
 FRAME_TIME_ALPHA = 0.2  # how fast the per-frame detection time follows a change
 
 Key = tuple[str, int]
@@ -56,42 +53,35 @@ def window_for(batch: int, rtt_s: float | None, frame_s: float | None, max_windo
 
 
 class Worker:
-    """A classifier worker's state: its sockets (DEALER to the ventilator, PUSH to the sink, the
-    detection thread's inproc PULL), what it holds, and the detection thread; its methods are the
-    dealer's and the pipe's handlers, the timers (heartbeat, batching, the thread's care), the
-    reload hook and its leaving."""
+    """A classifier worker's state: its sockets (a link with a DEALER to each ventilator, a PUSH to
+    each sink, the detection thread's inproc PULL), what it holds and which ventilator sent it, and
+    the detection thread; its methods are the links' and the pipe's handlers, the timers
+    (heartbeat, batching, the thread's care), the reload hook and its leaving."""
 
     def __init__(self, daemon: Daemon, args: ClassifierSettings, detector: Detector, name: str) -> None:
         self.daemon, self.detector, self.name = daemon, detector, name
         self.batch, self.batch_wait_s, self.max_frame_bytes = args.batch, args.batch_wait, args.max_frame_bytes
         self.max_window = args.max_window
-        # a result's pixels (for the snapshots the sink keeps): raw to a sink on this host, where a
-        # copy costs less than any codec; LZ4 across a network
-        self.pixel_enc = "raw" if is_local(args.sink or "") else "lz4"
         self.serves = served_name(args.serves or args.detector)  # the detector name it serves, said in every ready
         self.log, self.counters = daemon.log, daemon.counters
         self.pipe_addr = f"inproc://results-{os.getpid()}"
         self.pipe = daemon.socket(zmq.PULL, bind=self.pipe_addr, linger=0)
-        self.dealer = daemon.socket(zmq.DEALER, identity=name.encode(), sndhwm=DEALER_HWM)
-        self.sink = daemon.socket(zmq.PUSH, sndhwm=SINK_HWM, linger=5000)
-        self.peers = [daemon.peer_watch(self.dealer, args.connect, SERVER_OF["connect"]),  # they connect the sockets
-                      daemon.peer_watch(self.sink, args.sink, SERVER_OF["sink"])]
+        self.links = [Link(daemon, addr, name) for addr in dict.fromkeys(args.connect or [])]
+        self.sinks = Sinks(daemon, args.sink or [], self.counters)
+        # a result's pixels (for the snapshots the sink keeps): raw to sinks on this host, where a
+        # copy costs less than any codec; LZ4 across a network
+        self.pixel_enc = "raw" if self.sinks.local() else "lz4"
         self.batches: queue.Queue[Batch | None] = queue.Queue()
         self.detection: Detection | None = None
         self.pending: Batch = []  # taken, waiting to be handed to the detection thread
         self.first_pending_at = 0.0
         self.in_detection: dict[Key, wire.FrameHeader] = {}  # handed over, result not yet back
+        self.origin: dict[Key, Link] = {}  # every frame held (pending or in detection) -> the link it came by
         self.down = False  # the detection thread died; we are out until it is started again
-        self.bye = False
         self.leaving = False
-        self._left_at = 0.0  # when it told the ventilator it is leaving
-        self._last_reset = -HEARTBEAT_S
+        self._left_at = 0.0  # when it told the ventilators it is leaving
         self.busy_s = 0.0  # of detection threads that have died
-        # the credit window (window_for): credits given and not yet used by a frame, the round
-        # trips measured by heartbeats, and the detection time per frame (from results)
-        self.outstanding = 0
-        self.rtts: deque[float] = deque(maxlen=RTT_SAMPLES)
-        self.frame_s: float | None = None
+        self.frame_s: float | None = None  # the detection time per frame (from results), for the windows
         # the extractors' shared-memory rings this worker maps (common.shm): a frame whose pixels
         # wait in one is detected in place and its slot given back when its result is out
         self.host = shm.host_id()
@@ -99,6 +89,9 @@ class Worker:
 
     def held(self) -> int:
         return len(self.pending) + len(self.in_detection)
+
+    def held_from(self, link: Link) -> int:
+        return sum(1 for origin in self.origin.values() if origin is link)
 
     # -- the detection thread --------------------------------------------------------------------
 
@@ -111,9 +104,11 @@ class Worker:
                                    self.counters, self.max_frame_bytes, self.log, still_valid=self.still_valid,
                                    pixel_enc=self.pixel_enc)
         if self.down:
-            self.down, self.bye = False, False  # the bye our "leaving" brought is not the last one
+            self.down = False
             self.log.info("detection thread back; asking for work again")
-            self._top_up([])
+            for link in self.links:
+                link.bye = False  # the bye our "leaving" brought is not the last one
+                self._top_up(link, [])
         return self.detection
 
     def check_detection(self) -> None:
@@ -136,38 +131,41 @@ class Worker:
         self.pending = []
         self.log.error("detection thread died; its frames get results with an error", frames=len(lost))
         self._fail(lost, "detection_died", "the detection thread died", refill=False)
-        self._send_ready(0, [], leaving=True)  # no more work until the thread is back
-        self.outstanding = 0  # a leaving worker's credits are dropped by the ventilator
+        for link in self.links:
+            self._send_ready(link, 0, [], leaving=True)  # no more work until the thread is back
+            link.outstanding = 0  # a leaving worker's credits are dropped by the ventilator
 
     # -- input -----------------------------------------------------------------------------------
 
-    def on_dealer(self, parts: list[zmq.Frame]) -> None:
-        """A frame, or a control message, from the ventilator."""
+    def on_link(self, link: Link, parts: list[zmq.Frame]) -> None:
+        """A frame, or a control message, from the ventilator at the end of ``link``."""
         if len(parts) == 2:
-            self._frame(parts)
+            self._frame(link, parts)
             return
         msg = wire.unpack(parts[0].buffer)
         wire.expect(msg, wire.Heartbeat, wire.Reset, wire.Bye, wire.Status, wire.Eos, wire.Motion, wire.Workers)
         if len(parts) != 1:
             raise wire.MalformedMessage("bad_part_count", f"{type(msg).__name__} in {len(parts)} parts")
-        if isinstance(msg, (wire.Status, wire.Eos, wire.Motion, wire.Workers)):
-            self._to_sink([parts[0].bytes])
+        if isinstance(msg, wire.Workers):
+            self.sinks.workers(msg, parts[0].bytes)
+        elif isinstance(msg, (wire.Status, wire.Eos, wire.Motion)):
+            self.sinks.send(msg.camera, [parts[0].bytes])
         elif isinstance(msg, wire.Heartbeat):
             if msg.echo is not None:  # our own heartbeat's time, sent straight back: one round trip
-                self.rtts.append(max(0.0, (time.monotonic_ns() - msg.echo) / 1e9))
+                link.rtts.append(max(0.0, (time.monotonic_ns() - msg.echo) / 1e9))
         elif isinstance(msg, wire.Reset):
-            # the ventilator does not know us (it restarted): our credits again, once per beat
+            # this ventilator does not know us (it restarted): our credits again, once per beat
             # however many resets a backlog of heartbeats brings back
             now = time.monotonic()
-            if not self.down and not self.leaving and now - self._last_reset >= HEARTBEAT_S:
-                self._last_reset = now
-                self.outstanding = 0  # those it had are gone with it
-                self._top_up([])
+            if not self.down and not self.leaving and now - link.last_reset >= HEARTBEAT_S:
+                link.last_reset = now
+                link.outstanding = 0  # those it had are gone with it
+                self._top_up(link, [])
         elif isinstance(msg, wire.Bye):
-            self.bye = True
+            link.bye = True
 
-    def _frame(self, parts: list[zmq.Frame]) -> None:
-        self.outstanding = max(0, self.outstanding - 1)
+    def _frame(self, link: Link, parts: list[zmq.Frame]) -> None:
+        link.outstanding = max(0, link.outstanding - 1)
         try:
             header = wire.peek_frame([p.buffer for p in parts], self.max_frame_bytes)
         except wire.MalformedMessage as exc:
@@ -177,10 +175,12 @@ class Worker:
             except wire.MalformedMessage:
                 header = None
             if isinstance(header, wire.FrameHeader):  # answered, so the ventilator completes it
+                self.origin[(header.camera, header.seq)] = link
                 self._fail([header], f"malformed_{exc.reason}", f"malformed: {exc}")
             else:  # nothing names it: its credit back, the ventilator's deadline settles it
-                self._top_up([])
+                self._top_up(link, [])
             return
+        self.origin[(header.camera, header.seq)] = link
         if self.down:
             self._fail([header], "detection_down", "the detection thread is down", refill=False)
             return
@@ -198,7 +198,8 @@ class Worker:
         self.start_batch()
 
     def on_pipe(self, parts: list[zmq.Frame]) -> None:
-        """A result from the detection thread: to the sink, and the frame done to the ventilator."""
+        """A result from the detection thread: to the camera's sink, and the frame done to the
+        ventilator that sent it."""
         result = wire.unpack(parts[0].buffer)
         wire.expect(result, wire.Result)
         key = (result.camera, result.seq)
@@ -211,8 +212,10 @@ class Worker:
         if result.error is None and result.infer_ms > 0:
             t = result.infer_ms / 1000
             self.frame_s = t if self.frame_s is None else self.frame_s + FRAME_TIME_ALPHA * (t - self.frame_s)
-        self._to_sink([p.bytes for p in parts])
-        self._top_up([key])
+        self.sinks.send(result.camera, [p.bytes for p in parts])
+        link = self.origin.pop(key, None)
+        if link is not None:
+            self._top_up(link, [key])
         self.start_batch()
 
     # -- output ----------------------------------------------------------------------------------
@@ -230,19 +233,22 @@ class Worker:
             self.batches.put(batch)
 
     def _fail(self, headers: list[wire.FrameHeader], reason: str, error: str, refill: bool = True) -> None:
-        """Results with ``error`` for frames that will not be processed, and them done (with
-        credits for more, unless ``refill`` is False: a worker that cannot work asks for none)."""
-        if not headers:
-            return
+        """Results with ``error`` for frames that will not be processed, and them done to the
+        ventilators that sent them (with credits for more, unless ``refill`` is False: a worker that
+        cannot work asks for none)."""
+        done: dict[Link, list[Key]] = {}
         for header in headers:
             self.counters.add("failed", reason)
             self._give_back(header)
-            self._to_sink(result_parts(header, self.name, self.detector.name, error=error))
-        done = [(h.camera, h.seq) for h in headers]
-        if refill:
-            self._top_up(done)
-        else:
-            self._send_ready(0, done)
+            self.sinks.send(header.camera, result_parts(header, self.name, self.detector.name, error=error))
+            key = (header.camera, header.seq)
+            if (link := self.origin.pop(key, None)) is not None:
+                done.setdefault(link, []).append(key)
+        for link, keys in done.items():
+            if refill:
+                self._top_up(link, keys)
+            else:
+                self._send_ready(link, 0, keys)
 
     def _give_back(self, header: wire.FrameHeader) -> None:
         """A frame done with: its shared-memory slot back to its ring's writer."""
@@ -258,50 +264,53 @@ class Worker:
         """Unmap the rings of extractors gone or restarted under a new name."""
         self.readers.sweep()
 
-    def window(self) -> int:
-        rtt = statistics.median(self.rtts) if self.rtts else None
-        return window_for(self.batch, rtt, self.frame_s, self.max_window)
+    def window(self, link: Link) -> int:
+        """``link``'s credit window: sized by its own round trip (a distant ventilator's is wider)."""
+        return window_for(self.batch, link.rtt(), self.frame_s, self.max_window)
 
-    def _top_up(self, done: list[Key]) -> None:
-        """Frames done, and credits enough that what it holds and what is on its way fill its window."""
-        credits = 0 if self.down or self.leaving else max(0, self.window() - self.held() - self.outstanding)
+    def _top_up(self, link: Link, done: list[Key]) -> None:
+        """Frames done, and credits enough that what the worker holds from ``link``'s ventilator and
+        what is on its way from there fill that link's window."""
+        credits = 0 if self.down or self.leaving else max(0, self.window(link) - self.held_from(link)
+                                                           - link.outstanding)
         if credits or done:
-            self.outstanding += credits
-            self._send_ready(credits, done)
+            link.outstanding += credits
+            self._send_ready(link, credits, done)
 
-    def _to_sink(self, parts: list[bytes]) -> None:
-        if not send_nowait(self.sink, parts):
-            self.counters.add("dropped", "sink_full")
-
-    def _send_ready(self, credits: int, done: list[Key], leaving: bool = False) -> None:
+    def _send_ready(self, link: Link, credits: int, done: list[Key], leaving: bool = False) -> None:
         msg = wire.Ready(worker=self.name, credits=min(credits, 4096), done=done, leaving=leaving,
                          detector=self.serves, host=self.host)
-        if not send_nowait(self.dealer, [wire.pack(msg)]):
+        if not link.send(msg):
             self.counters.add("dropped", "ready_unsent")
 
     def ask_for_work(self) -> None:
-        """The first ``ready``: a batch's worth of credits (the window grows once round trips are measured)."""
-        self._top_up([])
+        """The first ``ready`` on every link: a batch's worth of credits (each window grows once its
+        round trips are measured)."""
+        for link in self.links:
+            self._top_up(link, [])
 
     def heartbeat(self) -> None:
         """Only while the detection thread is alive, and not once leaving: a worker that cannot
         work does not say it can."""
         thread = self.detection
-        if not self.down and not self.leaving and thread is not None and thread.is_alive():
+        if self.down or self.leaving or thread is None or not thread.is_alive():
+            return
+        for link in self.links:
             beat = wire.Heartbeat(worker=self.name, sent=time.monotonic_ns())  # echoed: a round trip measured
-            if not send_nowait(self.dealer, [wire.pack(beat)]):
+            if not link.send(beat):
                 self.counters.add("dropped", "heartbeat_unsent")
-            self._top_up([])  # a window grown since the last frame (a round trip measured) is filled now
+            self._top_up(link, [])  # a window grown since the last frame (a round trip measured) is filled now
 
     # -- stopping ----------------------------------------------------------------------------------
 
     def leave(self) -> None:
-        """The daemon's cleanup: tell the ventilator we are leaving, finish what we hold on the
+        """The daemon's cleanup: tell every ventilator we are leaving, finish what we hold on the
         skeleton's loop (bounded by LEAVE_TIMEOUT_S), then stop the detection thread."""
         try:
             self.leaving = True
             self._left_at = time.monotonic()
-            self._send_ready(0, [], leaving=True)
+            for link in self.links:
+                self._send_ready(link, 0, [], leaving=True)
             self.log.info("leaving: finishing the frames already taken", held=self.held())
             self.start_batch()
             self.daemon.serve_until(self.left, LEAVE_TIMEOUT_S)
@@ -312,31 +321,50 @@ class Worker:
                 self.detection.stopping.set()
                 self.detection.join(timeout=5.0)
         finally:
-            for p in self.peers:
+            for p in self.peers():
                 p.close()
             self.readers.close()
 
     def left(self) -> bool:
-        """Nothing held, and the ventilator's ``bye`` came (or did not within BYE_WAIT_S)."""
-        return self.held() == 0 and (self.bye or time.monotonic() > self._left_at + BYE_WAIT_S)
+        """Nothing held, and every ventilator's ``bye`` came (or did not within BYE_WAIT_S: one
+        that is gone never says it)."""
+        return self.held() == 0 and (all(link.bye for link in self.links)
+                                     or time.monotonic() > self._left_at + BYE_WAIT_S)
+
+    def peers(self) -> list[PeerWatch]:
+        """Every address it connects to, watched: each ventilator's and each sink's."""
+        return [link.peer for link in self.links] + self.sinks.peers
 
     def check_peers(self) -> None:
-        for p in self.peers:
+        for p in self.peers():
             p.check()
 
     def reload(self, _cfg: Config | None) -> None:
         """The detector is built once; a new one needs a restart."""
         self.log.info("reload: nothing to change", detector=self.detector.name, held=self.held())
 
+    def rtt(self) -> float | None:
+        """The longest of the links' round trips (None before any was measured)."""
+        return max((r for link in self.links if (r := link.rtt()) is not None), default=None)
+
     def gauges(self) -> dict:
-        rtt = statistics.median(self.rtts) if self.rtts else 0.0
         return {"held": ("frames taken and not yet done", (), {(): self.held()}),
-                "window": ("frames it asks for at once: its batch and a round trip's worth", (), {(): self.window()}),
-                "round_trip_seconds": ("to the ventilator and back (median of recent heartbeats)", (), {(): rtt})}
+                "window": ("frames it asks for at once, every ventilator's window together: its batch and a round "
+                           "trip's worth each", (), {(): sum(self.window(link) for link in self.links)}),
+                "round_trip_seconds": ("to the ventilator and back (median of recent heartbeats; the longest of its "
+                                       "ventilators')", (), {(): self.rtt() or 0.0})}
 
     def stats_extra(self) -> dict[str, Any]:
+        """The worker's account beside its counters, and each ventilator's link apart."""
         busy = self.busy_s + (self.detection.busy_s if self.detection else 0.0)
-        rtt = statistics.median(self.rtts) if self.rtts else None
-        return {"name": self.name, "busy_seconds": round(busy, 3), "window": self.window(),
-                "round_trip_ms": None if rtt is None else round(rtt * 1000, 3),
-                "frame_ms": None if self.frame_s is None else round(self.frame_s * 1000, 3)}
+        ventilators = {link.addr: {"window": self.window(link), "held": self.held_from(link),
+                                   "outstanding": link.outstanding, "round_trip_ms": _ms(link.rtt())}
+                       for link in self.links}
+        return {"name": self.name, "busy_seconds": round(busy, 3),
+                "window": sum(v["window"] for v in ventilators.values()), "round_trip_ms": _ms(self.rtt()),
+                "frame_ms": _ms(self.frame_s), "ventilators": ventilators, "sinks": self.sinks.addrs}
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+

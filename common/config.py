@@ -4,7 +4,8 @@
 
     [sockets]                 # where the daemons meet; each address fills the flags named
     frontend = "tcp://127.0.0.1:5555"   # extractor --push, ventilator --frontend
-    backend  = "tcp://127.0.0.1:5556"   # ventilator --backend, classifier --connect
+    backend  = "tcp://127.0.0.1:5556"   # ventilator --backend, classifier --connect (a list: several
+                                        # ventilators, each then given its own [ventilator] backend)
     results  = "tcp://127.0.0.1:5557"   # classifier --sink, sink --bind
     events   = "tcp://127.0.0.1:5558"   # sink --publish, recorder --events
     frames   = "tcp://127.0.0.1:5559"   # extractor --publish, recorder --subscribe
@@ -17,7 +18,7 @@
     [security]                # CURVE on every tcp:// link (common.curve); fills each daemon's flags
     key = "/etc/camwire/keys/host1.key_secret"   # --curve-key: this host's secret key (mode 0600)
     clients = "/etc/camwire/keys/clients"        # --curve-clients: public keys allowed in
-    servers = "/etc/camwire/keys/servers"        # --curve-servers: ventilator.key, sink.key, extractor.key
+    servers = "/etc/camwire/keys/servers"        # --curve-servers: HOST.key, else ventilator.key, sink.key, ...
 
     [cameras.front]           # a name is ^[A-Za-z0-9_-]{1,64}$
     url = "rtsp://admin:${FRONT_PASSWORD}@10.0.0.5/stream1"
@@ -38,12 +39,13 @@
 a file naming a variable that is set nowhere is refused. Every error names the file and line.
 Flags given on a daemon's command line override the file.
 
-This module checks the whole file against the typed model: sockets, security, cameras
+This module checks the file against the typed model: sockets, security, cameras
 (sampling, masks, zones, polled feeds), ``[rules]`` (common.rules), ``[upload]``
 (common.upload), and each command's section through its settings (common.settings: the same
-declaration its flags come from). What only a daemon can judge (a detector spec, a rules file
-named by a flag) is its ``check`` hook's (camwire.checks runs them all for check-config and a
-reload). common/ imports only common/.
+declaration its flags come from): the whole file, or only what the daemons of one host read
+(a common.config_scope.Scope: a daemon's start and reload, ``check-config --daemons``). What
+only a daemon can judge (a detector spec, a rules file named by a flag, its keys) is its
+``check`` hook's (camwire.checks runs those of the daemons judged). common/ imports only common/.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ import msgspec
 from dotenv import dotenv_values
 
 from camwire.common.config_lines import ConfigError, line_of
+from camwire.common.config_scope import WEB_FROM, WHOLE, Scope
 from camwire.common.env import VAR
 from camwire.common.paths import name_list
 from camwire.common.rules import rules_from_config
@@ -87,8 +90,9 @@ SOCKETS: dict[str, dict[str, str]] = {
     "frames": {"extractor": "publish", "recorder": "subscribe", "web": "subscribe"},
     "detections": {"sink": "publish_detections", "web": "detections"},  # each result's boxes, for live views
 }
-# what the web console reads of the other daemons' sections, unless [web] says otherwise
-WEB_FROM = {"data_dir": ("sink", "data_dir"), "events": ("sink", "events"), "recordings": ("recorder", "dir")}
+# [sockets] that may list several addresses -> the daemon that connects to them all; each other
+# daemon of the socket binds one, so it must be given its own in its section
+SEVERAL = {"backend": "classifier"}
 SECURITY = {"key": "curve_key", "clients": "curve_clients", "servers": "curve_servers"}  # -> every daemon's flag
 CAMERA_NAME = re.compile(CAMERA_NAME_PATTERN)
 MASK = "***"
@@ -128,13 +132,17 @@ class Config:
     path: Path
     digest: str  # of the file's bytes: a reload with the same digest changes nothing
     cameras: dict[str, CameraConfig]
-    sockets: dict[str, str]
+    sockets: dict[str, str | list[str]]  # backend may list several ventilators (SEVERAL)
     sections: dict[str, dict[str, Any]]  # section -> {dest: value}, as written (secrets resolved)
     text: str
     shown_sections: dict[str, dict[str, Any]] = field(default_factory=dict)  # each ${VAR} masked
     default_rules: dict[str, Any] | None = None  # the [rules] table as written
     parts: dict[str, Any] = field(default_factory=dict)  # "rules" (common.rules), "upload" (common.upload)
     typed: dict[str, dict[str, Any]] = field(default_factory=dict)  # section -> {setting: value}, as its model reads them
+    # what the load judged (common.config_scope): the whole file, or the daemons of one host; the
+    # keys of sections it did not judge whose ${VAR} is set nowhere are left out, named here
+    scope: Scope = WHOLE
+    unresolved: dict[str, frozenset[str]] = field(default_factory=dict)  # section -> such keys
 
     @property
     def rules(self) -> Any:
@@ -193,18 +201,22 @@ class Config:
         return ConfigError(self.path, line_of(self.text, where), reason)
 
     def describe(self) -> dict[str, Any]:
-        """What ``check-config`` prints: cameras with secrets masked, sockets, daemons' settings."""
-        return {"file": str(self.path),
-                "cameras": {c.name: {"sources": list(c.shown), "sampling": c.sampling.describe(),
+        """What ``check-config`` prints: cameras with secrets masked, sockets, daemons' settings;
+        judged for some daemons only (``scope``), theirs alone, and which they were."""
+        shown = {"file": str(self.path),
+                 "cameras": {c.name: {"sources": list(c.shown), "sampling": c.sampling.describe(),
                                      "realtime": c.realtime, "loop": c.loop, "record": c.record, "publish": c.publish,
                                      "metrics_port": c.metrics_port, "detector": list(c.detector),
                                      "detect": c.detect or "motion", "detect_size": c.detect_size,
                                      "weight": c.weight, "masks": [m.to_list() for m in c.masks],
                                      "zones": {n: z.to_list() for n, z in c.zones.items()}}
-                            for c in self.cameras.values()},
-                "sockets": self.sockets,
-                "daemons": {d: {k: self._shown_setting(d, k, v) for k, v in self.daemon_defaults(d).items()}
-                            for d in SECTIONS}}
+                             for c in self.cameras.values()},
+                 "sockets": self.sockets,
+                 "daemons": {d: {k: self._shown_setting(d, k, v) for k, v in self.daemon_defaults(d).items()}
+                             for d in SECTIONS if self.scope.judges(d)}}
+        if not self.scope.whole:
+            shown["checked_for"] = sorted(self.scope.daemons)
+        return shown
 
     def _shown_setting(self, section: str, key: str, value: Any) -> Any:
         """A section's value as check-config prints it: ``${VAR}`` parts masked, a secret setting
@@ -217,8 +229,10 @@ class Config:
         return _shown(self.shown_sections.get(section, {}).get(key, value))
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read, resolve and validate ``path``; raises ConfigError naming the line at fault."""
+def load_config(path: str | os.PathLike[str], scope: Scope = WHOLE) -> Config:
+    """Read, resolve and validate ``path``; raises ConfigError naming the line at fault. ``scope``:
+    what is judged (common.config_scope), the whole file unless told; the rest is read as far as
+    it goes and never refused."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -244,6 +258,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     for name, addr in sockets.items():
         if name not in SOCKETS:
             raise cfg.error(f"sockets.{name}", f"unknown socket {name!r}; known: {', '.join(SOCKETS)}")
+        if name in SEVERAL and isinstance(addr, list) and addr:  # several ventilators: the workers connect to each
+            _several(cfg, name, addr, sections_of(data), scope)
+            continue
         if not isinstance(addr, str) or not addr.startswith(TRANSPORTS):
             raise cfg.error(f"sockets.{name}", f"sockets.{name}: an address like tcp://host:port, not {addr!r}")
         twin = next((other for other, a in sockets.items() if a == addr and other != name), None)
@@ -259,30 +276,71 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         if not isinstance(value, str) or not value:
             raise cfg.error(f"security.{key}", f"security.{key}: a path, not {value!r}")
     sections, shown = {"security": dict(security)}, {"security": dict(security)}
+    unresolved: dict[str, frozenset[str]] = {}
     for section in SECTIONS:
         table = data.get(section, {})
         if not isinstance(table, dict):
-            raise cfg.error(section, f"[{section}] must be a table of its flags")
-        pairs = {key.replace("-", "_"): _resolve(value, env, cfg, f"{section}.{key}") for key, value in table.items()}
+            if scope.judges(section):
+                raise cfg.error(section, f"[{section}] must be a table of its flags")
+            table = {}  # not this host's daemon: read as far as it goes
+        pairs, missing = {}, set()
+        for written, value in table.items():
+            key = written.replace("-", "_")
+            try:
+                pairs[key] = _resolve(value, env, cfg, f"{section}.{written}")
+            except ConfigError:
+                if scope.judges(section) or (section, key) in scope.borrowed:
+                    raise
+                missing.add(key)  # a ${VAR} this host need not have (another daemon's token)
         sections[section] = {key: pair[0] for key, pair in pairs.items()}
         shown[section] = {key: pair[1] for key, pair in pairs.items()}
+        if missing:
+            unresolved[section] = frozenset(missing)
+    scope = scope.serving(sections.get("extractor", {}).get("cameras") if scope.judges("extractor") else None)
     cameras_table = data.get("cameras") or {}
-    if not isinstance(cameras_table, dict):
+    if scope.cameras and not isinstance(cameras_table, dict):
         raise cfg.error("cameras", "cameras: a table of [cameras.NAME] tables")
-    cameras = {name: _camera(name, table, env, cfg) for name, table in cameras_table.items()}
+    cameras = {}
+    for name, table in (cameras_table.items() if scope.cameras and isinstance(cameras_table, dict) else ()):
+        try:
+            cameras[name] = _camera(name, table, env, cfg, opens=scope.opens(name))
+        except ConfigError:
+            if scope.judges_camera(name):
+                raise  # else a camera no daemon here serves: left out
     default_rules = data.get("rules")
-    if default_rules is not None and not isinstance(default_rules, dict):
+    if scope.rules and default_rules is not None and not isinstance(default_rules, dict):
         raise cfg.error("rules", "[rules] must be a table")
     parts = {}
     for name, parse in (("rules", lambda: rules_from_config(data)), ("upload", lambda: upload_from_config(data, env))):
+        if not getattr(scope, name):
+            continue  # no daemon judged here acts on it
         try:
             parts[name] = parse()
         except ValueError as exc:  # "cameras.yard.rules.min_frames: ..." names the key
             raise cfg.error(str(exc).split(":")[0].split(" ")[0], str(exc)) from None
-    cfg = Config(path, cfg.digest, cameras, dict(sockets), sections, text, shown, default_rules, parts)
+    cfg = Config(path, cfg.digest, cameras, dict(sockets), sections, text, shown, default_rules, parts, scope=scope,
+                 unresolved=unresolved)
     for section, model in SETTINGS.items():
-        cfg.typed[section] = _typed(model, section, cfg)
+        if scope.judges(section):
+            cfg.typed[section] = _typed(model, section, cfg)
     return cfg
+
+
+def sections_of(data: dict[str, Any]) -> dict[str, Any]:
+    """The file's daemon sections as written (a table each, or nothing)."""
+    return {section: table for section in SECTIONS if isinstance(table := data.get(section), dict)}
+
+
+def _several(cfg: Config, name: str, addrs: list[Any], sections: dict[str, Any], scope: Scope) -> None:
+    """``[sockets] name`` as a list: each an address, and every daemon judged here but the one that
+    connects to them all given its own address in its section (one ventilator binds one backend)."""
+    for addr in addrs:
+        if not isinstance(addr, str) or not addr.startswith(TRANSPORTS):
+            raise cfg.error(f"sockets.{name}", f"sockets.{name}: addresses like tcp://host:port, not {addr!r}")
+    for daemon, flag in SOCKETS[name].items():
+        if daemon != SEVERAL[name] and scope.judges(daemon) and flag not in sections.get(daemon, {}):
+            raise cfg.error(f"sockets.{name}", f"sockets.{name}: a list is for the {SEVERAL[name]}s, which connect "
+                                               f"to each; give the {daemon} its own: [{daemon}] {flag} = \"ADDR\"")
 
 
 def _typed(model: type[Settings], section: str, cfg: Config) -> dict[str, Any]:
@@ -301,7 +359,9 @@ def _typed(model: type[Settings], section: str, cfg: Config) -> dict[str, Any]:
         raise cfg.error(f"{section}.{key}", f"[{section}] {key}: {reason}") from None
 
 
-def _camera(name: str, table: Any, env: dict[str, str], cfg: Config) -> CameraConfig:
+def _camera(name: str, table: Any, env: dict[str, str], cfg: Config, opens: bool = True) -> CameraConfig:
+    """Camera ``name``'s table judged; ``opens``: its URLs are filled in as the extractor opens
+    them (else a ``${VAR}`` set nowhere stays masked: no daemon here connects to it)."""
     where = f"cameras.{name}"
     if not CAMERA_NAME.fullmatch(name):
         raise ConfigError(cfg.path, line_of(cfg.text, ("cameras", name)),
@@ -317,7 +377,7 @@ def _camera(name: str, table: Any, env: dict[str, str], cfg: Config) -> CameraCo
     urls = [table["url"], *table.get("fallback", [])]
     if not all(isinstance(u, str) and u for u in urls):
         raise cfg.error(f"{where}.fallback", f"{where}.fallback: a list of URLs")
-    resolved = [_resolve(u, env, cfg, f"{where}.url") for u in urls]
+    resolved = [_resolve(u, env, cfg, f"{where}.url") if opens else _resolve_or_mask(u, env) for u in urls]
     try:
         sampling = Sampling(every=table.get("every", 1), fps=table.get("fps"), keyframes=table.get("keyframes", False))
     except ValueError as exc:
@@ -410,6 +470,11 @@ def _resolve(value: Any, env: dict[str, str], cfg: Config, where: str) -> tuple[
         raise cfg.error(where, f"{where}: ${{{missing[0]}}} is set neither in the environment nor in "
                                f"{cfg.path.parent / '.env'}")
     return VAR.sub(lambda m: env[m.group(1)], value), VAR.sub(MASK, value)
+
+
+def _resolve_or_mask(value: str, env: dict[str, str]) -> tuple[str, str]:
+    """A URL as :func:`_resolve` gives it where each ``${VAR}`` is set; one set nowhere is masked."""
+    return (VAR.sub(lambda m: env.get(m.group(1), MASK), value), VAR.sub(MASK, value))
 
 
 def _shown(value: Any) -> Any:

@@ -11,7 +11,7 @@ from camwire.common.config import Config, load_config
 
 class ConfigWatcher:
     """Notices when the file changes (its inode, size or mtime); ``poll`` then loads it again,
-    once, through ``load`` (the daemon's loader: the file judged whole)."""
+    once, through ``load`` (the daemon's loader: the file judged as at its start)."""
 
     def __init__(self, cfg: Config, every_s: float = 1.0, load: Callable[[Path], Config] | None = None) -> None:
         self.path, self.digest, self.every_s = cfg.path, cfg.digest, every_s

@@ -10,10 +10,12 @@ Opt-in per deployment, the IronHouse pattern of ZeroMQ (libsodium, in pyzmq's wh
   checks each handshake). The directory is read again on reload (SIGHUP); a key taken out of it
   cuts its peer off at once (the daemon's secured endpoints are unbound and bound again, so every
   peer handshakes again, and the removed one fails).
-- A daemon that *connects* pins the server's public key: ``--curve-servers DIR`` holds
-  ``ventilator.key``, ``sink.key`` and ``extractor.key``, the public keys of the daemons it
-  connects to (extractor --push and classifier --connect: ventilator; classifier --sink and
-  recorder --events: sink; recorder --subscribe: extractor).
+- A daemon that *connects* pins the server's public key, from ``--curve-servers DIR``: for
+  ``tcp://HOST:PORT`` first ``HOST.key`` (one pair per host: extractors on two hosts, each with
+  its own key), else the role's ``ventilator.key``, ``sink.key`` or ``extractor.key`` (extractor
+  --push and classifier --connect: ventilator; classifier --sink and recorder --events: sink;
+  recorder --subscribe: extractor). Each address's key is read at start; one with neither file
+  is refused then, naming the address and both files.
 - ``ipc://`` and ``inproc://`` stay plain: they never leave the host, and file modes guard them.
 
 A handshake that fails (no key, a key not listed, a wrong server key, not CURVE at all) lets
@@ -43,7 +45,7 @@ SECURED = ("tcp://",)  # transports that get CURVE; ipc and inproc never leave t
 # a connecting flag (argparse dest) -> the daemon that binds the address it names
 SERVER_OF = {"push": "ventilator", "connect": "ventilator", "sink": "sink", "events": "sink",
              "subscribe": "extractor", "detections": "sink"}
-SERVERS = ("ventilator", "sink", "extractor")
+SERVERS = ("ventilator", "sink", "extractor", "recorder", "classifier")  # roles a --serve may answer as too
 FINGERPRINT_CHARS = 8
 DENIED_KEPT = 256  # refusals the ZAP handler remembers until the daemon's loop names them
 
@@ -151,7 +153,8 @@ class Curve:
     public: bytes
     secret: bytes = field(repr=False)
     clients: Path | None = None  # folder of allowed client keys, for what this daemon binds
-    servers: dict[str, bytes] = field(default_factory=dict)  # server daemon -> its public key
+    servers: dict[str, bytes] = field(default_factory=dict)  # HOST or role -> its public key, as read
+    servers_dir: Path | None = None  # --curve-servers: HOST.key, ROLE.key
     allowed: dict[bytes, str] = field(default_factory=dict)  # from ``clients``: key -> file; swapped whole
     # (peer address, key fingerprint) of each key the ZAP handler refused, oldest first: appended
     # by its thread, taken by the daemon's loop (deque's append and popleft are thread-safe)
@@ -172,28 +175,39 @@ class Curve:
             public, secret = read_keys(key, secret=True)
         assert secret is not None
         curve = cls(public, secret, Path(clients) if clients else None)
-        if servers:
-            folder = Path(servers)
-            with _named("--curve-servers"):
-                for name in SERVERS:
-                    path = folder / f"{name}.key"
-                    if path.exists():
-                        curve.servers[name] = read_keys(path, secret=False)[0]
+        curve.servers_dir = Path(servers) if servers else None
         if curve.clients is not None:
             with _named("--curve-clients"):
                 curve.allowed = read_folder(curve.clients)
         for dest, server in SERVER_OF.items():  # each server this daemon connects to over tcp: its key, now
             value = getattr(args, dest, None)
-            if any(secured(a) for a in ([value] if isinstance(value, str) else value or [])):
-                curve.require(server)
+            for addr in [value] if isinstance(value, str) else value or []:
+                if secured(addr):
+                    curve.require(server, addr)
         return curve
 
-    def require(self, server: str) -> bytes:
-        key = self.servers.get(server)
-        if key is None:
-            raise OperatorError(f"--curve-servers has no {server}.key: the public key of the {server} this "
-                                f"daemon connects to")
-        return key
+    def require(self, server: str, addr: str | None = None) -> bytes:
+        """The public key to pin for the ``server`` daemon at ``addr``: ``HOST.key`` in
+        ``--curve-servers`` for ``tcp://HOST:PORT``, else ``server.key``. Read once, then kept; a
+        key file that is there but not a key is refused, naming it. OperatorError naming the
+        address and the files looked for when neither is there."""
+        host = host_of(addr)
+        names = ([host] if host and host != server else []) + [server]
+        for name in names:
+            if name in self.servers:
+                return self.servers[name]
+            path = self.servers_dir / f"{name}.key" if self.servers_dir is not None else None
+            if path is not None and path.is_file():
+                with _named("--curve-servers"):
+                    self.servers[name] = read_keys(path, secret=False)[0]
+                return self.servers[name]
+        at = f" at {addr}" if addr else ""
+        if self.servers_dir is None:
+            raise OperatorError(f"--curve-servers is not set: the public key of the {server}{at} this daemon "
+                                f"connects to is looked for there, as {' or '.join(f'{n}.key' for n in names)}")
+        looked = ", then ".join(str(self.servers_dir / f"{n}.key") for n in names)
+        raise OperatorError(f"--curve-servers has {' and '.join(f'no {n}.key' for n in names)}: the public key of "
+                            f"the {server}{at} this daemon connects to (looked for {looked})")
 
     # -- the binding side ----------------------------------------------------------------------
 
@@ -250,7 +264,7 @@ class Curve:
         else:
             if server is None:
                 raise OperatorError(f"{addr}: which daemon is there is not known, so its key cannot be pinned")
-            self.client(sock, server)
+            self.client(sock, server, addr)
 
     def serve(self, sock: zmq.Socket) -> None:
         """Make the next bind of ``sock`` a CURVE server's."""
@@ -258,11 +272,22 @@ class Curve:
         sock.setsockopt(zmq.CURVE_SECRETKEY, self.secret)
         sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
 
-    def client(self, sock: zmq.Socket, server: str) -> None:
-        """Make the next connect of ``sock`` a CURVE client's, pinning ``server``'s public key."""
-        sock.setsockopt(zmq.CURVE_SERVERKEY, self.require(server))
+    def client(self, sock: zmq.Socket, server: str, addr: str | None = None) -> None:
+        """Make the next connect of ``sock`` (to ``addr``) a CURVE client's, pinning the public key
+        of the ``server`` there (:meth:`require`)."""
+        sock.setsockopt(zmq.CURVE_SERVERKEY, self.require(server, addr))
         sock.setsockopt(zmq.CURVE_PUBLICKEY, self.public)
         sock.setsockopt(zmq.CURVE_SECRETKEY, self.secret)
+
+
+def host_of(addr: str | None) -> str | None:
+    """The host a ``tcp://`` address connects to (``tcp://10.0.0.2:5559`` -> ``10.0.0.2``; a
+    source address before ``;`` left out, IPv6 brackets taken off): the name of its server's
+    ``HOST.key``. None for another transport or no address."""
+    if not addr or not addr.startswith("tcp://"):
+        return None
+    host = addr[len("tcp://"):].rsplit(";", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host if host and "/" not in host and host not in (".", "..") else None
 
 
 def plain(sock: zmq.Socket) -> None:

@@ -27,8 +27,8 @@ finishing its frames in its cleanup). The skeleton owns the rest, the same way e
 
 - SIGTERM/SIGINT set the stop flag; the loop finishes its turn, then the daemon's ``cleanup`` and
   the sockets' close (linger set) run, and ``--stats`` is written.
-- SIGHUP reloads: ``--config``'s file is read again and validated whole (every section, as
-  check-config does); refused, it is logged with file, line and reason and nothing changes;
+- SIGHUP reloads: ``--config``'s file is read again and validated as the daemon's start judged
+  it (what this daemon reads: camwire.checks.load_for); refused, it is logged with file, line and reason and nothing changes;
   accepted, each ``on_reload`` hook gets the new Config. Hooks that need no file (reopen a log
   for logrotate) get the running one. A changed file is noticed without SIGHUP too.
 - Each socket's messages are drained in bounded rounds (no socket starves another). A message
@@ -40,6 +40,11 @@ finishing its frames in its cleanup). The skeleton owns the rest, the same way e
   never exits 0 after a failure, and never heartbeats with a dead thread behind it.
 - Counters are declared once with their label names: the ``--stats`` file and the metrics are
   read from the same tree.
+- With ``--serve ADDR`` the daemon answers other hosts (common.serve, on a thread of its own):
+  ``hello``, ``reload`` (taken by the loop at its next turn, as SIGHUP is, and answered with what
+  came of it: applied, refused at FILE:LINE, unchanged) and the daemon's own ops (``serves``:
+  the sink's events and status, a recorder's recordings). Plain tcp:// there is refused unless on
+  loopback.
 - With ``--curve-key`` every tcp:// link is CURVE (common.curve): sockets made here are secured,
   a failed handshake on any of them is counted under ``handshakes_failed/<address>/<reason>``
   (and, on what it binds, ``refused_peers/<address>/<reason>/<peer>/<key>``: common.refusals),
@@ -49,9 +54,12 @@ finishing its frames in its cleanup). The skeleton owns the rest, the same way e
 from __future__ import annotations
 
 import errno
+import os
 import signal
+import socket
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -69,7 +77,8 @@ from camwire.common.logs import RepeatLimiter, configure
 from camwire.common.metrics import register_stats
 from camwire.common.settings import Settings
 from camwire.common.refusals import PeerNames, Refusal, RefusalWatch
-from camwire.common.sockets import OperatorError, PeerWatch, make_socket
+from camwire.common.serve import Op, Server, bind_server
+from camwire.common.sockets import OperatorError, PeerWatch, is_loopback, make_socket
 
 # exit codes, the same for every daemon and camwire run; run and systemd act on them
 # (and for camwire's one-shot commands: status, check-config, clip)
@@ -140,12 +149,26 @@ class Daemon:
         # keys of this daemon's own section that its reload hooks apply; a change to any other is
         # logged as needing a restart, so an operator is never left thinking a reload applied it
         self.reloadable: set[str] = set()
-        # the CLI hands over its full check (every daemon's section) so a reload is refused whole
+        # the CLI hands over its check (what this daemon reads) so a reload is judged as its start was
         self._load: Callable[[Path], Config] | None = args.config_loader
         self._watcher = ConfigWatcher(self.config, load=self._load) if self.config is not None else None
         self._previous_handlers = self._install_signals()  # now: a SIGHUP during start-up must not kill us
         self.curve = Curve.from_args(args)  # OperatorError (a key file others may read) before any bind
         self._secured: list[tuple[zmq.Socket, str, str]] = []  # (socket, address, as bound) with CURVE
+        # --serve: what this daemon answers other hosts (common.serve); reloads asked that way
+        self._ops: dict[str, Op] = {"hello": self._hello, "reload": lambda _args: self.ask_reload()}
+        self._server: Server | None = None
+        self.hello_extra: dict[str, Any] = {}  # what else ``hello`` says of it (a recorder: its folder)
+        self._serve_monitor: zmq.Socket | None = None  # the --serve socket's refusals (RefusalWatch)
+        self._serve_addr = serve_address(getattr(args, "serve", None), getattr(args, "instance", None))
+        if (self._serve_addr and self.curve is None and secured(self._serve_addr)
+                and not is_loopback(self._serve_addr[len("tcp://"):].rpartition(":")[0].strip("[]"))):
+            raise OperatorError(f"--serve {self._serve_addr} without CURVE: anyone who reaches it could read the "
+                                "recordings and events and reload the daemon; set [security] (README \"Links "
+                                "between hosts\") or serve on 127.0.0.1")
+        self._asked: list[Future[dict[str, Any]]] = []
+        self._asked_lock = threading.Lock()
+        self.started = time.time()
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -242,6 +265,60 @@ class Daemon:
         counters either way."""
         self._stats_shape = fn
 
+    def serves(self, ops: dict[str, Op]) -> None:
+        """Answer these ops on ``--serve`` besides ``hello`` and ``reload`` (common.serve). Each
+        runs on a thread of the server's pool, never the loop's: it reads files and databases
+        the daemon writes, never its in-memory state."""
+        self._ops.update(ops)
+
+    def _hello(self, _args: dict[str, Any]) -> dict[str, Any]:
+        return {"daemon": self.name, "command": self.args.command or self.name, "host": socket.gethostname(),
+                "pid": os.getpid(), "started": self.started, "config": str(self.config.path) if self.config else None,
+                **self.hello_extra}
+
+    def _start_server(self, again: bool = False) -> None:
+        """Bind ``--serve`` and start its thread (the socket is that thread's from then on). Its
+        refused handshakes are counted and named as any bound socket's are; a plain tcp:// one
+        other hosts could reach is refused (anyone there could read the recordings and reload)."""
+        addr = self._serve_addr
+        if not addr:
+            return
+        deadline = time.monotonic() + REBIND_WAIT_S
+        while True:
+            try:
+                sock = bind_server(self.ctx, addr, self.curve)
+                break
+            except OperatorError:  # the old listener closes in ZeroMQ's I/O thread: busy a moment
+                if not again or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        if self.curve is not None and secured(addr):
+            watch = RefusalWatch(sock, self.curve.take_denied)  # made here, read by the loop
+            self._sockets.append(watch.monitor)
+            self.on(watch.monitor, lambda parts, w=watch: self._on_refused(w.on_event(parts)))
+            self._serve_monitor = watch.monitor
+        self._server = Server(sock, self._ops, malformed=lambda reason: self.counters.add("malformed", reason),
+                              failed=lambda op, exc: self.repeats(f"serve:{op}:{type(exc).__name__}",
+                                                                  "an answer over --serve failed", level="error",
+                                                                  exc_info=exc,
+                                                                  op=op, error=f"{type(exc).__name__}: {exc}"[:500]))
+        self._server.start()
+        if not again:
+            self.log.info("answering other hosts", serve=addr, ops=sorted(self._ops))
+
+    def _restart_server(self) -> None:
+        """--serve bound anew (a client key removed: its open connections cut, as _reload_keys does
+        for the loop's sockets; the socket is the server thread's, so the thread goes with it)."""
+        if self._server is None:
+            return
+        self._server.close()
+        if self._serve_monitor is not None:
+            self.off(self._serve_monitor)
+            self._sockets.remove(self._serve_monitor)
+            self._serve_monitor.close()
+            self._serve_monitor = None
+        self._start_server(again=True)
+
     def gauges(self, fn: Callable[[], dict]) -> None:
         """Gauges for the metrics: ``{name: (help, label names, {label values: value})}``."""
         self._gauges = fn
@@ -267,6 +344,7 @@ class Daemon:
         """Loop until stopped (or ``until()``), then clean up; returns the exit code."""
         register_stats(self.name, self.counters.snapshot, self.counters.labels, self._gauges, self._collectors)
         try:
+            self._start_server()
             while not self.stop.is_set():
                 if until is not None and until():
                     break
@@ -279,6 +357,12 @@ class Daemon:
                 if cleanup is not None:
                     cleanup()
             finally:
+                if self._server is not None:
+                    self._server.close()
+                with self._asked_lock:  # a reload asked as the daemon stops: answered, not left hanging
+                    for future in self._asked:
+                        future.set_result({"outcome": "refused", "reason": "the daemon is stopping"})
+                    self._asked = []
                 if self.curve is not None:
                     self.curve.stop()
                 for sock in self._sockets:
@@ -414,36 +498,53 @@ class Daemon:
                 signal.SIGHUP: signal.signal(signal.SIGHUP, self._hup.handle)}
 
     def _maybe_reload(self) -> None:
-        forced = self._hup.take()
+        with self._asked_lock:
+            asked, self._asked = self._asked, []
+        outcome = self._reload(self._hup.take() or bool(asked))
+        for future in asked:
+            future.set_result(outcome)
+
+    def _reload(self, forced: bool) -> dict[str, Any]:
+        """Read the file again if it changed (or ``forced``: SIGHUP, a reload asked over --serve)
+        and apply it; what came of it: ``{"outcome": "applied" | "refused" | "unchanged", ...}``
+        with the refusal's ``file``, ``line`` and ``reason``."""
         cfg: Config | None = None
         if self.config is not None:
             try:
                 cfg = self._reload_config(forced)
             except ConfigError as exc:
-                self._refused(exc)
-                return
+                return self._refused(exc)
             if cfg is None and not forced:
-                return
+                return {"outcome": "unchanged"}
         elif not forced:
-            return
+            return {"outcome": "unchanged"}
         new = cfg if cfg is not None else self.config
         self.log.info("reloading", file=str(new.path) if new else None, signal=forced)
+        restart: list[str] = []
         if self.config is not None and new is not None:
-            self._say_what_needs_a_restart(self.config, new)
+            restart = self._say_what_needs_a_restart(self.config, new)
         try:
             self._reload_keys()
         except OperatorError as exc:  # the key folder cannot be read: the running keys stay
             self.counters.add("reloads", "refused")
             self.log.error("client keys not read again; the running ones stay", reason=str(exc))
-            return
+            return {"outcome": "refused", "reason": f"client keys not read again: {exc}"}
         for fn in self._reloads:
             try:
                 fn(new)
             except ConfigError as exc:  # a hook found the new file unusable for this daemon
-                self._refused(exc)
-                return
+                return self._refused(exc)
         self.config = new
         self.counters.add("reloads", "applied")
+        return {"outcome": "applied", "file": str(new.path) if new else None, "needs_restart": restart}
+
+    def ask_reload(self, timeout: float = 30.0) -> dict[str, Any]:
+        """A reload asked from another thread (the ``reload`` op of --serve): done by the loop
+        at its next turn, as SIGHUP is; what came of it (:meth:`_reload`)."""
+        future: Future[dict[str, Any]] = Future()
+        with self._asked_lock:
+            self._asked.append(future)
+        return future.result(timeout)
 
     def _reload_keys(self) -> None:
         """The allowed client keys again; a removed one is cut off now, not at its next reconnect:
@@ -456,6 +557,7 @@ class Daemon:
             self.log.info("client keys read again", added=added, removed=removed, allowed=len(self.curve.allowed))
         if not removed:
             return
+        self._restart_server()
         for sock, addr, endpoint in self._secured:
             try:
                 sock.unbind(endpoint)
@@ -480,20 +582,35 @@ class Daemon:
                     return
                 time.sleep(0.02)
 
-    def _say_what_needs_a_restart(self, old: Config, new: Config) -> None:
+    def _say_what_needs_a_restart(self, old: Config, new: Config) -> list[str]:
         section = self.args.command or self.name
         before, after = old.daemon_defaults(section), new.daemon_defaults(section)
         changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k) and k not in self.reloadable)
         if changed:
             self.log.warning("changed settings need a restart of this daemon; the running values stay",
                              section=section, settings=changed)
+        return changed
 
-    def _refused(self, exc: ConfigError) -> None:
+    def _refused(self, exc: ConfigError) -> dict[str, Any]:
         self.counters.add("reloads", "refused")
         self.log.error("config refused; the running config stays", file=str(exc.path), line=exc.line,
                        reason=exc.reason)
+        return {"outcome": "refused", "file": str(exc.path), "line": exc.line, "reason": exc.reason}
 
     def _reload_config(self, forced: bool) -> Config | None:
         """The file again, if it changed (or SIGHUP came); validated whole before anything applies."""
         assert self._watcher is not None
         return self._watcher.poll_now(force=forced)  # loaded once, through the daemon's loader
+
+
+def serve_address(addr: str | None, instance: int | None) -> str | None:
+    """``--serve`` as this daemon binds it: a worker started as ``camwire-classifier@N``
+    (``--instance N``) serves on the port plus N, as its metrics do, so one file serves a pool."""
+    if not addr or not instance:
+        return addr
+    head, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not addr.startswith("tcp://"):
+        raise OperatorError(f"--serve {addr} with --instance {instance}: a tcp://HOST:PORT address, its port plus N")
+    if not 0 < int(port) + instance < 65536:
+        raise OperatorError(f"--serve {addr} + --instance {instance} is past the last port (65535)")
+    return f"{head}:{int(port) + instance}"

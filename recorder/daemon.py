@@ -56,6 +56,7 @@ from camwire.common.curve import SERVER_OF
 from camwire.common.sockets import check_addresses
 from camwire.common.upload import Uploader
 from camwire.common.wire import recorder_topics
+from camwire.recorder import served
 from camwire.recorder.index import Index
 from camwire.recorder.keep import Keeper
 from camwire.recorder.pause import Pause
@@ -114,6 +115,8 @@ def main(args: RecorderSettings) -> int:
     d.reloadable = set(LIVE)  # the skeleton names any other changed setting as needing a restart
     d.stats_extra(rec.stats_extra)
     d.gauges(rec.gauges)
+    d.serves(served.ops(rec.root))
+    d.hello_extra["dir"] = str(rec.root.resolve())  # a console on this host reads it directly, not twice
     d.log.info("recorder started", subscribe=args.subscribe, dir=str(rec.root), events=args.events, sink=args.sink,
                upload="clips" if rec.clips is not None else None,
                segment_s=args.segment, retain_s=args.retain, max_bytes=args.max_bytes, min_free=args.min_free,
@@ -239,7 +242,7 @@ class Recorder:
             self.d.log.info("nothing to reload: the recorder was started without --config")
             return
         self.subscribe(cfg)  # cameras recorded or not any more
-        new = cfg.reloaded(self.args)  # the file was judged whole already (check-config's rules)
+        new = cfg.reloaded(self.args)  # the file was judged already, as the recorder's start was
         changed = {name: getattr(new, name) for name in LIVE if getattr(new, name) != getattr(self.running, name)}
         self.apply(new)
         self.running = new

@@ -286,11 +286,14 @@ class StatusBook:
         for camera, live in self.cameras.items():  # only cameras known already: the report is bounded by them
             if (part := live.part(StatusPart)) is None:
                 continue
+            account = msg.accounts.get(camera)
+            if account is None:
+                # a camera this ventilator does not know (another ventilator's, forgotten, or a
+                # restarted ventilator's) keeps its last account and unserved count
+                continue
             wanted = unserved.get(camera, {})
             frames, names = sum(wanted.values()), ", ".join(sorted(wanted)) or None
-            account = msg.accounts.get(camera)
-            # a camera the ventilator does not know (forgotten, or a restarted ventilator) keeps its last
-            pool = part.row.pool if account is None else msgspec.json.encode(account).decode()
+            pool = msgspec.json.encode(account).decode()
             if (part.row.unserved, part.row.unserved_detectors, part.row.pool) != (frames, names, pool):
                 part.row.unserved, part.row.unserved_detectors, part.row.pool = frames, names, pool
                 self._dirty.add(camera)

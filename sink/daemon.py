@@ -68,6 +68,7 @@ from camwire.sink.store.eventlog import EventLog
 from camwire.sink.cameras import LiveCameras
 from camwire.sink.events import Events, EventsPart
 from camwire.sink.outputs.kafka import POLL_EVERY_S as KAFKA_POLL_S, KafkaOutput, kafka_address
+from camwire.sink import served
 from camwire.sink.ledger import FILE as LEDGER_FILE, Ledger
 from camwire.sink.motion_state import MotionStates
 from camwire.sink.outputs.mqtt import MqttOutput
@@ -558,6 +559,7 @@ def main(args: SinkSettings) -> int:
     d.gauges(sink.gauges)
     d.stats_extra(sink.stats_extra)
     d.collector(CameraUp(sink.book))  # camwire_camera_up: not one of camwire_sink_*
+    d.serves(served.ops(Path(args.events), Path(args.data_dir) if args.data_dir else None, EVENTS_KEEP))
     d.log.info("sink started", bind=args.bind, events=args.events, publish=args.publish, mqtt=args.mqtt,
                webhook=origin(args.webhook) if args.webhook else None, data_dir=args.data_dir)
     code = d.run(until=sink.drained, cleanup=sink.close)

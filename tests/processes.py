@@ -5,6 +5,7 @@ gently, then for sure, and a child's output read line by line with a deadline.""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import select
 import socket
@@ -83,3 +84,16 @@ class OutputLines:
         while (left := deadline - time.monotonic()) > 0 and select.select([self.fd], [], [], left)[0]:
             if not os.read(self.fd, 65536):
                 return
+
+
+def log_records(path) -> list[dict]:
+    """The JSON lines of a daemon's log file so far (lines that are not a JSON object skipped)."""
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out

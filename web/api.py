@@ -26,11 +26,13 @@ from camwire.sink.store.status_db import STALE_AFTER_S, read_refused, read_sink,
 from camwire.common import wire
 from camwire.common.config import CAMERA_NAME, ConfigError
 from camwire.common import frame_account
-from camwire.web import previews, recordings
+from camwire.recorder import export, previews
+from camwire.web import recordings
 from camwire.web.auth import COOKIE, SESSION_S, bearer_of, change_allowed, host_ok, same_origin
 from camwire.web.events_index import clip_key
 from camwire.web.live_socket import live_socket
 from camwire.web.console import Console, blocking, console_of, count, error
+from camwire.web.remote import joined
 from camwire.web.sink_link import SinkUnreachable, delivered
 from camwire.web import review_api
 
@@ -181,6 +183,9 @@ async def _whoami(request: web.Request) -> web.Response:
 # -- cameras and system -----------------------------------------------------------------------------
 
 def _status(c: Console) -> tuple[list[dict], list[dict], dict | None, list[dict]]:
+    """status.db's rows: the sink's file here (the fast path), else the sinks listed with --daemon."""
+    if c.sink_elsewhere:
+        return c.remote.status()  # type: ignore[union-attr]
     if c.status_db is None or not c.status_db.exists():
         return [], [], None, []
     try:
@@ -289,6 +294,7 @@ def _system(c: Console) -> dict[str, Any]:
     if sink is not None:
         sink["stale"] = now - (sink.get("updated_ts") or 0) > STALE_AFTER_S
     return {"sink": sink, "cameras": cameras, "workers": workers, "refused": refused, "drops": drops,
+            "daemons": c.remote.hosts() if c.remote is not None else [],  # on other hosts: which answer
             "frame_buckets": [*frame_account.BUCKETS, *frame_account.OPEN],  # the columns of each camera's ``pool``, in order
             "disk": _disk(c), "web": {"started_ts": c.started, "live": c.hub.counters_snapshot(),
                                       "events": c.index.stats()}}
@@ -303,8 +309,12 @@ def _disk(c: Console) -> dict[str, Any]:
             continue
         usage = shutil.disk_usage(folder)
         out[name] = {"path": str(folder), "volume_total": usage.total, "volume_free": usage.free}
-    if c.recordings is not None:
-        out.setdefault("recordings", {}).update(recordings.usage(c.recordings))
+    usage: dict[str, int] = export.usage(c.recordings) if c.recordings is not None else {}
+    if c.remote is not None and c.remote.recorders:
+        for k, v in c.remote.usage().items():
+            usage[k] = usage.get(k, 0) + v
+    if usage:
+        out.setdefault("recordings", {}).update(usage)
     budgets = {"ring_max_bytes": sections.get("recorder", {}).get("max_bytes"),
                "kept_max_bytes": sections.get("recorder", {}).get("keep_max_bytes"),
                "snapshot_max_bytes": sections.get("sink", {}).get("snapshot_max_bytes")}
@@ -373,15 +383,65 @@ async def _event_clip(request: web.Request) -> web.StreamResponse:
     event = await blocking(c.index.get, request.match_info["id"])
     if event is None:
         return error(404, "no such event")
-    if c.recordings is None or c.clips is None:
-        return error(404, "no recorder folder: this console was not given one")
+    if c.clips is None:
+        return error(404, "no recorder folder or recorder daemon: this console was not given one")
     try:
-        mp4 = await _clip(recordings.event_clip, c.recordings, clip_key(event), c.clips)
+        mp4 = await _clip(_event_mp4, c, clip_key(event))
     except LookupError:
         return error(404, "no clip kept for this event (yet)")
     except (OSError, ValueError) as exc:
         return error(500, f"the kept clip cannot be read: {exc}")
     return web.FileResponse(mp4, headers={"Content-Type": "video/mp4"})
+
+
+def _event_mp4(c: Console, key: str) -> Path:
+    """An event's kept clip: from the recorder on this host if it keeps it, else from the one
+    that does on another host."""
+    assert c.clips is not None
+    if c.recordings is not None:
+        try:
+            return recordings.event_clip(c.recordings, key, c.clips)
+        except LookupError:
+            if c.remote is None:
+                raise
+    if c.remote is None:
+        raise LookupError(f"no clip kept for {key!r}")
+    return c.remote.event_clip(key, c.clips)
+
+
+def _ranges(c: Console, camera: str | None, since: float | None, until: float | None) -> dict[str, list]:
+    """Recorded ranges of the recorder here and those listed with --daemon, one timeline per camera."""
+    ranges = {k: [list(s) for s in v] for k, v in export.ranges(c.recordings, camera, since, until).items()} \
+        if c.recordings is not None else {}
+    if c.remote is not None and c.remote.recorders:
+        for name, spans in c.remote.ranges(camera, since, until).items():
+            ranges[name] = joined([*ranges.get(name, []), *spans])
+    return ranges
+
+
+def _range_mp4(c: Console, camera: str, start: float, end: float) -> Path:
+    assert c.clips is not None
+    if c.recordings is not None:
+        try:
+            return recordings.range_clip(c.recordings, camera, start, end, c.clips)
+        except LookupError:
+            if c.remote is None:
+                raise
+    if c.remote is None:
+        raise LookupError(f"nothing recorded for {camera!r} in that range")
+    return c.remote.range_clip(camera, start, end, c.clips)
+
+
+def _preview_jpeg(c: Console, camera: str, ts: float) -> bytes:
+    if c.recordings is not None:
+        try:
+            return previews.preview_jpeg(c.recordings, camera, ts)
+        except LookupError:
+            if c.remote is None:
+                raise
+    if c.remote is None:
+        raise LookupError(f"nothing recorded for {camera!r} at {ts}")
+    return c.remote.preview(camera, ts)
 
 
 # -- recordings -------------------------------------------------------------------------------------
@@ -390,9 +450,7 @@ async def _recordings(request: web.Request) -> web.Response:
     c = console_of(request)
     camera = request.query.get("camera") or None
     since, until = _number(request, "since"), _number(request, "until")
-    if c.recordings is None:
-        return web.json_response({"cameras": {}})
-    ranges = await blocking(recordings.ranges, c.recordings, camera, since, until)
+    ranges = await blocking(_ranges, c, camera, since, until)
     out: dict[str, Any] = {}
     for name, spans in ranges.items():
         page = await blocking(lambda n=name: c.index.query(camera=n, since=since, until=until, limit=500))
@@ -420,10 +478,10 @@ async def _range_clip(request: web.Request) -> web.StreamResponse:
         start, end = round(start, 1), round(end, 1)  # one cached file for requests a frame apart
     if start is None or end is None or not 0 < end - start <= MAX_CLIP_S:
         return error(400, f"start and end: seconds since the epoch, end after start, at most {MAX_CLIP_S:.0f} s apart")
-    if c.recordings is None or c.clips is None:
-        return error(404, "no recorder folder: this console was not given one")
+    if c.clips is None:
+        return error(404, "no recorder folder or recorder daemon: this console was not given one")
     try:
-        mp4 = await _clip(recordings.range_clip, c.recordings, camera, start, end, c.clips)
+        mp4 = await _clip(_range_mp4, c, camera, start, end)
     except LookupError:
         return error(404, "nothing recorded in that range")
     headers = {"Content-Type": "video/mp4"}
@@ -434,7 +492,7 @@ async def _range_clip(request: web.Request) -> web.StreamResponse:
 
 
 async def _preview(request: web.Request) -> web.StreamResponse:
-    """The timeline's still: the key frame at or before ``ts`` (web.previews), small, as JPEG."""
+    """The timeline's still: the key frame at or before ``ts`` (recorder.previews), small, as JPEG."""
     c = console_of(request)
     camera = request.match_info["camera"]
     if (refused := _bad_camera(c, camera)) is not None:
@@ -447,10 +505,10 @@ async def _preview(request: web.Request) -> web.StreamResponse:
     if ts is None or not 0 <= ts <= MAX_TS:
         count(c, "refused", "bad_time")
         return error(400, "ts: seconds since the epoch")
-    if c.recordings is None:
-        return error(404, "no recorder folder: this console was not given one")
+    if c.recordings is None and (c.remote is None or not c.remote.recorders):
+        return error(404, "no recorder folder or recorder daemon: this console was not given one")
     try:
-        jpeg = await blocking(previews.preview_jpeg, c.recordings, camera, ts)
+        jpeg = await blocking(_preview_jpeg, c, camera, ts)
     except LookupError:
         return error(404, "nothing recorded at that time")
     # the same key frame for any ts of its group of pictures: a browser may keep it a while
@@ -462,12 +520,19 @@ async def _preview(request: web.Request) -> web.StreamResponse:
 async def _media(request: web.Request) -> web.StreamResponse:
     """A snapshot under the sink's data dir, and nothing else there (status.db, events)."""
     c = console_of(request)
-    if c.data_dir is None:
-        return error(404, "no data dir")
     name = request.match_info["path"]
     if not _file_name_ok(name):
         count(c, "refused", "bad_path")
         return error(400, "not a file name")
+    if c.sink_elsewhere:
+        try:
+            body = await blocking(c.remote.snapshot, name)  # type: ignore[union-attr]
+        except LookupError:
+            return error(404, "no such file")
+        kind = "image/jpeg" if name.endswith((".jpg", ".jpeg")) else "application/octet-stream"
+        return web.Response(body=body, content_type=kind, headers={"Cache-Control": "private, max-age=3600"})
+    if c.data_dir is None:
+        return error(404, "no data dir")
     try:
         root = (c.data_dir / "snapshots").resolve()
         path = (c.data_dir / name).resolve()

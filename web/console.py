@@ -18,6 +18,7 @@ from camwire.web.auth import Auth
 from camwire.web.door import Door
 from camwire.web.events_index import EventIndex
 from camwire.web.live import LiveHub
+from camwire.web.remote import Remote
 from camwire.web.review import Alerts
 from camwire.web.sink_link import SinkLink
 
@@ -41,11 +42,20 @@ class Console:
     counters: Any = None
     door: Door | None = None  # caps, deadlines, the client behind a trusted proxy (web.door)
     alerts: Alerts = field(default_factory=Alerts)  # what the review page calls an alert (web.review)
+    remote: Remote | None = None  # daemons on other hosts, asked over their --serve (web.remote)
     started: float = field(default_factory=time.time)
 
     @property
     def status_db(self) -> Path | None:
         return self.data_dir / "status.db" if self.data_dir else None
+
+    @property
+    def sink_elsewhere(self) -> bool:
+        """Whether the sink's status, snapshots and review marks are asked of a sink on another
+        host (web.remote): one is listed, and its status.db is not on this host (a data dir
+        that exists here may be a folder the console keeps for itself)."""
+        return (self.remote is not None and bool(self.remote.sinks)
+                and (self.status_db is None or not self.status_db.exists()))
 
 
 def console_of(request: web.Request) -> Console:

@@ -48,6 +48,7 @@ from camwire.common.settings import WebSettings
 from camwire.common.settings.web import TOKEN_ENV
 from camwire.common.settings.values import network
 from camwire.web.auth import Auth, check_bind
+from camwire.web.remote import Remote
 from camwire.web.sink_link import FLUSH_S, SNDHWM, SinkLink
 
 # aiohttp, OpenCV and the console's own modules are imported by main(): every daemon judging the
@@ -217,7 +218,7 @@ def main(args: WebSettings) -> int:
                fd_limit=web.fd_limit, trusted_proxies=args.trusted_proxy or [],
                subscribe=args.subscribe, detections=args.detections, sink=args.sink, events=args.events,
                data_dir=args.data_dir,
-               recordings=args.recordings)
+               recordings=args.recordings, daemons=[f"{r}={a}" for r, a in args.daemons or []])
     code = d.run(cleanup=web.close)
     d.log.info("web console stopped", stats=d.stats())
     return code
@@ -244,12 +245,18 @@ class WebConsole:
         self.hub = LiveHub(zones=self.zones)
         self.data_dir = Path(args.data_dir) if args.data_dir else None
         self.rec_dir = Path(args.recordings) if args.recordings else None
-        self.kept: set[str] = set()  # the recorder's kept clips, read again with each events poll
+        self.kept: set[str] = set()  # the recorders' kept clips, read again with each events poll
+        # daemons on other hosts, asked over their --serve (web.remote): a sink's events and status
+        # where no --events/--data-dir is given here, recorders' recordings beside --recordings
+        self.remote = Remote.of(d.ctx, args.daemons, d.curve, self.rec_dir) if args.daemons else None
         events = Path(args.events or "events.jsonl")
-        self.index = EventIndex(events, self.data_dir or events.parent,
-                                kept=self.is_kept if self.rec_dir else None)
+        # a sink listed there is read over the network unless its events file is on this host
+        self.remote_events = self.remote is not None and bool(self.remote.sinks) and not events.exists()
+        recorded = bool(self.rec_dir or (self.remote and self.remote.recorders))
+        self.index = EventIndex(events, self.data_dir or events.parent, kept=self.is_kept if recorded else None,
+                                local=not self.remote_events)
         self.auth = Auth(token)
-        clips = recordings.ClipCache(_cache_dir(self.data_dir), args.cache_max_bytes) if self.rec_dir else None
+        clips = recordings.ClipCache(_cache_dir(self.data_dir), args.cache_max_bytes) if recorded else None
         self.fd_limit = raise_fd_limit()
         self.max_connections = connection_cap(args.max_connections, self.fd_limit)
         if args.max_connections is not None and self.max_connections < args.max_connections:
@@ -267,7 +274,7 @@ class WebConsole:
                           recordings=self.rec_dir, clips=clips, reload=self.reload_all, config=self.running_config,
                           config_state=self.truth.answer,
                           live_possible=bool(args.subscribe), counters=d.counters, bind=args.bind, door=self.door,
-                          alerts=Alerts.of(args.alert_labels, args.alert_zones))
+                          alerts=Alerts.of(args.alert_labels, args.alert_zones), remote=self.remote)
         self.http = Http(make_app(console), self.door, args.bind, args.port)
         self.peers = []
         self.frames: zmq.Socket | None = None
@@ -302,11 +309,14 @@ class WebConsole:
         self.http_repeats(f"{counter}:{reason}", "an HTTP client was refused or cut off", reason=reason, client=client)
 
     def reload_all(self) -> dict[str, Any]:
-        """``POST /api/reload``: the file checked whole, then every daemon started with it signalled."""
+        """``POST /api/reload``: the file checked as the console reads it, then every daemon started
+        with it on this host signalled (each judges its own part), and every daemon of ``--daemon``
+        asked over the network (each one's answer: applied, refused at its FILE:LINE, unreachable)."""
         if self.config is None:
             raise OSError("started without --config: there is no file to reload")
-        self.truth.load(self.config.path)  # judged whole (ConfigError with its line): nothing is signalled
-        return {"signalled": signal_daemons(self.config.path)}
+        self.truth.load(self.config.path)  # refused here (ConfigError with its line): nothing is signalled
+        answers = self.remote.reload_all() if self.remote is not None else []
+        return {"signalled": signal_daemons(self.config.path), "daemons": answers}
 
     # -- the loop's --------------------------------------------------------------------------------
 
@@ -340,9 +350,17 @@ class WebConsole:
         from camwire.recorder.catalog import kept_ids
 
         while not self.d.stop.is_set():
-            if self.rec_dir is not None:
-                self.kept = kept_ids(self.rec_dir)
-            if not self.index.poll():
+            kept = kept_ids(self.rec_dir) if self.rec_dir is not None else set()
+            if self.remote is not None:
+                self.remote.hosts()  # who answers, and which recorder is this host's own (every few s)
+            if self.remote is not None and self.remote.recorders:
+                kept |= self.remote.kept()
+            self.kept = kept
+            if self.remote_events:
+                taken = self.remote.follow_events(self.index.ingest)  # type: ignore[union-attr]
+            else:
+                taken = self.index.poll()
+            if not taken:
                 self.d.stop.wait(POLL_EVENTS_S)
 
     def check_peers(self) -> None:
@@ -372,6 +390,8 @@ class WebConsole:
             events_thread.join(5.0)  # it sees the stop flag within POLL_EVENTS_S
         for p in self.peers:
             p.close()
+        if self.remote is not None:
+            self.remote.close()
         self.index.close()
 
 

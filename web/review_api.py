@@ -35,6 +35,8 @@ def add_routes(router: web.UrlDispatcher) -> None:
 def reviewed_of(c: Console, user: str | None):
     """The object ids of a list that the sink's reviews.db marks (for everyone, or ``user``)."""
     path = c.data_dir / REVIEWS_FILE if c.data_dir is not None else None
+    if c.sink_elsewhere:
+        return lambda ids: c.remote.reviewed(list(ids), user)  # type: ignore[union-attr]
     return lambda ids: read_reviewed(path, ids, user) if path is not None else set()
 
 

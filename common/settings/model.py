@@ -40,7 +40,7 @@ class Settings(msgspec.Struct, kw_only=True):
     """The base of every section's settings: what the CLI hands a command besides its settings
     (not flags, not file keys): the loaded camwire.toml (common.config.Config), the settings given
     on the command line itself (they win over a reloaded file), the command's name, and the
-    loader a reload judges the file with (the CLI's, which judges every section)."""
+    loader a reload judges the file with (the CLI's, which judges what this command reads)."""
 
     config: Any = None
     given: frozenset[str] = frozenset()

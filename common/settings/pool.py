@@ -36,16 +36,22 @@ class Ventilator(Group):
 
 
 class Classifier(Group):
-    connect: Annotated[str | None, opt("the ventilator's backend", metavar="ADDR", required=True)] = None
-    sink: Annotated[str | None, opt("the sink's bind address", metavar="ADDR", required=True)] = None
-    name: Annotated[str | None, opt("worker name in logs and stats (default: host-pid, or classifier-N)",
+    connect: Annotated[list[str] | None, opt(
+        "the ventilator's backend; repeat for more: a link to each, its own credits, and each frame's done back to "
+        "the ventilator that sent it", metavar="ADDR", repeat=True, required=True)] = None
+    sink: Annotated[list[str] | None, opt(
+        "the sink's bind address; repeat for more: each camera's results go to one of them, chosen by its name "
+        "(every worker must list the same sinks, written alike)", metavar="ADDR", repeat=True,
+        required=True)] = None
+    name: Annotated[str | None, opt("worker name in logs and stats (default: host-pid, or host-classifier-N)",
                                     metavar="NAME")] = None
     serves: Annotated[str | None, opt("the detector name this worker serves: cameras whose detector is NAME get "
                                       "their frames from it (default: the --detector spec, an onnx model by its file name: "
                                       "onnx:yolov8n.onnx)",
                                       metavar="NAME")] = None
-    instance: Annotated[int | None, opt("systemd's %i: names the worker classifier-N and serves metrics on "
-                                        "--metrics-port + N, so one config serves a pool", metavar="N")] = None
+    instance: Annotated[int | None, opt("systemd's %i: names the worker HOST-classifier-N and serves metrics on "
+                                        "--metrics-port + N (and --serve on its port + N), so one config serves a pool",
+                                        metavar="N")] = None
     max_frame_bytes: Annotated[int, opt("largest frame decoded (its pixels); a larger one gets a result with an "
                                         "error", metavar="SIZE", parse=positive(size))] = DEFAULT_MAX_FRAME_BYTES
 

@@ -34,13 +34,18 @@ class DaemonOptions(Group):
     metrics_bind: Annotated[str, opt("the address the metrics listen on: this host only by default; 0.0.0.0 (or "
                                      "one interface's address) for a Prometheus on another host",
                                      metavar="ADDR")] = "127.0.0.1"
+    serve: Annotated[str | None, opt("answer other hosts here (the console, camwire status, camwire reload): "
+                                     "hello, reload, and what this daemon keeps (the sink's events, status and "
+                                     "snapshots; a recorder's recordings); CURVE on tcp:// like every link",
+                                     metavar="ADDR")] = None
     curve_key: Annotated[str | None, opt("this daemon's secret key (camwire keygen; mode 0600): encrypt and "
                                          "authenticate every tcp:// link ([security] key)", metavar="FILE")] = None
     curve_clients: Annotated[str | None, opt("public keys (*.key) of the clients allowed to connect to what this "
                                              "daemon binds; read again on SIGHUP ([security] clients)",
                                              metavar="DIR")] = None
-    curve_servers: Annotated[str | None, opt("public keys of the daemons this one connects to: ventilator.key, "
-                                             "sink.key, extractor.key ([security] servers)", metavar="DIR")] = None
+    curve_servers: Annotated[str | None, opt("public keys of the daemons this one connects to: HOST.key for "
+                                             "tcp://HOST:PORT, else ventilator.key, sink.key, extractor.key "
+                                             "([security] servers)", metavar="DIR")] = None
 
 
 class SamplingOptions(Group):

@@ -54,6 +54,19 @@ def route(text: str) -> tuple[str, str]:
     return camera, detector
 
 
+DAEMON_ROLES = ("extractor", "ventilator", "classifier", "sink", "recorder", "web")
+
+
+def daemon_address(text: str) -> tuple[str, str]:
+    """``ROLE=ADDR``: a daemon of the deployment and its ``--serve`` (``sink=tcp://10.0.0.4:5570``)."""
+    role, sep, addr = str(text).partition("=")
+    role, addr = role.strip(), addr.strip()
+    if not sep or role not in DAEMON_ROLES or "://" not in addr:
+        raise argparse.ArgumentTypeError(f"ROLE=ADDR, ROLE one of {', '.join(DAEMON_ROLES)} and ADDR that daemon's "
+                                         f"serve address (sink=tcp://10.0.0.4:5570), not {str(text)[:100]!r}")
+    return role, addr
+
+
 def kafka_option(text: str) -> tuple[str, str]:
     """``--kafka-option KEY=VALUE`` -> (key, value), refused with the key only (the value may be a
     password)."""

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from camwire.common.settings.model import Group, opt, section
 from camwire.common.settings.shared import DaemonOptions, FileOptions
+from camwire.common.settings import values
 from camwire.common.settings.values import proxy
 from camwire.common.units import duration, positive, size
 
@@ -39,6 +40,11 @@ class Web(Group):
                                           metavar="ADDR")] = None
     sink: Annotated[str | None, opt("the sink's --bind, where the console sends what it changes (a camera's "
                                     "switches, objects marked reviewed)", metavar="ADDR")] = None
+    daemons: Annotated[list[tuple[str, str]] | None, opt(
+        "a daemon on another host and its serve address, ROLE=ADDR (sink=tcp://10.0.0.4:5570, "
+        "recorder=tcp://10.0.0.1:5571): a sink's events, status and snapshots, each recorder's recordings (merged "
+        "with --recordings), and every one asked to reload with the console; repeat for more",
+        metavar="ROLE=ADDR", parse=values.daemon_address, repeat=True)] = None
     alert_labels: Annotated[list[str] | None, opt("the review page's alerts: objects of these labels (the rest are "
                                                   "detections); repeat for more", metavar="LABEL",
                                                   parse=review_name, repeat=True, shown="person")] = None

@@ -97,17 +97,21 @@ def test_values_with_units_and_dashes_are_read_as_their_flags_would(tmp_path: Pa
     assert (args.retain, args.max_bytes, args.segment) == (7 * 86400, 2 << 30, 30.0)
 
 
-def test_a_reload_is_judged_whole_by_the_config_loader(tmp_path: Path) -> None:
-    """A daemon's ``config_loader`` (what common.daemon reloads through) refuses a mistake in any
-    section, not just its own: the running config stays whole."""
+def test_a_reload_is_judged_as_the_daemons_start_was(tmp_path: Path) -> None:
+    """A daemon's ``config_loader`` (what common.daemon reloads through) refuses a mistake in what
+    this daemon reads, with its line, and takes one in another daemon's section (issue 26: a
+    host judges only what it runs); check-config still judges the file whole."""
     good = tmp_path / "camwire.toml"
     good.write_text(SOCKETS + '[sink]\nevents = "e.jsonl"\n')
     args = parse(["sink", "--config", str(good)])
     assert args.config_loader(good).sections["sink"]["events"] == "e.jsonl"
     good.write_text(SOCKETS + '[sink]\nevents = "e.jsonl"\n\n[recorder]\ndir = "ring"\nmax_bytes = "lots"\n')
+    assert args.config_loader(good).sections["sink"]["events"] == "e.jsonl"  # the recorder's, not the sink's
+    assert camwire("check-config", str(good)).returncode == 2
+    good.write_text(SOCKETS + '[sink]\nevents = "e.jsonl"\nevents_max_bytes = "lots"\n')
     with pytest.raises(ConfigError) as err:
         args.config_loader(good)
-    assert err.value.line == 10 and "max_bytes" in err.value.reason
+    assert err.value.line == 7 and "events_max_bytes" in err.value.reason
 
 
 def test_two_names_never_share_a_folder() -> None:

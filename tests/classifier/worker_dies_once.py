@@ -1,11 +1,13 @@
-"""``camwire classifier`` with two more detectors: ``dies``, whose first call ends the detection
+"""``camwire classifier`` with three more detectors: ``dies``, whose first call ends the detection
 thread (a BaseException, past the worker's per-batch error handling, as a bug in a runtime
-would) and every later call finds nothing; and ``fails``, which raises on every call. Run as a script: ``python worker_dies_once.py
-classifier --detector dies ...``."""
+would) and every later call finds nothing; ``fails``, which raises on every call; and ``holds``,
+whose first call never returns (a worker that holds the frames it took until it is killed). Run
+as a script: ``python worker_dies_once.py classifier --detector dies ...``."""
 
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -32,10 +34,17 @@ class AlwaysFails:
         raise RuntimeError("the model is broken")
 
 
-detectors.NAMES = (*detectors.NAMES, "dies", "fails")  # so the worker's check knows them too
+class Holds:
+    name = "holds"
+
+    def detect(self, frames):
+        threading.Event().wait()  # never set: the frame is held until the process is killed
+
+
+detectors.NAMES = (*detectors.NAMES, "dies", "fails", "holds")  # so the worker's check knows them too
 _builtin = detectors._registry
 detectors._registry = lambda: {**_builtin(), "dies": lambda _arg, _extra: DiesOnce(),
-                               "fails": lambda _arg, _extra: AlwaysFails()}
+                               "fails": lambda _arg, _extra: AlwaysFails(), "holds": lambda _arg, _extra: Holds()}
 
 if __name__ == "__main__":
     from camwire.cli import main

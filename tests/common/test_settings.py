@@ -32,6 +32,7 @@ REQUIRED = {"extractor": {"push": ADDR}, "ventilator": {"frontend": ADDR, "backe
 SPECIAL: dict[str, tuple[Any, Any]] = {
     "route": (["cam=objects"], [("cam", "objects")]),
     "kafka_option": (["sasl.username=camwire"], [("sasl.username", "camwire")]),
+    "daemons": (["sink=tcp://10.0.0.4:5570"], [("sink", "tcp://10.0.0.4:5570")]),
     "mask": (["[[0, 0], [0.5, 0], [0.5, 0.5]]"], None),  # a Polygon, compared below
     "camera": (["cam=clip.mp4"], [("cam", ["clip.mp4"])]),
     "trusted_proxy": (["10.0.0.0/24"], ["10.0.0.0/24"]),
@@ -241,7 +242,7 @@ def test_a_value_of_the_wrong_type_is_refused_at_its_line_everywhere(section: st
 
 # what each way of reading a value refuses (a value of the right shape)
 REFUSED_BY = {"duration": "soon", "size": "big", "percent": "most", "port": 70000, "umask": "rw", "positive duration": 0,
-              "positive int": 0, "positive size": 0, "camera_name": "a/b", "camera_url": "no-equals",
+              "daemon_address": "sink", "positive int": 0, "positive size": 0, "camera_name": "a/b", "camera_url": "no-equals",
               "discovery_prefix": "a/+/b", "kafka_option": "no-equals", "mask_polygon": "[[0, 0]]", "proxy": "nowhere",
               "route": "no-equals", "review_name": "a\tb"}
 

@@ -30,6 +30,7 @@ from camwire.common.lifecycle import BACKOFF_CAP_S
 from camwire.extractor.camera import FAST_PROBE_S, RECENT_ONLINE_S, knock, retry_delay
 from camwire.sample import make_sample_clip
 from conftest import Pull, free_port, wait_status
+from processes import log_records
 from console import start_console
 from rtsp import RtspServer, needs_rtsp
 
@@ -133,16 +134,6 @@ def rtsp(long_clip: Path) -> Iterator[RtspServer]:
     server.stop()
 
 
-def log_records(path: Path) -> list[dict[str, Any]]:
-    out = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
 
 
 def get(url: str) -> Any:

@@ -28,8 +28,9 @@ from camwire.recorder.keep import Keeper
 from camwire.recorder.retention import Limits, Retention
 from camwire.recorder.ring import Encoding, Ring
 from camwire.recorder.segment import start_of
-from camwire.web import previews
-from camwire.web.recordings import ClipCache, event_clip, export_range, range_clip, ranges, remux_to_mp4, usage
+from camwire.recorder import previews
+from camwire.recorder.export import export_range, ranges, remux_to_mp4, usage
+from camwire.web.recordings import ClipCache, event_clip, range_clip
 
 FPS = 25
 FRAME_NS = 1_000_000_000 // FPS

@@ -13,6 +13,7 @@
 // .event-detail .snapshot / video.clip / .event-json;
 // .timeline[data-camera] .range / .tick[data-id] / .selection; video.range-video; a.download;
 // .rec-message.nothing; table.sys-*; .sys-sink[data-state]; button.reload; .reload-result[data-ok];
+// ul.reload-answers li[data-outcome] (each daemon on another host); table.sys-daemons [data-reachable];
 // form.login .token / .login-error; #banner .banner-msg; .ws-state[data-state];
 // .config-banner[data-ok] .config-error (camwire.toml refused: on every page until a good one loads);
 // a camera's switches: switches.js (.switches .switch[data-switch][data-on]); a tile's .switch-off-badge.
@@ -1257,7 +1258,14 @@ function mountSystem(root) {
       const res = await api("/api/reload", { method: "POST" });
       result.dataset.ok = "true";
       const signalled = (res.signalled || []).map((s) => `${s.daemon} (pid ${s.pid})`);
-      result.textContent = `reloaded at ${fmtClock(Date.now() / 1000)}; signalled: ${signalled.join(", ") || "nothing"}`;
+      const answers = res.daemons || [];  // daemons on other hosts, each one's own answer (web.remote)
+      result.dataset.ok = String(answers.every((a) => a.outcome === "applied" || a.outcome === "unchanged"));
+      result.replaceChildren(
+        `reloaded at ${fmtClock(Date.now() / 1000)}; signalled here: ${signalled.join(", ") || "nothing"}`,
+        answers.length ? h("ul", { class: "reload-answers" }, ...answers.map((a) => h("li", { "data-outcome": a.outcome },
+          `${a.daemon} ${a.address}: ${a.outcome}`,
+          a.line ? ` at ${a.file}:${a.line}: ${a.reason}` : a.reason ? `: ${a.reason}` : "",
+          a.needs_restart?.length ? ` (needs a restart for ${a.needs_restart.join(", ")})` : ""))) : "");
     } catch (e) {
       result.dataset.ok = "false";
       result.textContent = e.body?.error ?? e.message;  // the FILE:LINE: reason line itself
@@ -1295,8 +1303,14 @@ function mountSystem(root) {
       h("div", { class: "two-col" },
         section("Drops by reason", objectTable("sys-drops", s.drops, "reason")),
         section("Disk", objectTable("sys-disk", s.disk, "store"))),
-      section("Refused handshakes", table("sys-refused", ["refused by", "socket", "reason", "handshakes", "last"],
-        (s.refused || []).map((r) => [r.daemon, r.socket, r.reason, r.count, fmtAge(r.updated_ts, t)]))));
+      ...(s.daemons?.length ? [section("Daemons on other hosts", table("sys-daemons",
+        ["daemon", "address", "host", "state"],
+        s.daemons.map((d) => [d.daemon, d.address, d.host ?? "—",
+          h("span", { class: d.reachable ? "" : "warn", "data-reachable": String(d.reachable) },
+            d.reachable ? "answering" : `unreachable: ${d.error ?? "no answer yet"}`)])))] : []),
+      section("Refused handshakes", table("sys-refused", ["refused by", "socket", "reason", "handshakes", "last", "peers"],
+        (s.refused || []).map((r) => [r.daemon, r.socket, r.reason, r.count, fmtAge(r.updated_ts, t),
+          (r.peers || []).map((p) => `${p.peer}${p.key && p.key !== "-" ? ` key=${p.key}` : ""} ×${p.count}`).join(", ")]))));
   }, SYSTEM_POLL_MS);
   return () => stop();
 }

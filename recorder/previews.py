@@ -6,8 +6,9 @@ already wrote (an I-frame decodes alone: one decode, no reference frames), scale
 ``WIDTH`` pixels wide. Finding it reads packets only, not pictures, up to the time asked for.
 
 Stills are kept in a small LRU keyed by (file, key frame time): scrubbing across one group of
-pictures asks for many times and costs one decode. The HTTP route (web.api) runs
-:func:`preview_jpeg` in its blocking executor.
+pictures asks for many times and costs one decode. The console's route (web.api) runs
+:func:`preview_jpeg` in its blocking executor for a recorder on its host; a recorder answers
+another host's console with it (recorder.served).
 """
 
 from __future__ import annotations
