@@ -560,6 +560,7 @@ def main(args: SinkSettings) -> int:
     d.stats_extra(sink.stats_extra)
     d.collector(CameraUp(sink.book))  # camwire_camera_up: not one of camwire_sink_*
     d.serves(served.ops(Path(args.events), Path(args.data_dir) if args.data_dir else None, EVENTS_KEEP))
+    d.hello_extra["events"] = str(Path(args.events).resolve())  # a console on this host reads it directly
     d.log.info("sink started", bind=args.bind, events=args.events, publish=args.publish, mqtt=args.mqtt,
                webhook=origin(args.webhook) if args.webhook else None, data_dir=args.data_dir)
     code = d.run(until=sink.drained, cleanup=sink.close)

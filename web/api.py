@@ -183,16 +183,22 @@ async def _whoami(request: web.Request) -> web.Response:
 # -- cameras and system -----------------------------------------------------------------------------
 
 def _status(c: Console) -> tuple[list[dict], list[dict], dict | None, list[dict]]:
-    """status.db's rows: the sink's file here (the fast path), else the sinks listed with --daemon."""
-    if c.sink_elsewhere:
-        return c.remote.status()  # type: ignore[union-attr]
-    if c.status_db is None or not c.status_db.exists():
-        return [], [], None, []
-    try:
-        cameras, workers = read_status(c.status_db)
-        return cameras, workers, read_sink(c.status_db), read_refused(c.status_db)
-    except sqlite3.Error:
-        return [], [], None, []
+    """status.db's rows: the sink's file on this host (the fast path), and those of the sinks on
+    other hosts (--daemon), together; a camera's row from here wins."""
+    here: tuple[list[dict], list[dict], dict | None, list[dict]] = ([], [], None, [])
+    if c.status_db is not None and c.status_db.exists():
+        try:
+            cameras, workers = read_status(c.status_db)
+            here = cameras, workers, read_sink(c.status_db), read_refused(c.status_db)
+        except sqlite3.Error:
+            pass
+    if not c.remote_sinks:
+        return here
+    cameras, workers, sink, refused = c.remote.status()  # type: ignore[union-attr]
+    known = {r["camera"] for r in here[0]}
+    by_name = {w["name"]: w for w in [*workers, *here[1]]}
+    return ([*here[0], *(r for r in cameras if r["camera"] not in known)], list(by_name.values()),
+            here[2] or sink, [*here[3], *refused])
 
 
 def _camera_list(c: Console) -> list[dict[str, Any]]:
@@ -524,24 +530,24 @@ async def _media(request: web.Request) -> web.StreamResponse:
     if not _file_name_ok(name):
         count(c, "refused", "bad_path")
         return error(400, "not a file name")
-    if c.sink_elsewhere:
+    found = False
+    if c.data_dir is not None:
+        try:
+            root = (c.data_dir / "snapshots").resolve()
+            path = (c.data_dir / name).resolve()
+            found = path.is_relative_to(root) and path.is_file()
+        except (OSError, RuntimeError):  # a link loop, a path the file system will not take
+            found = False
+    if found:
+        return web.FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
+    if c.remote_sinks:  # kept by a sink on another host
         try:
             body = await blocking(c.remote.snapshot, name)  # type: ignore[union-attr]
         except LookupError:
             return error(404, "no such file")
         kind = "image/jpeg" if name.endswith((".jpg", ".jpeg")) else "application/octet-stream"
         return web.Response(body=body, content_type=kind, headers={"Cache-Control": "private, max-age=3600"})
-    if c.data_dir is None:
-        return error(404, "no data dir")
-    try:
-        root = (c.data_dir / "snapshots").resolve()
-        path = (c.data_dir / name).resolve()
-        found = path.is_relative_to(root) and path.is_file()
-    except (OSError, RuntimeError):  # a link loop, a path the file system will not take
-        found = False
-    if not found:
-        return error(404, "no such file")
-    return web.FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
+    return error(404, "no such file" if c.data_dir is not None else "no data dir")
 
 
 def _file_name_ok(text: str) -> bool:

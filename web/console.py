@@ -50,12 +50,10 @@ class Console:
         return self.data_dir / "status.db" if self.data_dir else None
 
     @property
-    def sink_elsewhere(self) -> bool:
-        """Whether the sink's status, snapshots and review marks are asked of a sink on another
-        host (web.remote): one is listed, and its status.db is not on this host (a data dir
-        that exists here may be a folder the console keeps for itself)."""
-        return (self.remote is not None and bool(self.remote.sinks)
-                and (self.status_db is None or not self.status_db.exists()))
+    def remote_sinks(self) -> bool:
+        """Whether sinks on other hosts are asked for their status, snapshots and review marks
+        (web.remote), beside what a sink on this host keeps here."""
+        return self.remote is not None and bool(self.remote.sinks)
 
 
 def console_of(request: web.Request) -> Console:

@@ -248,13 +248,12 @@ class WebConsole:
         self.kept: set[str] = set()  # the recorders' kept clips, read again with each events poll
         # daemons on other hosts, asked over their --serve (web.remote): a sink's events and status
         # where no --events/--data-dir is given here, recorders' recordings beside --recordings
-        self.remote = Remote.of(d.ctx, args.daemons, d.curve, self.rec_dir) if args.daemons else None
         events = Path(args.events or "events.jsonl")
-        # a sink listed there is read over the network unless its events file is on this host
-        self.remote_events = self.remote is not None and bool(self.remote.sinks) and not events.exists()
+        self.remote = (Remote.of(d.ctx, args.daemons, d.curve, self.rec_dir, events if args.events else None)
+                       if args.daemons else None)
         recorded = bool(self.rec_dir or (self.remote and self.remote.recorders))
-        self.index = EventIndex(events, self.data_dir or events.parent, kept=self.is_kept if recorded else None,
-                                local=not self.remote_events)
+        # the events file here, if any, and those of the sinks on other hosts (followed by the events thread)
+        self.index = EventIndex(events, self.data_dir or events.parent, kept=self.is_kept if recorded else None)
         self.auth = Auth(token)
         clips = recordings.ClipCache(_cache_dir(self.data_dir), args.cache_max_bytes) if recorded else None
         self.fd_limit = raise_fd_limit()
@@ -356,10 +355,9 @@ class WebConsole:
             if self.remote is not None and self.remote.recorders:
                 kept |= self.remote.kept()
             self.kept = kept
-            if self.remote_events:
-                taken = self.remote.follow_events(self.index.ingest)  # type: ignore[union-attr]
-            else:
-                taken = self.index.poll()
+            taken = self.index.poll()
+            if self.remote is not None and self.remote.sinks:
+                taken += self.remote.follow_events(self.index.ingest)
             if not taken:
                 self.d.stop.wait(POLL_EVENTS_S)
 

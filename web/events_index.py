@@ -75,7 +75,7 @@ class EventIndex:
     """One writer thread calls :meth:`poll`; any thread may query. One lock guards the database."""
 
     def __init__(self, events_file: Path, data_dir: Path, kept: Callable[[str], bool] | None = None,
-                 max_rows: int = 200_000, local: bool = True) -> None:
+                 max_rows: int = 200_000) -> None:
         self.path, self.data_dir, self.kept, self.max_rows = Path(events_file), Path(data_dir), kept, max_rows
         self.db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         self.db.executescript(SCHEMA)
@@ -88,10 +88,7 @@ class EventIndex:
         self._offset = 0
         # the rotated files, oldest first, and the live one, opened now: a rotation while they
         # are read renames them, and an open file is the same file under any name
-        self._backlog: list[int] = [fd for fd in map(_open, [*self._rotated()[::-1], self.path])
-                                    if fd is not None] if local else []
-        self.local = local  # False: the lines come from a sink on another host (ingest), no file here
-
+        self._backlog: list[int] = [fd for fd in map(_open, [*self._rotated()[::-1], self.path]) if fd is not None]
 
     # -- following the file ---------------------------------------------------------------------
 
@@ -99,7 +96,7 @@ class EventIndex:
         """Index what was appended since the last call, at most about ``max_bytes`` of it (call
         again soon when a big backlog is being read); returns the good lines taken."""
         taken = 0
-        while max_bytes > 0 and self.local:
+        while max_bytes > 0:
             if self._fd is None and not self._next_file():
                 break
             n, size = self._read(max_bytes)

@@ -1,9 +1,10 @@
 """The daemons on other hosts that the console (and ``camwire status``, ``camwire reload``) asks:
 ``[web] daemons`` (``--daemon ROLE=ADDR``), each a daemon's ``--serve`` address (common.serve).
 
-A sink listed there gives the console its events, status and snapshots; each recorder listed its
-recordings, merged with the others' (and with a recorder folder on this host: local files stay
-the fast path) into one timeline; every daemon listed is asked to reload when the console
+A sink listed there gives the console its events, status, snapshots and review marks, and each
+recorder listed its recordings, merged with what the console reads on its own host (a sink's or
+a recorder's files here are read directly, the fast path, and that daemon is not asked again:
+its hello names its files) into one view and one timeline per camera; every daemon listed is asked to reload when the console
 reloads, and says what came of it. A daemon that does not answer is named with its address
 (:meth:`Remote.hosts`, the system page), never hidden behind an empty list.
 
@@ -63,7 +64,7 @@ class Peer:
     hello: dict[str, Any] | None = None
     checked: float = 0.0
     failed_at: float = 0.0  # when a call last found it unreachable: not asked again for DOWN_SKIP_S
-    here: bool = False  # a recorder whose folder the console reads on this host already (not asked twice)
+    here: bool = False  # a sink or recorder whose files the console reads on this host already (not asked twice)
 
 
 @dataclass
@@ -72,6 +73,7 @@ class Remote:
 
     peers: list[Peer]
     local_recordings: Path | None = None  # the recorder folder the console reads itself, if any
+    local_events: Path | None = None  # the sink's events file the console reads itself, if any
     _kept_at: dict[str, Peer] = field(default_factory=dict)  # event id -> the recorder that keeps its clip
     _kept_by: dict[str, list[str]] = field(default_factory=dict)  # a recorder's address -> its last list
     _cursors: dict[str, Any] = field(default_factory=dict)  # a sink's address -> its events cursor
@@ -81,16 +83,19 @@ class Remote:
 
     @classmethod
     def of(cls, ctx: zmq.Context, daemons: list[tuple[str, str]], curve: Any = None,
-           local_recordings: Path | None = None) -> Remote:
+           local_recordings: Path | None = None, local_events: Path | None = None) -> Remote:
         return cls([Peer(role, addr, Client(ctx, addr, role, curve)) for role, addr in daemons],
-                   local_recordings.resolve() if local_recordings is not None else None)
+                   local_recordings.resolve() if local_recordings is not None else None,
+                   local_events.resolve() if local_events is not None else None)
 
     def of_role(self, role: str) -> list[Peer]:
         return [p for p in self.peers if p.role == role]
 
     @property
     def sinks(self) -> list[Peer]:
-        return self.of_role("sink")
+        """The sinks asked over the network: not one whose events file the console reads on this
+        host (its hello says so)."""
+        return [p for p in self.of_role("sink") if not p.here]
 
     @property
     def recorders(self) -> list[Peer]:
@@ -310,9 +315,9 @@ class Remote:
         due = [p for p in self.peers if now - p.checked >= HELLO_EVERY_S]
         for peer, body in self._each(due, "hello", STATUS_TIMEOUT_S, probe=True):
             peer.hello = body
-            peer.here = (peer.role == "recorder" and self.local_recordings is not None
-                         and body.get("host") == socket.gethostname()
-                         and body.get("dir") == str(self.local_recordings))
+            mine = {"recorder": ("dir", self.local_recordings), "sink": ("events", self.local_events)}.get(peer.role)
+            peer.here = (mine is not None and mine[1] is not None and body.get("host") == socket.gethostname()
+                         and body.get(mine[0]) == str(mine[1]))
         for p in due:
             p.checked = now
         return [{"daemon": p.role, "address": p.address, "reachable": p.error is None and p.hello is not None,

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -35,9 +36,14 @@ def add_routes(router: web.UrlDispatcher) -> None:
 def reviewed_of(c: Console, user: str | None):
     """The object ids of a list that the sink's reviews.db marks (for everyone, or ``user``)."""
     path = c.data_dir / REVIEWS_FILE if c.data_dir is not None else None
-    if c.sink_elsewhere:
-        return lambda ids: c.remote.reviewed(list(ids), user)  # type: ignore[union-attr]
-    return lambda ids: read_reviewed(path, ids, user) if path is not None else set()
+
+    def reviewed(ids: Any) -> set[str]:
+        ids = list(ids)
+        here = read_reviewed(path, ids, user) if path is not None else set()
+        # marks kept by sinks on other hosts too (each keeps those sent to it)
+        return here | c.remote.reviewed(ids, user) if c.remote_sinks else here  # type: ignore[union-attr]
+
+    return reviewed
 
 
 async def _items(request: web.Request) -> web.Response:

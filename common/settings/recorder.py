@@ -13,8 +13,9 @@ class Recorder(Group):
                                                repeat=True, required=True)] = None
     dir: Annotated[str | None, opt("where the ring, its index and kept clips live", metavar="DIR",
                                    required=True)] = None
-    events: Annotated[str | None, opt("the sink's --publish address: keep the files around events",
-                                      metavar="ADDR")] = None
+    events: Annotated[list[str] | None, opt("the sink's --publish address: keep the files around events; repeat "
+                                            "for several sinks (each owning its cameras)", metavar="ADDR",
+                                            repeat=True)] = None
     sink: Annotated[str | None, opt("the sink's --bind address ([sockets] results): where recording_paused/"
                                     "recording_resumed events go, and with [upload] what = [\"clips\"] the uploaded "
                                     "events of kept clips", metavar="ADDR")] = None

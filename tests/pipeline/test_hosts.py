@@ -401,6 +401,16 @@ def one_console_for_the_site(site: Site, rogue_addr: str, rogue_fp: str) -> None
             page.wait_for_function("el => el.dataset.seq !== undefined", arg=image.element_handle(), timeout=60_000)
             page.wait_for_function("([el, seq]) => el.dataset.seq !== seq",
                                    arg=[image.element_handle(), image.get_attribute("data-seq")], timeout=60_000)
+            # an object's event opens with its clip, from whichever recorder keeps it
+            page.goto(f"{url}/#/events")
+            page.locator(f'.event[data-id^="{kept[0]["object_id"]}"]').first.click()  # its newest phase's row
+            clip_video = page.locator(".event-detail video.clip")
+            expect(clip_video).to_be_visible(timeout=60_000)
+            page.wait_for_function("v => v.readyState >= 1 && v.duration > 0", arg=clip_video.element_handle(),
+                                   timeout=60_000)
+            # one timeline of the camera from both recorders
+            page.goto(f"{url}/#/recordings")
+            expect(page.locator(f'.timeline[data-camera="{CAMERA}"] .range').first).to_be_visible(timeout=60_000)
             page.goto(f"{url}/#/system")
             frames = page.locator("table.sys-frames tr", has_text=CAMERA)
             expect(frames).to_have_count(1, timeout=60_000)

@@ -20,7 +20,7 @@ import zmq
 
 from camwire.sample import make_sample_clip
 from camwire.common import wire
-from conftest import ROOT, tcp
+from conftest import ROOT, bound, tcp
 
 FPS = 25
 
@@ -327,3 +327,19 @@ def test_sigterm_finalises_the_open_file(pipeline_factory, daemons, sample_clip:
     assert proc.wait(timeout=5) == 0
     (seg,) = rows(root)
     assert seg["closed"] and len(decoded(root / seg["path"])) == seg["frames"] > 0
+
+
+def test_events_of_several_sinks_keep_files(pipeline_factory, daemons, zctx, sample_clip: Path, tmp_path: Path) -> None:
+    """Several sinks, each owning its cameras: the recorder subscribes to every one's events
+    (``--events`` repeated) and keeps files around an event from any of them, here the second."""
+    other_sink, other_addr = bound(zctx, zmq.PUB)  # a sink that owns other cameras: says nothing of this one
+    p = pipeline_factory()
+    p.worker("worker-1", "covered")
+    root = tmp_path / "ring"
+    record(p, daemons, sample_clip, root, "passthrough", "--segment", "2", "--events", other_addr,
+           "--events", p.events_pub, "--pre", "1", "--post", "1", "--keep-types", "camera_covered", realtime=True)
+    event = p.events.wait_type("camera_covered")
+    assert daemons.wait("recorder") == 0
+    folder = root / "kept" / time.strftime("%Y-%m-%d", time.gmtime(event["ts"])) / event["id"]
+    assert json.loads((folder / "event.json").read_text())["complete"]
+    other_sink.close(linger=0)

@@ -174,6 +174,26 @@ def test_a_console_with_no_files_shows_what_the_daemons_serve(tmp_path: Path, da
     shown = json.loads(status.stdout)
     assert [c["camera"] for c in shown["cameras"]] == ["walk"] and shown["sink"]["stale"] is False
 
+    # a console on the data host itself, listing the same daemons: it reads their files here and
+    # asks neither of them again (each one's hello names its files), so nothing counts twice
+    host_dir = data_host["config"].parent
+    config_here = host_dir / "console.toml"
+    config_here.write_text(f'[sink]\nevents = "{host_dir / "events.jsonl"}"\ndata_dir = "{host_dir / "data"}"\n\n'
+                           f'[recorder]\ndir = "{host_dir / "recordings"}"\n\n' + config.read_text())
+    daemons.start("web-here", "web", "--config", str(config_here), "--port", str(port_here := free_port()))
+    url_here = f"http://127.0.0.1:{port_here}"
+
+    def read_here() -> list | None:
+        try:
+            rows = _json(url_here + "/api/system")["daemons"]
+        except (urllib.error.URLError, ConnectionError):
+            return None
+        return rows if sum(bool(d.get("read_here")) for d in rows) == 2 else None
+
+    rows = _until("the console on the data host knowing its own sink and recorder", read_here)
+    assert {d["address"] for d in rows if d.get("read_here")} == {data_host["sink"], data_host["recorder"]}
+    assert [c["camera"] for c in _json(url_here + "/api/cameras")["cameras"]] == ["walk"]
+
     # and in the browser: the system page names the host that does not answer, and a reload
     # lists each daemon's answer with the refused line
     from playwright.sync_api import expect
