@@ -87,7 +87,10 @@ def keygen(folder: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
     others, not even for an instant) in ``folder``, in ZeroMQ's certificate format. Refuses to
     overwrite a key: a lost secret cannot be told from a replaced one."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a folder this user may not make (run as camwire, /etc/camwire root's)
+        raise OperatorError(f"--dir {folder}: cannot make it: {exc.strerror}") from None
     public, secret = zmq.curve_keypair()
     paths = folder / f"{name}.key", folder / f"{name}.key_secret"
     for path in paths:  # both first: never a new secret beside an old public key
@@ -98,6 +101,8 @@ def keygen(folder: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         except FileExistsError:
             raise OperatorError(f"{path}: exists already; keygen never overwrites a key") from None
+        except OSError as exc:
+            raise OperatorError(f"{path}: cannot write it: {exc.strerror}") from None
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(_certificate(*keys))
     return paths

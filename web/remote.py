@@ -4,9 +4,10 @@
 A sink listed there gives the console its events, status, snapshots and review marks, and each
 recorder listed its recordings, merged with what the console reads on its own host (a sink's or
 a recorder's files here are read directly, the fast path, and that daemon is not asked again:
-its hello names its files) into one view and one timeline per camera; every daemon listed is asked to reload when the console
-reloads, and says what came of it. A daemon that does not answer is named with its address
-(:meth:`Remote.hosts`, the system page), never hidden behind an empty list.
+its hello names its files) into one view and one timeline per camera. Every daemon listed is
+asked to reload when the console reloads, and says what came of it. A daemon that does not
+answer is named with its address (:meth:`Remote.hosts`, the system page), never hidden behind
+an empty list, and is not asked again for DOWN_SKIP_S (a page pays its timeout once).
 
 Every call runs on a thread of the caller's (the HTTP side's executor, the events thread): a
 :class:`common.serve.Client` is safe from any thread.

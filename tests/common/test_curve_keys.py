@@ -41,6 +41,18 @@ def test_keygen_writes_a_private_secret_and_a_public_key(tmp_path: Path) -> None
     assert read_keys(secret, secret=True)[1] == sec
 
 
+def test_keygen_into_a_folder_it_may_not_make_says_so_in_one_line(tmp_path: Path) -> None:
+    """As INSTALL.md's camwire user under a root-owned /etc/camwire would: one line, exit 2, no
+    traceback (here a file stands where the folder's parent should be, which refuses root too)."""
+    blocked = tmp_path / "etc-camwire"
+    blocked.write_text("a file, not a folder")
+    done = subprocess.run([sys.executable, "-m", "camwire", "keygen", "host", "--dir", str(blocked / "keys")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    assert "cannot make it" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
 def test_a_secret_key_others_may_read_is_refused_with_its_path(tmp_path: Path) -> None:
     _public, secret = keygen(tmp_path, "host")
     os.chmod(secret, 0o644)
