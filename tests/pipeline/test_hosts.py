@@ -376,10 +376,11 @@ def one_console_for_the_site(site: Site, rogue_addr: str, rogue_fp: str) -> None
         except (urllib.error.URLError, ConnectionError):
             return None
 
-    # every object event, and the clip of each that has one, from the recorder that keeps it
+    # every object event, and the clip of each that has one, from the recorder that keeps it. An
+    # object that has ended: its row's id (its newest phase's) no longer changes under the page
     def with_clip() -> list[dict]:
         page = api("/api/events?type=object&limit=100") or {"events": []}
-        return [e for e in page["events"] if e["camera"] == CAMERA and e.get("clip_url")]
+        return [e for e in page["events"] if e["camera"] == CAMERA and e.get("clip_url") and e["phase"] == "end"]
 
     kept = until("an object with a kept clip at C's console", with_clip, site.net, timeout=150)
     clip = c.http_get(f"http://127.0.0.1:8080{kept[0]['clip_url']}", timeout=120)
@@ -402,8 +403,8 @@ def one_console_for_the_site(site: Site, rogue_addr: str, rogue_fp: str) -> None
             page.wait_for_function("([el, seq]) => el.dataset.seq !== seq",
                                    arg=[image.element_handle(), image.get_attribute("data-seq")], timeout=60_000)
             # an object's event opens with its clip, from whichever recorder keeps it
-            page.goto(f"{url}/#/events")
-            page.locator(f'.event[data-id^="{kept[0]["object_id"]}"]').first.click()  # its newest phase's row
+            page.goto(f"{url}/#/events?camera={CAMERA}&type=object")
+            page.locator(f'.event[data-id="{kept[0]["id"]}"]').click()
             clip_video = page.locator(".event-detail video.clip")
             expect(clip_video).to_be_visible(timeout=60_000)
             page.wait_for_function("v => v.readyState >= 1 && v.duration > 0", arg=clip_video.element_handle(),
