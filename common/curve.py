@@ -45,7 +45,6 @@ SECURED = ("tcp://",)  # transports that get CURVE; ipc and inproc never leave t
 # a connecting flag (argparse dest) -> the daemon that binds the address it names
 SERVER_OF = {"push": "ventilator", "connect": "ventilator", "sink": "sink", "events": "sink",
              "subscribe": "extractor", "detections": "sink"}
-SERVERS = ("ventilator", "sink", "extractor", "recorder", "classifier")  # roles a --serve may answer as too
 FINGERPRINT_CHARS = 8
 DENIED_KEPT = 256  # refusals the ZAP handler remembers until the daemon's loop names them
 
