@@ -752,6 +752,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0, help="fair: how long the four cameras run (default 10)")
     ap.add_argument("--frames", type=int, help="workers: only the clip's first N frames (cut at a key frame)")
     ap.add_argument("--detect-size", type=int, help="workers: the extractor resizes frames to this long side")
+    ap.add_argument("--pixel-format", help="workers: the pixels the detectors get (bgr, rgb, gray, yuv420)")
     ap.add_argument("--only-detectors", nargs="+", help="workers: only these (hog, ssd, ...)")
     ap.add_argument("--distant-seconds", type=float, default=20.0, help="distant: measuring window (default 20)")
     ap.add_argument("--warm", type=float, default=3.0, help="distant: seconds after the first result not counted")
@@ -786,7 +787,8 @@ def main() -> None:
                 else:
                     with av.open(str(CLIP)) as c:
                         frames = sum(1 for p in c.demux(c.streams.video[0]) if p.dts is not None)
-                extract_args = ("--detect-size", str(args.detect_size)) if args.detect_size else ()
+                extract_args = (("--detect-size", str(args.detect_size)) if args.detect_size else ()) + (
+                    ("--pixel-format", args.pixel_format) if args.pixel_format else ())
                 results["workers"] = part_workers(procs, work, clip, frames, args.rounds, extract_args)
             long_clip = None
             if "distant" in parts or "fair" in parts:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import zmq
 
+from camwire.classifier import detectors
 from camwire.classifier.detectors import Detector, FrameResult
 from camwire.common import pixels, wire
 from camwire.common.counters import Counters
@@ -51,13 +52,17 @@ def result_parts(header: wire.FrameHeader, worker: str, detector: str, result: F
         detections = to_source(detections, header)
     packed = None
     if image is not None and error is None and (detections or flags.covered):
-        packed = pixels.pack_pixels(image, pixel_enc)  # the sink makes a JPEG of them if it keeps this frame
+        # in the camera's format (YUV 4:2:0: half of BGR's bytes); the sink makes a JPEG of them
+        # (in BGR) only if it keeps this frame
+        packed = pixels.pack_pixels(image, pixel_enc, header.format)
     width, height = header.source or (header.width, header.height)
     body = wire.Result(camera=header.camera, seq=header.seq, ts_ns=header.ts_ns, width=width, height=height,
                        pts=header.pts, worker=worker, detector=detector, detections=detections,
                        flags=flags, error=error[:1000] if error else None, infer_ms=min(infer_ms, 1e6),
                        motion=header.motion, prev=header.prev, image=packed[1] if packed else None,
-                       image_enc="raw" if pixel_enc == "raw" else "lz4")
+                       image_enc="raw" if pixel_enc == "raw" else "lz4",
+                       image_pix=header.format, source_shm=header.source_shm if packed else None,
+                       matrix=header.matrix)
     return [wire.pack(body), packed[0]] if packed else [wire.pack(body)]
 
 
@@ -120,6 +125,14 @@ class Detection(threading.Thread):
         finally:
             pipe.close()
 
+    def converted(self, src: str, dst: str) -> None:
+        """A frame converted for the detector (counted ``converted/SRC_to_DST``); said once in the
+        log, since a camera's pixel_format set to what the detector takes saves it."""
+        self.counters.add("converted", f"{src}_to_{dst}")
+        if self.counters.get("converted", f"{src}_to_{dst}") == 1:
+            self.log.info("frames converted for the detector: a camera's pixel_format set to what it takes "
+                          "saves that", sent=src, detector_takes=dst, detector=self.detector.name)
+
     def process(self, batch: Batch) -> list[list[bytes]]:
         """Each frame's result parts (bytes only: nothing refers to the frames' pixels after)."""
         decoded, out = [], []
@@ -135,7 +148,7 @@ class Detection(threading.Thread):
         started = time.perf_counter()
         error = None
         try:
-            results = self.detector.detect(decoded) if decoded else []
+            results = detectors.detect(self.detector, decoded, self.converted) if decoded else []
             if len(results) != len(decoded):
                 raise RuntimeError(f"{len(results)} results for {len(decoded)} frames")
         except Exception as exc:  # noqa: BLE001 - a model failing on a batch must not take the worker down

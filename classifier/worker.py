@@ -55,7 +55,7 @@ TICK_S = 0.25  # how soon a dead detection thread is noticed
 RING_SWEEP_S = 10.0  # how often shared-memory rings not used for a while are unmapped (common.shm.Readers)
 PEER_CHECK_S = 1.0  # how often an address that never answers is looked for (common.sockets.PeerWatch)
 LABELS = {"processed": ("camera",), "dropped": ("reason",), "detector_errors": ("error",),
-          "failed": ("reason",), "late": ("reason",), "shm": ("what",)}
+          "failed": ("reason",), "late": ("reason",), "shm": ("what",), "converted": ("conversion",)}
 
 
 def check(args: ClassifierSettings | RunSettings, build_detectors: bool = True) -> None:

@@ -77,7 +77,7 @@ from camwire.common.logs import redact_url
 from camwire.common.sampling import Sampling
 from camwire.common.sockets import TRANSPORTS
 from camwire.common.units import duration
-from camwire.common.wire import CAMERA_NAME_PATTERN, MAX_SIDE
+from camwire.common.wire import CAMERA_NAME_PATTERN, MAX_SIDE, PIXEL_FORMATS
 
 SECTIONS = tuple(SETTINGS)  # tables of settings: each daemon's, and camwire run's
 # [sockets] name -> {daemon: the flag (argparse dest) it fills}
@@ -124,6 +124,7 @@ class CameraConfig:
     stale_after: int | None = None  # unchanged polls before it is ``stale``; None: extractor.feed's default
     detect_size: int | None = None  # the long side its frames are resized to for the detectors; None: the source's
     weight: float = 1.0  # its share of the pool under overload (classifier.dispatch), against 1 for the others
+    pixel_format: str | None = None  # the pixels the detectors get (common.wire.PIXEL_FORMATS); None: the extractor's
     loop: bool = False  # a file played again from its start when it ends (extractor.camera): it never ends
 
 
@@ -208,6 +209,7 @@ class Config:
                                      "realtime": c.realtime, "loop": c.loop, "record": c.record, "publish": c.publish,
                                      "metrics_port": c.metrics_port, "detector": list(c.detector),
                                      "detect": c.detect or "motion", "detect_size": c.detect_size,
+                                     "pixel_format": c.pixel_format,
                                      "weight": c.weight, "masks": [m.to_list() for m in c.masks],
                                      "zones": {n: z.to_list() for n, z in c.zones.items()}}
                              for c in self.cameras.values()},
@@ -400,13 +402,17 @@ def _camera(name: str, table: Any, env: dict[str, str], cfg: Config, opens: bool
     if detect_size is not None and not 16 <= detect_size <= MAX_SIDE:
         raise cfg.error(f"{where}.detect_size", f"{where}.detect_size: a long side in pixels, 16 to {MAX_SIDE}, "
                                                 f"not {detect_size}")
+    pixel_format = table.get("pixel_format")
+    if pixel_format is not None and pixel_format not in PIXEL_FORMATS:
+        raise cfg.error(f"{where}.pixel_format", f"{where}.pixel_format: one of {', '.join(PIXEL_FORMATS)}, "
+                                                 f"not {pixel_format!r}")
     weight = table.get("weight", 1)
     if not 0 < weight <= 1000:
         raise cfg.error(f"{where}.weight", f"{where}.weight: a share above 0 and at most 1000, not {weight}")
     return CameraConfig(name, tuple(r[0] for r in resolved), tuple(redact_url(r[1]) for r in resolved), sampling,
                         table.get("realtime", False), table.get("record", True), publish, port, table.get("rules"),
                         loop=table.get("loop", False), detector=tuple(wanted), detect_size=detect_size,
-                        weight=float(weight),
+                        weight=float(weight), pixel_format=pixel_format,
                         **_motion_keys(table, where, cfg),
                         **_poll_keys(table, where, cfg, resolved[0][0]))
 

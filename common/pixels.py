@@ -1,6 +1,7 @@
 """Pixel codecs for frames (common.wire carries them): raw, LZ4 and JPEG, the JPEG snapshots, and
 a result's pixels (:func:`pack_pixels`, :class:`Pixels`: an LZ4 block a worker sends and the sink
-turns into a JPEG only for what it keeps).
+turns into a JPEG only for what it keeps); and the one conversion between pixel formats
+(:func:`convert`: BGR, RGB, grey, YUV 4:2:0, common.wire.PIXEL_FORMATS).
 
 Apart from the framing, and OpenCV loaded only for a JPEG, so that a daemon that only relays
 frames (the ventilator) or records them never loads it. Decoding never allocates more than the
@@ -11,12 +12,13 @@ frame's checked size: the header is validated and held to ``max_bytes``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import lz4.block
 import numpy as np
 
-from camwire.common.wire import DEFAULT_MAX_FRAME_BYTES, DTYPES, Buffer, FrameHeader, MalformedMessage, frame_parts, peek_frame
+from camwire.common.wire import (DEFAULT_MAX_FRAME_BYTES, DTYPES, Buffer, FrameHeader, MalformedMessage, fits_format,
+                                 frame_parts, peek_frame)
 
 # LZ4 writes a run of N equal bytes in about N/255 bytes: a block shorter than a 256th of what it
 # claims to hold cannot hold it (checked before anything is decompressed)
@@ -33,6 +35,8 @@ def encode_frame(header: FrameHeader, image: np.ndarray, jpeg_quality: int = 90)
     elif header.enc == "lz4":
         payload = lz4.block.compress(image, store_size=False)
     elif header.enc == "jpeg":
+        if header.pix == "yuv420":
+            raise ValueError("a JPEG frame cannot carry YUV 4:2:0 planes")
         payload = encode_jpeg(image, jpeg_quality)
     else:
         raise ValueError(f"unknown encoding {header.enc!r}")
@@ -63,6 +67,8 @@ def decode_frame(parts: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_FRAME_BYT
         if len(data) != header.raw_size:
             raise MalformedMessage("bad_size", f"lz4 gave {len(data)} bytes")
         image = np.frombuffer(data, dtype=dtype)
+    elif header.pix == "yuv420":
+        raise MalformedMessage("bad_format", "a JPEG frame cannot carry YUV 4:2:0 planes")
     else:
         image = decode_jpeg(payload, header.channels, size=(header.width, header.height), max_bytes=max_bytes)
         if image is None:
@@ -131,16 +137,79 @@ def decode_jpeg(data: Buffer, channels: int = 3, size: tuple[int, int] | None = 
     return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
 
 
+# -- pixel formats: a worker converts a frame to the format its detector takes, the sink a result's
+# pixels to BGR for a JPEG. YUV 4:2:0 is limited range (common.wire.PIXEL_FORMATS), as a camera's
+# decoder gives it (PyAV's yuv420p planes as decoded); OpenCV's I420 conversions are BT.601 limited
+# range, FFmpeg's (PyAV) are used for BT.709: a detector and a snapshot see the colours the
+# extractor's own conversion would have given, within a level or two.
+
+# limited-range luma (16-235) to full-range grey (0-255), and back, as FFmpeg's scaler does
+LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
+FULL_TO_LIMITED = np.round(16 + np.arange(256) * 219 / 255).astype(np.uint8)
+
+def yuv420_height(image: np.ndarray) -> int:
+    """The picture's height of an I420 array (``height * 3 / 2`` rows)."""
+    return image.shape[0] * 2 // 3
+
+
+def convert(image: np.ndarray, src: str, dst: str, matrix: str = "bt601") -> np.ndarray:
+    """``image`` (format ``src``) in format ``dst``; the same array when they are the same. Three
+    channels in BGR or RGB, grey one channel (a 4-channel BGRA frame loses its alpha); YUV 4:2:0
+    in the colour ``matrix`` (common.wire.YuvMatrix), its grey the Y plane stretched to full range."""
+    if src == "gray" and image.ndim == 3:  # a grey frame that came as (h, w, 1)
+        image = image[..., 0]
+    if src == "bgr" and image.ndim == 2:
+        src = "gray"  # a one-channel "bgr" frame is grey (common.wire.FrameHeader.format)
+    if src == dst:
+        return image
+    import cv2  # as in encode_jpeg
+
+    if src == "yuv420" and dst == "gray":
+        return cv2.LUT(image[:yuv420_height(image)], LIMITED_TO_FULL)
+    if src == "yuv420" and matrix == "bt709" and dst in ("bgr", "rgb"):
+        import av  # OpenCV knows BT.601 only: FFmpeg's scaler, told the matrix
+
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="yuv420p")
+        return frame.reformat(format=f"{dst}24", src_colorspace="ITU709").to_ndarray()
+
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = image[..., :3]
+    code = _CODES.get((src, dst))
+    if code is not None:
+        return cv2.cvtColor(image, getattr(cv2, code))
+    if dst == "yuv420":  # from grey: the picture with neutral chroma
+        h, w = image.shape[:2]
+        if h % 2 or w % 2:
+            raise ValueError(f"YUV 4:2:0 needs even sides, not {w}x{h}")
+        grey = image if src == "gray" else convert(image, src, "gray")
+        return np.concatenate([cv2.LUT(grey, FULL_TO_LIMITED), np.full((h // 2, w), 128, np.uint8)])
+    raise ValueError(f"no conversion from {src!r} to {dst!r}")
+
+
+_CODES = {("bgr", "rgb"): "COLOR_BGR2RGB", ("rgb", "bgr"): "COLOR_RGB2BGR",
+          ("bgr", "gray"): "COLOR_BGR2GRAY", ("rgb", "gray"): "COLOR_RGB2GRAY",
+          ("gray", "bgr"): "COLOR_GRAY2BGR", ("gray", "rgb"): "COLOR_GRAY2RGB",
+          ("yuv420", "bgr"): "COLOR_YUV2BGR_I420", ("yuv420", "rgb"): "COLOR_YUV2RGB_I420",
+          ("bgr", "yuv420"): "COLOR_BGR2YUV_I420", ("rgb", "yuv420"): "COLOR_RGB2YUV_I420"}
+
+
 # -- a result's pixels: classifier.detection packs them, the sink keeps them and encodes what it keeps --
 
-def pack_pixels(image: np.ndarray, enc: str = "lz4") -> tuple[bytes, tuple[int, int, int]] | None:
-    """A frame's pixels as a result carries them (its part 1 and ``Result.image``): the 8-bit BGR
-    (or grey) array, raw (to a sink on this host: a copy costs less than any codec) or as an LZ4
-    block (between hosts), and (width, height, channels). Either is a copy: nothing of ``image``
-    (which may be a view of a shared-memory slot) is kept. BGRA loses its alpha (a snapshot shows
-    none); None for pixels no snapshot is made of (16-bit)."""
+def pack_pixels(image: np.ndarray, enc: str = "lz4", pix: str = "bgr") -> tuple[bytes, tuple[int, int, int]] | None:
+    """A frame's pixels as a result carries them (its part 1 and ``Result.image``): the 8-bit array
+    in its format ``pix`` (BGR, RGB, grey; YUV 4:2:0 stays so, half the bytes of BGR: the sink
+    converts only what it keeps), raw (to a sink on this host: a copy costs less than any codec) or
+    as an LZ4 block (between hosts), and (width, height, channels). Either is a copy: nothing of
+    ``image`` (which may be a view of a shared-memory slot) is kept. BGRA loses its alpha (a
+    snapshot shows none); None for pixels no snapshot is made of (16-bit)."""
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
         return None
+    if pix == "yuv420":
+        if image.ndim != 2:
+            return None
+        image = np.ascontiguousarray(image)
+        data = image.tobytes() if enc == "raw" else lz4.block.compress(image, store_size=False)
+        return data, (image.shape[1], yuv420_height(image), 1)
     if image.ndim == 3 and image.shape[2] == 4:
         image = image[..., :3]
     if image.ndim == 3 and image.shape[2] == 1:
@@ -166,16 +235,24 @@ class Pixels:
     height: int
     channels: int
     enc: str = "lz4"  # or "raw" (Result.image_enc)
+    pix: str = "bgr"  # their format (Result.image_pix); decode() gives BGR (or grey) whatever it is
+    matrix: str = "bt601"  # of YUV pixels (Result.matrix)
+    # where the source's own pixels may still be, for a frame resized for detection (the sink's
+    # sink.source_frames.SourceFrame, with ``take()``): at_source()
+    source: Any = None
 
     @classmethod
     def of(cls, image: tuple[int, int, int] | None, part: Buffer | None,
-           max_bytes: int = DEFAULT_MAX_FRAME_BYTES, enc: str = "lz4") -> "Pixels":
+           max_bytes: int = DEFAULT_MAX_FRAME_BYTES, enc: str = "lz4", pix: str = "bgr",
+           matrix: str = "bt601") -> "Pixels":
         """``Result.image`` and the part beside it; MalformedMessage ``bad_pixels`` when one comes
         without the other, the size is past ``max_bytes``, or the block's length cannot be an LZ4
         block of that size."""
         if image is None or part is None:
             raise MalformedMessage("bad_pixels", "a result's part 1 and its image field come together")
-        pixels = cls(part, *image, enc=enc)
+        if not fits_format(pix, image[2], image[0], image[1]):
+            raise MalformedMessage("bad_pixels", f"{pix} pixels cannot be {image}")
+        pixels = cls(part, *image, enc=enc, pix=pix, matrix=matrix)
         size = pixels.raw_size
         if size > max_bytes:
             raise MalformedMessage("bad_pixels", f"{image} is {size} bytes, the limit {max_bytes}")
@@ -188,15 +265,31 @@ class Pixels:
 
     @property
     def raw_size(self) -> int:
+        if self.pix == "yuv420":
+            return self.width * self.height * 3 // 2
         return self.width * self.height * self.channels
 
     @property
     def shape(self) -> tuple[int, ...]:
+        if self.pix == "yuv420":
+            return (self.height * 3 // 2, self.width)
         return (self.height, self.width) if self.channels == 1 else (self.height, self.width, self.channels)
 
+    def at_source(self) -> "Pixels":
+        """These pixels at the source's resolution when they can still be had (copied now: a
+        snapshot kept), else these."""
+        if self.source is None:
+            return self
+        return self.source.take() or self
+
     def decode(self) -> np.ndarray:
-        """The pixels; MalformedMessage ``bad_pixels`` unless the block decompresses to exactly
-        the declared size (never more is allocated)."""
+        """The pixels in BGR (grey stays grey, the rest is converted: only what the sink keeps ever
+        is); MalformedMessage ``bad_pixels`` unless the block decompresses to exactly the declared
+        size (never more is allocated)."""
+        image = self._raw()
+        return image if self.pix in ("bgr", "gray") else convert(image, self.pix, "bgr", self.matrix)
+
+    def _raw(self) -> np.ndarray:
         if self.enc == "raw":  # its size was checked on arrival
             return np.frombuffer(self.data, dtype=np.uint8).reshape(self.shape)
         try:

@@ -116,6 +116,15 @@ def host_id(directory: str = DIRECTORY) -> str:
     return f"{boot[:100]}-{device}"
 
 
+def free_bytes(directory: str = DIRECTORY) -> int | None:
+    """What ``directory`` (tmpfs) has free, or None when it cannot be asked."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
 def ring_name(camera: str) -> str:
     """A fresh segment name for ``camera``: its pid and 32 random bits make it never reused, even
     where pids repeat (containers)."""

@@ -61,6 +61,17 @@ def percent(text: object) -> float:
     return number
 
 
+def nonnegative(convert):
+    """``convert``, refusing a number below 0: a count where 0 turns a thing off."""
+    def checked(text: object):
+        value = convert(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"0 or more, not {text!r}")
+        return value
+    checked.__name__ = f"nonnegative {convert.__name__}"
+    return checked
+
+
 def positive(convert):
     """``convert``, refusing 0: for a segment length, a heartbeat."""
     def checked(text: object):

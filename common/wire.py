@@ -47,6 +47,13 @@ PROTOCOL_VERSION = 1
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 ENCODINGS = ("raw", "lz4", "jpeg")  # pixels
 PACKET_ENCODINGS = ("h264", "hevc")  # compressed packets, passed through from the source
+# the pixel formats a frame (and a result's pixels) may be in: 3 channels in either order, one grey
+# channel (full range, 0-255), or planar YUV 4:2:0 (I420: the Y plane, then U and V at half size,
+# as one 8-bit array of ``height * 3 / 2`` rows, limited range (Y 16-235) as video decoders give
+# it, in the colour matrix ``YuvMatrix`` names: BT.601, or BT.709 for HD cameras that say so)
+PIXEL_FORMATS = ("bgr", "rgb", "gray", "yuv420")
+PixelFormat = Literal["bgr", "rgb", "gray", "yuv420"]
+YuvMatrix = Literal["bt601", "bt709"]
 DTYPES = {"uint8": np.uint8, "uint16": np.uint16}
 MAX_SIDE = 16384  # larger than any camera; stops a forged header from asking for terabytes
 MAX_HEADER_BIN = 65536  # extradata is tens of bytes; a header never needs more than this
@@ -142,17 +149,36 @@ class FrameHeader(OfFrame, tag="frame"):
     # (a camera's detect_size): a detector's boxes are scaled back to it, so results, events and
     # snapshots speak in source pixels; None: the pixels are the source's
     source: tuple[Side, Side] | None = None
+    # the pixels' format (a camera's pixel_format): "bgr" with ``channels`` 1 is grey, as it was
+    # before formats were named; "rgb" has 3 channels, "gray" and "yuv420" 1 (yuv420 even sides:
+    # see PIXEL_FORMATS)
+    pix: PixelFormat = "bgr"
+    # a frame resized for detection (``source`` set) on a host whose pool takes shared memory:
+    # the source's own pixels, YUV 4:2:0 at its size, in the camera's source ring (common.shm,
+    # overwritten in turn, never held): the sink copies them for the snapshots it keeps, while
+    # they are still there (a snapshot at the source's resolution), else uses the detector's
+    source_shm: ShmRef | None = None
+    matrix: YuvMatrix = "bt601"  # of YUV pixels: this frame's (pix yuv420) and its source frame's
 
     @property
     def is_packet(self) -> bool:
         return self.enc in PACKET_ENCODINGS
 
     @property
+    def format(self) -> str:
+        """The pixels' format, one of PIXEL_FORMATS (a one-channel "bgr" frame is grey)."""
+        return "gray" if self.channels == 1 and self.pix == "bgr" else self.pix
+
+    @property
     def raw_size(self) -> int:
+        if self.pix == "yuv420":
+            return self.width * self.height * 3 // 2
         return self.width * self.height * self.channels * np.dtype(self.dtype).itemsize
 
     @property
     def shape(self) -> tuple[int, ...]:
+        if self.pix == "yuv420":
+            return (self.height * 3 // 2, self.width)
         if self.channels == 1:
             return (self.height, self.width)
         return (self.height, self.width, self.channels)
@@ -189,11 +215,14 @@ class Result(OfFrame, tag="result"):
     infer_ms: Rate = 0.0
     motion: MotionBoxes = []  # the frame header's, copied by the worker
     prev: Annotated[int, msgspec.Meta(ge=-1, le=MAX_SEQ)] | None = None  # the frame header's
-    # (width, height, channels) of the pixels in part 1, 8-bit BGR (or grey), ``image_enc``; the
-    # detector's, smaller than width x height when the frame was resized for detection (boxes are
-    # in width x height, the source's). None: no part 1
+    # (width, height, channels) of the 8-bit pixels in part 1, in ``image_pix`` format (channels 1
+    # for grey and YUV 4:2:0), ``image_enc``; the detector's, smaller than width x height when the
+    # frame was resized for detection (boxes are in width x height, the source's). None: no part 1
     image: tuple[Side, Side, Literal[1, 3]] | None = None
     image_enc: Literal["raw", "lz4"] = "lz4"  # part 1: raw to a sink on the worker's host, else an LZ4 block
+    image_pix: PixelFormat = "bgr"
+    source_shm: ShmRef | None = None  # the frame header's, when part 1 is sent: the source's pixels
+    matrix: YuvMatrix = "bt601"  # the frame header's: the colour matrix of YUV pixels (part 1's, the source's)
 
 
 class Ready(Message, tag="ready"):
@@ -600,6 +629,18 @@ def single(parts: Sequence[Buffer], *kinds: type[Message]) -> AnyMessage:
     return message
 
 
+def fits_format(pix: str, channels: int, width: int, height: int, dtype: str = "uint8") -> bool:
+    """Whether pixels of format ``pix`` can have that shape: RGB three channels, grey one, YUV 4:2:0
+    one 8-bit channel and even sides; BGR as before (1, 3 or 4 channels)."""
+    if pix == "rgb":
+        return channels == 3
+    if pix == "gray":
+        return channels == 1
+    if pix == "yuv420":
+        return channels == 1 and dtype == "uint8" and width % 2 == 0 and height % 2 == 0
+    return True
+
+
 def peek_frame(parts: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> FrameHeader:
     """Check a frame's header, part count and size without touching the pixels (for relays)."""
     if len(parts) != 2:
@@ -612,6 +653,10 @@ def peek_frame(parts: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_FRAME_BYTES
                                             f"is {header.raw_size} bytes, the limit {max_bytes}")
     if len(parts[1]) > max_bytes:
         raise MalformedMessage("too_large", f"payload of {len(parts[1])} bytes, the limit {max_bytes}")
+    if not header.is_packet and not fits_format(header.pix, header.channels, header.width, header.height,
+                                                header.dtype):
+        raise MalformedMessage("bad_format", f"{header.pix} pixels cannot be {header.width}x{header.height}x"
+                                             f"{header.channels} {header.dtype}")
     if header.shm is not None:
         if header.enc != "raw" or len(parts[1]):
             raise MalformedMessage("bad_shm", "a shared-memory frame is raw with an empty part 1")

@@ -169,7 +169,8 @@ class CameraLoop(threading.Thread):
         peer = self.peer_watch(push, self.push_addr)  # connects it, its monitor on first
         relay = make_socket(self.ctx, zmq.PUSH, connect=self.relay_addr, sndhwm=RELAY_HWM) if self.relay_addr else None
         self.out = Emitter(push, peer, relay, self.counters, self.log, self.stop, self._prev_start,
-                           camera=self.spec.name, shm_slots=self.spec.shm_slots)
+                           camera=self.spec.name, shm_slots=self.spec.shm_slots,
+                           source_slots=self.spec.source_slots if self.spec.detect_size else 0)
         try:
             self._loop()
             if self.stop_reason is not None:

@@ -72,12 +72,30 @@ def specs_from_config(cfg: Config, args: ExtractorSettings) -> list[CameraSpec]:
     missing = [name for name in chosen if name not in cfg.cameras]
     if missing:
         raise cfg.error("cameras", f"--cameras names {', '.join(missing)}, not in the file")
-    return [CameraSpec(name=c.name, sources=c.sources, sampling=c.sampling, realtime=c.realtime or args.realtime,
+    specs = [CameraSpec(name=c.name, sources=c.sources, sampling=c.sampling, realtime=c.realtime or args.realtime,
                        loop=c.loop, enc=args.enc, open_timeout=args.open_timeout, read_timeout=args.read_timeout,
                        stall=args.stall, recorded=c.record, detect=c.detect or args.detect, masks=c.masks,
                        motion=motion_from_args(args), poll=c.poll, placeholder=c.placeholder,
                        stale_after=c.stale_after, detect_size=c.detect_size or args.detect_size,
-                       shm_slots=shm_slots(args)) for c in (cfg.cameras[name] for name in chosen)]
+                       pixel_format=c.pixel_format or args.pixel_format, shm_slots=shm_slots(args),
+                       source_slots=args.source_slots) for c in (cfg.cameras[name] for name in chosen)]
+    check_formats(specs, args, cfg)
+    return specs
+
+
+def check_formats(specs: list[CameraSpec], args: ExtractorSettings, cfg: Config | None = None) -> None:
+    """What pixel formats and rings cannot do, refused in one line (at start, and at a reload from
+    the file): a JPEG cannot carry YUV 4:2:0 planes; a ring has at most shm.MAX_SLOTS slots."""
+    from camwire.common.shm import MAX_SLOTS
+
+    if args.source_slots > MAX_SLOTS:
+        line = f"--source-slots: at most {MAX_SLOTS}, not {args.source_slots}"
+        raise OperatorError(line) if cfg is None else cfg.error("extractor.source_slots", line)
+    if args.enc == "jpeg" and (yuv := [s.name for s in specs if s.pixel_format == "yuv420"]):
+        line = f"--enc jpeg cannot carry yuv420 frames ({', '.join(yuv)}): use raw or lz4, or another pixel_format"
+        if cfg is not None:
+            raise cfg.error(f"cameras.{yuv[0]}.pixel_format", line)
+        raise OperatorError(line)
 
 
 def shm_slots(args: ExtractorSettings) -> int:
@@ -133,7 +151,9 @@ def main(args: ExtractorSettings) -> int:
                             realtime=args.realtime, enc=args.enc, open_timeout=args.open_timeout,
                             read_timeout=args.read_timeout, stall=args.stall, detect=args.detect,
                             masks=tuple(args.mask or ()), motion=motion_from_args(args), poll=args.poll,
-                            detect_size=args.detect_size, shm_slots=shm_slots(args))]
+                            detect_size=args.detect_size, pixel_format=args.pixel_format,
+                            shm_slots=shm_slots(args), source_slots=args.source_slots)]
+        check_formats(specs, args)
     else:
         raise OperatorError("give --camera and --source, or --config")
     d = Daemon("extractor", args, labels=CAMERA_LABELS)

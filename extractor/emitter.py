@@ -43,6 +43,7 @@ HEARTBEAT_SEND_TIMEOUT_MS = 100  # a heartbeat waits this long for room at most 
 PEER_CHECK_S = 1.0  # how often the PUSH socket's peer is looked for (common.sockets.PeerWatch)
 SLOT_WAIT_S = 0.005  # a file's frame waiting for a free slot looks again this often
 SLOT_WAIT_MAX_S = 1.0  # ... and goes by the socket after this long
+SOURCE_SHARE = 1 / 3  # a source ring takes at most this share of /dev/shm's free space (the pool's rings first)
 CLOSE_WAIT_S = 2.0  # at close, how long the ring waits for readers to give back the slots they hold
 
 
@@ -64,11 +65,14 @@ class Emitter:
     """One camera thread's sockets, made and closed in that thread (``close``)."""
 
     def __init__(self, push: zmq.Socket, peer: PeerWatch, relay: zmq.Socket | None, counters: CameraCounters,
-                 log: Any, stop: StopFlag, prev_sent: int | None, camera: str = "", shm_slots: int = 0) -> None:
+                 log: Any, stop: StopFlag, prev_sent: int | None, camera: str = "", shm_slots: int = 0,
+                 source_slots: int = 0) -> None:
         self.push, self.peer, self.relay = push, peer, relay
         self.counters, self.log, self.stop = counters, log, stop
-        self.camera, self.shm_slots = camera, shm_slots
+        self.camera, self.shm_slots, self.source_slots = camera, shm_slots, source_slots
         self.ring: shm.Ring | None = None  # made for the first frame, again when a frame outgrows it
+        # the source frames of frames resized for detection (keep_source): overwritten in turn
+        self.sources: shm.Ring | None = None
         self.slots_stuck = False  # a wait for a slot timed out, and no slot came free since
         self.prev_sent = prev_sent  # the seq last sent to the pool (FrameHeader.prev); None: unknown
         self.motion_said: wire.Motion | None = None  # the last change of the motion state, repeated
@@ -80,6 +84,9 @@ class Emitter:
         if self.relay is not None:
             self.relay.close()
         self._close_ring()
+        if self.sources is not None:  # nobody holds its slots: unlinked at once
+            self.sources.close()
+            self.sources = None
 
     def _close_ring(self) -> None:
         """Unlink the ring once its readers gave back what they hold (bounded: a frame still
@@ -118,6 +125,29 @@ class Emitter:
         self.counters.add("shm", "used")
         return wire.frame_parts(msgspec.structs.replace(header, shm=ref), b""), ref
 
+    def keep_source(self, image: np.ndarray) -> wire.ShmRef | None:
+        """The source frame (YUV 4:2:0) of a frame going to the pool resized, into the source
+        ring: its slots are never held (lease 0), each put overwrites the oldest, so the ring
+        only ever keeps the last ``source_slots``; the sink copies one while it is there, for a
+        snapshot it keeps at the source's resolution (FrameHeader.source_shm)."""
+        if self.sources is None or self.sources.slot_bytes < image.nbytes:
+            if self.sources is not None:
+                self.sources.close()
+                self.sources = None
+            try:
+                need, free = self.source_slots * image.nbytes, shm.free_bytes()
+                if free is not None and need > free * SOURCE_SHARE:
+                    raise OSError(f"{need} bytes of source frames would take more than a third of the "
+                                  f"{free} free in {shm.DIRECTORY}")
+                self.sources = shm.Ring(self.camera, self.source_slots, image.nbytes, lease_s=0.0)
+            except (OSError, ValueError) as exc:  # /dev/shm full, small or absent: snapshots at the detection size
+                self.counters.add("shm", "source_unavailable")
+                self.log.warning("no shared memory for source frames; snapshots at the detection size "
+                                 "(--source-slots)", error=str(exc))
+                self.source_slots = 0
+                return None
+        return self.sources.put(image)
+
     def check_peer(self) -> None:
         if time.monotonic() - self._peer_checked >= PEER_CHECK_S:
             self._peer_checked = time.monotonic()
@@ -154,9 +184,12 @@ class Emitter:
         if not send_nowait(self.push, [wire.pack(message)], CONTROL_SEND_TIMEOUT_MS):
             self.counters.add("dropped", "motion")
 
-    def send_frame(self, header: wire.FrameHeader, image: np.ndarray, block: bool) -> None:
+    def send_frame(self, header: wire.FrameHeader, image: np.ndarray, block: bool,
+                   source: Callable[[], np.ndarray | None] | None = None) -> None:
         """To the pool: a live frame only when the socket has room (else dropped and counted,
-        before anything is encoded or written to the ring); a file's waits for room."""
+        before anything is encoded or written to the ring); a file's waits for room. ``source``:
+        the source frame of a resized one, asked only when the frame goes through shared memory
+        and a source ring is kept (keep_source)."""
         if block:
             # a file not paced in real time: waiting is what "as fast as the pipeline takes it" means
             while not self.push.poll(200, zmq.POLLOUT):
@@ -169,6 +202,10 @@ class Emitter:
         parts, ref = None, None
         if self.shm_slots and header.enc == "raw":
             parts, ref = self._to_ring(header, np.ascontiguousarray(image), wait=block)
+            # the source frame after the pool's ring has its slot (and its memory: the pool first)
+            if ref is not None and self.source_slots and source is not None and (full := source()) is not None:
+                header = msgspec.structs.replace(header, shm=ref, source_shm=self.keep_source(full))
+                parts = wire.frame_parts(header, b"")
         if parts is None:
             parts = encode_frame(header, image)
         try:
@@ -187,6 +224,19 @@ class Emitter:
             self.counters.add("published")
         except zmq.Again:
             self.counters.add("dropped", "publish")
+
+
+BT709 = 1  # AVCOL_SPC_BT709: a frame whose YUV is in BT.709 says so (PyAV's VideoFrame.colorspace)
+# a camera's pixel_format as PyAV (swscale) names it
+PYAV_FORMATS = {"bgr": "bgr24", "rgb": "rgb24", "gray": "gray", "yuv420": "yuv420p"}
+
+
+def source_yuv(frame: Any) -> np.ndarray | None:
+    """A decoded frame at its own size in YUV 4:2:0 (planes copied, no conversion when the
+    decoder gave yuv420p, as H.264 and HEVC cameras do); None for odd sides, which it cannot have."""
+    if frame.width % 2 or frame.height % 2:
+        return None
+    return frame.to_ndarray(format="yuv420p")
 
 
 def detect_size(width: int, height: int, long_side: int | None) -> tuple[int, int] | None:
@@ -234,19 +284,30 @@ class FrameStep:
         header = wire.FrameHeader(camera=self.spec.name, seq=seq, ts_ns=ts_ns, pts=sf.t, width=width, height=height,
                                   enc=self.spec.enc, live=live, key=sf.key, motion=boxes,
                                   prev=self.out.prev_sent if take else None, clip=clip,
-                                  clip_index=None if clip is None else sf.index)
-        full = sf.frame.to_ndarray(format="bgr24") if publish_enc is not None or size is None else None
-        if publish_enc is not None:  # the recorder and live views: the source's size
+                                  clip_index=None if clip is None else sf.index,
+                                  matrix="bt709" if sf.frame.colorspace == BT709 else "bt601")
+        pix = self.spec.pixel_format
+        if pix == "yuv420" and any(side % 2 for side in size or (width, height)):
+            # 4:2:0 needs even sides: a pixel less, and boxes scaled back to the source's as ever
+            w, h = size or (width, height)
+            size = (max(2, w - w % 2), max(2, h - h % 2))
+        same = pix == "bgr" and size is None  # the pool's pixels are the published ones
+        full = sf.frame.to_ndarray(format="bgr24") if publish_enc is not None or same else None
+        if publish_enc is not None:  # the recorder and live views: the source's size, in BGR
             self.out.publish(encode_frame(header.with_enc(publish_enc), full))
         if take:
             self.gate.sent(t)
-            image = full
-            if size is not None:  # scaled in the colour conversion's own pass (swscale), once
-                image = sf.frame.to_ndarray(width=size[0], height=size[1], format="bgr24", interpolation="AREA")
-                header = msgspec.structs.replace(header, width=size[0], height=size[1], source=(width, height))
+            if same:
+                image = full
+            else:  # scaled (to detect_size) in the colour conversion's own pass (swscale), once
+                w, h = size or (width, height)
+                image = sf.frame.to_ndarray(width=w, height=h, format=PYAV_FORMATS[pix], interpolation="AREA")
+                header = msgspec.structs.replace(header, width=w, height=h, source=None if size is None else (width, height),
+                                                 channels=3 if pix in ("bgr", "rgb") else 1, pix=pix)
             # a stream sends a live frame or drops it; a file not paced in real time, or a clip's
             # sampled frames, all go to the pool
-            self.out.send_frame(header, image, block=not live)
+            self.out.send_frame(header, image, block=not live,
+                                source=None if size is None else lambda: source_yuv(sf.frame))
             self.out.prev_sent = seq
 
     def finish(self) -> None:

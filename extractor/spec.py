@@ -36,7 +36,9 @@ class CameraSpec:
     placeholder: tuple[str, ...] = ()  # sha256 (hex) of the feed's "camera offline" images
     stale_after: int | None = None  # unchanged polls before ``stale``; None: extractor.feed's default
     detect_size: int | None = None  # the long side frames are resized to for the pool; None: the source's
+    pixel_format: str = "bgr"  # the pixels' format for the pool (common.wire.PIXEL_FORMATS)
     shm_slots: int = 0  # frames to the pool through a shared-memory ring of this many (common.shm); 0: the socket
+    source_slots: int = 0  # with shm_slots and detect_size: the source frames kept for snapshots (Emitter.keep_source)
 
     @property
     def files_only(self) -> bool:

@@ -65,6 +65,7 @@ from prometheus_client.core import GaugeMetricFamily
 from camwire.sink.camera_status import FLUSH_S, StatusBook, StatusPart
 from camwire.sink.store.disk import WriteErrors
 from camwire.sink.store.eventlog import EventLog
+from camwire.sink.source_frames import SourceFrames
 from camwire.sink.cameras import LiveCameras
 from camwire.sink.events import Events, EventsPart
 from camwire.sink.outputs.kafka import POLL_EVERY_S as KAFKA_POLL_S, KafkaOutput, kafka_address
@@ -165,6 +166,7 @@ class Sink:
             self.log.error("[upload] is not used: the sink has no --data-dir")
             upload = None
         self.what = set(upload.what) if upload else set()
+        self.sources = SourceFrames(d.counters)  # the source frames of frames resized for detection
         self.tracking = Tracking(self.events.ids, rules, d.counters, gone_s=args.gone_after,
                                  update_every_s=args.update_every,
                                  areas=areas_from_config(args.config),
@@ -320,8 +322,8 @@ class Sink:
             self.emit_objects(self.tracking.on_result(r, pictures, time.monotonic()))
         if self.boxes is not None:
             shown = self.tracking.shown(r) if detect else msgspec.structs.replace(r, detections=[])
-            if shown.image is not None:  # its pixels do not go with it
-                shown = msgspec.structs.replace(shown, image=None)
+            if shown.image is not None or shown.source_shm is not None:  # its pixels do not go with it
+                shown = msgspec.structs.replace(shown, image=None, image_pix="bgr", source_shm=None)
             self.boxes.send(wire.pack(shown))
         self.book.on_result(r)
         self.finish_if_drained(r.camera)
@@ -341,14 +343,14 @@ class Sink:
         if part is None and r.image is None:
             return None
         try:
-            pixels = Pixels.of(r.image, part, enc=r.image_enc)
+            pixels = Pixels.of(r.image, part, enc=r.image_enc, pix=r.image_pix, matrix=r.matrix)
         except wire.MalformedMessage as exc:
             self.d.counters.add("malformed", exc.reason)
             self.d.repeats(f"malformed:{exc.reason}", "a result's pixels refused; it goes on without them",
                            reason=exc.reason, detail=str(exc)[:300], camera=r.camera, worker=r.worker)
             return None
         self.d.counters.add("snapshot_pixels", "received")
-        return pixels
+        return self.sources.attach(pixels, r)
 
     def finish_if_drained(self, camera: str) -> None:
         """An ended camera whose results are all in: its held results go on, its objects end."""
@@ -413,7 +415,9 @@ class Sink:
     # -- timers -----------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Every FLUSH_S: cameras gone silent, idle ones forgotten, then status.db."""
+        """Every FLUSH_S: cameras gone silent, idle ones forgotten, then status.db; source rings
+        not read lately unmapped."""
+        self.sources.sweep()
         for event in self.events.silence_check():
             self.emit(event, None)
         if gone := self.admission.expire(time.monotonic()):  # one line, however many a flood left behind
@@ -503,6 +507,7 @@ class Sink:
             self.ledger.close()
             self.eventlog.close()
             self.reviews.close()
+            self.sources.close()
 
     # -- what the metrics and --stats say ---------------------------------------------------------
 

@@ -64,6 +64,7 @@ later one are counted ``reordered/<camera>``.
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
@@ -124,8 +125,9 @@ def areas_from_config(cfg) -> dict[str, Areas]:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """An object's best frame: its pixels as the worker sent them, the box to draw and the frame's
-    size (the source's, which the box is in; the pixels may be smaller: resized for detection)."""
+    """An object's best frame: its pixels (as the worker sent them, or the source's own when the
+    extractor kept them: sink.source_frames), the box to draw and the frame's size (the source's,
+    which the box is in; the pixels may be smaller: resized for detection)."""
 
     pixels: Pixels
     box: Box
@@ -190,6 +192,7 @@ class Tracking:
                  counters: Counters | None = None, gone_s: float = 5.0, update_every_s: float = 5.0,
                  window: int = DEFAULT_WINDOW, max_wait_s: float = DEFAULT_MAX_WAIT_S,
                  areas: dict[str, Areas] | None = None, sightings: bool = False) -> None:
+        importlib.import_module("supervision")  # its ByteTrack, loaded now (a second), not at a camera's first result
         self.ids = ids  # sink.events.EventIds: unique ids shared with the sink's other events
         self.rules = rules or Rules()
         self.counters = counters if counters is not None else Counters()
@@ -413,7 +416,10 @@ class Tracking:
             self.sightings.append((obj, r.seq, pixels))
         rank = (not _cut(det.box, r.width, r.height), det.confidence)
         if pixels is not None and rank > obj.best_rank:
-            obj.best, obj.best_rank = Snapshot(pixels, det.box, (r.width, r.height), det.label), rank
+            # at the source's resolution where the extractor kept it (sink.source_frames): copied
+            # now, while it is there, and only for an object's best frames
+            best = pixels.at_source() if isinstance(pixels, Pixels) else pixels
+            obj.best, obj.best_rank = Snapshot(best, det.box, (r.width, r.height), det.label), rank
             obj.best_new = True
             if (rank[0] and not obj.told_rank[0]) or rank[1] >= obj.told_rank[1] + SNAPSHOT_BETTER:
                 obj.changes.add("snapshot")

@@ -1,7 +1,10 @@
 """Detector plugins behind one small interface: frames in, detections out.
 
 A detector is any object with ``name`` and ``detect(frames) -> list[FrameResult]``, one result per
-frame in order. ``make_detector`` builds one from a spec string:
+frame in order, and may say which pixel formats it takes (``formats``, first the one it prefers;
+BGR alone when it says none): :func:`detect` hands it each frame in one of them, converted where
+the camera sends another (common.pixels.convert; the frame's header then names the format given).
+``make_detector`` builds one from a spec string:
 
     hog | covered[:frames=N] | onnx:PATH | roboflow:MODEL_ID
 
@@ -61,6 +64,9 @@ class Detector(Protocol):
     def detect(self, frames: Sequence[Frame]) -> list[FrameResult]: ...
 
 
+DEFAULT_FORMATS = ("bgr",)  # what a detector that names no formats takes
+
+
 class Combined:
     """Several detectors on the same frames; detections and flags are merged per frame."""
 
@@ -69,12 +75,54 @@ class Combined:
         self.name = "+".join(p.name for p in parts)
 
     def detect(self, frames: Sequence[Frame]) -> list[FrameResult]:
-        merged = [FrameResult() for _ in frames]
-        for part in self.parts:
-            for out, res in zip(merged, part.detect(frames), strict=True):
-                out.detections.extend(res.detections)
-                out.flags.update(res.flags)
-        return merged
+        return detect(self, frames)
+
+
+def formats_of(detector: Detector) -> tuple[str, ...]:
+    return tuple(getattr(detector, "formats", DEFAULT_FORMATS)) or DEFAULT_FORMATS
+
+
+def target_format(src: str, formats: tuple[str, ...]) -> str:
+    """The format a frame in ``src`` is given to a detector taking ``formats``: its own when taken,
+    else the one the detector prefers (the first; YUV 4:2:0 to grey is its Y plane, no conversion)."""
+    return src if src in formats else formats[0]
+
+
+def detect(detector: Detector, frames: Sequence[Frame],
+           converted: Callable[[str, str], None] | None = None) -> list[FrameResult]:
+    """``detector`` (or each part of a Combined, merged per frame) over ``frames``, each frame in a
+    format the part takes: converted once per frame and format whatever the number of parts, and
+    each conversion told to ``converted(src, dst)`` (the worker counts them)."""
+    parts = detector.parts if isinstance(detector, Combined) else [detector]
+    cache: dict[tuple[int, str], Frame] = {}
+
+    def given(i: int, frame: Frame, formats: tuple[str, ...]) -> Frame:
+        header, image = frame
+        if header is None:  # a bare frame (tests, benches): BGR, as it always was
+            return frame
+        dst = target_format(header.format, formats)
+        if dst == header.format:
+            return frame
+        if (i, dst) not in cache:
+            from camwire.common.pixels import convert  # OpenCV is loaded only where a frame is converted
+
+            image = convert(image, header.format, dst, header.matrix)
+            channels = 3 if dst in ("bgr", "rgb") else 1
+            cache[i, dst] = (msgspec.structs.replace(header, pix=dst, channels=channels), image)
+            if converted is not None:
+                converted(header.format, dst)
+        return cache[i, dst]
+
+    if len(parts) == 1:
+        formats = formats_of(parts[0])
+        return parts[0].detect([given(i, f, formats) for i, f in enumerate(frames)])
+    merged = [FrameResult() for _ in frames]
+    for part in parts:
+        formats = formats_of(part)
+        for out, res in zip(merged, part.detect([given(i, f, formats) for i, f in enumerate(frames)]), strict=True):
+            out.detections.extend(res.detections)
+            out.flags.update(res.flags)
+    return merged
 
 
 def parse_options(text: str) -> dict[str, str]:

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from camwire.classifier.detectors import Frame, FrameResult
-from camwire.classifier.detectors.imaging import small_gray
+from camwire.classifier.detectors.imaging import is_rgb, small_gray
 
 GRID = (8, 6)  # cells across, down: a cover spans them all; a real scene has detail in many
 
@@ -70,6 +70,7 @@ def judge(gray: np.ndarray, cells_max: float = 0.1, detail: float = 6.0, dark_or
 
 class CoveredDetector:
     name = "covered"
+    formats = ("gray", "bgr", "rgb")  # it looks at grey: YUV 4:2:0's Y plane is given as it is
 
     def __init__(self, frames: float = 5, width: float = 320, cells: float = 0.1, detail: float = 6.0) -> None:
         self.frames, self.width, self.cells, self.detail = int(frames), int(width), cells, detail
@@ -82,7 +83,8 @@ class CoveredDetector:
 
     def detect(self, frames: Sequence[Frame]) -> list[FrameResult]:
         out = []
-        for _header, image in frames:
-            verdict = judge(small_gray(image, self.width)[0], cells_max=self.cells, detail=self.detail)
+        for header, image in frames:
+            verdict = judge(small_gray(image, self.width, rgb=is_rgb(header))[0], cells_max=self.cells,
+                            detail=self.detail)
             out.append(FrameResult(flags={**verdict, "covered_after": self.frames}))
         return out

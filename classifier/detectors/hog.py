@@ -12,6 +12,9 @@ from camwire.classifier.detectors import Detection, Frame, FrameResult
 
 class HogPeopleDetector:
     name = "hog"
+    # the gradient's largest channel (colour) or the grey level: either order, or grey, as it comes;
+    # YUV 4:2:0 as grey (its Y plane, for free)
+    formats = ("gray", "bgr", "rgb")
 
     def __init__(self, width: float = 640, threshold: float = 0.5, nms: float = 0.45) -> None:
         self.width, self.threshold, self.nms = int(width), threshold, nms

@@ -31,6 +31,7 @@ import onnxruntime as ort
 import structlog
 
 from camwire.classifier.detectors import Detection, Frame, FrameResult, parse_options, ssd
+from camwire.classifier.detectors.imaging import is_rgb
 from camwire.classifier.detectors.ssd import COCO80
 from camwire.classifier.detectors.yolo import LAYOUTS, Thresholds, decode, guess_layout, letterbox
 from camwire.common.paths import name_list
@@ -91,13 +92,15 @@ class OnnxDetector:
             thresholds = Thresholds(thresholds.confidence, thresholds.iou, thresholds.max_detections,
                                     frozenset(self.labels.index(a) for a in allowed))
         self.thresholds = thresholds
+        # taken as they come (first the model's own channel order: a camera sending it saves a flip)
+        self.formats = ("bgr", "rgb", "gray") if self.layout == "yolox" else ("rgb", "bgr", "gray")
         self.name = f"onnx:{Path(path).name}"
         structlog.get_logger().info("onnx model loaded", model=path, provider=self.provider,
                                     input=f"{self.size[0]}x{self.size[1]}", batch=self.fixed_batch or "dynamic",
                                     layout=self.layout, classes=len(self.labels))
 
     def detect(self, frames: Sequence[Frame]) -> list[FrameResult]:
-        images = [image for _, image in frames]
+        images = [(image, is_rgb(header)) for header, image in frames]
         results: list[FrameResult] = []
         step = self.fixed_batch or len(images) or 1
         run = self._run_ssd if self.layout == "ssd" else self._run_yolo
@@ -108,8 +111,8 @@ class OnnxDetector:
                                         for box, v, k in zip(b, s, c)]) for b, s, c in found[: len(chunk)])
         return results
 
-    def _run_yolo(self, images: list[np.ndarray]) -> list[Found]:
-        tensors, fits = zip(*(letterbox(image, self.size, yolox=self.layout == "yolox") for image in images))
+    def _run_yolo(self, images: list[tuple[np.ndarray, bool]]) -> list[Found]:
+        tensors, fits = zip(*(letterbox(image, self.size, yolox=self.layout == "yolox", rgb=rgb) for image, rgb in images))
         output = self.session.run(None, {self.input_name: np.stack(tensors)})[0]
         decoded = decode(output, self.layout, self.thresholds, self.size)
         # an end-to-end model reports no rows for the last images when they have nothing in them
@@ -117,10 +120,10 @@ class OnnxDetector:
         decoded += [empty] * (len(images) - len(decoded))
         return [(fit.to_source(b), s, c) for (b, s, c), fit in zip(decoded, fits)]
 
-    def _run_ssd(self, images: list[np.ndarray]) -> list[Found]:
-        batch = np.stack([ssd.prepare(image, self.size) for image in images])
+    def _run_ssd(self, images: list[tuple[np.ndarray, bool]]) -> list[Found]:
+        batch = np.stack([ssd.prepare(image, self.size, rgb) for image, rgb in images])
         scores, boxes = self.session.run([self.ssd_outputs.scores, self.ssd_outputs.boxes], {self.input_name: batch})
-        return ssd.decode(scores, boxes, [image.shape[1::-1] for image in images], self.thresholds)
+        return ssd.decode(scores, boxes, [image.shape[1::-1] for image, _ in images], self.thresholds)
 
     def _label(self, class_id: int) -> str:
         return self.labels[class_id] if 0 <= class_id < len(self.labels) else str(class_id)

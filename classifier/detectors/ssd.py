@@ -82,13 +82,14 @@ def input_size(shape: Sequence[Any]) -> tuple[int, int]:
     return DEFAULT_SIZE
 
 
-def prepare(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A BGR (or BGRA, or grey) frame -> ``[H, W, 3]`` uint8 RGB of ``size`` (W, H)."""
+def prepare(image: np.ndarray, size: tuple[int, int], rgb: bool = False) -> np.ndarray:
+    """A BGR (or BGRA, or grey; ``rgb``: RGB, the model's own order) frame -> ``[H, W, 3]`` uint8
+    RGB of ``size`` (W, H)."""
     if image.shape[1::-1] != size:
         image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    return image[:, :, 2::-1]
+    return image[:, :, :3] if rgb else image[:, :, 2::-1]
 
 
 def decode(scores: np.ndarray, boxes: np.ndarray, frame_sizes: Sequence[tuple[int, int]],

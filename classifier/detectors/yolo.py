@@ -52,9 +52,10 @@ class Letterbox:
         return out
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int], yolox: bool = False) -> tuple[np.ndarray, Letterbox]:
-    """A BGR (or grey) frame -> ``[3, H, W]`` float32 input of ``size`` (W, H), and the mapping:
-    centred, RGB in [0, 1]; with ``yolox``, in the top-left corner, BGR in 0-255."""
+def letterbox(image: np.ndarray, size: tuple[int, int], yolox: bool = False,
+              rgb: bool = False) -> tuple[np.ndarray, Letterbox]:
+    """A BGR (``rgb``: RGB; or grey) frame -> ``[3, H, W]`` float32 input of ``size`` (W, H), and the
+    mapping: centred, RGB in [0, 1]; with ``yolox``, in the top-left corner, BGR in 0-255."""
     in_w, in_h = size
     h, w = image.shape[:2]
     scale = min(in_w / w, in_h / h)
@@ -66,10 +67,12 @@ def letterbox(image: np.ndarray, size: tuple[int, int], yolox: bool = False) -> 
     left, top = int(round(pad_x - 0.1)) if pad_x else 0, int(round(pad_y - 0.1)) if pad_y else 0
     canvas = np.full((in_h, in_w, 3), PAD_VALUE, np.uint8)
     canvas[top:top + new_h, left:left + new_w] = resized[:, :, :3]
-    if yolox:
+    if yolox != rgb:  # the frame's order is the model's (YOLOX: BGR, the others RGB)
         tensor = canvas.transpose(2, 0, 1).astype(np.float32)
     else:
-        tensor = canvas[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0
+        tensor = canvas[:, :, ::-1].transpose(2, 0, 1).astype(np.float32)
+    if not yolox:
+        tensor /= 255.0
     return tensor, Letterbox(scale, float(left), float(top), w, h)
 
 

@@ -38,6 +38,9 @@ class CameraTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     stale_after: Annotated[int | None, key("unchanged polls before a polled feed is stale")] = None
     detect_size: Annotated[int | None, key("the long side, in pixels, its frames are resized to once for the "
                                            "detectors (e.g. the model's 416 or 640); none: the source's")] = None
+    pixel_format: Annotated[str | None, key("the pixels the detectors get: bgr, rgb, gray or yuv420 (the format its "
+                                            "detector takes saves a conversion per frame; a worker converts "
+                                            "any other, counted); none: the extractor's --pixel-format")] = None
     weight: Annotated[int | float, key("its share of the pool under overload, against 1 for every other "
                                        "camera")] = 1
 

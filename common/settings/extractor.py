@@ -9,8 +9,8 @@ from camwire.common.paths import camera_name
 from camwire.common.settings.model import Group, opt, section
 from camwire.common.settings.shared import DaemonOptions, FileOptions, SamplingOptions
 from camwire.common.settings.values import mask_polygon
-from camwire.common.units import duration, percent, positive
-from camwire.common.wire import ENCODINGS
+from camwire.common.units import duration, nonnegative, percent, positive
+from camwire.common.wire import ENCODINGS, PIXEL_FORMATS
 
 PASSTHROUGH = "passthrough"  # --publish-enc: the source's H.264/HEVC packets, not decoded
 DETECT = ("motion", "always")  # a camera's frames to the pool while there is motion, or all
@@ -69,12 +69,21 @@ class Output(Group):
                                            "them (a camera's detect_size in --config overrides it); boxes still come "
                                            "back in source pixels. Default: the source's size", metavar="PX",
                                            parse=positive(int))] = None
+    pixel_format: Annotated[str, opt("the pixels the detectors get (a camera's pixel_format in --config overrides "
+                                     "it): bgr, rgb (the SSD and YOLOv5/v8 take it), gray (hog, covered), yuv420 "
+                                     "(half of bgr's bytes; a worker converts it for a detector that takes "
+                                     "another, counted)", choices=PIXEL_FORMATS)] = "bgr"
     shm: Annotated[str, opt("frames to the ventilator through a shared-memory ring instead of the "
                             "socket: auto (when --push is ipc:// or loopback, i.e. this host), on, off",
                             choices=SHM_MODES)] = "auto"
     shm_slots: Annotated[int, opt("frames a camera's ring holds (a 1080p frame is 6.2 MB of /dev/shm, taken when "
                                   "the camera starts); when all are taken, a live frame goes by the socket, "
                                   "counted", metavar="N", parse=positive(int))] = 8
+    source_slots: Annotated[int, opt("a camera whose frames are resized for detection (detect_size) and go through "
+                                     "shared memory keeps its last N source frames (YUV 4:2:0: 3.1 MB at 1080p) "
+                                     "in a ring of its own, so the sink makes the snapshots it keeps at the "
+                                     "source's resolution; 0: snapshots at the detection size", metavar="N",
+                                     parse=nonnegative(int))] = 16
     stall: Annotated[float, opt("a live stream with no video this long is offline, and reconnected (default 5s)",
                                 metavar="DURATION", parse=duration)] = STALL_S
     failed_retry: Annotated[float, opt("how often a source that cannot work (no such file, 404, not a video) is "

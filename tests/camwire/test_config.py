@@ -51,6 +51,7 @@ def check_config(path: Path, env: dict | None = None) -> subprocess.CompletedPro
     ('[cameras.a]\nurl = "x.mp4"\nfps = \n', 3, "Invalid value"),                 # TOML itself
     ('[cameras.a]\nurl = "x.mp4"\n\nzoom = 2\n', 4, "unknown key 'zoom'"),
     ('[cameras.a]\nurl = "x.mp4"\nevery = "5"\n', 3, "wrong type"),
+    ('[cameras.a]\nurl = "x.mp4"\n\npixel_format = "yuv422"\n', 4, "pixel_format: one of bgr, rgb, gray, yuv420"),
     ('[cameras.a]\nurl = "x.mp4"\nfps = 5\nkeyframes = true\n', 1, "choose one"),
     ('[sockets]\nfrontend = "tcp://h:1"\n\n[cameras.a]\nurl = "rtsp://u:${NOPE_UNSET}@h/x"\n', 5, "NOPE_UNSET"),
     ('[cameras.a]\nurl = "x.mp4"\n[cameras.a.rules]\nlabels = ["car"]\nmin_confidence = 2\n', 5, "min_confidence"),
@@ -89,7 +90,8 @@ def test_secrets_come_from_env_and_dotenv_and_are_masked(tmp_path: Path) -> None
     assert shown["cameras"]["gate"] == {"sources": ["rtsp://admin:***@10.0.0.9/live"], "sampling": "fps=2",
                                         "realtime": False, "loop": False, "record": True, "publish": None,
                                         "metrics_port": None, "detector": [], "detect": "motion", "masks": [],
-                                        "zones": {}, "detect_size": None, "weight": 1.0}
+                                        "zones": {}, "detect_size": None, "pixel_format": None,
+                                        "weight": 1.0}
     assert shown["daemons"]["sink"]["webhook"] == "https://hooks.example.com/services/***"
     assert cfg.daemon_defaults("sink")["webhook"] == "https://hooks.example.com/services/T0-B0-tok"
     for secret in ("s3cret", "from-env-wins", "dotenv-mqtt", "T0-B0-tok"):

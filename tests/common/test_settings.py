@@ -242,7 +242,7 @@ def test_a_value_of_the_wrong_type_is_refused_at_its_line_everywhere(section: st
 
 # what each way of reading a value refuses (a value of the right shape)
 REFUSED_BY = {"duration": "soon", "size": "big", "percent": "most", "port": 70000, "umask": "rw", "positive duration": 0,
-              "daemon_address": "sink", "positive int": 0, "positive size": 0, "camera_name": "a/b", "camera_url": "no-equals",
+              "daemon_address": "sink", "positive int": 0, "nonnegative int": -1, "positive size": 0, "camera_name": "a/b", "camera_url": "no-equals",
               "discovery_prefix": "a/+/b", "kafka_option": "no-equals", "mask_polygon": "[[0, 0]]", "proxy": "nowhere",
               "route": "no-equals", "review_name": "a\tb"}
 
