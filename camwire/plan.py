@@ -62,6 +62,8 @@ class RunCamera:
     metrics_port: int | None = None
     detect: str | None = None
     masks: tuple[str, ...] = ()  # each a JSON list of points, as --mask takes it
+    detect_size: int | None = None
+    pixel_format: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,8 @@ def spec_from_config(args: RunSettings, cfg: Config) -> RunSpec:
         raise ValueError(f"--once: camera {', '.join(looping)} has loop = true, so it never ends")
     cameras = [RunCamera(c.name, c.sources, c.sampling, realtime=c.realtime, record=c.record, publish=c.publish,
                          metrics_port=c.metrics_port, detect=c.detect,
-                         masks=tuple(json.dumps(m.to_list()) for m in c.masks))
+                         masks=tuple(json.dumps(m.to_list()) for m in c.masks), detect_size=c.detect_size,
+                         pixel_format=c.pixel_format)
                for c in cfg.cameras.values()]
     return RunSpec(cameras, cfg, frozenset(getattr(args, "given", set())))
 
@@ -254,6 +257,10 @@ class _Wiring:
                          *(w for m in cam.masks for w in ("--mask", m)),
                          *(["--metrics-port", str(cam.metrics_port)] if cam.metrics_port else []),
                          *_flag_words(sections.get("extractor", {}), skip),
+                         # after [extractor]'s: the camera's own detection size and pixels win, as
+                         # they do in an extractor reading the file
+                         *(["--detect-size", str(cam.detect_size)] if cam.detect_size else []),
+                         *(["--pixel-format", cam.pixel_format] if cam.pixel_format else []),
                          *_flag_words({SECURITY[k]: v for k, v in sections.get("security", {}).items()}, set())]
             out.append(Planned(child_name, "extractor", argv, env))
         return out

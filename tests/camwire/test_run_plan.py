@@ -85,3 +85,17 @@ def test_an_abbreviated_flag_is_refused_naming_it(tmp_path: Path, argv: list[str
     unknown = argv[argv.index("--detect" if "--detect" in argv else "--even")]
     assert error.startswith("camwire: error: unrecognized arguments:") and unknown in error.split(), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_cameras_detection_size_and_pixels_reach_its_own_extractor(tmp_path: Path, monkeypatch) -> None:
+    """With --once each camera has an extractor given its camera as flags: its detect_size and
+    pixel_format go with them, after [extractor]'s (the camera's own win, as in the file)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.mp4").write_bytes(b"")
+    cfg = tmp_path / "camwire.toml"
+    cfg.write_text(f'[classifier]\ndetector = "covered"\n\n[extractor]\ndetect_size = 640\n\n'
+                   f'[cameras.a]\nurl = "{tmp_path / "a.mp4"}"\ndetect_size = 416\npixel_format = "yuv420"\n')
+    extractor = next(c for c in plan(parse(["run", "--config", str(cfg), "--once"]), tmp_path / "run")
+                     if c.role == "extractor")
+    args = parse(extractor.argv)
+    assert args.detect_size == 416 and args.pixel_format == "yuv420"

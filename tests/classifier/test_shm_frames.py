@@ -58,14 +58,15 @@ def test_a_worker_on_another_host_gets_the_pixels_inline(pipeline_factory, daemo
 
 
 def test_a_killed_extractors_ring_is_reclaimed_by_the_next_one(daemons, zctx, sample_clip: Path) -> None:
+    """Its pool ring and, its frames resized for detection, its source ring (sink.source_frames)."""
     pull = Pull(zctx)
     daemons.start("extractor-k1", "extractor", "--camera", "killed", "--source", str(sample_clip), "--push",
-                  pull.addr, "--realtime")
-    pull.until(lambda m: isinstance(m, wire.FrameHeader) and m.shm is not None)
-    assert len(rings_of("killed")) == 1
+                  pull.addr, "--realtime", "--detect-size", "160")
+    pull.until(lambda m: isinstance(m, wire.FrameHeader) and m.shm is not None and m.source_shm is not None)
+    assert len(rings_of("killed")) == 2
     daemons.procs["extractor-k1"].send_signal(signal.SIGKILL)
     assert daemons.wait("extractor-k1") == -signal.SIGKILL
-    assert len(rings_of("killed")) == 1  # nobody unlinked it: its owner died
+    assert len(rings_of("killed")) == 2  # nobody unlinked them: their owner died
     daemons.start("extractor-k2", "extractor", "--camera", "other", "--source", str(sample_clip), "--push",
                   pull.addr, "--realtime")
     pull.until(lambda m: isinstance(m, wire.FrameHeader) and m.camera == "other")

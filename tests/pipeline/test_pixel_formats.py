@@ -62,10 +62,14 @@ def test_each_pixel_format_finds_the_walkers_and_converts_only_what_the_model_do
 
 def test_snapshots_are_made_at_the_sources_resolution(pipeline_factory, daemons) -> None:
     """Frames go to the pool at 416x312 in YUV 4:2:0 through shared memory (a loopback
-    ventilator); the objects' snapshots are 768x576, copied from the extractor's source ring."""
-    events, _, sink, data = run_clip(pipeline_factory, daemons, "srcres", "--pixel-format", "yuv420")
+    ventilator); the objects' snapshots are 768x576, copied from the extractor's source ring. The
+    ring holds every frame of this run (the file is read as fast as the pool takes it, and a
+    sink still starting while the extractor runs ahead would otherwise find the first ones
+    overwritten: counted source_gone, their snapshots at the detection size)."""
+    events, _, sink, data = run_clip(pipeline_factory, daemons, "srcres", "--pixel-format", "yuv420",
+                                     "--source-slots", "40")
     people_in_source_pixels(events)
-    assert sink["snapshot_pixels"]["source"] > 0
+    assert sink["snapshot_pixels"]["source"] > 0 and "source_gone" not in sink["snapshot_pixels"]
     assert not list(Path(shm.DIRECTORY).glob("camwire-srcres-*"))  # both rings unlinked at the extractor's exit
     shots = {e["snapshot"] for e in events if e.get("snapshot")}
     assert shots
