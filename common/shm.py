@@ -60,7 +60,9 @@ import numpy as np
 
 from camwire.common import wire
 
-DIRECTORY = "/dev/shm"
+# where rings live (tmpfs); every camwire daemon of a host must agree. CAMWIRE_SHM_DIR moves them all
+# (a container whose /dev/shm is small can point them at a larger tmpfs; the tests use a small one)
+DIRECTORY = os.environ.get("CAMWIRE_SHM_DIR") or "/dev/shm"
 LEASE_S = 10.0  # a slot no reader released is reused after this long (a reader that died holding it)
 MAGIC = b"CWRING01"
 VERSION = 1

@@ -129,3 +129,46 @@ def test_a_cameras_pool_keys_reach_the_extractor_and_the_ventilator(tmp_path: Pa
     assert specs["a"].detect_size == 416 and specs["b"].detect_size is None
     assert specs["a"].shm_slots == 8  # --push ipc://: this host
     assert weights_of(cfg) == {"a": 3.0}
+
+
+@pytest.fixture
+def small_shm(tmp_path: Path):
+    """A real 3 MB tmpfs for every daemon's rings (CAMWIRE_SHM_DIR): a full /dev/shm, as a
+    container's 64 MB one is with a few 1080p cameras. Needs root (CI runs as root)."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    where = tmp_path / "shm"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs", str(where)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+@pytest.mark.parametrize("resized", [False, True])
+def test_a_full_shared_memory_stops_nothing(pipeline_factory, daemons, sample_clip: Path, small_shm: Path,
+                                           monkeypatch, resized: bool) -> None:
+    """Rings in a 3 MB tmpfs. At the source's 640x360 the pool's ring (8 BGR frames, 5.5 MB) does
+    not fit: every frame goes by the socket, counted ``shm/unavailable``. Resized to 160 px for
+    detection the pool's ring fits, and the source ring (16 YUV frames, 5.5 MB, more than a third
+    of what is free) is not made: ``shm/source_unavailable``, snapshots at the detection size.
+    Either way every frame gets its result, and nothing is left in the tmpfs."""
+    monkeypatch.setenv("CAMWIRE_SHM_DIR", str(small_shm))
+    camera = "resized" if resized else "full"
+    p = pipeline_factory(until=camera)
+    p.worker("worker-1", "covered")
+    p.extractor(camera, str(sample_clip), extra=(*EVERY, *(("--detect-size", "160") if resized else ())))
+    sent = clip_passes_whole(p, daemons, camera=camera)
+    counted = daemons.stats(f"extractor-{camera}")[camera]["shm"]
+    if resized:
+        assert counted == {"used": sent, "source_unavailable": 1}
+    else:
+        assert counted == {"unavailable": 1}
+    assert daemons.stop("worker-1") == 0 and daemons.stop("ventilator") == 0
+    assert daemons.stats("worker-1")["processed"] == {camera: sent}
+    assert list(small_shm.iterdir()) == []
