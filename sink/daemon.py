@@ -52,7 +52,6 @@ fold into ``other``). A message for a new name while the pool is full is counted
 
 from __future__ import annotations
 
-import importlib
 import sys
 import time
 from pathlib import Path
@@ -178,8 +177,6 @@ class Sink:
         self.book = StatusBook(data_dir / "status.db" if data_dir else None, self.errors, self.cameras, self.switches)
         self.snapshots = (SnapshotStore(data_dir / "snapshots", d.counters, self.errors, args.snapshot_retain,
                                         args.snapshot_max_bytes, args.min_free) if data_dir else None)
-        if self.snapshots is not None:  # OpenCV (the JPEGs) loaded now, not at the first snapshot: results
-            importlib.import_module("cv2")  # would queue meanwhile, and source frames (source_frames) be overwritten
         self.outputs: list[Any] = []
         self.mqtt: MqttOutput | None = None
         if args.mqtt:

@@ -64,7 +64,6 @@ later one are counted ``reordered/<camera>``.
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
@@ -192,7 +191,6 @@ class Tracking:
                  counters: Counters | None = None, gone_s: float = 5.0, update_every_s: float = 5.0,
                  window: int = DEFAULT_WINDOW, max_wait_s: float = DEFAULT_MAX_WAIT_S,
                  areas: dict[str, Areas] | None = None, sightings: bool = False) -> None:
-        importlib.import_module("supervision")  # its ByteTrack, loaded now (a second), not at a camera's first result
         self.ids = ids  # sink.events.EventIds: unique ids shared with the sink's other events
         self.rules = rules or Rules()
         self.counters = counters if counters is not None else Counters()
