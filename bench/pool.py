@@ -13,7 +13,10 @@ publishes it (``--publish-detections``, a SUB here that stamps each result on ar
    detector: ``hog``, the COCO SSD (``onnx:../shared/models/coco-ssd-mobilenetv2.onnx``) and
    ``onnx:../shared/models/yolox-nano-416.onnx`` when the current ONNX detector finds people with
    it (probed first on a few frames: a case whose file is absent or that does not work is skipped,
-   and the output says why).
+   and the output says why). Beside it, the detector alone: one process, then two at once, each
+   on one thread over frames decoded beforehand, nothing sent: the most a second worker could add
+   on this host if the pipeline (decoding, routing, tracking) took no CPU. Each daemon's CPU per
+   frame (/proc) is printed with each run.
 2. ``distant``: one worker connected to the ventilator's backend over TCP directly, against the
    same worker connected through ``bench/relay.py``, a delay line adding 50 ms each way (100 ms
    round trip) on that link only (results still go to the sink on ipc: pushed, they wait for no
@@ -340,12 +343,19 @@ class Pipeline:
             time.sleep(0.05)
         return False
 
-    def rss(self) -> dict[str, float | None]:
+    def named(self) -> list[tuple[str, subprocess.Popen]]:
         named = [("sink", self.sink), ("ventilator", self.vent), *[(f"worker{i + 1}", w) for i, w in
                                                                   enumerate(self.workers)]]
         if self.extractor is not None:
             named.append(("extractor", self.extractor))
-        return {name: rss_mb(p.pid) for name, p in named}
+        return named
+
+    def rss(self) -> dict[str, float | None]:
+        return {name: rss_mb(p.pid) for name, p in self.named()}
+
+    def cpu(self) -> dict[str, float | None]:
+        """CPU seconds each daemon has used so far (the extractor's from its start)."""
+        return {name: cpu_seconds(p.pid) for name, p in self.named()}
 
     def stop(self) -> None:
         self.tap.close()
@@ -432,9 +442,11 @@ def pool_run(procs: Procs, work: Path, tag: str, clip: Path, frames: int, spec: 
         for i in range(n_workers):
             pipe.worker(f"w{i + 1}", spec, threads)
         pipe.joined(n_workers)
+        cpu_before = pipe.cpu()
         started = time.monotonic()
         pipe.extract("--camera", "walk", "--source", str(clip), "--detect", "always", *extract_args)
         complete = pipe.wait_results(frames, timeout=3600)
+        cpu_after = pipe.cpu()
         res = pipe.tap.snapshot()
         if not res:
             raise RuntimeError(f"{tag}: no result came")
@@ -447,8 +459,11 @@ def pool_run(procs: Procs, work: Path, tag: str, clip: Path, frames: int, spec: 
     # each worker's own account (its --stats): ms per frame in the detector, and its busy seconds
     own = {w: {k: pipe.stats(w).get(k) for k in ("frame_ms", "busy_seconds", "window", "round_trip_ms")}
            for w in sorted(per_worker)}
+    # CPU ms a frame of each daemon over the run (the extractor's includes its start-up)
+    cpu_ms = {name: round(1000 * (after - (cpu_before.get(name) or 0.0)) / max(len(res), 1), 2)
+              for name, after in cpu_after.items() if after is not None}
     return {"workers": n_workers, "threads_each": threads, "load1_after": round(os.getloadavg()[0], 2),
-            "results": len(res), "expected": frames,
+            "results": len(res), "expected": frames, "cpu_ms_per_frame": cpu_ms,
             "complete": complete, "wall_s": round(last - started, 2),
             "fps_first_to_last": round((len(res) - 1) / max(last - first, 1e-9), 2),
             "per_worker": per_worker, "worker_stats": own,
@@ -458,6 +473,38 @@ def pool_run(procs: Procs, work: Path, tag: str, clip: Path, frames: int, spec: 
 
 
 ONLY_DETECTORS: list[str] = []  # --only-detectors
+ALONE_S = 10.0  # the detector alone: how long each process runs it after a warm pass
+
+
+def detector_loop(spec: str, seconds: float) -> None:
+    """(A child of :func:`detector_alone`) the detector on one thread over 60 decoded frames of the
+    clip held in memory, round and round for ``seconds`` after one warm pass; prints frames/s."""
+    from camwire.classifier.detectors import make_detector
+    from camwire.classifier.threads import limit_threads
+
+    limit_threads(1)
+    with av.open(str(CLIP)) as container:
+        frames = [(None, f.to_ndarray(format="bgr24")) for _, f in zip(range(60), container.decode(video=0))]
+    detector = make_detector(spec, {"threads": 1})
+    for frame in frames:
+        detector.detect([frame])
+    n, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        detector.detect([frames[n % len(frames)]])
+        n += 1
+    print(json.dumps({"fps": n / (time.monotonic() - t0)}), flush=True)
+
+
+def detector_alone(spec: str, n: int, seconds: float = ALONE_S) -> float:
+    """Frames/s of ``n`` processes each running the detector alone (no pipeline: frames already
+    decoded, nothing sent), summed: what ``n`` workers could do if nothing else needed the cores."""
+    procs = [subprocess.Popen([sys.executable, __file__, "--detector-loop", spec, str(seconds)], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for _ in range(n)]
+    rates = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=seconds + 300)
+        rates.append(json.loads(out.strip().splitlines()[-1])["fps"])
+    return round(sum(rates), 2)
 
 
 def part_workers(procs: Procs, work: Path, clip: Path, frames: int, rounds: int,
@@ -482,10 +529,15 @@ def part_workers(procs: Procs, work: Path, clip: Path, frames: int, rounds: int,
                       f"{got['fps_first_to_last']:6.2f} frames/s, {got['results']}/{frames} results "
                       f"{got['per_worker']}, ms/frame in each worker "
                       f"{ {w: v['frame_ms'] for w, v in got['worker_stats'].items()} }, "
-                      f"busy {got['worker_busy_share']:.0%}; load {got['load1_after']}", flush=True)
+                      f"busy {got['worker_busy_share']:.0%}; load {got['load1_after']}; "
+                      f"CPU ms a frame {got['cpu_ms_per_frame']}", flush=True)
         best = {case: min(runs[case], key=lambda g: g["wall_s"]) for case in runs}
         fps = {case: max(g["fps_first_to_last"] for g in runs[case]) for case in runs}
-        row = {"runs": runs,
+        # the detector alone, one process and two at once: the most two workers could gain here
+        alone = {"one": detector_alone(spec, 1), "two": detector_alone(spec, 2)}
+        print(f"workers {label:15} the detector alone: one process {alone['one']} frames/s, two at once "
+              f"{alone['two']} ({alone['two'] / alone['one']:.2f}x)", flush=True)
+        row = {"runs": runs, "alone_fps": alone, "alone two/one": round(alone["two"] / alone["one"], 2),
                "best_wall_s": {case: best[case]["wall_s"] for case in runs},
                "best_fps": fps,
                "two/one wall": round(best["one"]["wall_s"] / best["two"]["wall_s"], 2),
@@ -713,12 +765,13 @@ def print_tables(results: dict) -> None:
     if w := results.get("workers"):
         print(f"1. one worker against two ({w['clip']}, {w['cores']} cores)")
         print(f"   {'detector':16} {'1x1t wall s':>11} {'2x1t wall s':>11} {'two/one':>8}   {'1x1t fps':>8} "
-              f"{'2x1t fps':>8} {'two/one':>8}   {'1 all cores':>11} {'two/it':>7}")
+              f"{'2x1t fps':>8} {'two/one':>8}   {'1 all cores':>11} {'two/it':>7}   {'alone two/one':>13}")
         for label, row in w["detectors"].items():
             wall, fps = row["best_wall_s"], row["best_fps"]
             print(f"   {label:16} {wall['one']:11.2f} {wall['two']:11.2f} {row['two/one wall']:7.2f}x"
                   f"   {fps['one']:8.2f} {fps['two']:8.2f} {row['two/one fps']:7.2f}x"
-                  f"   {wall['one, all cores']:11.2f} {row['two/one-all-cores wall']:6.2f}x")
+                  f"   {wall['one, all cores']:11.2f} {row['two/one-all-cores wall']:6.2f}x"
+                  f"   {row['alone two/one']:12.2f}x")
         for label, why in w["skipped"].items():
             print(f"   {label:16} skipped: {why}")
     if d := results.get("distant"):
@@ -762,7 +815,11 @@ def main() -> None:
     ap.add_argument("--overload", type=float, default=2.0, help="fair: what the cameras offer / the worker's rate")
     ap.add_argument("--out", help="write every figure as JSON here too")
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (the daemons' logs and stats files)")
+    ap.add_argument("--detector-loop", nargs=2, metavar=("SPEC", "SECONDS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.detector_loop:
+        detector_loop(args.detector_loop[0], float(args.detector_loop[1]))
+        return
     ONLY_DETECTORS.extend(args.only_detectors or ())
     parts = args.only or PARTS
     if not CLIP.is_file():

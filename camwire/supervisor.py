@@ -6,6 +6,10 @@ Two ways to say what runs: ``--config camwire.toml`` (the file's cameras and eac
 settings: MQTT, webhook, metrics ports, the recorder if its section names a ``dir``), or
 ``--camera NAME=URL`` flags.
 
+The sink, the ventilator and the recorder start first; the workers, extractors and console
+once those have said they are ready (common.notify: their sockets are bound), so nothing is
+sent to an address that no one has bound yet.
+
 SIGHUP is passed on to every running child, and each reloads (common.daemon); run goes on.
 When run starts the web console it says where, in one line on stdout (a terminal or not):
 ``camwire: console at http://127.0.0.1:8080/ (events, live views, recordings)``.
@@ -42,6 +46,7 @@ from camwire.common.daemon import EXIT_FAILED, EXIT_OK, EXIT_OPTIONS, EXIT_SOURC
 from camwire.common.config import Config
 from camwire.common.lifecycle import Hangup, StopFlag, backoff_delay
 from camwire.common.logs import configure
+from camwire.common.notify import Listener, notify
 from camwire.common.sockets import OperatorError
 from camwire.common.settings import RunSettings, WebSettings
 from camwire.common.settings.model import build
@@ -50,6 +55,9 @@ STOP_TIMEOUT_S = 10.0
 RESTART_WINDOW_S = 60.0
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 FINISHED = (EXIT_OK, EXIT_SOURCE_FAILED)  # an extractor that exits so is done: never restarted
+RECEIVERS = ("sink", "ventilator", "recorder")  # started, and waited for, before what sends to them
+READY_WAIT_S = 60.0  # past this the rest start anyway (a sink replaying a long events file, say)
+READY_POLL_S = 0.02
 
 
 def check(args: RunSettings, build_detectors: bool = True) -> None:
@@ -124,9 +132,21 @@ def main(args: RunSettings) -> int:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise OperatorError(f"cannot start: {exc}") from None  # camwire.cli: one line, exit 2
     started = time.monotonic()
+    listener = Listener(str(run_dir / "notify"))
     for child in children:
+        child.env["NOTIFY_SOCKET"] = listener.path  # each says READY=1 once its sockets are bound
+    # what the others send to first, and the others once it is ready: a worker's first results
+    # then find the sink bound, not a queue that fills while it starts (and drops, counted)
+    first = [c for c in children if c.role in RECEIVERS]
+    for child in first:
         child.start()
         log.info("started", child=child.name, pid=child.proc.pid)
+    wait_ready(first, listener, stop, log)
+    for child in children:
+        if child not in first:
+            child.start()
+            log.info("started", child=child.name, pid=child.proc.pid)
+    notify()  # run itself, to a service manager that started it (its own NOTIFY_SOCKET)
     url = console_url(args, children)
     if url is not None:  # in plain words, not only in the console's own log line
         print(f"camwire: console at {url} (events, live views, recordings)", flush=True)
@@ -140,8 +160,28 @@ def main(args: RunSettings) -> int:
                         "failed": sorted(c.name for c in children if c.failed)}
         write_stats(args.stats, stats)
         print(summary(stats), flush=True)
+        listener.close()
         shutil.rmtree(run_dir, ignore_errors=True)
     return code
+
+
+def wait_ready(children: list[Child], listener: Listener, stop: StopFlag, log) -> None:
+    """Until every child of ``children`` has said it is ready (common.notify), exited (supervise
+    then says why), or READY_WAIT_S has passed (said, and the run goes on: a sink slow to start
+    costs its first results, not the run)."""
+    deadline = time.monotonic() + READY_WAIT_S
+    waiting = list(children)
+    while waiting and not stop.is_set():
+        ready = listener.ready()
+        waiting = [c for c in waiting if c.proc.pid not in ready and c.proc.poll() is None]
+        if waiting and time.monotonic() >= deadline:
+            log.warning("not ready in time; starting the rest", children=[c.name for c in waiting],
+                        waited_s=READY_WAIT_S)
+            return
+        if waiting:
+            stop.wait(READY_POLL_S)
+    if children:
+        log.info("ready", children=[c.name for c in children if c.proc.pid in listener.pids])
 
 
 def console_url(args: RunSettings, children: list[Child]) -> str | None:

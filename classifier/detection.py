@@ -5,7 +5,8 @@ and by the loop for frames it answers with an error.
 
 A result that found something (or a covered lens) carries the frame's pixels as an LZ4 block
 (common.pixels.pack_pixels), not a JPEG: the sink encodes one only for the few snapshots and
-frames it keeps, so no worker pays for the many it would throw away."""
+frames it keeps, so no worker pays for the many it would throw away. To a sink on this host they
+go raw, or, for a frame that came in shared memory, not at all: the result names the slot."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def result_parts(header: wire.FrameHeader, worker: str, detector: str, result: F
     """A frame's ``result`` (part 0), and the pixels the detector saw (``image``) as part 1 when
     something was found or the lens is covered: raw or an LZ4 block (``pixel_enc``;
     ``Result.image`` says their size), copied out of ``image``, which may be a view of shared memory.
+    To a sink on this host (``pixel_enc`` raw) a frame that came in shared memory sends no part 1:
+    the result names its slot (``image_enc = "shm"``, ``image_shm``), the worker leaves the slot
+    held (classifier.worker_loop) and the sink copies the pixels out and releases it.
 
     The detector's own result is converted and validated here, once; one the sink could not
     decode (a NaN box) becomes a result with the error instead. Boxes leave in source pixels: a
@@ -50,20 +54,31 @@ def result_parts(header: wire.FrameHeader, worker: str, detector: str, result: F
             error = error or f"detector gave an invalid result: {exc}"
     if header.source is not None:
         detections = to_source(detections, header)
-    packed = None
+    packed, size, enc, in_slot = None, None, "raw" if pixel_enc == "raw" else "lz4", None
     if image is not None and error is None and (detections or flags.covered):
+        if pixel_enc == "raw" and (size := in_place(header)) is not None:
+            enc, in_slot = "shm", header.shm  # the sink copies them out of the slot: no copy here
         # in the camera's format (YUV 4:2:0: half of BGR's bytes); the sink makes a JPEG of them
         # (in BGR) only if it keeps this frame
-        packed = pixels.pack_pixels(image, pixel_enc, header.format)
+        elif (packed := pixels.pack_pixels(image, pixel_enc, header.format)) is not None:
+            size = packed[1]
     width, height = header.source or (header.width, header.height)
     body = wire.Result(camera=header.camera, seq=header.seq, ts_ns=header.ts_ns, width=width, height=height,
                        pts=header.pts, worker=worker, detector=detector, detections=detections,
                        flags=flags, error=error[:1000] if error else None, infer_ms=min(infer_ms, 1e6),
-                       motion=header.motion, prev=header.prev, image=packed[1] if packed else None,
-                       image_enc="raw" if pixel_enc == "raw" else "lz4",
-                       image_pix=header.format, source_shm=header.source_shm if packed else None,
+                       motion=header.motion, prev=header.prev, image=size, image_enc=enc, image_shm=in_slot,
+                       image_pix=header.format, source_shm=header.source_shm if size else None,
                        matrix=header.matrix)
     return [wire.pack(body), packed[0]] if packed else [wire.pack(body)]
+
+
+def in_place(header: wire.FrameHeader) -> tuple[int, int, int] | None:
+    """(width, height, channels) of a frame's pixels as they lie in its shared-memory slot, when a
+    result can name the slot instead of carrying them (8-bit, as common.pixels.pack_pixels would
+    send them: no alpha to strip); None for a frame that came inline."""
+    if header.shm is None or header.dtype != "uint8" or header.channels == 4:
+        return None
+    return header.width, header.height, 3 if header.format in ("bgr", "rgb") else 1
 
 
 def to_source(detections: list[wire.Detection], header: wire.FrameHeader) -> list[wire.Detection]:

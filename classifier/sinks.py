@@ -31,8 +31,9 @@ from camwire.common.rendezvous import owner
 from camwire.common.sockets import PeerWatch, is_local, send_nowait
 
 # results queued while a sink is away; past it they are dropped, counted. A result with a
-# detection carries its frame's pixels (0.3 MB at 416 px, 6.2 MB at 1080p raw), so this bounds
-# what a worker holds for a sink that is gone
+# detection carries its frame's pixels (0.3 MB at 416 px, 6.2 MB at 1080p raw) or, to a sink on
+# this host, holds its frame's shared-memory slot, so this bounds what a worker holds for a sink
+# that is gone
 SINK_HWM = 300
 
 
@@ -56,9 +57,9 @@ class Sinks:
         """The address of the sink that owns ``camera``."""
         return sink_of(camera, self.addrs)
 
-    def send(self, camera: str, parts: list[Any]) -> None:
-        """A result or a camera's message, to the camera's sink."""
-        self._send(self.socks[self.of(camera)], parts)
+    def send(self, camera: str, parts: list[Any]) -> bool:
+        """A result or a camera's message, to the camera's sink; False if it was dropped."""
+        return self._send(self.socks[self.of(camera)], parts)
 
     def workers(self, msg: wire.Workers, raw: bytes) -> None:
         """The ventilator's pool report: each camera's parts to its sink, the rest to every sink."""
@@ -68,9 +69,11 @@ class Sinks:
         for addr, part in split(msg, self.addrs).items():
             self._send(self.socks[addr], [wire.pack(part)])
 
-    def _send(self, sock: zmq.Socket, parts: list[Any]) -> None:
+    def _send(self, sock: zmq.Socket, parts: list[Any]) -> bool:
         if not send_nowait(sock, parts):
             self.counters.add("dropped", "sink_full")
+            return False
+        return True
 
 
 def sink_of(camera: str, addrs: list[str]) -> str:

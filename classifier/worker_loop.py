@@ -70,6 +70,7 @@ class Worker:
         self.sinks = Sinks(daemon, args.sink or [], self.counters)
         # a result's pixels (for the snapshots the sink keeps): raw to sinks on this host, where a
         # copy costs less than any codec; LZ4 across a network
+        # (classifier.detection.result_parts; a frame that came in shared memory: its slot named)
         self.pixel_enc = "raw" if self.sinks.local() else "lz4"
         self.batches: queue.Queue[Batch | None] = queue.Queue()
         self.detection: Detection | None = None
@@ -207,12 +208,14 @@ class Worker:
         if header is None:
             self.counters.add("late", "unknown_result")  # already answered with an error
             return
-        self._give_back(header)
         self.counters.add("results")
         if result.error is None and result.infer_ms > 0:
             t = result.infer_ms / 1000
             self.frame_s = t if self.frame_s is None else self.frame_s + FRAME_TIME_ALPHA * (t - self.frame_s)
-        self.sinks.send(result.camera, [p.bytes for p in parts])
+        # a result naming the frame's slot (image_shm) hands the slot on: the sink releases it once
+        # it has copied the pixels (or the ring's lease frees it, should the sink never read them)
+        if not self.sinks.send(result.camera, [p.bytes for p in parts]) or result.image_shm is None:
+            self._give_back(header)
         link = self.origin.pop(key, None)
         if link is not None:
             self._top_up(link, [key])

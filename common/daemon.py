@@ -75,6 +75,7 @@ from camwire.common.curve import Curve, secured
 from camwire.common.lifecycle import Hangup, StopFlag, backoff_delay
 from camwire.common.logs import RepeatLimiter, configure
 from camwire.common.metrics import register_stats
+from camwire.common.notify import notify
 from camwire.common.settings import Settings
 from camwire.common.refusals import PeerNames, Refusal, RefusalWatch
 from camwire.common.serve import Op, Server, bind_server
@@ -345,6 +346,7 @@ class Daemon:
         register_stats(self.name, self.counters.snapshot, self.counters.labels, self._gauges, self._collectors)
         try:
             self._start_server()
+            notify()  # its sockets are bound: systemd (Type=notify) or camwire run may start what sends to it
             while not self.stop.is_set():
                 if until is not None and until():
                     break

@@ -19,8 +19,11 @@ What goes where:
   also carry the codec's ``extradata``). Pixel codecs live in common.pixels, so a relay such as
   the ventilator never loads OpenCV: it checks a frame with :func:`peek_frame` alone.
 - ``result`` (worker -> sink): one part, or two when the frame's pixels ride along (something
-  was found, or the lens is covered): an LZ4 block of them, their size in ``Result.image``; the
-  sink makes a JPEG of them only for a snapshot or a frame it keeps (common.pixels.Pixels).
+  was found, or the lens is covered): an LZ4 block of them (raw to a sink on the worker's
+  host), their size in ``Result.image``; the sink makes a JPEG of them only for a snapshot or a
+  frame it keeps (common.pixels.Pixels). A frame that came in shared memory, to a sink on the
+  worker's host, keeps its pixels there instead: one part, ``image_enc = "shm"`` and
+  ``image_shm`` naming the slot, which the worker leaves held and the sink copies and releases.
 - ``ready`` / ``heartbeat`` (worker -> ventilator), ``heartbeat`` / ``reset`` / ``bye``
   (ventilator -> worker): credits and liveness, see classifier.ventilator.
 - ``status`` / ``eos`` (extractor -> ventilator -> worker -> sink, and extractor PUB ->
@@ -219,9 +222,12 @@ class Result(OfFrame, tag="result"):
     # for grey and YUV 4:2:0), ``image_enc``; the detector's, smaller than width x height when the
     # frame was resized for detection (boxes are in width x height, the source's). None: no part 1
     image: tuple[Side, Side, Literal[1, 3]] | None = None
-    image_enc: Literal["raw", "lz4"] = "lz4"  # part 1: raw to a sink on the worker's host, else an LZ4 block
+    # part 1: raw to a sink on the worker's host, else an LZ4 block; "shm": no part 1, the pixels
+    # are still in the slot ``image_shm`` names (the frame's own, held for the sink to copy and release)
+    image_enc: Literal["raw", "lz4", "shm"] = "lz4"
     image_pix: PixelFormat = "bgr"
-    source_shm: ShmRef | None = None  # the frame header's, when part 1 is sent: the source's pixels
+    image_shm: ShmRef | None = None
+    source_shm: ShmRef | None = None  # the frame header's, when its pixels are sent: the source's pixels
     matrix: YuvMatrix = "bt601"  # the frame header's: the colour matrix of YUV pixels (part 1's, the source's)
 
 

@@ -2,7 +2,8 @@
 
 Sockets (common.daemon owns the loop):
   - PULL (bound, ``--bind``): common.wire ``Result`` from workers (one part, or two with the
-    frame's pixels, an LZ4 block: common.pixels.Pixels), and relayed through the workers the
+    frame's pixels, an LZ4 block or raw: common.pixels.Pixels; or one naming the frame's
+    shared-memory slot, copied out and released at once: sink.source_frames), and relayed through the workers the
     extractors' ``Status``, ``Eos`` and ``Motion`` and the ventilator's ``Workers``; from the
     recorder, ``Event`` of type ``uploaded`` (its kept clips in object storage), emitted as the
     sink's own, and ``recording_paused`` / ``recording_resumed`` (sink.recording_state: once per
@@ -98,6 +99,15 @@ CLOSE_DRAIN_ROUNDS = 100  # of the skeleton's bounded drains, at exit
 UPLOADED_EVERY_S = 0.2  # uploaded events are taken from the uploader's threads this often
 COMMANDS_EVERY_S = 0.1  # switches set on MQTT are taken from paho's thread this often
 RETELL_EVERY_S = 60.0  # each camera's record switch told again on PUB (a recorder that missed one)
+# a result whose pixels a worker left in shared memory that the sink could not copy (no snapshot of
+# that frame; the result goes on): said once a minute per cause
+SHM_UNREAD = {
+    "shm_elsewhere": "a worker left a result's pixels in shared memory this sink cannot map: give the sink "
+                     "the workers' /dev/shm (a container: --ipc=host) or give the workers an address of it "
+                     "that is not on loopback",
+    "shm_gone": "a result's pixels were no longer in shared memory when it arrived (the sink is far behind)",
+    "bad": "a result named shared memory that is not a camwire frame's",
+}
 def check(args: SinkSettings | RunSettings) -> None:
     """What the sink would refuse, judged before it starts (camwire.cli, check-config, a reload):
     an address without a transport, a ``--rules`` file that does not load, an ``--mqtt`` URL
@@ -323,7 +333,8 @@ class Sink:
         if self.boxes is not None:
             shown = self.tracking.shown(r) if detect else msgspec.structs.replace(r, detections=[])
             if shown.image is not None or shown.source_shm is not None:  # its pixels do not go with it
-                shown = msgspec.structs.replace(shown, image=None, image_pix="bgr", source_shm=None)
+                shown = msgspec.structs.replace(shown, image=None, image_enc="lz4", image_shm=None, image_pix="bgr",
+                                                source_shm=None)
             self.boxes.send(wire.pack(shown))
         self.book.on_result(r)
         self.finish_if_drained(r.camera)
@@ -342,8 +353,19 @@ class Sink:
         result goes on without."""
         if part is None and r.image is None:
             return None
+        enc = r.image_enc
+        if enc == "shm":  # still in the frame's slot, held for us: copied out (and the slot freed) now
+            if part is not None or r.image_shm is None or r.image is None:
+                part = None  # Pixels.of says why
+            else:
+                part, why = self.sources.copy_out(r.image_shm, r.image, r.image_pix)
+                if part is None:
+                    self.d.repeats(f"result_pixels:{why}", SHM_UNREAD.get(why, SHM_UNREAD["bad"]), camera=r.camera,
+                                   worker=r.worker, why=why)
+                    return None
+            enc = "raw"
         try:
-            pixels = Pixels.of(r.image, part, enc=r.image_enc, pix=r.image_pix, matrix=r.matrix)
+            pixels = Pixels.of(r.image, part, enc=enc, pix=r.image_pix, matrix=r.matrix)
         except wire.MalformedMessage as exc:
             self.d.counters.add("malformed", exc.reason)
             self.d.repeats(f"malformed:{exc.reason}", "a result's pixels refused; it goes on without them",

@@ -1,4 +1,12 @@
-"""The source's own pixels for the snapshots the sink keeps (a frame resized for detection).
+"""The pixels a result left in shared memory, and the source's own pixels for the snapshots
+the sink keeps (a frame resized for detection).
+
+A worker on the sink's host whose frame came in shared memory does not send its pixels: the
+result names the frame's slot (``Result.image_shm``), which the worker leaves held. The sink
+copies them out on arrival (:meth:`SourceFrames.copy_out`: a memcpy where a socket would copy
+them three times) and releases the slot; a slot already reused (the ring's lease ran out while
+the result waited), or in a ring this host cannot map, leaves the result without pixels,
+counted ``snapshot_pixels/shm_gone`` or ``shm_elsewhere``; copied, ``snapshot_pixels/shm``.
 
 A camera with ``detect_size`` sends the pool frames at the detection size; when its frames go
 through shared memory, its extractor also keeps the last few source frames (YUV 4:2:0, the
@@ -61,6 +69,30 @@ class SourceFrames:
             self.counters.add("malformed", "bad_source")
             return pixels
         return dataclasses.replace(pixels, source=SourceFrame(self, r.source_shm, (r.width, r.height), r.matrix))
+
+    def copy_out(self, ref: wire.ShmRef, image: tuple[int, int, int], pix: str) -> tuple[bytes | None, str]:
+        """A copy of a result's pixels from the slot its worker left held for us (``image``:
+        ``Result.image``, their size, ``pix`` their format), and the slot released; or None and
+        why not (counted under ``snapshot_pixels``, or ``malformed`` for a ref no worker made)."""
+        width, height, channels = image
+        nbytes = width * height * 3 // 2 if pix == "yuv420" else width * height * channels
+        if ref.host != self.readers.host:
+            self.counters.add("snapshot_pixels", "shm_elsewhere")
+            return None, "shm_elsewhere"
+        try:
+            data = bytes(self.readers.view(ref, nbytes))
+        except shm.ShmError as exc:  # reused already, its ring gone; or a ref no worker made
+            why = "shm_gone" if exc.reason in ("recycled", "unknown_ring") else exc.reason
+            self.counters.add(*(("snapshot_pixels", why) if why == "shm_gone" else ("malformed", why)))
+            self.readers.release(ref)
+            return None, why
+        valid = self.readers.valid(ref)
+        self.readers.release(ref)
+        if not valid:  # rewritten while it was copied
+            self.counters.add("snapshot_pixels", "shm_gone")
+            return None, "shm_gone"
+        self.counters.add("snapshot_pixels", "shm")
+        return data, "shm"
 
     def take(self, ref: wire.ShmRef, size: tuple[int, int], matrix: str = "bt601") -> Pixels | None:
         """A copy of the source frame (YUV 4:2:0 pixels, raw), or None when it is no longer there."""

@@ -14,13 +14,18 @@ from pathlib import Path
 from conftest import free_port, scrape, value
 
 
+def camwire_run(tmp_path: Path, clip: Path, *flags: str) -> subprocess.Popen:
+    """``camwire run`` of one camera reading ``clip`` with the ``covered`` detector, its JSON log on
+    a pipe (stderr), its summary on stdout (a pipe too)."""
+    return subprocess.Popen([sys.executable, "-m", "camwire", "run", "--camera", f"cam={clip}", "--detector",
+                             "covered", "--events", str(tmp_path / "events.jsonl"), *flags],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "CAMWIRE_LOG_FORMAT": "json"})
+
+
 def test_dead_child_is_restarted_and_logged(tmp_path: Path, sample_clip: Path) -> None:
     stats = tmp_path / "stats.json"
-    env = {**os.environ, "CAMWIRE_LOG_FORMAT": "json"}
-    run = subprocess.Popen([sys.executable, "-m", "camwire", "run", "--camera", f"cam={sample_clip}",
-                            "--detector", "covered", "--workers", "2", "--realtime",
-                            "--events", str(tmp_path / "events.jsonl"), "--stats", str(stats)],
-                           stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    run = camwire_run(tmp_path, sample_clip, "--workers", "2", "--realtime", "--stats", str(stats))
     try:
         victim = None
         for line in run.stderr:
@@ -59,8 +64,9 @@ def gone(pid: int) -> bool:
         return True
 
 
-def started(run: subprocess.Popen) -> dict[str, int]:
-    """Each child's pid as ``camwire run`` logs it starting, read until the extractor (the last)."""
+def started(run: subprocess.Popen, until: str = "extractor") -> dict[str, int]:
+    """Each child's pid as ``camwire run`` logs it starting, read until the first whose name starts
+    with ``until`` (the extractor starts last: every child is up)."""
     pids = {}
     for line in run.stderr:
         try:
@@ -69,8 +75,8 @@ def started(run: subprocess.Popen) -> dict[str, int]:
             continue
         if isinstance(rec, dict) and rec.get("daemon") == "run" and rec.get("event") == "started":
             pids[rec["child"]] = rec["pid"]
-            if rec["child"].startswith("extractor"):
-                break  # the extractor starts last: every child is up
+            if rec["child"].startswith(until):
+                break
     return pids
 
 
@@ -160,3 +166,32 @@ def test_flags_mode_puts_no_camera_url_on_a_child_command_line(tmp_path: Path) -
     finally:
         run.send_signal(signal.SIGTERM)
         run.wait(timeout=30)
+
+
+def test_what_others_send_to_is_bound_before_they_start(tmp_path: Path, sample_clip: Path) -> None:
+    """``camwire run`` starts the sink and the ventilator first and the workers and extractors only
+    once both have said they are ready (common.notify): when the first worker starts, the
+    addresses it sends to are bound, so a fast worker's first results never queue for a sink
+    still starting (where they were dropped as sink_full, and ``--once`` never drained)."""
+    stats = tmp_path / "stats.json"
+    run = camwire_run(tmp_path, sample_clip, "--workers", "2", "--once", "--stats", str(stats))
+    try:
+        pids = started(run, until="classifier")
+        bound = {**flags_of(pids["sink"], "--bind"), **flags_of(pids["ventilator"], "--frontend", "--backend")}
+        assert len(bound) == 3 and all(addr.startswith("ipc://") for addr in bound.values()), bound
+        for flag, addr in bound.items():
+            assert Path(addr[len("ipc://"):]).exists(), f"{flag} {addr} not bound when the first worker started"
+        run.communicate(timeout=300)
+        assert run.returncode == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+    got = json.loads(stats.read_text())
+    assert "sink_full" not in json.dumps(got)
+    assert got["sink"]["results"]["cam"] == got["extractor"]["cam"]["sent"] > 0
+
+
+def flags_of(pid: int, *flags: str) -> dict[str, str]:
+    """The values of ``flags`` on a running process's command line."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    return {flag: argv[argv.index(flag) + 1] for flag in flags if flag in argv}

@@ -152,3 +152,24 @@ def test_raw_pixels_go_to_a_sink_on_this_host_and_are_checked_exactly() -> None:
     assert (held.decode() == image).all()
     with pytest.raises(wire.MalformedMessage, match="raw bytes"):
         pixels.Pixels.of(body.image, parts[1][:-1], enc="raw")
+
+
+@pytest.mark.parametrize("fmt,channels,image", [("bgr", 3, (640, 360, 3)), ("gray", 1, (640, 360, 1)),
+                                                ("yuv420", 1, (640, 360, 1))])
+def test_a_shared_memory_frames_pixels_stay_in_its_slot_for_a_sink_on_this_host(fmt, channels, image) -> None:
+    """To a sink on this host the result names the slot instead of carrying the pixels (the sink
+    copies them out and releases it); to one across a network they go as an LZ4 block as ever."""
+    slot = wire.ShmRef(host="h", ring="camwire-c-1-x", slot=3, gen=7)
+    h = header(shm=slot, pix="bgr" if fmt == "gray" else fmt, channels=channels)
+    found = FrameResult([Found("person", 0.9, BOX)])
+    pixels_of = frame()[:, :, 0] if channels == 1 else frame()
+    if fmt == "yuv420":
+        pixels_of = np.zeros((540, 640), np.uint8)
+    parts = result_parts(h, "w", "d", found, pixels_of, pixel_enc="raw")
+    body = wire.unpack(parts[0])
+    assert len(parts) == 1 and body.image_enc == "shm" and body.image_shm == slot and body.image == image
+    assert body.image_pix == fmt
+    far = result_parts(h, "w", "d", found, pixels_of, pixel_enc="lz4")
+    assert len(far) == 2 and wire.unpack(far[0]).image_enc == "lz4" and wire.unpack(far[0]).image_shm is None
+    nothing = result_parts(h, "w", "d", FrameResult(), pixels_of, pixel_enc="raw")
+    assert len(nothing) == 1 and wire.unpack(nothing[0]).image is None  # nothing found: no pixels, no slot named

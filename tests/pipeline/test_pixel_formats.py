@@ -81,11 +81,38 @@ def test_snapshots_are_made_at_the_sources_resolution(pipeline_factory, daemons)
 
 
 def test_without_a_source_ring_snapshots_are_at_the_detection_size(pipeline_factory, daemons) -> None:
-    events, _, sink, data = run_clip(pipeline_factory, daemons, "detres", "--source-slots", "0")
+    """And a result's pixels stay in the frame's slot, which the worker leaves held for the sink
+    (on this host): every result with something found is copied out of shared memory by the
+    sink, none by a socket, and every slot comes back (the extractor, reading the file as fast
+    as the pool takes it, never found its ring full)."""
+    events, worker, sink, data = run_clip(pipeline_factory, daemons, "detres", "--source-slots", "0")
     people_in_source_pixels(events)
     assert "source" not in sink.get("snapshot_pixels", {})
     shots = {e["snapshot"] for e in events if e.get("snapshot")}
     assert shots and all(cv2.imread(str(data / s)).shape == (312, DETECT, 3) for s in shots)
+    got = sink["snapshot_pixels"]
+    assert got["shm"] == got["received"] > 0 and "shm_gone" not in got, got
+    assert daemons.stats("extractor-detres")["detres"]["shm"] == {"used": sum(worker["processed"].values())}
+
+
+def test_a_sink_without_the_workers_shared_memory_loses_only_those_snapshots(pipeline_factory, daemons,
+                                                                              monkeypatch) -> None:
+    """A sink on the workers' host by its address but not sharing their /dev/shm (here its host id
+    forced with CAMWIRE_SHM_HOST, as a container of its own would have): the pixels the results
+    leave in shared memory cannot be copied, counted; their slots stay held until the ring's lease
+    runs out, so the extractor, its ring full, sends the next frames by the socket, whose pixels
+    the sink does get. The objects are all tracked and told, the clip goes through whole."""
+    monkeypatch.setenv("CAMWIRE_SHM_HOST", "a-container")
+    p = pipeline_factory(until="apart")
+    monkeypatch.delenv("CAMWIRE_SHM_HOST")
+    p.worker("worker-1", "onnx")
+    p.extractor("apart", str(CLIP), extra=(*FAST, "--detect-size", str(DETECT), "--source-slots", "0"))
+    assert daemons.wait("sink", timeout=180) == 0
+    sink = daemons.stats("sink")
+    people_in_source_pixels([e for e in p.events_written() if e["type"] == "object"])
+    assert sink["snapshot_pixels"]["shm_elsewhere"] > 0 and sink["snapshot_pixels"]["received"] > 0
+    assert daemons.wait("extractor-apart") == 0 and daemons.stop("worker-1") == 0
+    assert daemons.stats("extractor-apart")["apart"]["shm"]["full"] > 0
 
 
 def test_yuv420_pixels_and_conversions() -> None:
