@@ -72,7 +72,7 @@ def describe(answer: dict[str, Any]) -> str:
     outcome = answer.get("outcome")
     if outcome == "refused" and answer.get("line"):
         return f"refused at {answer.get('file')}:{answer['line']}: {answer.get('reason')}"
-    if outcome in ("refused", "unreachable"):
+    if outcome in ("refused", "unreachable", "pending"):
         return f"{outcome}: {answer.get('reason')}"
     restart = answer.get("needs_restart") or []
     return outcome + (f" (needs a restart for: {', '.join(restart)})" if restart else "")

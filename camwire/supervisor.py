@@ -28,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -132,25 +133,25 @@ def main(args: RunSettings) -> int:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise OperatorError(f"cannot start: {exc}") from None  # camwire.cli: one line, exit 2
     started = time.monotonic()
-    listener = Listener(str(run_dir / "notify"))
-    for child in children:
-        child.env["NOTIFY_SOCKET"] = listener.path  # each says READY=1 once its sockets are bound
-    # what the others send to first, and the others once it is ready: a worker's first results
-    # then find the sink bound, not a queue that fills while it starts (and drops, counted)
-    first = [c for c in children if c.role in RECEIVERS]
-    for child in first:
-        child.start()
-        log.info("started", child=child.name, pid=child.proc.pid)
-    wait_ready(first, listener, stop, log)
-    for child in children:
-        if child not in first:
+    listener = None
+    try:
+        # what the others send to first, and the others once it is ready: a worker's first results
+        # then find the sink bound, not a queue that fills while it starts (and drops, counted)
+        listener = Listener(f"@camwire-run-{os.getpid()}-{secrets.token_hex(4)}")
+        first = [c for c in children if c.role in RECEIVERS]
+        for child in first:
+            child.env["NOTIFY_SOCKET"] = listener.address  # it says READY=1 once its sockets are bound
             child.start()
             log.info("started", child=child.name, pid=child.proc.pid)
-    notify()  # run itself, to a service manager that started it (its own NOTIFY_SOCKET)
-    url = console_url(args, children)
-    if url is not None:  # in plain words, not only in the console's own log line
-        print(f"camwire: console at {url} (events, live views, recordings)", flush=True)
-    try:
+        wait_ready(first, listener, stop, log)
+        for child in children:
+            if child not in first and not stop.is_set():
+                child.start()
+                log.info("started", child=child.name, pid=child.proc.pid)
+        notify()  # run itself, to a service manager that started it (its own NOTIFY_SOCKET)
+        url = console_url(args, children)
+        if url is not None:  # in plain words, not only in the console's own log line
+            print(f"camwire: console at {url} (events, live views, recordings)", flush=True)
         code = supervise(children, stop, args.once, log, hangup)
     finally:
         shutdown(children, log)
@@ -160,7 +161,8 @@ def main(args: RunSettings) -> int:
                         "failed": sorted(c.name for c in children if c.failed)}
         write_stats(args.stats, stats)
         print(summary(stats), flush=True)
-        listener.close()
+        if listener is not None:
+            listener.close()
         shutil.rmtree(run_dir, ignore_errors=True)
     return code
 
@@ -173,6 +175,10 @@ def wait_ready(children: list[Child], listener: Listener, stop: StopFlag, log) -
     waiting = list(children)
     while waiting and not stop.is_set():
         ready = listener.ready()
+        for child in waiting:
+            if child.proc.pid not in ready and child.proc.poll() is not None:
+                log.warning("exited before it was ready; starting the rest (it is restarted, or its "
+                            "refusal stops the run)", child=child.name, returncode=child.proc.returncode)
         waiting = [c for c in waiting if c.proc.pid not in ready and c.proc.poll() is None]
         if waiting and time.monotonic() >= deadline:
             log.warning("not ready in time; starting the rest", children=[c.name for c in waiting],

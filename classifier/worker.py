@@ -22,7 +22,8 @@ Each ventilator's link has its own window (sized by its own round trip), and the
 takes their frames first come; a ventilator that goes away costs only its own link's credits.
 A frame whose pixels are in its extractor's shared-memory ring (common.shm) is detected in place;
 the slot's generation is checked after the detector ran, and the slot given back when its result
-is out.
+is out, or, when the result brings the frame's pixels to a sink on this host, left held and named
+in it for the sink to copy out and give back.
 
 The detector runs in its own thread, so heartbeats and status keep flowing during a slow batch.
 That thread is watched: if it dies, the frames it held get results with an error, the worker

@@ -84,7 +84,8 @@ class Worker:
         self.busy_s = 0.0  # of detection threads that have died
         self.frame_s: float | None = None  # the detection time per frame (from results), for the windows
         # the extractors' shared-memory rings this worker maps (common.shm): a frame whose pixels
-        # wait in one is detected in place and its slot given back when its result is out
+        # wait in one is detected in place and its slot given back when its result is out (or
+        # handed on to the sink with the result, which names it: on_pipe)
         self.host = shm.host_id()
         self.readers = shm.Readers()
 

@@ -59,7 +59,7 @@ import signal
 import socket
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -542,11 +542,16 @@ class Daemon:
 
     def ask_reload(self, timeout: float = 30.0) -> dict[str, Any]:
         """A reload asked from another thread (the ``reload`` op of --serve): done by the loop
-        at its next turn, as SIGHUP is; what came of it (:meth:`_reload`)."""
+        at its next turn, as SIGHUP is; what came of it (:meth:`_reload`), or ``pending`` when the
+        loop has not taken it within ``timeout`` (busy: it still applies at its next turn)."""
         future: Future[dict[str, Any]] = Future()
         with self._asked_lock:
             self._asked.append(future)
-        return future.result(timeout)
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            return {"outcome": "pending", "reason": f"asked; the daemon's loop has not taken it in {timeout:g} s "
+                                                    "(busy), it applies the file at its next turn"}
 
     def _reload_keys(self) -> None:
         """The allowed client keys again; a removed one is cut off now, not at its next reconnect:

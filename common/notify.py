@@ -3,7 +3,7 @@
 ``@name`` in the abstract namespace), once a daemon has bound its sockets and enters its loop.
 
 Who listens: ``camwire run`` (camwire.supervisor), which starts the extractors and workers only
-when the sink and the ventilator are ready, so a fast worker's first results never wait in a
+when the sink, the ventilator and the recorder are ready, so a fast worker's first results never wait in a
 queue for a sink that is still importing its modules; and systemd, for a unit of
 ``Type=notify`` (the units in deploy/systemd are ``Type=exec``: their sandboxing has not been
 tried with notify on a real systemd yet). Nothing listens: nothing is sent. A message is a few
@@ -23,23 +23,34 @@ def notify(state: str = READY) -> bool:
     where = os.environ.get("NOTIFY_SOCKET")
     if not where:
         return False
-    address = "\0" + where[1:] if where.startswith("@") else where
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.sendto(f"{state}\nMAINPID={os.getpid()}".encode(), address)
+            # never waits: a manager that stopped reading (its queue of datagrams full) must not
+            # hold the daemon before its loop
+            sock.sendto(f"{state}\nMAINPID={os.getpid()}".encode(), socket.MSG_DONTWAIT, _sockaddr(where))
         return True
-    except OSError:
+    except OSError:  # BlockingIOError included: not told, the daemon goes on
         return False
 
 
+def _sockaddr(where: str) -> str:
+    """``$NOTIFY_SOCKET``'s form as a socket address: ``@name`` is the abstract namespace."""
+    return "\0" + where[1:] if where.startswith("@") else where
+
+
 class Listener:
-    """The manager's side (camwire.supervisor): a datagram socket at ``path`` whose messages name
+    """The manager's side (camwire.supervisor): a datagram socket at ``address`` (``$NOTIFY_SOCKET``'s
+    form: ``@name`` in the abstract namespace, no file, no path length to mind) whose messages name
     the pids that are ready; read without waiting by :meth:`ready`."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, address: str) -> None:
+        self.address = address
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
+        try:
+            self.sock.bind(_sockaddr(address))
+        except OSError:
+            self.sock.close()
+            raise
         self.sock.setblocking(False)
         self.pids: set[int] = set()
 

@@ -5,7 +5,9 @@ A camera thread of the extractor owns one :class:`Ring`, a POSIX shared-memory s
 header with ``shm=ShmRef(host, ring, slot, gen)`` and an empty part 1 (common.wire): **only that
 small header crosses ZeroMQ**. The ventilator relays it as it is; a worker on the same host maps
 the ring once (:class:`Readers`), reads the pixels in place, checks that the slot still holds
-that generation, and releases the slot. A worker on another host (``ShmRef.host`` differs from
+that generation, and releases the slot, or, when it found something and its sink is on this
+host, leaves it held and names it in the result: the sink maps the ring too, copies the pixels
+out and releases it (sink.source_frames). A worker on another host (``ShmRef.host`` differs from
 its :func:`host_id`) cannot map it: the extractor sends those frames inline.
 
 Layout of a segment (all words little-endian u64 on the machine itself; nothing here travels)::
@@ -63,7 +65,9 @@ from camwire.common import wire
 # where rings live (tmpfs); every camwire daemon of a host must agree. CAMWIRE_SHM_DIR moves them all
 # (a container whose /dev/shm is small can point them at a larger tmpfs; the tests use a small one)
 DIRECTORY = os.environ.get("CAMWIRE_SHM_DIR") or "/dev/shm"
-LEASE_S = 10.0  # a slot no reader released is reused after this long (a reader that died holding it)
+# a slot no reader released is reused after this long: a reader that died holding it, or a result
+# naming it that its sink could not read (a sink without this /dev/shm, one that dropped the result)
+LEASE_S = 10.0
 MAGIC = b"CWRING01"
 VERSION = 1
 ALIGN = 64  # a cache line: headers and payloads start on one
@@ -297,7 +301,7 @@ class _Mapped:
 
 
 class Readers:
-    """A reader process's rings, mapped once each (a worker, the ventilator); used from one
+    """A reader process's rings, mapped once each (a worker, the ventilator, the sink); used from one
     thread, except :meth:`valid`, which may be called from another."""
 
     def __init__(self, directory: str = DIRECTORY, idle_s: float = 60.0, max_rings: int = 1024) -> None:

@@ -218,14 +218,17 @@ class Result(OfFrame, tag="result"):
     infer_ms: Rate = 0.0
     motion: MotionBoxes = []  # the frame header's, copied by the worker
     prev: Annotated[int, msgspec.Meta(ge=-1, le=MAX_SEQ)] | None = None  # the frame header's
-    # (width, height, channels) of the 8-bit pixels in part 1, in ``image_pix`` format (channels 1
-    # for grey and YUV 4:2:0), ``image_enc``; the detector's, smaller than width x height when the
-    # frame was resized for detection (boxes are in width x height, the source's). None: no part 1
+    # (width, height, channels) of the 8-bit pixels the result brings (in part 1, or in the slot
+    # ``image_shm`` names), in ``image_pix`` format (channels 1 for grey and YUV 4:2:0),
+    # ``image_enc``; the detector's, smaller than width x height when the frame was resized for
+    # detection (boxes are in width x height, the source's). None: no pixels
     image: tuple[Side, Side, Literal[1, 3]] | None = None
     # part 1: raw to a sink on the worker's host, else an LZ4 block; "shm": no part 1, the pixels
-    # are still in the slot ``image_shm`` names (the frame's own, held for the sink to copy and release)
+    # are still in the frame's shared-memory slot, ``image_shm``
     image_enc: Literal["raw", "lz4", "shm"] = "lz4"
     image_pix: PixelFormat = "bgr"
+    # with image_enc "shm" only: the slot, which the worker left held; the sink copies the pixels
+    # out and releases it (sink.source_frames)
     image_shm: ShmRef | None = None
     source_shm: ShmRef | None = None  # the frame header's, when its pixels are sent: the source's pixels
     matrix: YuvMatrix = "bt601"  # the frame header's: the colour matrix of YUV pixels (part 1's, the source's)

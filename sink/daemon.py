@@ -351,13 +351,14 @@ class Sink:
         """The pixels a result brought, checked without decompressing them (that happens only for
         the few a JPEG is made of); a part that cannot be them is counted malformed, and the
         result goes on without."""
-        if part is None and r.image is None:
+        if part is None and r.image is None and r.image_shm is None:
             return None
         enc = r.image_enc
-        if enc == "shm":  # still in the frame's slot, held for us: copied out (and the slot freed) now
-            if part is not None or r.image_shm is None or r.image is None:
-                part = None  # Pixels.of says why
-            else:
+        if enc == "shm" or r.image_shm is not None:  # still in the frame's slot, held for us
+            if enc != "shm" or r.image_shm is None or part is not None or r.image is None:
+                self.sources.release(r.image_shm)  # a slot named is freed, whatever else is wrong
+                part = None  # Pixels.of says why (the image without its part), counted malformed
+            else:  # copied out, and the slot freed, now
                 part, why = self.sources.copy_out(r.image_shm, r.image, r.image_pix)
                 if part is None:
                     self.d.repeats(f"result_pixels:{why}", SHM_UNREAD.get(why, SHM_UNREAD["bad"]), camera=r.camera,

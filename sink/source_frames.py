@@ -94,6 +94,11 @@ class SourceFrames:
         self.counters.add("snapshot_pixels", "shm")
         return data, "shm"
 
+    def release(self, ref: wire.ShmRef | None) -> None:
+        """A slot a result named given back unread (the result was malformed)."""
+        if ref is not None and ref.host == self.readers.host:
+            self.readers.release(ref)
+
     def take(self, ref: wire.ShmRef, size: tuple[int, int], matrix: str = "bt601") -> Pixels | None:
         """A copy of the source frame (YUV 4:2:0 pixels, raw), or None when it is no longer there."""
         if ref in self.taken:

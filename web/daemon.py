@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import threading
 import time
@@ -255,7 +256,13 @@ class WebConsole:
         # the events file here, if any, and those of the sinks on other hosts (followed by the events thread)
         self.index = EventIndex(events, self.data_dir or events.parent, kept=self.is_kept if recorded else None)
         self.auth = Auth(token)
-        clips = recordings.ClipCache(_cache_dir(self.data_dir), args.cache_max_bytes) if recorded else None
+        # a temporary folder (no data dir to write beside) goes with the console: nothing is left in /tmp
+        self.temp_cache: Path | None = None
+        clips = None
+        if recorded:
+            cache_dir, temporary = _cache_dir(self.data_dir)
+            self.temp_cache = cache_dir if temporary else None
+            clips = recordings.ClipCache(cache_dir, args.cache_max_bytes)
         self.fd_limit = raise_fd_limit()
         self.max_connections = connection_cap(args.max_connections, self.fd_limit)
         if args.max_connections is not None and self.max_connections < args.max_connections:
@@ -391,12 +398,14 @@ class WebConsole:
         if self.remote is not None:
             self.remote.close()
         self.index.close()
+        if self.temp_cache is not None:
+            shutil.rmtree(self.temp_cache, ignore_errors=True)
 
 
-def _cache_dir(data_dir: Path | None) -> Path:
-    """Where remuxed MP4s go: beside the sink's data when the console may write there, else a
-    private temporary folder."""
+def _cache_dir(data_dir: Path | None) -> tuple[Path, bool]:
+    """Where remuxed MP4s go, and whether it is temporary: beside the sink's data when the console
+    may write there, else a private temporary folder (``$TMPDIR``), removed when the console stops."""
     if data_dir is not None and os.access(data_dir, os.W_OK):
-        return data_dir / "web-cache"
+        return data_dir / "web-cache", False
     import tempfile
-    return Path(tempfile.mkdtemp(prefix="camwire-web-"))
+    return Path(tempfile.mkdtemp(prefix="camwire-web-")), True

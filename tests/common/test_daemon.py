@@ -102,6 +102,17 @@ def test_sighup_reloads_and_sigterm_stops(tmp_path: Path) -> None:
     assert signal.getsignal(signal.SIGTERM) is not None and signal.getsignal(signal.SIGHUP) == before
 
 
+def test_a_reload_asked_that_the_loop_does_not_take_in_time_is_pending_then_applied(tmp_path: Path) -> None:
+    """A reload asked over --serve while the loop is busy answers ``pending`` (not refused: it
+    still applies), and the loop applies it at its next turn."""
+    d = make(tmp_path)
+    reloads: list[object] = []
+    d.on_reload(reloads.append)
+    assert d.ask_reload(timeout=0.01)["outcome"] == "pending"  # no loop runs yet
+    assert d.run(until=lambda: bool(reloads)) == 0
+    assert reloads == [None] and d.counters.get("reloads", "applied") == 1
+
+
 def test_a_stop_signal_that_comes_inside_a_wait_still_stops(tmp_path: Path) -> None:
     """CPython runs a handler on the main thread between two bytecodes, which can be inside
     ``Event.wait`` with the event's lock held; a handler that took that lock waited for ever, and

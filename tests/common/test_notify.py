@@ -16,7 +16,7 @@ from camwire.common.notify import Listener, notify
 def test_a_daemon_says_it_is_ready_once_its_sockets_are_bound(daemons, tmp_path: Path, monkeypatch) -> None:
     listener = Listener(str(tmp_path / "notify"))
     bind = tmp_path / "results"
-    monkeypatch.setenv("NOTIFY_SOCKET", listener.path)
+    monkeypatch.setenv("NOTIFY_SOCKET", listener.address)
     proc = daemons.start("sink", "sink", "--bind", f"ipc://{bind}", "--events", str(tmp_path / "events.jsonl"))
     monkeypatch.delenv("NOTIFY_SOCKET")
     deadline = time.monotonic() + 60
@@ -28,17 +28,19 @@ def test_a_daemon_says_it_is_ready_once_its_sockets_are_bound(daemons, tmp_path:
     listener.close()
 
 
-def test_the_abstract_namespace_and_no_socket_at_all(monkeypatch) -> None:
-    name = f"camwire-test-notify-{os.getpid()}"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind("\0" + name)
+def test_the_abstract_namespace_a_full_queue_and_no_socket_at_all(monkeypatch) -> None:
+    """``@name`` (what camwire run gives its children); a manager that stopped reading, its queue
+    of datagrams full, makes notify give up at once, never wait; no socket, nothing sent."""
+    listener = Listener(f"@camwire-test-notify-{os.getpid()}")
     try:
-        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        monkeypatch.setenv("NOTIFY_SOCKET", listener.address)
         assert notify()
-        assert sock.recv(100).decode().split("\n") == ["READY=1", f"MAINPID={os.getpid()}"]
+        assert listener.ready() == {os.getpid()}
+        told = sum(notify() for _ in range(10_000))  # nobody reads: the queue fills (net.unix.max_dgram_qlen)
+        assert told < 10_000 and not notify()  # full: not told, and not stuck either
         monkeypatch.delenv("NOTIFY_SOCKET")
         assert not notify()
         monkeypatch.setenv("NOTIFY_SOCKET", "/nonexistent/notify")
         assert not notify()  # a manager gone: said, never raised
     finally:
-        sock.close()
+        listener.close()

@@ -49,3 +49,36 @@ def test_a_reused_slot_a_far_ring_and_a_forged_ref_give_nothing(ring) -> None:
     assert frames.counters.get("snapshot_pixels", "shm_elsewhere") == 1
     assert frames.counters.get("malformed", "bad_slot") == 1
     frames.close()
+
+
+def test_a_real_sink_copies_the_pixels_frees_the_slot_and_frees_a_malformed_ones_too(daemons, zctx,
+                                                                                     tmp_path) -> None:
+    """As a worker on its host sends them: a result naming its frame's slot, which the sink copies
+    out and gives back; and one naming a slot while saying its pixels are raw (two fields that
+    disagree): counted malformed, and its slot given back all the same, never left to the lease."""
+    import time
+
+    import zmq
+
+    bind = f"ipc://{tmp_path}/results"
+    daemons.start("sink", "sink", "--bind", bind, "--events", str(tmp_path / "events.jsonl"),
+                  "--data-dir", str(tmp_path / "data"))
+    push = zctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    push.connect(bind)
+    image = np.random.default_rng(2).integers(0, 255, (H, W, 3), np.uint8)
+    person = [wire.Detection("person", 0.9, (1.0, 1.0, 30.0, 40.0))]
+    with shm.Ring("sinkpix", 2, W * H * 3, lease_s=3600.0) as ring:  # only a release frees a slot here
+        good, bad = ring.put(image), ring.put(image)
+        assert ring.free() == 0
+        for seq, ref, enc in ((0, good, "shm"), (1, bad, "raw")):
+            push.send(wire.pack(wire.Result(camera="px", seq=seq, ts_ns=seq + 1, width=W, height=H, worker="w",
+                                            detections=person, image=(W, H, 3), image_enc=enc, image_shm=ref)))
+        deadline = time.monotonic() + 60
+        while ring.free() < 2:  # the state awaited: both slots given back by the sink
+            assert time.monotonic() < deadline, "the sink never gave the slots back"
+            time.sleep(0.05)
+    push.close()
+    assert daemons.stop("sink") == 0
+    stats = daemons.stats("sink")
+    assert stats["snapshot_pixels"]["shm"] == 1 and stats["malformed"]["bad_pixels"] == 1

@@ -91,14 +91,19 @@ record = true
 
 
 @needs_chromium
-def test_a_console_with_no_files_shows_what_the_daemons_serve(tmp_path: Path, daemons, data_host, browser) -> None:
+def test_a_console_with_no_files_shows_what_the_daemons_serve(tmp_path: Path, daemons, data_host, browser,
+                                                               monkeypatch) -> None:
     down = f"tcp://127.0.0.1:{free_port()}"  # nobody serves here: a host that is down
     here = tmp_path / "console-host"
     here.mkdir()
     config = here / "camwire.toml"
     config.write_text(f'[web]\ndaemons = ["sink={data_host["sink"]}", "recorder={data_host["recorder"]}", '
                       f'"recorder={down}"]\n')
+    temp = tmp_path / "console-tmp"  # its $TMPDIR: no data dir to cache clips beside
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
     url = start_console(daemons, "--config", str(config))
+    monkeypatch.delenv("TMPDIR")
 
     # the camera's state and the workers, from the sink's status.db on the other "host"
     cameras = _until("the camera online", lambda: [c for c in _json(url + "/api/cameras")["cameras"]
@@ -120,6 +125,8 @@ def test_a_console_with_no_files_shows_what_the_daemons_serve(tmp_path: Path, da
 
     mp4 = _until("the kept clip", clip, timeout=120)
     assert mp4[4:8] == b"ftyp"
+    [cache] = temp.glob("camwire-web-*")  # remuxed into a temporary folder of its own ...
+    assert list(cache.glob("*.mp4"))
 
     # the timeline: the recorder's ranges, and a still and a range clip from within one
     ranges = _until("a recorded range", lambda: _json(url + "/api/recordings?camera=walk")["cameras"].get("walk"))
@@ -211,3 +218,5 @@ def test_a_console_with_no_files_shows_what_the_daemons_serve(tmp_path: Path, da
         .to_contain_text(f"{data_host['config']}:{line}")
     expect(result.locator("li[data-outcome=unreachable]")).to_contain_text(down)
     page.close()
+    assert daemons.stop("web") == 0
+    assert not list(temp.iterdir())  # ... which went with it
