@@ -1,11 +1,5 @@
-"""A classifier worker's sinks (``--sink``, one address or several): one PUSH per sink, and every
-message sent to the sink that owns its camera.
-
-A PUSH connected to two sinks would round-robin: each camera's results split between them,
-tracks broken and events told twice. So each sink owns a set of cameras, chosen by rendezvous
-hashing of the camera's name over the sorted sink addresses (common.rendezvous): every worker
-given the same list picks the same sink for a camera, with nothing said between them. What goes
-over the wire is unchanged, only where it goes:
+"""A classifier worker's sinks (``--sink``, one address or several; common.sinks routes each
+camera's messages to the sink that owns it) and what a worker sends them:
 
   - ``result`` (one per frame), and the per-camera messages a worker passes on from its
     ventilators, ``status``, ``eos`` and ``motion``: to the camera's sink only;
@@ -21,14 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-import zmq
 
+from camwire.common import sinks as common_sinks
 from camwire.common import wire
 from camwire.common.counters import Counters
-from camwire.common.curve import SERVER_OF
 from camwire.common.daemon import Daemon
-from camwire.common.rendezvous import owner
-from camwire.common.sockets import PeerWatch, is_local, send_nowait
+from camwire.common.sinks import sink_of
 
 # results queued while a sink is away; past it they are dropped, counted. A result with a
 # detection carries its frame's pixels (0.3 MB at 416 px, 6.2 MB at 1080p raw) or, to a sink on
@@ -37,48 +29,26 @@ from camwire.common.sockets import PeerWatch, is_local, send_nowait
 SINK_HWM = 300
 
 
-class Sinks:
-    """The PUSH sockets to every sink (connected, watched: a wrong address is warned about) and the
-    choice of each camera's sink."""
+class Sinks(common_sinks.Sinks):
+    """The worker's PUSH sockets to every sink; a message one does not take is counted dropped."""
 
     def __init__(self, daemon: Daemon, addrs: list[str], counters: Counters) -> None:
-        self.addrs = sorted(dict.fromkeys(addrs))  # the same list in every worker, however it was written
+        super().__init__(daemon, addrs, sndhwm=SINK_HWM, linger=5000)
         self.counters = counters
-        self.socks = {addr: daemon.socket(zmq.PUSH, sndhwm=SINK_HWM, linger=5000) for addr in self.addrs}
-        self.peers: list[PeerWatch] = [daemon.peer_watch(sock, addr, SERVER_OF["sink"])
-                                       for addr, sock in self.socks.items()]
 
-    def local(self) -> bool:
-        """Whether every sink is on this host: a result's pixels then go raw (a copy costs less than
-        any codec), else LZ4."""
-        return all(is_local(addr) for addr in self.addrs)
-
-    def of(self, camera: str) -> str:
-        """The address of the sink that owns ``camera``."""
-        return sink_of(camera, self.addrs)
-
-    def send(self, camera: str, parts: list[Any]) -> bool:
-        """A result or a camera's message, to the camera's sink; False if it was dropped."""
-        return self._send(self.socks[self.of(camera)], parts)
+    def send_to(self, addr: str, parts: list[Any]) -> bool:
+        if super().send_to(addr, parts):
+            return True
+        self.counters.add("dropped", "sink_full")
+        return False
 
     def workers(self, msg: wire.Workers, raw: bytes) -> None:
         """The ventilator's pool report: each camera's parts to its sink, the rest to every sink."""
         if len(self.addrs) == 1:
-            self._send(self.socks[self.addrs[0]], [raw])
+            self.send_to(self.addrs[0], [raw])
             return
         for addr, part in split(msg, self.addrs).items():
-            self._send(self.socks[addr], [wire.pack(part)])
-
-    def _send(self, sock: zmq.Socket, parts: list[Any]) -> bool:
-        if not send_nowait(sock, parts):
-            self.counters.add("dropped", "sink_full")
-            return False
-        return True
-
-
-def sink_of(camera: str, addrs: list[str]) -> str:
-    """The sink of ``addrs`` (sorted) that owns ``camera``."""
-    return addrs[0] if len(addrs) == 1 else owner(camera, addrs)
+            self.send_to(addr, [wire.pack(part)])
 
 
 def split(msg: wire.Workers, addrs: list[str]) -> dict[str, wire.Workers]:

@@ -9,7 +9,8 @@ Sockets, owned by the main thread (common.daemon's loop):
   - SUB, connected to ``--events`` (the sink's ``--publish``): ``Event`` messages; each one of
     the ``--keep-types`` keeps the segments around it (see recorder.keep), and a ``camera_switch``
     for ``record`` stops or resumes recording its camera (recorder.record_switch, kept in index.db);
-  - PUSH, connected to ``--sink`` (the sink's ``--bind``, [sockets] results), when given: one
+  - PUSH, connected to ``--sink`` (the sink's ``--bind``, [sockets] results; one per sink when
+    repeated, each camera's events to the sink that owns it: common.sinks), when given: one
     ``Event`` of type ``recording_paused`` / ``recording_resumed`` per camera when recording pauses
     for space and resumes (recorder.pause), and with ``[upload] what = ["clips"]`` one of type
     ``uploaded`` per kept clip in object storage; one part each, which the sink emits as its own.
@@ -49,6 +50,7 @@ import zmq
 
 from camwire.common import wire
 from camwire.common.settings import RecorderSettings, RunSettings
+from camwire.common.sinks import Sinks
 from camwire.common.config import Config
 from camwire.common.daemon import Daemon
 from camwire.common.paths import name_list
@@ -107,7 +109,7 @@ def main(args: RecorderSettings) -> int:
     d.on(rec.frames, rec.on_frames)
     if rec.events is not None:
         d.on(rec.events, rec.on_event)
-    if rec.push is not None:
+    if rec.sinks is not None:
         d.every(UPLOADED_EVERY_S, rec.tell)
     d.every(PEER_CHECK_S, rec.check_peers)
     d.every(RETENTION_EVERY_S, rec.housekeeping, now=True)
@@ -163,14 +165,14 @@ class Recorder:
         self.subscribe(d.config)
         self.peers = [d.peer_watch(self.frames, args.subscribe, SERVER_OF["subscribe"])]
         self.events: zmq.Socket | None = None
-        self.push: zmq.Socket | None = None
+        self.sinks: Sinks | None = None  # each camera's events to the sink that owns it (common.sinks)
         if args.events:
             self.events = d.socket(zmq.SUB, linger=0)
             self.events.setsockopt(zmq.SUBSCRIBE, b"")
             self.peers.append(d.peer_watch(self.events, args.events, SERVER_OF["events"]))
         if args.sink:
-            self.push = d.socket(zmq.PUSH, sndhwm=PUSH_HWM, linger=1000)
-            self.peers.append(d.peer_watch(self.push, args.sink, SERVER_OF["sink"]))
+            self.sinks = Sinks(d, args.sink, sndhwm=PUSH_HWM, linger=1000)
+            self.peers += self.sinks.peers
         self.until = set(name_list(args.exit_when_ended))
 
     def subscribe(self, cfg: Config | None) -> None:
@@ -217,9 +219,10 @@ class Recorder:
 
     def tell(self) -> None:
         """Every UPLOADED_EVERY_S: pauses, resumptions and uploaded clips to the sink (--sink)."""
-        self.pause.send(self.push)
-        if self.clips is not None:
-            self.clips.tell(self.push)
+        if self.sinks is not None:
+            self.pause.send(self.sinks)
+            if self.clips is not None:
+                self.clips.tell(self.sinks)
 
     def check_peers(self) -> None:
         for p in self.peers:
@@ -270,10 +273,11 @@ class Recorder:
             # of the clips completed now, the MP4 under way is finished; the rest go at the next start
             self.ring.close_all()
         finally:
-            if self.push is not None:
-                self.pause.send(self.push)  # what the PUSH takes now goes within its linger
+            if self.sinks is not None:
+                self.pause.send(self.sinks)  # what the PUSHes take now goes within their linger
+                if self.clips is not None:
+                    self.clips.tell(self.sinks)
             if self.clips is not None:
-                self.clips.tell(self.push)
                 self.clips.close()
             self.index.close()
             for p in self.peers:

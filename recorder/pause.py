@@ -26,10 +26,10 @@ import time
 from collections import deque
 from typing import Any
 
-import zmq
 
 from camwire.common import wire
 from camwire.common.counters import Counters
+from camwire.common.sinks import Sinks
 from camwire.common.ids import event_id
 
 PAUSED, RESUMED = "recording_paused", "recording_resumed"  # the sink emits both as they are
@@ -102,11 +102,10 @@ class Pause:
             dropped = self.unsent.popleft()
             self.counters.add("notices", dropped.type, "dropped")
 
-    def send(self, push: zmq.Socket) -> None:
-        """The events waiting, without blocking: one the PUSH cannot take now waits for the next round."""
+    def send(self, sinks: Sinks) -> None:
+        """The events waiting, each to its camera's sink, without blocking: one its sink cannot take
+        now (none connected yet, or its queue full) waits for the next round."""
         while self.unsent:
-            try:
-                push.send(wire.pack(self.unsent[0]), zmq.NOBLOCK)
-            except zmq.Again:  # no sink connected yet, or its queue is full
+            if not sinks.send(self.unsent[0].camera, [wire.pack(self.unsent[0])]):
                 return
             self.counters.add("notices", self.unsent.popleft().type, "sent")

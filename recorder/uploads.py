@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import zmq
 
 from camwire.common import wire
 from camwire.common.counters import Counters
+from camwire.common.sinks import Sinks
 from camwire.common.lifecycle import backoff_delay
 from camwire.common.logs import RepeatLimiter
 from camwire.common.upload import Part, Uploader, upload_id
@@ -184,15 +184,14 @@ class ClipUploads:
                          event_id=keep.event_id, error=error, failures=failures,
                          **({"retry_in_s": delay} if again else {}))
 
-    def tell(self, push: zmq.Socket) -> None:
-        """Every round of the main loop's timer: the ``uploaded`` events to the sink, without blocking."""
+    def tell(self, sinks: Sinks) -> None:
+        """Every round of the main loop's timer: the ``uploaded`` events, each to its camera's sink,
+        without blocking."""
         self.unsent += self.uploader.take()
         while self.unsent:
             event = self.unsent[0]
-            try:
-                push.send(wire.pack(event), zmq.NOBLOCK)
-            except zmq.Again:  # no sink connected yet, or its queue is full: the next round
-                return
+            if not sinks.send(event.camera, [wire.pack(event)]):  # none connected yet, or its queue full
+                return  # the next round
             self.unsent.pop(0)
             self.uploader.announced(event)
 

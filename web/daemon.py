@@ -48,6 +48,7 @@ from camwire.common.sockets import OperatorError, check_addresses
 from camwire.common.settings import WebSettings
 from camwire.common.settings.web import TOKEN_ENV
 from camwire.common.settings.values import network
+from camwire.common.sinks import Sinks
 from camwire.web.auth import Auth, check_bind
 from camwire.web.remote import Remote
 from camwire.web.sink_link import FLUSH_S, SNDHWM, SinkLink
@@ -272,10 +273,8 @@ class WebConsole:
         self.door = Door(Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
                                 per_address=args.max_connections_per_address, total=self.max_connections,
                                 trusted=tuple(network(t) for t in args.trusted_proxy or ())), self.note)
-        link = None
-        if args.sink:
-            link = d.socket(zmq.PUSH, sndhwm=SNDHWM, linger=1000, immediate=True)
-        self.sink = SinkLink(link)
+        # PUSHes to the sinks' --bind (common.sinks: each camera's switch to the sink that owns it)
+        self.sink = SinkLink(Sinks(d, args.sink, sndhwm=SNDHWM, linger=1000, immediate=True) if args.sink else None)
         console = Console(hub=self.hub, sink=self.sink, index=self.index, auth=self.auth, data_dir=self.data_dir,
                           recordings=self.rec_dir, clips=clips, reload=self.reload_all, config=self.running_config,
                           config_state=self.truth.answer,
@@ -291,9 +290,8 @@ class WebConsole:
         if args.detections:
             self.boxes = d.socket(zmq.SUB, rcvhwm=64, linger=0)
             self.peers.append(d.peer_watch(self.boxes, args.detections, SERVER_OF["detections"]))
-        if link is not None:
-            self.sink.watch = d.peer_watch(link, args.sink, SERVER_OF["sink"])  # whether the sink is there
-            self.peers.append(self.sink.watch)
+        if self.sink.sinks is not None:
+            self.peers += self.sink.sinks.peers  # whether each sink is there
         self.subscribed: set[str] = set()
 
     # -- what the HTTP side asks (from its own thread) --------------------------------------------

@@ -1,15 +1,17 @@
-"""The console's one way to change something the sink owns: a PUSH to the sink's ``--bind``.
+"""The console's one way to change something a sink owns: a PUSH to each sink's ``--bind``.
 
-What goes over the wire: common.wire ``Switch`` (a camera's detect/record/snapshots switch) and
-``Reviewed`` (objects marked reviewed), one part each, ``wire.pack(msg)``; the sink keeps them.
+What goes over the wire: common.wire ``Switch`` (a camera's detect/record/snapshots switch), to
+the sink that owns the camera (common.sinks: several sinks each own their cameras), and
+``Reviewed`` (objects marked reviewed), to every sink (the console reads the marks back from all
+of them, merged); one part each, ``wire.pack(msg)``; the sink keeps them.
 
-The PUSH belongs to the console's main thread (the skeleton's loop); the HTTP thread hands it a
+The PUSHes belong to the console's main thread (the skeleton's loop); the HTTP thread hands it a
 message with :meth:`SinkLink.send` and gets a future. The loop sends what waits each
 ``FLUSH_S``. ``immediate`` is set, so a message is never queued for a sink that is not connected:
 the future fails at once with :class:`SinkUnreachable`, and the console says so instead of
-answering ok to a change nobody will make. :meth:`SinkLink.unreachable` says so before anyone
-tries (the page greys out what it cannot change): the link's PeerWatch (``watch``, set by
-web.daemon and checked on the loop) knows whether the sink's address has a peer.
+answering ok to a change nobody will make (a review mark: when no sink took it).
+:meth:`SinkLink.unreachable` says so before anyone tries (the page greys out what it cannot
+change): each sink's PeerWatch knows whether its address has a peer.
 """
 
 from __future__ import annotations
@@ -18,13 +20,17 @@ import asyncio
 import queue
 from concurrent.futures import Future
 
-import zmq
 
 from camwire.common import wire
+from camwire.common.sinks import Sinks
 
 FLUSH_S = 0.05  # how often the loop sends what the HTTP side queued
 SEND_WAIT_S = 5.0  # a request waits this long for the loop to send its message, at most
 SNDHWM = 64  # messages towards the sink; a console never has many changes in flight
+
+
+NO_SINK = "the console has no --sink (the sink's --bind, [sockets] results)"
+NOT_CONNECTED = "the sink is not connected: is it running, and is the console's --sink its --bind?"
 
 
 class SinkUnreachable(ConnectionError):
@@ -32,49 +38,48 @@ class SinkUnreachable(ConnectionError):
 
 
 class SinkLink:
-    """A PUSH to the sink, fed from any thread, sent from the loop's."""
+    """PUSHes to the sinks (common.sinks.Sinks), fed from any thread, sent from the loop's."""
 
-    def __init__(self, sock: zmq.Socket | None) -> None:
-        self.sock = sock  # None: the console was given no --sink
-        self.waiting: queue.SimpleQueue[tuple[bytes, Future]] = queue.SimpleQueue()
-        self.watch = None  # the socket's common.sockets.PeerWatch (web.daemon sets it)
+    def __init__(self, sinks: Sinks | None) -> None:
+        self.sinks = sinks  # None: the console was given no --sink
+        self.waiting: queue.SimpleQueue[tuple[wire.Switch | wire.Reviewed, Future]] = queue.SimpleQueue()
 
-    def unreachable(self) -> str | None:
-        """Why a message sent now would not reach the sink, or None while its address has a peer."""
-        if self.sock is None:
-            return "the console has no --sink (the sink's --bind, [sockets] results)"
-        if self.watch is not None and not any(peer.connected for peer in self.watch.peers.values()):
-            return "the sink is not connected: is it running, and is the console's --sink its --bind?"
+    def unreachable(self, camera: str | None = None) -> str | None:
+        """Why a message sent now would not reach the sink (of ``camera``; None: any), or None
+        while its address has a peer."""
+        if self.sinks is None:
+            return NO_SINK
+        if not self.sinks.connected(camera):
+            return NOT_CONNECTED
         return None
 
     @property
     def configured(self) -> bool:
-        return self.sock is not None
+        return self.sinks is not None
 
     def send(self, msg: wire.Switch | wire.Reviewed) -> Future:
         """Queue ``msg`` for the sink (any thread); the future is True once ZeroMQ took it."""
         done: Future = Future()
-        if self.sock is None:
-            done.set_exception(SinkUnreachable("the console has no --sink (the sink's --bind): it cannot change "
-                                               "what the sink keeps"))
+        if self.sinks is None:
+            done.set_exception(SinkUnreachable(f"{NO_SINK}: it cannot change what the sink keeps"))
         else:
-            self.waiting.put((wire.pack(msg), done))
+            self.waiting.put((msg, done))
         return done
 
     def flush(self) -> None:
-        """The loop's: send what waits."""
+        """The loop's: send what waits (a switch to its camera's sink, a review mark to every sink)."""
         while True:
             try:
-                body, done = self.waiting.get_nowait()
+                msg, done = self.waiting.get_nowait()
             except queue.Empty:
                 return
-            try:
-                self.sock.send(body, zmq.NOBLOCK)
-            except zmq.Again:
-                done.set_exception(SinkUnreachable("the sink is not connected: is it running, and is the console's "
-                                                   "--sink its --bind?"))
-            else:
+            assert self.sinks is not None
+            body = [wire.pack(msg)]
+            taken = self.sinks.send(msg.camera, body) if isinstance(msg, wire.Switch) else self.sinks.send_all(body)
+            if taken:
                 done.set_result(True)
+            else:
+                done.set_exception(SinkUnreachable(NOT_CONNECTED))
 
 
 async def delivered(link: SinkLink, msg: wire.Switch | wire.Reviewed, wait_s: float = SEND_WAIT_S) -> None:

@@ -16,9 +16,11 @@ class Recorder(Group):
     events: Annotated[list[str] | None, opt("the sink's --publish address: keep the files around events; repeat "
                                             "for several sinks (each owning its cameras)", metavar="ADDR",
                                             repeat=True)] = None
-    sink: Annotated[str | None, opt("the sink's --bind address ([sockets] results): where recording_paused/"
-                                    "recording_resumed events go, and with [upload] what = [\"clips\"] the uploaded "
-                                    "events of kept clips", metavar="ADDR")] = None
+    sink: Annotated[list[str] | None, opt("the sink's --bind address ([sockets] results): where recording_paused/"
+                                          "recording_resumed events go, and with [upload] what = [\"clips\"] the "
+                                          "uploaded events of kept clips, each camera's to the sink that owns it; "
+                                          "repeat for several sinks, listed as the workers list them",
+                                          metavar="ADDR", repeat=True)] = None
     exit_when_ended: Annotated[str | None, opt("comma-separated cameras: exit once each has ended (files) and its "
                                                "last segment is closed", metavar="CAMERAS")] = None
 

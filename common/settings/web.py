@@ -38,8 +38,10 @@ class Web(Group):
                                                metavar="ADDR", repeat=True)] = None
     detections: Annotated[str | None, opt("the sink's --publish-detections, for boxes on live views",
                                           metavar="ADDR")] = None
-    sink: Annotated[str | None, opt("the sink's --bind, where the console sends what it changes (a camera's "
-                                    "switches, objects marked reviewed)", metavar="ADDR")] = None
+    sink: Annotated[list[str] | None, opt("the sink's --bind, where the console sends what it changes (a camera's "
+                                          "switches, to the sink that owns it; objects marked reviewed, to every "
+                                          "sink); repeat for several sinks, listed as the workers list them",
+                                          metavar="ADDR", repeat=True)] = None
     daemons: Annotated[list[tuple[str, str]] | None, opt(
         "a daemon on another host and its serve address, ROLE=ADDR (sink=tcp://10.0.0.4:5570, "
         "recorder=tcp://10.0.0.1:5571): a sink's events, status and snapshots, each recorder's recordings (merged "

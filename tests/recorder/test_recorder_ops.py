@@ -164,6 +164,54 @@ def test_a_recorder_restarted_after_space_came_back_ends_the_pause_it_told(daemo
     assert daemons.stats("recorder")["notices"] == {"recording_resumed": {"sent": 1}}
 
 
+def test_with_two_sinks_each_cameras_notice_goes_to_the_sink_that_owns_it(daemons, zctx, tmp_path: Path) -> None:
+    """``--sink`` twice, as the workers list them (common.sinks): each camera's recording_resumed
+    reaches the sink that owns the camera (where its pause was told), so each sink ends its own
+    camera's pause and no other."""
+    import zmq
+
+    from camwire.common.sinks import sink_of
+
+    sinks = sorted([tcp(), tcp()])
+    cameras = ["north", "south", "east", "west", "gate", "yard"]
+    owned = {addr: [c for c in cameras if sink_of(c, sinks) == addr][:1] for addr in sinks}
+    assert all(owned.values()), owned  # each sink owns one of these names
+    told = {}
+    for i, addr in enumerate(sinks):
+        published = tcp()
+        daemons.start(f"sink{i}", "sink", "--bind", addr, "--events", str(tmp_path / f"events{i}.jsonl"),
+                      "--publish", published, "--data-dir", str(tmp_path / f"data{i}"))
+        told[addr] = EventStream(zctx, published)
+        before = zctx.socket(zmq.PUSH)  # a first life of the recorder that paused each camera at its sink
+        before.setsockopt(zmq.LINGER, 1000)
+        before.connect(addr)
+        ts = time.time_ns()
+        [camera] = owned[addr]
+        before.send(wire.pack(wire.Event(id=event_id(ts, camera, "recording_paused"), type="recording_paused",
+                                         camera=camera, ts=ts / 1e9, reason="free space under --min-free")))
+        before.close()
+        told[addr].wait_for(lambda e, c=camera: e["type"] == "recording_paused" and e["camera"] == c, timeout=30)
+
+    root = tmp_path / "ring"
+    feed = Feed(zctx)
+    daemons.start("recorder", "recorder", "--subscribe", feed.addr, "--sink", sinks[1], "--sink", sinks[0],
+                  "--dir", str(root), "--segment", "1")
+    feed.subscribed()
+    both = tuple(c for cams in owned.values() for c in cams)
+
+    def resumed(addr: str) -> bool:
+        try:
+            told[addr].wait_for(lambda e: e["type"] == "recording_resumed" and e["camera"] == owned[addr][0],
+                                timeout=0.01)
+            return True
+        except AssertionError:  # not yet
+            return False
+
+    feed.play(lambda: all(resumed(addr) for addr in sinks), cameras=both)
+    assert daemons.stop("recorder") == 0
+    assert daemons.stats("recorder")["notices"] == {"recording_resumed": {"sent": 2}}
+
+
 def test_a_wrong_subscribe_address_is_warned_about_by_name(daemons, zctx, tmp_path: Path) -> None:
     root = tmp_path / "ring"
     feed, events = Feed(zctx), Feed(zctx)
