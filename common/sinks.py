@@ -14,10 +14,11 @@ it, keep it for the next round, answer 503) is its own. The sockets belong to th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import zmq
 
+from camwire.common import wire
 from camwire.common.curve import SERVER_OF
 from camwire.common.daemon import Daemon
 from camwire.common.rendezvous import owner
@@ -66,3 +67,19 @@ class Sinks:
 
     def send_to(self, addr: str, parts: list[Any]) -> bool:
         return send_nowait(self.socks[addr], parts)
+
+    def send_events(self, events: Iterable[wire.Event]) -> list[wire.Event]:
+        """Each event to its camera's sink, in order, without waiting; those taken. A sink that
+        refuses one (none connected, its queue full) is not asked again this round: its events
+        wait, in order, for the next, while the other sinks' go on (a camera is always one sink's,
+        so each camera's order holds)."""
+        refused: set[str] = set()
+        taken = []
+        for event in events:
+            addr = self.of(event.camera)
+            if addr not in refused:
+                if self.send_to(addr, [wire.pack(event)]):
+                    taken.append(event)
+                else:
+                    refused.add(addr)
+        return taken

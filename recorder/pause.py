@@ -12,8 +12,9 @@ as a gap (in the first segment's row after the pause), open files are closed, an
 - with ``--sink``, one ``Event`` per camera recorded, of type ``recording_paused`` when it pauses
   (and for a camera first seen while paused) and ``recording_resumed`` when it resumes (and once per
   camera after a start, so a pause told before a restart is ended), sent over
-  the recorder's PUSH to the sink's results address; the sink emits them as its own (events file,
-  MQTT, webhook). A camera name is never empty on the wire, hence one per camera.
+  the recorder's PUSH to the results address of the sink that owns the camera (common.sinks); the
+  sink emits them as its own (events file, MQTT, webhook). A camera name is never empty on the
+  wire, hence one per camera.
 
 It resumes by itself once the volume has RESUME_AT times the floor free again: the margin keeps a
 recorder whose first new file would put it back below the floor from pausing and resuming over
@@ -103,9 +104,8 @@ class Pause:
             self.counters.add("notices", dropped.type, "dropped")
 
     def send(self, sinks: Sinks) -> None:
-        """The events waiting, each to its camera's sink, without blocking: one its sink cannot take
-        now (none connected yet, or its queue full) waits for the next round."""
-        while self.unsent:
-            if not sinks.send(self.unsent[0].camera, [wire.pack(self.unsent[0])]):
-                return
-            self.counters.add("notices", self.unsent.popleft().type, "sent")
+        """The events waiting, each to its camera's sink, without blocking: those a sink cannot take
+        now (none connected yet, or its queue full) wait for the next round (common.sinks.send_events)."""
+        for event in sinks.send_events(list(self.unsent)):
+            self.unsent.remove(event)
+            self.counters.add("notices", event.type, "sent")

@@ -188,11 +188,9 @@ class ClipUploads:
         """Every round of the main loop's timer: the ``uploaded`` events, each to its camera's sink,
         without blocking."""
         self.unsent += self.uploader.take()
-        while self.unsent:
-            event = self.unsent[0]
-            if not sinks.send(event.camera, [wire.pack(event)]):  # none connected yet, or its queue full
-                return  # the next round
-            self.unsent.pop(0)
+        # one a sink cannot take now (none connected yet, or its queue full) waits for the next round
+        for event in sinks.send_events(list(self.unsent)):
+            self.unsent.remove(event)
             self.uploader.announced(event)
 
     def close(self) -> None:

@@ -69,7 +69,7 @@ def token_of(args: WebSettings) -> str | None:
 
 def check(args: WebSettings) -> None:
     """What the console would refuse, judged before it starts (check-config, a reload)."""
-    check_addresses(args, "subscribe", "detections")
+    check_addresses(args, "subscribe", "detections", "sink")
     if not 0 < (args.port or 0) < 65536:
         raise ValueError(f"--port: 1 to 65535, not {args.port}")
     check_bind(args.bind, token_of(args))

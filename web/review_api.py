@@ -5,8 +5,8 @@
   ``--data-dir``/reviews.db, read-only (sink.store.reviews).
 - ``GET /api/review/filters``: the cameras, labels, zones and severities the selects offer.
 - ``POST /api/review/reviewed`` ``{"ids": [object ids], "reviewed": true, "user": null}``: a
-  ``wire.Reviewed`` sent to the sink (web.sink_link), which keeps it; ``{"ok": true}`` once
-  ZeroMQ took it, 503 with the reason when the sink is not connected. Like a reload, open on a
+  ``wire.Reviewed`` sent to every sink (web.sink_link), which keeps it; ``{"ok": true}`` once
+  ZeroMQ took it for each, 503 with the reason (the sinks not connected) otherwise. Like a reload, open on a
   loopback bind without a token, else only with it (web.auth.change_allowed).
 """
 

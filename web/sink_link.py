@@ -3,13 +3,14 @@
 What goes over the wire: common.wire ``Switch`` (a camera's detect/record/snapshots switch), to
 the sink that owns the camera (common.sinks: several sinks each own their cameras), and
 ``Reviewed`` (objects marked reviewed), to every sink (the console reads the marks back from all
-of them, merged); one part each, ``wire.pack(msg)``; the sink keeps them.
+of them, merged: a mark or an unmark one of them missed would show wrong, so it is answered as not
+sent unless all took it); one part each, ``wire.pack(msg)``; the sink keeps them.
 
 The PUSHes belong to the console's main thread (the skeleton's loop); the HTTP thread hands it a
 message with :meth:`SinkLink.send` and gets a future. The loop sends what waits each
 ``FLUSH_S``. ``immediate`` is set, so a message is never queued for a sink that is not connected:
 the future fails at once with :class:`SinkUnreachable`, and the console says so instead of
-answering ok to a change nobody will make (a review mark: when no sink took it).
+answering ok to a change nobody will make; it names the sinks that did not take it.
 :meth:`SinkLink.unreachable` says so before anyone tries (the page greys out what it cannot
 change): each sink's PeerWatch knows whether its address has a peer.
 """
@@ -75,11 +76,15 @@ class SinkLink:
                 return
             assert self.sinks is not None
             body = [wire.pack(msg)]
-            taken = self.sinks.send(msg.camera, body) if isinstance(msg, wire.Switch) else self.sinks.send_all(body)
-            if taken:
-                done.set_result(True)
+            if isinstance(msg, wire.Switch):
+                addr = self.sinks.of(msg.camera)
+                missed = [] if self.sinks.send_to(addr, body) else [addr]
+            else:  # every sink, or the console would read back a mark one of them still has (or lacks)
+                missed = [addr for addr in self.sinks.addrs if not self.sinks.send_to(addr, body)]
+            if missed:
+                done.set_exception(SinkUnreachable(f"{NOT_CONNECTED} (not taken by {', '.join(missed)})"))
             else:
-                done.set_exception(SinkUnreachable(NOT_CONNECTED))
+                done.set_result(True)
 
 
 async def delivered(link: SinkLink, msg: wire.Switch | wire.Reviewed, wait_s: float = SEND_WAIT_S) -> None:

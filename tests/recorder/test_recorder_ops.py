@@ -167,7 +167,7 @@ def test_a_recorder_restarted_after_space_came_back_ends_the_pause_it_told(daemo
 def test_with_two_sinks_each_cameras_notice_goes_to_the_sink_that_owns_it(daemons, zctx, tmp_path: Path) -> None:
     """``--sink`` twice, as the workers list them (common.sinks): each camera's recording_resumed
     reaches the sink that owns the camera (where its pause was told), so each sink ends its own
-    camera's pause and no other."""
+    camera's pause (sent to one sink only, the other camera's would never have ended)."""
     import zmq
 
     from camwire.common.sinks import sink_of
