@@ -52,18 +52,13 @@ class Sinks:
         """The address of the sink that owns ``camera``."""
         return sink_of(camera, self.addrs)
 
-    def connected(self, camera: str | None = None) -> bool:
-        """Whether the sink that owns ``camera`` (None: any sink) has a peer now."""
-        addrs = self.addrs if camera is None else [self.of(camera)]
-        return any(peer.connected for addr in addrs for peer in self.watches[addr].peers.values())
+    def connected(self) -> bool:
+        """Whether any sink has a peer now."""
+        return any(peer.connected for watch in self.watches.values() for peer in watch.peers.values())
 
     def send(self, camera: str, parts: list[Any]) -> bool:
         """``parts`` to the sink that owns ``camera``, without waiting; whether it was taken."""
         return self.send_to(self.of(camera), parts)
-
-    def send_all(self, parts: list[Any]) -> int:
-        """``parts`` to every sink, without waiting; how many took them."""
-        return sum(self.send_to(addr, parts) for addr in self.addrs)
 
     def send_to(self, addr: str, parts: list[Any]) -> bool:
         return send_nowait(self.socks[addr], parts)

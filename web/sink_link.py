@@ -45,12 +45,12 @@ class SinkLink:
         self.sinks = sinks  # None: the console was given no --sink
         self.waiting: queue.SimpleQueue[tuple[wire.Switch | wire.Reviewed, Future]] = queue.SimpleQueue()
 
-    def unreachable(self, camera: str | None = None) -> str | None:
-        """Why a message sent now would not reach the sink (of ``camera``; None: any), or None
-        while its address has a peer."""
+    def unreachable(self) -> str | None:
+        """Why a message sent now would reach no sink, or None while a sink's address has a peer
+        (a camera whose own sink is away is answered 503 naming it, when its switch is sent)."""
         if self.sinks is None:
             return NO_SINK
-        if not self.sinks.connected(camera):
+        if not self.sinks.connected():
             return NOT_CONNECTED
         return None
 
