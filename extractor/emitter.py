@@ -8,9 +8,9 @@
   pixels go into a slot and only its header (with the slot's ShmRef) goes over the socket; when
   every slot is taken a live frame goes by the socket as before, counted ``shm/full``, and a
   file's frame waits for a slot as it waits for the socket. Control messages
-  (Status, Eos) wait a little for room; heartbeats, motion, frames and published frames never
-  wait (a file not paced in real time excepted: its frames wait for the pool), and every drop is
-  counted (``dropped/<camera>/<reason>``).
+  (Status, Eos) and a change of motion wait a little for room; heartbeats, frames and published
+  frames never wait (a file not paced in real time excepted: its frames and its changes of motion
+  wait for the pool), and every drop is counted (``dropped/<camera>/<reason>``).
 - FrameStep: one decoded frame: motion found in it (on a small grey copy), the camera's sampling
   and motion gate, colour conversion only when the frame goes somewhere (resized once, in the same
   pass, to the camera's ``detect_size`` for the pool; the header's ``source`` then says the
@@ -175,14 +175,26 @@ class Emitter:
                                                             HEARTBEAT_SEND_TIMEOUT_MS):
             self.counters.add("dropped", "motion")  # said again with the next heartbeat
 
-    def say_motion(self, message: wire.Motion | None) -> None:
-        """A change of the motion state, to the sink (not the recorder); repeated with every heartbeat."""
+    def say_motion(self, message: wire.Motion | None, wait: bool = False) -> None:
+        """A change of the motion state, to the sink (not the recorder); repeated with every
+        heartbeat. ``wait``: a file not paced in real time waits for room as its frames do (its
+        whole run may be shorter than a heartbeat, and a start lost there was never told)."""
         if message is None:
             return
         self.motion_said = message
         self.log.info("motion started" if message.active else "motion ended", seq=message.seq)
+        if wait and not self._wait_room():
+            return  # stopping
         if not send_nowait(self.push, [wire.pack(message)], CONTROL_SEND_TIMEOUT_MS):
             self.counters.add("dropped", "motion")
+
+    def _wait_room(self) -> bool:
+        """Until the PUSH socket has room (a file read as fast as the pool takes it); False when stopping."""
+        while not self.push.poll(200, zmq.POLLOUT):
+            self.check_peer()  # a wrong --push address would otherwise wait here without a word
+            if self.stop.is_set():
+                return False
+        return True
 
     def send_frame(self, header: wire.FrameHeader, image: np.ndarray, block: bool,
                    source: Callable[[], np.ndarray | None] | None = None) -> None:
@@ -192,10 +204,8 @@ class Emitter:
         and a source ring is kept (keep_source)."""
         if block:
             # a file not paced in real time: waiting is what "as fast as the pipeline takes it" means
-            while not self.push.poll(200, zmq.POLLOUT):
-                self.check_peer()  # a wrong --push address would otherwise wait here without a word
-                if self.stop.is_set():
-                    return
+            if not self._wait_room():
+                return
         elif not self.push.poll(0, zmq.POLLOUT):
             self.counters.add("dropped", "hwm")
             return
@@ -260,6 +270,7 @@ class FrameStep:
         self.sampler = Sampler(spec.sampling)
         self.detector = MotionDetector(spec.motion, spec.masks)
         self.gate = MotionGate(spec.name, spec.motion, spec.detect)
+        self.live = True  # the last frame's: a file's motion waits for room as its frames do
 
     def restart_sampling(self) -> None:
         """The sampling starts again from the next frame (a feed's runs over each clip)."""
@@ -271,7 +282,8 @@ class FrameStep:
         ``t``, the camera's timeline), then to the pool and the relay. A frame that is not
         ``live`` waits for room at the pool; a clip's frame carries ``clip`` and its index in it."""
         boxes = self.detector.boxes_of_frame(sf.frame)  # every frame decoded, on a small grey copy
-        self.out.say_motion(self.gate.update(boxes, t, ts_ns, seq))
+        self.live = live
+        self.out.say_motion(self.gate.update(boxes, t, ts_ns, seq), wait=not live)
         take = self.sampler.take(t if sample_t is None else sample_t)
         if take and not self.gate.wanted(t):
             take = False
@@ -312,4 +324,4 @@ class FrameStep:
 
     def finish(self) -> None:
         """Motion on when the stream (or the feed) ends ends with it."""
-        self.out.say_motion(self.gate.finish())
+        self.out.say_motion(self.gate.finish(), wait=not self.live)

@@ -12,7 +12,9 @@ one camera may arrive out of order, and the repeats arrive again and again. Here
   worker, or was lost) makes both, the start at its ``started_ns``, so every stretch of motion
   is one start and one end, whatever the order;
 - a sink that starts while a camera's motion is off learns that silently: no event for a
-  stretch that ended before it was there;
+  stretch that ended before it was there. A stretch that started after the sink did (its
+  ``started_ns`` against the sink's start) is told whole, though its end is the first word of it
+  heard: its start was lost on the way;
 - with a ``ledger`` (sink.ledger), the state told is kept before its events leave and
   recalled when a camera is first met: a restarted sink knows the repeats of a state its
   previous run told (counted ``stale``) instead of telling the stretch's start again, and an end
@@ -25,6 +27,7 @@ shows. Pure logic, no sockets: the sink calls ``on_motion`` (sink.daemon).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -58,8 +61,12 @@ class MotionStates:
     makes event ids (sink.events.EventIds: unique with the sink's other events)."""
 
     def __init__(self, ids: Callable[[int, str, str], str], counters: Counters | None = None,
-                 ledger: Ledger | None = None, cameras: LiveCameras | None = None) -> None:
+                 ledger: Ledger | None = None, cameras: LiveCameras | None = None,
+                 since_ns: int | None = None) -> None:
         self.ids = ids
+        # when this sink started (wall clock, as capture times are): a stretch of motion that
+        # started before it, and ended before its first word came, is not this sink's to tell
+        self.since_ns = time.time_ns() if since_ns is None else since_ns
         self.counters = counters if counters is not None else Counters()
         self.ledger = ledger if ledger is not None else Ledger(None)
         self.cameras = cameras if cameras is not None else LiveCameras()  # the sink's live records, shared
@@ -81,7 +88,8 @@ class MotionStates:
             told = self.ledger.recall(m.camera, "motion", MotionTold)
             live.motion = told.active if told else False
             cam = live.attach(MotionPart(told.newest_ns if told else -1))
-            if told is None and not m.active:  # off already when we came: nothing to tell
+            started = m.started_ns if m.started_ns is not None else m.ts_ns
+            if told is None and not m.active and started < self.since_ns:  # off already when we came
                 cam.newest_ns = m.ts_ns
                 return []
         if m.ts_ns <= cam.newest_ns:

@@ -43,6 +43,16 @@ def test_a_sink_that_comes_while_motion_is_off_says_nothing_until_it_starts() ->
     assert not states.ended("c")
 
 
+def test_a_stretch_that_started_after_the_sink_is_told_whole_though_its_start_was_lost() -> None:
+    # the sink started at 12 s: the stretch 10..15 was under way (silent), 20..25 began after it
+    states = MotionStates(EventIds(), since_ns=12 * S)
+    assert told(states, off(15, 10)) == []
+    states = MotionStates(EventIds(), since_ns=12 * S)
+    assert told(states, off(25, 20)) == [("motion_start", 20), ("motion_end", 25)]
+    assert told(states, on(20)) == []  # the start, arriving late after all, changes nothing
+    assert states.counters.get("motion_messages", "c", "stale") == 1
+
+
 def test_events_carry_the_boxes_and_unique_ids() -> None:
     states = MotionStates(EventIds())
     start, = states.on_motion(on(10, seq=42))
