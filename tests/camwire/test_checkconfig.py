@@ -29,6 +29,7 @@ def line_of(text: str, needle: str) -> int:
     return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
 
 
+TWO_SINKS = '["tcp://10.0.0.2:5557", "tcp://10.0.0.1:5557"]'
 # (the daemon the mistake belongs to, the file, the text on the line at fault, words of the reason)
 FALSE_OKS = [
     ("recorder", '[recorder]\ndir = "ring"\nretain = "7d"\nmax_bytes = "lots"\n', 'max_bytes = "lots"', "a size"),
@@ -69,6 +70,11 @@ FALSE_OKS = [
     ("sink", '[sink]\nevents = "e.jsonl"\n[security]\nkey = "/nonexistent/host.key_secret"\n', 'key = "',
      "cannot read the key file"),
     ("sink", '[sink]\nevents = "e.jsonl"\n[security]\nkeys = "/etc/camwire/keys"\n', "keys =", "unknown key"),
+    # a recorder or console given other sinks than the workers': a camera's messages to a sink not its own
+    ("recorder", f'[classifier]\nsink = {TWO_SINKS}\n[recorder]\ndir = "ring"\nsink = ["tcp://10.0.0.1:5557"]\n',
+     'sink = ["tcp://10.0.0.1:5557"]', "the workers to ['tcp://10.0.0.1:5557', 'tcp://10.0.0.2:5557']"),
+    ("web", f'[classifier]\nsink = {TWO_SINKS}\n[recorder]\ndir = "ring"\nsink = {TWO_SINKS}\n[web]\ntoken = "t"\n',
+     'results = "tcp://127.0.0.1:5557"', "give [web] sink the workers' list"),
 ]
 
 
@@ -85,6 +91,20 @@ def test_check_config_and_the_daemon_refuse_the_same_line(tmp_path: Path, daemon
     assert where in refused.stderr and words in refused.stderr and "Traceback" not in refused.stderr
     # the same one line: what check-config says after its own name is what the daemon says
     assert refused.stderr.strip().split(": error: ", 1)[1] == checked.stderr.strip().split(": error: ", 1)[1]
+
+
+def test_the_same_sinks_in_any_order_pass_and_a_workers_host_is_not_refused_for_a_console(tmp_path: Path) -> None:
+    path = tmp_path / "camwire.toml"
+    path.write_text(SOCKETS + f'[classifier]\nsink = {TWO_SINKS}\n[recorder]\ndir = "ring"\n'
+                    'sink = ["tcp://10.0.0.1:5557", "tcp://10.0.0.2:5557"]\n[web]\ntoken = "t"\n')
+    assert camwire("check-config", "--daemons", "classifier", str(path)).returncode == 0  # no console here
+    assert camwire("check-config", "--daemons", "recorder", str(path)).returncode == 0
+    alone = tmp_path / "one.toml"  # one sink each: no choice to get wrong, whatever name each host knows it by
+    alone.write_text(SOCKETS + '[classifier]\nsink = "tcp://10.0.0.4:5557"\n[recorder]\ndir = "ring"\n'
+                     'sink = ["tcp://sinks.example:5557"]\n')
+    assert camwire("check-config", str(alone)).returncode == 0
+    refused = camwire("check-config", str(path))  # the whole file: its console would use [sockets] results
+    assert refused.returncode == 2 and f"{path}:2:" in refused.stderr and "[web] sink" in refused.stderr, refused.stderr
 
 
 def test_values_with_units_and_dashes_are_read_as_their_flags_would(tmp_path: Path) -> None:
