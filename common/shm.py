@@ -97,7 +97,8 @@ def _fence() -> None:
 
 class ShmError(wire.MalformedMessage):
     """A ShmRef that cannot be read here; ``reason`` (a counter label) is ``unknown_ring`` (no
-    such segment, or not mappable from this host), ``bad_ring`` (not a camwire ring: its name,
+    such segment, or not mappable from this host), ``denied`` (another user's: every daemon runs
+    as one user, the units' ``User=camwire``), ``bad_ring`` (not a camwire ring: its name,
     magic, version or size), ``bad_slot`` (slot out of range, or more bytes asked than the slot
     has or holds) or ``recycled`` (the slot no longer holds that generation)."""
 
@@ -391,8 +392,11 @@ class Readers:
     def _map(self, name: str) -> _Mapped:
         try:
             fd = os.open(os.path.join(self.directory, name), _OPEN_EXISTING)
-        except (FileNotFoundError, PermissionError) as exc:
+        except FileNotFoundError as exc:
             raise ShmError("unknown_ring", f"{name}: {exc.strerror}") from None
+        except PermissionError as exc:  # mode 0600: its writer runs as another user
+            raise ShmError("denied", f"{name}: {exc.strerror} (another user's ring: run every daemon "
+                                     "as one user)") from None
         except OSError as exc:  # a directory, a symlink (ELOOP), ...
             raise ShmError("bad_ring", f"{name}: {exc.strerror}") from None
         try:

@@ -106,6 +106,8 @@ SHM_UNREAD = {
                      "the workers' /dev/shm (a container: --ipc=host) or give the workers an address of it "
                      "that is not on loopback",
     "shm_gone": "a result's pixels were no longer in shared memory when it arrived (the sink is far behind)",
+    "shm_denied": "a worker left a result's pixels in shared memory of another user's: run the sink as the "
+                  "extractors' user (the units: User=camwire)",
     "bad": "a result named shared memory that is not a camwire frame's",
 }
 def check(args: SinkSettings | RunSettings) -> None:

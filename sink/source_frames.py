@@ -5,8 +5,9 @@ A worker on the sink's host whose frame came in shared memory does not send its 
 result names the frame's slot (``Result.image_shm``), which the worker leaves held. The sink
 copies them out on arrival (:meth:`SourceFrames.copy_out`: a memcpy where a socket would copy
 them three times) and releases the slot; a slot already reused (the ring's lease ran out while
-the result waited), or in a ring this host cannot map, leaves the result without pixels,
-counted ``snapshot_pixels/shm_gone`` or ``shm_elsewhere``; copied, ``snapshot_pixels/shm``.
+the result waited), in a ring this host cannot map, or in another user's ring, leaves the
+result without pixels, counted ``snapshot_pixels/shm_gone``, ``shm_elsewhere`` or
+``shm_denied``; copied, ``snapshot_pixels/shm``.
 
 A camera with ``detect_size`` sends the pool frames at the detection size; when its frames go
 through shared memory, its extractor also keeps the last few source frames (YUV 4:2:0, the
@@ -48,6 +49,8 @@ class SourceFrame:
 
 TAKEN_KEPT = 4  # source frames taken lately, kept by ref: the objects of one frame share a copy
 IDLE_S = 10.0  # a ring not read for this long is unmapped (an extractor gone or restarted)
+# why a result's pixels could not be read from their slot (common.shm.ShmError) -> snapshot_pixels/<why>
+UNREAD = {"recycled": "shm_gone", "unknown_ring": "shm_gone", "denied": "shm_denied"}
 
 
 class SourceFrames:
@@ -81,9 +84,9 @@ class SourceFrames:
             return None, "shm_elsewhere"
         try:
             data = bytes(self.readers.view(ref, nbytes))
-        except shm.ShmError as exc:  # reused already, its ring gone; or a ref no worker made
-            why = "shm_gone" if exc.reason in ("recycled", "unknown_ring") else exc.reason
-            self.counters.add(*(("snapshot_pixels", why) if why == "shm_gone" else ("malformed", why)))
+        except shm.ShmError as exc:  # reused already, its ring gone, another user's; or a ref no worker made
+            why = UNREAD.get(exc.reason, exc.reason)
+            self.counters.add(*(("snapshot_pixels", why) if exc.reason in UNREAD else ("malformed", why)))
             self.readers.release(ref)
             return None, why
         valid = self.readers.valid(ref)

@@ -4,6 +4,9 @@ ring on another host or one that is not there, and a forged ref give nothing, ea
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 import pytest
 
@@ -49,6 +52,38 @@ def test_a_reused_slot_a_far_ring_and_a_forged_ref_give_nothing(ring) -> None:
     assert frames.counters.get("snapshot_pixels", "shm_elsewhere") == 1
     assert frames.counters.get("malformed", "bad_slot") == 1
     frames.close()
+
+
+OTHER_USER = 65534  # nobody
+
+
+def test_another_users_ring_is_said_to_be_so(ring) -> None:
+    """A sink run as another user than the workers' (mode 0600 rings): the truth, not "gone". A
+    real second user: the copy is asked in a child process that has become nobody (root alone
+    can; forked, so it needs no file of this checkout)."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can run a process as another user")
+    ref = ring.put(np.zeros((H, W, 3), np.uint8))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: another user, then the sink's copy; its answer down the pipe
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(OTHER_USER)
+            os.setuid(OTHER_USER)
+            frames = SourceFrames(Counters())
+            _, why = frames.copy_out(ref, (W, H, 3), "bgr")
+            os.write(write, json.dumps([why, frames.counters.get("snapshot_pixels", "shm_denied")]).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        said = answer.read()
+    assert os.waitpid(pid, 0)[1] == 0, said
+    assert json.loads(said) == ["shm_denied", 1]
+    assert ring.free() == 1  # not released: that user cannot; its lease frees it
 
 
 def test_a_real_sink_copies_the_pixels_frees_the_slot_and_frees_a_malformed_ones_too(daemons, zctx,
