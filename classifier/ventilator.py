@@ -9,7 +9,8 @@ Sockets (both bound, both owned by the main thread, run by common.daemon):
     ``status`` and ``eos`` ride to the sink through any worker, and so does a ``workers`` message
     every WORKERS_EVERY_S (each worker's detector, credits, frames in flight, done and lost; the
     backlog per camera; each camera's detector that no worker serves; each camera's frames by
-    final bucket, common.frame_account), which the sink keeps for ``camwire status``. A worker's
+    final bucket, common.frame_account; named by the ventilator's host and backend address, so a
+    sink merges several ventilators' reports), which the sink keeps for ``camwire status``. A worker's
     heartbeat carrying ``sent`` is echoed at once (``echo``): its round trip sizes its credit
     window (classifier.worker_loop).
 Shared memory (common.shm): a frame whose pixels wait in its extractor's ring comes as a header
@@ -31,6 +32,7 @@ The decisions live in classifier.dispatch; this module is sockets and time.
 from __future__ import annotations
 
 import errno
+import socket
 import time
 from collections import deque
 from typing import Any, Sequence
@@ -110,6 +112,8 @@ class Ventilator:
                                      on_drop=self._dropped)
         self.frontend = daemon.socket(zmq.PULL, bind=args.frontend, rcvhwm=8, linger=0)
         self.backend = daemon.socket(zmq.ROUTER, bind=args.backend, linger=1000)
+        # the sink's workers table merges several ventilators' reports, each told apart by this
+        self.name = f"{socket.gethostname()} {self.backend.getsockopt_string(zmq.LAST_ENDPOINT)}"[:128]
         self.outbox: deque[bytes] = deque()
         self.hosts: dict[bytes, str | None] = {}  # worker -> its shared-memory host (wire.Ready.host)
         self._rings: shm.Readers | None = None
@@ -290,8 +294,9 @@ class Ventilator:
             self._next_workers = now + WORKERS_EVERY_S
             workers, backlog = self.dispatcher.load()
             report = [wire.Unserved(camera=c, detector=d, frames=n) for (c, d), n in sorted(unserved.items())]
-            self._to_sink(wire.pack(wire.Workers(ts_ns=time.time_ns(), workers=workers, backlog=backlog,
-                                                 unserved=report[:4096], accounts=self.dispatcher.account(),
+            self._to_sink(wire.pack(wire.Workers(ts_ns=time.time_ns(), ventilator=self.name, workers=workers,
+                                                 backlog=backlog, unserved=report[:4096],
+                                                 accounts=self.dispatcher.account(),
                                                  refused=wire.refusals(self.counters.get_tree("handshakes_failed"),
                                                                       self.counters.get_tree("refused_peers")))))
         if now >= self._next_heartbeat:

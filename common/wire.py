@@ -398,9 +398,12 @@ class PoolAccount(msgspec.Struct, frozen=True):
 class Workers(Message, tag="workers"):
     """The ventilator's view of its pool, every few seconds and on every join or departure; and
     ``unserved``, each camera's detector that no worker serves now (classifier.dispatch); and
-    ``accounts``, each camera's frames by final bucket (common.frame_account)."""
+    ``accounts``, each camera's frames by final bucket (common.frame_account). ``ventilator``
+    tells the reports of several ventilators apart (its host and backend address; None from a
+    ventilator older than it)."""
 
     ts_ns: Nanos
+    ventilator: Name | None = None
     workers: Annotated[list[WorkerLoad], msgspec.Meta(max_length=4096)] = []
     backlog: dict[CameraName, Count] = {}
     unserved: Annotated[list[Unserved], msgspec.Meta(max_length=4096)] = []

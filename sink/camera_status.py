@@ -33,9 +33,11 @@ failing on every frame). A covered camera stays ``online`` here, with ``covered`
   and ``worker``): what serves it now, or what served it last while no results come.
   ``switches`` (JSON ``{"detect": true, "record": false, "snapshots": true}``): the camera's
   switches as the sink keeps them (sink.switches); every one on until someone turns it off.
-- ``workers``: as the ventilator last reported them (``detector``, ``credits``, ``in_flight``, ``dispatched``,
-  ``completed``, ``leaving``, ``updated_ts``), and ``results``, the sink's own count of the
-  results each worker sent (a worker the ventilator has not reported yet has only this).
+- ``workers``: as the ventilators last reported them (``detector``, ``credits``, ``in_flight``, ``dispatched``,
+  ``completed``, ``leaving``, ``updated_ts``), a worker linked to several ventilators with its
+  counts summed over them (each ventilator's latest report is kept, until it has been silent for
+  REPORT_KEPT_S), and ``results``, the sink's own count of the results each worker sent (a worker
+  no ventilator has reported yet has only this).
 - ``sink``: one row, rewritten at every flush: ``updated_ts`` (so a reader can tell a dead sink's
   stale data), ``started_ts``, ``stopped_ts`` (set at a clean exit), ``pid``, ``write_errors``
   (JSON: failed writes by what, sink.store.disk) and the latest one.
@@ -51,7 +53,7 @@ import sqlite3
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import msgspec
 
@@ -68,6 +70,9 @@ MAX_WORKERS = 4096  # as many as a ventilator reports; names beyond are not coun
 MAX_GONE = 10_000  # forgotten cameras whose rows wait for a flush that works; past it a stale row may stay
 SERVED_S = 60.0  # a detector or worker is listed as serving a camera while its results are this recent
 MAX_SERVED = 64  # names kept per camera (detectors and workers each); the oldest goes first
+REPORT_KEPT_S = 30.0  # a ventilator not heard from this long (gone) leaves the workers table (it reports every 2 s)
+MAX_VENTILATORS = 256  # reports kept at once; the oldest goes first
+SUMMED = ("credits", "in_flight", "dispatched", "completed", "lost")  # a worker's, over its ventilators
 
 
 
@@ -154,6 +159,23 @@ class StatusPart:
     served: _Served = field(default_factory=_Served)
 
 
+def merged(reports: Iterable[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Several ventilators' views of their workers as one table: a worker linked to several
+    (classifier.links) has its credits, frames in flight, dispatched, done and lost summed over
+    them, and is leaving if any of them says so."""
+    out: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        for name, worker in report.items():
+            if (have := out.get(name)) is None:
+                out[name] = dict(worker)
+                continue
+            for key in SUMMED:
+                have[key] = (have.get(key) or 0) + (worker.get(key) or 0)
+            have["leaving"] = bool(have.get("leaving") or worker.get("leaving"))
+            have["detector"] = have.get("detector") or worker.get("detector")
+    return out
+
+
 class StatusBook:
     """Kept in memory as messages come, written to ``path`` (None: memory only) by ``flush``.
     ``cameras``: the sink's live records (sink.cameras), whose state, covered and motion the rows show;
@@ -165,8 +187,11 @@ class StatusBook:
         self.switches = switches
         self.db: sqlite3.Connection | None = None
         self.cameras = cameras if cameras is not None else LiveCameras()
-        self.workers: dict[str, dict[str, Any]] = {}  # name -> as the ventilator reported it
-        self.workers_ts: float | None = None  # when it did
+        self.workers: dict[str, dict[str, Any]] = {}  # name -> as its ventilators reported it, summed
+        self.workers_ts: float | None = None  # the newest report's time
+        # each ventilator's latest report (classifier.ventilator's name): when it came (monotonic),
+        # its time, its workers by name
+        self.reports: dict[str, tuple[float, float, dict[str, dict[str, Any]]]] = {}
         self.worker_results: dict[str, int] = {}
         # failed CURVE handshakes: (daemon, socket, reason) -> (count, when reported)
         self.refused: dict[tuple[str, str, str], tuple[int, float, str]] = {}  # -> count, when, peers (JSON)
@@ -275,10 +300,19 @@ class StatusBook:
                 self.refused[key] = (n, now, json.dumps(peers[:32]))
                 self._refused_dirty = True
 
-    def on_workers(self, msg: wire.Workers) -> None:
+    def on_workers(self, msg: wire.Workers, now: float | None = None) -> None:
+        """A ventilator's report (``now``: monotonic, when it came)."""
         self.on_refused("ventilator", msg.refused)
-        self.workers_ts = msg.ts_ns / 1e9
-        self.workers = {w.name: msgspec.structs.asdict(w) for w in msg.workers}
+        now = time.monotonic() if now is None else now
+        self.reports.pop(msg.ventilator or "", None)  # re-added last: the dict's order is the reports' age
+        self.reports[msg.ventilator or ""] = (now, msg.ts_ns / 1e9, {w.name: msgspec.structs.asdict(w)
+                                                                     for w in msg.workers})
+        for name in [n for n, (at, _, _) in self.reports.items() if now - at > REPORT_KEPT_S]:
+            del self.reports[name]
+        while len(self.reports) > MAX_VENTILATORS:
+            del self.reports[next(iter(self.reports))]
+        self.workers_ts = max(ts for _, ts, _ in self.reports.values())
+        self.workers = merged(report for _, _, report in self.reports.values())
         self._workers_dirty = True
         unserved: dict[str, dict[str, int]] = {}
         for u in msg.unserved:

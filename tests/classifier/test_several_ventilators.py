@@ -21,6 +21,7 @@ import zmq
 
 from camwire.common import wire
 from camwire.common.config import ConfigError, load_config
+from camwire.sink.store.status_db import read_status
 from conftest import ROOT, SHAPES_RULES, free_port, scrape, subscribe, tcp, value
 
 HERE = Path(__file__).resolve().parent
@@ -125,6 +126,21 @@ def test_two_ventilators_share_two_workers_and_a_killed_worker_costs_each_only_i
     since = len(feed.seen)
     feed.until(lambda: all(feed.by_camera(since).get(c, 0) >= 3 for cs in GROUPS.values() for c in cs))
     assert {r.worker for r in feed.seen[since:]} == {"worker"}  # the other worker carries on for both groups
+
+    # the sink's workers table: the worker's frames of both ventilators, summed (not the last report's)
+    def dispatched(v: Vent) -> float | None:
+        return metric(v.metrics_port, "camwire_ventilator_workers_total", worker="worker", what="dispatched")
+
+    deadline = time.monotonic() + 60
+    while True:
+        each = [dispatched(v) for v in vents.values()]  # frames stopped: these no longer move
+        rows = {w["name"]: w for w in read_status(tmp_path / "data" / "status.db")[1]}
+        # the killed holder is gone from the table (it sent no result), and the worker's count is
+        # both ventilators' (each sent it frames of its own group)
+        if set(rows) == {"worker"} and all(each) and rows["worker"]["dispatched"] == sum(each):  # type: ignore
+            break
+        assert time.monotonic() < deadline, (rows, each)
+        time.sleep(0.2)  # status.db is rewritten by the sink (a file has no event), the reports every 2 s
 
     for name in ("worker", "vent-a", "vent-b"):
         assert daemons.stop(name) == 0

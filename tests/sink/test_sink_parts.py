@@ -13,6 +13,7 @@ import sqlite3
 
 import numpy as np
 
+from camwire.sink import camera_status
 from camwire.sink.camera_status import StatusBook, StatusPart
 from camwire.sink.cameras import LiveCameras
 from camwire.sink.store.status_db import read_sink, read_status
@@ -187,6 +188,33 @@ def test_status_says_when_its_data_is_stale(tmp_path: Path) -> None:
     shown = subprocess.run([sys.executable, "-m", "camwire", "status", "--dir", str(tmp_path)], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout
     assert shown.startswith("STALE: the sink stopped")
+
+
+def test_the_workers_table_sums_each_ventilators_latest_report(tmp_path: Path) -> None:
+    """Two ventilators share a worker: its counts are both's; a newer report of one replaces its
+    older one; a ventilator silent past REPORT_KEPT_S leaves the table (a report of none: older)."""
+    path = tmp_path / "status.db"
+    book = StatusBook(path, errors())
+
+    def report(ventilator: str | None, at: float, **dispatched: int) -> None:
+        book.on_workers(wire.Workers(ts_ns=int(at * 1e9), ventilator=ventilator, workers=[
+            wire.WorkerLoad(name=name, credits=2, dispatched=n, completed=n, detector="covered")
+            for name, n in dispatched.items()]), now=at)
+
+    def table() -> dict[str, tuple]:
+        book.flush(force=True)
+        return {w["name"]: (w["dispatched"], w["completed"], w["credits"]) for w in read_status(path)[1]}
+
+    report("host-a tcp://0.0.0.0:5558", 100.0, w1=10, w2=4)
+    report("host-b tcp://0.0.0.0:5558", 101.0, w1=7)
+    assert table() == {"w1": (17, 17, 4), "w2": (4, 4, 2)}
+    report("host-a tcp://0.0.0.0:5558", 102.0, w1=12)  # w2 left host-a
+    assert table() == {"w1": (19, 19, 4)}
+    report(None, 102.0 + camera_status.REPORT_KEPT_S, w3=1)  # host-a and host-b silent since
+    assert table() == {"w1": (12, 12, 2), "w3": (1, 1, 2)}  # host-a's last (102 s) is just within the time kept
+    report(None, 103.0 + camera_status.REPORT_KEPT_S, w3=2)
+    assert table() == {"w3": (2, 2, 2)}
+    book.close()
 
 
 def test_status_db_on_a_full_disk_is_counted_and_retried(small_disk) -> None:
