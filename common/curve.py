@@ -7,7 +7,9 @@ Opt-in per deployment, the IronHouse pattern of ZeroMQ (libsodium, in pyzmq's wh
   file; a file that group or others may read is refused, naming it, before anything binds.
 - A daemon that *binds* a ``tcp://`` address is a CURVE server there: only clients whose public
   key is a ``*.key`` file in ``--curve-clients DIR`` get through (a ZAP handler in the daemon
-  checks each handshake). The directory is read again on reload (SIGHUP); a key taken out of it
+  checks each handshake). Its ``--serve`` (status, clips, reload: common.serve) is the one
+  socket with clients of its own where ``DIR/serve/`` exists: only the keys there (the
+  consoles' and operators', not every host that sends frames) get through to it. The directory is read again on reload (SIGHUP); a key taken out of it
   cuts its peer off at once (the daemon's secured endpoints are unbound and bound again, so every
   peer handshakes again, and the removed one fails).
 - A daemon that *connects* pins the server's public key, from ``--curve-servers DIR``: for
@@ -41,6 +43,8 @@ from zmq.auth.thread import ThreadAuthenticator
 from camwire.common.sockets import OperatorError
 
 ZAP_DOMAIN = b"camwire"
+SERVE_DOMAIN = b"camwire-serve"  # --serve's: its clients are ``serve/`` of --curve-clients where that folder is
+SERVE_CLIENTS = "serve"
 SECURED = ("tcp://",)  # transports that get CURVE; ipc and inproc never leave the host
 # a connecting flag (argparse dest) -> the daemon that binds the address it names
 SERVER_OF = {"push": "ventilator", "connect": "ventilator", "sink": "sink", "events": "sink",
@@ -150,6 +154,13 @@ def read_folder(folder: Path) -> dict[bytes, str]:
     return {read_keys(p, secret=False)[0]: p.name for p in files}
 
 
+def read_serve(clients: Path) -> dict[bytes, str] | None:
+    """The keys ``clients/serve/`` lists (None where there is no such folder: --serve lets in
+    every key of ``clients``)."""
+    folder = clients / SERVE_CLIENTS
+    return read_folder(folder) if folder.is_dir() else None
+
+
 @dataclass
 class Curve:
     """One daemon's CURVE settings, loaded once at start (OperatorError before anything binds)."""
@@ -160,6 +171,7 @@ class Curve:
     servers: dict[str, bytes] = field(default_factory=dict)  # HOST or role -> its public key, as read
     servers_dir: Path | None = None  # --curve-servers: HOST.key, ROLE.key
     allowed: dict[bytes, str] = field(default_factory=dict)  # from ``clients``: key -> file; swapped whole
+    allowed_serve: dict[bytes, str] | None = None  # from ``clients/serve/`` (None: no such folder); likewise
     # (peer address, key fingerprint) of each key the ZAP handler refused, oldest first: appended
     # by its thread, taken by the daemon's loop (deque's append and popleft are thread-safe)
     denied: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=DENIED_KEPT), repr=False)
@@ -182,7 +194,7 @@ class Curve:
         curve.servers_dir = Path(servers) if servers else None
         if curve.clients is not None:
             with _named("--curve-clients"):
-                curve.allowed = read_folder(curve.clients)
+                curve.allowed, curve.allowed_serve = read_folder(curve.clients), read_serve(curve.clients)
         for dest, server in SERVER_OF.items():  # each server this daemon connects to over tcp: its key, now
             value = getattr(args, dest, None)
             for addr in [value] if isinstance(value, str) else value or []:
@@ -224,12 +236,15 @@ class Curve:
                                 "keys allowed to connect")
         self._auth = _Authenticator(ctx)
         self._auth.start()
-        self._auth.configure_curve_callback(domain=ZAP_DOMAIN.decode(), credentials_provider=self)
+        for domain in (ZAP_DOMAIN, SERVE_DOMAIN):
+            self._auth.configure_curve_callback(domain=domain.decode(), credentials_provider=self)
 
-    def callback(self, _domain: str, client_key: bytes) -> bool:
-        """The ZAP handler's question, from its thread: is this client's key listed? A refusal is
-        remembered with the peer's address and the key's fingerprint (:meth:`take_denied`)."""
-        if client_key in self.allowed:
+    def callback(self, domain: str, client_key: bytes) -> bool:
+        """The ZAP handler's question, from its thread: is this client's key listed (for --serve,
+        in ``serve/`` where there is one)? A refusal is remembered with the peer's address and
+        the key's fingerprint (:meth:`take_denied`)."""
+        serve = self.allowed_serve if domain == SERVE_DOMAIN.decode() else None
+        if client_key in (serve if serve is not None else self.allowed):
             return True
         self.denied.append((self._auth.address if self._auth is not None else "", fingerprint(client_key)))
         return False
@@ -242,13 +257,24 @@ class Curve:
             return None
 
     def reload(self) -> tuple[list[str], list[str]]:
-        """Read ``clients`` again; returns the files added and removed. The running set stays if
-        the folder cannot be read (OperatorError)."""
+        """Read ``clients`` (and ``clients/serve/``) again; returns the files added and removed,
+        a key --serve no longer lets in among the removed (its peer there is cut off too). The
+        running sets stay if a folder cannot be read (OperatorError)."""
         if self.clients is None:
             return [], []
         before, now = self.allowed, read_folder(self.clients)
-        self.allowed = now  # one assignment: the ZAP thread sees the old dict or the new one
-        return [now[k] for k in now if k not in before], [before[k] for k in before if k not in now]
+        was_serve, now_serve = self.allowed_serve, read_serve(self.clients)
+        # one assignment each: the ZAP thread sees the old dict or the new one
+        self.allowed, self.allowed_serve = now, now_serve
+        added = [now[k] for k in now if k not in before]
+        removed = [before[k] for k in before if k not in now]
+        # --serve's keys before and now: all of clients where there is no serve/
+        serve_before = before if was_serve is None else was_serve
+        serve_now = now if now_serve is None else now_serve
+        added += [f"{SERVE_CLIENTS}/{serve_now[k]}" for k in serve_now if now_serve is not None and k not in serve_before]
+        removed += [f"{SERVE_CLIENTS}/ (--serve) {serve_before[k]}" for k in serve_before
+                    if k not in serve_now and k in now]  # still a client elsewhere, no longer on --serve
+        return added, removed
 
     def stop(self) -> None:
         if self._auth is not None:
@@ -257,24 +283,25 @@ class Curve:
 
     # -- per socket ------------------------------------------------------------------------------
 
-    def prepare(self, sock: zmq.Socket, addr: str, bind: bool, server: str | None) -> None:
+    def prepare(self, sock: zmq.Socket, addr: str, bind: bool, server: str | None,
+                domain: bytes | None = None) -> None:
         """Set ``sock`` up for its next bind/connect to ``addr`` (libzmq takes the options as they
         are at that call, so one socket may bind ipc:// plain and tcp:// secured)."""
         if not secured(addr):
             plain(sock)
         elif bind:
             self.start(sock.context)
-            self.serve(sock)
+            self.serve(sock, domain)
         else:
             if server is None:
                 raise OperatorError(f"{addr}: which daemon is there is not known, so its key cannot be pinned")
             self.client(sock, server, addr)
 
-    def serve(self, sock: zmq.Socket) -> None:
-        """Make the next bind of ``sock`` a CURVE server's."""
+    def serve(self, sock: zmq.Socket, domain: bytes | None = None) -> None:
+        """Make the next bind of ``sock`` a CURVE server's, its clients checked in ``domain``."""
         sock.setsockopt(zmq.CURVE_SERVER, 1)
         sock.setsockopt(zmq.CURVE_SECRETKEY, self.secret)
-        sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
+        sock.setsockopt(zmq.ZAP_DOMAIN, domain or ZAP_DOMAIN)
 
     def client(self, sock: zmq.Socket, server: str, addr: str | None = None) -> None:
         """Make the next connect of ``sock`` (to ``addr``) a CURVE client's, pinning the public key

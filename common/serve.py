@@ -35,6 +35,7 @@ from typing import Any, Callable
 import msgspec
 import zmq
 
+from camwire.common.curve import SERVE_DOMAIN
 from camwire.common.sockets import make_socket
 
 OPS_THREADS = 4  # answers made at once; more questions wait in a queue ...
@@ -190,7 +191,8 @@ class Server:
 def bind_server(ctx: zmq.Context, addr: str, curve: Any = None) -> zmq.Socket:
     """The ROUTER a Server answers on, bound now (so an address in use fails the daemon's start)."""
     # sndhwm counts messages, not bytes: a few answers (an MP4 each, perhaps) wait for a slow asker
-    return make_socket(ctx, zmq.ROUTER, bind=addr, curve=curve, maxmsgsize=ASK_MAX_BYTES, linger=0, sndhwm=4)
+    return make_socket(ctx, zmq.ROUTER, bind=addr, curve=curve, maxmsgsize=ASK_MAX_BYTES, linger=0, sndhwm=4,
+                       domain=SERVE_DOMAIN)  # its clients: --curve-clients' serve/ where there is one
 
 
 class Client:

@@ -43,7 +43,8 @@ class OperatorError(Exception):
 class Security(Protocol):
     """What a socket's links need from common.curve.Curve (kept apart: curve imports this module)."""
 
-    def prepare(self, sock: zmq.Socket, addr: str, bind: bool, server: str | None) -> None: ...
+    def prepare(self, sock: zmq.Socket, addr: str, bind: bool, server: str | None,
+                domain: bytes | None = None) -> None: ...
 
 
 def check_address(addr: str, flag: str = "") -> str:
@@ -104,12 +105,14 @@ def make_socket(
     curve: Security | None = None,
     server: str | None = None,
     immediate: bool = False,
+    domain: bytes | None = None,
 ) -> zmq.Socket:
     """Create a socket, set its options, then bind and/or connect it. ``maxmsgsize``: a peer
     sending a larger message part is disconnected by ZeroMQ before the part is taken in.
     ``curve`` (common.curve.Curve) secures its tcp:// links; ``server`` names the daemon a
-    connect reaches (common.curve.SERVER_OF), whose key it pins. ``immediate``: queue messages
-    only towards connected peers (a send with none fails instead of waiting for one)."""
+    connect reaches (common.curve.SERVER_OF), whose key it pins; ``domain``, the ZAP domain a
+    bind checks its clients in (common.curve.SERVE_DOMAIN). ``immediate``: queue messages only
+    towards connected peers (a send with none fails instead of waiting for one)."""
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, linger)
     if maxmsgsize is not None:
@@ -132,7 +135,7 @@ def make_socket(
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5000)
     try:
         for addr in _as_list(bind):
-            attach(sock, addr, True, curve, server)
+            attach(sock, addr, True, curve, server, domain)
         for addr in _as_list(connect):
             attach(sock, addr, False, curve, server)
     except OperatorError:
@@ -142,11 +145,12 @@ def make_socket(
 
 
 def attach(sock: zmq.Socket, addr: str, bind: bool, curve: Security | None = None,
-           server: str | None = None) -> None:
-    """Bind or connect ``sock`` to ``addr``, secured as ``curve`` says; OperatorError names the address."""
+           server: str | None = None, domain: bytes | None = None) -> None:
+    """Bind or connect ``sock`` to ``addr``, secured as ``curve`` says (``domain``: the ZAP
+    domain of a bound socket whose clients are its own, common.curve); OperatorError names the address."""
     check_address(addr)
     if curve is not None:
-        curve.prepare(sock, addr, bind, server)
+        curve.prepare(sock, addr, bind, server, domain)
     method, verb = (sock.bind, "bind") if bind else (sock.connect, "connect to")
     try:
         method(addr)
