@@ -54,7 +54,11 @@ class Sinks:
 
     def connected(self) -> bool:
         """Whether any sink has a peer now."""
-        return any(peer.connected for watch in self.watches.values() for peer in watch.peers.values())
+        return bool(self.reached())
+
+    def reached(self) -> set[str]:
+        """The sinks' addresses that have a peer now (read from any thread: a copy of each watch's peers)."""
+        return {addr for addr, watch in self.watches.items() if any(p.connected for p in list(watch.peers.values()))}
 
     def send(self, camera: str, parts: list[Any]) -> bool:
         """``parts`` to the sink that owns ``camera``, without waiting; whether it was taken."""

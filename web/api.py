@@ -211,6 +211,7 @@ def _camera_list(c: Console) -> list[dict[str, Any]]:
     # each camera's motion as the sink holds it (status.db); worked out from the events file
     # only where the sink writes no status
     motion = c.index.motion_states() if any(by_name.get(n, {}).get("motion") is None for n in names) else {}
+    reached = c.sink.reached()  # once for all: which sinks the switches can reach now
     out = []
     for name in names:
         row = by_name.get(name, {})
@@ -230,6 +231,8 @@ def _camera_list(c: Console) -> list[dict[str, Any]]:
             "detector": list(cam.detector) if cam is not None else [],
             # as the sink keeps them (sink.switches, status.db); all on before it has said
             "switches": row.get("switches") or dict.fromkeys(wire.SWITCHES, True),
+            # why its switches cannot be set now though others' can (its own sink away), or None
+            "switches_away": c.sink.away(name, reached),
         })
     return out
 

@@ -12,7 +12,8 @@ message with :meth:`SinkLink.send` and gets a future. The loop sends what waits 
 the future fails at once with :class:`SinkUnreachable`, and the console says so instead of
 answering ok to a change nobody will make; it names the sinks that did not take it.
 :meth:`SinkLink.unreachable` says so before anyone tries (the page greys out what it cannot
-change): each sink's PeerWatch knows whether its address has a peer.
+change), and :meth:`SinkLink.away` for one camera, whose own sink may be away while another is
+there: each sink's PeerWatch knows whether its address has a peer.
 """
 
 from __future__ import annotations
@@ -53,6 +54,18 @@ class SinkLink:
         if not self.sinks.connected():
             return NOT_CONNECTED
         return None
+
+    def reached(self) -> set[str]:
+        """The sinks' addresses connected now (none without --sink)."""
+        return self.sinks.reached() if self.sinks is not None else set()
+
+    def away(self, camera: str, reached: set[str]) -> str | None:
+        """Why ``camera``'s switches would not reach the sink that owns it now (``reached``:
+        :meth:`reached`, asked once for all cameras), or None."""
+        if self.sinks is None:
+            return NO_SINK
+        addr = self.sinks.of(camera)
+        return None if addr in reached else f"{NOT_CONNECTED} (its sink: {addr})"
 
     @property
     def configured(self) -> bool:

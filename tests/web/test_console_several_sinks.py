@@ -1,7 +1,8 @@
 """A console in front of two sinks (``[web] sink = [...]``, listed as the workers list them):
 a camera's switch reaches the sink that owns it (common.sinks) and no other, and a review mark
 reaches every sink. Real sinks and a real console over ipc; what each sink kept (its events file,
-its reviews.db) is the state checked."""
+its reviews.db) is the state checked. With one sink stopped, its own cameras' switches are the
+ones greyed out (``switches_away``), not every camera's."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ def post(url: str, body: dict) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read() or b"null")
 
 
+def get(url: str) -> dict:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
 def until_ok(url: str, body: dict, timeout: float = 60.0) -> None:
     """POST until it is answered 200: 503 while the console's link to that sink is not up yet."""
     deadline = time.monotonic() + timeout
@@ -44,7 +51,7 @@ def switches_told(events: Path) -> set[str]:
     return {e["camera"] for e in rows if e["type"] == "camera_switch"}
 
 
-def test_a_switch_goes_to_its_cameras_sink_and_a_review_mark_to_every_sink(tmp_path: Path, daemons,
+def test_a_switch_goes_to_its_cameras_sink_and_a_review_mark_to_every_sink(tmp_path: Path, daemons, browser,
                                                                            monkeypatch) -> None:
     sinks = sorted(f"ipc://{tmp_path}/results{i}" for i in range(2))
     owner = {camera: sinks.index(sink_of(camera, sinks)) for camera in CAMERAS}
@@ -74,6 +81,29 @@ def test_a_switch_goes_to_its_cameras_sink_and_a_review_mark_to_every_sink(tmp_p
                   for i in range(2)):
         assert time.monotonic() < deadline, "a sink never kept the review marks"
         time.sleep(0.1)
-    for i in range(2):
-        assert daemons.stop(f"sink{i}") == 0
+    # one sink away: its cameras' switches greyed out, naming it; the other's still settable
+    assert daemons.stop("sink1") == 0
+    deadline = time.monotonic() + 60
+    while True:
+        answer = get(f"{url}/api/cameras")
+        away = {c["camera"]: c["switches_away"] for c in answer["cameras"]}
+        if all(bool(away[c]) == (owner[c] == 1) for c in CAMERAS):
+            break
+        assert time.monotonic() < deadline, away
+        time.sleep(0.1)  # an HTTP API has nothing to await but its next answer
+    assert answer["switches"]["settable"] and all(sinks[1] in away[c] for c in CAMERAS if owner[c] == 1)
+    # ... and so on the camera pages, in a real browser
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{url}/#/camera/{next(c for c in CAMERAS if owner[c] == 1)}")
+    page.fill("input.token", TOKEN)
+    page.keyboard.press("Enter")
+    page.locator('.switches[data-settable="false"] .switch[data-switch="detect"]:disabled').wait_for(timeout=30_000)
+    assert sinks[1] in page.locator(".switches").get_attribute("title")
+    page.goto(f"{url}/#/camera/{next(c for c in CAMERAS if owner[c] == 0)}")
+    page.locator('.switches[data-settable="true"] .switch[data-switch="detect"]:enabled').wait_for(timeout=30_000)
+    assert errors == []
+    page.close()
+    assert daemons.stop("sink0") == 0
     assert daemons.stop("web") == 0

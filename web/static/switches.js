@@ -3,7 +3,8 @@
 // /api/cameras/NAME/switches {"switch": "detect", "on": false}; the toggle then waits, marked pending,
 // for /api/cameras to show the sink's new state (status.db, written each second), and shows the sink's
 // state again if none came within PENDING_MS. Greyed out, with why in the tooltip, while this console
-// cannot set them (no token, no --sink, the sink not connected: /api/cameras' `switches`).
+// cannot set them (no token, no --sink, no sink connected: /api/cameras' `switches`; or the camera's own
+// sink not connected, where there are several: its `switches_away`).
 //
 // app.js imports this module and this module imports app.js: its exports are used inside functions
 // only, never while the modules are being evaluated.
@@ -38,7 +39,9 @@ export class SwitchPanel {
   /** ``cam``: the camera's dict of /api/cameras; ``settable``: its top-level `switches`. */
   update(cam, settable) {
     this.shown = cam.switches || {};
-    this.locked = settable && settable.settable ? null : (settable && settable.why) || "cannot be set from here";
+    // the console's own reason (no token, no sink at all) first, else this camera's (its sink away)
+    this.locked = settable && settable.settable ? cam.switches_away || null
+      : (settable && settable.why) || "cannot be set from here";
     this.render();
   }
 
