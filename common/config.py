@@ -298,7 +298,7 @@ def load_config(path: str | os.PathLike[str], scope: Scope = WHOLE) -> Config:
         shown[section] = {key: pair[1] for key, pair in pairs.items()}
         if missing:
             unresolved[section] = frozenset(missing)
-    _same_sinks(cfg, sockets, sections, scope)
+    _same_sinks(cfg, sockets, sections, scope, unresolved, data)
     scope = scope.serving(sections.get("extractor", {}).get("cameras") if scope.judges("extractor") else None)
     cameras_table = data.get("cameras") or {}
     if scope.cameras and not isinstance(cameras_table, dict):
@@ -337,14 +337,18 @@ def sections_of(data: dict[str, Any]) -> dict[str, Any]:
 SINK_TELLERS = ("recorder", "web")  # they send each camera's messages to its sink by the workers' rule (common.sinks)
 
 
-def _same_sinks(cfg: Config, sockets: dict[str, Any], sections: dict[str, Any], scope: Scope) -> None:
-    """The recorder and the console (each judged here) list the workers' sinks: a camera's
-    messages go to the sink that owns it by hashing the list (common.sinks), so another list sends
-    a camera's switches or recording pauses to a sink that never sees it. Compared as the daemons
-    compare them: the addresses as written, in any order. One sink each is no choice at all: the
-    console on another host may well reach the workers' one sink by another name."""
+def _same_sinks(cfg: Config, sockets: dict[str, Any], sections: dict[str, Any], scope: Scope,
+                unresolved: dict[str, frozenset[str]], data: dict[str, Any]) -> None:
+    """The recorder and the console (each judged here, and given a section in the file) list the
+    workers' sinks: a camera's messages go to the sink that owns it by hashing the list
+    (common.sinks), so another list sends a camera's switches or recording pauses to a sink that
+    never sees it. Compared as the daemons compare them: the addresses as written, in any order.
+    One sink each is no choice at all: the console on another host may well reach the workers'
+    one sink by another name. A list with a ${VAR} this host lacks is not compared."""
 
     def listed(daemon: str) -> tuple[tuple[str, ...], str] | None:
+        if "sink" in unresolved.get(daemon, ()):
+            return None  # another host's to resolve
         value = sections.get(daemon, {}).get("sink", sockets.get("results"))
         value = [value] if isinstance(value, str) else value
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
@@ -356,8 +360,8 @@ def _same_sinks(cfg: Config, sockets: dict[str, Any], sections: dict[str, Any], 
     if workers is None:
         return
     for daemon in SINK_TELLERS:
-        if (scope.judges(daemon) and (own := listed(daemon)) is not None and own[0] != workers[0]
-                and len(own[0]) + len(workers[0]) > 2):
+        if (scope.judges(daemon) and isinstance(data.get(daemon), dict) and (own := listed(daemon)) is not None
+                and own[0] != workers[0] and len(own[0]) + len(workers[0]) > 2):
             said = "[classifier] sink" if workers[1] == "classifier.sink" else "[sockets] results"
             raise cfg.error(own[1], f"the {daemon} sends to the sinks {list(own[0])}, the workers to {list(workers[0])} "
                                     f"({said}): give [{daemon}] sink the workers' list, written alike, or a camera's "

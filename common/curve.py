@@ -170,8 +170,9 @@ class Curve:
     clients: Path | None = None  # folder of allowed client keys, for what this daemon binds
     servers: dict[str, bytes] = field(default_factory=dict)  # HOST or role -> its public key, as read
     servers_dir: Path | None = None  # --curve-servers: HOST.key, ROLE.key
-    allowed: dict[bytes, str] = field(default_factory=dict)  # from ``clients``: key -> file; swapped whole
-    allowed_serve: dict[bytes, str] | None = None  # from ``clients/serve/`` (None: no such folder); likewise
+    # (``clients``' keys, ``clients/serve/``'s or None where there is no such folder): key -> file;
+    # swapped whole in one assignment, so the ZAP thread sees both old or both new
+    keys: tuple[dict[bytes, str], dict[bytes, str] | None] = field(default_factory=lambda: ({}, None))
     # (peer address, key fingerprint) of each key the ZAP handler refused, oldest first: appended
     # by its thread, taken by the daemon's loop (deque's append and popleft are thread-safe)
     denied: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=DENIED_KEPT), repr=False)
@@ -194,7 +195,7 @@ class Curve:
         curve.servers_dir = Path(servers) if servers else None
         if curve.clients is not None:
             with _named("--curve-clients"):
-                curve.allowed, curve.allowed_serve = read_folder(curve.clients), read_serve(curve.clients)
+                curve.keys = read_folder(curve.clients), read_serve(curve.clients)
         for dest, server in SERVER_OF.items():  # each server this daemon connects to over tcp: its key, now
             value = getattr(args, dest, None)
             for addr in [value] if isinstance(value, str) else value or []:
@@ -243,8 +244,8 @@ class Curve:
         """The ZAP handler's question, from its thread: is this client's key listed (for --serve,
         in ``serve/`` where there is one)? A refusal is remembered with the peer's address and
         the key's fingerprint (:meth:`take_denied`)."""
-        serve = self.allowed_serve if domain == SERVE_DOMAIN.decode() else None
-        if client_key in (serve if serve is not None else self.allowed):
+        allowed, serve = self.keys  # one read: both of one reload
+        if client_key in (serve if serve is not None and domain == SERVE_DOMAIN.decode() else allowed):
             return True
         self.denied.append((self._auth.address if self._auth is not None else "", fingerprint(client_key)))
         return False
@@ -256,24 +257,28 @@ class Curve:
         except IndexError:
             return None
 
+    @property
+    def allowed(self) -> dict[bytes, str]:
+        """``clients``' keys: key -> file."""
+        return self.keys[0]
+
     def reload(self) -> tuple[list[str], list[str]]:
         """Read ``clients`` (and ``clients/serve/``) again; returns the files added and removed,
-        a key --serve no longer lets in among the removed (its peer there is cut off too). The
-        running sets stay if a folder cannot be read (OperatorError)."""
+        a key --serve no longer lets in named ``serve/FILE`` among the removed (its peer there is
+        to be cut off; only there when every removal is such). The running sets stay if a folder
+        cannot be read (OperatorError)."""
         if self.clients is None:
             return [], []
-        before, now = self.allowed, read_folder(self.clients)
-        was_serve, now_serve = self.allowed_serve, read_serve(self.clients)
-        # one assignment each: the ZAP thread sees the old dict or the new one
-        self.allowed, self.allowed_serve = now, now_serve
+        (before, was_serve), (now, now_serve) = self.keys, (read_folder(self.clients), read_serve(self.clients))
+        self.keys = now, now_serve
         added = [now[k] for k in now if k not in before]
         removed = [before[k] for k in before if k not in now]
         # --serve's keys before and now: all of clients where there is no serve/
         serve_before = before if was_serve is None else was_serve
         serve_now = now if now_serve is None else now_serve
         added += [f"{SERVE_CLIENTS}/{serve_now[k]}" for k in serve_now if now_serve is not None and k not in serve_before]
-        removed += [f"{SERVE_CLIENTS}/ (--serve) {serve_before[k]}" for k in serve_before
-                    if k not in serve_now and k in now]  # still a client elsewhere, no longer on --serve
+        removed += [f"{SERVE_CLIENTS}/{serve_before[k]}" for k in serve_before
+                    if k not in serve_now and serve_before[k] not in removed]
         return added, removed
 
     def stop(self) -> None:

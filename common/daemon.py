@@ -71,7 +71,7 @@ from camwire.common import wire
 from camwire.common.config import Config, ConfigError
 from camwire.common.config_watch import ConfigWatcher
 from camwire.common.counters import Counters, write_stats
-from camwire.common.curve import Curve, secured
+from camwire.common.curve import SERVE_CLIENTS, Curve, secured
 from camwire.common.lifecycle import Hangup, StopFlag, backoff_delay
 from camwire.common.logs import RepeatLimiter, configure
 from camwire.common.metrics import register_stats
@@ -565,6 +565,8 @@ class Daemon:
         if not removed:
             return
         self._restart_server()
+        if all(name.startswith(f"{SERVE_CLIENTS}/") for name in removed):
+            return  # keys --serve no longer lets in, still clients of the rest: cut off --serve alone
         for sock, addr, endpoint in self._secured:
             try:
                 sock.unbind(endpoint)

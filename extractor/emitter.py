@@ -184,7 +184,8 @@ class Emitter:
         self.motion_said = message
         self.log.info("motion started" if message.active else "motion ended", seq=message.seq)
         if wait and not self._wait_room():
-            return  # stopping
+            self.counters.add("dropped", "motion")  # stopping before the pool took it
+            return
         if not send_nowait(self.push, [wire.pack(message)], CONTROL_SEND_TIMEOUT_MS):
             self.counters.add("dropped", "motion")
 

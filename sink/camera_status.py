@@ -159,20 +159,21 @@ class StatusPart:
     served: _Served = field(default_factory=_Served)
 
 
-def merged(reports: Iterable[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Several ventilators' views of their workers as one table: a worker linked to several
-    (classifier.links) has its credits, frames in flight, dispatched, done and lost summed over
-    them, and is leaving if any of them says so."""
+def merged(reports: Iterable[tuple[float, dict[str, dict[str, Any]]]]) -> dict[str, dict[str, Any]]:
+    """Several ventilators' reports (each its time and its workers) as one table: a worker linked
+    to several (classifier.links) has its credits, frames in flight, dispatched, done and lost
+    summed over them, is leaving if any of them says so, and ``reported_ts`` is its newest."""
     out: dict[str, dict[str, Any]] = {}
-    for report in reports:
+    for ts, report in reports:
         for name, worker in report.items():
             if (have := out.get(name)) is None:
-                out[name] = dict(worker)
+                out[name] = {**worker, "reported_ts": ts}
                 continue
             for key in SUMMED:
                 have[key] = (have.get(key) or 0) + (worker.get(key) or 0)
             have["leaving"] = bool(have.get("leaving") or worker.get("leaving"))
             have["detector"] = have.get("detector") or worker.get("detector")
+            have["reported_ts"] = max(have["reported_ts"], ts)
     return out
 
 
@@ -188,7 +189,6 @@ class StatusBook:
         self.db: sqlite3.Connection | None = None
         self.cameras = cameras if cameras is not None else LiveCameras()
         self.workers: dict[str, dict[str, Any]] = {}  # name -> as its ventilators reported it, summed
-        self.workers_ts: float | None = None  # the newest report's time
         # each ventilator's latest report (classifier.ventilator's name): when it came (monotonic),
         # its time, its workers by name
         self.reports: dict[str, tuple[float, float, dict[str, dict[str, Any]]]] = {}
@@ -307,13 +307,9 @@ class StatusBook:
         self.reports.pop(msg.ventilator or "", None)  # re-added last: the dict's order is the reports' age
         self.reports[msg.ventilator or ""] = (now, msg.ts_ns / 1e9, {w.name: msgspec.structs.asdict(w)
                                                                      for w in msg.workers})
-        for name in [n for n, (at, _, _) in self.reports.items() if now - at > REPORT_KEPT_S]:
-            del self.reports[name]
         while len(self.reports) > MAX_VENTILATORS:
             del self.reports[next(iter(self.reports))]
-        self.workers_ts = max(ts for _, ts, _ in self.reports.values())
-        self.workers = merged(report for _, _, report in self.reports.values())
-        self._workers_dirty = True
+        self._merge(now)
         unserved: dict[str, dict[str, int]] = {}
         for u in msg.unserved:
             unserved.setdefault(u.camera, {})[u.detector] = u.frames
@@ -379,11 +375,21 @@ class StatusBook:
 
     # -- what goes out ------------------------------------------------------------------------
 
-    def flush(self, force: bool = False, stopping: bool = False) -> None:
-        now = time.monotonic()
+    def _merge(self, now: float) -> None:
+        """The workers table again from the reports of ventilators heard within REPORT_KEPT_S."""
+        gone = [name for name, (at, _, _) in self.reports.items() if now - at > REPORT_KEPT_S]
+        for name in gone:
+            del self.reports[name]
+        self.workers = merged((ts, report) for _, ts, report in self.reports.values())
+        self._workers_dirty = True
+
+    def flush(self, force: bool = False, stopping: bool = False, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
         if not force and now < self._next_flush:
             return
         self._next_flush = now + FLUSH_S
+        if any(now - at > REPORT_KEPT_S for at, _, _ in self.reports.values()):
+            self._merge(now)  # a ventilator gone silent leaves the table though no other reports
         for camera, live in self.cameras.items():
             if live.part(StatusPart) is not None:
                 self._rate(camera, now)
@@ -404,7 +410,7 @@ class StatusBook:
                     self.db.execute("DELETE FROM workers")
                     names = sorted({*self.workers, *self.worker_results})
                     rows = [(name, w.get("credits"), w.get("in_flight"), w.get("dispatched"), w.get("completed"),
-                             int(bool(w.get("leaving"))), self.workers_ts if w else None,
+                             int(bool(w.get("leaving"))), w.get("reported_ts"),
                              self.worker_results.get(name, 0), w.get("detector"))
                             for name, w in ((n, self.workers.get(n, {})) for n in names)]
                     self.db.executemany("INSERT INTO workers (name, credits, in_flight, dispatched, completed, "

@@ -14,7 +14,8 @@ one camera may arrive out of order, and the repeats arrive again and again. Here
 - a sink that starts while a camera's motion is off learns that silently: no event for a
   stretch that ended before it was there. A stretch that started after the sink did (its
   ``started_ns`` against the sink's start) is told whole, though its end is the first word of it
-  heard: its start was lost on the way;
+  heard: its start was lost on the way (once: a camera forgotten and met again is not told it
+  twice);
 - with a ``ledger`` (sink.ledger), the state told is kept before its events leave and
   recalled when a camera is first met: a restarted sink knows the repeats of a state its
   previous run told (counted ``stale``) instead of telling the stretch's start again, and an end
@@ -67,6 +68,9 @@ class MotionStates:
         # when this sink started (wall clock, as capture times are): a stretch of motion that
         # started before it, and ended before its first word came, is not this sink's to tell
         self.since_ns = time.time_ns() if since_ns is None else since_ns
+        # cameras met in this run: one forgotten (idle) and met again with no ledger to recall its
+        # state from is told nothing new by the repeat of an end it told already
+        self.met: set[str] = set()
         self.counters = counters if counters is not None else Counters()
         self.ledger = ledger if ledger is not None else Ledger(None)
         self.cameras = cameras if cameras is not None else LiveCameras()  # the sink's live records, shared
@@ -89,7 +93,10 @@ class MotionStates:
             live.motion = told.active if told else False
             cam = live.attach(MotionPart(told.newest_ns if told else -1))
             started = m.started_ns if m.started_ns is not None else m.ts_ns
-            if told is None and not m.active and started < self.since_ns:  # off already when we came
+            again = m.camera in self.met
+            if len(self.met) < 4 * MAX_CAMERAS:
+                self.met.add(m.camera)
+            if told is None and not m.active and (started < self.since_ns or again):  # off already when we came
                 cam.newest_ns = m.ts_ns
                 return []
         if m.ts_ns <= cam.newest_ns:

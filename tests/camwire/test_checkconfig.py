@@ -103,6 +103,16 @@ def test_the_same_sinks_in_any_order_pass_and_a_workers_host_is_not_refused_for_
     alone.write_text(SOCKETS + '[classifier]\nsink = "tcp://10.0.0.4:5557"\n[recorder]\ndir = "ring"\n'
                      'sink = ["tcp://sinks.example:5557"]\n')
     assert camwire("check-config", str(alone)).returncode == 0
+    # no [recorder] or [web] in the file: nothing of theirs to compare (a site that runs neither)
+    workers_only = tmp_path / "workers.toml"
+    workers_only.write_text(SOCKETS + f'[classifier]\nsink = {TWO_SINKS}\n')
+    assert camwire("check-config", str(workers_only)).returncode == 0
+    # the workers' list names a ${VAR} a recorder's host lacks: its own list is not judged against it
+    by_var = tmp_path / "by_var.toml"
+    by_var.write_text(SOCKETS + '[classifier]\nsink = ["tcp://${SINK_A}:5557", "tcp://10.0.0.2:5557"]\n'
+                      '[recorder]\ndir = "ring"\nsink = ["tcp://10.0.0.1:5557", "tcp://10.0.0.2:5557"]\n')
+    assert camwire("check-config", "--daemons", "recorder", str(by_var)).returncode == 0
+    assert camwire("check-config", "--daemons", "recorder", str(by_var), env={"SINK_A": "10.0.0.9"}).returncode == 2
     refused = camwire("check-config", str(path))  # the whole file: its console would use [sockets] results
     assert refused.returncode == 2 and f"{path}:2:" in refused.stderr and "[web] sink" in refused.stderr, refused.stderr
 

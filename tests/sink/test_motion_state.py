@@ -51,6 +51,8 @@ def test_a_stretch_that_started_after_the_sink_is_told_whole_though_its_start_wa
     assert told(states, off(25, 20)) == [("motion_start", 20), ("motion_end", 25)]
     assert told(states, on(20)) == []  # the start, arriving late after all, changes nothing
     assert states.counters.get("motion_messages", "c", "stale") == 1
+    states.cameras.pop("c")  # forgotten (idle), no ledger: the end's repeat when it is met again tells nothing
+    assert told(states, off(25, 20)) == []
 
 
 def test_events_carry_the_boxes_and_unique_ids() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import traceback
 
 import numpy as np
 import pytest
@@ -66,7 +67,7 @@ def test_another_users_ring_is_said_to_be_so(ring) -> None:
     ref = ring.put(np.zeros((H, W, 3), np.uint8))
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: another user, then the sink's copy; its answer down the pipe
+    if pid == 0:  # the child: another user, then the sink's copy; its answer (or its error) down the pipe
         code = 1
         try:
             os.setgroups([])
@@ -76,6 +77,8 @@ def test_another_users_ring_is_said_to_be_so(ring) -> None:
             _, why = frames.copy_out(ref, (W, H, 3), "bgr")
             os.write(write, json.dumps([why, frames.counters.get("snapshot_pixels", "shm_denied")]).encode())
             code = 0
+        except BaseException:
+            os.write(write, traceback.format_exc().encode())
         finally:
             os._exit(code)
     os.close(write)

@@ -192,28 +192,31 @@ def test_status_says_when_its_data_is_stale(tmp_path: Path) -> None:
 
 def test_the_workers_table_sums_each_ventilators_latest_report(tmp_path: Path) -> None:
     """Two ventilators share a worker: its counts are both's; a newer report of one replaces its
-    older one; a ventilator silent past REPORT_KEPT_S leaves the table (a report of none: older)."""
+    older one; a ventilator silent past REPORT_KEPT_S leaves the table, whether or not another
+    reports meanwhile (a report of none: an older ventilator's)."""
     path = tmp_path / "status.db"
     book = StatusBook(path, errors())
+    kept = camera_status.REPORT_KEPT_S
 
     def report(ventilator: str | None, at: float, **dispatched: int) -> None:
         book.on_workers(wire.Workers(ts_ns=int(at * 1e9), ventilator=ventilator, workers=[
             wire.WorkerLoad(name=name, credits=2, dispatched=n, completed=n, detector="covered")
             for name, n in dispatched.items()]), now=at)
 
-    def table() -> dict[str, tuple]:
-        book.flush(force=True)
-        return {w["name"]: (w["dispatched"], w["completed"], w["credits"]) for w in read_status(path)[1]}
+    def table(at: float) -> dict[str, tuple]:
+        book.flush(force=True, now=at)
+        return {w["name"]: (w["dispatched"], w["completed"], w["credits"], w["updated_ts"])
+                for w in read_status(path)[1]}
 
     report("host-a tcp://0.0.0.0:5558", 100.0, w1=10, w2=4)
     report("host-b tcp://0.0.0.0:5558", 101.0, w1=7)
-    assert table() == {"w1": (17, 17, 4), "w2": (4, 4, 2)}
+    assert table(101.0) == {"w1": (17, 17, 4, 101.0), "w2": (4, 4, 2, 100.0)}
     report("host-a tcp://0.0.0.0:5558", 102.0, w1=12)  # w2 left host-a
-    assert table() == {"w1": (19, 19, 4)}
-    report(None, 102.0 + camera_status.REPORT_KEPT_S, w3=1)  # host-a and host-b silent since
-    assert table() == {"w1": (12, 12, 2), "w3": (1, 1, 2)}  # host-a's last (102 s) is just within the time kept
-    report(None, 103.0 + camera_status.REPORT_KEPT_S, w3=2)
-    assert table() == {"w3": (2, 2, 2)}
+    assert table(102.0) == {"w1": (19, 19, 4, 102.0)}
+    report(None, 102.0 + kept, w3=1)  # host-a and host-b silent since
+    assert table(102.0 + kept) == {"w1": (12, 12, 2, 102.0), "w3": (1, 1, 2, 102.0 + kept)}  # host-a's just kept
+    assert table(103.0 + kept) == {"w3": (1, 1, 2, 102.0 + kept)}  # host-a gone, though nobody reported since
+    assert table(103.0 + 2 * kept) == {}  # and the last one
     book.close()
 
 
