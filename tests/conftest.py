@@ -201,6 +201,23 @@ def zctx():
     ctx.destroy(linger=0)
 
 
+def cameras_for(sinks: list[str], per_sink: int) -> list[str]:
+    """Camera names (``cam0``, ``cam1``, ...) of which each of ``sinks`` owns ``per_sink``, by the
+    workers' rule (common.rendezvous). The sinks' addresses are a test's own (a port, a tmp path),
+    so which names fall where is found, never assumed: six fixed names all fell to one of two
+    sinks once in about thirty runs."""
+    from camwire.common.rendezvous import owner
+
+    chosen: dict[str, list[str]] = {s: [] for s in sinks}
+    i = 0
+    while any(len(names) < per_sink for names in chosen.values()):
+        mine = chosen[owner(f"cam{i}", sinks)]
+        if len(mine) < per_sink:
+            mine.append(f"cam{i}")
+        i += 1
+    return [c for names in chosen.values() for c in names]
+
+
 SHAPES_RULES = ROOT / "tests" / "pipeline" / "shapes_rules.toml"  # every label tracked: the shapes are no people
 
 

@@ -15,7 +15,7 @@ from camwire.classifier.sinks import sink_of, split
 from camwire.common import wire
 from camwire.common.rendezvous import owner
 from camwire.sink.store.status_db import read_status
-from conftest import SHAPES_RULES, subscribe, tcp, wait_status
+from conftest import SHAPES_RULES, cameras_for, subscribe, tcp, wait_status
 
 W, H = 64, 48
 PER_SINK = 3
@@ -36,20 +36,6 @@ def test_a_pool_report_is_split_by_camera_and_its_workers_table_goes_to_every_si
     assert sum(len(p.accounts) for p in parts.values()) == len(cameras)
 
 
-def cameras_for(sinks: list[str]) -> list[str]:
-    """Camera names of which each sink owns PER_SINK (the sinks' ports are the test's, so which
-    names fall where is found, not assumed)."""
-    chosen: dict[str, list[str]] = {s: [] for s in sinks}
-    i = 0
-    while any(len(c) < PER_SINK for c in chosen.values()):
-        name = f"cam{i}"
-        mine = chosen[owner(name, sinks)]
-        if len(mine) < PER_SINK:
-            mine.append(name)
-        i += 1
-    return [c for names in chosen.values() for c in names]
-
-
 def test_each_camera_goes_to_exactly_one_sink_the_same_from_every_worker(daemons, zctx, tmp_path: Path) -> None:
     sinks = {name: (tcp(), tcp(), tmp_path / name) for name in ("sink-1", "sink-2")}  # bind, detections, data
     for name, (bind, published, data) in sinks.items():
@@ -61,7 +47,7 @@ def test_each_camera_goes_to_exactly_one_sink_the_same_from_every_worker(daemons
     for name, order in (("worker-1", binds), ("worker-2", binds[::-1])):  # the same sinks, listed either way
         daemons.start(name, "classifier", "--connect", backend, *[w for b in order for w in ("--sink", b)],
                       "--detector", "covered", "--name", name)
-    cameras = cameras_for(binds)
+    cameras = cameras_for(binds, PER_SINK)
     subs = {bind: subscribe(zctx, published) for bind, published, _ in sinks.values()}
     push = zctx.socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 0)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from camwire.common.sinks import sink_of
 from camwire.sink.store.reviews import FILE as REVIEWS_FILE, read_reviewed
+from conftest import cameras_for
 from console import start_console
 
 TOKEN = "a token for two sinks"
-CAMERAS = ["north", "south", "east", "west", "gate", "yard"]
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:
@@ -54,12 +54,12 @@ def switches_told(events: Path) -> set[str]:
 def test_a_switch_goes_to_its_cameras_sink_and_a_review_mark_to_every_sink(tmp_path: Path, daemons, browser,
                                                                            monkeypatch) -> None:
     sinks = sorted(f"ipc://{tmp_path}/results{i}" for i in range(2))
-    owner = {camera: sinks.index(sink_of(camera, sinks)) for camera in CAMERAS}
-    assert set(owner.values()) == {0, 1}  # each sink owns some of these names
+    cameras = cameras_for(sinks, 3)  # each sink owns three, whatever the tmp path
+    owner = {camera: sinks.index(sink_of(camera, sinks)) for camera in cameras}
     config = tmp_path / "camwire.toml"  # one file for all, as on a site: the sinks know every camera
     config.write_text("[web]\ntoken = \"${CAMWIRE_WEB_TOKEN}\"\n"
                       f"sink = [\"{sinks[1]}\", \"{sinks[0]}\"]\n\n"  # the order written does not matter
-                      + "".join(f'[cameras.{c}]\nurl = "{tmp_path / c}.mp4"\n\n' for c in CAMERAS))
+                      + "".join(f'[cameras.{c}]\nurl = "{tmp_path / c}.mp4"\n\n' for c in cameras))
     for i, addr in enumerate(sinks):
         daemons.start(f"sink{i}", "sink", "--config", str(config), "--bind", addr,
                       "--events", str(tmp_path / f"events{i}.jsonl"), "--data-dir", str(tmp_path / f"data{i}"))
@@ -67,11 +67,11 @@ def test_a_switch_goes_to_its_cameras_sink_and_a_review_mark_to_every_sink(tmp_p
     url = start_console(daemons, "--config", str(config))
     monkeypatch.delenv("CAMWIRE_WEB_TOKEN")
 
-    for camera in CAMERAS:
+    for camera in cameras:
         until_ok(f"{url}/api/cameras/{camera}/switches", {"switch": "detect", "on": False})
     deadline = time.monotonic() + 60
     while [switches_told(tmp_path / f"events{i}.jsonl") for i in range(2)] != \
-            [{c for c in CAMERAS if owner[c] == i} for i in range(2)]:
+            [{c for c in cameras if owner[c] == i} for i in range(2)]:
         assert time.monotonic() < deadline, [switches_told(tmp_path / f"events{i}.jsonl") for i in range(2)]
         time.sleep(0.1)  # a file another process writes: nothing to await but its next line
 
@@ -87,21 +87,21 @@ def test_a_switch_goes_to_its_cameras_sink_and_a_review_mark_to_every_sink(tmp_p
     while True:
         answer = get(f"{url}/api/cameras")
         away = {c["camera"]: c["switches_away"] for c in answer["cameras"]}
-        if all(bool(away[c]) == (owner[c] == 1) for c in CAMERAS):
+        if all(bool(away[c]) == (owner[c] == 1) for c in cameras):
             break
         assert time.monotonic() < deadline, away
         time.sleep(0.1)  # an HTTP API has nothing to await but its next answer
-    assert answer["switches"]["settable"] and all(sinks[1] in away[c] for c in CAMERAS if owner[c] == 1)
+    assert answer["switches"]["settable"] and all(sinks[1] in away[c] for c in cameras if owner[c] == 1)
     # ... and so on the camera pages, in a real browser
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{url}/#/camera/{next(c for c in CAMERAS if owner[c] == 1)}")
+    page.goto(f"{url}/#/camera/{next(c for c in cameras if owner[c] == 1)}")
     page.fill("input.token", TOKEN)
     page.keyboard.press("Enter")
     page.locator('.switches[data-settable="false"] .switch[data-switch="detect"]:disabled').wait_for(timeout=30_000)
     assert sinks[1] in page.locator(".switches").get_attribute("title")
-    page.goto(f"{url}/#/camera/{next(c for c in CAMERAS if owner[c] == 0)}")
+    page.goto(f"{url}/#/camera/{next(c for c in cameras if owner[c] == 0)}")
     page.locator('.switches[data-settable="true"] .switch[data-switch="detect"]:enabled').wait_for(timeout=30_000)
     assert errors == []
     page.close()
